@@ -1,0 +1,19 @@
+"""The runtime: Machine, CPUs, tasks, scheduling policies, contexts, locks, reports.
+
+It knows nothing about memory; the memory layers call only its primitives.
+"""
+
+from .errors import (Deadlock, KernelBug, KernelPanic, KmemError, KmemInternalError, KmemUsageError,
+                     NotInTaskError, Oops)
+from .kernel import *  # noqa: F403
+from .kernel import __all__ as _kernel_all
+from .locks import *  # noqa: F403
+from .locks import __all__ as _locks_all
+from .machine import Machine
+from .report import Report
+from .task import CPU, Task
+from .trace import Decision, Trace
+
+__all__ = sorted({*_kernel_all, *_locks_all, "Machine", "Report", "Trace", "Decision", "CPU", "Task",
+                  "KmemError", "KmemUsageError", "NotInTaskError", "KernelBug", "Oops", "Deadlock",
+                  "KernelPanic", "KmemInternalError"})

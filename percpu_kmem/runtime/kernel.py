@@ -1,0 +1,477 @@
+"""The kernel-style context API: current, preemption, interrupts, sleeping.
+
+Every function acts on the machine and CPU of the calling kernel thread, found
+through ``CURRENT`` as the kernel finds ``current``; called from plain Python
+code they raise NotInTaskError. Scheduling points (``preempt_point``) are where
+the policy may switch CPUs, preempt the task (only with preempt_count == 0 and
+irqs on) or deliver an interrupt (only with irqs on).
+
+Kernel files modelled: kernel/sched/core.c (might_sleep, schedule),
+lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.c.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Final
+
+from . import costs
+from .errors import KmemUsageError, NotInTaskError
+from .preempt import (HARDIRQ_MASK, IRQ_MASK, NSEC_PER_JIFFY, PREEMPT_MASK, SOFTIRQ_DISABLE_OFFSET,
+                      SOFTIRQ_MASK, SOFTIRQ_OFFSET, X86_EFLAGS_IF)
+from .report import caller_site
+from .task import CURRENT, Task
+
+_cur: Final = CURRENT
+
+
+# -- scheduling points -----------------------------------------------------------
+def preempt_point(event: str = "preempt_point") -> None:
+    """A place where a real kernel could be preempted or interrupted.
+
+    The allocators call it inside their paths; simulated-memory accessors call it
+    on every access. Cheap when the policy does not decide here.
+    """
+    t = _cur.task
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, event)
+
+
+def charge(cycles: int) -> None:
+    """Charge ``cycles`` to this CPU's virtual clock (the virtual-time policy uses it)."""
+    t = _cur.task
+    t.machine._engine.charge(t, cycles)
+
+
+def current() -> Task:
+    """The running kernel thread (``current``): ``.pid``, ``.comm``."""
+    t = _cur.task
+    if not t:
+        raise NotInTaskError()
+    return t  # type: ignore[no-any-return]
+
+
+get_current = current
+
+
+def in_task_context() -> bool:
+    """True when called from a simulated kernel thread (never raises)."""
+    return bool(_cur.task)
+
+
+# -- CPU identity ------------------------------------------------------------------
+def raw_smp_processor_id() -> int:
+    """This CPU's number, without the preemption check."""
+    return _cur.task.cpu.id  # type: ignore[no-any-return]
+
+
+def smp_processor_id() -> int:
+    """This CPU's number; in preemptible code it is reported (CONFIG_DEBUG_PREEMPT).
+
+    Context: meaningful only with preemption disabled (get_cpu()), in interrupt
+    context, or in a task bound to one CPU.
+    """
+    t = _cur.task
+    c = t.cpu
+    if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
+        _debug_preempt_report(t, "smp_processor_id", "")
+    return c.id  # type: ignore[no-any-return]
+
+
+def _pinned(t: Task) -> bool:
+    allowed = t.cpus_allowed
+    return allowed is not None and len(allowed) == 1
+
+
+def _debug_preempt_report(t: Task, what1: str, what2: str) -> None:
+    file, line, func = caller_site(3)
+    t.machine.report(
+        "preempt_smp_processor_id" if what1 == "smp_processor_id" else "preempt_this_cpu",
+        [f"BUG: using {what1}{what2}() in preemptible [{0:08x}] code: {t.comm}/{t.pid}",
+         f"caller is {func} ({file}:{line})"],
+        site=f"{what1}{what2}@{file}:{line}")
+
+
+def debug_preempt_check(what1: str, what2: str = "") -> None:
+    """check_preemption_disabled(): report use of this CPU's data from preemptible code."""
+    t = _cur.task
+    c = t.cpu
+    if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
+        _debug_preempt_report(t, what1, what2)
+
+
+# -- preemption -------------------------------------------------------------------
+def preempt_disable() -> None:
+    """Disable preemption on this CPU (nests)."""
+    _cur.task.cpu.preempt_count += 1
+
+
+def preempt_enable() -> None:
+    """Re-enable preemption; where it reaches 0 the task may be preempted."""
+    t = _cur.task
+    c = t.cpu
+    if not c.preempt_count & PREEMPT_MASK:
+        _underflow(t)
+        return
+    c.preempt_count -= 1
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, "preempt_enable")
+
+
+def preempt_enable_no_resched() -> None:
+    """Re-enable preemption without a rescheduling point."""
+    t = _cur.task
+    c = t.cpu
+    if not c.preempt_count & PREEMPT_MASK:
+        _underflow(t)
+        return
+    c.preempt_count -= 1
+
+
+def _underflow(t: Task) -> None:
+    file, line, _ = caller_site(3)
+    t.machine.report("preempt_count_underflow",
+                     [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} preempt_count_sub",
+                      "DEBUG_LOCKS_WARN_ON(val > preempt_count())"], site=f"{file}:{line}")
+
+
+def get_cpu() -> int:
+    """Disable preemption and return this CPU's number; pair with put_cpu()."""
+    c = _cur.task.cpu
+    c.preempt_count += 1
+    return c.id  # type: ignore[no-any-return]
+
+
+def put_cpu() -> None:
+    """preempt_enable() after get_cpu()."""
+    preempt_enable()
+
+
+def preempt_count() -> int:
+    return _cur.task.cpu.preempt_count  # type: ignore[no-any-return]
+
+
+def in_atomic() -> bool:
+    return _cur.task.cpu.preempt_count != 0  # type: ignore[no-any-return]
+
+
+def in_interrupt() -> bool:
+    """Hardirq, softirq, or bottom halves disabled (irq_count() != 0)."""
+    return bool(_cur.task.cpu.preempt_count & IRQ_MASK)
+
+
+def in_irq() -> bool:
+    return bool(_cur.task.cpu.preempt_count & HARDIRQ_MASK)
+
+
+in_hardirq = in_irq
+
+
+def in_softirq() -> bool:
+    """Serving a softirq or with bottom halves disabled."""
+    return bool(_cur.task.cpu.preempt_count & SOFTIRQ_MASK)
+
+
+def in_serving_softirq() -> bool:
+    return bool(_cur.task.cpu.preempt_count & SOFTIRQ_OFFSET)
+
+
+def in_task() -> bool:
+    """Process context: neither hardirq nor softirq being served."""
+    return not (_cur.task.cpu.preempt_count & (HARDIRQ_MASK | SOFTIRQ_OFFSET))
+
+
+def irqs_disabled() -> bool:
+    return _cur.task.cpu.irqs_off  # type: ignore[no-any-return]
+
+
+def preemptible() -> bool:
+    c = _cur.task.cpu
+    return c.preempt_count == 0 and not c.irqs_off  # type: ignore[no-any-return]
+
+
+# -- local interrupts ---------------------------------------------------------------
+def local_irq_disable() -> None:
+    _cur.task.cpu.irqs_off = True
+
+
+def local_irq_enable() -> None:
+    """Enable interrupts on this CPU; pending ones are delivered now."""
+    t = _cur.task
+    c = t.cpu
+    c.irqs_off = False
+    if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+        t.machine._deliver_pending(c)
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, "local_irq_enable")
+
+
+def local_irq_save() -> int:
+    """Disable interrupts; return the flags that local_irq_restore() takes."""
+    c = _cur.task.cpu
+    flags = 0 if c.irqs_off else X86_EFLAGS_IF
+    c.irqs_off = True
+    return flags
+
+
+def local_irq_restore(flags: int) -> None:
+    if flags & X86_EFLAGS_IF:
+        local_irq_enable()
+    else:
+        _cur.task.cpu.irqs_off = True
+
+
+def local_bh_disable() -> None:
+    _cur.task.cpu.preempt_count += SOFTIRQ_DISABLE_OFFSET
+
+
+def local_bh_enable() -> None:
+    """Re-enable bottom halves; raised softirqs run now if nothing else masks them."""
+    t = _cur.task
+    c = t.cpu
+    if not c.preempt_count & SOFTIRQ_MASK:
+        _underflow(t)
+        return
+    c.preempt_count -= SOFTIRQ_DISABLE_OFFSET
+    if c.softirq_pending and not c.preempt_count & IRQ_MASK:
+        t.machine.do_softirq(c)
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, "local_bh_enable")
+
+
+# -- sleeping ---------------------------------------------------------------------------
+def might_sleep() -> None:
+    """Report a caller that may sleep while in atomic context or with irqs off."""
+    t = _cur.task
+    c = t.cpu
+    if c.preempt_count != 0 or c.irqs_off or t.is_idle:
+        _sleeping_in_atomic(t, 3)
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, "might_sleep")
+
+
+def might_sleep_if(cond: Any) -> None:
+    if cond:
+        might_sleep()
+
+
+def _sleeping_in_atomic(t: Task, depth: int) -> None:
+    c = t.cpu
+    file, line, _ = caller_site(depth)
+    t.machine.report(
+        "sleep_in_atomic",
+        [f"BUG: sleeping function called from invalid context at {file}:{line}",
+         f"in_atomic(): {int(c.preempt_count != 0)}, irqs_disabled(): {int(c.irqs_off)}, "
+         f"non_block: 0, pid: {t.pid}, name: {t.comm}",
+         f"preempt_count: {c.preempt_count:x}, expected: 0"],
+        site=f"{file}:{line}")
+
+
+def _schedule_debug(t: Task) -> None:
+    """schedule_debug(): sleeping with a non-zero preempt_count is a bug."""
+    c = t.cpu
+    if c.preempt_count != 0:
+        file, line, _ = caller_site(4)
+        t.machine.report("scheduling_while_atomic",
+                         [f"BUG: scheduling while atomic: {t.comm}/{t.pid}/0x{c.preempt_count:08x}"],
+                         site=f"{file}:{line}")
+
+
+def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bool:
+    """Sleep until woken (True) or until ``timeout_ns`` of virtual time passes (False).
+
+    The runtime's one way to sleep: wait queues, mutexes and msleep use it.
+    The caller registered itself where a waker will find it (and cleared
+    ``current().woken``) before calling.
+    """
+    t = _cur.task
+    _schedule_debug(t)
+    return t.machine._engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
+
+
+def wake_up_process(t: Task) -> bool:
+    """Wake a sleeping task; True if it was asleep."""
+    me = _cur.task
+    return me.machine._engine.wake(me if me else None, t)  # type: ignore[no-any-return]
+
+
+def schedule() -> None:
+    """Give up the CPU voluntarily (the task stays runnable)."""
+    t = _cur.task
+    _schedule_debug(t)
+    t.machine._engine.yield_cpu(t, "schedule")
+
+
+def cond_resched() -> None:
+    """A voluntary preemption point; it may sleep, so atomic callers are reported."""
+    t = _cur.task
+    c = t.cpu
+    if c.preempt_count != 0 or c.irqs_off:
+        _sleeping_in_atomic(t, 3)
+        return
+    t.machine._engine.yield_cpu(t, "cond_resched")
+
+
+class _Timer:
+    __slots__ = ()
+
+    def describe(self) -> str:
+        return "a timer (schedule_timeout)"
+
+
+_TIMER: Final = _Timer()
+
+
+def schedule_timeout(timeout: int) -> int:
+    """Sleep ``timeout`` jiffies of virtual time unless woken; return the jiffies left."""
+    if timeout < 0:
+        raise KmemUsageError(f"schedule_timeout: wrong timeout value {timeout:x}")
+    t = _cur.task
+    engine = t.machine._engine
+    start = engine.now
+    t.woken = False
+    woke = block(_TIMER, timeout * NSEC_PER_JIFFY, "schedule_timeout")
+    if not woke:
+        return 0
+    return max(0, timeout - (engine.now - start) // NSEC_PER_JIFFY)
+
+
+schedule_timeout_uninterruptible = schedule_timeout
+
+
+def io_schedule_timeout(timeout: int) -> int:
+    return schedule_timeout(timeout)
+
+
+def msleep(msecs: int) -> None:
+    """Sleep ``msecs`` of virtual time: no wall time passes."""
+    might_sleep()
+    t = _cur.task
+    t.woken = False
+    while True:
+        if not block(_TIMER, msecs * 1_000_000, "msleep"):
+            return
+        t.woken = False  # a stray wake_up_process: msleep sleeps on
+
+
+def udelay(usecs: int) -> None:
+    """Busy-wait: charges the cycles to this CPU, never sleeps."""
+    t = _cur.task
+    t.machine._engine.charge(t, usecs * 1000)
+    preempt_point("udelay")
+
+
+def ndelay(nsecs: int) -> None:
+    t = _cur.task
+    t.machine._engine.charge(t, nsecs)
+    preempt_point("ndelay")
+
+
+def mdelay(msecs: int) -> None:
+    udelay(msecs * 1000)
+
+
+def cpu_relax() -> None:
+    """The pause in a busy-wait loop: a scheduling point, so other CPUs run."""
+    preempt_point("cpu_relax")
+
+
+def jiffies() -> int:
+    """The virtual clock in jiffies (HZ = 1000)."""
+    return _cur.task.machine._engine.now // NSEC_PER_JIFFY  # type: ignore[no-any-return]
+
+
+def ktime_get_ns() -> int:
+    return _cur.task.machine._engine.now  # type: ignore[no-any-return]
+
+
+# -- kernel threads -----------------------------------------------------------------------
+_NO_DATA: Final = object()
+
+
+def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
+    """Start ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread in this run."""
+    if not callable(threadfn):
+        raise KmemUsageError(f"kthread_run: threadfn {threadfn!r} is not callable")
+    t = _cur.task
+    fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
+    name = namefmt or getattr(threadfn, "__name__", "kthread")
+    return t.machine._spawn(fn, name)  # type: ignore[no-any-return]
+
+
+def kthread_bind(t: Task, cpu: int) -> None:
+    """Pin a task to one CPU (before it runs, or for a task that is not yet placed)."""
+    set_cpus_allowed(t, [cpu])
+
+
+def set_cpus_allowed(t: Task, cpus: Any) -> None:
+    allowed = frozenset(int(c) for c in cpus)
+    if not allowed:
+        raise KmemUsageError("set_cpus_allowed: empty CPU mask")
+    t.cpus_allowed = allowed
+
+
+# -- interrupts and softirqs ------------------------------------------------------------
+def request_irq(irq: int, handler: Callable[[int, Any], Any], flags: int = 0, name: str = "",
+                dev_id: Any = None) -> int:
+    """Register an interrupt handler, kernel argument order; returns 0."""
+    _cur.task.machine.request_irq(irq, handler, name, dev_id)
+    return 0
+
+
+def free_irq(irq: int, dev_id: Any = None) -> None:
+    _cur.task.machine.free_irq(irq)
+
+
+def raise_irq(irq: int, cpu: int | None = None) -> None:
+    """Raise ``irq`` on CPU ``cpu`` (default: this one). It runs in hardirq context
+    on that CPU as soon as its interrupts are enabled."""
+    t = _cur.task
+    t.machine.raise_irq(irq, t.cpu.id if cpu is None else cpu)
+
+
+def open_softirq(nr: int, action: Callable[[], Any]) -> None:
+    _cur.task.machine.open_softirq(nr, action)
+
+
+def raise_softirq(nr: int) -> None:
+    """Mark softirq ``nr`` pending on this CPU; it runs on irq exit or local_bh_enable()."""
+    t = _cur.task
+    c = t.cpu
+    c.softirq_pending |= 1 << nr
+    if not c.preempt_count & IRQ_MASK:
+        t.machine.do_softirq(c)
+
+
+def printk(msg: str, level: str = "INFO") -> None:
+    """printk(): into the machine's dmesg buffer and loguru."""
+    _cur.task.machine.printk(msg, level)
+
+
+def panic(msg: str) -> None:
+    """panic(): the machine stops; Machine.run raises KernelPanic."""
+    _cur.task.machine.panic(msg)
+
+
+def BUG(msg: str = "") -> None:  # noqa: N802 - kernel name
+    """BUG(): an oops in the running task."""
+    file, line, _ = caller_site(2)
+    _cur.task.machine.report("bug", [f"kernel BUG at {file}:{line}!", *([msg] if msg else [])], fatal=True)
+
+
+def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
+    """WARN_ON(): a report (not fatal) when ``cond`` holds; returns ``bool(cond)``."""
+    if cond:
+        t = _cur.task
+        file, line, _ = caller_site(2)
+        t.machine.report("warning", [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line}",
+                                     *([msg] if msg else [])], site=f"{file}:{line}")
+    return bool(cond)
+
+
+__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "Any", "Callable", "Final", "Task", "costs")]
+_ = costs

@@ -1,0 +1,434 @@
+"""Spinlocks, mutexes and wait queues.
+
+spinlock_t follows CONFIG_DEBUG_SPINLOCK (kernel/locking/spinlock_debug.c): it
+remembers its owner and owner CPU, reports recursion, unlock of an unlocked lock
+and unlock by the wrong owner or CPU in the kernel's words, and never hangs: a
+CPU that would spin forever on a lock it already holds gets an Oops instead.
+Each lock keeps lock_stat-style counters (acquisitions, contentions, virtual
+cycles spent waiting and holding).
+
+The mutex and wait queues sleep through the runtime's ``block``; a mutex hands
+ownership straight to the first waiter, so wake-ups are never lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+from . import costs
+from .errors import KmemUsageError
+from .kernel import block, local_irq_enable, local_irq_restore, local_irq_save, local_bh_disable, \
+    local_bh_enable, might_sleep, preempt_enable
+from .preempt import NSEC_PER_JIFFY
+from .report import caller_site
+from .task import CURRENT, Task
+
+SPINLOCK_MAGIC = 0xDEAD4EAD
+_anon = 0
+
+
+def _auto_name(prefix: str) -> str:
+    global _anon
+    _anon += 1
+    return f"{prefix}#{_anon}"
+
+
+class spinlock_t:  # noqa: N801 - kernel type name
+    """A spinlock. Create with ``spin_lock_init()`` or ``DEFINE_SPINLOCK(name)``."""
+
+    __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
+                 "acquisitions", "contentions", "wait_cycles", "hold_cycles", "acquired_at",
+                 "__weakref__")
+
+    def __init__(self, name: str | None = None) -> None:
+        self.raw = threading.Lock()
+        self.name = name or _auto_name("spinlock")
+        self.owner: Task | None = None
+        self.owner_cpu = -1
+        self.magic = SPINLOCK_MAGIC
+        self.released_at = 0
+        self.last_cpu = -1
+        self.acquisitions = 0
+        self.contentions = 0
+        self.wait_cycles = 0
+        self.hold_cycles = 0
+        self.acquired_at = 0
+
+    def locked(self) -> bool:
+        return self.raw.locked()
+
+    def owner_name(self) -> str:
+        o = self.owner
+        return f"{o.comm}/{o.pid}" if o is not None else "<none>"
+
+    def __repr__(self) -> str:
+        return f"<spinlock {self.name} owner={self.owner_name()} cpu={self.owner_cpu}>"
+
+
+def spin_lock_init(name: str | None = None) -> spinlock_t:
+    """A new, unlocked spinlock (usable from plain Python too)."""
+    return spinlock_t(name)
+
+
+DEFINE_SPINLOCK = spin_lock_init
+
+
+def _spin_bug(t: Task, lock: spinlock_t, msg: str, *, fatal: bool = False) -> None:
+    owner = lock.owner
+    lines = [f"BUG: spinlock {msg} on CPU#{t.cpu.id}, {t.comm}/{t.pid}",
+             f" lock: {lock.name}, .magic: {lock.magic:08x}, .owner: "
+             f"{owner.comm + '/' + str(owner.pid) if owner else '<none>'}, .owner_cpu: {lock.owner_cpu}"]
+    file, line, _ = caller_site(3)
+    kind = "spinlock_" + msg.replace(" ", "_")
+    t.machine.report(kind, lines, site=f"{lock.name}@{file}:{line}", fatal=fatal,
+                     extra={"lock": lock.name, "owner": lock.owner_name()})
+
+
+def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
+    """debug_spin_lock_before + arch_spin_lock: preemption is already off."""
+    c = t.cpu
+    if lock.raw.locked():
+        if lock.owner is t:
+            _spin_bug(t, lock, "recursion", fatal=True)
+        elif lock.owner_cpu == c.id:
+            _spin_bug(t, lock, "cpu recursion", fatal=True)
+    engine = t.machine._engine
+    if not lock.raw.acquire(False):
+        lock.contentions += 1
+        start = c.clock
+        while True:
+            engine.spin(t, lock, event)
+            if lock.raw.acquire(False):
+                break
+        c = t.cpu
+        if lock.released_at > c.clock:
+            c.clock = lock.released_at
+        c.clock += costs.LOCK_HANDOFF
+        lock.wait_cycles += c.clock - start
+    else:
+        engine.charge(t, costs.LOCK if lock.last_cpu in (c.id, -1) else costs.LINE_TRANSFER)
+    lock.owner = t
+    lock.owner_cpu = c.id
+    lock.last_cpu = c.id
+    lock.acquisitions += 1
+    lock.acquired_at = c.clock
+    t.budget -= 1
+    if t.budget <= 0:
+        engine.decide(t, event)
+
+
+def _release(t: Task, lock: spinlock_t) -> None:
+    """debug_spin_unlock + arch_spin_unlock."""
+    c = t.cpu
+    if not lock.raw.locked():
+        _spin_bug(t, lock, "already unlocked")
+        return
+    if lock.owner is not t:
+        _spin_bug(t, lock, "wrong owner")
+    elif lock.owner_cpu != c.id:
+        _spin_bug(t, lock, "wrong CPU")
+    lock.hold_cycles += max(0, c.clock - lock.acquired_at)
+    lock.owner = None
+    lock.owner_cpu = -1
+    lock.released_at = c.clock
+    lock.raw.release()
+
+
+def spin_lock(lock: spinlock_t) -> None:
+    """Take ``lock`` with preemption disabled (interrupts stay as they are)."""
+    t = CURRENT.task
+    t.cpu.preempt_count += 1
+    _acquire(t, lock, "spin_lock")
+
+
+def spin_unlock(lock: spinlock_t) -> None:
+    t = CURRENT.task
+    _release(t, lock)
+    preempt_enable()
+
+
+def spin_trylock(lock: spinlock_t) -> int:
+    """Take ``lock`` if it is free: 1 on success, 0 (and nothing held) otherwise."""
+    t = CURRENT.task
+    c = t.cpu
+    c.preempt_count += 1
+    if lock.raw.acquire(False):
+        lock.owner = t
+        lock.owner_cpu = c.id
+        lock.last_cpu = c.id
+        lock.acquisitions += 1
+        lock.acquired_at = c.clock
+        return 1
+    c.preempt_count -= 1
+    return 0
+
+
+def spin_lock_irq(lock: spinlock_t) -> None:
+    """Disable local interrupts, then take ``lock``."""
+    t = CURRENT.task
+    c = t.cpu
+    c.irqs_off = True
+    c.preempt_count += 1
+    _acquire(t, lock, "spin_lock_irq")
+
+
+def spin_unlock_irq(lock: spinlock_t) -> None:
+    t = CURRENT.task
+    _release(t, lock)
+    c = t.cpu
+    if c.preempt_count & 0xFF:
+        c.preempt_count -= 1
+    local_irq_enable()
+
+
+def spin_lock_irqsave(lock: spinlock_t) -> int:
+    """Save and disable local interrupts, take ``lock``; returns the flags to restore."""
+    t = CURRENT.task
+    flags = local_irq_save()
+    t.cpu.preempt_count += 1
+    _acquire(t, lock, "spin_lock_irqsave")
+    return flags
+
+
+def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
+    t = CURRENT.task
+    _release(t, lock)
+    c = t.cpu
+    if c.preempt_count & 0xFF:
+        c.preempt_count -= 1
+    local_irq_restore(flags)
+
+
+def spin_lock_bh(lock: spinlock_t) -> None:
+    """Disable bottom halves, then take ``lock``."""
+    local_bh_disable()
+    t = CURRENT.task
+    t.cpu.preempt_count += 1
+    _acquire(t, lock, "spin_lock_bh")
+
+
+def spin_unlock_bh(lock: spinlock_t) -> None:
+    t = CURRENT.task
+    _release(t, lock)
+    c = t.cpu
+    if c.preempt_count & 0xFF:
+        c.preempt_count -= 1
+    local_bh_enable()
+
+
+def spin_is_locked(lock: spinlock_t) -> bool:
+    return lock.raw.locked()
+
+
+# -- mutex ------------------------------------------------------------------------------
+class mutex:  # noqa: N801 - kernel type name
+    """A sleeping lock; ownership passes directly to the first waiter."""
+
+    __slots__ = ("name", "owner", "waiters", "guard")
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or _auto_name("mutex")
+        self.owner: Task | None = None
+        self.waiters: list[Task] = []
+        self.guard = threading.Lock()
+
+    def describe(self) -> str:
+        o = self.owner
+        return f"mutex {self.name} held by {o.comm + '/' + str(o.pid) if o else '<none>'}"
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+
+def mutex_init(name: str | None = None) -> mutex:
+    return mutex(name)
+
+
+DEFINE_MUTEX = mutex_init
+
+
+def mutex_lock(m: mutex) -> None:
+    """Take ``m``, sleeping while another task holds it. Context: process, may sleep."""
+    might_sleep()
+    t = CURRENT.task
+    with m.guard:
+        if m.owner is None:
+            m.owner = t
+            return
+        if m.owner is t:
+            file, line, _ = caller_site(2)
+            t.machine.report("mutex_recursion",
+                             [f"WARNING: possible recursive locking detected: {t.comm}/{t.pid} is trying "
+                              f"to acquire lock {m.name} at {file}:{line} but already holds it"],
+                             fatal=True)
+        t.woken = False
+        m.waiters.append(t)
+    while m.owner is not t:
+        block(m, None, "mutex_lock")
+
+
+def mutex_trylock(m: mutex) -> int:
+    t = CURRENT.task
+    with m.guard:
+        if m.owner is None:
+            m.owner = t
+            return 1
+    return 0
+
+
+def mutex_unlock(m: mutex) -> None:
+    t = CURRENT.task
+    with m.guard:
+        if m.owner is not t:
+            file, line, _ = caller_site(2)
+            t.machine.report("mutex_wrong_owner",
+                             [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} mutex_unlock",
+                              f"DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current): lock {m.name} "
+                              f"owned by {m.describe()}"], site=f"{m.name}@{file}:{line}")
+            if m.owner is None:
+                return
+        nxt = m.waiters.pop(0) if m.waiters else None
+        m.owner = nxt
+    if nxt is not None:
+        t.machine._engine.wake(t, nxt)
+    t.budget -= 1
+    if t.budget <= 0:
+        t.machine._engine.decide(t, "mutex_unlock")
+
+
+def mutex_is_locked(m: mutex) -> bool:
+    return m.owner is not None
+
+
+# -- wait queues ---------------------------------------------------------------------------
+class wait_queue_head_t:  # noqa: N801 - kernel type name
+    """A wait queue: tasks sleep on it until a wake_up()."""
+
+    __slots__ = ("name", "waiters", "guard")
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or _auto_name("waitqueue")
+        self.waiters: list[Task] = []
+        self.guard = threading.Lock()
+
+    def describe(self) -> str:
+        return f"wait queue {self.name}"
+
+    def __repr__(self) -> str:
+        return f"<wait_queue {self.name} waiters={[t.name for t in self.waiters]}>"
+
+
+def init_waitqueue_head(name: str | None = None) -> wait_queue_head_t:
+    return wait_queue_head_t(name)
+
+
+DECLARE_WAIT_QUEUE_HEAD = init_waitqueue_head
+
+
+def prepare_to_wait(wq: wait_queue_head_t) -> None:
+    """Put ``current`` on ``wq`` before testing the condition (no lost wake-ups)."""
+    t = CURRENT.task
+    with wq.guard:
+        t.woken = False
+        if t not in wq.waiters:
+            wq.waiters.append(t)
+
+
+def finish_wait(wq: wait_queue_head_t) -> None:
+    t = CURRENT.task
+    with wq.guard:
+        if t in wq.waiters:
+            wq.waiters.remove(t)
+
+
+def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str) -> bool:
+    t = CURRENT.task
+    engine = t.machine._engine
+    deadline = None if timeout_ns is None else engine.now + timeout_ns
+    try:
+        while True:
+            prepare_to_wait(wq)
+            if condition():
+                return True
+            left = None if deadline is None else deadline - engine.now
+            if left is not None and left <= 0:
+                return bool(condition())
+            block(wq, left, event)
+    finally:
+        finish_wait(wq)
+
+
+def wait_event(wq: wait_queue_head_t, condition: Callable[[], Any]) -> None:
+    """Sleep until ``condition()`` is true, re-checked after every wake-up on ``wq``.
+
+    Context: process context, may sleep.
+    """
+    might_sleep()
+    if condition():
+        return
+    _wait(wq, condition, None, "wait_event")
+
+
+def wait_event_interruptible(wq: wait_queue_head_t, condition: Callable[[], Any]) -> int:
+    """As wait_event (the model has no signals); returns 0."""
+    wait_event(wq, condition)
+    return 0
+
+
+def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], timeout: int) -> int:
+    """Sleep until ``condition()`` or ``timeout`` jiffies of virtual time.
+
+    Returns 0 if the condition was still false when the time ran out, otherwise
+    the jiffies left (at least 1), as the kernel does.
+    """
+    might_sleep()
+    if timeout < 0:
+        raise KmemUsageError(f"wait_event_timeout: timeout(={timeout}) must be >= 0")
+    t = CURRENT.task
+    engine = t.machine._engine
+    start = engine.now
+    if condition():
+        return max(1, timeout)
+    ok = _wait(wq, condition, timeout * NSEC_PER_JIFFY, "wait_event_timeout")
+    if not ok:
+        return 0
+    return max(1, timeout - (engine.now - start) // NSEC_PER_JIFFY)
+
+
+def wake_up(wq: wait_queue_head_t) -> None:
+    """Wake every task sleeping on ``wq`` (they re-check their conditions)."""
+    t = CURRENT.task
+    with wq.guard:
+        waiters = list(wq.waiters)
+        wq.waiters.clear()
+    engine = t.machine._engine
+    for w in waiters:
+        engine.wake(t, w)
+
+
+wake_up_all = wake_up
+wake_up_interruptible = wake_up
+
+
+def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
+    t = CURRENT.task
+    with wq.guard:
+        waiters = wq.waiters[:nr]
+        del wq.waiters[:nr]
+    for w in waiters:
+        t.machine._engine.wake(t, w)
+
+
+def waitqueue_active(wq: wait_queue_head_t) -> bool:
+    return bool(wq.waiters)
+
+
+__all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",
+           "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
+           "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "mutex", "mutex_init", "DEFINE_MUTEX",
+           "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
+           "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
+           "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
+           "wake_up_interruptible", "wake_up_nr", "waitqueue_active"]
+_ = Any

@@ -1,0 +1,346 @@
+"""Scheduling policies: who runs next, and when a preemption or interrupt happens.
+
+A policy only decides; the engine applies. At a decision the engine hands the
+policy an :class:`Options` holding exactly the legal choices at that point
+(preemption only where preempt_count == 0 and irqs are on, an interrupt only
+where irqs are on), so every policy explores only schedules a kernel could run.
+
+- :class:`RandomPolicy` ("random"): a seeded random walk.
+- :class:`PCTPolicy` ("pct"): probabilistic concurrency testing (Burckhardt et
+  al., ASPLOS 2010) with a depth ``d``; steps are counted only where more than
+  one choice is legal.
+- :class:`VirtualTimePolicy` ("virtual"): the CPU with the smallest virtual clock
+  runs next; contention emerges from the cycles each primitive charges.
+- :class:`ReplayPolicy`: follows a recorded trace, says where a replay diverges
+  and carries on randomly from there.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Any, Final
+
+from loguru import logger
+
+from .trace import Decision, Trace
+
+if TYPE_CHECKING:
+    from .engine import BatonEngine
+    from .task import CPU, Task
+
+_log = logger.bind(subsystem="sched")
+
+CONTINUE: Final = ("C",)
+
+
+class Options:
+    """The legal choices at one decision, in a deterministic order."""
+
+    __slots__ = ("running", "ready", "idle_cpus", "idle_irq_cpus", "can_preempt", "irqs")
+
+    def __init__(self, running: list[Task], ready: list[Task], idle_cpus: list[CPU],
+                 idle_irq_cpus: list[CPU], can_preempt: bool, irqs: list[tuple[int, float]]) -> None:
+        self.running = running
+        self.ready = ready if idle_cpus else []
+        self.idle_cpus = idle_cpus
+        self.idle_irq_cpus = idle_irq_cpus
+        self.can_preempt = can_preempt
+        self.irqs = irqs
+
+    def runnable_count(self) -> int:
+        return len(self.running) + len(self.ready) + len(self.idle_irq_cpus)
+
+    def cpus_for(self, t: Task) -> list[CPU]:
+        allowed = t.cpus_allowed
+        if allowed is None:
+            return self.idle_cpus
+        return [c for c in self.idle_cpus if c.id in allowed]
+
+
+class Policy:
+    """Interface of a scheduling policy."""
+
+    name = "policy"
+    #: Deciding at every point (PCT) rather than after a drawn number of points.
+    every_point = False
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+
+    def start(self, engine: BatonEngine) -> None:  # noqa: B027 - optional hook
+        """Called once before the first task runs."""
+
+    def budget(self, engine: BatonEngine, t: Task) -> int:
+        """Scheduling points ``t`` may pass before the next decision (>= 1)."""
+        return 1
+
+    def quiet_budget(self, engine: BatonEngine, t: Task) -> int:
+        """Budget after a decision with nothing to choose (no randomness spent)."""
+        return self.budget(engine, t)
+
+    def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
+        """Pick an action: ("C",) continue, ("S", task), ("D", task, cpu), ("P",),
+        ("I", irq) or ("V", cpu). ``forced``: ``t`` cannot go on (it sleeps, spins or ended)."""
+        raise NotImplementedError
+
+    def vlimit(self, engine: BatonEngine, t: Task) -> int:
+        """Virtual-clock value past which ``t`` must let the policy decide."""
+        return 1 << 62
+
+    # Shared helpers -----------------------------------------------------
+    def _pick_uniform(self, t: Task, opts: Options, forced: bool) -> tuple[Any, ...]:
+        rng = self.rng
+        n_run = len(opts.running)
+        n_ready = len(opts.ready)
+        total = n_run + n_ready + len(opts.idle_irq_cpus)
+        i = rng.randrange(total)
+        if i < n_run:
+            u = opts.running[i]
+            return CONTINUE if (u is t and not forced) else ("S", u)
+        i -= n_run
+        if i < n_ready:
+            r = opts.ready[i]
+            cpus = opts.cpus_for(r) or opts.idle_cpus
+            return ("D", r, cpus[rng.randrange(len(cpus))])
+        return ("V", opts.idle_irq_cpus[i - n_ready])
+
+
+class RandomPolicy(Policy):
+    """A seeded random walk over the legal choices.
+
+    After each decision the running task gets a random number of points (mean
+    ``mean_run``) before the next one. At a decision: preempt with probability
+    ``preempt_prob`` where legal, fire each injectable IRQ with its rate where
+    legal, else pick uniformly among the runnable tasks (itself included).
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int, mean_run: int = 4, preempt_prob: float = 0.2) -> None:
+        super().__init__(seed)
+        self.span = max(1, 2 * mean_run - 1)
+        self.preempt_prob = preempt_prob
+
+    def budget(self, engine: BatonEngine, t: Task) -> int:
+        return self.rng.randrange(self.span) + 1
+
+    def quiet_budget(self, engine: BatonEngine, t: Task) -> int:
+        return self.span
+
+    def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
+        rng = self.rng
+        if not forced:
+            if opts.can_preempt and rng.random() < self.preempt_prob:
+                return ("P",)
+            for irq, rate in opts.irqs:
+                if rng.random() < rate:
+                    return ("I", irq)
+        return self._pick_uniform(t, opts, forced)
+
+
+class PCTPolicy(Policy):
+    """Probabilistic Concurrency Testing with bug depth ``depth``.
+
+    Every task gets a distinct random priority; the highest-priority runnable
+    task runs. ``depth - 1`` change points are drawn in ``[1, steps]``; at each,
+    the running task drops below every other. One run finds a bug of depth d with
+    probability at least 1/(n * k^(d-1)) for n tasks and k steps, so ``steps``
+    should be at least the number of contended steps of the scenario.
+    """
+
+    name = "pct"
+    every_point = True
+
+    def __init__(self, seed: int, depth: int = 2, steps: int = 200) -> None:
+        super().__init__(seed)
+        if depth < 1:
+            raise ValueError(f"PCT depth(={depth}) must be >= 1")
+        if steps < 1:
+            raise ValueError(f"PCT steps(={steps}) must be >= 1")
+        self.depth = depth
+        self.steps = steps
+        self.change_points = sorted(self.rng.sample(range(1, steps + 1), min(depth - 1, steps)))
+        self.pct_step = 0
+        self.low = 0.0  # priorities handed out at change points go below every initial one
+
+    def _prio(self, t: Task) -> float:
+        if t.prio == 0.0:
+            t.prio = 1.0 + self.rng.random()  # initial priorities in (1, 2)
+        return t.prio
+
+    def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
+        if opts.runnable_count() + (0 if forced or t in opts.running else 1) > 1:
+            self.pct_step += 1
+            if self.change_points and self.pct_step == self.change_points[0]:
+                self.change_points.pop(0)
+                self.low -= 1.0
+                t.prio = self.low
+        for irq, rate in opts.irqs if not forced else ():
+            if self.rng.random() < rate:
+                return ("I", irq)
+        best: tuple[Any, ...] | None = None
+        best_prio = float("-inf")
+        for u in opts.running:
+            p = self._prio(u)
+            if p > best_prio:
+                best, best_prio = (("C",) if (u is t and not forced) else ("S", u)), p
+        for r in opts.ready:
+            p = self._prio(r)
+            if p > best_prio:
+                cpus = opts.cpus_for(r) or opts.idle_cpus
+                best, best_prio = ("D", r, cpus[0]), p
+        if best is CONTINUE and opts.can_preempt and engine.ready and not opts.idle_cpus:
+            top = max(engine.ready, key=self._prio)
+            if self._prio(top) > self._prio(t):
+                return ("P",)
+        if best is None:
+            return ("V", opts.idle_irq_cpus[0])
+        return best
+
+
+class VirtualTimePolicy(Policy):
+    """Smallest virtual clock runs next; ties go to the lowest CPU number.
+
+    Primitives charge cycles to the running CPU; once its clock passes the
+    smallest clock of any other runnable CPU, the next point hands over. Lock
+    contention, spinning and cache-line transfers then show as elapsed virtual
+    time, which is what the scalability study measures.
+    """
+
+    name = "virtual"
+
+    def __init__(self, seed: int, quantum: int = 0) -> None:
+        super().__init__(seed)
+        self.quantum = quantum
+
+    def budget(self, engine: BatonEngine, t: Task) -> int:
+        return 1 << 30
+
+    @staticmethod
+    def _clock_of(u: Task) -> int:
+        return u.cpu.clock if u.cpu is not None else 0
+
+    def vlimit(self, engine: BatonEngine, t: Task) -> int:
+        lim = 1 << 62
+        for c in engine.cpus:
+            u = c.curr
+            if u is None:
+                if engine.ready:
+                    lim = min(lim, max(c.clock, min(r.ready_at for r in engine.ready)))
+            elif u is not t and (u.spinning is None or not u.spinning.locked()):
+                if c.clock < lim:
+                    lim = c.clock
+        return lim + self.quantum
+
+    def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
+        for irq, rate in opts.irqs if not forced else ():
+            if self.rng.random() < rate:
+                return ("I", irq)
+        best: tuple[Any, ...] | None = None
+        best_key: tuple[int, int] = (1 << 62, 1 << 30)
+        for u in opts.running:
+            key = (u.cpu.clock if u.cpu else 0, u.cpu.id if u.cpu else 0)
+            if key < best_key:
+                best, best_key = ((("C",) if (u is t and not forced) else ("S", u)), key)
+        for r in opts.ready:
+            for c in opts.cpus_for(r) or opts.idle_cpus:
+                key = (max(c.clock, r.ready_at), c.id)
+                if key < best_key:
+                    best, best_key = ("D", r, c), key
+        for c in opts.idle_irq_cpus:
+            key = (c.clock, c.id)
+            if key < best_key:
+                best, best_key = ("V", c), key
+        assert best is not None
+        return best
+
+
+class ReplayPolicy(Policy):
+    """Follows a recorded trace exactly; on divergence, says where and goes on randomly."""
+
+    def __init__(self, trace: Trace, fallback: Policy) -> None:
+        super().__init__(trace.seed)
+        self.name = trace.policy
+        self.decisions = list(trace.decisions)
+        self.pos = 0
+        self.fallback = fallback
+        self.diverged: str | None = None
+
+    def _next(self) -> Decision | None:
+        return self.decisions[self.pos] if self.pos < len(self.decisions) else None
+
+    def budget(self, engine: BatonEngine, t: Task) -> int:
+        if self.diverged is not None:
+            return self.fallback.budget(engine, t)
+        d = self._next()
+        if d is None:
+            return 1 << 30
+        return max(1, d.step - engine.steps)
+
+    def vlimit(self, engine: BatonEngine, t: Task) -> int:
+        return self.fallback.vlimit(engine, t) if self.diverged is not None else 1 << 62
+
+    def _diverge(self, engine: BatonEngine, why: str) -> None:
+        self.diverged = f"replay diverged at step {engine.steps}: {why}; continuing with {self.fallback.name}"
+        _log.warning(self.diverged)
+
+    def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
+        if self.diverged is not None:
+            return self.fallback.choose(engine, t, event, opts, forced)
+        d = self._next()
+        if d is None or d.step != engine.steps:
+            if forced or d is not None:
+                self._diverge(engine, f"expected {d.token() if d else 'end of trace'}, got "
+                              f"{t.pid}:{event} {'(forced)' if forced else ''}".rstrip())
+                return self.fallback.choose(engine, t, event, opts, forced)
+            return CONTINUE
+        if d.pid != t.pid or d.event != event:
+            self._diverge(engine, f"expected {d.token()}, got {engine.steps}:{t.pid}:{event}")
+            return self.fallback.choose(engine, t, event, opts, forced)
+        self.pos += 1
+        act = self._resolve(engine, t, d, opts, forced)
+        if act is None:
+            self._diverge(engine, f"{d.token()} is not a legal choice here")
+            return self.fallback.choose(engine, t, event, opts, forced)
+        return act
+
+    @staticmethod
+    def _resolve(engine: BatonEngine, t: Task, d: Decision, opts: Options, forced: bool) -> tuple[Any, ...] | None:
+        a = d.action
+        if a == "P":
+            return ("P",) if opts.can_preempt and not forced else None
+        if a == "I":
+            return ("I", d.arg) if not forced and any(irq == d.arg for irq, _ in opts.irqs) else None
+        if a == "S":
+            for u in opts.running:
+                if u.pid == d.arg:
+                    return ("S", u)
+            return None
+        if a == "D":
+            for r in opts.ready:
+                if r.pid == d.arg:
+                    for c in opts.idle_cpus:
+                        if c.id == d.arg2:
+                            return ("D", r, c)
+            return None
+        if a == "V":
+            for c in opts.idle_irq_cpus:
+                if c.id == d.arg:
+                    return ("V", c)
+            return None
+        return None
+
+
+POLICIES: Final = ("free", "random", "pct", "virtual")
+
+
+def make_policy(name: str, seed: int, **kw: Any) -> Policy:
+    """Build a deterministic policy by name."""
+    if name == "random":
+        return RandomPolicy(seed, **kw)
+    if name == "pct":
+        return PCTPolicy(seed, **kw)
+    if name == "virtual":
+        return VirtualTimePolicy(seed, **kw)
+    raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")

@@ -1,0 +1,35 @@
+"""preempt_count layout and flags, as in include/linux/preempt.h (modern layout).
+
+The model keeps one preempt_count per simulated CPU (modern x86 keeps it per CPU
+too); a task that sleeps carries its count with it, as 2.6's thread_info did, so
+that "scheduling while atomic" leaves the CPU consistent for the next task.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+PREEMPT_BITS: Final = 8
+SOFTIRQ_BITS: Final = 8
+HARDIRQ_BITS: Final = 4
+NMI_BITS: Final = 4
+
+PREEMPT_MASK: Final = 0x000000FF
+SOFTIRQ_MASK: Final = 0x0000FF00
+HARDIRQ_MASK: Final = 0x000F0000
+NMI_MASK: Final = 0x00F00000
+
+PREEMPT_OFFSET: Final = 1
+SOFTIRQ_OFFSET: Final = 0x100
+SOFTIRQ_DISABLE_OFFSET: Final = 2 * SOFTIRQ_OFFSET
+HARDIRQ_OFFSET: Final = 0x10000
+NMI_OFFSET: Final = 0x100000
+
+IRQ_MASK: Final = NMI_MASK | HARDIRQ_MASK | SOFTIRQ_MASK
+
+#: EFLAGS.IF: what local_irq_save() returns when interrupts were enabled.
+X86_EFLAGS_IF: Final = 0x200
+
+#: Jiffies per second (2.6 i386 default).
+HZ: Final = 1000
+NSEC_PER_JIFFY: Final = 1_000_000_000 // HZ

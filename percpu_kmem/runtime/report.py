@@ -1,0 +1,121 @@
+"""Kernel-style reports: a structured object per diagnostic plus its printk lines.
+
+A report carries what a kernel developer reads in a splat (kind, CPU, task,
+preempt_count, irqs_disabled, the call stack) and ``text``, the lines the kernel
+would print, in today's wording (see docs/runtime.md for the era choice).
+The simulated call stack is the Python stack of the task at the moment of the
+report, trimmed of the runtime's own frames, so it names the simulated kernel
+functions (kmalloc, cache_grow, ...) and the test code that called them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Final
+
+_PKG_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_RUNTIME_DIR: Final = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One simulated stack frame: a function and where it is."""
+
+    function: str
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f" {self.function} ({self.file}:{self.line})"
+
+
+@dataclass
+class Report:
+    """One kernel diagnostic.
+
+    Attributes:
+        kind: short machine-readable name ("sleep_in_atomic", "spinlock_recursion", ...).
+        text: the printk lines, joined by newlines, as the kernel prints them.
+        cpu: CPU number the report came from (-1 outside any CPU).
+        task: "comm/pid" of ``current``.
+        pid: pid of ``current``.
+        preempt_count: the CPU's preempt_count at the report.
+        irqs_disabled: whether local interrupts were off.
+        stack: the simulated call stack, innermost first.
+        step: the scheduling step at which it happened (for replay).
+        count: how many times this (kind, site) fired; repeats are folded.
+    """
+
+    kind: str
+    text: str
+    cpu: int
+    task: str
+    pid: int
+    preempt_count: int
+    irqs_disabled: bool
+    stack: tuple[Frame, ...] = ()
+    step: int = 0
+    count: int = 1
+    site: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def relpath(filename: str) -> str:
+    """Shorten a source path the way kernel messages name files (mm/slab.c)."""
+    absf = os.path.abspath(filename)
+    if absf.startswith(_PKG_DIR + os.sep):
+        return os.path.relpath(absf, os.path.dirname(_PKG_DIR))
+    try:
+        rel = os.path.relpath(absf)
+    except ValueError:  # another drive
+        return absf
+    return absf if rel.startswith("..") else rel
+
+
+def _is_runtime_frame(filename: str) -> bool:
+    return os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
+
+
+def capture_stack(skip_runtime: bool = True, limit: int = 24) -> tuple[Frame, ...]:
+    """The simulated call stack of the calling thread, innermost first.
+
+    Frames of the runtime itself (the scheduler, the report machinery) are left
+    out: a kernel stack trace shows the code that misbehaved, not printk.
+    """
+    frames: list[Frame] = []
+    f = sys._getframe(1)
+    while f is not None and len(frames) < limit:
+        code = f.f_code
+        name = code.co_name
+        if name == "_task_main":  # the thread entry: below this is the pool
+            break
+        if not (skip_runtime and _is_runtime_frame(code.co_filename)):
+            frames.append(Frame(name, relpath(code.co_filename), f.f_lineno))
+        f = f.f_back  # type: ignore[assignment]
+    return tuple(frames)
+
+
+def caller_site(depth: int = 2) -> tuple[str, int, str]:
+    """(file, line, function) of the first frame outside the runtime, ``depth`` up."""
+    f = sys._getframe(depth)
+    while f is not None and _is_runtime_frame(f.f_code.co_filename):
+        f = f.f_back  # type: ignore[assignment]
+    if f is None:
+        return ("<unknown>", 0, "<unknown>")
+    return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:
+    """The "Call Trace:" block of a splat."""
+    if not stack:
+        return []
+    return ["Call Trace:", *(str(fr) for fr in stack)]

@@ -1,0 +1,152 @@
+"""CPUs and tasks: the two kinds of actor a simulated machine schedules.
+
+Hot fields are plain attributes of ``__slots__`` classes: a scheduling point
+touches ``task.budget`` and ``cpu.preempt_count`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+# Task states (plain ints: compared on hot paths).
+TASK_NEW: Final = 0
+TASK_RUNNING: Final = 1  # on a CPU (holding it, maybe paused by the baton)
+TASK_READY: Final = 2  # runnable, waiting for a CPU
+TASK_SLEEPING: Final = 3  # blocked on a wait queue, mutex or timer
+TASK_DONE: Final = 4
+
+STATE_NAMES: Final = {TASK_NEW: "new", TASK_RUNNING: "running", TASK_READY: "ready",
+                      TASK_SLEEPING: "sleeping", TASK_DONE: "done"}
+
+
+class CPU:
+    """One simulated processor.
+
+    Attributes:
+        id: the CPU number (smp_processor_id()).
+        node: the NUMA node the CPU belongs to.
+        preempt_count: preempt/softirq/hardirq counts, laid out as in preempt.h.
+        irqs_off: local interrupts disabled (the complement of EFLAGS.IF).
+        curr: the task on this CPU, or None when it idles.
+        pending_irqs: IRQ numbers raised on this CPU and not yet handled.
+        softirq_pending: bit mask of raised softirqs.
+        clock: the CPU's virtual clock, in cycles (1 cycle = 1 ns).
+        data: per-CPU storage for the subsystems built on the runtime.
+    """
+
+    __slots__ = ("id", "node", "preempt_count", "irqs_off", "curr", "pending_irqs",
+                 "softirq_pending", "clock", "idle", "data", "online", "nr_switches",
+                 "nr_irqs", "nr_preemptions")
+
+    def __init__(self, cpu_id: int, node: int) -> None:
+        self.id = cpu_id
+        self.node = node
+        self.preempt_count = 0
+        self.irqs_off = False
+        self.curr: Task | None = None
+        self.pending_irqs: list[int] = []
+        self.softirq_pending = 0
+        self.clock = 0
+        self.idle: Task | None = None
+        self.data: dict[str, Any] = {}
+        self.online = True
+        self.nr_switches = 0
+        self.nr_irqs = 0
+        self.nr_preemptions = 0
+
+    def __repr__(self) -> str:
+        curr = self.curr.name if self.curr else "idle"
+        return f"<CPU#{self.id} node={self.node} preempt_count={self.preempt_count:#x} irqs_off={self.irqs_off} curr={curr}>"
+
+
+class Task:
+    """A kernel thread: a Python thread that runs on at most one CPU at a time.
+
+    ``pid`` and ``comm`` are what reports print (``comm/pid``). ``budget`` counts
+    the scheduling points left before the policy decides again; other tasks set
+    it to 0 to make this one look at the machine (a raised IRQ, an abort).
+    """
+
+    __slots__ = ("pid", "comm", "fn", "machine", "cpu", "state", "budget", "baton", "exc",
+                 "result", "spinning", "waiting_on", "woken", "timed_out", "saved_count",
+                 "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
+                 "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
+                 "__weakref__")
+
+    def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
+                 *, is_idle: bool = False, daemon: bool = False) -> None:
+        self.pid = pid
+        self.comm = comm
+        self.fn = fn
+        self.machine = machine
+        self.cpu: CPU | None = None
+        self.state = TASK_NEW
+        self.budget = 1
+        self.baton = threading.Lock()
+        self.baton.acquire()
+        self.exc: BaseException | None = None
+        self.result: Any = None
+        self.spinning: Any = None  # the spinlock this task spins on
+        self.waiting_on: Any = None  # what it sleeps on (for deadlock reports)
+        self.woken = False
+        self.timed_out = False
+        self.saved_count = 0
+        self.saved_irqs_off = False
+        self.is_idle = is_idle
+        self.daemon = daemon
+        self.prio = 0.0
+        self.last_cpu = -1
+        self.cpus_allowed: frozenset[int] | None = None  # None: any CPU
+        self.timer_seq = 0
+        self.ready_at = 0
+        self.vlimit = 0
+        self.rng: Any = None
+        self.nvcsw = 0  # voluntary context switches
+        self.nivcsw = 0  # involuntary ones
+        self.flags = 0  # PF_* bits (PF_MEMALLOC for reclaim)
+        self.gfp_ctx = 0  # memalloc_noio/nofs scope bits
+
+    @property
+    def name(self) -> str:
+        return f"{self.comm}/{self.pid}"
+
+    @property
+    def state_name(self) -> str:
+        return STATE_NAMES[self.state]
+
+    def __repr__(self) -> str:
+        where = f"CPU#{self.cpu.id}" if self.cpu else "-"
+        return f"<Task {self.name} {self.state_name} on {where}>"
+
+
+class _NoTask:
+    """Stands in for ``current`` on threads that are not kernel threads."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        from .errors import NotInTaskError
+        raise NotInTaskError()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        from .errors import NotInTaskError
+        raise NotInTaskError()
+
+    def __bool__(self) -> bool:
+        return False
+
+
+NO_TASK: Final = _NoTask()
+
+
+class _Current(threading.local):
+    """Per-thread pointer to the simulated task, like the kernel's ``current``."""
+
+    task: Any = NO_TASK
+
+
+CURRENT: Final = _Current()

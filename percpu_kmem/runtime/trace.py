@@ -1,0 +1,134 @@
+"""The decision log: every choice the scheduler made, in kernel-level terms.
+
+A run is fully determined by its machine settings plus this log: which task ran
+next at a switch, which task a CPU picked up, where a preemption or an interrupt
+happened, when the clock jumped. Entries name the scheduling step, the task and
+the kernel event at which the choice was made ("spin_lock", "kmalloc", ...), so a
+replay can tell where it diverged instead of silently doing something else.
+
+Text form (``str(trace)``), one token per decision after a header::
+
+    pkt1 random seed=7 | 4:1:spin_lock:S2 9:2:spin_unlock:P 9:2:spin_unlock:D3@1
+
+``step:pid:event:action`` where action is one of
+``S<pid>`` run that task (already on a CPU), ``D<pid>@<cpu>`` put a ready task on
+an idle CPU, ``P`` preempt the running task, ``I<irq>`` deliver an interrupt on
+the running task's CPU, ``V<cpu>`` let an idle CPU's idle task serve interrupts,
+``T<ns>`` advance the virtual clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Iterator, NamedTuple
+
+from .errors import KmemUsageError
+
+TRACE_MAGIC: Final = "pkt1"
+
+
+class Decision(NamedTuple):
+    """One scheduling decision."""
+
+    step: int
+    pid: int
+    event: str
+    action: str  # S D P I V T
+    arg: int = 0
+    arg2: int = 0
+
+    def token(self) -> str:
+        if self.action == "P":
+            body = "P"
+        elif self.action == "D":
+            body = f"D{self.arg}@{self.arg2}"
+        else:
+            body = f"{self.action}{self.arg}"
+        return f"{self.step}:{self.pid}:{self.event}:{body}"
+
+    @classmethod
+    def parse(cls, token: str) -> Decision:
+        try:
+            step_s, pid_s, rest = token.split(":", 2)
+            event, body = rest.rsplit(":", 1)
+            action = body[0]
+            if action == "P":
+                return cls(int(step_s), int(pid_s), event, "P")
+            if action == "D":
+                a, b = body[1:].split("@")
+                return cls(int(step_s), int(pid_s), event, "D", int(a), int(b))
+            if action not in "SIVT":
+                raise ValueError
+            return cls(int(step_s), int(pid_s), event, action, int(body[1:]))
+        except (ValueError, IndexError):
+            raise KmemUsageError(f"bad trace token {token!r}: expected step:pid:event:action") from None
+
+
+@dataclass
+class Trace:
+    """The decision log of one run; ``Machine(..., replay=trace)`` repeats it."""
+
+    policy: str
+    seed: int
+    decisions: list[Decision]
+    comms: dict[int, str]
+
+    def __str__(self) -> str:
+        head = f"{TRACE_MAGIC} {self.policy} seed={self.seed} |"
+        return " ".join([head, *(d.token() for d in self.decisions)])
+
+    def __len__(self) -> int:
+        return len(self.decisions)
+
+    def __iter__(self) -> Iterator[Decision]:
+        return iter(self.decisions)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Trace):
+            return self.decisions == other.decisions
+        return NotImplemented
+
+    @property
+    def preemptions(self) -> int:
+        return sum(1 for d in self.decisions if d.action == "P")
+
+    def name(self, pid: int) -> str:
+        return f"{self.comms.get(pid, '?')}/{pid}"
+
+    def readable(self) -> str:
+        """One line per decision, for people."""
+        out = []
+        for d in self.decisions:
+            who = self.name(d.pid)
+            if d.action == "S":
+                what = f"switch to {self.name(d.arg)}"
+            elif d.action == "D":
+                what = f"CPU#{d.arg2} picks up {self.name(d.arg)}"
+            elif d.action == "P":
+                what = "preempted"
+            elif d.action == "I":
+                what = f"interrupt {d.arg}"
+            elif d.action == "V":
+                what = f"idle CPU#{d.arg} serves interrupts"
+            else:
+                what = f"clock advances to {d.arg} ns"
+            out.append(f"step {d.step:6d}  {who:>16} at {d.event:<18} {what}")
+        return "\n".join(out)
+
+    @classmethod
+    def parse(cls, text: str | Trace) -> Trace:
+        """Read the text form back (or pass a Trace through)."""
+        if isinstance(text, Trace):
+            return text
+        head, sep, body = text.partition("|")
+        parts = head.split()
+        if not sep or len(parts) != 3 or parts[0] != TRACE_MAGIC or not parts[2].startswith("seed="):
+            raise KmemUsageError(
+                f"not a percpu_kmem trace (expected '{TRACE_MAGIC} <policy> seed=<n> | ...'): {text[:60]!r}"
+            )
+        try:
+            seed = int(parts[2][5:])
+        except ValueError:
+            raise KmemUsageError(f"bad seed in trace header: {parts[2]!r}") from None
+        decisions = [Decision.parse(tok) for tok in body.split()]
+        return cls(parts[1], seed, decisions, {})
