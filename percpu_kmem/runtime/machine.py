@@ -186,6 +186,9 @@ class Machine:
         how = f"Machine(cpus={self.nr_cpus}, policy={self.policy_name!r}, seed={self.seed}"
         if trace is None or self.policy_name == "free":
             return f"percpu_kmem: seed={self.seed} policy={self.policy_name} (free-running: not replayable)"
+        if len(trace) > 60:
+            return (f"percpu_kmem: seed={self.seed}; replay with {how}) or with replay=m.trace "
+                    f"({len(trace)} decisions, {self.steps} steps)")
         return f"percpu_kmem: seed={self.seed}; replay with {how}, replay={str(trace)!r})"
 
     def _new_engine(self) -> _EngineBase:

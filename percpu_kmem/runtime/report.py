@@ -81,8 +81,17 @@ def relpath(filename: str) -> str:
     return absf if rel.startswith("..") else rel
 
 
+_SKIP_FILES: set[str] = set()
+
+
+def skip_frames_of(filename: str) -> None:
+    """Leave a module's frames out of report sites (memory accessors report their caller)."""
+    _SKIP_FILES.add(os.path.abspath(filename))
+
+
 def _is_runtime_frame(filename: str) -> bool:
-    return os.path.abspath(filename).startswith(_RUNTIME_DIR + os.sep)
+    absf = os.path.abspath(filename)
+    return absf.startswith(_RUNTIME_DIR + os.sep) or absf in _SKIP_FILES
 
 
 def capture_stack(skip_runtime: bool = True, limit: int = 24) -> tuple[Frame, ...]:

@@ -1,0 +1,1 @@
+"""Memory subsystems of the simulated machine."""

@@ -1,0 +1,778 @@
+"""The page allocator: zones with watermarks, per-CPU hot/cold lists, the buddy
+allocator under zone->lock, and the 2.6.11 allocation path with reclaim.
+
+Models mm/page_alloc.c of 2.6.11 (reference/kernel-facts.md §3.2-3.3, §4.1):
+``__alloc_pages`` (fast pass at pages_low, kswapd wake-up, a pass at pages_min with
+the ``__GFP_HIGH``/atomic discounts, direct reclaim, OOM, the retry rules),
+``buffered_rmqueue`` (order-0 pages through the per-CPU lists, refilled and
+drained in batches under ``zone->lock``), ``free_hot_cold_page``, the watermark
+and lowmem_reserve set-up, and the zonelists' fallback order.
+
+Simplified: no compound-page metadata beyond the order; ``blk_congestion_wait``
+is a sleep on the reclaim wait queue that any page free wakes; the OOM killer
+kills the allocating task (see docs/page-allocator.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Final
+
+from ..runtime import costs
+from ..runtime.errors import KmemUsageError, Oops
+from ..runtime.kernel import (cond_resched, in_interrupt, local_irq_restore, local_irq_save,
+                              might_sleep)
+from ..runtime.locks import (init_waitqueue_head, spin_lock, spin_lock_init, spin_lock_irqsave,
+                             spin_unlock, spin_unlock_irqrestore, wait_event_timeout, wake_up)
+from ..runtime.preempt import HZ
+from ..runtime.report import caller_site
+from ..runtime.task import CURRENT, Task
+from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
+from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM,
+                  __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
+                  check_gfp, gfp_names)
+from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
+                      PG_dirty, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA, ZONE_HIGHMEM,
+                      ZONE_NAMES, ZONE_NORMAL)
+
+# Class bodies mangle names that start with two underscores: use these aliases there.
+_GFP_COLD: Final = __GFP_COLD
+_GFP_DMA: Final = __GFP_DMA
+_GFP_FS: Final = __GFP_FS
+_GFP_HIGH: Final = __GFP_HIGH
+_GFP_HIGHMEM: Final = __GFP_HIGHMEM
+_GFP_NOFAIL: Final = __GFP_NOFAIL
+_GFP_NORETRY: Final = __GFP_NORETRY
+_GFP_NOWARN: Final = __GFP_NOWARN
+_GFP_REPEAT: Final = __GFP_REPEAT
+_GFP_WAIT: Final = __GFP_WAIT
+_GFP_ZERO: Final = __GFP_ZERO
+
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+    from .vmscan import Reclaim
+
+PF_MEMALLOC: Final = 0x00000800
+SWAP_CLUSTER_MAX: Final = 32
+LOWMEM_RESERVE_RATIO: Final = (256, 32)
+#: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
+_BAD_FLAGS: Final = PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
+HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
+HUNG_TASK_RETRIES: Final = 120 * HZ // (HZ // 50)
+
+# vm event counters (per CPU; /proc/vmstat sums them)
+PGALLOC: Final = 0  # + zone idx (0..2)
+PGFREE: Final = 3
+ALLOCSTALL: Final = 4
+PCP_REFILL: Final = 5
+PCP_DRAIN: Final = 6
+PGALLOC_FAIL: Final = 7
+OOM_KILL: Final = 8
+KSWAPD_WAKE: Final = 9
+PCP_HIT: Final = 10
+NR_VM_EVENTS: Final = 11
+VM_EVENT_NAMES: Final = ("pgalloc_dma", "pgalloc_normal", "pgalloc_high", "pgfree", "allocstall",
+                         "pcp_refill", "pcp_drain", "pgalloc_fail", "oom_kill", "kswapd_wake", "pcp_hit")
+
+
+class PerCpuPages:
+    """struct per_cpu_pages: one hot or cold list of order-0 pages of one zone on one CPU.
+
+    ``pfns[-1]`` is the list head (hottest, taken first); ``pfns[0]`` the tail
+    (oldest, drained first), as list_add/list_del on the kernel's list.
+    """
+
+    __slots__ = ("count", "low", "high", "batch", "pfns")
+
+    def __init__(self, low: int, high: int, batch: int) -> None:
+        self.count = 0
+        self.low = low
+        self.high = high
+        self.batch = batch
+        self.pfns: list[int] = []
+
+
+class ZoneAlloc:
+    """The allocator's side of one zone: lock, watermarks, reserves, per-CPU lists."""
+
+    def __init__(self, zone: Zone, nr_cpus: int) -> None:
+        self.zone = zone
+        self.buddy = zone.buddy
+        self.idx = zone.idx
+        self.node = zone.node
+        self.name = ZONE_NAMES[zone.idx]
+        self.present = zone.present_pages
+        self.lock = spin_lock_init(f"zone->lock({self.node}:{self.name})")
+        self.pages_min = self.pages_low = self.pages_high = 0
+        self.lowmem_reserve = [0, 0, 0]
+        batch = zone_batchsize(self.present)
+        self.batch = batch
+        # pageset[cpu][0] hot, [1] cold
+        self.pageset = [(PerCpuPages(2 * batch, 6 * batch, batch), PerCpuPages(0, 2 * batch, batch))
+                        for _ in range(nr_cpus)]
+        self.pages_scanned = 0
+
+    def pcp_pages(self) -> int:
+        return sum(p[0].count + p[1].count for p in self.pageset)
+
+    def __repr__(self) -> str:
+        return f"<zone {self.node}:{self.name} free={self.buddy.free_pages} min={self.pages_min}>"
+
+
+def zone_batchsize(present: int) -> int:
+    """free_area_init_core: 0.1% of the zone, at most 256 KiB worth, divided by 4, at least 1."""
+    batch = present // 1024
+    if batch * 4096 > 256 * 1024:
+        batch = (256 * 1024) // 4096
+    batch //= 4
+    return max(1, batch)
+
+
+def min_free_kbytes_for(lowmem_kbytes: int) -> int:
+    """init_per_zone_pages_min: sqrt(lowmem_kbytes * 16), clamped to [128, 65536]."""
+    return max(128, min(65536, math.isqrt(lowmem_kbytes * 16)))
+
+
+class PageAllocator:
+    """The page allocator of one machine (``m.mm``)."""
+
+    def __init__(self, machine: Machine, mem: PhysMem) -> None:
+        self.m = machine
+        self.mem = mem
+        self.zones: list[ZoneAlloc] = [ZoneAlloc(z, machine.nr_cpus) for z in mem.zones]
+        self._by_zid = {za.zone.id: za for za in self.zones}
+        self.node_zones: list[list[ZoneAlloc | None]] = []
+        for node in mem.nodes:
+            row: list[ZoneAlloc | None] = [None, None, None]
+            for z in node.zones:
+                if z is not None:
+                    row[z.idx] = self._by_zid[z.id]
+            self.node_zones.append(row)
+        lowmem_kb = (mem.lowmem_pages << PAGE_SHIFT) >> 10
+        self.min_free_kbytes = min_free_kbytes_for(lowmem_kb)
+        self.setup_per_zone_pages_min()
+        self.setup_per_zone_lowmem_reserve()
+        self._zonelists: dict[tuple[int, int], list[ZoneAlloc]] = {}
+        for c in machine.cpus:
+            c.data["vm_events"] = [0] * NR_VM_EVENTS
+        self.reclaim_wait = init_waitqueue_head("reclaim_wait")
+        self.reclaim: Reclaim | None = None
+        self.fail_next: list[int] = [0]  # fault injection: fail the next N allocations
+        self.total_pages = mem.nr_pages
+        #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
+        self.translate_hook: Any = None
+
+    # -- set-up ---------------------------------------------------------------------------
+    def setup_per_zone_pages_min(self) -> None:
+        """Split min_free_kbytes across lowmem zones by size; highmem gets present/1024 in [32, 128]."""
+        pages_min = self.min_free_kbytes >> (PAGE_SHIFT - 10)
+        lowmem = sum(z.present for z in self.zones if z.idx != ZONE_HIGHMEM) or 1
+        for z in self.zones:
+            if z.idx == ZONE_HIGHMEM:
+                mn = max(SWAP_CLUSTER_MAX, min(128, z.present // 1024))
+            else:
+                mn = pages_min * z.present // lowmem
+            z.pages_min = mn
+            z.pages_low = mn * 5 // 4
+            z.pages_high = mn * 6 // 4
+
+    def setup_per_zone_lowmem_reserve(self) -> None:
+        """Each lower zone keeps (pages of the zones above, up to the class zone) / ratio."""
+        for row in self.node_zones:
+            for j in range(3):
+                zj = row[j]
+                if zj is None:
+                    continue
+                present = zj.present
+                zj.lowmem_reserve[j] = 0
+                for idx in range(j - 1, -1, -1):
+                    lower = row[idx]
+                    if lower is None:
+                        continue
+                    lower.lowmem_reserve[j] = present // LOWMEM_RESERVE_RATIO[idx]
+                    present += lower.present
+
+    def zonelist(self, gfp: int, nid: int) -> list[ZoneAlloc]:
+        """build_zonelists: the zones a gfp mask may use, local node first, highest zone first."""
+        key = (gfp & GFP_ZONEMASK, nid)
+        zl = self._zonelists.get(key)
+        if zl is None:
+            if gfp & _GFP_DMA:
+                types = (ZONE_DMA,)
+            elif gfp & _GFP_HIGHMEM:
+                types = (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)
+            else:
+                types = (ZONE_NORMAL, ZONE_DMA)
+            n = len(self.node_zones)
+            zl = []
+            for k in range(n):
+                row = self.node_zones[(nid + k) % n]
+                zl.extend(row[t] for t in types if row[t] is not None)  # type: ignore[misc]
+            self._zonelists[key] = zl
+        return zl
+
+    # -- watermarks -------------------------------------------------------------------------
+    @staticmethod
+    def watermark_ok(z: ZoneAlloc, order: int, mark: int, classzone_idx: int,
+                     can_try_harder: bool, gfp_high: bool) -> bool:
+        """zone_watermark_ok() of 2.6.11, to the letter."""
+        buddy = z.buddy
+        free = buddy.free_pages - (1 << order) + 1
+        mn = mark
+        if gfp_high:
+            mn -= mn // 2
+        if can_try_harder:
+            mn -= mn // 4
+        if free <= mn + z.lowmem_reserve[classzone_idx]:
+            return False
+        nr_free = buddy.nr_free
+        for o in range(order):
+            free -= nr_free[o] << o
+            mn >>= 1
+            if free <= mn:
+                return False
+        return True
+
+    # -- the fast paths -------------------------------------------------------------------------
+    def buffered_rmqueue(self, t: Task, z: ZoneAlloc, order: int, gfp: int) -> int | None:
+        """Take a block from zone ``z``: order 0 through this CPU's hot or cold list."""
+        pfn = None
+        if order == 0:
+            flags = local_irq_save()
+            c = t.cpu
+            pcp = z.pageset[c.id][1 if gfp & _GFP_COLD else 0]
+            if pcp.count <= pcp.low:
+                spin_lock(z.lock)
+                got = z.buddy.rmqueue_bulk(0, pcp.batch)
+                spin_unlock(z.lock)
+                if got:
+                    # the refilled pages go behind the cached ones, in the order taken
+                    pcp.pfns[0:0] = got[::-1]
+                    pcp.count += len(got)
+                    c.data["vm_events"][PCP_REFILL] += 1
+                    t.machine._engine.charge(t, costs.PAGE_STRUCT * len(got))
+            else:
+                c.data["vm_events"][PCP_HIT] += 1
+            if pcp.count:
+                pfn = pcp.pfns.pop()
+                pcp.count -= 1
+                t.machine._engine.charge(t, costs.PERCPU_HIT)
+            local_irq_restore(flags)
+        if pfn is None:
+            flags = spin_lock_irqsave(z.lock)
+            pfn = z.buddy.rmqueue(order)
+            if pfn is not None:
+                t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + order))
+            spin_unlock_irqrestore(z.lock, flags)
+        if pfn is not None:
+            self._prep_new_page(t, pfn, order, gfp)
+            t.cpu.data["vm_events"][PGALLOC + z.idx] += 1 << order
+        return pfn
+
+    def _prep_new_page(self, t: Task, pfn: int, order: int, gfp: int) -> None:
+        mem = self.mem
+        for p in range(pfn, pfn + (1 << order)):
+            if mem.count[p] != 0 or mem.flags[p] & _BAD_FLAGS:
+                self._bad_page(t, p, "prep_new_page")
+                mem.flags[p] &= ~_BAD_FLAGS
+            mem.count[p] = 0
+        mem.count[pfn] = 1
+        mem.order[pfn] = order
+        if order:  # prep_compound_page: every page points at the head
+            for p in range(pfn, pfn + (1 << order)):
+                mem.flags[p] |= PG_compound
+                mem.private[p] = pfn
+        if gfp & _GFP_ZERO:
+            mem.clear_pages(pfn, 1 << order)
+
+    def _bad_page(self, t: Task, pfn: int, where: str) -> None:
+        mem = self.mem
+        self.m.report("bad_page", [
+            f"Bad page state at {where} (in process '{t.comm}', page pfn:{pfn:#x})",
+            f"flags:0x{mem.flags[pfn]:08x} mapping:00000000 mapcount:0 count:{mem.count[pfn]}",
+            "Trying to fix it up, but a reboot is needed"], site=f"{where}:{pfn}")
+
+    # -- freeing ---------------------------------------------------------------------------------
+    def free_pages_check(self, t: Task, pfn: int, order: int, where: str) -> bool:
+        """Refuse (with a report) a free that would corrupt the allocator; True if fine."""
+        mem = self.mem
+        if mem.flags[pfn] & PG_reserved:
+            self._bad_page(t, pfn, where)
+            return False
+        if mem.count[pfn] != 0:
+            return True  # still referenced: put_page_testzero decided
+        return True
+
+    def put_page(self, t: Task, pfn: int, order: int, cold: bool, where: str) -> None:
+        """__free_pages: drop a reference; the last one frees the block."""
+        mem = self.mem
+        if not 0 <= pfn < mem.nr_pages:
+            raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
+        cnt = mem.count[pfn]
+        if cnt <= 0 or mem.flags[pfn] & PG_private:
+            self._double_free(t, pfn, order, where)
+            return
+        if mem.flags[pfn] & PG_reserved:
+            self._bad_page(t, pfn, where)
+            return
+        if order != mem.order[pfn]:
+            file, line, _ = caller_site(3)
+            self.m.report("bad_page_order", [
+                f"BUG: Bad page state: {where}(pfn:{pfn:#x}, order:{order}) of a block allocated "
+                f"with order {mem.order[pfn]}", f"at {file}:{line}"], site=f"{file}:{line}")
+            return
+        mem.count[pfn] = cnt - 1
+        if cnt - 1:
+            return
+        mem.flags[pfn] &= ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
+        if order:  # destroy_compound_page
+            for p in range(pfn + 1, pfn + (1 << order)):
+                mem.flags[p] &= ~PG_compound
+                mem.private[p] = 0
+        mem.private[pfn] = 0
+        mem.order[pfn] = 0
+        mem.owner[pfn] = 0
+        t.cpu.data["vm_events"][PGFREE] += 1 << order
+        if order == 0:
+            self.free_hot_cold_page(t, pfn, cold)
+        else:
+            self.free_pages_ok(t, pfn, order)
+        if self.reclaim_wait.waiters:
+            wake_up(self.reclaim_wait)
+
+    def _double_free(self, t: Task, pfn: int, order: int, where: str) -> None:
+        file, line, func = caller_site(3)
+        self.m.report("double_free", [
+            f"BUG: Bad page state in process {t.comm}  pfn:{pfn:05x}",
+            f"page:(pfn {pfn:#x}) refcount:{self.mem.count[pfn]} order:{order}",
+            f"page dumped because: {where}() of a page that is already free (double free)",
+            f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}")
+
+    def free_hot_cold_page(self, t: Task, pfn: int, cold: bool) -> None:
+        z = self._by_zid[self.mem.zone_id[pfn]]
+        flags = local_irq_save()
+        c = t.cpu
+        pcp = z.pageset[c.id][1 if cold else 0]
+        if pcp.count >= pcp.high:
+            n = pcp.batch
+            batch = pcp.pfns[:n]
+            del pcp.pfns[:n]
+            pcp.count -= len(batch)
+            spin_lock(z.lock)
+            self._buddy_free_bulk(t, z, batch)
+            spin_unlock(z.lock)
+            c.data["vm_events"][PCP_DRAIN] += 1
+        pcp.pfns.append(pfn)
+        pcp.count += 1
+        t.machine._engine.charge(t, costs.PERCPU_HIT)
+        local_irq_restore(flags)
+
+    def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
+        for p in pfns:
+            self._buddy_free(t, z, p, 0)
+        t.machine._engine.charge(t, costs.PAGE_STRUCT * len(pfns))
+
+    def _buddy_free(self, t: Task, z: ZoneAlloc, pfn: int, order: int) -> None:
+        try:
+            z.buddy.free(pfn, order)
+        except BuddyCorruption:
+            self._double_free(t, pfn, order, "__free_pages")
+
+    def free_pages_ok(self, t: Task, pfn: int, order: int) -> None:
+        z = self._by_zid[self.mem.zone_id[pfn]]
+        flags = spin_lock_irqsave(z.lock)
+        self._buddy_free(t, z, pfn, order)
+        t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + order))
+        spin_unlock_irqrestore(z.lock, flags)
+
+    def drain_cpu_pages(self, t: Task, cpu: int) -> int:
+        """__drain_pages: give every page on ``cpu``'s lists back to the buddy allocator."""
+        n = 0
+        for z in self.zones:
+            for pcp in z.pageset[cpu]:
+                if pcp.count:
+                    flags = spin_lock_irqsave(z.lock)
+                    pfns = pcp.pfns[:]
+                    pcp.pfns.clear()
+                    pcp.count = 0
+                    self._buddy_free_bulk(t, z, pfns)
+                    spin_unlock_irqrestore(z.lock, flags)
+                    n += len(pfns)
+        if n:
+            self.m.cpus[cpu].data["vm_events"][PCP_DRAIN] += 1
+        return n
+
+    def drain_local_pages(self) -> int:
+        t = CURRENT.task
+        flags = local_irq_save()
+        n = self.drain_cpu_pages(t, t.cpu.id)
+        local_irq_restore(flags)
+        return n
+
+    # -- __alloc_pages ---------------------------------------------------------------------------
+    def alloc_pages(self, gfp: int, order: int, nid: int = -1) -> int | None:
+        """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None."""
+        t = CURRENT.task
+        check_gfp(gfp)
+        if not isinstance(order, int) or order < 0:
+            raise KmemUsageError(f"order(={order!r}) must be an int >= 0")
+        if order >= MAX_ORDER:
+            return None  # alloc_pages_node(): order >= MAX_ORDER gives NULL
+        wait = gfp & _GFP_WAIT
+        if wait:
+            might_sleep()
+        if self.fail_next[0] > 0 and not gfp & _GFP_NOFAIL:
+            self.fail_next[0] -= 1
+            return self._nopage(t, gfp, order)
+        if nid < 0:
+            nid = t.cpu.node
+        zones = self.zonelist(gfp, nid)
+        classzone_idx = zones[0].idx
+        can_try_harder = not wait
+        gfp_high = bool(gfp & _GFP_HIGH)
+        stall_start = None
+        retries = 0
+        while True:  # restart:
+            for z in zones:
+                if self.watermark_ok(z, order, z.pages_low, classzone_idx, False, False):
+                    pfn = self.buffered_rmqueue(t, z, order, gfp)
+                    if pfn is not None:
+                        return pfn
+            for z in zones:
+                self.wakeup_kswapd(t, z, order)
+            for z in zones:
+                if self.watermark_ok(z, order, z.pages_min, classzone_idx, can_try_harder, gfp_high):
+                    pfn = self.buffered_rmqueue(t, z, order, gfp)
+                    if pfn is not None:
+                        return pfn
+            if t.flags & PF_MEMALLOC and not in_interrupt():
+                for z in zones:  # reclaim itself may dip into everything
+                    pfn = self.buffered_rmqueue(t, z, order, gfp)
+                    if pfn is not None:
+                        return pfn
+                return self._nopage(t, gfp, order)
+            if not wait:
+                return self._nopage(t, gfp, order)
+            while True:  # rebalance:
+                cond_resched()
+                t.cpu.data["vm_events"][ALLOCSTALL] += 1
+                t.flags |= PF_MEMALLOC
+                try:
+                    progress = self.try_to_free_pages(t, zones, gfp, order)
+                finally:
+                    t.flags &= ~PF_MEMALLOC
+                cond_resched()
+                if progress:
+                    for z in zones:
+                        if self.watermark_ok(z, order, z.pages_min, classzone_idx, can_try_harder, gfp_high):
+                            pfn = self.buffered_rmqueue(t, z, order, gfp)
+                            if pfn is not None:
+                                return pfn
+                elif gfp & _GFP_FS and not gfp & _GFP_NORETRY:
+                    for z in zones:
+                        if self.watermark_ok(z, order, z.pages_high, classzone_idx, False, False):
+                            pfn = self.buffered_rmqueue(t, z, order, gfp)
+                            if pfn is not None:
+                                return pfn
+                    self.out_of_memory(t, gfp, order)
+                    break  # goto restart
+                do_retry = False
+                if not gfp & _GFP_NORETRY:
+                    if order <= 3 or gfp & _GFP_REPEAT:
+                        do_retry = True
+                    if gfp & _GFP_NOFAIL:
+                        do_retry = True
+                if not do_retry:
+                    return self._nopage(t, gfp, order)
+                # A retry loop that can never succeed must end: khungtaskd's 120 s of
+                # virtual time, or as many 20 ms waits, whichever comes first.
+                engine = t.machine._engine
+                retries += 1
+                if stall_start is None:
+                    stall_start = engine.now
+                elif engine.now - stall_start >= HUNG_TASK_TIMEOUT_NS or retries > HUNG_TASK_RETRIES:
+                    self._hung(t, gfp, order)
+                self.congestion_wait(t, zones, order, classzone_idx)
+
+    def congestion_wait(self, t: Task, zones: list[ZoneAlloc], order: int, classzone_idx: int) -> None:
+        """blk_congestion_wait(WRITE, HZ/50): sleep on the reclaim wait queue until a page
+        is freed somewhere or 20 ms of virtual time pass."""
+        def freed_enough() -> bool:
+            return any(self.watermark_ok(z, order, z.pages_min, classzone_idx, False, False) for z in zones)
+        wait_event_timeout(self.reclaim_wait, freed_enough, HZ // 50)
+
+    def _hung(self, t: Task, gfp: int, order: int) -> None:
+        self.m.report("hung_task", [
+            f"INFO: task {t.comm}:{t.pid} blocked for more than 120 seconds.",
+            f"      page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) retries for ever "
+            "and nothing can be reclaimed"], fatal=True)
+
+    def _nopage(self, t: Task, gfp: int, order: int) -> None:
+        t.cpu.data["vm_events"][PGALLOC_FAIL] += 1
+        if not gfp & _GFP_NOWARN:
+            self.m.report("page_alloc_failure", [
+                f"{t.comm}: page allocation failure. order:{order}, mode:0x{gfp:x}",
+                f"({gfp_names(gfp)})"], site=f"{order}:{gfp:#x}")
+        return None
+
+    def wakeup_kswapd(self, t: Task, z: ZoneAlloc, order: int) -> None:
+        if z.buddy.free_pages > z.pages_low:
+            return
+        if self.reclaim is not None:
+            self.reclaim.wake_kswapd(t, z.node, order)
+
+    def try_to_free_pages(self, t: Task, zones: list[ZoneAlloc], gfp: int, order: int) -> int:
+        """Direct reclaim; "progress" also counts pages that others freed meanwhile.
+
+        2.6.11 retried the allocation only after reclaim reported progress, so a
+        GFP_NOFS caller with nothing of its own to reclaim never saw pages another
+        CPU freed; later kernels re-check the watermarks (should_reclaim_retry), and
+        so does the model.
+        """
+        freed = self.reclaim.try_to_free_pages(t, zones, gfp, order) if self.reclaim is not None else 0
+        if freed:
+            return freed
+        classzone_idx = zones[0].idx
+        return int(any(self.watermark_ok(z, order, z.pages_min, classzone_idx, False, False) for z in zones))
+
+    def out_of_memory(self, t: Task, gfp: int, order: int) -> None:
+        """The OOM killer. The model kills the allocating task (documented simplification)."""
+        t.cpu.data["vm_events"][OOM_KILL] += 1
+        self.m.report("oom", [
+            f"{t.comm} invoked oom-killer: gfp_mask={gfp:#x}({gfp_names(gfp)}), order={order}, oom_score_adj=0",
+            f"Out of memory: Killed process {t.pid} ({t.comm})"], fatal=True)
+
+    # -- views -----------------------------------------------------------------------------
+    def vm_events(self) -> list[int]:
+        total = [0] * NR_VM_EVENTS
+        for c in self.m.cpus:
+            for i, v in enumerate(c.data["vm_events"]):
+                total[i] += v
+        return total
+
+    def nr_free_pages(self) -> int:
+        return sum(z.buddy.free_pages + z.pcp_pages() for z in self.zones)
+
+    def check(self) -> None:
+        """Every page is in exactly one place: buddy lists, a per-CPU list, or allocated."""
+        from .physmem import InconsistentState
+        mem = self.mem
+        seen: dict[int, str] = {}
+        for z in self.zones:
+            z.buddy.check()
+            for cpu, (hot, cold) in enumerate(z.pageset):
+                for kind, pcp in (("hot", hot), ("cold", cold)):
+                    if pcp.count != len(pcp.pfns):
+                        raise InconsistentState(f"zone {z.name} cpu {cpu} {kind} list: count {pcp.count} "
+                                                f"!= {len(pcp.pfns)} pages on it")
+                    for p in pcp.pfns:
+                        where = f"cpu {cpu} {kind} list of {z.name}"
+                        if p in seen:
+                            raise InconsistentState(f"pfn {p:#x} is on the {where} and the {seen[p]}")
+                        if z.buddy.is_free(p):
+                            raise InconsistentState(f"pfn {p:#x} is on the {where} and free in the buddy")
+                        if mem.count[p] != 0:
+                            raise InconsistentState(f"pfn {p:#x} on the {where} has count {mem.count[p]}")
+                        if mem.zone_id[p] != z.zone.id:
+                            raise InconsistentState(f"pfn {p:#x} on the {where} belongs to another zone")
+                        seen[p] = where
+
+
+def alloc_pages_failed_report_kinds() -> tuple[str, ...]:
+    return ("page_alloc_failure",)
+
+
+_ = (Oops, Any, Page, spin_unlock)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel-style page interfaces (act on the machine of the calling task)
+# ---------------------------------------------------------------------------------------------
+def _pa() -> PageAllocator:
+    return CURRENT.task.machine.mm  # type: ignore[no-any-return]
+
+
+def _page_of(page: Any, what: str) -> Page:
+    if not isinstance(page, Page):
+        raise KmemUsageError(f"{what}() takes a struct page (from alloc_pages), got {page!r}")
+    return page
+
+
+def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
+    """Allocate 2**order contiguous pages, preferring node ``nid`` (-1: this CPU's node).
+
+    Returns:
+        the struct page of the first page, or None (NULL) when the allocation fails.
+    Context: may sleep if ``gfp_mask`` has __GFP_WAIT (GFP_KERNEL); GFP_ATOMIC never sleeps
+    and may be used in interrupt context.
+    """
+    pa = _pa()
+    if nid >= len(pa.node_zones):
+        raise KmemUsageError(f"nid(={nid}) must be < {len(pa.node_zones)} nodes")
+    pfn = pa.alloc_pages(gfp_mask, order, nid)
+    return None if pfn is None else pa.mem.page(pfn)
+
+
+def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
+    """alloc_pages_node() on the current CPU's node."""
+    return alloc_pages_node(-1, gfp_mask, order)
+
+
+def alloc_page(gfp_mask: int) -> Page | None:
+    return alloc_pages_node(-1, gfp_mask, 0)
+
+
+def __get_free_pages(gfp_mask: int, order: int) -> int | None:
+    """Allocate 2**order pages and return their kernel virtual address (None on failure).
+
+    _GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
+    ignored.
+    """
+    pa = _pa()
+    if gfp_mask & _GFP_HIGHMEM:
+        file, line, _ = caller_site(2)
+        pa.m.report("bug", [f"kernel BUG at {file}:{line}!",
+                            "VM_BUG_ON((gfp_mask & __GFP_HIGHMEM) != 0) in __get_free_pages"],
+                    site=f"{file}:{line}")
+        gfp_mask &= ~_GFP_HIGHMEM
+    pfn = pa.alloc_pages(gfp_mask, order)
+    return None if pfn is None else pa.mem.page_address(pfn)
+
+
+def __get_free_page(gfp_mask: int) -> int | None:
+    return __get_free_pages(gfp_mask, 0)
+
+
+def get_zeroed_page(gfp_mask: int) -> int | None:
+    """One page that reads as zeros."""
+    return __get_free_pages(gfp_mask | _GFP_ZERO, 0)
+
+
+def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
+    if addr is None or addr == 0:
+        return None
+    if not isinstance(addr, int):
+        raise KmemUsageError(f"{what}() takes a kernel virtual address (int), got {addr!r}")
+    try:
+        return pa.mem.virt_to_pfn(addr)
+    except ValueError:
+        file, line, _ = caller_site(3)
+        pa.m.report("bad_free", [f"BUG: {what}() of address {addr:#x} that is not in the kernel's direct map",
+                                 f"at {file}:{line}"], site=f"{file}:{line}")
+        return None
+
+
+def free_pages(addr: int | None, order: int) -> None:
+    """Free 2**order pages at kernel virtual address ``addr`` (0/None is a no-op)."""
+    pa = _pa()
+    pfn = _pfn_of_addr(pa, addr, "free_pages")
+    if pfn is None:
+        return
+    if addr & ((1 << PAGE_SHIFT) - 1):  # type: ignore[operator]
+        pa.m.report("bad_free", [f"BUG: free_pages() of unaligned address {addr:#x}"])
+        return
+    pa.put_page(CURRENT.task, pfn, order, False, "free_pages")
+
+
+def free_page(addr: int | None) -> None:
+    free_pages(addr, 0)
+
+
+def __free_pages(page: Page, order: int) -> None:
+    """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
+    pa = _pa()
+    p = _page_of(page, "__free_pages")
+    pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
+
+
+def __free_page(page: Page) -> None:
+    __free_pages(page, 0)
+
+
+def free_hot_page(page: Page) -> None:
+    """Free an order-0 page to this CPU's hot list (likely still in cache)."""
+    pa = _pa()
+    pa.put_page(CURRENT.task, _page_of(page, "free_hot_page").pfn, 0, False, "free_hot_page")
+
+
+def free_cold_page(page: Page) -> None:
+    """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
+    pa = _pa()
+    pa.put_page(CURRENT.task, _page_of(page, "free_cold_page").pfn, 0, True, "free_cold_page")
+
+
+def get_page(page: Page) -> None:
+    """Take another reference to an allocated page."""
+    pa = _pa()
+    p = _page_of(page, "get_page")
+    if pa.mem.count[p.pfn] <= 0:
+        pa.m.report("bad_page", [f"BUG: get_page() on a free page (pfn {p.pfn:#x})"])
+        return
+    pa.mem.count[p.pfn] += 1
+
+
+def put_page(page: Page) -> None:
+    __free_pages(page, page.order if page.count == 1 else 0)
+
+
+def page_address(page: Page) -> int | None:
+    """The kernel virtual address of a page (None for highmem pages)."""
+    return _page_of(page, "page_address").address
+
+
+def virt_to_page(addr: int) -> Page:
+    pa = _pa()
+    try:
+        return pa.mem.virt_to_page(addr)
+    except ValueError as e:
+        raise KmemUsageError(str(e)) from None
+
+
+def page_to_pfn(page: Page) -> int:
+    return _page_of(page, "page_to_pfn").pfn
+
+
+def pfn_to_page(pfn: int) -> Page:
+    pa = _pa()
+    if not pa.mem.pfn_valid(pfn):
+        raise KmemUsageError(f"pfn(={pfn:#x}) is not a valid page frame")
+    return pa.mem.page(pfn)
+
+
+def nr_free_pages() -> int:
+    """Free pages in the buddy allocator plus those cached on per-CPU lists."""
+    return _pa().nr_free_pages()
+
+
+def drain_local_pages() -> int:
+    """Give this CPU's per-CPU pages back to the buddy allocator."""
+    return _pa().drain_local_pages()
+
+
+def fill_page_cache(nr: int, kind: str = "clean") -> int:
+    """Workload helper: allocate ``nr`` page-cache pages (clean, dirty or anon) that
+    reclaim may later take back; returns how many were allocated."""
+    pa = _pa()
+    assert pa.reclaim is not None
+    return pa.reclaim.add_pages(nr, kind)
+
+
+def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: int = 2) -> Any:
+    """Register a cache that memory pressure may shrink (see vmscan.Shrinker)."""
+    from .vmscan import Shrinker
+    pa = CURRENT.task.machine.mm if CURRENT.task else None
+    if pa is None:
+        raise KmemUsageError("register_shrinker() must run in a task (or use m.mm.reclaim.register_shrinker)")
+    s = Shrinker(name, count_objects, scan_objects, seeks)
+    pa.reclaim.register_shrinker(s)
+    return s
+
+
+PAGE_API: Final = ("alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", "__get_free_page",
+                   "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
+                   "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
+                   "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
+                   "register_shrinker")
+
+__all__ = list(PAGE_API)
