@@ -9,32 +9,14 @@ from percpu_kmem import (Deadlock, Machine, init_waitqueue_head, jiffies, kthrea
                          schedule_timeout, spin_lock, spin_lock_init, spin_lock_irqsave, spin_trylock,
                          spin_unlock, spin_unlock_irqrestore, wait_event, wait_event_timeout, wake_up,
                          wake_up_process, current)
+from percpu_kmem.scenarios import irq_lock
 from percpu_kmem.testing import explore
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def _irq_lock_scenario(m: Machine, irqsave: bool) -> None:
-    lock = spin_lock_init("dev_lock")
-
-    def handler(irq: int, dev: object) -> None:
-        flags = spin_lock_irqsave(lock)
-        spin_unlock_irqrestore(lock, flags)
-
-    m.request_irq(5, handler, "dev", rate=0.3)
-
-    def worker() -> None:
-        for _ in range(10):
-            if irqsave:
-                flags = spin_lock_irqsave(lock)
-                preempt_point("critical")
-                spin_unlock_irqrestore(lock, flags)
-            else:
-                spin_lock(lock)
-                preempt_point("critical")
-                spin_unlock(lock)
-
-    m.run(worker, worker)
+    irq_lock(m, tasks=2, iterations=10, fixed=irqsave)
 
 
 def test_irq_taking_a_lock_its_cpu_holds_is_spinlock_recursion_not_a_hang() -> None:

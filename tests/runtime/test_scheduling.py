@@ -7,6 +7,7 @@ import pytest
 from percpu_kmem import (KmemUsageError, Machine, Trace, get_cpu, kthread_run, preempt_point, put_cpu,
                          raw_smp_processor_id, spin_lock, spin_lock_init, spin_unlock)
 from percpu_kmem.runtime import threadpool
+from percpu_kmem.scenarios import percpu_counter
 
 pytestmark = pytest.mark.timeout(60)
 DETERMINISTIC = ("random", "pct", "virtual")
@@ -15,22 +16,9 @@ N_INCREMENTS = 10
 
 def percpu_counter_scenario(m: Machine, use_get_cpu: bool) -> int:
     """Four tasks on two CPUs increment a per-CPU counter; returns the updates lost."""
-    counts = [0] * m.nr_cpus
-
-    def worker() -> None:
-        for _ in range(N_INCREMENTS):
-            cpu = get_cpu() if use_get_cpu else raw_smp_processor_id()
-            v = counts[cpu]
-            preempt_point("percpu_read")
-            counts[cpu] = v + 1
-            if use_get_cpu:
-                put_cpu()
-            else:
-                preempt_point("percpu_write")
-
-    m.run(worker, worker, worker, worker)
+    res = percpu_counter(m, tasks=4, iterations=N_INCREMENTS, fixed=use_get_cpu)
     m.check()
-    return 4 * N_INCREMENTS - sum(counts)
+    return int(res["lost"])
 
 
 def test_missing_get_cpu_loses_updates_under_some_seed_and_replays() -> None:
