@@ -174,14 +174,15 @@ class Reclaim:
 
     # -- kswapd ---------------------------------------------------------------------------------
     def wake_kswapd(self, t: Task, nid: int, order: int) -> None:
+        from .page_alloc import KSWAPD_WAKE
         if not self.kswapd_pending[nid]:
             self.kswapd_pending[nid] = True
-            t.cpu.data["vm_events"][9] += 1
+            t.cpu.data["vm_events"][KSWAPD_WAKE] += 1
             wake_up(self.kswapd_wait[nid])
 
     def _kswapd_fn(self, nid: int) -> Callable[[], None]:
         def kswapd() -> None:
-            from .page_alloc import PF_MEMALLOC
+            from .page_alloc import PF_MEMALLOC  # noqa: F401 - set below
             t = current()
             t.flags |= PF_MEMALLOC
             while True:
