@@ -1,16 +1,20 @@
-"""Boot: build the memory layers of a Machine and hand every page to the buddy allocator.
+"""Boot: build the memory layers of a Machine, in start_kernel() order.
 
-The order follows start_kernel(): physical memory and zones, then (at the end of
-the boot phase) free_all_bootmem() hands unreserved pages to the buddy
-allocator, then watermarks and per-CPU lists are set up. The layers register
-their /proc files and invariant checks on the machine.
+1. physical memory and zones (every page reserved, as after memmap_init_zone);
+2. the boot phase: bootmem, the machine's ``init`` functions, then
+   free_all_bootmem() hands every unreserved page to the buddy allocator;
+3. the page allocator (watermarks, per-CPU lists) and reclaim;
+4. kmem_cache_init(): the slab allocator and the kmalloc caches;
+5. vmalloc/ioremap and the per-CPU allocator.
+
+Each layer registers its /proc files and invariant checks on the machine.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mm import proc
+from .mm import bootmem, percpu, proc, slab, vmalloc
 from .mm.page_alloc import PageAllocator
 from .mm.physmem import PhysMem, parse_size
 from .mm.vmscan import Reclaim
@@ -27,7 +31,7 @@ def boot_machine(m: Machine) -> None:
     except (ValueError, TypeError) as e:
         raise KmemUsageError(f"memory={m.memory_size!r}: {e}") from None
     m.mem = mem
-    mem.free_all_to_buddy()
+    bootmem.boot_phase(m, mem)
     pa = PageAllocator(m, mem)
     m.mm = pa
     pa.reclaim = Reclaim(pa)
@@ -40,3 +44,6 @@ def boot_machine(m: Machine) -> None:
     m.register_checker("physmem", mem.check)
     m.register_checker("page_alloc", pa.check)
     m.register_checker("reclaim", pa.reclaim.check)
+    slab.kmem_cache_init(m)
+    vmalloc.vmalloc_init(m)
+    percpu.percpu_init(m)

@@ -60,6 +60,10 @@ class Machine:
             KernelPanic).
         irq_rate: default rate for interrupts registered with ``inject=True``.
         timeout: wall-clock seconds a run may take before it is aborted.
+        init: callables run as kernel threads in the boot phase, before the buddy
+            allocator exists: the place for ``alloc_bootmem`` (see mm/bootmem.py).
+        slab_debug: turn slab debugging (poison, redzones, double-free checks) on
+            for every cache of this machine, as CONFIG_DEBUG_SLAB does.
         policy_options: passed to the policy (``depth``/``steps`` for PCT,
             ``mean_run``/``preempt_prob`` for random and free, ``quantum`` for virtual).
     """
@@ -67,6 +71,7 @@ class Machine:
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, nodes: int = 1,
                  policy: str = "random", seed: int = 0, replay: Trace | str | None = None,
                  on_bug: str = "record", timeout: float = 60.0, boot: bool = True,
+                 init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
                  **policy_options: Any) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
@@ -78,6 +83,11 @@ class Machine:
             raise KmemUsageError(f"on_bug(={on_bug!r}) must be one of {', '.join(ON_BUG_MODES)}")
         if not isinstance(seed, int):
             raise KmemUsageError(f"seed(={seed!r}) must be an int")
+        self.boot_init: tuple[Callable[[], Any], ...] = tuple(init)
+        for fn in self.boot_init:
+            if not callable(fn):
+                raise KmemUsageError(f"init takes callables (boot-time init functions), got {fn!r}")
+        self.slab_debug = bool(slab_debug)
         self.nr_cpus = cpus
         self.nr_nodes = nodes
         per_node = -(-cpus // nodes)

@@ -1,0 +1,12 @@
+"""percpu: placeholder until the module lands (issues 4-5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def percpu_init(m: Any) -> None:
+    """Set up the subsystem on machine ``m`` at boot."""
+
+
+__all__: list[str] = []
