@@ -60,6 +60,11 @@ PAGE_MASK: Final = ~(PAGE_SIZE - 1)
 MAX_ORDER: Final = 11
 #: Pages in the largest buddy block (4 MiB with 4 KiB pages).
 MAX_ORDER_NR_PAGES: Final = 1 << (MAX_ORDER - 1)
+#: CONFIG_X86_L1_CACHE_SHIFT=5 (Pentium Pro/II/III, the book's machines): 32-byte lines, so the
+#: kmalloc size classes include size-96 and size-192 (include/linux/kmalloc_sizes.h).
+L1_CACHE_SHIFT: Final = 5
+L1_CACHE_BYTES: Final = 1 << L1_CACHE_SHIFT
+SMP_CACHE_BYTES: Final = L1_CACHE_BYTES
 #: Start of the kernel's direct map of low memory (i386 3G/1G split).
 PAGE_OFFSET: Final = 0xC0000000
 MAX_DMA_ADDRESS_PHYS: Final = 16 << 20
