@@ -21,7 +21,7 @@ from .mm.mempool import *  # noqa: F403
 from .mm.percpu import *  # noqa: F403
 from .mm.slab import *  # noqa: F403
 from .mm.vmalloc import *  # noqa: F403
-from .mm.gfp import (GFP_ATOMIC, GFP_DMA, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER,
+from .mm.gfp import (GFP_ZONEMASK, __GFP_BITS_MASK, __GFP_BITS_SHIFT, GFP_ATOMIC, GFP_DMA, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER,
                      __GFP_COLD, __GFP_COMP, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM, __GFP_IO,
                      __GFP_NO_GROW, __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT,
                      __GFP_ZERO)

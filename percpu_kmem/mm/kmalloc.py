@@ -1,5 +1,123 @@
-"""kmalloc: placeholder until the module lands (issue 4)."""
+"""kmalloc/kfree: general-purpose memory from a set of size-class slab caches.
+
+Models the 2.6.11 kmalloc of mm/slab.c and include/linux/kmalloc_sizes.h
+(reference/kernel-facts.md §2.3): caches ``size-32`` .. ``size-131072`` with
+32-byte cache lines (so size-96 and size-192 exist), each with a
+``size-N(DMA)`` twin for ``GFP_DMA`` requests, all SLAB_HWCACHE_ALIGN. A request
+goes to the first class that holds it; ``kmalloc(0)`` gets a size-32 object and
+anything above 131072 bytes gets NULL (None) without a warning, as in 2.6.
+``kfree`` finds the cache from the object's slab page, so it frees objects of
+any cache; ``kfree(None)`` does nothing.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from typing import TYPE_CHECKING, Final
+
+from ..runtime.errors import KmemUsageError
+from ..runtime.task import CURRENT
+from .access import memset
+from .gfp import __GFP_BITS_MASK, __GFP_DMA
+from .slab import SLAB_CACHE_DMA, SLAB_HWCACHE_ALIGN, SLAB_PANIC, _cache_alloc, _cache_free, _page_cache
+
+if TYPE_CHECKING:
+    from .slab import SlabAllocator
+
+#: include/linux/kmalloc_sizes.h with PAGE_SIZE 4096 and L1_CACHE_BYTES 32
+KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
+#: ARCH_KMALLOC_FLAGS
+ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
+# sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
+_SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
+_GFP_DMA: Final = __GFP_DMA
+_GFP_BITS_MASK: Final = __GFP_BITS_MASK
+
+
+def kmalloc_index(size: int) -> int:
+    """The index in KMALLOC_SIZES of the class serving ``size`` (size <= KMALLOC_MAX_SIZE)."""
+    if size <= 256:
+        return _SMALL_INDEX[(size - 1) >> 5] if size > 0 else 0
+    return 5 + (size - 1).bit_length() - 8
+
+
+def kmalloc_caches_init(sa: SlabAllocator) -> None:
+    """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
+    sa.kmalloc_normal = []
+    sa.kmalloc_dma = []
+    for size in KMALLOC_SIZES:
+        sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
+        sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
+                                           ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
+
+
+def _check_args(size: object, flags: object, what: str) -> None:
+    if type(size) is not int or size < 0:  # type: ignore[operator]
+        raise KmemUsageError(f"{what}: size must be an int >= 0, got {size!r}")
+    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
+        raise KmemUsageError(f"{what}: flags must be GFP_* bits (an int), got {flags!r}")
+
+
+def kmalloc(size: int, flags: int) -> int | None:
+    """Allocate ``size`` bytes; returns their kernel virtual address or None.
+
+    ``flags``: GFP_KERNEL (may sleep; might_sleep() is called even on the fast
+    path), GFP_ATOMIC (never sleeps: interrupt handlers), GFP_DMA (from the
+    size-N(DMA) caches, memory below 16 MB). The memory is not zeroed.
+    """
+    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~_GFP_BITS_MASK or flags < 0:
+        _check_args(size, flags, "kmalloc")
+    if size > KMALLOC_MAX_SIZE:
+        return None
+    t = CURRENT.task
+    sa = t.machine.slab
+    idx = _SMALL_INDEX[(size - 1) >> 5] if 0 < size <= 256 else kmalloc_index(size)
+    cachep = sa.kmalloc_dma[idx] if flags & _GFP_DMA else sa.kmalloc_normal[idx]
+    return _cache_alloc(t, cachep, flags)
+
+
+def kzalloc(size: int, flags: int) -> int | None:
+    """kmalloc() and zero the memory (2.6.14 and later; here for convenience)."""
+    objp = kmalloc(size, flags)
+    if objp is not None and size:
+        memset(objp, 0, size)
+    return objp
+
+
+def kcalloc(n: int, size: int, flags: int) -> int | None:
+    """Zeroed memory for an array of ``n`` elements of ``size`` bytes; None on overflow."""
+    if type(n) is not int or n < 0:
+        raise KmemUsageError(f"kcalloc: n must be an int >= 0, got {n!r}")
+    _check_args(size, flags, "kcalloc")
+    if size and n > 0xFFFFFFFF // size:  # the 32-bit overflow check of 2.6 kcalloc
+        return None
+    return kzalloc(n * size, flags)
+
+
+def kfree(objp: int | None) -> None:
+    """Free memory from kmalloc() (or any slab object); None (NULL) does nothing.
+
+    A pointer that is not in a slab page is reported (kfree_debugcheck's words)
+    and nothing is freed. Context: any.
+    """
+    if not objp:
+        return
+    if type(objp) is not int:
+        raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
+    t = CURRENT.task
+    cachep = _page_cache(t, objp, "kfree")
+    if cachep is not None:
+        _cache_free(t, cachep, objp, "kfree")
+
+
+def ksize(objp: int | None) -> int:
+    """The usable size of the object at ``objp`` (its cache's object size); 0 for None."""
+    if not objp:
+        return 0
+    if type(objp) is not int:
+        raise KmemUsageError(f"ksize: objp must be an address (int), got {objp!r}")
+    cachep = _page_cache(CURRENT.task, objp, "ksize")
+    return 0 if cachep is None else cachep.reallen
+
+
+__all__ = ["kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE"]

@@ -1,5 +1,662 @@
-"""mempool: placeholder until the module lands (issue 5)."""
+"""Memory pools: a reserve of preallocated elements for allocations that must not fail.
+
+Models mm/mempool.c (include/linux/mempool.h). The signatures are the 2.6 ones
+LDD3 documents (``mempool_create(min_nr, alloc_fn, free_fn, pool_data)``, the
+three-argument ``mempool_resize``, ``mempool_destroy`` that BUGs on outstanding
+elements); the algorithm of ``mempool_alloc`` is the modern one (Nick Piggin's
+2.6.12 rework, plus the 2.6.18 ``io_schedule_timeout(5*HZ)``):
+
+1. try the underlying allocator without __GFP_WAIT/__GFP_IO, with __GFP_NORETRY
+   and __GFP_NOWARN (a failure here is expected and silent);
+2. take an element from the reserve under ``pool->lock`` (irqsave: interrupt
+   handlers use the pool with GFP_ATOMIC);
+3. try the underlying allocator again with the caller's full mask;
+4. a caller without __GFP_WAIT gets NULL (None) now; one that may sleep waits on
+   ``pool->wait`` until a ``mempool_free`` refills the reserve (or 5 s of virtual
+   time pass) and starts over: it never fails.
+
+``mempool_free`` refills the reserve while ``curr_nr < min_nr`` (re-checked under
+the lock) and wakes the waiters; any other element goes back with ``free_fn``.
+
+Model additions (see docs/mempool.md): the 2.6 GFP bits have no __GFP_NOMEMALLOC,
+so that part of the modern mask cannot be expressed; a waiter that nothing feeds
+for 120 s of virtual time is reported as a hung task and ended (the kernel would
+loop for ever); each machine keeps a registry of its pools with an invariant
+check, and an element freed while it already sits in the reserve is reported as
+a double free. Under ``Machine(slab_debug=True)`` reserve elements of the stock
+pools are poisoned and re-checked, as CONFIG_DEBUG_SLAB does since 4.2.
+"""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+from ..runtime.errors import KmemInternalError, KmemUsageError
+from ..runtime.kernel import BUG, WARN_ON, block, current, might_sleep
+from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, spin_lock_init,
+                             spin_lock_irqsave, spin_unlock_irqrestore, wake_up)
+from ..runtime.preempt import HZ, NSEC_PER_JIFFY
+from ..runtime.report import caller_site, relpath
+from .gfp import GFP_KERNEL, __GFP_IO, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT, __GFP_ZERO, check_gfp
+from .physmem import MAX_ORDER, PAGE_SHIFT, Page
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+
+
+ENOMEM: Final = 12
+#: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
+MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
+#: khungtaskd's default: a waiter that nothing feeds for this long is reported and ended
+HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
+
+# include/linux/poison.h
+POISON_INUSE: Final = 0x5A
+POISON_FREE: Final = 0x6B
+POISON_END: Final = 0xA5
+#: BITS_PER_LONG / 8 on the modelled i386: bytes shown either side of a poison mismatch
+_POISON_CONTEXT: Final = 4
+
+AllocFn = Callable[[int, Any], Any]
+FreeFn = Callable[[Any, Any], Any]
+
+
+def _key(element: Any) -> Any:
+    """A dict key for an element: the element itself when hashable (ints, struct pages)."""
+    try:
+        hash(element)
+    except TypeError:
+        return ("id", id(element))
+    return element
+
+
+def _describe(element: Any) -> str:
+    if isinstance(element, Page):
+        return f"page pfn {element.pfn:#x}"
+    if isinstance(element, int):
+        return f"{element:08x}"
+    return repr(element)
+
+
+class mempool_t:  # noqa: N801 - kernel type name
+    """struct mempool_s: the reserve, its lock and wait queue, and the element functions.
+
+    ``elements[:curr_nr]`` is the reserve (LIFO, as ``elements[--curr_nr]``).
+    The ``_out`` bookkeeping (elements handed out by mempool_alloc and not yet
+    returned) is the model's, not the kernel's: it feeds the invariant check and
+    the outstanding count that mempool_destroy reports. It sits under a plain
+    Python lock that is no scheduling point, so it never changes an interleaving.
+    """
+
+    __slots__ = ("machine", "id", "lock", "wait", "min_nr", "curr_nr", "elements", "pool_data",
+                 "alloc", "free", "site", "destroyed", "poison_size", "_reserve", "_out", "nr_out",
+                 "_track", "__weakref__")
+
+    def __init__(self, machine: Machine, pool_id: int, min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn,
+                 pool_data: Any, site: str) -> None:
+        self.machine = machine
+        self.id = pool_id
+        self.lock = spin_lock_init(f"mempool{pool_id}->lock")
+        self.wait = init_waitqueue_head(f"mempool{pool_id}->wait")
+        self.min_nr = min_nr
+        self.curr_nr = 0
+        self.elements: list[Any] = []
+        self.pool_data = pool_data
+        self.alloc = alloc_fn
+        self.free = free_fn
+        self.site = site
+        self.destroyed = False
+        #: bytes poisoned per reserve element (0: no poisoning), fixed at creation
+        self.poison_size = 0
+        self._reserve: set[Any] = set()
+        self._out: dict[Any, int] = {}
+        self.nr_out = 0
+        self._track = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = " destroyed" if self.destroyed else ""
+        return (f"<mempool {self.id} curr_nr={self.curr_nr} min_nr={self.min_nr} "
+                f"outstanding={self.nr_out}{state} created at {self.site}>")
+
+    # -- the model's bookkeeping (no scheduling points) ------------------------------------
+    def _track_out(self, element: Any) -> None:
+        k = _key(element)
+        with self._track:
+            self._out[k] = self._out.get(k, 0) + 1
+            self.nr_out += 1
+
+    def _track_in(self, element: Any) -> None:
+        """An element comes back. One the pool never handed out is fine: elements are
+        interchangeable, the kernel does not care where a freed element came from."""
+        k = _key(element)
+        with self._track:
+            n = self._out.get(k, 0)
+            if n:
+                if n == 1:
+                    del self._out[k]
+                else:
+                    self._out[k] = n - 1
+                self.nr_out -= 1
+
+    def in_reserve(self, element: Any) -> bool:
+        return _key(element) in self._reserve
+
+
+class MempoolRegistry:
+    """The pools of one machine (``m.subsystems["mempool"]``) and their invariant walk."""
+
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+        self.pools: dict[int, mempool_t] = {}
+        self._next_id = 1
+        self._lock = threading.Lock()
+        machine.register_checker("mempool", self.check)
+
+    def new_id(self) -> int:
+        with self._lock:
+            n = self._next_id
+            self._next_id += 1
+            return n
+
+    def add(self, pool: mempool_t) -> None:
+        with self._lock:
+            self.pools[pool.id] = pool
+
+    def remove(self, pool: mempool_t) -> None:
+        with self._lock:
+            self.pools.pop(pool.id, None)
+
+    def check(self) -> None:
+        """Every pool: curr_nr <= min_nr, the reserve holds distinct elements none of which
+        is also outstanding, the outstanding counter matches, pooled pages are held."""
+        from .physmem import InconsistentState
+        for pool in list(self.pools.values()):
+            name = f"mempool {pool.id} (created at {pool.site})"
+            if pool.curr_nr != len(pool.elements):
+                raise InconsistentState(f"{name}: curr_nr {pool.curr_nr} but {len(pool.elements)} elements")
+            if not 0 <= pool.curr_nr <= pool.min_nr:
+                raise InconsistentState(f"{name}: curr_nr {pool.curr_nr} outside [0, min_nr {pool.min_nr}]")
+            keys = [_key(e) for e in pool.elements]
+            if len(set(keys)) != len(keys):
+                raise InconsistentState(f"{name}: an element is in the reserve twice")
+            if set(keys) != pool._reserve:
+                raise InconsistentState(f"{name}: reserve index does not match the elements")
+            both = pool._reserve & pool._out.keys()
+            if both:
+                raise InconsistentState(f"{name}: {_describe(next(iter(both)))} is both in the reserve "
+                                        "and handed out")
+            if pool.nr_out != sum(pool._out.values()) or any(n != 1 for n in pool._out.values()):
+                raise InconsistentState(f"{name}: outstanding counter {pool.nr_out} does not match "
+                                        f"the {len(pool._out)} distinct elements handed out")
+            mem = getattr(self.machine, "mem", None)
+            for e in pool.elements:
+                if isinstance(e, Page) and mem is not None and mem.count[e.pfn] <= 0:
+                    raise InconsistentState(f"{name}: reserve {_describe(e)} is free in the page allocator")
+
+
+def mempool_machine_init(m: Machine) -> MempoolRegistry:
+    """Attach the mempool registry to machine ``m`` (at boot, or at the first mempool_create)."""
+    reg = m.subsystems.get("mempool")
+    if reg is None:
+        reg = m.subsystems.setdefault("mempool", MempoolRegistry(m))
+    return reg  # type: ignore[no-any-return]
+
+
+def mempools_of(m: Machine) -> list[mempool_t]:
+    """The live pools of machine ``m`` (tests and invariant walks)."""
+    reg = m.subsystems.get("mempool")
+    return [] if reg is None else list(reg.pools.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# add_element / remove_element and the debug poisoning
+# ---------------------------------------------------------------------------------------------
+def _poison_addr(pool: mempool_t, element: Any) -> int | None:
+    """The address of an element's bytes (None: nothing to poison, e.g. a highmem page)."""
+    if isinstance(element, Page):
+        return element.address  # type: ignore[no-any-return]
+    return element if isinstance(element, int) else None
+
+
+def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
+    """How many bytes of each reserve element poison_element() covers (0: none).
+
+    As in mm/mempool.c only the stock pools are poisoned, recognised by their alloc_fn:
+    pages (PAGE_SIZE << order), kmalloc (the requested size; the kernel uses ksize()),
+    slab (the cache's object size; a cache with a constructor is left alone, since
+    poisoning would destroy what the constructor built: modern kernels forbid that
+    combination with VM_BUG_ON(mem->ctor)).
+    """
+    if alloc_fn is mempool_alloc_pages:
+        return 1 << (PAGE_SHIFT + int(pool_data))
+    if alloc_fn is mempool_kmalloc:
+        return int(pool_data)
+    if alloc_fn is mempool_alloc_slab:
+        if getattr(pool_data, "ctor", None) is not None:
+            return 0
+        return _cache_object_size(pool_data)
+    return 0
+
+
+def _cache_object_size(cachep: Any) -> int:
+    try:
+        from . import slab
+        size_fn = getattr(slab, "kmem_cache_size", None)
+        if size_fn is not None:
+            return int(size_fn(cachep))
+    except (ImportError, TypeError, ValueError):
+        pass
+    for attr in ("object_size", "objsize", "obj_size", "size"):
+        v = getattr(cachep, attr, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 0
+
+
+def _poison_element(pool: mempool_t, element: Any) -> None:
+    """__poison_element(): POISON_FREE bytes, the last one POISON_END."""
+    from .access import mem_write
+    addr = _poison_addr(pool, element)
+    size = pool.poison_size
+    if addr is None or size <= 0:
+        return
+    mem_write(addr, bytes([POISON_FREE]) * (size - 1) + bytes([POISON_END]))
+
+
+def _check_element(pool: mempool_t, element: Any) -> None:
+    """__check_element(): the poison must be intact; then the element reads POISON_INUSE."""
+    from .access import mem_read, mem_write
+    addr = _poison_addr(pool, element)
+    size = pool.poison_size
+    if addr is None or size <= 0:
+        return
+    data = mem_read(addr, size)
+    expected = bytes([POISON_FREE]) * (size - 1) + bytes([POISON_END])
+    if data != expected:
+        byte = next(i for i in range(size) if data[i] != expected[i])
+        _poison_error(pool, addr, data, byte)
+        return
+    mem_write(addr, bytes([POISON_INUSE]) * size)
+
+
+def _poison_error(pool: mempool_t, addr: int, data: bytes, byte: int) -> None:
+    """poison_error(): the modern report, a few bytes either side of the first bad one."""
+    size = len(data)
+    start = max(byte - _POISON_CONTEXT, 0)
+    end = min(byte + _POISON_CONTEXT, size)
+    shown = "".join(f"{b:x} " for b in data[start:end])
+    pool.machine.report("mempool_poison", [
+        "BUG: mempool element poison mismatch",
+        f"Mempool {pool.id:08x} size {size}",
+        f" nr={pool.curr_nr} @ {addr:08x}: {'... ' if start > 0 else ''}0x{shown}{'...' if end < size else ''}"],
+        site=f"mempool{pool.id}:{addr:#x}")
+
+
+def _add_element(pool: mempool_t, element: Any) -> None:
+    """add_element(), called under pool->lock (or before the pool is shared)."""
+    if pool.curr_nr >= pool.min_nr:  # BUG_ON(pool->curr_nr >= pool->min_nr): callers check first
+        raise KmemInternalError(f"add_element: mempool {pool.id} is full ({pool.curr_nr}/{pool.min_nr})")
+    if pool.poison_size:
+        _poison_element(pool, element)
+    pool.elements.append(element)
+    pool._reserve.add(_key(element))
+    pool.curr_nr += 1
+
+
+def _remove_element(pool: mempool_t) -> Any:
+    """remove_element(), called under pool->lock: the most recently added element."""
+    if pool.curr_nr <= 0:  # BUG_ON(pool->curr_nr < 0)
+        raise KmemInternalError(f"remove_element: mempool {pool.id} is empty")
+    element = pool.elements.pop()
+    pool.curr_nr -= 1
+    pool._reserve.discard(_key(element))
+    if pool.poison_size:
+        _check_element(pool, element)
+    return element
+
+
+def _free_pool(pool: mempool_t) -> None:
+    """free_pool(): hand every reserve element back with free_fn."""
+    while pool.curr_nr:
+        element = _remove_element(pool)
+        pool.free(element, pool.pool_data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python-side argument checks (KmemUsageError)
+# ---------------------------------------------------------------------------------------------
+def _check_min_nr(fn: str, name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise KmemUsageError(f"{fn}: {name} must be an int, got {value!r}")
+    if value < 1:
+        raise KmemUsageError(f"{fn}: {name}(={value}) must be >= 1 (a pool guarantees at least one element)")
+    return value
+
+
+def _creator_site() -> str:
+    """file:line of the code that asked for the pool (outside this module and the runtime)."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back  # type: ignore[assignment]
+    if f is None:
+        return "<unknown>"
+    return f"{relpath(f.f_code.co_filename)}:{f.f_lineno}"
+
+
+def _pool_of(pool: Any, fn: str) -> mempool_t:
+    if not isinstance(pool, mempool_t):
+        raise KmemUsageError(f"{fn}() takes a mempool_t from mempool_create(), got {pool!r}")
+    return pool
+
+
+def _use_after_destroy(pool: mempool_t, fn: str) -> None:
+    t = current()
+    file, line, _ = caller_site(3)
+    pool.machine.report("mempool_use_after_destroy", [
+        f"BUG: KASAN: use-after-free in {fn}",
+        f"{fn}() of mempool {pool.id} (created at {pool.site}) after mempool_destroy(), "
+        f"by task {t.comm}/{t.pid} at {file}:{line}"], site=f"{fn}:{file}:{line}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel-style interface
+# ---------------------------------------------------------------------------------------------
+def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: Any = None) -> mempool_t | None:
+    """Create a pool that guarantees ``min_nr`` preallocated elements.
+
+    Args:
+        min_nr: the number of elements kept in reserve (an int >= 1).
+        alloc_fn: ``alloc_fn(gfp_mask, pool_data)`` returns a new element or None.
+        free_fn: ``free_fn(element, pool_data)`` gives an element back to its allocator.
+        pool_data: passed to both functions (an order, a size, a kmem_cache, ...).
+    Returns:
+        the pool, or None if preallocating with GFP_KERNEL failed; then every element
+        already taken has been handed back with ``free_fn``.
+    Raises:
+        KmemUsageError: ``min_nr`` is not an int >= 1 or a function is not callable.
+    Context: process context; might sleep (preallocation uses GFP_KERNEL).
+    """
+    _check_min_nr("mempool_create", "min_nr", min_nr)
+    if not callable(alloc_fn):
+        raise KmemUsageError(f"mempool_create: alloc_fn must be callable as alloc_fn(gfp_mask, pool_data), "
+                             f"got {alloc_fn!r}")
+    if not callable(free_fn):
+        raise KmemUsageError(f"mempool_create: free_fn must be callable as free_fn(element, pool_data), "
+                             f"got {free_fn!r}")
+    m = current().machine
+    might_sleep()  # the kmalloc(GFP_KERNEL) of the pool and its elements array
+    reg = mempool_machine_init(m)
+    pool = mempool_t(m, reg.new_id(), min_nr, alloc_fn, free_fn, pool_data, _creator_site())
+    if m.slab_debug:
+        pool.poison_size = _poison_size_for(alloc_fn, pool_data)
+    # First pre-allocate the guaranteed number of buffers.
+    while pool.curr_nr < pool.min_nr:
+        element = pool.alloc(GFP_KERNEL, pool.pool_data)
+        if element is None:
+            _free_pool(pool)
+            return None
+        _add_element(pool, element)
+    reg.add(pool)
+    return pool
+
+
+def mempool_destroy(pool: mempool_t | None) -> None:
+    """Free every reserve element and the pool itself.
+
+    Every element must have come back first: elements still out are a BUG()
+    (2.6: ``if (pool->curr_nr != pool->min_nr) BUG();``). The model reports it as
+    ``kernel BUG at ...!``, ends the calling task with an Oops, and leaves the pool
+    intact and usable, so the elements can still be freed and the pool destroyed.
+    ``None`` is accepted and ignored (as later kernels do).
+    Context: sleeps only if ``free_fn`` sleeps.
+    """
+    if pool is None:
+        return
+    pool = _pool_of(pool, "mempool_destroy")
+    if pool.destroyed:
+        _use_after_destroy(pool, "mempool_destroy")
+        return
+    if pool.curr_nr != pool.min_nr or pool.nr_out:
+        BUG(f"mempool_destroy: {pool.nr_out} element(s) still outstanding, curr_nr {pool.curr_nr} "
+            f"!= min_nr {pool.min_nr} (There were outstanding elements)")
+        return
+    pool.destroyed = True
+    mempool_machine_init(pool.machine).remove(pool)
+    _free_pool(pool)
+
+
+def _mempool_wait(pool: mempool_t, flags: int) -> None:
+    """Sleep on pool->wait until a mempool_free wakes us or 5 s of virtual time pass.
+
+    Called with pool->lock held; prepare_to_wait comes before the unlock, so a free
+    between the unlock and the sleep is not lost (the task is then already woken).
+    """
+    prepare_to_wait(pool.wait)
+    spin_unlock_irqrestore(pool.lock, flags)
+    # FIXME (kernel's): this should be io_schedule(); the timeout is a workaround
+    # for some DM problems in 2.6.18.
+    block(pool.wait, MEMPOOL_WAIT_JIFFIES * NSEC_PER_JIFFY, "io_schedule_timeout")
+    finish_wait(pool.wait)
+
+
+def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
+    t = current()
+    pool.machine.report("hung_task", [
+        f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // 1_000_000_000} seconds.",
+        f"      mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty and its "
+        "allocator kept failing; nothing returned an element"], fatal=True)
+
+
+def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
+    """Allocate an element: from the underlying allocator if it can, else from the reserve.
+
+    Args:
+        pool: a pool from mempool_create().
+        gfp_mask: the usual allocation flags; __GFP_ZERO is not supported (warned).
+    Returns:
+        an element. With __GFP_WAIT (GFP_KERNEL, GFP_NOIO, ...) this never fails: the
+        caller sleeps until an element comes back. Without it (GFP_ATOMIC) None is
+        returned at once when the allocator fails and the reserve is empty.
+    Context: may sleep if ``gfp_mask`` has __GFP_WAIT (then process context only);
+    with GFP_ATOMIC callable from interrupt handlers.
+    """
+    pool = _pool_of(pool, "mempool_alloc")
+    check_gfp(gfp_mask)
+    if pool.destroyed:
+        _use_after_destroy(pool, "mempool_alloc")
+        return None
+    WARN_ON(gfp_mask & __GFP_ZERO, "mempool_alloc: using __GFP_ZERO is not supported")
+    if gfp_mask & __GFP_WAIT:
+        might_sleep()
+    # __GFP_NOMEMALLOC ("don't allocate emergency reserves") has no 2.6 bit: see the docs.
+    gfp_mask |= __GFP_NORETRY  # don't loop in __alloc_pages
+    gfp_mask |= __GFP_NOWARN  # failures are OK
+    # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
+    gfp_temp = gfp_mask & ~(__GFP_WAIT | __GFP_IO)
+    waited_since: int | None = None
+    engine = pool.machine._engine
+    while True:  # repeat_alloc:
+        element = pool.alloc(gfp_temp, pool.pool_data)
+        if element is not None:
+            pool._track_out(element)
+            return element
+        flags = spin_lock_irqsave(pool.lock)
+        if pool.curr_nr:
+            element = _remove_element(pool)
+            pool._track_out(element)
+            spin_unlock_irqrestore(pool.lock, flags)
+            return element
+        # The reserve is empty: retry at once with the full mask (reclaim allowed).
+        if gfp_temp != gfp_mask:
+            spin_unlock_irqrestore(pool.lock, flags)
+            gfp_temp = gfp_mask
+            continue
+        # We must not sleep if !__GFP_WAIT.
+        if not gfp_mask & __GFP_WAIT:
+            spin_unlock_irqrestore(pool.lock, flags)
+            return None
+        # Let's wait for someone else to return an element to the pool.
+        if waited_since is None:
+            waited_since = engine.now
+        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS:
+            spin_unlock_irqrestore(pool.lock, flags)
+            _mempool_hung(pool, engine.now - waited_since)
+        _mempool_wait(pool, flags)
+
+
+def mempool_free(element: Any, pool: mempool_t) -> None:
+    """Return an element: into the reserve while it is below min_nr, else to ``free_fn``.
+
+    A None element is ignored. An element that sits in the reserve already is a
+    double free: reported, and the element stays where it is.
+    Context: any; sleeps only if ``free_fn`` sleeps.
+    """
+    if element is None:
+        return
+    pool = _pool_of(pool, "mempool_free")
+    if pool.destroyed:
+        _use_after_destroy(pool, "mempool_free")
+        pool._track_in(element)
+        pool.free(element, pool.pool_data)  # nothing is lost: it goes back to its allocator
+        return
+    if pool.in_reserve(element):
+        _double_free(pool, element)
+        return
+    pool._track_in(element)
+    # Testing curr_nr < min_nr without the lock is enough for correctness: whoever took
+    # the pool below min_nr sees it (the kernel pairs an smp_rmb here with an smp_wmb in
+    # mempool_alloc); refilling as soon as possible is what keeps the reserve full.
+    if pool.curr_nr < pool.min_nr:
+        flags = spin_lock_irqsave(pool.lock)
+        if pool.curr_nr < pool.min_nr:
+            _add_element(pool, element)
+            spin_unlock_irqrestore(pool.lock, flags)
+            wake_up(pool.wait)
+            return
+        spin_unlock_irqrestore(pool.lock, flags)  # Raced: another free refilled it
+    pool.free(element, pool.pool_data)
+
+
+def _double_free(pool: mempool_t, element: Any) -> None:
+    t = current()
+    file, line, func = caller_site(3)
+    pool.machine.report("double_free", [
+        "BUG: KASAN: double-free in mempool_free",
+        f"Free of {_describe(element)} by task {t.comm}/{t.pid} at {file}:{line}",
+        f"The element is already in the reserve of mempool {pool.id} (created at {pool.site})"],
+        site=f"mempool{pool.id}:{file}:{line}")
+
+
+def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
+    """Change the number of reserved elements (the 2.6 three-argument form).
+
+    Shrinking hands the surplus back with ``free_fn`` at once. Growing raises
+    min_nr and tries to fill the reserve with ``alloc_fn(gfp_mask)``; if that
+    fails the reserve stays short and later mempool_free() calls refill it.
+    Returns:
+        0 (the model's elements array is a Python list, so -ENOMEM cannot happen).
+    Raises:
+        KmemUsageError: ``new_min_nr`` is not an int >= 1 (the kernel's BUG_ON).
+    Context: may sleep if ``gfp_mask`` has __GFP_WAIT.
+    """
+    pool = _pool_of(pool, "mempool_resize")
+    _check_min_nr("mempool_resize", "new_min_nr", new_min_nr)
+    check_gfp(gfp_mask)
+    if pool.destroyed:
+        _use_after_destroy(pool, "mempool_resize")
+        return -ENOMEM
+    if gfp_mask & __GFP_WAIT:
+        might_sleep()
+    flags = spin_lock_irqsave(pool.lock)
+    if new_min_nr <= pool.min_nr:
+        while new_min_nr < pool.curr_nr:
+            element = _remove_element(pool)
+            spin_unlock_irqrestore(pool.lock, flags)
+            pool.free(element, pool.pool_data)
+            flags = spin_lock_irqsave(pool.lock)
+        pool.min_nr = new_min_nr
+        spin_unlock_irqrestore(pool.lock, flags)
+        return 0
+    pool.min_nr = new_min_nr
+    while pool.curr_nr < pool.min_nr:
+        spin_unlock_irqrestore(pool.lock, flags)
+        element = pool.alloc(gfp_mask, pool.pool_data)
+        if element is None:
+            return 0
+        flags = spin_lock_irqsave(pool.lock)
+        if pool.curr_nr < pool.min_nr:
+            _add_element(pool, element)
+        else:
+            spin_unlock_irqrestore(pool.lock, flags)
+            pool.free(element, pool.pool_data)  # Raced
+            return 0
+    spin_unlock_irqrestore(pool.lock, flags)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Stock element functions and the create helpers
+# ---------------------------------------------------------------------------------------------
+def mempool_alloc_pages(gfp_mask: int, pool_data: Any) -> Page | None:
+    """alloc_fn of a page pool: ``alloc_pages(gfp_mask, order)``, pool_data = order."""
+    from .page_alloc import alloc_pages
+    return alloc_pages(gfp_mask, int(pool_data))
+
+
+def mempool_free_pages(element: Any, pool_data: Any) -> None:
+    """free_fn of a page pool: ``__free_pages(page, order)``."""
+    from .page_alloc import __free_pages
+    __free_pages(element, int(pool_data))
+
+
+def mempool_kmalloc(gfp_mask: int, pool_data: Any) -> int | None:
+    """alloc_fn of a kmalloc pool: ``kmalloc(size, gfp_mask)``, pool_data = size."""
+    from .kmalloc import kmalloc  # type: ignore[attr-defined]
+    return kmalloc(int(pool_data), gfp_mask)  # type: ignore[no-any-return]
+
+
+def mempool_kfree(element: Any, pool_data: Any) -> None:
+    """free_fn of a kmalloc pool: ``kfree(element)``."""
+    from .kmalloc import kfree  # type: ignore[attr-defined]
+    kfree(element)
+
+
+def mempool_alloc_slab(gfp_mask: int, pool_data: Any) -> int | None:
+    """alloc_fn of a slab pool: ``kmem_cache_alloc(cache, gfp_mask)``, pool_data = the cache."""
+    from .slab import kmem_cache_alloc  # type: ignore[attr-defined]
+    return kmem_cache_alloc(pool_data, gfp_mask)  # type: ignore[no-any-return]
+
+
+def mempool_free_slab(element: Any, pool_data: Any) -> None:
+    """free_fn of a slab pool: ``kmem_cache_free(cache, element)``."""
+    from .slab import kmem_cache_free  # type: ignore[attr-defined]
+    kmem_cache_free(pool_data, element)
+
+
+def mempool_create_page_pool(min_nr: int, order: int) -> mempool_t | None:
+    """A pool of 2**order-page blocks (struct page elements)."""
+    if not isinstance(order, int) or isinstance(order, bool) or not 0 <= order < MAX_ORDER:
+        raise KmemUsageError(f"mempool_create_page_pool: order(={order!r}) must be an int in [0, {MAX_ORDER})")
+    return mempool_create(min_nr, mempool_alloc_pages, mempool_free_pages, order)
+
+
+def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
+    """A pool of kmalloc(size) buffers (addresses)."""
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise KmemUsageError(f"mempool_create_kmalloc_pool: size(={size!r}) must be an int >= 1")
+    return mempool_create(min_nr, mempool_kmalloc, mempool_kfree, size)
+
+
+def mempool_create_slab_pool(min_nr: int, kc: Any) -> mempool_t | None:
+    """A pool of objects of slab cache ``kc`` (addresses)."""
+    if kc is None:
+        raise KmemUsageError("mempool_create_slab_pool: kc must be a kmem_cache, got None")
+    return mempool_create(min_nr, mempool_alloc_slab, mempool_free_slab, kc)
+
+
+__all__ = ["mempool_t", "mempool_create", "mempool_destroy", "mempool_alloc", "mempool_free", "mempool_resize",
+           "mempool_alloc_pages", "mempool_free_pages", "mempool_kmalloc", "mempool_kfree",
+           "mempool_alloc_slab", "mempool_free_slab", "mempool_create_page_pool",
+           "mempool_create_kmalloc_pool", "mempool_create_slab_pool"]

@@ -1,12 +1,993 @@
-"""percpu: placeholder until the module lands (issues 4-5)."""
+"""Per-CPU variables and the dynamic per-CPU allocator.
+
+Kernel files modelled (reference/kernel-facts.md §8, §1.3):
+
+- include/linux/percpu.h, include/linux/percpu-defs.h: ``DEFINE_PER_CPU``,
+  ``DECLARE_PER_CPU``, ``per_cpu``, ``get_cpu_var``/``put_cpu_var``, ``__get_cpu_var``,
+  the ``this_cpu_*`` operations (safe against preemption and interrupts: the generic
+  form is one step with local interrupts saved and disabled) and the ``__this_cpu_*``
+  ones (the caller must have preemption off; CONFIG_DEBUG_PREEMPT reports
+  "BUG: using __this_cpu_add() in preemptible [00000000] code: comm/pid").
+- 2.6.11 setup_per_cpu_areas(): a static area of ``PERCPU_ENOUGH_ROOM`` (32768) bytes
+  per CPU holding every DEFINE_PER_CPU variable (the .data.percpu section), each CPU's
+  copy initialised from the section image.
+- Modern mm/percpu.c: ``pcpu_alloc`` (size rounded to 4, align raised to 4, the
+  "illegal size (%zu) or align (%zu) for percpu allocation" WARN, atomic allocations
+  never create chunks, "allocation failed, size=%zu align=%zu atomic=%d, %s" limited
+  to 10 warnings), chunks of one unit per CPU (``PCPU_MIN_UNIT_SIZE`` 32 KiB) with a
+  first-fit area map (positive entries free, negative allocated, as mm/percpu.c of
+  2.6.30-3.x), ``pcpu_alloc_mutex`` around the whole allocation and ``pcpu_lock``
+  (irq-safe spinlock) around the index structures, memory zero-filled for every CPU,
+  ``free_percpu`` callable from atomic context, one spare fully free chunk kept.
+  ``per_cpu_ptr`` follows 2.6.11's "catch derefs w/o wrappers" encoding: the
+  per-CPU pointer is the bitwise complement of CPU 0's address, so dereferencing it
+  directly faults.
+
+Simplified (docs/percpu.md): the static area comes from the page allocator at boot
+(2.6 used alloc_bootmem), one order-3 block per CPU; chunks are populated completely
+when they are created (no per-page population), their units are lowmem blocks from
+the page allocator (no vmalloc mapping); fully free chunks beyond the spare are
+destroyed by free_percpu itself, after pcpu_lock is dropped, instead of by a work item.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import TYPE_CHECKING, Any, Final, Iterable
+
+from ..runtime.errors import KmemUsageError, NotInTaskError
+from ..runtime.kernel import (debug_preempt_check, local_irq_restore, local_irq_save, preempt_disable,
+                              preempt_enable, preempt_point)
+from ..runtime.locks import (mutex_init, mutex_lock, mutex_unlock, spin_lock_init, spin_lock_irqsave,
+                             spin_unlock_irqrestore)
+from ..runtime.report import caller_site, skip_frames_of
+from ..runtime.task import CURRENT
+from .access import mem_read, mem_write, memset
+from .gfp import GFP_KERNEL, __GFP_NORETRY, __GFP_NOWARN, __GFP_ZERO, check_gfp
+from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, InconsistentState, get_order
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+    from ..runtime.task import Task
+
+skip_frames_of(__file__)  # reports name the simulated caller, not this module
+
+PERCPU_ENOUGH_ROOM: Final = 32768  #: static per-CPU area per CPU (2.6.11 include/linux/percpu.h)
+PCPU_MIN_UNIT_SIZE: Final = 32 << 10  #: smallest unit of a dynamic chunk (PFN_ALIGN(32 << 10))
+PCPU_MIN_ALLOC_SIZE: Final = 4  #: allocation granule and minimum alignment (modern pcpu_alloc)
+PCPU_WARN_LIMIT: Final = 10  #: pcpu_alloc's static warn_limit
+_UNIT_ORDER: Final = get_order(PCPU_MIN_UNIT_SIZE)
+# Class bodies mangle names that start with two underscores: use these aliases there.
+_GFP_NORETRY: Final = __GFP_NORETRY
+_GFP_NOWARN: Final = __GFP_NOWARN
+_ADDR_MASK: Final = 0xFFFFFFFF
 
 
-def percpu_init(m: Any) -> None:
-    """Set up the subsystem on machine ``m`` at boot."""
+# ---------------------------------------------------------------------------------------------
+# The C type layer (i386: ILP32, little-endian; long long is 8 bytes, 4-aligned in structs)
+# ---------------------------------------------------------------------------------------------
+class CType:
+    """A C type: ``size`` (sizeof), ``align`` (alignment inside a struct, i386 ABI) and
+    ``alignof`` (GCC's ``__alignof__``, what alloc_percpu() passes). Values are real
+    little-endian bytes; ``encode``/``decode`` convert Python values."""
+
+    __slots__ = ("name", "size", "align", "alignof")
+
+    def __init__(self, name: str, size: int, align: int, alignof: int) -> None:
+        self.name = name
+        self.size = size
+        self.align = align
+        self.alignof = alignof
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def zero(self) -> Any:
+        return self.decode(bytes(self.size))
+
+    def __mul__(self, n: int) -> CArray:
+        """``c_int * 4`` is ``int[4]``, as in ctypes."""
+        return CArray(self, n)
+
+    def __repr__(self) -> str:
+        return f"<C type {self.name}: size {self.size}, align {self.align}>"
 
 
-__all__: list[str] = []
+class CScalar(CType):
+    """An integer type; stores wrap modulo 2**bits as a C conversion does."""
+
+    __slots__ = ("signed", "bits")
+
+    def __init__(self, name: str, size: int, signed: bool, align: int | None = None) -> None:
+        super().__init__(name, size, align or size, size)
+        self.signed = signed
+        self.bits = size * 8
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, int):
+            raise KmemUsageError(f"a {self.name} holds an int, got {value!r}")
+        return (value & ((1 << self.bits) - 1)).to_bytes(self.size, "little")
+
+    def decode(self, data: bytes) -> int:
+        return int.from_bytes(data, "little", signed=self.signed)
+
+
+class CArray(CType):
+    """``elem[length]``; a char array's value is ``bytes``, other arrays' a list."""
+
+    __slots__ = ("elem", "length")
+
+    def __init__(self, elem: CType, length: int) -> None:
+        if not isinstance(elem, CType):
+            raise KmemUsageError(f"array element type must be a C type, got {elem!r}")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise KmemUsageError(f"array length must be an int >= 1, got {length!r}")
+        super().__init__(f"{elem.name}[{length}]", elem.size * length, elem.align, elem.alignof)
+        self.elem = elem
+        self.length = length
+
+    @property
+    def is_chars(self) -> bool:
+        return isinstance(self.elem, CScalar) and self.elem.size == 1
+
+    def encode(self, value: Any) -> bytes:
+        if self.is_chars and isinstance(value, (bytes, bytearray)):
+            if len(value) > self.length:
+                raise KmemUsageError(f"{len(value)} bytes do not fit in a {self.name}")
+            return bytes(value).ljust(self.size, b"\0")
+        if not isinstance(value, (list, tuple)) or len(value) > self.length:
+            raise KmemUsageError(f"a {self.name} takes a list of at most {self.length} values"
+                                 f"{' or bytes' if self.is_chars else ''}, got {value!r}")
+        parts = [self.elem.encode(v) for v in value]
+        return b"".join(parts).ljust(self.size, b"\0")
+
+    def decode(self, data: bytes) -> Any:
+        if self.is_chars:
+            return bytes(data)
+        s = self.elem.size
+        return [self.elem.decode(data[i * s:(i + 1) * s]) for i in range(self.length)]
+
+
+class CStruct(CType):
+    """A struct laid out with i386 rules: each field at its alignment, the size
+    rounded up to the largest field alignment. Its value is a dict."""
+
+    __slots__ = ("fields", "offsets")
+
+    def __init__(self, name: str, fields: Iterable[tuple[str, Any]]) -> None:
+        if not isinstance(name, str) or not name:
+            raise KmemUsageError(f"c_struct needs a name, got {name!r}")
+        self.fields: dict[str, CType] = {}
+        self.offsets: dict[str, int] = {}
+        off, align = 0, 1
+        for item in fields:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise KmemUsageError(f"struct {name}: a field is a (name, type) pair, got {item!r}")
+            fname, ftype = item[0], ctype_of(item[1], f"struct {name} field {item[0]!r}")
+            if fname in self.fields:
+                raise KmemUsageError(f"struct {name}: duplicate member {fname!r}")
+            off = (off + ftype.align - 1) & -ftype.align
+            self.fields[fname] = ftype
+            self.offsets[fname] = off
+            off += ftype.size
+            align = max(align, ftype.align)
+        if not self.fields:
+            raise KmemUsageError(f"struct {name} has no fields")
+        super().__init__(f"struct {name}", (off + align - 1) & -align, align, align)
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, dict):
+            raise KmemUsageError(f"a {self.name} takes a dict of its fields, got {value!r}")
+        unknown = set(value) - set(self.fields)
+        if unknown:
+            raise KmemUsageError(f"{self.name} has no member {sorted(unknown)[0]!r} "
+                                 f"(members: {', '.join(self.fields)})")
+        buf = bytearray(self.size)
+        for fname, v in value.items():
+            off = self.offsets[fname]
+            enc = self.fields[fname].encode(v)
+            buf[off:off + len(enc)] = enc
+        return bytes(buf)
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        return {f: t.decode(data[self.offsets[f]:self.offsets[f] + t.size]) for f, t in self.fields.items()}
+
+
+c_char: Final = CScalar("char", 1, True)  # plain char is signed on i386
+c_uchar: Final = CScalar("unsigned char", 1, False)
+c_short: Final = CScalar("short", 2, True)
+c_ushort: Final = CScalar("unsigned short", 2, False)
+c_int: Final = CScalar("int", 4, True)
+c_uint: Final = CScalar("unsigned int", 4, False)
+c_long: Final = CScalar("long", 4, True)
+c_ulong: Final = CScalar("unsigned long", 4, False)
+c_longlong: Final = CScalar("long long", 8, True, align=4)
+c_ulonglong: Final = CScalar("unsigned long long", 8, False, align=4)
+c_longlong.alignof = c_ulonglong.alignof = 8  # GCC's __alignof__(long long) on i386
+s8, u8, s16, u16, s32, u32, s64, u64 = (c_char, c_uchar, c_short, c_ushort, c_int, c_uint,
+                                        c_longlong, c_ulonglong)
+
+
+def c_struct(name: str, fields: Iterable[tuple[str, Any]]) -> CStruct:
+    """``struct name { ... }``: fields are (name, type) pairs, types as DEFINE_PER_CPU takes."""
+    return CStruct(name, fields)
+
+
+def ctype_of(t: Any, what: str) -> CType:
+    """The C type for ``t``: a C type as is, Python ``int`` as ``long`` (4 bytes, signed)."""
+    if isinstance(t, CType):
+        return t
+    if t is int:
+        return c_long
+    raise KmemUsageError(f"{what}: type must be a C type (c_int, c_long, c_ulong, u64, c_char * 16, "
+                         f"c_struct(...)) or int, got {t!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The .data.percpu section: DEFINE_PER_CPU lays variables out once per process, as the linker
+# does once per kernel image; each machine copies the image into every CPU's static area.
+# ---------------------------------------------------------------------------------------------
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class PerCpuVar:
+    """A per-CPU variable (``per_cpu__name``): a type and an offset in the static area.
+
+    Returned by DEFINE_PER_CPU/DECLARE_PER_CPU; pass it to per_cpu(), get_cpu_var(),
+    this_cpu_add() and friends. A declaration without a definition has no offset yet.
+    """
+
+    __slots__ = ("name", "ctype", "offset", "index", "init")
+
+    def __init__(self, name: str, ctype: CType) -> None:
+        self.name = name
+        self.ctype = ctype
+        self.offset = -1
+        self.index = -1
+        self.init = b""
+
+    @property
+    def defined(self) -> bool:
+        return self.offset >= 0
+
+    def __repr__(self) -> str:
+        where = f"offset {self.offset:#x}" if self.defined else "declared, not defined"
+        return f"<per-CPU {self.ctype.name} {self.name}: {where}>"
+
+
+class _Section:
+    """__per_cpu_start..__per_cpu_end: every defined variable, in definition order."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, PerCpuVar] = {}
+        self.defined: list[PerCpuVar] = []
+        self.end = 0
+
+
+_SECTION: Final = _Section()
+
+
+def _check_name(name: Any, macro: str) -> str:
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise KmemUsageError(f"{macro}: the name must be a C identifier string, got {name!r}")
+    return name
+
+
+def DEFINE_PER_CPU(type: Any, name: str, init: Any = None) -> PerCpuVar:  # noqa: N802,A002
+    """Define a per-CPU variable: one copy per CPU in each machine's static area.
+
+    Usable at import time, before any Machine exists. Every copy starts zeroed, or as
+    ``init`` (``DEFINE_PER_CPU(int, x) = init`` in C).
+
+    Raises:
+        KmemUsageError: ``type`` is not a C type or int; ``name`` is defined already
+            or declared with another type; the static area (PERCPU_ENOUGH_ROOM) is full.
+    """
+    name = _check_name(name, "DEFINE_PER_CPU")
+    ct = ctype_of(type, f"DEFINE_PER_CPU(..., {name})")
+    var = _SECTION.by_name.get(name)
+    if var is not None:
+        if var.defined:
+            raise KmemUsageError(f"DEFINE_PER_CPU({ct.name}, {name}): redefinition of 'per_cpu__{name}'")
+        if var.ctype is not ct:
+            raise KmemUsageError(f"DEFINE_PER_CPU({ct.name}, {name}): conflicting types for "
+                                 f"'per_cpu__{name}' (declared {var.ctype.name})")
+    image = bytes(ct.size) if init is None else ct.encode(init)
+    off = (_SECTION.end + ct.alignof - 1) & -ct.alignof
+    if off + ct.size > PERCPU_ENOUGH_ROOM:
+        raise KmemUsageError(f"DEFINE_PER_CPU({ct.name}, {name}): could not allocate {ct.size} bytes percpu "
+                             f"data: the static per-CPU area (PERCPU_ENOUGH_ROOM = {PERCPU_ENOUGH_ROOM} "
+                             f"bytes per CPU) has {PERCPU_ENOUGH_ROOM - off} left")
+    if var is None:
+        var = PerCpuVar(name, ct)
+        _SECTION.by_name[name] = var
+    var.offset = off
+    var.init = image
+    var.index = len(_SECTION.defined)
+    _SECTION.defined.append(var)
+    _SECTION.end = off + ct.size
+    return var
+
+
+def DECLARE_PER_CPU(type: Any, name: str) -> PerCpuVar:  # noqa: N802,A002
+    """Declare a per-CPU variable defined elsewhere (the header's ``extern``).
+
+    Returns the same object DEFINE_PER_CPU returns (before or after the definition);
+    using it while nothing defines it raises KmemUsageError, as the link would fail.
+    """
+    name = _check_name(name, "DECLARE_PER_CPU")
+    ct = ctype_of(type, f"DECLARE_PER_CPU(..., {name})")
+    var = _SECTION.by_name.get(name)
+    if var is None:
+        var = PerCpuVar(name, ct)
+        _SECTION.by_name[name] = var
+    elif var.ctype is not ct:
+        raise KmemUsageError(f"DECLARE_PER_CPU({ct.name}, {name}): conflicting types for "
+                             f"'per_cpu__{name}' (was {var.ctype.name})")
+    return var
+
+
+# ---------------------------------------------------------------------------------------------
+# References: the Python lvalue. Every .value access is a simulated memory access.
+# ---------------------------------------------------------------------------------------------
+class PerCpuRef:
+    """An lvalue in simulated memory: ``ref.value`` reads or writes the bytes at ``ref.addr``
+    (each access a scheduling point, checked like any memory access); ``ref["field"]``
+    or ``ref[i]`` is the lvalue of a struct member or array element."""
+
+    __slots__ = ("addr", "ctype")
+
+    def __init__(self, addr: int, ctype: CType) -> None:
+        self.addr = addr
+        self.ctype = ctype
+
+    @property
+    def value(self) -> Any:
+        ct = self.ctype
+        return ct.decode(mem_read(self.addr, ct.size))
+
+    @value.setter
+    def value(self, v: Any) -> None:
+        mem_write(self.addr, self.ctype.encode(v))
+
+    def __getitem__(self, key: Any) -> PerCpuRef:
+        ct = self.ctype
+        if isinstance(ct, CStruct):
+            if key not in ct.fields:
+                raise KmemUsageError(f"{ct.name} has no member {key!r} (members: {', '.join(ct.fields)})")
+            return PerCpuRef(self.addr + ct.offsets[key], ct.fields[key])
+        if isinstance(ct, CArray):
+            if not isinstance(key, int) or not 0 <= key < ct.length:
+                raise KmemUsageError(f"index {key!r} is outside {ct.name}")
+            return PerCpuRef(self.addr + key * ct.elem.size, ct.elem)
+        raise KmemUsageError(f"a {ct.name} has no members or elements")
+
+    field = __getitem__
+
+    def __repr__(self) -> str:
+        return f"<{self.ctype.name} at {self.addr:#010x}>"
+
+
+class CpuVarRef(PerCpuRef):
+    """What get_cpu_var() returns: also a context manager that calls put_cpu_var() on exit."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> CpuVarRef:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        preempt_enable()
+
+
+class PercpuPtr(int):
+    """A dynamic per-CPU pointer (``void __percpu *``): an int that is not an address
+    (2.6.11 returns ``~pdata`` to catch derefs without per_cpu_ptr). ``ctype`` is the
+    type alloc_percpu() was given (None for __alloc_percpu)."""
+
+    ctype: CType | None = None
+
+    def __repr__(self) -> str:
+        return f"<percpu ptr {int(self):#010x}{' ' + self.ctype.name if self.ctype else ''}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# One machine's per-CPU state
+# ---------------------------------------------------------------------------------------------
+class PcpuChunk:
+    """struct pcpu_chunk: one unit of ``unit_size`` bytes per CPU and the area map.
+
+    ``map`` holds block sizes in offset order: positive free, negative allocated; adjacent
+    free blocks are always merged. ``contig_hint`` is at least the largest free block.
+    """
+
+    __slots__ = ("id", "pfns", "bases", "map", "free_size", "contig_hint", "nr_alloc", "dead")
+
+    def __init__(self, cid: int, pfns: list[int], bases: list[int], unit_size: int) -> None:
+        self.id = cid
+        self.pfns = pfns
+        self.bases = bases
+        self.map: list[int] = [unit_size]
+        self.free_size = unit_size
+        self.contig_hint = unit_size
+        self.nr_alloc = 0
+        self.dead = False
+
+    def _rehint(self) -> None:
+        self.contig_hint = max((v for v in self.map if v > 0), default=0)
+
+    def alloc_area(self, size: int, align: int) -> int:
+        """pcpu_alloc_area: first fit; returns the offset or -1. A misaligned start leaves a
+        free head block, a larger block a free tail (both multiples of 4 here)."""
+        m = self.map
+        off = 0
+        for i, v in enumerate(m):
+            if v <= 0:
+                off -= v
+                continue
+            head = -off & (align - 1)
+            if v < head + size:
+                off += v
+                continue
+            tail = v - head - size
+            m[i:i + 1] = [x for x in (head, -size, tail) if x]
+            self.free_size -= size
+            self.nr_alloc += 1
+            self._rehint()
+            return off + head
+        return -1
+
+    def free_area(self, freeme: int) -> str:
+        """pcpu_free_area: free the block at ``freeme`` and merge; '' or what is wrong."""
+        m = self.map
+        off = 0
+        for i, v in enumerate(m):
+            if off == freeme:
+                if v > 0:
+                    return "free"
+                m[i] = -v
+                self.free_size -= v
+                self.nr_alloc -= 1
+                if i + 1 < len(m) and m[i + 1] > 0:  # merge with next
+                    m[i] += m.pop(i + 1)
+                if i > 0 and m[i - 1] > 0:  # merge with previous
+                    m[i - 1] += m.pop(i)
+                self._rehint()
+                return ""
+            if off > freeme:
+                break
+            off += abs(v)
+        return "unknown"
+
+
+class PerCpuState:
+    """The per-CPU data of one machine (``m.percpu``)."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.pa = m.mm
+        self.nr_cpus = m.nr_cpus
+        self.unit_size = PCPU_MIN_UNIT_SIZE
+        self.static_pfns: list[int] = []
+        self.static_bases: list[int] = []
+        self.nr_laid_out = 0
+        self.chunks: list[PcpuChunk] = []
+        self.by_pfn: dict[int, PcpuChunk] = {}  # unit 0's first pfn -> chunk (page->index)
+        self.next_chunk_id = 0
+        self.pcpu_lock = spin_lock_init("pcpu_lock")
+        self.pcpu_alloc_mutex = mutex_init("pcpu_alloc_mutex")
+        self.warn_limit = PCPU_WARN_LIMIT
+        self.freed: set[int] = set()  # pointers freed and not handed out again (double-free reports)
+        self.nr_allocs = 0  # live dynamic areas
+
+    # -- the static area ----------------------------------------------------------------------
+    def setup_per_cpu_areas(self) -> None:
+        """setup_per_cpu_areas(): a PERCPU_ENOUGH_ROOM area per CPU, then the section image."""
+        for cpu in range(self.nr_cpus):
+            pfn = _alloc_static_area(self.m, self.m.cpus[cpu].node)
+            self.static_pfns.append(pfn)
+            self.static_bases.append(self.pa.mem.page_address(pfn))
+        self.lay_out()
+
+    def lay_out(self) -> None:
+        """Copy the initial image of variables defined since the last call into every CPU's
+        copy (memcpy(ptr, __per_cpu_start, ...)); the area itself is already zero."""
+        defined = _SECTION.defined
+        mem = self.pa.mem
+        for var in defined[self.nr_laid_out:]:
+            if any(var.init):
+                for base in self.static_bases:
+                    mem.write(base - PAGE_OFFSET + var.offset, var.init)
+        self.nr_laid_out = len(defined)
+
+    def static_addr(self, var: PerCpuVar, cpu: int) -> int:
+        idx = var.index
+        if idx < 0:
+            raise KmemUsageError(f"undefined reference to 'per_cpu__{var.name}': DECLARE_PER_CPU "
+                                 f"without a DEFINE_PER_CPU({var.ctype.name}, {var.name})")
+        if idx >= self.nr_laid_out:
+            self.lay_out()
+        return self.static_bases[cpu] + var.offset  # type: ignore[no-any-return]
+
+    # -- chunks ---------------------------------------------------------------------------------
+    def find_area(self, size: int, align: int) -> tuple[PcpuChunk, int] | None:
+        """Search the chunks, fullest first (the pcpu_slot order), for a fitting area."""
+        for chunk in sorted(self.chunks, key=lambda c: c.free_size):
+            if chunk.contig_hint < size:
+                continue
+            off = chunk.alloc_area(size, align)
+            if off >= 0:
+                return chunk, off
+        return None
+
+    def has_empty_chunk(self) -> bool:
+        return any(c.nr_alloc == 0 for c in self.chunks)
+
+    def create_chunk(self, t: Task, gfp: int) -> PcpuChunk | None:
+        """pcpu_create_chunk + populate: one unit per CPU, from that CPU's node. Runs under
+        pcpu_alloc_mutex with pcpu_lock released; may sleep."""
+        pfns: list[int] = []
+        page_gfp = GFP_KERNEL | (gfp & (_GFP_NORETRY | _GFP_NOWARN))
+        for cpu in range(self.nr_cpus):
+            pfn = self.pa.alloc_pages(page_gfp, _UNIT_ORDER, self.m.cpus[cpu].node)
+            if pfn is None:
+                for p in pfns:
+                    self.pa.put_page(t, p, _UNIT_ORDER, False, "pcpu_create_chunk")
+                return None
+            pfns.append(pfn)
+        bases = [self.pa.mem.page_address(p) for p in pfns]
+        self.next_chunk_id += 1
+        return PcpuChunk(self.next_chunk_id, pfns, bases, self.unit_size)
+
+    def link(self, chunk: PcpuChunk) -> None:
+        """pcpu_chunk_relocate(chunk, -1) under pcpu_lock."""
+        self.chunks.append(chunk)
+        self.by_pfn[chunk.pfns[0]] = chunk
+
+    def destroy_chunk(self, t: Task, chunk: PcpuChunk) -> None:
+        """Give a chunk's units back to the page allocator (pcpu_lock not held). ``by_pfn`` keeps
+        the entry, so a stale pointer still translates and its use is a use-after-free."""
+        for p in chunk.pfns:
+            self.pa.put_page(t, p, _UNIT_ORDER, False, "pcpu_destroy_chunk")
+
+    def lookup(self, ptr: int) -> tuple[PcpuChunk, int] | None:
+        """pcpu_chunk_addr_search: the chunk and offset a per-CPU pointer names."""
+        addr0 = ~ptr & _ADDR_MASK
+        if addr0 < PAGE_OFFSET:
+            return None
+        # Units are order-3 buddy blocks, so naturally aligned: round down to the unit.
+        chunk = self.by_pfn.get(((addr0 - PAGE_OFFSET) >> PAGE_SHIFT) & -(1 << _UNIT_ORDER))
+        if chunk is None:
+            return None
+        return chunk, addr0 - chunk.bases[0]
+
+    # -- views and invariants -------------------------------------------------------------------
+    def nr_pages(self) -> int:
+        """Pages holding per-CPU data: the static areas and every chunk's units."""
+        per_block = 1 << _UNIT_ORDER
+        return len(self.static_pfns) * (1 << get_order(PERCPU_ENOUGH_ROOM)) + \
+            sum(len(c.pfns) for c in self.chunks) * per_block
+
+    def meminfo(self) -> list[tuple[str, int]]:
+        return [("Percpu", self.nr_pages() << (PAGE_SHIFT - 10))]
+
+    def check(self) -> None:
+        """Area maps consistent, blocks disjoint, counts match, every page allocated."""
+        mem = self.pa.mem
+        owner: dict[int, str] = {}
+
+        def claim(pfn: int, order: int, what: str) -> None:
+            for p in range(pfn, pfn + (1 << order)):
+                if p in owner:
+                    raise InconsistentState(f"percpu: pfn {p:#x} is in {what} and in {owner[p]}")
+                owner[p] = what
+            if mem.count[pfn] <= 0 or self.pa._by_zid[mem.zone_id[pfn]].buddy.is_free(pfn):
+                raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x}, which is free in the page allocator")
+            if mem.order[pfn] != order:
+                raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x} of order {mem.order[pfn]}, not {order}")
+
+        for cpu, pfn in enumerate(self.static_pfns):
+            claim(pfn, get_order(PERCPU_ENOUGH_ROOM), f"the static area of CPU {cpu}")
+        total_alloc = 0
+        empty = 0
+        for c in self.chunks:
+            if c.dead:
+                raise InconsistentState(f"percpu: destroyed chunk {c.id} is still linked")
+            for cpu, pfn in enumerate(c.pfns):
+                claim(pfn, _UNIT_ORDER, f"chunk {c.id} unit {cpu}")
+            if any(v == 0 for v in c.map) or sum(abs(v) for v in c.map) != self.unit_size:
+                raise InconsistentState(f"percpu: chunk {c.id} area map {c.map} does not cover "
+                                        f"{self.unit_size} bytes")
+            if any(a > 0 and b > 0 for a, b in zip(c.map, c.map[1:])):
+                raise InconsistentState(f"percpu: chunk {c.id} area map {c.map} has unmerged free blocks")
+            free = sum(v for v in c.map if v > 0)
+            nr = sum(1 for v in c.map if v < 0)
+            if free != c.free_size or nr != c.nr_alloc:
+                raise InconsistentState(f"percpu: chunk {c.id}: free_size {c.free_size} / nr_alloc {c.nr_alloc} "
+                                        f"but the map says {free} / {nr}")
+            if c.contig_hint < max((v for v in c.map if v > 0), default=0):
+                raise InconsistentState(f"percpu: chunk {c.id} contig_hint {c.contig_hint} is below its "
+                                        f"largest free block")
+            total_alloc += nr
+            empty += nr == 0
+        if total_alloc != self.nr_allocs:
+            raise InconsistentState(f"percpu: {self.nr_allocs} live allocations counted, "
+                                    f"{total_alloc} in the area maps")
+        if empty > 1:
+            raise InconsistentState(f"percpu: {empty} fully free chunks; at most one spare is kept")
+
+
+def _alloc_static_area(m: Machine, nid: int) -> int:
+    """One CPU's static per-CPU area, zeroed; returns its first pfn.
+
+    2.6 took it from alloc_bootmem() in setup_per_cpu_areas(). Here it comes from the page
+    allocator at boot (bootmem lands separately): a PERCPU_ENOUGH_ROOM block from the first
+    lowmem zone of the CPU's node that has one, the way the page allocator would hand it out.
+    Boot has no task, so the buddy is used directly (nothing else runs yet).
+    """
+    pa = m.mm
+    order = get_order(PERCPU_ENOUGH_ROOM)
+    for z in pa.zonelist(GFP_KERNEL, nid):
+        pfn = z.buddy.rmqueue(order)
+        if pfn is not None:
+            pa._prep_new_page(None, pfn, order, __GFP_ZERO)
+            return pfn  # type: ignore[no-any-return]
+    raise KmemUsageError(f"setup_per_cpu_areas: no {PERCPU_ENOUGH_ROOM}-byte block of lowmem for "
+                         f"the static per-CPU area: memory={m.memory_size!r} is too small")
+
+
+def percpu_init(m: Machine) -> None:
+    """Boot: the static per-CPU areas, then /proc/meminfo's Percpu line and the checker."""
+    st = PerCpuState(m)
+    m.percpu = st  # type: ignore[attr-defined]
+    st.setup_per_cpu_areas()
+    m.meminfo_hooks.append(st.meminfo)
+    m.register_checker("percpu", st.check)
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel-style interfaces
+# ---------------------------------------------------------------------------------------------
+def _task() -> Task:
+    t = CURRENT.task
+    if not t:
+        raise NotInTaskError()
+    return t  # type: ignore[no-any-return]
+
+
+def _cpu_arg(st: PerCpuState, cpu: Any, what: str) -> int:
+    if not isinstance(cpu, int) or isinstance(cpu, bool):
+        raise KmemUsageError(f"{what}: cpu must be an int, got {cpu!r}")
+    if not 0 <= cpu < st.nr_cpus:
+        raise KmemUsageError(f"{what}: cpu {cpu} does not exist: this machine has CPUs 0-{st.nr_cpus - 1}")
+    return cpu
+
+
+def _var_arg(var: Any, what: str) -> PerCpuVar:
+    if not isinstance(var, PerCpuVar):
+        raise KmemUsageError(f"{what} takes a per-CPU variable (from DEFINE_PER_CPU), got {var!r}")
+    return var
+
+
+def _resolve(st: PerCpuState, target: Any, cpu: int, what: str) -> tuple[int, CType]:
+    """Address and type of ``target`` (a per-CPU variable or a typed alloc_percpu pointer) on ``cpu``."""
+    if isinstance(target, PerCpuVar):
+        return st.static_addr(target, cpu), target.ctype
+    if isinstance(target, PercpuPtr) and target.ctype is not None:
+        return _ptr_addr(st, target, cpu, what), target.ctype
+    raise KmemUsageError(f"{what} takes a per-CPU variable (DEFINE_PER_CPU) or a pointer from "
+                         f"alloc_percpu(type), got {target!r}")
+
+
+def _ptr_addr(st: PerCpuState, ptr: Any, cpu: int, what: str) -> int:
+    if not isinstance(ptr, int) or isinstance(ptr, bool):
+        raise KmemUsageError(f"{what} takes a per-CPU pointer (from alloc_percpu), got {ptr!r}")
+    found = st.lookup(ptr)
+    if found is None:
+        raise KmemUsageError(f"{what}: {ptr:#x} is not a per-CPU pointer (from alloc_percpu) of this machine")
+    chunk, off = found
+    return chunk.bases[cpu] + off
+
+
+def _scalar(ct: CType, what: str) -> CScalar:
+    if not isinstance(ct, CScalar):
+        raise KmemUsageError(f"{what} works on integer types, not {ct.name}")
+    return ct
+
+
+def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
+    """``per_cpu(var, cpu)``: the lvalue of CPU ``cpu``'s copy (no preemption check: naming a
+    CPU explicitly is fine from anywhere; keeping it consistent is the caller's business)."""
+    t = _task()
+    var = _var_arg(var, "per_cpu()")
+    st = t.machine.percpu
+    return PerCpuRef(st.static_addr(var, _cpu_arg(st, cpu, f"per_cpu({var.name}, {cpu!r})")), var.ctype)
+
+
+def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
+    """This CPU's copy. Under CONFIG_DEBUG_PREEMPT the offset comes from smp_processor_id(),
+    so use from preemptible code is reported (BUG: using smp_processor_id() in preemptible)."""
+    t = _task()
+    var = _var_arg(var, "__get_cpu_var()")
+    debug_preempt_check("smp_processor_id", "")
+    return PerCpuRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
+
+
+def get_cpu_var(var: PerCpuVar) -> CpuVarRef:
+    """preempt_disable() and this CPU's copy; pair with put_cpu_var() (or use ``with``)."""
+    t = _task()
+    var = _var_arg(var, "get_cpu_var()")
+    preempt_disable()
+    return CpuVarRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
+
+
+def put_cpu_var(var: PerCpuVar) -> None:
+    """preempt_enable() after get_cpu_var()."""
+    _var_arg(var, "put_cpu_var()")
+    preempt_enable()
+
+
+def this_cpu_ptr(ptr: Any) -> int:
+    """This CPU's address of a per-CPU variable or dynamic pointer (DEBUG_PREEMPT checked)."""
+    t = _task()
+    debug_preempt_check("smp_processor_id", "")
+    st = t.machine.percpu
+    if isinstance(ptr, PerCpuVar):
+        return st.static_addr(ptr, t.cpu.id)
+    return _ptr_addr(st, ptr, t.cpu.id, "this_cpu_ptr()")
+
+
+def per_cpu_ptr(ptr: Any, cpu: int) -> int:
+    """The kernel virtual address of CPU ``cpu``'s copy of a dynamic per-CPU area (or of a
+    per-CPU variable): use it with mem_read, read_u32, ..."""
+    t = _task()
+    st = t.machine.percpu
+    cpu = _cpu_arg(st, cpu, f"per_cpu_ptr(..., {cpu!r})")
+    if isinstance(ptr, PerCpuVar):
+        return st.static_addr(ptr, cpu)
+    return _ptr_addr(st, ptr, cpu, "per_cpu_ptr()")
+
+
+# -- this_cpu_*: one step with local interrupts off (this_cpu_generic_to_op) -------------------
+def this_cpu_read(target: Any) -> Any:
+    """Read this CPU's copy; safe against preemption and interrupts."""
+    t = _task()
+    flags = local_irq_save()
+    try:
+        addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_read()")
+        v = ct.decode(mem_read(addr, ct.size))
+    finally:
+        local_irq_restore(flags)
+    return v
+
+
+def this_cpu_write(target: Any, value: Any) -> None:
+    """Write this CPU's copy; safe against preemption and interrupts."""
+    t = _task()
+    flags = local_irq_save()
+    try:
+        addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_write()")
+        mem_write(addr, ct.encode(value))
+    finally:
+        local_irq_restore(flags)
+
+
+def this_cpu_add(target: Any, n: int) -> None:
+    """Add ``n`` to this CPU's copy in one step: nothing on this CPU (a preemption, an
+    interrupt handler) can come between the read and the write."""
+    t = _task()
+    flags = local_irq_save()
+    try:
+        addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_add()")
+        sc = _scalar(ct, "this_cpu_add()")
+        mem_write(addr, sc.encode(sc.decode(mem_read(addr, sc.size)) + n))
+    finally:
+        local_irq_restore(flags)
+
+
+def this_cpu_sub(target: Any, n: int) -> None:
+    this_cpu_add(target, -n)
+
+
+def this_cpu_inc(target: Any) -> None:
+    this_cpu_add(target, 1)
+
+
+def this_cpu_dec(target: Any) -> None:
+    this_cpu_add(target, -1)
+
+
+# -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
+def __this_cpu_read(target: Any) -> Any:
+    """Read this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
+    t = _task()
+    debug_preempt_check("__this_cpu_", "read")
+    addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_read()")
+    return ct.decode(mem_read(addr, ct.size))
+
+
+def __this_cpu_write(target: Any, value: Any) -> None:
+    """Write this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
+    t = _task()
+    debug_preempt_check("__this_cpu_", "write")
+    addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_write()")
+    mem_write(addr, ct.encode(value))
+
+
+def __this_cpu_add(target: Any, n: int) -> None:
+    """Read, add, write this CPU's copy: not atomic. From preemptible code the task can be
+    preempted (and migrated) or interrupted between the read and the write, losing updates;
+    DEBUG_PREEMPT reports it."""
+    t = _task()
+    debug_preempt_check("__this_cpu_", "add")
+    addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_add()")
+    sc = _scalar(ct, "__this_cpu_add()")
+    v = sc.decode(mem_read(addr, sc.size))
+    preempt_point("__this_cpu_add")
+    mem_write(addr, sc.encode(v + n))
+
+
+def __this_cpu_sub(target: Any, n: int) -> None:
+    __this_cpu_add(target, -n)  # the kernel's __this_cpu_sub is __this_cpu_add(pcp, -(val))
+
+
+def __this_cpu_inc(target: Any) -> None:
+    __this_cpu_add(target, 1)
+
+
+def __this_cpu_dec(target: Any) -> None:
+    __this_cpu_add(target, -1)
+
+
+# -- the dynamic allocator ------------------------------------------------------------------------
+def pcpu_alloc(size: int, align: int, gfp: int) -> PercpuPtr | None:
+    """The per-CPU allocator (modern mm/percpu.c pcpu_alloc, area map of 2.6.30-3.x)."""
+    t = _task()
+    for what, v in (("size", size), ("align", align)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise KmemUsageError(f"__alloc_percpu: {what} must be an int >= 0, got {v!r}")
+    check_gfp(gfp)
+    st: PerCpuState = t.machine.percpu
+    is_atomic = (gfp & GFP_KERNEL) != GFP_KERNEL
+    do_warn = not gfp & __GFP_NOWARN
+    if align < PCPU_MIN_ALLOC_SIZE:
+        align = PCPU_MIN_ALLOC_SIZE
+    size = (size + PCPU_MIN_ALLOC_SIZE - 1) & -PCPU_MIN_ALLOC_SIZE
+    if not size or size > PCPU_MIN_UNIT_SIZE or align > PAGE_SIZE or align & (align - 1):
+        if do_warn:
+            file, line, _ = caller_site(2)
+            st.m.report("percpu_illegal_size", [
+                f"illegal size ({size}) or align ({align}) for percpu allocation",
+                f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} pcpu_alloc"], site=f"{file}:{line}")
+        return None
+    if not is_atomic:
+        mutex_lock(st.pcpu_alloc_mutex)  # might_sleep() first, before any state changes
+    err = ""
+    flags = spin_lock_irqsave(st.pcpu_lock)
+    while True:
+        found = st.find_area(size, align)
+        if found is not None:
+            break
+        spin_unlock_irqrestore(st.pcpu_lock, flags)
+        if is_atomic:
+            err = "atomic alloc failed, no space left"
+            break
+        # No space left: create a chunk, unless a free one appeared meanwhile.
+        if not st.has_empty_chunk():
+            chunk = st.create_chunk(t, gfp)
+            if chunk is None:
+                err = "failed to allocate new chunk"
+                break
+            flags = spin_lock_irqsave(st.pcpu_lock)
+            st.link(chunk)
+        else:
+            flags = spin_lock_irqsave(st.pcpu_lock)
+    if err:
+        if not is_atomic:
+            mutex_unlock(st.pcpu_alloc_mutex)
+        if do_warn and st.warn_limit:
+            st.warn_limit -= 1
+            file, line, _ = caller_site(2)
+            st.m.report("percpu_alloc_failure", [
+                f"percpu: allocation failed, size={size} align={align} atomic={int(is_atomic)}, {err}"],
+                site=f"{file}:{line}:{err}", stack=not is_atomic)
+            if not st.warn_limit:
+                st.m.printk("percpu: limit reached, disable warning", "INFO")
+        return None
+    chunk, off = found
+    st.nr_allocs += 1
+    ptr = PercpuPtr(~(chunk.bases[0] + off) & _ADDR_MASK)
+    st.freed.discard(int(ptr))
+    spin_unlock_irqrestore(st.pcpu_lock, flags)
+    if not is_atomic:
+        mutex_unlock(st.pcpu_alloc_mutex)
+    for base in chunk.bases:  # clear the area of every CPU
+        memset(base + off, 0, size)
+    return ptr
+
+
+def __alloc_percpu_gfp(size: int, align: int, gfp: int) -> PercpuPtr | None:
+    """Allocate a zero-filled per-CPU area of ``size`` bytes aligned at ``align``.
+
+    Returns:
+        a per-CPU pointer (use per_cpu_ptr()), or None on failure.
+    Context: without all of GFP_KERNEL the allocation is atomic: it never sleeps and never
+    creates a chunk (so it fails when the existing chunks are full). ``__GFP_NOWARN``
+    silences the warnings.
+    """
+    return pcpu_alloc(size, align, gfp)
+
+
+def __alloc_percpu(size: int, align: int) -> PercpuPtr | None:
+    """``__alloc_percpu_gfp(size, align, GFP_KERNEL)``. Context: might sleep."""
+    return pcpu_alloc(size, align, GFP_KERNEL)
+
+
+def alloc_percpu(type: Any) -> PercpuPtr | None:  # noqa: A002
+    """``alloc_percpu(type)``: ``__alloc_percpu(sizeof(type), __alignof__(type))``; the pointer
+    remembers ``type``, so this_cpu_add(ptr, n) and friends work on it. Context: might sleep."""
+    ct = ctype_of(type, "alloc_percpu")
+    ptr = pcpu_alloc(ct.size, ct.alignof, GFP_KERNEL)
+    if ptr is not None:
+        ptr.ctype = ct
+    return ptr
+
+
+def alloc_percpu_gfp(type: Any, gfp: int) -> PercpuPtr | None:  # noqa: A002
+    ct = ctype_of(type, "alloc_percpu_gfp")
+    ptr = pcpu_alloc(ct.size, ct.alignof, gfp)
+    if ptr is not None:
+        ptr.ctype = ct
+    return ptr
+
+
+def free_percpu(ptr: Any) -> None:
+    """Free a dynamic per-CPU area; None is a no-op. Context: any (also atomic)."""
+    if ptr is None:
+        return
+    t = _task()
+    if not isinstance(ptr, int) or isinstance(ptr, bool):
+        raise KmemUsageError(f"free_percpu() takes a per-CPU pointer (from alloc_percpu), got {ptr!r}")
+    st: PerCpuState = t.machine.percpu
+    doomed = None
+    flags = spin_lock_irqsave(st.pcpu_lock)
+    found = st.lookup(ptr)
+    bad = "unknown"
+    if found is not None and not found[0].dead:
+        chunk, off = found
+        bad = chunk.free_area(off)
+        if not bad:
+            st.nr_allocs -= 1
+            st.freed.add(int(ptr))
+            # More than one fully free chunk: give this one back (pcpu_balance_workfn's job).
+            if chunk.nr_alloc == 0 and any(c is not chunk and c.nr_alloc == 0 for c in st.chunks):
+                st.chunks.remove(chunk)
+                chunk.dead = True
+                doomed = chunk
+    spin_unlock_irqrestore(st.pcpu_lock, flags)
+    if bad:
+        file, line, func = caller_site(2)
+        if int(ptr) in st.freed:
+            lines = [f"BUG: free_percpu() of {int(ptr):#010x}, which is already free (double free)"]
+            kind = "percpu_double_free"
+        else:
+            lines = [f"BUG: free_percpu() of {int(ptr):#010x}, which is not an allocated per-CPU area"]
+            kind = "percpu_bad_free"
+        st.m.report(kind, [*lines, f"at {file}:{line} in {func}"], site=f"{file}:{line}")
+        return
+    if doomed is not None:
+        st.destroy_chunk(t, doomed)
+
+
+__all__ = [
+    "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
+    "this_cpu_ptr", "per_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add", "this_cpu_sub",
+    "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write", "__this_cpu_add",
+    "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "alloc_percpu", "alloc_percpu_gfp",
+    "__alloc_percpu", "__alloc_percpu_gfp", "free_percpu", "PERCPU_ENOUGH_ROOM", "PCPU_MIN_UNIT_SIZE",
+    "c_char", "c_uchar", "c_short", "c_ushort", "c_int", "c_uint", "c_long", "c_ulong", "c_longlong",
+    "c_ulonglong", "s8", "u8", "s16", "u16", "s32", "u32", "s64", "u64", "c_struct",
+]

@@ -1,12 +1,1230 @@
-"""slab: placeholder until the module lands (issues 4-5)."""
+"""The slab allocator: kmem_cache_* over slabs of pages, with per-CPU magazines.
+
+Models mm/slab.c of 2.6.11 (reference/kernel-facts.md §5.1, §1.6, §2.1, §11) with
+the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
+
+- a cache (``kmem_cache_t``) carves objects out of slabs of ``2**gfporder`` pages,
+  sized as ``kmem_cache_create``/``cache_estimate`` size them (alignment, on- or
+  off-slab management, colouring, the order loop with its 12.5 % waste rule);
+- slabs sit on full, partial and free lists under the cache's ``list_lock``;
+  ``cache_grow`` adds one slab and runs the constructor on every object of it
+  (``SLAB_CTOR_CONSTRUCTOR``, plus ``SLAB_CTOR_ATOMIC`` when it cannot sleep),
+  empty slabs are destroyed (destructor on every object) when there are more
+  free objects than ``free_limit``, by ``kmem_cache_shrink`` and by the shrinker
+  that memory pressure runs, unless the cache is ``SLAB_NO_REAP``;
+- in front of them each CPU has a *loaded* and a *previous* magazine of
+  ``batchcount`` objects, and the cache a *depot* of full and empty magazines
+  under its own lock. Allocation and free on the fast path touch only this CPU's
+  magazines, with local interrupts off, and take no lock at all. The tunables
+  /proc/slabinfo prints map onto them: ``batchcount`` is the magazine size,
+  ``limit`` (about two magazines) what a CPU may hold, ``sharedfactor`` how many
+  full magazines the depot keeps (2.6's shared array held batchcount*shared
+  objects; the depot holds the same number, in magazines);
+- other CPUs' magazines are only ever touched by their own CPU: draining them
+  (kmem_cache_shrink, kmem_cache_destroy, tuning) is an IPI, as in the kernel;
+- slab debugging (``SLAB_POISON``, ``SLAB_RED_ZONE``, ``SLAB_STORE_USER``, per
+  cache or for the whole machine with ``Machine(slab_debug=True)``, as
+  CONFIG_DEBUG_SLAB forces them): poison checked at allocation, redzones checked
+  at free, double frees, invalid and wrong-cache frees, each reported with
+  today's SLUB wording on the first line and 2.6's SLAB lines after it.
+
+Objects are kernel virtual addresses (ints) in the direct map. The slab headers
+and bufctl arrays are Python objects (on-slab ones still take their room in the
+slab). See docs/slab.md for what is simplified and why.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+from ..runtime import costs
+from ..runtime.errors import KmemUsageError
+from ..runtime.kernel import (in_interrupt, local_irq_disable, local_irq_enable, local_irq_restore,
+                              local_irq_save, might_sleep)
+from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init,
+                             spin_unlock)
+from ..runtime.report import caller_site, relpath
+from ..runtime.smp import on_each_cpu
+from ..runtime.task import CURRENT, Task
+from .gfp import (GFP_DMA, GFP_KERNEL, __GFP_BITS_MASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_NO_GROW, __GFP_WAIT,
+                  gfp_names)
+from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab, InconsistentState)
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+    from .page_alloc import PageAllocator
+
+# Class bodies mangle names that start with two underscores: use these aliases there.
+_GFP_WAIT: Final = __GFP_WAIT
+_GFP_DMA: Final = __GFP_DMA
+_GFP_HIGHMEM: Final = __GFP_HIGHMEM
+_GFP_NO_GROW: Final = __GFP_NO_GROW
+_GFP_BITS_MASK: Final = __GFP_BITS_MASK
+
+# -- flags (include/linux/slab.h, 2.6.11) ---------------------------------------------------
+SLAB_DEBUG_FREE: Final = 0x00000100
+SLAB_DEBUG_INITIAL: Final = 0x00000200
+SLAB_RED_ZONE: Final = 0x00000400
+SLAB_POISON: Final = 0x00000800
+SLAB_NO_REAP: Final = 0x00001000
+SLAB_HWCACHE_ALIGN: Final = 0x00002000
+SLAB_CACHE_DMA: Final = 0x00004000
+SLAB_MUST_HWCACHE_ALIGN: Final = 0x00008000
+SLAB_STORE_USER: Final = 0x00010000
+SLAB_RECLAIM_ACCOUNT: Final = 0x00020000
+SLAB_PANIC: Final = 0x00040000
+SLAB_DESTROY_BY_RCU: Final = 0x00080000
+CREATE_MASK: Final = (SLAB_DEBUG_FREE | SLAB_DEBUG_INITIAL | SLAB_RED_ZONE | SLAB_POISON | SLAB_NO_REAP
+                      | SLAB_HWCACHE_ALIGN | SLAB_CACHE_DMA | SLAB_MUST_HWCACHE_ALIGN | SLAB_STORE_USER
+                      | SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_DESTROY_BY_RCU)
+SLAB_DEBUG_FLAGS: Final = SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER
+#: off-slab management (mm/slab.c CFLGS_OFF_SLAB)
+CFLGS_OFF_SLAB: Final = 0x80000000
+
+# constructor flags
+SLAB_CTOR_CONSTRUCTOR: Final = 0x001
+SLAB_CTOR_ATOMIC: Final = 0x002
+SLAB_CTOR_VERIFY: Final = 0x004
+
+# GFP aliases of the era
+SLAB_ATOMIC: Final = 0x20
+SLAB_KERNEL: Final = GFP_KERNEL
+SLAB_DMA: Final = GFP_DMA
+SLAB_NO_GROW: Final = __GFP_NO_GROW
+
+# -- constants (mm/slab.c, include/linux/poison.h, i386) --------------------------------------
+BYTES_PER_WORD: Final = 4
+#: sizeof(struct slab) on i386: list_head, colouroff, s_mem, inuse, free
+SLAB_HEADER_SIZE: Final = 24
+BUFCTL_SIZE: Final = 4
+SLAB_LIMIT: Final = 0xFFFFFFFD
+MAX_OBJ_ORDER: Final = 5
+MAX_GFP_ORDER: Final = 5
+BREAK_GFP_ORDER_HI: Final = 1
+BREAK_GFP_ORDER_LO: Final = 0
+#: the largest object a cache may hold: (1 << MAX_OBJ_ORDER) pages
+MAX_OBJ_SIZE: Final = (1 << MAX_OBJ_ORDER) * PAGE_SIZE
+POISON_INUSE: Final = 0x5A
+POISON_FREE: Final = 0x6B
+POISON_END: Final = 0xA5
+RED_INACTIVE: Final = 0x5A2CF071
+RED_ACTIVE: Final = 0x170FC2A5
+
+_RED_INACTIVE_B: Final = RED_INACTIVE.to_bytes(4, "little")
+_RED_ACTIVE_B: Final = RED_ACTIVE.to_bytes(4, "little")
+_THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
 
-def kmem_cache_init(m: Any) -> None:
-    """Set up the subsystem on machine ``m`` at boot."""
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) & ~(a - 1)
 
 
-__all__: list[str] = []
+def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
+    """(objects per slab, bytes left over) for a slab of ``2**gfporder`` pages."""
+    wastage = PAGE_SIZE << gfporder
+    base = extra = 0
+    if not flags & CFLGS_OFF_SLAB:
+        base, extra = SLAB_HEADER_SIZE, BUFCTL_SIZE
+    i = 0
+    while i * size + _align(base + i * extra, align) <= wastage:
+        i += 1
+    if i > 0:
+        i -= 1
+    i = min(i, SLAB_LIMIT)
+    wastage -= i * size + _align(base + i * extra, align)
+    return i, wastage
+
+
+class Geometry:
+    """The layout kmem_cache_create works out for one cache (all plain ints)."""
+
+    __slots__ = ("objsize", "reallen", "dbghead", "align", "flags", "gfporder", "num", "left_over",
+                 "slab_size", "colour", "colour_off")
+
+    def __init__(self, size: int, align: int, flags: int, *, slab_break_order: int, offslab_limit: int) -> None:
+        if size & (BYTES_PER_WORD - 1):
+            size = _align(size, BYTES_PER_WORD)
+        if flags & SLAB_HWCACHE_ALIGN:
+            ralign = L1_CACHE_BYTES
+            while size <= ralign // 2:
+                ralign //= 2
+        else:
+            ralign = BYTES_PER_WORD
+        if ralign < align:
+            ralign = align
+            if ralign > BYTES_PER_WORD:  # redzoning and user store need word alignment
+                flags &= ~(SLAB_RED_ZONE | SLAB_STORE_USER)
+        align = ralign
+        self.reallen = size
+        self.dbghead = 0
+        if flags & SLAB_RED_ZONE:
+            align = BYTES_PER_WORD
+            self.dbghead = BYTES_PER_WORD
+            size += 2 * BYTES_PER_WORD
+        if flags & SLAB_STORE_USER:
+            align = BYTES_PER_WORD
+            size += BYTES_PER_WORD
+        if size >= PAGE_SIZE >> 3:
+            flags |= CFLGS_OFF_SLAB
+        size = _align(size, align)
+        if flags & SLAB_RECLAIM_ACCOUNT and size <= PAGE_SIZE:
+            order = 0
+            num, left = cache_estimate(0, size, align, flags)
+        else:
+            order, num, left = self._choose_order(size, align, flags, slab_break_order, offslab_limit)
+        slab_size = _align(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
+        if flags & CFLGS_OFF_SLAB and left >= slab_size:
+            flags &= ~CFLGS_OFF_SLAB
+            left -= slab_size
+        if flags & CFLGS_OFF_SLAB:
+            slab_size = num * BUFCTL_SIZE + SLAB_HEADER_SIZE
+        colour_off = max(L1_CACHE_BYTES, align)
+        self.objsize = size
+        self.align = align
+        self.flags = flags
+        self.gfporder = order
+        self.num = num
+        self.left_over = left
+        self.slab_size = slab_size
+        self.colour_off = colour_off
+        self.colour = left // colour_off
+
+    @staticmethod
+    def _choose_order(size: int, align: int, flags: int, break_order: int,
+                      offslab_limit: int) -> tuple[int, int, int]:
+        """The order loop of kmem_cache_create: grow the slab until waste <= 1/8."""
+        order = 0
+        while True:
+            num, left = cache_estimate(order, size, align, flags)
+            if order >= MAX_GFP_ORDER:
+                break
+            if num:
+                if flags & CFLGS_OFF_SLAB and num > offslab_limit:
+                    order -= 1  # this many bufctls would not fit the off-slab header cache
+                    num, left = cache_estimate(order, size, align, flags)
+                    break
+                if order >= break_order:
+                    break
+                if left * 8 <= PAGE_SIZE << order:
+                    break
+            order += 1
+        return order, num, left
+
+
+def enable_cpucache_tunables(objsize: int, nr_cpus: int, debug: bool) -> tuple[int, int, int]:
+    """enable_cpucache(): (limit, batchcount, shared) from the object size."""
+    if objsize > 131072:
+        limit = 1
+    elif objsize > PAGE_SIZE:
+        limit = 8
+    elif objsize > 1024:
+        limit = 24
+    elif objsize > 256:
+        limit = 54
+    else:
+        limit = 120
+    shared = 8 if objsize <= PAGE_SIZE and nr_cpus > 1 else 0
+    if debug:  # "large batchcount lead to excessively long periods with disabled local interrupts"
+        limit = min(limit, 32)
+    return limit, (limit + 1) // 2, shared
+
+
+class Slab:
+    """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes)."""
+
+    __slots__ = ("head", "s_mem", "inuse", "free", "colouroff", "state")
+
+    def __init__(self, head: int, s_mem: int, num: int, colouroff: int) -> None:
+        self.head = head  # pfn of the slab's first page
+        self.s_mem = s_mem
+        self.inuse = 0
+        self.free = list(range(num - 1, -1, -1))  # pop() hands out object 0 first
+        self.colouroff = colouroff
+        self.state = SLAB_FREE
+
+    def __repr__(self) -> str:
+        return f"<slab pfn={self.head:#x} s_mem={self.s_mem:#x} inuse={self.inuse}>"
+
+
+SLAB_FREE: Final = 0
+SLAB_PARTIAL: Final = 1
+SLAB_FULL: Final = 2
+
+
+class CpuMagazines:
+    """One CPU's layer of a cache: the loaded and the previous magazine, and cpustat.
+
+    Only its own CPU touches it, with local interrupts off. ``previous`` is always
+    either full or empty (Bonwick's invariant); ``loaded`` holds 0..batchcount.
+    """
+
+    __slots__ = ("loaded", "previous", "touched", "allochit", "allocmiss", "freehit", "freemiss")
+
+    def __init__(self) -> None:
+        self.loaded: list[int] = []
+        self.previous: list[int] = []
+        self.touched = 0
+        self.allochit = 0
+        self.allocmiss = 0
+        self.freehit = 0
+        self.freemiss = 0
+
+    def avail(self) -> int:
+        return len(self.loaded) + len(self.previous)
+
+
+class kmem_cache_t:  # noqa: N801 - kernel type name
+    """A slab cache. Make one with ``kmem_cache_create``; the fields are the kernel's."""
+
+    def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
+                 ctor: Callable[..., Any] | None, dtor: Callable[..., Any] | None) -> None:
+        self.sa = alloc
+        self.id = cid
+        self.name = name
+        self.buffer_size = size
+        geo = Geometry(size, align, flags, slab_break_order=alloc.slab_break_gfp_order,
+                       offslab_limit=alloc.offslab_limit)
+        self.geo = geo
+        self.flags = geo.flags
+        self.objsize = geo.objsize
+        self.reallen = geo.reallen
+        self.dbghead = geo.dbghead
+        self.num = geo.num
+        self.gfporder = geo.gfporder
+        self.gfpflags = _GFP_DMA if flags & SLAB_CACHE_DMA else 0
+        self.colour = geo.colour
+        self.colour_off = geo.colour_off
+        self.colour_next = 0
+        self.slab_size = geo.slab_size
+        self.ctor = ctor
+        self.dtor = dtor
+        self.debug = self.flags & SLAB_DEBUG_FLAGS
+        self.list_lock = spin_lock_init(f"{name}->spinlock")
+        self.depot_lock = spin_lock_init(f"{name}->depot_lock")
+        self.slabs_full: OrderedDict[int, Slab] = OrderedDict()
+        self.slabs_partial: OrderedDict[int, Slab] = OrderedDict()
+        self.slabs_free: OrderedDict[int, Slab] = OrderedDict()
+        self.free_objects = 0
+        self.free_touched = 0
+        self.depot_full: list[list[int]] = []
+        self.depot_empty: list[list[int]] = []
+        self.cpu = [CpuMagazines() for _ in range(alloc.m.nr_cpus)]
+        self.limit, self.batchcount, self.shared = enable_cpucache_tunables(
+            self.objsize, alloc.m.nr_cpus, bool(self.debug) or alloc.m.slab_debug)
+        self.free_limit = (1 + alloc.m.nr_cpus) * self.batchcount + self.num
+        # globalstat (STATS)
+        self.grown = 0
+        self.reaped = 0
+        self.errors = 0
+        self.listallocs = 0
+        self.dead = False
+        self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
+
+    def __repr__(self) -> str:
+        return f"<kmem_cache {self.name} objsize={self.objsize} num={self.num} order={self.gfporder}>"
+
+    # -- the per-CPU layer ---------------------------------------------------------------
+    def alloc_miss(self, t: Task, flags: int) -> int | None:
+        """The loaded magazine is empty: previous, the depot, the slabs, then grow.
+
+        Called and returns with local interrupts off. Growing may turn them on for
+        a while (a GFP_KERNEL slab grows with interrupts enabled), so the task may
+        come back on another CPU: the loop re-reads its magazines each time.
+        """
+        counted = False
+        while True:
+            cc = self.cpu[t.cpu.id]
+            if not counted:
+                cc.allocmiss += 1
+                counted = True
+            if cc.loaded:
+                return cc.loaded.pop()
+            if cc.previous:  # full: swap
+                cc.loaded, cc.previous = cc.previous, cc.loaded
+                return cc.loaded.pop()
+            if self.depot_full:
+                spin_lock(self.depot_lock)
+                if self.depot_full:
+                    full = self.depot_full.pop()
+                    self.depot_empty.append(cc.previous)
+                    cc.previous = cc.loaded
+                    cc.loaded = full
+                    spin_unlock(self.depot_lock)
+                    return full.pop()
+                spin_unlock(self.depot_lock)
+            spin_lock(self.list_lock)  # BATCHREFILL_LIMIT: an untouched CPU cache takes 16 at most
+            self.take_from_slabs(t, cc.loaded, self.batchcount if cc.touched else min(self.batchcount, 16))
+            spin_unlock(self.list_lock)
+            if cc.loaded:
+                cc.touched = 1
+                return cc.loaded.pop()
+            if not self.cache_grow(t, flags):
+                cc = self.cpu[t.cpu.id]  # an interrupt may have freed objects meanwhile
+                return cc.loaded.pop() if cc.loaded else None
+
+    def free_miss(self, t: Task, cc: CpuMagazines, objp: int) -> None:
+        """The loaded magazine is full: swap, exchange with the depot, or flush to slabs."""
+        cc.freemiss += 1
+        loaded, prev = cc.loaded, cc.previous
+        if not prev:
+            cc.loaded, cc.previous = prev, loaded
+            prev.append(objp)
+            return
+        if self.shared:
+            spin_lock(self.depot_lock)
+            if len(self.depot_full) < self.shared:
+                self.depot_full.append(prev)
+                empty = self.depot_empty.pop() if self.depot_empty else []
+                spin_unlock(self.depot_lock)
+                cc.previous = loaded
+                cc.loaded = empty
+                empty.append(objp)
+                return
+            spin_unlock(self.depot_lock)
+        self.free_block(t, prev)  # depot full (or none): the oldest magazine goes back to its slabs
+        prev.clear()
+        cc.loaded, cc.previous = prev, loaded
+        prev.append(objp)
+
+    # -- the slab layer (list_lock held) -------------------------------------------------
+    def take_from_slabs(self, t: Task, mag: list[int], want: int) -> None:
+        """Move up to ``want`` objects from partial, then free slabs, into ``mag``."""
+        objsize = self.objsize
+        got = 0
+        while got < want:
+            if self.slabs_partial:
+                slab = next(iter(self.slabs_partial.values()))
+            elif self.slabs_free:
+                self.free_touched = 1
+                slab = next(iter(self.slabs_free.values()))
+            else:
+                break
+            s_mem, free, num = slab.s_mem, slab.free, self.num
+            while free and got < want:
+                mag.append(s_mem + free.pop() * objsize)
+                got += 1
+            slab.inuse = num - len(free)
+            self._relist(slab, tail=False)
+        if got:
+            self.free_objects -= got
+            self.listallocs += got
+            t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + got // 8))
+
+    def _relist(self, slab: Slab, tail: bool = True) -> None:
+        """Put ``slab`` on the list its use count says: a refill keeps it at the head of
+        the partial list (list_add), a free moves it to the tail (list_add_tail)."""
+        state = SLAB_FULL if slab.inuse == self.num else SLAB_FREE if slab.inuse == 0 else SLAB_PARTIAL
+        old = slab.state
+        if old == state and state != SLAB_PARTIAL:
+            return
+        (self.slabs_free, self.slabs_partial, self.slabs_full)[old].pop(slab.head, None)
+        lst = (self.slabs_free, self.slabs_partial, self.slabs_full)[state]
+        lst[slab.head] = slab
+        if not tail:
+            lst.move_to_end(slab.head, last=False)
+        slab.state = state
+
+    def free_block(self, t: Task, objs: list[int]) -> None:
+        """Give objects back to their slabs; destroy slabs beyond free_limit (after unlocking)."""
+        doomed: list[Slab] = []
+        sa = self.sa
+        private = sa.mem.private
+        slabs = sa.slab_of
+        objsize = self.objsize
+        spin_lock(self.list_lock)
+        for objp in objs:
+            slab = slabs[private[(objp - PAGE_OFFSET) >> PAGE_SHIFT]]
+            slab.free.append((objp - slab.s_mem) // objsize)
+            slab.inuse -= 1
+            self.free_objects += 1
+            if slab.inuse == 0 and self.free_objects > self.free_limit:
+                self.free_objects -= self.num
+                (self.slabs_free, self.slabs_partial, self.slabs_full)[slab.state].pop(slab.head, None)
+                slab.state = -1
+                doomed.append(slab)
+            else:
+                self._relist(slab)
+        spin_unlock(self.list_lock)
+        t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + len(objs) // 8))
+        for slab in doomed:
+            self.slab_destroy(t, slab)
+
+    # -- growing and shrinking -----------------------------------------------------------
+    def cache_grow(self, t: Task, flags: int) -> int:
+        """Add one slab of fresh, constructed objects; 1 on success. Interrupts off on entry and exit."""
+        if flags & _GFP_NO_GROW:
+            return 0
+        sa = self.sa
+        if flags & _GFP_HIGHMEM:
+            self._bug(f"cache_grow(): gfp flags {flags:#x}({gfp_names(flags)}) include __GFP_HIGHMEM: "
+                      "slab pages must be directly mapped")
+            flags &= ~_GFP_HIGHMEM
+        if bool(flags & _GFP_DMA) != bool(self.gfpflags & _GFP_DMA):
+            self._bug(f"kmem_flagcheck(): {'GFP_DMA' if flags & _GFP_DMA else 'no GFP_DMA'} "
+                      f"for cache `{self.name}' that is {'' if self.gfpflags else 'not '}SLAB_CACHE_DMA")
+        ctor_flags = SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC)
+        spin_lock(self.list_lock)
+        offset = self.colour_next * self.colour_off
+        self.colour_next += 1
+        if self.colour_next >= self.colour:
+            self.colour_next = 0
+        spin_unlock(self.list_lock)
+        if flags & _GFP_WAIT:
+            local_irq_enable()
+        pfn = sa.pa.alloc_pages((flags & ~_GFP_DMA) | self.gfpflags, self.gfporder)
+        if pfn is None:
+            if flags & _GFP_WAIT:
+                local_irq_disable()
+            return 0
+        slab = self._new_slab(pfn, offset)
+        self._init_objs(t, slab, ctor_flags)
+        if flags & _GFP_WAIT:
+            local_irq_disable()
+        spin_lock(self.list_lock)
+        self.slabs_free[slab.head] = slab
+        self.free_objects += self.num
+        self.grown += 1
+        spin_unlock(self.list_lock)
+        return 1
+
+    def _new_slab(self, pfn: int, colouroff: int) -> Slab:
+        """kmem_getpages + alloc_slabmgmt: mark the pages, place the objects."""
+        sa = self.sa
+        mem = sa.mem
+        for p in range(pfn, pfn + (1 << self.gfporder)):
+            mem.flags[p] |= PG_slab
+            mem.owner[p] = self.id
+            mem.private[p] = pfn
+        addr = PAGE_OFFSET + (pfn << PAGE_SHIFT)
+        if not self.flags & CFLGS_OFF_SLAB:
+            colouroff += self.slab_size  # struct slab and the bufctls live at the start
+        slab = Slab(pfn, addr + colouroff, self.num, colouroff)
+        sa.slab_of[pfn] = slab
+        sa.nr_slab_pages += 1 << self.gfporder
+        return slab
+
+    def _init_objs(self, t: Task, slab: Slab, ctor_flags: int) -> None:
+        """cache_init_objs: debug state, then the constructor on every object of the slab."""
+        ctor, debug = self.ctor, self.debug
+        for i in range(self.num):
+            raw = slab.s_mem + i * self.objsize
+            if debug:
+                self.sa.debug.init_obj(self, raw)
+            if ctor is not None and not self.flags & SLAB_POISON:
+                ctor(raw + self.dbghead, self, ctor_flags)
+                if self.flags & SLAB_RED_ZONE:
+                    self.sa.debug.check_ctor_redzones(self, raw)
+
+    def slab_destroy(self, t: Task, slab: Slab) -> None:
+        """The destructor on every object, then the pages go back to the page allocator."""
+        sa = self.sa
+        if self.debug & SLAB_POISON:
+            for i in range(self.num):
+                sa.debug.check_freed_at_destroy(self, slab.s_mem + i * self.objsize)
+        if self.dtor is not None and not self.flags & SLAB_POISON:
+            for i in range(self.num):
+                self.dtor(slab.s_mem + i * self.objsize + self.dbghead, self, 0)
+        mem = sa.mem
+        for p in range(slab.head, slab.head + (1 << self.gfporder)):
+            mem.flags[p] &= ~PG_slab
+            mem.owner[p] = 0
+        del sa.slab_of[slab.head]
+        sa.nr_slab_pages -= 1 << self.gfporder
+        self.reaped += 1
+        sa.pa.put_page(t, slab.head, self.gfporder, False, "kmem_freepages")
+
+    def drain_this_cpu(self, t: Task) -> int:
+        """Give this CPU's magazines back to the slabs (interrupts off). Returns objects moved."""
+        cc = self.cpu[t.cpu.id]
+        objs = cc.loaded + cc.previous
+        cc.loaded = []
+        cc.previous = []
+        if objs:
+            self.free_block(t, objs)
+        return len(objs)
+
+    def drain_depot(self, t: Task) -> int:
+        spin_lock(self.depot_lock)
+        mags = self.depot_full
+        self.depot_full = []
+        self.depot_empty.clear()
+        spin_unlock(self.depot_lock)
+        objs = [o for mag in mags for o in mag]
+        if objs:
+            self.free_block(t, objs)
+        return len(objs)
+
+    def destroy_free_slabs(self, t: Task, max_slabs: int | None = None) -> int:
+        """Destroy empty slabs (all, or up to ``max_slabs``); returns pages freed."""
+        doomed: list[Slab] = []
+        spin_lock(self.list_lock)
+        while self.slabs_free and (max_slabs is None or len(doomed) < max_slabs):
+            _, slab = self.slabs_free.popitem(last=False)
+            slab.state = -1
+            self.free_objects -= self.num
+            doomed.append(slab)
+        spin_unlock(self.list_lock)
+        for slab in doomed:
+            self.slab_destroy(t, slab)
+        return len(doomed) << self.gfporder
+
+    def drain_all(self) -> None:
+        """drain_cpu_caches: every CPU empties its magazines (an IPI), then the depot."""
+        t = CURRENT.task
+        on_each_cpu(_drain_ipi, self)
+        flags = local_irq_save()
+        self.drain_depot(t)
+        local_irq_restore(flags)
+
+    def _bug(self, msg: str) -> None:
+        file, line, _ = caller_site(3)
+        self.errors += 1
+        self.sa.m.report("bug", [f"kernel BUG at {file}:{line}!", msg], site=f"{self.name}:{msg[:40]}")
+
+    # -- views -----------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int, int, int, int]:
+        """(active_objs, num_objs, active_slabs, num_slabs, sharedavail), as s_show counts them."""
+        full, partial, free = len(self.slabs_full), len(self.slabs_partial), len(self.slabs_free)
+        active = full * self.num + sum(s.inuse for s in self.slabs_partial.values())
+        num_slabs = full + partial + free
+        shared_avail = sum(len(mag) for mag in self.depot_full)
+        return active, num_slabs * self.num, full + partial, num_slabs, shared_avail
+
+    def cached_objects(self) -> int:
+        """Objects sitting in magazines and the depot (allocated from the slabs' view)."""
+        return sum(cc.avail() for cc in self.cpu) + sum(len(m) for m in self.depot_full)
+
+
+def _drain_ipi(cachep: kmem_cache_t) -> None:
+    cachep.drain_this_cpu(CURRENT.task)
+
+
+# ---------------------------------------------------------------------------------------------
+# Slab debugging (mm/slab.c #if DEBUG, with today's SLUB report lines first)
+# ---------------------------------------------------------------------------------------------
+class SlabDebug:
+    """Poison, redzones and the last-user word of debugged caches, in simulated memory."""
+
+    def __init__(self, sa: SlabAllocator) -> None:
+        self.sa = sa
+        self.mem = sa.mem
+        self.callers: list[str] = ["<none>"]
+        self._caller_ids: dict[str, int] = {}
+
+    # layout helpers: raw is the start of the object's slot
+    @staticmethod
+    def _pa(addr: int) -> int:
+        return addr - PAGE_OFFSET
+
+    def _word(self, addr: int) -> int:
+        return int.from_bytes(self.mem.read(addr - PAGE_OFFSET, 4), "little")
+
+    def _set_word(self, addr: int, value: int) -> None:
+        self.mem.write(addr - PAGE_OFFSET, value.to_bytes(4, "little"))
+
+    @staticmethod
+    def redzone1(c: kmem_cache_t, raw: int) -> int:
+        return raw + c.dbghead - BYTES_PER_WORD
+
+    @staticmethod
+    def redzone2(c: kmem_cache_t, raw: int) -> int:
+        if c.flags & SLAB_STORE_USER:
+            return raw + c.objsize - 2 * BYTES_PER_WORD
+        return raw + c.objsize - BYTES_PER_WORD
+
+    @staticmethod
+    def userword(c: kmem_cache_t, raw: int) -> int:
+        return raw + c.objsize - BYTES_PER_WORD
+
+    def poison(self, c: kmem_cache_t, raw: int, val: int) -> None:
+        n = c.reallen
+        self.mem.write(raw + c.dbghead - PAGE_OFFSET, bytes((val,)) * (n - 1) + bytes((POISON_END,)))
+
+    def caller_id(self) -> int:
+        """The simulated caller outside the allocator, as a small id (the "last user" word)."""
+        f = sys._getframe(2)
+        while f is not None and (f.f_code.co_filename.startswith(_THIS_DIR)
+                                 or "/runtime/" in f.f_code.co_filename):
+            f = f.f_back  # type: ignore[assignment]
+        site = "<unknown>" if f is None else f"{f.f_code.co_name}+{relpath(f.f_code.co_filename)}:{f.f_lineno}"
+        cid = self._caller_ids.get(site)
+        if cid is None:
+            cid = len(self.callers)
+            self.callers.append(site)
+            self._caller_ids[site] = cid
+        return cid
+
+    def init_obj(self, c: kmem_cache_t, raw: int) -> None:
+        if c.flags & SLAB_POISON:
+            self.poison(c, raw, POISON_FREE)
+        if c.flags & SLAB_STORE_USER:
+            self._set_word(self.userword(c, raw), 0)
+        if c.flags & SLAB_RED_ZONE:
+            self._set_word(self.redzone1(c, raw), RED_INACTIVE)
+            self._set_word(self.redzone2(c, raw), RED_INACTIVE)
+
+    def check_ctor_redzones(self, c: kmem_cache_t, raw: int) -> None:
+        if self._word(self.redzone2(c, raw)) != RED_INACTIVE:
+            self.slab_error(c, "cache_init_objs", "constructor overwrote the end of an object", raw)
+        if self._word(self.redzone1(c, raw)) != RED_INACTIVE:
+            self.slab_error(c, "cache_init_objs", "constructor overwrote the start of an object", raw)
+
+    def slab_error(self, c: kmem_cache_t, func: str, msg: str, raw: int) -> None:
+        c.errors += 1
+        self.sa.m.report("slab_error", [f"slab error in {func}(): cache `{c.name}': {msg}"],
+                         site=f"{c.name}:{func}:{raw:#x}")
+
+    def _poison_mismatch(self, c: kmem_cache_t, raw: int) -> tuple[int, int, bytes] | None:
+        start = raw + c.dbghead
+        data = self.mem.read(start - PAGE_OFFSET, c.reallen)
+        want = bytes((POISON_FREE,)) * (c.reallen - 1) + bytes((POISON_END,))
+        if data == want:
+            return None
+        first = next(i for i in range(len(data)) if data[i] != want[i])
+        last = max(i for i in range(len(data)) if data[i] != want[i])
+        return first, last, data
+
+    def check_poison(self, c: kmem_cache_t, raw: int, when: str) -> bool:
+        """check_poison_obj: a freed object's bytes must still be POISON_FREE. True if intact."""
+        bad = self._poison_mismatch(c, raw)
+        if bad is None:
+            return True
+        first, last, data = bad
+        start = raw + c.dbghead
+        want = POISON_FREE if first < c.reallen - 1 else POISON_END
+        lines = [f"BUG {c.name} (Not tainted): Poison overwritten",
+                 f"INFO: 0x{start + first:08x}-0x{start + last:08x} @offset={first}. "
+                 f"First byte 0x{data[first]:x} instead of 0x{want:x}",
+                 f"Slab corruption: start={start:08x}, len={c.reallen}"]
+        if c.flags & SLAB_RED_ZONE:
+            lines.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
+        if c.flags & SLAB_STORE_USER:
+            uid = self._word(self.userword(c, raw))
+            lines.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
+        row = first & ~15
+        for _ in range(5):
+            if row > last or row >= len(data):
+                break
+            chunk = data[row:row + 16]
+            lines.append(f"{row:03x}:" + "".join(f" {b:02x}" for b in chunk))
+            row += 16
+        lines.append(f"detected at {when}")
+        c.errors += 1
+        self.sa.m.report("slab_poison", lines, site=f"{c.name}:poison:{raw:#x}",
+                         extra={"cache": c.name, "object": start})
+        return False
+
+    def after_alloc(self, c: kmem_cache_t, raw: int, flags: int) -> int:
+        """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user."""
+        if c.flags & SLAB_POISON:
+            self.check_poison(c, raw, "allocation (a write to the object after it was freed)")
+            self.poison(c, raw, POISON_INUSE)
+        if c.flags & SLAB_STORE_USER:
+            self._set_word(self.userword(c, raw), self.caller_id())
+        if c.flags & SLAB_RED_ZONE:
+            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
+            if r1 != RED_INACTIVE or r2 != RED_INACTIVE:
+                self.slab_error(c, "cache_alloc_debugcheck_after",
+                                "double free, or memory outside object was overwritten", raw)
+                self.sa.m.printk(f"{raw + c.dbghead:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}.", "ERROR")
+            self._set_word(self.redzone1(c, raw), RED_ACTIVE)
+            self._set_word(self.redzone2(c, raw), RED_ACTIVE)
+        objp = raw + c.dbghead
+        if c.ctor is not None and c.flags & SLAB_POISON:
+            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC))
+        return objp
+
+    def before_free(self, c: kmem_cache_t, objp: int, func: str) -> int | None:
+        """cache_free_debugcheck: the raw slot address, or None when the free must be refused."""
+        sa = self.sa
+        raw = objp - c.dbghead
+        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        off = raw - slab.s_mem if slab is not None else -1
+        if slab is None or off < 0 or off % c.objsize or off // c.objsize >= c.num:
+            c.errors += 1
+            sa.m.report("slab_invalid_free", [
+                f"BUG {c.name} (Not tainted): Invalid object pointer 0x{objp:08x}",
+                f"{func}: 0x{objp:08x} is not the start of an object of cache `{c.name}'"],
+                site=f"{c.name}:invalid:{objp:#x}", extra={"cache": c.name, "object": objp})
+            return None
+        if c.flags & SLAB_RED_ZONE:
+            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
+            if r1 != RED_ACTIVE or r2 != RED_ACTIVE:
+                self._redzone_report(c, raw, objp, r1, r2, func)
+                if r1 == RED_INACTIVE and r2 == RED_INACTIVE:
+                    return None  # already free: refuse, the object stays where it is
+            self._set_word(self.redzone1(c, raw), RED_INACTIVE)
+            self._set_word(self.redzone2(c, raw), RED_INACTIVE)
+        if c.flags & SLAB_STORE_USER:
+            self._set_word(self.userword(c, raw), self.caller_id())
+        if c.dtor is not None and c.flags & SLAB_POISON:
+            c.dtor(objp, c, 0)
+        if c.flags & SLAB_POISON:
+            self.poison(c, raw, POISON_FREE)
+        return raw
+
+    def _redzone_report(self, c: kmem_cache_t, raw: int, objp: int, r1: int, r2: int, func: str) -> None:
+        c.errors += 1
+        if r1 == RED_INACTIVE and r2 == RED_INACTIVE:
+            kind, what = "slab_double_free", "Object already free"
+        elif r1 != RED_ACTIVE:
+            kind, what = "slab_redzone", "Left Redzone overwritten"
+        else:
+            kind, what = "slab_redzone", "Right Redzone overwritten"
+        self.sa.m.report(kind, [
+            f"BUG {c.name} (Not tainted): {what}",
+            f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} size={c.reallen}",
+            f"slab error in cache_free_debugcheck(): cache `{c.name}': double free, or memory outside object "
+            "was overwritten",
+            f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}.",
+            f"freed by {func}()"], site=f"{c.name}:{kind}:{objp:#x}", extra={"cache": c.name, "object": objp})
+
+    def check_freed_at_destroy(self, c: kmem_cache_t, raw: int) -> None:
+        if c.flags & SLAB_RED_ZONE and self._word(self.redzone1(c, raw)) == RED_ACTIVE:
+            return  # never freed: nothing to check
+        self.check_poison(c, raw, "slab destruction (a write to the object after it was freed)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The allocator of one machine
+# ---------------------------------------------------------------------------------------------
+class SlabAllocator:
+    """Every slab cache of one machine (``m.slab``): the cache chain, the shrinker, the checks."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        self.pa: PageAllocator = m.mm
+        self.mem = self.pa.mem
+        self.caches: list[kmem_cache_t] = []  # cache_chain, oldest first
+        self.by_id: dict[int, kmem_cache_t] = {}
+        self.slab_of: dict[int, Slab] = {}
+        self.nr_slab_pages = 0
+        self.cache_chain_sem = mutex_init("cache_chain_sem")
+        self.slab_break_gfp_order = BREAK_GFP_ORDER_HI if self.mem.nr_pages > (32 << 20) >> PAGE_SHIFT \
+            else BREAK_GFP_ORDER_LO
+        self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
+        self._next_id = 1
+        self.debug = SlabDebug(self)
+        self.cache_cache = self.new_cache("kmem_cache", 4 * m.nr_cpus + 128, 0, SLAB_NO_REAP | SLAB_HWCACHE_ALIGN,
+                                          None, None)
+
+    def new_cache(self, name: str, size: int, align: int, flags: int, ctor: Any, dtor: Any) -> kmem_cache_t:
+        if self.m.slab_debug and not flags & SLAB_DESTROY_BY_RCU:
+            if size < 4096 or (size - 1).bit_length() == (size - 1 + 3 * BYTES_PER_WORD).bit_length():
+                flags |= SLAB_RED_ZONE | SLAB_STORE_USER
+            flags |= SLAB_POISON
+        c = kmem_cache_t(self, self._next_id, name, size, align, flags, ctor, dtor)
+        self._next_id += 1
+        self.caches.append(c)
+        self.by_id[c.id] = c
+        return c
+
+    def find(self, name: str) -> kmem_cache_t | None:
+        for c in self.caches:
+            if c.name == name:
+                return c
+        return None
+
+    # -- the shrinker: memory pressure reaps free slabs and drains magazines ----------------
+    def shrink_count(self, gfp: int) -> int:
+        """Pages that reaping could give back: free slabs, plus what the depot would free."""
+        n = 0
+        for c in self.caches:
+            if not c.flags & SLAB_NO_REAP:
+                n += len(c.slabs_free) << c.gfporder
+                n += (len(c.depot_full) * c.batchcount // max(1, c.num)) << c.gfporder
+        return n
+
+    def shrink_scan(self, nr: int, gfp: int) -> int:
+        """Drain this CPU's magazines and the depots, then destroy free slabs: pages freed.
+
+        As cache_reap does for every cache but SLAB_NO_REAP ones; takes
+        cache_chain_sem only if it is free, as cache_reap's down_trylock.
+        """
+        t = CURRENT.task
+        if not mutex_trylock(self.cache_chain_sem):
+            return 0
+        freed = 0
+        try:
+            for c in list(self.caches):
+                if c.flags & SLAB_NO_REAP or c.dead:
+                    continue
+                flags = local_irq_save()
+                c.drain_this_cpu(t)
+                c.drain_depot(t)
+                local_irq_restore(flags)
+                freed += c.destroy_free_slabs(t)
+                if freed >= nr:
+                    break
+        finally:
+            mutex_unlock(self.cache_chain_sem)
+        return freed
+
+    # -- invariants ---------------------------------------------------------------------------
+    def check(self) -> None:
+        """Every object is in exactly one place; slab lists, counters and pages agree."""
+        mem = self.mem
+        seen_slabs: set[int] = set()
+        for c in self.caches:
+            objs: set[int] = set()
+            free_objects = 0
+            for state, lst in ((SLAB_FREE, c.slabs_free), (SLAB_PARTIAL, c.slabs_partial), (SLAB_FULL, c.slabs_full)):
+                for head, slab in lst.items():
+                    where = f"cache {c.name}: slab {head:#x}"
+                    if head in seen_slabs or self.slab_of.get(head) is not slab:
+                        raise InconsistentState(f"{where} is on two lists or not registered")
+                    seen_slabs.add(head)
+                    if slab.state != state or slab.inuse != c.num - len(slab.free):
+                        raise InconsistentState(f"{where}: state {slab.state} on list {state}, inuse "
+                                                f"{slab.inuse}, {len(slab.free)} free of {c.num}")
+                    expect = SLAB_FULL if slab.inuse == c.num else SLAB_FREE if slab.inuse == 0 else SLAB_PARTIAL
+                    if state != expect:
+                        raise InconsistentState(f"{where} with {slab.inuse}/{c.num} in use is on the wrong list")
+                    if len(set(slab.free)) != len(slab.free) or any(not 0 <= i < c.num for i in slab.free):
+                        raise InconsistentState(f"{where}: bufctl chain corrupt {slab.free}")
+                    for p in range(head, head + (1 << c.gfporder)):
+                        if not mem.flags[p] & PG_slab or mem.owner[p] != c.id or mem.private[p] != head \
+                                or mem.count[head] != 1:
+                            raise InconsistentState(f"{where}: page {p:#x} not marked as this cache's slab")
+                    free_objects += len(slab.free)
+                    objs.update(slab.s_mem + i * c.objsize for i in slab.free)
+            if free_objects != c.free_objects:
+                raise InconsistentState(f"cache {c.name}: free_objects accounting error "
+                                        f"({c.free_objects} counted, {free_objects} on the slabs)")
+            self._check_magazines(c, objs)
+
+    def _check_magazines(self, c: kmem_cache_t, free_in_slabs: set[int]) -> None:
+        cached: set[int] = set()
+        mags = [(f"cpu {i} {w}", mag) for i, cc in enumerate(c.cpu) for w, mag in
+                (("loaded", cc.loaded), ("previous", cc.previous))]
+        mags += [(f"depot magazine {i}", mag) for i, mag in enumerate(c.depot_full)]
+        for where, mag in mags:
+            if len(mag) > c.batchcount:
+                raise InconsistentState(f"cache {c.name}: {where} holds {len(mag)} > batchcount {c.batchcount}")
+            for o in mag:
+                if o in cached or o in free_in_slabs:
+                    raise InconsistentState(f"cache {c.name}: object {o:#x} in the {where} is also elsewhere "
+                                            "(handed out twice or freed twice)")
+                slab = self.slab_of.get(self.mem.private[(o - PAGE_OFFSET) >> PAGE_SHIFT])
+                if slab is None or self.mem.owner[slab.head] != c.id or (o - slab.s_mem) % c.objsize:
+                    raise InconsistentState(f"cache {c.name}: {where} holds {o:#x}, not an object of this cache")
+                cached.add(o)
+        for i, cc in enumerate(c.cpu):
+            if cc.previous and len(cc.previous) != c.batchcount:
+                raise InconsistentState(f"cache {c.name}: cpu {i} previous magazine is neither full nor empty")
+
+    # -- /proc/slabinfo ------------------------------------------------------------------------
+    def slabinfo(self) -> str:
+        """/proc/slabinfo, version 2.1: newest cache first, the kernel's columns and widths."""
+        out = ["slabinfo - version: 2.1",
+               "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
+               "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"]
+        for c in reversed(self.caches):
+            active, num_objs, active_slabs, num_slabs, shared_avail = c.counts()
+            out.append(f"{c.name:<17} {active:6d} {num_objs:6d} {c.objsize:6d} {c.num:4d} {1 << c.gfporder:4d}"
+                       f" : tunables {c.limit:4d} {c.batchcount:4d} {c.shared:4d}"
+                       f" : slabdata {active_slabs:6d} {num_slabs:6d} {shared_avail:6d}")
+        return "\n".join(out) + "\n"
+
+    def slabinfo_write(self, line: str) -> None:
+        """Writing "<name> <limit> <batchcount> <shared>" to /proc/slabinfo tunes a cache."""
+        parts = line.split()
+        if len(parts) != 4:
+            raise KmemUsageError(f"slabinfo write takes '<name> <limit> <batchcount> <shared>', got {line!r}")
+        name = parts[0]
+        try:
+            limit, batchcount, shared = (int(x) for x in parts[1:])
+        except ValueError:
+            raise KmemUsageError(f"slabinfo write: limit, batchcount and shared must be ints: {line!r}") from None
+        if limit < 1 or not 1 <= batchcount <= limit or shared < 0:
+            raise KmemUsageError(f"slabinfo write: -EINVAL (need limit >= 1, 1 <= batchcount <= limit, "
+                                 f"shared >= 0): {line!r}")
+        c = self.find(name)
+        if c is None:
+            raise KmemUsageError(f"slabinfo write: no cache named {name!r}")
+        do_tune_cpucache(c, limit, batchcount, shared)
+
+    def meminfo_lines(self) -> list[tuple[str, int]]:
+        return [("Slab", self.nr_slab_pages << (PAGE_SHIFT - 10))]
+
+
+def kmem_cache_init(m: Machine) -> None:
+    """Boot: the slab allocator, its cache of caches and the kmalloc caches."""
+    from . import kmalloc
+    sa = SlabAllocator(m)
+    m.slab = sa
+    kmalloc.kmalloc_caches_init(sa)
+    m.register_proc("slabinfo", sa.slabinfo)
+    m.register_checker("slab", sa.check)
+    m.meminfo_hooks.append(sa.meminfo_lines)
+    from .vmscan import Shrinker
+    m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel-style interfaces
+# ---------------------------------------------------------------------------------------------
+def _slab() -> SlabAllocator:
+    t = CURRENT.task
+    if not t:
+        from ..runtime.errors import NotInTaskError
+        raise NotInTaskError()
+    return t.machine.slab  # type: ignore[no-any-return]
+
+
+def _create_error(sa: SlabAllocator, name: Any, msg: str, flags: int) -> None:
+    file, line, _ = caller_site(3)
+    sa.m.report("slab_error", [msg, f"kernel BUG at {file}:{line}!"], site=f"create:{name}:{file}:{line}")
+    if flags & SLAB_PANIC:
+        sa.m.panic(f"kmem_cache_create(): failed to create slab `{name}'")
+
+
+def kmem_cache_create(name: str, size: int, offset: int = 0, flags: int = 0,
+                      ctor: Callable[[int, kmem_cache_t, int], Any] | None = None,
+                      dtor: Callable[[int, kmem_cache_t, int], Any] | None = None) -> kmem_cache_t | None:
+    """Create a cache of ``size``-byte objects; returns the cache, or None on error.
+
+    ``offset`` is the alignment the objects need (the 2.6.10 ``align`` argument; 0 for
+    the default). ``ctor(obj, cache, flags)`` runs on every object of a new slab with
+    SLAB_CTOR_CONSTRUCTOR (| SLAB_CTOR_ATOMIC when the slab grows in a context that
+    cannot sleep); ``dtor(obj, cache, 0)`` on every object of a slab being destroyed.
+    Objects must be freed back in their constructed state.
+
+    Bad arguments get the kernel's message (a report) and None; SLAB_PANIC panics.
+    Context: process context; may sleep.
+    """
+    sa = _slab()
+    for what, v in (("size", size), ("offset", offset), ("flags", flags)):
+        if not isinstance(v, int) or isinstance(v, bool):
+            raise KmemUsageError(f"kmem_cache_create: {what} must be an int, got {v!r}")
+    if ctor is not None and not callable(ctor):
+        raise KmemUsageError(f"kmem_cache_create: ctor must be callable(obj, cache, flags) or None, got {ctor!r}")
+    if dtor is not None and not callable(dtor):
+        raise KmemUsageError(f"kmem_cache_create: dtor must be callable(obj, cache, flags) or None, got {dtor!r}")
+    if flags & ~CREATE_MASK:
+        raise KmemUsageError(f"kmem_cache_create: flags {flags:#x} outside CREATE_MASK {CREATE_MASK:#x}")
+    if offset < 0 or offset & (offset - 1):
+        raise KmemUsageError(f"kmem_cache_create: offset (alignment) {offset} must be 0 or a power of two")
+    if not isinstance(name, str) or not name or in_interrupt() or size < BYTES_PER_WORD or size > MAX_OBJ_SIZE \
+            or (dtor is not None and ctor is None):
+        _create_error(sa, name, f"kmem_cache_create: Early error in slab {name}", flags)
+        return None
+    might_sleep()
+    mutex_lock(sa.cache_chain_sem)
+    try:
+        if sa.find(name) is not None:
+            _create_error(sa, name, f"kmem_cache_create: duplicate cache {name}", flags)
+            return None
+        c = sa.new_cache(name, size, offset, flags, ctor, dtor)
+        if c.num == 0:
+            sa.caches.remove(c)
+            del sa.by_id[c.id]
+            _create_error(sa, name, f"kmem_cache_create: couldn't create cache {name}.", flags)
+            return None
+    finally:
+        mutex_unlock(sa.cache_chain_sem)
+    c.desc = kmem_cache_alloc(sa.cache_cache, GFP_KERNEL)
+    return c
+
+
+def _check_cache(cachep: Any, what: str) -> kmem_cache_t:
+    if type(cachep) is not kmem_cache_t:
+        raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
+    if cachep.dead:
+        raise KmemUsageError(f"{what}(): cache `{cachep.name}' was destroyed")
+    return cachep
+
+
+def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
+    """An object from ``cachep`` (its kernel virtual address), or None.
+
+    The fast path pops this CPU's loaded magazine with interrupts off and takes no
+    lock. Context: may sleep if ``flags`` has __GFP_WAIT (might_sleep() is called
+    even when the magazine has an object); GFP_ATOMIC never sleeps.
+    """
+    if type(cachep) is not kmem_cache_t or cachep.dead:
+        _check_cache(cachep, "kmem_cache_alloc")
+    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:
+        raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
+    return _cache_alloc(CURRENT.task, cachep, flags)
+
+
+def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int) -> int | None:
+    if flags & _GFP_WAIT:
+        might_sleep()
+    irqs = local_irq_save()
+    cc = cachep.cpu[t.cpu.id]
+    if cc.loaded:
+        objp = cc.loaded.pop()
+        cc.allochit += 1
+        cc.touched = 1
+    else:
+        objp = cachep.alloc_miss(t, flags)
+    t.machine._engine.charge(t, costs.PERCPU_HIT)
+    local_irq_restore(irqs)
+    if objp is not None and cachep.debug:
+        objp = cachep.sa.debug.after_alloc(cachep, objp, flags)
+    return objp
+
+
+def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
+    """Give ``objp`` back to ``cachep``: onto this CPU's loaded magazine, no lock taken.
+
+    A pointer outside any slab page or into another cache's slab is reported and
+    refused (the page says whose it is: a cheap check the model always makes).
+    With slab debugging, a pointer that is not the start of an object, a double
+    free and a redzone overwrite are reported too, and all but the overwrite
+    refused. Context: any; interrupts are disabled inside.
+    """
+    if type(cachep) is not kmem_cache_t or cachep.dead:
+        _check_cache(cachep, "kmem_cache_free")
+    if objp is None:
+        return
+    if type(objp) is not int:
+        raise KmemUsageError(f"kmem_cache_free: objp must be an object address (int), got {objp!r}")
+    t = CURRENT.task
+    owner = _page_cache(t, objp, "kmem_cache_free")
+    if owner is None:
+        return
+    if owner is not cachep:
+        cachep.errors += 1
+        t.machine.report("slab_wrong_cache", [
+            f"kmem_cache_free: Wrong slab cache. {cachep.name} but object is from {owner.name}",
+            f"mismatch in kmem_cache_free: expected cache {cachep.name}, got {owner.name}",
+            f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
+            extra={"cache": cachep.name, "object": objp})
+        return
+    _cache_free(t, cachep, objp, "kmem_cache_free")
+
+
+def _cache_free(t: Task, cachep: kmem_cache_t, objp: int, func: str) -> None:
+    if cachep.debug:
+        raw = cachep.sa.debug.before_free(cachep, objp, func)
+        if raw is None:
+            return
+        objp = raw
+    irqs = local_irq_save()
+    cc = cachep.cpu[t.cpu.id]
+    if len(cc.loaded) < cachep.batchcount:
+        cc.loaded.append(objp)
+        cc.freehit += 1
+    else:
+        cachep.free_miss(t, cc, objp)
+    t.machine._engine.charge(t, costs.PERCPU_HIT)
+    local_irq_restore(irqs)
+
+
+def _page_cache(t: Task, objp: int, func: str) -> kmem_cache_t | None:
+    """The cache owning the slab page of ``objp`` (GET_PAGE_CACHE), or None after a report."""
+    sa: SlabAllocator = t.machine.slab
+    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+    if objp < PAGE_OFFSET or pfn >= sa.mem.max_low_pfn:
+        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
+                                          f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
+                    site=f"range:{objp:#x}", extra={"object": objp})
+        return None
+    if not sa.mem.flags[pfn] & PG_slab:
+        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: bad ptr {objp:x}h.",
+                                          f"{func}() of 0x{objp:08x}: not in a slab page (never allocated "
+                                          "from a slab cache, or its slab is gone)"],
+                    site=f"bad:{objp:#x}", extra={"object": objp})
+        return None
+    return sa.by_id[sa.mem.owner[pfn]]
+
+
+def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
+    """Drain every CPU's magazines (an IPI) and the depot, destroy every free slab.
+
+    Returns 0 if no slab with objects in use remains, 1 otherwise (the kernel's answer).
+    Context: process context.
+    """
+    _check_cache(cachep, "kmem_cache_shrink")
+    if in_interrupt():
+        cachep._bug("kmem_cache_shrink() called from interrupt context")
+        return 1
+    t = CURRENT.task
+    cachep.drain_all()
+    cachep.destroy_free_slabs(t)
+    return int(bool(cachep.slabs_full or cachep.slabs_partial))
+
+
+def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
+    """Destroy a cache whose objects have all been freed; 0 on success.
+
+    A cache with objects still allocated is not destroyed: the kernel's message,
+    1 returned, and the cache stays usable, losing nothing.
+    Context: process context; may sleep.
+    """
+    _check_cache(cachep, "kmem_cache_destroy")
+    sa = cachep.sa
+    if in_interrupt():
+        cachep._bug("kmem_cache_destroy() called from interrupt context")
+        return 1
+    might_sleep()
+    t = CURRENT.task
+    mutex_lock(sa.cache_chain_sem)
+    try:
+        cachep.drain_all()
+        cachep.destroy_free_slabs(t)
+        if cachep.slabs_full or cachep.slabs_partial:
+            cachep.errors += 1
+            file, line, func = caller_site(2)
+            sa.m.report("slab_destroy_busy", [
+                f"kmem_cache_destroy {cachep.name}: Slab cache still has objects when called from "
+                f"{func} ({file}:{line})",
+                f"slab error in kmem_cache_destroy(): cache `{cachep.name}': Can't free all objects"],
+                site=f"{cachep.name}:destroy:{file}:{line}", extra={"cache": cachep.name})
+            return 1
+        sa.caches.remove(cachep)
+        cachep.dead = True
+    finally:
+        mutex_unlock(sa.cache_chain_sem)
+    if cachep.desc is not None:
+        kmem_cache_free(sa.cache_cache, cachep.desc)
+        cachep.desc = None
+    return 0
+
+
+def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
+    """Change a cache's tunables: drain every CPU and the depot, then resize the magazines."""
+    cachep.drain_all()
+    spin_lock(cachep.depot_lock)
+    cachep.limit, cachep.batchcount, cachep.shared = limit, batchcount, shared
+    cachep.free_limit = (1 + cachep.sa.m.nr_cpus) * batchcount + cachep.num
+    spin_unlock(cachep.depot_lock)
+
+
+def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
+    """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does."""
+    _check_cache(cachep, "kmem_cache_tune")
+    cachep.sa.slabinfo_write(f"{cachep.name} {limit} {batchcount} {shared}")
+
+
+def kmem_cache_size(cachep: kmem_cache_t) -> int:
+    """The usable size of the cache's objects."""
+    return _check_cache(cachep, "kmem_cache_size").reallen
+
+
+def kmem_cache_name(cachep: kmem_cache_t) -> str:
+    return _check_cache(cachep, "kmem_cache_name").name
+
+
+def kmem_cache_drain_local() -> None:
+    """Give this CPU's magazines of every cache back to the slabs (what a CPU going down does)."""
+    t = CURRENT.task
+    sa = _slab()
+    flags = local_irq_save()
+    for c in sa.caches:
+        c.drain_this_cpu(t)
+    local_irq_restore(flags)
+
+
+__all__ = ["kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_free",
+           "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune", "kmem_cache_drain_local",
+           "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE", "SLAB_POISON", "SLAB_NO_REAP",
+           "SLAB_HWCACHE_ALIGN", "SLAB_CACHE_DMA", "SLAB_MUST_HWCACHE_ALIGN", "SLAB_STORE_USER",
+           "SLAB_RECLAIM_ACCOUNT", "SLAB_PANIC", "SLAB_DESTROY_BY_RCU", "SLAB_CTOR_CONSTRUCTOR",
+           "SLAB_CTOR_ATOMIC", "SLAB_CTOR_VERIFY", "SLAB_ATOMIC", "SLAB_KERNEL", "SLAB_DMA", "SLAB_NO_GROW",
+           "POISON_INUSE", "POISON_FREE", "POISON_END", "RED_INACTIVE", "RED_ACTIVE"]

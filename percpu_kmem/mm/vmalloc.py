@@ -1,12 +1,864 @@
-"""vmalloc: placeholder until the module lands (issues 4-5)."""
+"""vmalloc/vfree, vmap/vunmap and ioremap/iounmap: the kernel's virtually contiguous areas.
+
+Models mm/vmalloc.c and arch/i386/mm/ioremap.c of the 2.6.9-2.6.11 kernels
+(reference/kernel-facts.md section 7, 1.8, 11), with include/asm-i386/pgtable.h's
+address window:
+
+* ``VMALLOC_START = (high_memory + 2*VMALLOC_OFFSET - 1) & ~(VMALLOC_OFFSET - 1)``
+  (an 8 MB hole after the direct map), ``VMALLOC_END = PKMAP_BASE - 2*PAGE_SIZE``;
+* ``__get_vm_area``: "We always allocate a guard page" (size += PAGE_SIZE), first
+  fit over the address-sorted ``vmlist`` under ``vmlist_lock``; VM_IOREMAP areas
+  aligned to ``1 << clamp(fls(size), PAGE_SHIFT, IOREMAP_MAX_ORDER)``;
+* ``__vmalloc``: PAGE_ALIGN, NULL for 0 or more pages than the machine has, one
+  ``alloc_page(gfp)`` per page (vmalloc: GFP_KERNEL | __GFP_HIGHMEM, so highmem
+  pages are used), ``map_vm_area``; a failure part way frees what was taken;
+* ``vfree``: BUG_ON(in_interrupt()), NULL is a no-op, the "Trying to vfree() ..."
+  diagnostics, then every page back to the page allocator;
+* ``__ioremap``: no RAM that is not PageReserved, the ISA hole 0xA0000-0xFFFFF is
+  always mapped, ``iounmap`` of an unknown address says "iounmap: bad address";
+* /proc/vmallocinfo and the meminfo lines VmallocTotal/Used/Chunk.
+
+The page tables are one dict per machine, virtual page number -> physical frame
+number, plugged into the memory accessors through ``m.mm.translate_hook``; device
+memory is physical address space above RAM, served by devices registered with
+:func:`register_io_device` (``m.mm.iomem``). Simplifications are listed in
+docs/vmalloc.md.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import bisect
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Final
+
+from ..runtime.errors import KmemUsageError
+from ..runtime.kernel import in_interrupt, might_sleep
+from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
+from ..runtime.report import _is_runtime_frame, caller_site, relpath
+from ..runtime.task import CURRENT
+from .access import memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
+from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, check_gfp, gfp_names
+from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, Page
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+    from .page_alloc import PageAllocator
+
+_GFP_HIGHMEM: Final = __GFP_HIGHMEM
+_GFP_NOWARN: Final = __GFP_NOWARN
+
+# -- include/asm-i386/pgtable.h, highmem.h --------------------------------------------------------
+VMALLOC_OFFSET: Final = 8 * 1024 * 1024
+#: PKMAP_BASE of a non-PAE HIGHMEM i386 kernel (LAST_PKMAP 1024, 4 MB PMDs): 0xff800000, as
+#: every "virtual kernel memory layout" boot line prints it ("pkmap : 0xff800000 - 0xffc00000").
+PKMAP_BASE: Final = 0xFF800000
+#: an i386 ``unsigned long``: every virtual and physical address here stays below 2**32
+ADDR_LIMIT: Final = 1 << 32
+
+# -- include/linux/vmalloc.h (2.6) -----------------------------------------------------------
+VM_IOREMAP: Final = 0x00000001  # ioremap() and friends
+VM_ALLOC: Final = 0x00000002  # vmalloc()
+VM_MAP: Final = 0x00000004  # vmap()ed pages
+IOREMAP_MAX_ORDER: Final = 7 + PAGE_SHIFT  # 128 pages
+
+# -- pgprot values (include/asm-i386/pgtable.h): only their identity matters here -------------
+_PAGE_PRESENT: Final = 0x001
+_PAGE_RW: Final = 0x002
+_PAGE_PWT: Final = 0x008
+_PAGE_PCD: Final = 0x010
+_PAGE_ACCESSED: Final = 0x020
+_PAGE_DIRTY: Final = 0x040
+_PAGE_GLOBAL: Final = 0x100
+PAGE_KERNEL: Final = _PAGE_PRESENT | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL
+PAGE_KERNEL_NOCACHE: Final = PAGE_KERNEL | _PAGE_PCD
+PAGE_KERNEL_EXEC: Final = PAGE_KERNEL
+
+#: the low PCI/ISA area 2.6 __ioremap never remaps: "it's always mapped"
+ISA_START: Final = 0xA0000
+ISA_END: Final = 0x100000
+
+_PAGE_MASK32: Final = (ADDR_LIMIT - 1) & ~(PAGE_SIZE - 1)
 
 
+def _user_site() -> tuple[str, int, str]:
+    """(file, line, function) of the first caller outside this module and the runtime:
+    the driver code that called vmalloc/vfree/ioremap (what %pS of the caller shows)."""
+    f = sys._getframe(1)
+    while f is not None and (f.f_code.co_filename == __file__ or _is_runtime_frame(f.f_code.co_filename)):
+        f = f.f_back  # type: ignore[assignment]
+    if f is None:
+        return ("<unknown>", 0, "<unknown>")
+    return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+def fls(x: int) -> int:
+    """fls(): the position of the most significant set bit, 1-based; 0 for 0."""
+    return x.bit_length()
+
+
+def _p(addr: int) -> str:
+    """printk's %p of the 2.6 era on i386: eight zero-padded hex digits, no 0x."""
+    return f"{addr & (ADDR_LIMIT - 1):08x}"
+
+
+class vm_struct:  # noqa: N801 - kernel name
+    """struct vm_struct: one area of the vmalloc window.
+
+    ``size`` includes the guard page, as in the kernel (and /proc/vmallocinfo).
+    ``pages`` are the pfns backing a VM_ALLOC/VM_MAP area, in virtual order.
+    """
+
+    __slots__ = ("addr", "size", "flags", "pages", "nr_pages", "phys_addr", "caller", "complete", "prot")
+
+    def __init__(self, addr: int, size: int, flags: int, caller: tuple[str, int, str]) -> None:
+        self.addr = addr
+        self.size = size
+        self.flags = flags
+        self.pages: list[int] = []
+        self.nr_pages = 0
+        self.phys_addr = 0
+        self.caller = caller
+        self.complete = False  # map_vm_area done: every page of the area has its PTE
+        self.prot = PAGE_KERNEL
+
+    @property
+    def end(self) -> int:
+        return self.addr + self.size
+
+    def __repr__(self) -> str:
+        return f"<vm_struct {self.addr:#010x}-{self.end:#010x} flags={self.flags:#x} pages={self.nr_pages}>"
+
+
+class IoDevice:
+    """A simulated device's MMIO region of physical address space.
+
+    ``read_fn(offset, width) -> int`` and ``write_fn(offset, width, value)`` see every
+    bus access (width 1, 2 or 4; offset from the region's start). Left as None, the
+    region behaves as device RAM (a frame buffer), zero at first.
+    """
+
+    def __init__(self, phys_addr: int, size: int, read_fn: Callable[[int, int], int] | None,
+                 write_fn: Callable[[int, int, int], Any] | None, name: str) -> None:
+        self.phys_addr = phys_addr
+        self.size = size
+        self.read_fn = read_fn
+        self.write_fn = write_fn
+        self.name = name
+        #: device RAM, page by page as it is written (a 1 GB BAR costs nothing until used)
+        self.backing: dict[int, bytearray] | None = {} if read_fn is None or write_fn is None else None
+        self.reads = 0
+        self.writes = 0
+
+    @property
+    def end(self) -> int:
+        return self.phys_addr + self.size
+
+    def read(self, off: int, width: int) -> int:
+        self.reads += 1
+        if self.read_fn is not None:
+            return int(self.read_fn(off, width)) & ((1 << (8 * width)) - 1)
+        return int.from_bytes(self.peek(off, width), "little")
+
+    def write(self, off: int, width: int, value: int) -> None:
+        self.writes += 1
+        if self.write_fn is not None:
+            self.write_fn(off, width, value)
+            return
+        self.poke(off, value.to_bytes(width, "little"))
+
+    def peek(self, off: int, n: int) -> bytes:
+        """The device RAM's bytes (no bus access counted); unwritten bytes read 0."""
+        assert self.backing is not None, "peek() of a device with its own read_fn"
+        out = bytearray()
+        for i in range(off, off + n):
+            page = self.backing.get(i >> PAGE_SHIFT)
+            out.append(page[i & (PAGE_SIZE - 1)] if page is not None else 0)
+        return bytes(out)
+
+    def poke(self, off: int, data: bytes) -> None:
+        assert self.backing is not None, "poke() of a device with its own write_fn"
+        for k, byte in enumerate(data):
+            i = off + k
+            page = self.backing.get(i >> PAGE_SHIFT)
+            if page is None:
+                page = self.backing[i >> PAGE_SHIFT] = bytearray(PAGE_SIZE)
+            page[i & (PAGE_SIZE - 1)] = byte
+
+    def __repr__(self) -> str:
+        return f"<IoDevice {self.name} {self.phys_addr:#010x}-{self.end:#010x}>"
+
+
+class VmallocSpace:
+    """The vmalloc window of one machine (``m.vmalloc``): vmlist, page tables, devices."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        pa: PageAllocator = m.mm
+        self.pa = pa
+        mem = pa.mem
+        self.high_memory = PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT)
+        self.start = (self.high_memory + 2 * VMALLOC_OFFSET - 1) & ~(VMALLOC_OFFSET - 1)
+        self.end = PKMAP_BASE - 2 * PAGE_SIZE
+        self.ram_end = mem.nr_pages << PAGE_SHIFT
+        self.vmlist: list[vm_struct] = []  # sorted by address
+        self._addrs: list[int] = []  # the same, addresses only (bisect)
+        self.vmlist_lock = spin_lock_init("vmlist_lock")
+        #: the kernel page tables of the window: virtual page number -> physical frame number
+        self.ptes: dict[int, int] = {}
+        self.devices: list[IoDevice] = []  # sorted by physical address
+        self._dev_starts: list[int] = []
+        self.nr_vmalloc_pages = 0  # pages vmalloc took from the page allocator and holds
+
+    # -- the page tables, as the MMU sees them ---------------------------------------------
+    def translate(self, addr: int, size: int, write: bool) -> int | None:
+        """The accessors' translate_hook: physical address of a piece within one page."""
+        pfn = self.ptes.get(addr >> PAGE_SHIFT)
+        if pfn is None:
+            return None
+        return (pfn << PAGE_SHIFT) | (addr & (PAGE_SIZE - 1))
+
+    def _set_ptes(self, addr: int, pfns: list[int]) -> None:
+        vpn = addr >> PAGE_SHIFT
+        ptes = self.ptes
+        for i, pfn in enumerate(pfns):
+            ptes[vpn + i] = pfn
+
+    def _clear_ptes(self, area: vm_struct) -> None:
+        """unmap_vm_area: every PTE of the area, guard page included, is cleared."""
+        vpn = area.addr >> PAGE_SHIFT
+        ptes = self.ptes
+        for i in range(area.size >> PAGE_SHIFT):
+            ptes.pop(vpn + i, None)
+
+    # -- devices -----------------------------------------------------------------------------
+    def register_io_device(self, phys_addr: int, size: int, read_fn: Callable[[int, int], int] | None = None,
+                           write_fn: Callable[[int, int, int], Any] | None = None, name: str = "") -> IoDevice:
+        """Put a device's MMIO region at ``[phys_addr, phys_addr + size)`` of physical space.
+
+        The region must lie above RAM, below 4 GB, and overlap no other device.
+        Raises KmemUsageError otherwise.
+        """
+        for what, v in (("phys_addr", phys_addr), ("size", size)):
+            if not isinstance(v, int) or isinstance(v, bool):
+                raise KmemUsageError(f"register_io_device: {what} must be an int, got {v!r}")
+        if size <= 0:
+            raise KmemUsageError(f"register_io_device: size(={size}) must be > 0")
+        if phys_addr < self.ram_end:
+            raise KmemUsageError(f"register_io_device: [{phys_addr:#x}, {phys_addr + size:#x}) overlaps RAM "
+                                 f"[0, {self.ram_end:#x}): device memory lives above RAM")
+        if phys_addr + size > ADDR_LIMIT:
+            raise KmemUsageError(f"register_io_device: [{phys_addr:#x}, {phys_addr + size:#x}) is beyond 4 GB "
+                                 "(i386 ioremap takes an unsigned long)")
+        for fn, what in ((read_fn, "read_fn"), (write_fn, "write_fn")):
+            if fn is not None and not callable(fn):
+                raise KmemUsageError(f"register_io_device: {what} must be callable or None, got {fn!r}")
+        i = bisect.bisect_right(self._dev_starts, phys_addr)
+        for d in self.devices[max(0, i - 1):i + 1]:
+            if d.phys_addr < phys_addr + size and phys_addr < d.end:
+                raise KmemUsageError(f"register_io_device: [{phys_addr:#x}, {phys_addr + size:#x}) overlaps {d!r}")
+        dev = IoDevice(phys_addr, size, read_fn, write_fn, name or f"iomem@{phys_addr:x}")
+        self.devices.insert(i, dev)
+        self._dev_starts.insert(i, phys_addr)
+        return dev
+
+    def unregister_io_device(self, dev: IoDevice) -> None:
+        """Remove a device; refused (KmemUsageError) while an ioremap maps any of it."""
+        if dev not in self.devices:
+            raise KmemUsageError(f"unregister_io_device: {dev!r} is not registered")
+        for a in self.vmlist:
+            if a.flags & VM_IOREMAP and a.phys_addr < dev.end and dev.phys_addr < a.phys_addr + a.size - PAGE_SIZE:
+                raise KmemUsageError(f"unregister_io_device: {dev!r} is still ioremapped at {a!r}")
+        i = self.devices.index(dev)
+        del self.devices[i]
+        del self._dev_starts[i]
+
+    def device_at(self, paddr: int) -> IoDevice | None:
+        i = bisect.bisect_right(self._dev_starts, paddr) - 1
+        if i >= 0 and paddr < self.devices[i].end:
+            return self.devices[i]
+        return None
+
+    def _covered(self, start: int, end: int) -> bool:
+        """Every byte of [start, end) belongs to some registered device."""
+        a = start
+        while a < end:
+            d = self.device_at(a)
+            if d is None:
+                return False
+            a = d.end
+        return True
+
+    def io_read(self, paddr: int, width: int) -> int:
+        """A bus read of device memory (the accessors' ``iomem``); nothing there reads all-ones."""
+        d = self.device_at(paddr)
+        if d is None or paddr + width > d.end:
+            return (1 << (8 * width)) - 1  # master abort: the PC bus floats high
+        return d.read(paddr - d.phys_addr, width)
+
+    def io_write(self, paddr: int, width: int, value: int) -> None:
+        d = self.device_at(paddr)
+        if d is None or paddr + width > d.end:
+            return  # nobody claims the cycle
+        d.write(paddr - d.phys_addr, width, value)
+
+    # -- __get_vm_area / remove_vm_area ---------------------------------------------------------
+    def get_vm_area(self, size: int, flags: int, caller: tuple[str, int, str]) -> vm_struct | None:
+        """__get_vm_area(size, flags, VMALLOC_START, VMALLOC_END): first fit, guard page added."""
+        align = 1
+        if flags & VM_IOREMAP:
+            bit = fls(size)
+            bit = IOREMAP_MAX_ORDER if bit > IOREMAP_MAX_ORDER else max(bit, PAGE_SHIFT)
+            align = 1 << bit
+        size += PAGE_SIZE  # We always allocate a guard page.
+        start, end = self.start, self.end
+        spin_lock(self.vmlist_lock)
+        try:
+            addr = _align(start, align)
+            pos = len(self.vmlist)
+            for i, tmp in enumerate(self.vmlist):
+                if tmp.addr < addr:
+                    if tmp.end >= addr:
+                        addr = _align(tmp.end, align)
+                    continue
+                if addr + size <= tmp.addr:
+                    pos = i
+                    break
+                addr = _align(tmp.end, align)
+                if addr > end - size:
+                    break
+            if addr > end - size:
+                area = None
+            else:
+                area = vm_struct(addr, size, flags, caller)
+                self.vmlist.insert(pos, area)
+                self._addrs.insert(pos, addr)
+        finally:
+            spin_unlock(self.vmlist_lock)
+        if area is None:
+            self.m.printk("allocation failed: out of vmalloc space - use vmalloc=<size> to increase size.",
+                          "WARNING")
+        return area
+
+    def remove_vm_area(self, addr: int) -> vm_struct | None:
+        """Find the area starting at ``addr``, clear its PTEs and unlink it (under vmlist_lock)."""
+        spin_lock(self.vmlist_lock)
+        try:
+            i = bisect.bisect_left(self._addrs, addr)
+            if i == len(self._addrs) or self._addrs[i] != addr:
+                return None
+            area = self.vmlist[i]
+            self._clear_ptes(area)
+            del self.vmlist[i]
+            del self._addrs[i]
+            return area
+        finally:
+            spin_unlock(self.vmlist_lock)
+
+    # -- __vmalloc / vmap / vfree -----------------------------------------------------------------
+    def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str]) -> int | None:
+        """__vmalloc: allocate the area, then one page at a time, then map them all."""
+        might_sleep()  # get_vm_area kmallocs the descriptor with GFP_KERNEL
+        size = _page_align(size)
+        if not size or (size >> PAGE_SHIFT) > self.pa.mem.nr_pages:
+            return None
+        area = self.get_vm_area(size, VM_ALLOC, caller)
+        if area is None:
+            return None
+        area.prot = prot
+        nr_pages = size >> PAGE_SHIFT
+        pa = self.pa
+        t = CURRENT.task
+        for _ in range(nr_pages):
+            try:
+                pfn = pa.alloc_pages(gfp, 0, -1)
+            except BaseException:
+                # The task dies (OOM kill, on_bug="raise"): what it took goes back first.
+                self.vunmap(area.addr, True, "vfree")
+                raise
+            if pfn is None:
+                self._alloc_failed(t, area, gfp)
+                return None
+            area.pages.append(pfn)
+            area.nr_pages += 1
+            self.nr_vmalloc_pages += 1
+        self._map_vm_area(area)
+        return area.addr
+
+    def _alloc_failed(self, t: Any, area: vm_struct, gfp: int) -> None:
+        """__vmalloc's fail path: vfree what was taken, then warn_alloc (unless __GFP_NOWARN)."""
+        taken = area.nr_pages * PAGE_SIZE
+        self.vunmap(area.addr, True, "vfree")
+        if not gfp & _GFP_NOWARN:
+            self.m.report("vmalloc_failure", [
+                f"{t.comm}: vmalloc error: size {taken}, failed to allocate pages, "
+                f"mode:{gfp:#x}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
+
+    def _map_vm_area(self, area: vm_struct) -> None:
+        """map_vm_area: install a PTE for every page (the guard page stays unmapped)."""
+        spin_lock(self.vmlist_lock)  # stands in for init_mm.page_table_lock
+        self._set_ptes(area.addr, area.pages)
+        area.complete = True
+        spin_unlock(self.vmlist_lock)
+
+    def vmap(self, pfns: list[int], flags: int, prot: int, caller: tuple[str, int, str]) -> int | None:
+        """vmap: map pages the caller owns; vunmap leaves them to the caller."""
+        might_sleep()
+        if not pfns:
+            return None
+        area = self.get_vm_area(len(pfns) << PAGE_SHIFT, flags | VM_MAP, caller)
+        if area is None:
+            return None
+        area.prot = prot
+        area.pages = list(pfns)
+        area.nr_pages = len(pfns)
+        self._map_vm_area(area)
+        return area.addr
+
+    def vunmap(self, addr: int | None, deallocate_pages: bool, what: str) -> None:
+        """__vunmap: remove the area; give its pages back if it owns them."""
+        if not addr:
+            return
+        if addr & (PAGE_SIZE - 1):
+            self._bad_vfree(f"Trying to {what}() bad address ({_p(addr)})")
+            return
+        area = self.remove_vm_area(addr)
+        if area is None:
+            self._bad_vfree(f"Trying to {what}() nonexistent vm area ({_p(addr)})")
+            return
+        if deallocate_pages and area.flags & VM_ALLOC:
+            t = CURRENT.task
+            for pfn in area.pages:
+                self.pa.put_page(t, pfn, 0, False, "__free_page")
+                self.nr_vmalloc_pages -= 1
+            area.pages = []
+
+    def vfree(self, addr: int | None) -> None:
+        if in_interrupt():
+            self._bug_on_in_interrupt("vfree")
+            return
+        self.vunmap(addr, True, "vfree")
+
+    def _bad_vfree(self, line: str) -> None:
+        t = CURRENT.task
+        file, ln, _ = _user_site()
+        self.m.report("bad_vfree", [line, f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{ln}"],
+                      site=f"{file}:{ln}")
+
+    def _bug_on_in_interrupt(self, what: str) -> None:
+        """BUG_ON(in_interrupt()): reported at this line (the kernel's mm/vmalloc.c line);
+        the area is left alone, so it can still be freed from process context."""
+        here = caller_site(1)
+        self.m.report("bug", [f"kernel BUG at {here[0]}:{here[1]}!",
+                              f"BUG_ON(in_interrupt()): {what}() may not be called in interrupt context"],
+                      site=f"{what}:in_interrupt")
+
+    # -- __ioremap / iounmap ---------------------------------------------------------------------
+    def ioremap(self, phys_addr: int, size: int, flags: int, caller: tuple[str, int, str]) -> int | None:
+        """__ioremap of 2.6.11 i386, plus the model's rule that device space must be registered."""
+        might_sleep()  # get_vm_area kmallocs with GFP_KERNEL
+        last_addr = phys_addr + size - 1
+        if not size or last_addr >= ADDR_LIMIT:
+            return None  # "!size || last_addr < phys_addr": an unsigned long wraps
+        if phys_addr >= ISA_START and last_addr < ISA_END:
+            return PAGE_OFFSET + phys_addr  # Don't remap the low PCI/ISA area, it's always mapped
+        mem = self.pa.mem
+        if phys_addr < self.ram_end:
+            first = phys_addr >> PAGE_SHIFT
+            last = min(last_addr, self.ram_end - 1) >> PAGE_SHIFT
+            flags_arr = mem.flags
+            for pfn in range(first, last + 1):
+                if not flags_arr[pfn] & PG_reserved:
+                    return None  # RAM in use by the kernel: refused
+        if last_addr >= self.ram_end and not self._covered(max(phys_addr, self.ram_end), last_addr + 1):
+            return None  # the model's bus: nothing registered there
+        offset = phys_addr & (PAGE_SIZE - 1)
+        phys_addr &= ~(PAGE_SIZE - 1)
+        size = _page_align(last_addr + 1) - phys_addr
+        area = self.get_vm_area(size, VM_IOREMAP | (flags << 20), caller)
+        if area is None:
+            return None
+        area.phys_addr = phys_addr
+        area.prot = PAGE_KERNEL | flags
+        base = phys_addr >> PAGE_SHIFT
+        spin_lock(self.vmlist_lock)  # remap_area_pages under init_mm.page_table_lock
+        self._set_ptes(area.addr, list(range(base, base + (size >> PAGE_SHIFT))))
+        area.complete = True
+        spin_unlock(self.vmlist_lock)
+        return area.addr + offset
+
+    def iounmap(self, addr: int | None) -> None:
+        if addr is None or addr <= self.high_memory:
+            return  # the ISA hole and the direct map were never remapped
+        area = self.remove_vm_area(addr & _PAGE_MASK32)
+        if area is None:
+            file, ln, _ = _user_site()
+            self.m.report("bad_iounmap", [f"iounmap: bad address {_p(addr)}"], site=f"{file}:{ln}")
+
+    # -- views ---------------------------------------------------------------------------------------
+    def _snapshot(self) -> list[vm_struct]:
+        if not CURRENT.task:
+            return list(self.vmlist)
+        spin_lock(self.vmlist_lock)
+        areas = list(self.vmlist)
+        spin_unlock(self.vmlist_lock)
+        return areas
+
+    def vmallocinfo(self) -> str:
+        """/proc/vmallocinfo: ``0x%08lx-0x%08lx %7ld`` caller pages= phys= flags, by address."""
+        out = []
+        mem = self.pa.mem
+        numa = len(mem.nodes) > 1
+        for a in self._snapshot():
+            line = f"0x{a.addr:08x}-0x{a.end:08x} {a.size:7d}"
+            file, ln, func = a.caller
+            line += f" {func} [{file}:{ln}]"
+            if a.nr_pages:
+                line += f" pages={a.nr_pages}"
+            if a.phys_addr:
+                line += f" phys=0x{a.phys_addr:08x}"
+            if a.flags & VM_IOREMAP:
+                line += " ioremap"
+            if a.flags & VM_ALLOC:
+                line += " vmalloc"
+            if a.flags & VM_MAP:
+                line += " vmap"
+            if numa and a.flags & VM_ALLOC:
+                counts: dict[int, int] = {}
+                for pfn in list(a.pages):
+                    nid = mem.pfn_to_zone(pfn).node
+                    counts[nid] = counts.get(nid, 0) + 1
+                line += "".join(f" N{nid}={n}" for nid, n in sorted(counts.items()))
+            out.append(line + "\n")
+        return "".join(out)
+
+    def vmalloc_info(self) -> tuple[int, int, int]:
+        """get_vmalloc_info: (total, used, largest free chunk), in bytes."""
+        used = 0
+        largest = 0
+        prev_end = self.start
+        for a in self._snapshot():
+            used += a.size
+            largest = max(largest, a.addr - prev_end)
+            prev_end = a.end
+        largest = max(largest, self.end - prev_end)
+        return self.end - self.start, used, largest
+
+    def meminfo_lines(self) -> list[tuple[str, int]]:
+        total, used, chunk = self.vmalloc_info()
+        return [("VmallocTotal", total >> 10), ("VmallocUsed", used >> 10), ("VmallocChunk", chunk >> 10)]
+
+    # -- invariants -----------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Areas sorted and disjoint inside the window; every PTE belongs to exactly one page
+        of one area; guard pages unmapped; vmalloc pages allocated and mapped once; counts match."""
+        from .physmem import InconsistentState
+        mem = self.pa.mem
+        if [a.addr for a in self.vmlist] != self._addrs:
+            raise InconsistentState("vmalloc: the address index does not match vmlist")
+        prev_end = self.start
+        expected: dict[int, int] = {}
+        owned: dict[int, vm_struct] = {}
+        nr_alloc = 0
+        for a in self.vmlist:
+            if a.addr & (PAGE_SIZE - 1) or a.size & (PAGE_SIZE - 1) or a.size < 2 * PAGE_SIZE:
+                raise InconsistentState(f"vmalloc: {a!r} is not page aligned or has no room for a guard page")
+            if a.addr < prev_end:
+                raise InconsistentState(f"vmalloc: {a!r} overlaps the area before it (which ends at {prev_end:#x})")
+            if a.end > self.end:
+                raise InconsistentState(f"vmalloc: {a!r} goes past VMALLOC_END {self.end:#x}")
+            prev_end = a.end
+            npages = (a.size >> PAGE_SHIFT) - 1
+            vpn = a.addr >> PAGE_SHIFT
+            if a.nr_pages != len(a.pages):
+                raise InconsistentState(f"vmalloc: {a!r} nr_pages {a.nr_pages} != {len(a.pages)} pages held")
+            if a.flags & VM_IOREMAP:
+                if a.complete:
+                    base = a.phys_addr >> PAGE_SHIFT
+                    for i in range(npages):
+                        expected[vpn + i] = base + i
+            else:
+                if a.complete and a.nr_pages != npages:
+                    raise InconsistentState(f"vmalloc: {a!r} maps {a.nr_pages} pages, its size says {npages}")
+                for i, pfn in enumerate(a.pages):
+                    if not mem.pfn_valid(pfn) or mem.count[pfn] <= 0:
+                        raise InconsistentState(f"vmalloc: {a!r} page {i} (pfn {pfn:#x}) is not allocated")
+                    if a.flags & VM_ALLOC:
+                        nr_alloc += 1
+                        if pfn in owned:
+                            raise InconsistentState(f"vmalloc: pfn {pfn:#x} belongs to {a!r} and {owned[pfn]!r}")
+                        owned[pfn] = a
+                    if a.complete:
+                        expected[vpn + i] = pfn
+            if (vpn + npages) in self.ptes:
+                raise InconsistentState(f"vmalloc: the guard page of {a!r} is mapped")
+        if nr_alloc != self.nr_vmalloc_pages:
+            raise InconsistentState(f"vmalloc: {nr_alloc} pages in VM_ALLOC areas, counter says "
+                                    f"{self.nr_vmalloc_pages}")
+        if self.ptes != expected:
+            extra = sorted(set(self.ptes) - set(expected))
+            missing = sorted(set(expected) - set(self.ptes))
+            wrong = sorted(v for v in set(expected) & set(self.ptes) if expected[v] != self.ptes[v])
+            raise InconsistentState(
+                "vmalloc: page tables do not match the areas: "
+                f"mapped outside any area {[hex(v << PAGE_SHIFT) for v in extra[:4]]}, "
+                f"unmapped area pages {[hex(v << PAGE_SHIFT) for v in missing[:4]]}, "
+                f"wrong frame {[hex(v << PAGE_SHIFT) for v in wrong[:4]]}")
+
+
+def _align(x: int, a: int) -> int:
+    return (x + a - 1) & ~(a - 1)
+
+
+def _page_align(size: int) -> int:
+    return (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Boot and the kernel-style interfaces (act on the machine of the calling task)
+# ---------------------------------------------------------------------------------------------
 def vmalloc_init(m: Any) -> None:
-    """Set up the subsystem on machine ``m`` at boot."""
+    """Set up the vmalloc window of machine ``m`` at boot (after the page allocator)."""
+    space = VmallocSpace(m)
+    m.vmalloc = space
+    m.subsystems["vmalloc"] = space
+    m.mm.translate_hook = space.translate
+    m.mm.iomem = space
+    m.register_proc("vmallocinfo", space.vmallocinfo)
+    m.register_checker("vmalloc", space.check)
+    m.meminfo_hooks.append(space.meminfo_lines)
 
 
-__all__: list[str] = []
+def _space() -> VmallocSpace:
+    t = CURRENT.task
+    if not t:
+        from ..runtime.errors import NotInTaskError
+        raise NotInTaskError()
+    return t.machine.vmalloc  # type: ignore[no-any-return]
+
+
+def _check_size(size: Any, what: str) -> int:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise KmemUsageError(f"{what}: size must be an int >= 0, got {size!r}")
+    if size >= ADDR_LIMIT:
+        return 0  # PAGE_ALIGN of an unsigned long this big is meaningless: the kernel says NULL
+    return size
+
+
+def _check_addr(addr: Any, what: str) -> int | None:
+    if addr is None:
+        return None
+    if not isinstance(addr, int) or isinstance(addr, bool):
+        raise KmemUsageError(f"{what}() takes a kernel virtual address (int) or None, got {addr!r}")
+    return addr
+
+
+def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
+    """Allocate ``size`` bytes of virtually contiguous memory, one page at a time.
+
+    Args:
+        size: bytes (rounded up to pages).
+        gfp_mask: for the pages (the descriptor is always allocated GFP_KERNEL).
+        prot: page protection (PAGE_KERNEL).
+    Returns:
+        the area's address, or None for size 0, more pages than the machine has,
+        no room in the vmalloc window, or a page allocation failure.
+    Context: may sleep (process context only).
+    """
+    sp = _space()
+    check_gfp(gfp_mask)
+    n = _check_size(size, "__vmalloc")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, gfp_mask, prot, _user_site())
+
+
+def vmalloc(size: int) -> int | None:
+    """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL): may use highmem pages."""
+    sp = _space()
+    n = _check_size(size, "vmalloc")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL, _user_site())
+
+
+def vmalloc_32(size: int) -> int | None:
+    """__vmalloc(size, GFP_KERNEL, PAGE_KERNEL): pages below 896 MB (32-bit addressable)."""
+    sp = _space()
+    n = _check_size(size, "vmalloc_32")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, GFP_KERNEL, PAGE_KERNEL, _user_site())
+
+
+def vmalloc_exec(size: int) -> int | None:
+    """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL_EXEC)."""
+    sp = _space()
+    n = _check_size(size, "vmalloc_exec")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL_EXEC, _user_site())
+
+
+def vfree(addr: int | None) -> None:
+    """Free an area from vmalloc: unmap it and give every page back. None is a no-op.
+
+    Context: process context; from an interrupt it is BUG_ON(in_interrupt()):
+    reported, and nothing is freed.
+    """
+    sp = _space()
+    sp.vfree(_check_addr(addr, "vfree"))
+
+
+def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KERNEL) -> int | None:
+    """Map ``count`` pages the caller owns into one virtually contiguous area.
+
+    Returns the address, or None. Context: may sleep.
+    """
+    sp = _space()
+    if not isinstance(count, int) or count < 0 or count > len(pages):
+        raise KmemUsageError(f"vmap: count(={count!r}) must be an int within [0, len(pages)={len(pages)}]")
+    pfns = []
+    for p in pages[:count]:
+        if not isinstance(p, Page):
+            raise KmemUsageError(f"vmap() takes struct pages (from alloc_pages), got {p!r}")
+        if p.count <= 0:
+            raise KmemUsageError(f"vmap() of pfn {p.pfn:#x}, a page nobody holds")
+        pfns.append(p.pfn)
+    return sp.vmap(pfns, flags & ~VM_ALLOC, prot, _user_site())
+
+
+def vunmap(addr: int | None) -> None:
+    """Remove a vmap() area; the pages stay the caller's. Context: not in interrupt."""
+    sp = _space()
+    if in_interrupt():
+        sp._bug_on_in_interrupt("vunmap")
+        return
+    sp.vunmap(_check_addr(addr, "vunmap"), False, "vunmap")
+
+
+def vmalloc_to_page(addr: int) -> Page | None:
+    """The struct page behind a vmalloc address (None if nothing maps it)."""
+    sp = _space()
+    a = _check_addr(addr, "vmalloc_to_page")
+    if a is None:
+        return None
+    pfn = sp.ptes.get(a >> PAGE_SHIFT)
+    if pfn is None or not sp.pa.mem.pfn_valid(pfn):
+        return None
+    return sp.pa.mem.page(pfn)
+
+
+def vmalloc_to_pfn(addr: int) -> int | None:
+    p = vmalloc_to_page(addr)
+    return None if p is None else p.pfn
+
+
+def _check_phys(offset: Any, size: Any, what: str) -> None:
+    for n, v in (("offset", offset), ("size", size)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise KmemUsageError(f"{what}: {n} must be an int >= 0, got {v!r}")
+    if offset >= ADDR_LIMIT:
+        raise KmemUsageError(f"{what}: physical address {offset:#x} does not fit an i386 unsigned long")
+
+
+def __ioremap(offset: int, size: int, flags: int) -> int | None:
+    """Map device memory at physical ``offset`` into the vmalloc window.
+
+    Returns the virtual address of ``offset`` (with its offset inside the page), or
+    None: size 0, RAM that is not PageReserved, physical space no device claims,
+    or no room. Context: may sleep.
+    """
+    sp = _space()
+    _check_phys(offset, size, "ioremap")
+    return sp.ioremap(offset, size, flags, _user_site())
+
+
+def ioremap(offset: int, size: int) -> int | None:
+    """__ioremap(offset, size, 0)."""
+    return __ioremap(offset, size, 0)
+
+
+def ioremap_nocache(offset: int, size: int) -> int | None:
+    """__ioremap(offset, size, _PAGE_PCD): uncached (the model has no caches to bypass)."""
+    return __ioremap(offset, size, _PAGE_PCD)
+
+
+def iounmap(addr: int | None) -> None:
+    """Remove an ioremap() mapping; an address no area starts at is "iounmap: bad address"."""
+    sp = _space()
+    sp.iounmap(_check_addr(addr, "iounmap"))
+
+
+def register_io_device(m: Any, phys_addr: int, size: int, read_fn: Callable[[int, int], int] | None = None,
+                       write_fn: Callable[[int, int, int], Any] | None = None, name: str = "") -> IoDevice:
+    """Plain-Python API: give machine ``m`` a device with an MMIO region (see VmallocSpace).
+
+    ``read_fn(offset, width) -> int`` and ``write_fn(offset, width, value)`` are called for
+    every bus access a driver makes through an ioremap() mapping (readl, writel,
+    memcpy_fromio, ...). Either may be None: the region then acts as device RAM.
+    """
+    space = getattr(m, "vmalloc", None)
+    if not isinstance(space, VmallocSpace):
+        raise KmemUsageError(f"register_io_device: {m!r} is not a booted Machine")
+    return space.register_io_device(phys_addr, size, read_fn, write_fn, name)
+
+
+def unregister_io_device(m: Any, dev: IoDevice) -> None:
+    space = getattr(m, "vmalloc", None)
+    if not isinstance(space, VmallocSpace):
+        raise KmemUsageError(f"unregister_io_device: {m!r} is not a booted Machine")
+    space.unregister_io_device(dev)
+
+
+# -- include/asm-i386/io.h: on i386, MMIO is plain memory access through the mapping ----------
+readb = read_u8
+readw = read_u16
+readl = read_u32
+__raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
+
+
+def writeb(b: int, addr: int) -> None:
+    """writeb(value, addr): the kernel's argument order (value first)."""
+    write_u8(addr, b)
+
+
+def writew(b: int, addr: int) -> None:
+    """writew(value, addr)."""
+    write_u16(addr, b)
+
+
+def writel(b: int, addr: int) -> None:
+    """writel(value, addr)."""
+    write_u32(addr, b)
+
+
+__raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
+
+
+def memcpy_fromio(dst: int, src: int, count: int) -> None:
+    """__memcpy(dst, src, count) from device memory: dword accesses, then a word, then a byte."""
+    memcpy(dst, src, count)
+
+
+def memcpy_toio(dst: int, src: int, count: int) -> None:
+    """__memcpy(dst, src, count) to device memory."""
+    memcpy(dst, src, count)
+
+
+def memset_io(addr: int, val: int, count: int) -> None:
+    """memset() on device memory."""
+    memset(addr, val, count)
+
+
+__all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+           "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
+           "register_io_device", "unregister_io_device",
+           "readb", "readw", "readl", "writeb", "writew", "writel",
+           "__raw_readb", "__raw_readw", "__raw_readl", "__raw_writeb", "__raw_writew", "__raw_writel",
+           "memcpy_fromio", "memcpy_toio", "memset_io",
+           "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
+           "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

@@ -273,7 +273,9 @@ class BatonEngine(_EngineBase):
                     idle.append(c)
                     if c.pending_irqs:
                         idle_irq.append(c)
-            elif u.spinning is None or not u.spinning.locked():
+            elif u.spinning is None or not u.spinning.locked() or (
+                    c.pending_irqs and not c.irqs_off and not c.preempt_count & HARDIRQ_MASK):
+                # a CPU spinning with interrupts on still takes them (an IPI, say)
                 if not (forced and u is t and u.spinning is None):
                     running.append(u)
         can_preempt = False
@@ -648,13 +650,21 @@ class FreeEngine(_EngineBase):
 
     def spin(self, t: Task, lock: Any, event: str) -> None:
         t.spinning = lock
+        c = t.cpu
         try:
-            with self.cv:
-                while lock.locked():
-                    if self.aborting:
-                        raise TaskAbort()
-                    self._check_deadlock_locked(t)
-                    self.cv.wait(self.POLL)
+            while True:
+                with self.cv:
+                    while lock.locked():
+                        if self.aborting:
+                            raise TaskAbort()
+                        if c.pending_irqs and not c.irqs_off and not c.preempt_count & HARDIRQ_MASK:
+                            break
+                        self._check_deadlock_locked(t)
+                        self.cv.wait(self.POLL)
+                    else:
+                        return
+                # a CPU spinning with interrupts on still takes them (an IPI, say)
+                self.m._deliver_pending(c)
         finally:
             t.spinning = None
 

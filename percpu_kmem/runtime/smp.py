@@ -1,0 +1,105 @@
+"""Cross-CPU function calls: smp_call_function() and on_each_cpu().
+
+Some per-CPU state may only be touched by its own CPU with interrupts off (the
+slab magazines, the per-CPU page lists). To drain it from elsewhere the kernel
+sends an inter-processor interrupt: each target CPU runs the function in
+hardirq context, so it never interleaves with that CPU's own irq-off sections.
+The model does the same with a reserved interrupt vector (CALL_FUNCTION_VECTOR
+of i386) delivered through the runtime's ordinary interrupt path.
+
+Kernel files modelled: arch/i386/kernel/smp.c (smp_call_function, call_data,
+the "Can deadlock when called with interrupts disabled" rule), kernel/softirq.c
+of 2.6 (on_each_cpu).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable, Final
+
+from .kernel import WARN_ON, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
+from .task import CURRENT
+
+#: i386 CALL_FUNCTION_VECTOR: the IPI that runs smp_call_function_interrupt().
+CALL_FUNCTION_VECTOR: Final = 0xFB
+_QUEUE: Final = "call_function_queue"
+
+
+class call_data_struct:  # noqa: N801 - kernel type name
+    """One cross-CPU call: the function, its argument and how many CPUs finished it.
+
+    ``locked()`` is true while some target CPU has not run it yet, so a waiting
+    CPU spins on it exactly as on a spinlock (the engines know how to wait on that).
+    """
+
+    __slots__ = ("func", "info", "ncpus", "finished", "guard")
+
+    def __init__(self, func: Callable[[Any], Any], info: Any, ncpus: int) -> None:
+        self.func = func
+        self.info = info
+        self.ncpus = ncpus
+        self.finished = 0
+        self.guard = threading.Lock()
+
+    def locked(self) -> bool:
+        return self.finished < self.ncpus
+
+    def describe(self) -> str:
+        name = getattr(self.func, "__name__", "func")
+        return f"smp_call_function({name}): {self.finished}/{self.ncpus} CPUs done"
+
+    @property
+    def name(self) -> str:
+        return self.describe()
+
+
+def smp_call_function_interrupt(irq: int, dev_id: Any) -> None:
+    """The IPI handler: run every call queued for this CPU, in hardirq context."""
+    c = CURRENT.task.cpu
+    queue = c.data.get(_QUEUE)
+    while queue:
+        data = queue.pop(0)
+        data.func(data.info)
+        with data.guard:
+            data.finished += 1
+
+
+def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool = True) -> int:
+    """Run ``func(info)`` on every other online CPU; with ``wait``, until all have.
+
+    Context: process context with interrupts enabled (a CPU waiting with irqs off
+    could never answer another CPU's IPI: the kernel's "Can deadlock" rule, reported).
+    Returns 0, as the kernel does.
+    """
+    t = CURRENT.task
+    m = t.machine
+    WARN_ON(irqs_disabled(), "smp_call_function() with interrupts disabled can deadlock")
+    if CALL_FUNCTION_VECTOR not in m._irq_actions:
+        m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION")
+    preempt_disable()
+    me = t.cpu.id
+    targets = [c for c in m.cpus if c.id != me and c.online]
+    data = call_data_struct(func, info, len(targets))
+    for c in targets:
+        c.data.setdefault(_QUEUE, []).append(data)
+        m.raise_irq(CALL_FUNCTION_VECTOR, c.id)
+    if wait:
+        engine = m._engine
+        while data.locked():
+            engine.spin(t, data, "smp_call_function")
+    preempt_enable()
+    return 0
+
+
+def on_each_cpu(func: Callable[[Any], Any], info: Any = None, wait: bool = True) -> int:
+    """smp_call_function() on the others, then ``func(info)`` here with irqs off."""
+    preempt_disable()
+    smp_call_function(func, info, wait)
+    flags = local_irq_save()
+    func(info)
+    local_irq_restore(flags)
+    preempt_enable()
+    return 0
+
+
+__all__ = ["smp_call_function", "on_each_cpu", "CALL_FUNCTION_VECTOR"]
