@@ -5,7 +5,7 @@
    free_all_bootmem() hands every unreserved page to the buddy allocator;
 3. the page allocator (watermarks, per-CPU lists) and reclaim;
 4. kmem_cache_init(): the slab allocator and the kmalloc caches;
-5. vmalloc/ioremap and the per-CPU allocator.
+5. mempools' registry, vmalloc/ioremap and the per-CPU allocator.
 
 Each layer registers its /proc files and invariant checks on the machine.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .mm import bootmem, percpu, proc, slab, vmalloc
+from .mm import bootmem, mempool, percpu, proc, slab, vmalloc
 from .mm.page_alloc import PageAllocator
 from .mm.physmem import PhysMem, parse_size
 from .mm.vmscan import Reclaim
@@ -45,5 +45,6 @@ def boot_machine(m: Machine) -> None:
     m.register_checker("page_alloc", pa.check)
     m.register_checker("reclaim", pa.reclaim.check)
     slab.kmem_cache_init(m)
+    mempool.mempool_machine_init(m)
     vmalloc.vmalloc_init(m)
     percpu.percpu_init(m)

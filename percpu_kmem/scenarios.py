@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .runtime import (Machine, get_cpu, might_sleep, preempt_point, put_cpu, raw_smp_processor_id,
+from .mm.gfp import GFP_ATOMIC, GFP_KERNEL
+from .mm.kmalloc import kfree, kmalloc
+from .mm.slab import SLAB_POISON, SLAB_RED_ZONE, kmem_cache_alloc, kmem_cache_create, kmem_cache_free
+from .runtime import (Machine, get_cpu, might_sleep, preempt_point, put_cpu, raise_irq, raw_smp_processor_id,
                       spin_lock, spin_lock_init, spin_lock_irqsave, spin_unlock, spin_unlock_irqrestore)
 
 
@@ -91,6 +94,56 @@ def sleep_in_atomic(m: Machine, tasks: int = 2, iterations: int = 1, fixed: bool
                 might_sleep()
             spin_unlock(lock)
             might_sleep()
+
+    m.run(*([worker] * tasks))
+    return {"reports": len(m.reports_of("sleep_in_atomic"))}
+
+
+@scenario("free-race", tasks=2)
+def free_race(m: Machine, tasks: int = 2, iterations: int = 20, fixed: bool = False) -> dict[str, Any]:
+    """Tasks drain a shared list of slab objects without a lock (or with one, --fixed): double frees."""
+    lock = spin_lock_init("list_lock")
+    box: list[Any] = []
+    pending: list[int] = []
+
+    def setup() -> None:
+        box.append(kmem_cache_create("dev_buf", 64, 0, SLAB_RED_ZONE | SLAB_POISON))
+        pending.extend(kmem_cache_alloc(box[0], GFP_KERNEL) for _ in range(iterations))
+
+    m.run(setup)
+
+    def worker() -> None:
+        while True:
+            if fixed:
+                spin_lock(lock)
+            if not pending:
+                if fixed:
+                    spin_unlock(lock)
+                return
+            obj = pending[-1]  # look at the tail ...
+            preempt_point("list_peek")
+            if pending and pending[-1] == obj:
+                pending.pop()  # ... and unlink it: another CPU may have seen the same tail
+            if fixed:
+                spin_unlock(lock)
+            kmem_cache_free(box[0], obj)
+
+    m.run(*([worker] * tasks))
+    return {"double_frees": sum(r.count for r in m.reports_of("slab_double_free"))}
+
+
+@scenario("irq-kmalloc", tasks=2)
+def irq_kmalloc(m: Machine, tasks: int = 2, iterations: int = 10, fixed: bool = False) -> dict[str, Any]:
+    """An interrupt handler calls kmalloc(GFP_KERNEL) (or GFP_ATOMIC, --fixed): sleeping in atomic context."""
+    def handler(irq: int, dev: object) -> None:
+        kfree(kmalloc(128, GFP_ATOMIC if fixed else GFP_KERNEL))
+
+    m.request_irq(11, handler, "nic")
+
+    def worker() -> None:
+        for _ in range(iterations):
+            kfree(kmalloc(256, GFP_KERNEL))
+            raise_irq(11)
 
     m.run(*([worker] * tasks))
     return {"reports": len(m.reports_of("sleep_in_atomic"))}

@@ -242,12 +242,24 @@ def local_bh_enable() -> None:
         t.machine._engine.decide(t, "local_bh_enable")
 
 
+# -- system state ---------------------------------------------------------------------
+#: include/linux/kernel.h ``enum system_states`` (2.6): BOOTING until init has run, then
+#: RUNNING. ``Machine.system_state`` holds one; the boot phase (mm/bootmem.py) runs BOOTING.
+SYSTEM_BOOTING: Final = 0
+SYSTEM_RUNNING: Final = 1
+
+
 # -- sleeping ---------------------------------------------------------------------------
 def might_sleep() -> None:
-    """Report a caller that may sleep while in atomic context or with irqs off."""
+    """Report a caller that may sleep while in atomic context or with irqs off.
+
+    Silent while the machine boots, as 2.6's ``__might_sleep`` is ("... &&
+    system_state == SYSTEM_RUNNING && !oops_in_progress"): early boot runs with
+    preemption disabled and knowingly calls functions that might sleep.
+    """
     t = _cur.task
     c = t.cpu
-    if c.preempt_count != 0 or c.irqs_off or t.is_idle:
+    if (c.preempt_count != 0 or c.irqs_off or t.is_idle) and t.machine.system_state == SYSTEM_RUNNING:
         _sleeping_in_atomic(t, 3)
     t.budget -= 1
     if t.budget <= 0:

@@ -15,6 +15,7 @@ from loguru import logger
 
 from .engine import BatonEngine, FreeEngine, _EngineBase, run_engine
 from .errors import Deadlock, KernelBug, KernelPanic, KmemUsageError, Oops
+from .kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
 from .report import Report, capture_stack, format_call_trace
@@ -25,6 +26,11 @@ ON_BUG_MODES: Final = ("record", "raise", "panic")
 MAX_CPUS: Final = 256
 NR_SOFTIRQS: Final = 10
 TASK_COMM_LEN: Final = 16
+#: Seed of the boot phase's own policy: a boot is the same whatever the machine's seed.
+BOOT_SEED: Final = 0
+#: At most this many dmesg lines of the failing init function go into the exception's notes
+#: (the console a developer reads after a failed boot).
+BOOT_DMESG_TAIL: Final = 40
 
 _log = logger.bind(subsystem="printk")
 
@@ -117,8 +123,14 @@ class Machine:
         self.memory_size = memory
         self.subsystems: dict[str, Any] = {}
         self.diverged: str | None = None
+        #: SYSTEM_BOOTING while the memory layers and the ``init`` functions run, then
+        #: SYSTEM_RUNNING (might_sleep() is silent while booting, as in 2.6).
+        self.system_state = SYSTEM_BOOTING if boot else SYSTEM_RUNNING
+        #: The boot allocator's state and statistics (mm/bootmem.py), once booted.
+        self.bootmem: Any = None
         if boot:
             self._boot()
+        self.system_state = SYSTEM_RUNNING
 
     def _boot(self) -> None:
         """Build the memory layers (they register themselves on the machine)."""
@@ -127,6 +139,68 @@ class Machine:
         except ImportError:  # memory layers not built yet: a bare runtime machine
             return
         boot_machine(self)
+
+    def run_boot_threads(self, fns: Iterable[Callable[[], Any]]) -> None:
+        """Run boot-phase kernel threads one after another on the boot CPU (CPU 0).
+
+        The boot phase (mm/bootmem.py) calls this for the ``init`` functions, before the
+        page allocator exists. Each function runs as its own kernel thread in the
+        context of start_kernel(): pid 0 (the boot task is the swapper), comm = the
+        function's name, pinned to CPU 0, preemption disabled (start_kernel's
+        ``preempt_disable()``) and interrupts on (they were enabled before
+        vfs_caches_init_early(), the last bootmem user). The threads run on an engine
+        of their own under a deterministic policy seeded with BOOT_SEED, whatever this
+        machine's policy and seed: the boot is the same every time.
+
+        Nothing of it is charged to the machine's runs: ``_runs``, ``_last_trace``,
+        ``_engine``, the pid counter and the CPUs' clocks and counters are as before, so
+        the first ``run`` derives its seed, records its trace and replays exactly as on a
+        machine without init functions. Reports and printk lines of the boot stay in
+        ``reports`` and ``dmesg``; interrupts left pending stay pending.
+
+        Raises:
+            whatever ended a boot thread (a Python error, an Oops from BUG(), a
+            KernelBug with on_bug="raise", KernelPanic after panic(), Deadlock when it
+            slept with nothing to wake it), with notes naming the init function and the
+            last dmesg lines.
+        """
+        saved_cpus = [(c.clock, c.nr_switches, c.nr_irqs, c.nr_preemptions) for c in self.cpus]
+        saved_pid = self._next_pid
+        try:
+            for fn in fns:
+                self._run_boot_thread(fn)
+        finally:
+            for c, (clock, switches, irqs, preemptions) in zip(self.cpus, saved_cpus):
+                c.clock, c.nr_switches, c.nr_irqs, c.nr_preemptions = clock, switches, irqs, preemptions
+                c.idle = None
+            self._next_pid = saved_pid
+            self._engine = None
+            self._deadlock_report = None
+
+    def _run_boot_thread(self, fn: Callable[[], Any]) -> None:
+        comm = _comm_of(fn)[: TASK_COMM_LEN - 1]
+        dmesg_start = len(self.dmesg)
+        engine = BatonEngine(self, make_policy("random", BOOT_SEED))
+        self._engine = engine
+        self._deadlock_report = None
+        t = Task(self, 0, comm, fn)
+        t.cpus_allowed = frozenset([0])
+        t.saved_count = 1  # start_kernel(): preempt_disable() before the bootmem users
+        try:
+            run_engine(engine, [t], self.timeout)
+        finally:
+            self._after_run(engine)
+        exc = engine.failure or t.exc
+        if exc is None and self.panicked is not None:
+            exc = KernelPanic(self.panicked)
+        if exc is None and self._deadlock_report is not None:
+            exc = Deadlock(self._deadlock_report)
+        if exc is not None:
+            exc.add_note(f"percpu_kmem: boot failed in init function {comm!r} (the boot phase, "
+                         f"before the page allocator exists); its dmesg lines:")
+            for line in self.dmesg[max(dmesg_start, len(self.dmesg) - BOOT_DMESG_TAIL):]:
+                exc.add_note(f"  {line}")
+            raise exc
 
     def __repr__(self) -> str:
         return f"<Machine cpus={self.nr_cpus} policy={self.policy_name} seed={self.seed}>"

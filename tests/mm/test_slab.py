@@ -589,3 +589,13 @@ def test_a_failing_run_replays_exactly() -> None:
     assert m2.diverged is None
     assert str(m2.trace) == str(m1.trace).replace("seed=11", "seed=99") or m2.proc("slabinfo") == m1.proc("slabinfo")
     assert m2.proc("slabinfo") == m1.proc("slabinfo")
+
+
+@pytest.mark.parametrize("name,kind", [("free-race", "slab_double_free"), ("irq-kmalloc", "sleep_in_atomic")])
+def test_slab_scenarios_find_their_bug_and_the_fixed_version_does_not(name: str, kind: str) -> None:
+    from percpu_kmem.scenarios import explore_scenario
+    buggy = explore_scenario(name, seeds=range(20), cpus=2, policy="random")
+    assert buggy["buggy_seeds"] and set(buggy["report_kinds"]) == {kind}
+    assert buggy["first"]["replay"].startswith("percpu_kmem: seed=")
+    fixed = explore_scenario(name, seeds=range(20), cpus=2, policy="random", fixed=True)
+    assert fixed["buggy_seeds"] == []
