@@ -2,8 +2,8 @@
 
     python -m benchmarks.bench_slab [--quick]
 
-Everything runs in one kernel thread of Machine(cpus=1, policy="random", seed=0)
-(a second such machine with slab_debug=True for the debug rows):
+1-6 run in one kernel thread of Machine(cpus=1, policy="random", seed=0) (a
+second such machine with slab_debug=True for the debug rows); 7 on a third:
 
 1. kmalloc(64, GFP_KERNEL) + kfree on the magazine fast path (cache warmed first)
 2. kmem_cache_alloc + kmem_cache_free on a kmem_cache_create'd cache

@@ -612,6 +612,7 @@ class SlabDebug:
         self.mem = sa.mem
         self.callers: list[str] = ["<none>"]
         self._caller_ids: dict[str, int] = {}
+        self._by_frame: dict[Any, int] = {}
 
     # layout helpers: raw is the start of the object's slot
     @staticmethod
@@ -643,17 +644,26 @@ class SlabDebug:
         self.mem.write(raw + c.dbghead - PAGE_OFFSET, bytes((val,)) * (n - 1) + bytes((POISON_END,)))
 
     def caller_id(self) -> int:
-        """The simulated caller outside the allocator, as a small id (the "last user" word)."""
+        """The simulated caller outside the allocator, as a small id (the "last user" word).
+
+        Looked up by (code object, line) first: building the site string costs
+        several os.path calls, and a debugged alloc/free pair does this twice.
+        """
         f = sys._getframe(2)
         while f is not None and (f.f_code.co_filename.startswith(_THIS_DIR)
                                  or "/runtime/" in f.f_code.co_filename):
             f = f.f_back  # type: ignore[assignment]
+        key = None if f is None else (f.f_code, f.f_lineno)
+        cid = self._by_frame.get(key)
+        if cid is not None:
+            return cid
         site = "<unknown>" if f is None else f"{f.f_code.co_name}+{relpath(f.f_code.co_filename)}:{f.f_lineno}"
         cid = self._caller_ids.get(site)
         if cid is None:
             cid = len(self.callers)
             self.callers.append(site)
             self._caller_ids[site] = cid
+        self._by_frame[key] = cid
         return cid
 
     def init_obj(self, c: kmem_cache_t, raw: int) -> None:
