@@ -26,21 +26,9 @@ from __future__ import annotations
 import sys
 import time
 
+from benchmarks.bench_page_alloc import bare_list, best_of
 from percpu_kmem import (GFP_KERNEL, Machine, kfree, kmalloc, kmem_cache_alloc, kmem_cache_create,
                          kmem_cache_free, kmem_cache_shrink, kmem_cache_tune)
-
-
-def best_of(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    return min(fn() for _ in range(repeat))
-
-
-def bare_list(n: int) -> float:
-    lst = list(range(64))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        x = lst.pop()
-        lst.append(x)
-    return (time.perf_counter() - t0) / n
 
 
 def kmalloc_pair(n: int) -> float:
@@ -71,14 +59,8 @@ def depot_round_trip(cache, iters: int) -> tuple[float, int]:  # type: ignore[no
             kmem_cache_free(cache, o)
     lock = cache.depot_lock
     acq0 = lock.acquisitions
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        for i in range(k):
-            objs[i] = kmem_cache_alloc(cache, GFP_KERNEL)
-        for o in objs:
-            kmem_cache_free(cache, o)
-    dt = time.perf_counter() - t0
-    return dt / (iters * k), lock.acquisitions - acq0
+    per_object = alloc_free_rounds(cache, objs, iters)
+    return per_object, lock.acquisitions - acq0
 
 
 def depot_fast_pair(cache, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -90,6 +72,12 @@ def depot_fast_pair(cache, n: int) -> float:  # type: ignore[no-untyped-def]
         objs[i] = kmem_cache_alloc(cache, GFP_KERNEL)
     for o in objs:
         kmem_cache_free(cache, o)
+    return alloc_free_rounds(cache, objs, iters)
+
+
+def alloc_free_rounds(cache, objs: list[int], iters: int) -> float:  # type: ignore[no-untyped-def]
+    """Seconds per object of ``iters`` rounds of: allocate len(objs) objects, free them all."""
+    k = len(objs)
     t0 = time.perf_counter()
     for _ in range(iters):
         for i in range(k):

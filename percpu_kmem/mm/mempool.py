@@ -435,8 +435,8 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
     """
     prepare_to_wait(pool.wait)
     spin_unlock_irqrestore(pool.lock, flags)
-    # FIXME (kernel's): this should be io_schedule(); the timeout is a workaround
-    # for some DM problems in 2.6.18.
+    # The kernel sleeps with a 5 s timeout here too: mm/mempool.c keeps it as a workaround
+    # for device-mapper problems seen in 2.6.18, in place of a plain io_schedule().
     block(pool.wait, MEMPOOL_WAIT_JIFFIES * NSEC_PER_JIFFY, "io_schedule_timeout")
     finish_wait(pool.wait)
 

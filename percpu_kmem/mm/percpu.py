@@ -33,6 +33,7 @@ destroyed by free_percpu itself, after pcpu_lock is dropped, instead of by a wor
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Final, Iterable
 
 from ..runtime.errors import KmemUsageError, NotInTaskError
@@ -66,7 +67,7 @@ _ADDR_MASK: Final = 0xFFFFFFFF
 # ---------------------------------------------------------------------------------------------
 # The C type layer (i386: ILP32, little-endian; long long is 8 bytes, 4-aligned in structs)
 # ---------------------------------------------------------------------------------------------
-class CType:
+class CType(ABC):
     """A C type: ``size`` (sizeof), ``align`` (alignment inside a struct, i386 ABI) and
     ``alignof`` (GCC's ``__alignof__``, what alloc_percpu() passes). Values are real
     little-endian bytes; ``encode``/``decode`` convert Python values."""
@@ -79,11 +80,13 @@ class CType:
         self.align = align
         self.alignof = alignof
 
+    @abstractmethod
     def encode(self, value: Any) -> bytes:
-        raise NotImplementedError
+        """The value's bytes (``size`` of them, little-endian)."""
 
+    @abstractmethod
     def decode(self, data: bytes) -> Any:
-        raise NotImplementedError
+        """The Python value of ``size`` bytes."""
 
     def zero(self) -> Any:
         return self.decode(bytes(self.size))

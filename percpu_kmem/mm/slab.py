@@ -112,8 +112,6 @@ POISON_END: Final = 0xA5
 RED_INACTIVE: Final = 0x5A2CF071
 RED_ACTIVE: Final = 0x170FC2A5
 
-_RED_INACTIVE_B: Final = RED_INACTIVE.to_bytes(4, "little")
-_RED_ACTIVE_B: Final = RED_ACTIVE.to_bytes(4, "little")
 _THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
 
@@ -283,10 +281,8 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         self.sa = alloc
         self.id = cid
         self.name = name
-        self.buffer_size = size
         geo = Geometry(size, align, flags, slab_break_order=alloc.slab_break_gfp_order,
                        offslab_limit=alloc.offslab_limit)
-        self.geo = geo
         self.flags = geo.flags
         self.objsize = geo.objsize
         self.reallen = geo.reallen
@@ -333,12 +329,9 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         a while (a GFP_KERNEL slab grows with interrupts enabled), so the task may
         come back on another CPU: the loop re-reads its magazines each time.
         """
-        counted = False
+        self.cpu[t.cpu.id].allocmiss += 1
         while True:
             cc = self.cpu[t.cpu.id]
-            if not counted:
-                cc.allocmiss += 1
-                counted = True
             if cc.loaded:
                 return cc.loaded.pop()
             if cc.previous:  # full: swap
@@ -615,10 +608,6 @@ class SlabDebug:
         self._by_frame: dict[Any, int] = {}
 
     # layout helpers: raw is the start of the object's slot
-    @staticmethod
-    def _pa(addr: int) -> int:
-        return addr - PAGE_OFFSET
-
     def _word(self, addr: int) -> int:
         return int.from_bytes(self.mem.read(addr - PAGE_OFFSET, 4), "little")
 

@@ -576,7 +576,7 @@ def test_remote_frees_producer_consumer() -> None:
     assert remote[0] > 1000  # most frees really were remote
 
 
-def test_a_failing_run_replays_exactly() -> None:
+def test_a_run_with_slab_traffic_replays_exactly() -> None:
     def work() -> None:
         objs = [kmalloc(64 + 32 * (i % 4), GFP_KERNEL) for i in range(60)]
         for o in objs[::2]:
@@ -587,7 +587,6 @@ def test_a_failing_run_replays_exactly() -> None:
     m2 = Machine(cpus=2, policy="random", seed=99, replay=m1.trace)
     m2.run(work, work, work)
     assert m2.diverged is None
-    assert str(m2.trace) == str(m1.trace).replace("seed=11", "seed=99") or m2.proc("slabinfo") == m1.proc("slabinfo")
     assert m2.proc("slabinfo") == m1.proc("slabinfo")
 
 
