@@ -13,28 +13,75 @@ finds, fast and without reproducibility.
 
 Both offer the same primitives to the rest of the runtime: ``decide`` (a point
 whose budget ran out), ``sleep``/``wake``, ``spin`` (wait on a held spinlock),
-``exit``. A cooperative abort flag, checked in every primitive, ends a run that
-failed or deadlocked without leaving threads behind.
+``relax`` (one turn of a busy-wait loop), ``exit``.
+
+Ending a run. Python threads cannot be killed, so a run ends cooperatively, in
+two stages:
+
+- *draining* (``aborting``): after a task raised, a handler raised, Ctrl-C, the
+  wall-clock timeout, a panic, or simply once every task of the run has returned
+  (the daemons must stop too), each remaining task unwinds (TaskAbort) at its next
+  *safe point*: a point where it holds no spinlock or mutex and is not inside the
+  allocators' code (or a sleep, where the allocators' state is consistent by
+  construction). A task inside a critical section runs on, under the same policy,
+  until it leaves it; sleepers are woken so that they reach such a point. So no
+  lock of the model and no half-done update is left behind.
+- *finished*: everything unwinds at once. Reached when draining is done, when it
+  cannot finish (a task spins on a lock its dead owner never released), or after
+  :data:`DRAIN_STEPS` steps of draining.
+
+A run whose last task exits leaves nothing running; a lock still held by a task
+that is gone is what ``Machine.check()`` reports, and the machine refuses further
+runs if that lock belongs to the model itself.
 """
 
 from __future__ import annotations
 
 import heapq
+import os
 import random
+import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Final
 
-from . import threadpool
-from .errors import KernelBug, KmemInternalError, Oops, TaskAbort
+from . import costs, threadpool
+from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
 from .preempt import HARDIRQ_MASK
-from .task import (CPU, CURRENT, NO_TASK, TASK_DONE, TASK_READY, TASK_RUNNING,
-                   TASK_SLEEPING, Task)
+from .task import CPU, CURRENT, NO_TASK, T_DONE, T_ON_CPU, T_READY, T_SLEEPING, TASK_RUNNING, Task
 from .trace import Decision
 
 if TYPE_CHECKING:
     from .machine import Machine
+
+#: Steps a drain may take before every task is unwound at once.
+DRAIN_STEPS: Final = 20_000
+#: Wall seconds a Ctrl-C or a timed-out run waits for its tasks to reach a safe point.
+STOP_GRACE: Final = 5.0
+#: A busy-wait is a livelock when every live task has been in one (or spins, or sleeps)
+#: for this many cpu_relax() calls of its own without doing anything else.
+LIVELOCK_RELAXES: Final = 20_000
+#: cpu_relax() calls between two livelock checks of one task.
+LIVELOCK_CHECK_EVERY: Final = 1024
+
+_PKG_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MODEL_DIR: Final = os.path.join(_PKG_DIR, "mm") + os.sep
+_MODEL_FILES: Final = frozenset({os.path.join(_PKG_DIR, "runtime", "smp.py"), os.path.join(_PKG_DIR, "boot.py")})
+
+
+def in_model_code() -> bool:
+    """Is the calling thread inside the allocators' code (mm/, cross-CPU calls)?
+
+    Walks the Python stack; used only while a run is being aborted.
+    """
+    f: Any = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if fn.startswith(_MODEL_DIR) or fn in _MODEL_FILES:
+            return True
+        f = f.f_back
+    return False
 
 
 class _EngineBase:
@@ -49,9 +96,13 @@ class _EngineBase:
         self._timer_seq = 0
         self.now = 0  # virtual ns, for timers
         self.steps = 0
+        #: draining: tasks unwind at their next safe point (see the module docstring)
         self.aborting = False
-        self.failure: BaseException | None = None
+        #: every task unwinds now
         self.finished = False
+        self.abort_reason = ""
+        self.abort_step = 0
+        self.failure: BaseException | None = None
         self._exit_lock = threading.Lock()
         self._live_threads = 0
         self.live_workers = 0
@@ -59,33 +110,55 @@ class _EngineBase:
         self.decisions: list[Decision] = []
 
     # -- task life ---------------------------------------------------------
-    def add_task(self, t: Task) -> None:
+    def _register(self, t: Task) -> None:
+        """Count ``t`` as part of the run (before any task thread can end it)."""
         self.tasks.append(t)
         if not t.is_idle and not t.daemon:
             self.live_workers += 1
         with self._exit_lock:
             self._live_threads += 1
+            self._all_exited.clear()
+
+    def _launch(self, t: Task) -> None:
         threadpool.submit(lambda: self._task_main(t))
+
+    def add_task(self, t: Task) -> None:
+        self._register(t)
+        self._launch(t)
 
     def _task_main(self, t: Task) -> None:
         CURRENT.task = t
+        normal = False
         try:
             self._first_turn(t)
             t.result = t.fn()
+            normal = True
         except TaskAbort:
             pass
         except Oops as e:
             t.exc = e
         except BaseException as e:  # noqa: BLE001 - handed to Machine.run
             t.exc = e
-            if self.failure is None:
-                self.failure = e
+            self.fail(e, f"{t.name} raised {type(e).__name__}")
         finally:
             try:
+                if normal and t.held and not self.finished:
+                    self._held_at_exit(t)
                 self.exit(t)
+            except TaskAbort:
+                pass
             finally:
                 CURRENT.task = NO_TASK
                 self._thread_gone()
+
+    def _held_at_exit(self, t: Task) -> None:
+        """lockdep's debug_check_no_locks_held(): a task returned with locks held."""
+        try:
+            self.m.report_held_locks(t)
+        except BaseException as e:  # noqa: BLE001 - a raise/panic verdict ends the run
+            if not isinstance(e, TaskAbort):
+                t.exc = e
+                self.fail(e, f"{t.name} exited with locks held")
 
     def _thread_gone(self) -> None:
         with self._exit_lock:
@@ -96,6 +169,42 @@ class _EngineBase:
     def wait_all_exited(self, timeout: float | None) -> bool:
         return self._all_exited.wait(timeout)
 
+    def threads_alive(self) -> int:
+        with self._exit_lock:
+            return self._live_threads
+
+    # -- failing and aborting -------------------------------------------------
+    def fail(self, exc: BaseException, why: str) -> None:
+        """A task or handler raised: the run fails with ``exc`` (the first one wins)."""
+        if self.failure is None:
+            self.failure = exc
+        self.begin_abort(why)
+
+    def begin_abort(self, why: str) -> None:
+        """Start draining (callable from any thread): tasks unwind at safe points."""
+        if self.aborting:
+            return
+        self.abort_reason = why
+        self.abort_step = self.steps
+        self.aborting = True
+        for u in self.tasks:
+            u.budget = 0
+
+    def may_abort(self, t: Task) -> bool:
+        """Can ``t`` unwind here without leaving a lock or a half-done update behind?"""
+        if self.finished:
+            return True
+        if t.held:
+            return False
+        if t.in_sleep:
+            return True
+        return not in_model_code()
+
+    def _abort_point(self, t: Task) -> None:
+        """While draining: unwind ``t`` if it is at a safe point (raise TaskAbort)."""
+        if self.may_abort(t):
+            raise TaskAbort()
+
     # -- timers (virtual time) ------------------------------------------------
     def _arm_timer(self, t: Task, timeout_ns: int) -> None:
         t.timer_seq += 1
@@ -104,7 +213,7 @@ class _EngineBase:
 
     def _prune_timers(self) -> None:
         timers = self.timers
-        while timers and (timers[0][3].state != TASK_SLEEPING or timers[0][2] != timers[0][3].timer_seq):
+        while timers and (timers[0][3].state != T_SLEEPING or timers[0][2] != timers[0][3].timer_seq):
             heapq.heappop(timers)
 
     def _fire_timers(self) -> list[Task]:
@@ -116,15 +225,16 @@ class _EngineBase:
         woken = []
         while self.timers and self.timers[0][0] <= self.now:
             _, _, seq, t = heapq.heappop(self.timers)
-            if t.state == TASK_SLEEPING and seq == t.timer_seq:
+            if t.state == T_SLEEPING and seq == t.timer_seq:
                 t.timed_out = True
                 self._make_ready(t, self.now)
                 woken.append(t)
         return woken
 
     def _make_ready(self, t: Task, at: int) -> None:
-        t.state = TASK_READY
+        t.state = T_READY
         t.woken = True
+        t.kstate = TASK_RUNNING
         t.waiting_on = None
         t.timer_seq += 1
         t.ready_at = at
@@ -136,7 +246,7 @@ class _EngineBase:
             raise KmemInternalError(f"placing {t.name} on busy CPU#{c.id} ({c.curr.name})")
         c.curr = t
         t.cpu = c
-        t.state = TASK_RUNNING
+        t.state = T_ON_CPU
         c.preempt_count = t.saved_count
         c.irqs_off = t.saved_irqs_off
         c.nr_switches += 1
@@ -160,22 +270,54 @@ class _EngineBase:
         return [c for c in self.cpus if c.curr is None and c.online]
 
     def blocked_summary(self) -> list[str]:
-        """Who waits on what, one line per live task (for deadlock reports)."""
+        """Who waits on what, one line per live task (for deadlock and livelock reports)."""
         out = []
         for t in self.tasks:
-            if t.state == TASK_DONE or t.is_idle:
+            if t.state == T_DONE or t.is_idle:
                 continue
+            where = f"CPU#{t.cpu.id}" if t.cpu is not None else "no CPU"
             if t.spinning is not None:
-                lk = t.spinning
-                out.append(f"{t.name} spins on CPU#{t.cpu.id if t.cpu else -1} for spinlock {lk.name} "
-                           f"held by {lk.owner_name()}")
-            elif t.state == TASK_SLEEPING:
-                what = t.waiting_on
-                desc = what.describe() if hasattr(what, "describe") else str(what)
-                out.append(f"{t.name} sleeps on {desc}")
+                out.append(f"{t.name} spins on {where} for {describe_wait(t.spinning)}")
+            elif t.state == T_SLEEPING:
+                out.append(f"{t.name} sleeps on {describe_wait(t.waiting_on)}")
+            elif t.relax_streak:
+                out.append(f"{t.name} busy-waits on {where} in cpu_relax() at {t.relax_site} "
+                           f"({t.relax_streak} turns)")
             else:
                 out.append(f"{t.name} is {t.state_name}")
         return out
+
+    # -- busy-waiting and livelock ---------------------------------------------
+    def _note_points(self, t: Task, points: int) -> None:
+        """At a decision: account ``points`` to ``t`` and end its busy-wait streak if it did
+        a whole budget without a cpu_relax()."""
+        t.points += points
+        if t.relaxes == t.relaxes_seen:
+            t.relax_streak = 0
+        t.relaxes_seen = t.relaxes
+
+    def _livelocked(self) -> bool:
+        """Every live task busy-waits (long enough), spins or sleeps: none can progress."""
+        for u in self.tasks:
+            if u.state == T_DONE or u.is_idle:
+                continue
+            if u.state == T_SLEEPING or u.spinning is not None:
+                continue
+            if u.relax_streak < LIVELOCK_RELAXES:
+                return False
+        return True
+
+
+def describe_wait(what: Any) -> str:
+    """A readable name for what a task sleeps or spins on (any kind of wait)."""
+    if what is None:
+        return "nothing (woken)"
+    describe = getattr(what, "describe", None)
+    if describe is not None:
+        return str(describe())
+    if hasattr(what, "owner_name"):
+        return f"spinlock {what.name} held by {what.owner_name()}"
+    return str(what)
 
 
 class BatonEngine(_EngineBase):
@@ -189,12 +331,18 @@ class BatonEngine(_EngineBase):
         self.granted = 0
         self.runner: Task | None = None
         self.every_point = policy.every_point
+        self.policy_reopens_on_release = policy.reopens_on_release
+        #: points the current runner passed since its last grant, handed to the policy
+        self.points_run = 0
+        self._target: Task | None = None
 
     # -- starting ------------------------------------------------------------
     def start(self, tasks: list[Task]) -> None:
         """Place the first tasks on CPUs, then hand the baton to the policy's pick."""
         for t in tasks:
-            self.add_task(t)
+            self._register(t)
+        for t in tasks:
+            self._launch(t)
         free = [c for c in self.cpus if c.online]
         for t in tasks:
             cpus = [c for c in free if t.cpus_allowed is None or c.id in t.cpus_allowed]
@@ -203,7 +351,7 @@ class BatonEngine(_EngineBase):
                 free.remove(c)
                 self._place(t, c)
             else:
-                t.state = TASK_READY
+                t.state = T_READY
                 self.ready.append(t)
         self.policy.start(self)
         self.steps += 1
@@ -220,13 +368,13 @@ class BatonEngine(_EngineBase):
         if kind == "S":
             u = action[1]
             self._record(pid, "start", "S", u.pid)
-            return u
+            return u  # type: ignore[no-any-return]
         if kind == "D":
             r, c = action[1], action[2]
             self.ready.remove(r)
             self._place(r, c)
             self._record(pid, "start", "D", r.pid, c.id)
-            return r
+            return r  # type: ignore[no-any-return]
         raise KmemInternalError(f"bad start action {action}")
 
     def _first_turn(self, t: Task) -> None:
@@ -235,16 +383,16 @@ class BatonEngine(_EngineBase):
 
     def _resume(self, t: Task) -> None:
         """``t`` holds the baton again: check the abort flag, grant a budget, take IRQs."""
-        if self.aborting:
-            raise TaskAbort()
         self.runner = t
+        if self.aborting:
+            self._abort_point(t)
         self._grant(t)
         c = t.cpu
         if c is not None and c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
             self.m._deliver_pending(c)
 
     def _grant(self, t: Task) -> None:
-        b = self.policy.budget(self, t)
+        b = 1 if self.aborting else self.policy.budget(self, t)
         t.budget = b
         self.granted = b
         t.vlimit = self.policy.vlimit(self, t)
@@ -255,8 +403,19 @@ class BatonEngine(_EngineBase):
         A point whose budget ran out has already been counted in the budget
         (``extra=0``); a sleep, spin or exit is an event of its own (``extra=1``).
         """
-        self.steps += self.granted - t.budget + extra
+        ran = self.granted - t.budget
+        self.points_run = ran + extra
+        self.steps += ran + extra
         self.granted = t.budget
+        self._note_points(t, ran + extra)
+        if self.policy.charges_points and t.cpu is not None:
+            t.cpu.clock += (ran + extra) * costs.POINT
+
+    def current_step(self, t: Task | None) -> int:
+        """The step ``t`` is at now (a report's ``step``; the same in a run and its replay)."""
+        if t is not None and t is self.runner:
+            return self.steps + self.granted - t.budget
+        return self.steps
 
     def _record(self, pid: int, event: str, action: str, arg: int = 0, arg2: int = 0) -> None:
         self.decisions.append(Decision(self.steps, pid, event, action, arg, arg2))
@@ -293,7 +452,7 @@ class BatonEngine(_EngineBase):
     def decide(self, t: Task, event: str) -> None:
         """A scheduling point whose budget ran out: let the policy choose."""
         if self.aborting:
-            raise TaskAbort()
+            self._drain_point(t)
         if t.is_idle or t.spinning is not None:
             self._grant(t)
             return
@@ -310,6 +469,14 @@ class BatonEngine(_EngineBase):
             return
         action = self.policy.choose(self, t, event, opts, False)
         self._apply(t, event, action)
+
+    def _drain_point(self, t: Task) -> None:
+        """A point while draining: unwind if safe; end the drain if it takes too long."""
+        self._abort_point(t)
+        if not self.finished and self.steps - self.abort_step > DRAIN_STEPS:
+            self.abort_reason += f"; still draining after {DRAIN_STEPS} steps"
+            self._finish()
+            raise TaskAbort()
 
     def _apply(self, t: Task, event: str, action: tuple[Any, ...]) -> None:
         kind = action[0]
@@ -328,11 +495,12 @@ class BatonEngine(_EngineBase):
             c.nr_preemptions += 1
             t.nivcsw += 1
             self._unplace(t)
-            t.state = TASK_READY
+            t.state = T_READY
             self.ready.append(t)
-            self._reschedule(t, event, voluntary=False)
+            self._reschedule(t, event)
             return
         self._switch(t, event, action)
+        assert self._target is not None
         self._handoff(t, self._target)
 
     def _switch(self, t: Task, event: str, action: tuple[Any, ...]) -> None:
@@ -352,7 +520,7 @@ class BatonEngine(_EngineBase):
             idle = self.m._idle_task(c)
             idle.saved_count = 0
             idle.saved_irqs_off = False
-            idle.state = TASK_SLEEPING  # _place sets RUNNING
+            idle.state = T_SLEEPING  # _place sets it running
             self._place(idle, c)
             self._record(t.pid, event, "V", c.id)
             self._target = idle
@@ -368,7 +536,10 @@ class BatonEngine(_EngineBase):
         t.baton.acquire()
         self._resume(t)
 
-    def _reschedule(self, t: Task, event: str, voluntary: bool) -> None:
+    def _all_done(self) -> bool:
+        return all(u.state == T_DONE for u in self.tasks if not u.is_idle)
+
+    def _reschedule(self, t: Task, event: str) -> None:
         """``t`` cannot go on now: pick someone else (advancing the clock if all sleep)."""
         while True:
             opts = self._options(t, forced=True)
@@ -378,15 +549,26 @@ class BatonEngine(_EngineBase):
                     raise KmemInternalError("policy chose to continue a blocked task")
                 self._switch(t, event, action)
                 target = self._target
-                if t.state == TASK_DONE:
+                assert target is not None
+                if t.state == T_DONE:
                     self.runner = target
                     target.baton.release()
                     return
                 self._handoff(t, target)
                 return
-            if self.live_workers == 0:
+            if self._all_done():
                 self._finish()
-                if t.state == TASK_DONE:
+                if t.state == T_DONE:
+                    return
+                raise TaskAbort()
+            if self.live_workers == 0 and not self.aborting:
+                self.begin_abort("the run's tasks have ended")  # daemons unwind now
+            if self.aborting:
+                if self.steps - self.abort_step <= DRAIN_STEPS and self._wake_sleepers(t):
+                    continue
+                # nothing can run: what is left spins on a lock whose owner is gone
+                self._finish()
+                if t.state == T_DONE:
                     return
                 raise TaskAbort()
             self._prune_timers()
@@ -395,44 +577,64 @@ class BatonEngine(_EngineBase):
                 self._fire_timers()
                 continue
             self._deadlock(t)
-            if t.state == TASK_DONE:
+            if t.state == T_DONE:
                 return
             raise TaskAbort()
+
+    def _wake_sleepers(self, t: Task) -> bool:
+        """While draining: wake every sleeper so it reaches a safe point. True if any."""
+        woke = False
+        for u in self.tasks:
+            if u.state == T_SLEEPING and not u.is_idle:
+                self._make_ready(u, self.now)
+                woke = True
+        if woke:
+            self.steps += 1
+        return woke
 
     # -- primitives used by the kernel API ---------------------------------------
     def sleep(self, t: Task, on: Any, timeout_ns: int | None, event: str) -> bool:
         """Put ``t`` to sleep until woken (True) or until the timeout passes (False)."""
-        if self.aborting:
-            raise TaskAbort()
-        self._sync(t)
-        if t.woken:  # woken between preparing and sleeping (an IRQ on this CPU)
+        t.in_sleep = True
+        try:
+            if self.aborting:
+                self._abort_point(t)
+            self._sync(t)
+            if t.woken:  # woken between preparing and sleeping
+                t.woken = False
+                t.kstate = TASK_RUNNING
+                self._grant(t)
+                return True
+            t.timed_out = False
+            t.waiting_on = on
+            t.nvcsw += 1
+            self._unplace(t)
+            t.state = T_SLEEPING
+            if timeout_ns is not None:
+                self._arm_timer(t, timeout_ns)
+            self._reschedule(t, event)
             t.woken = False
-            self._grant(t)
-            return True
-        t.timed_out = False
-        t.waiting_on = on
-        t.nvcsw += 1
-        self._unplace(t)
-        t.state = TASK_SLEEPING
-        if timeout_ns is not None:
-            self._arm_timer(t, timeout_ns)
-        self._reschedule(t, event, voluntary=True)
-        t.woken = False
-        return not t.timed_out
+            t.kstate = TASK_RUNNING
+            return not t.timed_out
+        finally:
+            t.in_sleep = False
 
     def wake(self, waker: Task | None, t: Task) -> bool:
-        """Make a sleeping task runnable; True if it was asleep."""
-        if t.state == TASK_SLEEPING and not t.is_idle:
+        """try_to_wake_up(): make a sleeping (or preparing) task runnable; True if it was."""
+        if t.state == T_SLEEPING and not t.is_idle:
             at = waker.cpu.clock if waker is not None and waker.cpu is not None else self.now
             self._make_ready(t, at)
             return True
         t.woken = True
+        if t.kstate != TASK_RUNNING:
+            t.kstate = TASK_RUNNING
+            return True
         return False
 
     def yield_cpu(self, t: Task, event: str) -> None:
         """schedule() while runnable: give others a chance (a voluntary switch)."""
         if self.aborting:
-            raise TaskAbort()
+            self._drain_point(t)
         self._sync(t)
         opts = self._options(t, forced=False)
         if opts.runnable_count() <= 1 and not self.ready:
@@ -442,9 +644,9 @@ class BatonEngine(_EngineBase):
             t.nvcsw += 1
             self._record(t.pid, event, "P")
             self._unplace(t)
-            t.state = TASK_READY
+            t.state = T_READY
             self.ready.append(t)
-            self._reschedule(t, event, voluntary=True)
+            self._reschedule(t, event)
             return
         action = self.policy.choose(self, t, event, opts, False)
         if action[0] in ("P", "I"):
@@ -454,42 +656,62 @@ class BatonEngine(_EngineBase):
     def spin(self, t: Task, lock: Any, event: str) -> None:
         """``t`` found ``lock`` held: let others run until it is free."""
         if self.aborting:
-            raise TaskAbort()
+            self._drain_point(t)
         self._sync(t)
         t.spinning = lock
         try:
             while lock.locked():
-                self._reschedule(t, event, voluntary=False)
+                self._reschedule(t, event)
         finally:
             t.spinning = None
+
+    def relax(self, t: Task) -> None:
+        """One turn of a busy-wait loop: charge the pause, look for a livelock now and then."""
+        t.relaxes += 1
+        t.relax_streak += 1
+        self.policy.on_relax(self, t)
+        self.charge(t, costs.CPU_RELAX)
+        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and t.relax_streak >= LIVELOCK_RELAXES:
+            if self._livelocked():
+                self.m._report_livelock(self.blocked_summary())
+                self._finish()
+                raise TaskAbort()
 
     def idle_wait(self, t: Task) -> None:
         """The idle task served its interrupts: give the CPU back."""
         self._sync(t)
         self._unplace(t)
-        t.state = TASK_SLEEPING
+        t.state = T_SLEEPING
         t.waiting_on = "interrupts"
-        self._reschedule(t, "idle", voluntary=True)
+        self._reschedule(t, "idle")
 
     def exit(self, t: Task) -> None:
-        if self.aborting or self.finished:
-            t.state = TASK_DONE
-            return
-        if self.runner is not t:
-            t.state = TASK_DONE
+        if self.finished or self.runner is not t:
+            self._unplace_quiet(t)
             return
         self._sync(t)
         self._unplace(t)
-        t.state = TASK_DONE
+        t.state = T_DONE
         if not t.is_idle and not t.daemon:
             self.live_workers -= 1
-        if self.failure is not None:
-            self._finish()
-            return
-        self._reschedule(t, "exit", voluntary=True)
+        self._reschedule(t, "exit")
+
+    def _unplace_quiet(self, t: Task) -> None:
+        """A task unwound by a finished run: it leaves without scheduling anyone."""
+        if t.state != T_DONE and not t.is_idle and not t.daemon:
+            self.live_workers -= 1
+        t.state = T_DONE
 
     def request_abort(self, t: Task | None) -> None:
-        """Abort the run from inside it (a panic): unwind every task."""
+        """Abort the run from inside it (a panic): drain; the caller unwinds at once."""
+        self.begin_abort("panic")
+
+    def request_stop(self, why: str) -> None:
+        """From outside the run (Ctrl-C, timeout): drain at the next point of the runner."""
+        self.begin_abort(why)
+
+    def force_stop(self) -> None:
+        """From outside the run: unwind every parked task now."""
         self._finish()
 
     def wake_idle(self, t: Task) -> None:
@@ -502,7 +724,7 @@ class BatonEngine(_EngineBase):
         self.finished = True
         self.aborting = True
         for t in self.tasks:
-            if t.state != TASK_DONE and t is not self.runner:
+            if t.state != T_DONE and t is not self.runner:
                 t.budget = 0
                 try:
                     t.baton.release()
@@ -520,12 +742,20 @@ class BatonEngine(_EngineBase):
             self.granted -= t.budget
             t.budget = 0
 
+    def reopen(self, t: Task) -> None:
+        """End ``t``'s budget now: the policy decides at its next point."""
+        self.granted -= t.budget
+        t.budget = 0
+
 
 class FreeEngine(_EngineBase):
     """Real concurrent threads; random injected preemption, migration, interrupts."""
 
     deterministic = False
+    policy_reopens_on_release = False
     POLL = 0.002  # seconds between abort/deadlock checks while blocked
+    #: polls a drain may take before every task is unwound at once
+    DRAIN_POLLS = 5000
 
     def __init__(self, machine: Machine, seed: int, mean_run: int = 8, preempt_prob: float = 0.2) -> None:
         super().__init__(machine)
@@ -534,20 +764,40 @@ class FreeEngine(_EngineBase):
         self.mean_run = mean_run
         self.preempt_prob = preempt_prob
         self.progress = 0
+        self.drain_polls = 0
         self._seed_rng = random.Random(seed)
+
+    @staticmethod
+    def check_options(opts: dict[str, Any]) -> None:
+        """The free policy's options (``mean_run``, ``preempt_prob``), checked at construction."""
+        from .errors import KmemUsageError
+        unknown = sorted(set(opts) - {"mean_run", "preempt_prob"})
+        if unknown:
+            raise KmemUsageError(f"policy 'free' takes the options mean_run, preempt_prob; got {', '.join(unknown)}")
+        mean_run = opts.get("mean_run", 8)
+        if isinstance(mean_run, bool) or not isinstance(mean_run, int) or mean_run < 1:
+            raise KmemUsageError(f"policy 'free': mean_run(={mean_run!r}) must be an int >= 1")
+        prob = opts.get("preempt_prob", 0.2)
+        if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0.0 <= prob <= 1.0:
+            raise KmemUsageError(f"policy 'free': preempt_prob(={prob!r}) must be a number within [0, 1]")
 
     def start(self, tasks: list[Task]) -> None:
         with self.cv:
             for t in tasks:
                 t.rng = random.Random(self._seed_rng.random())
-                t.state = TASK_READY
+                t.state = T_READY
                 self.ready.append(t)
+                self._register(t)
         for t in tasks:
-            self.add_task(t)
+            self._launch(t)
 
     def _grant(self, t: Task) -> None:
-        t.budget = t.rng.randrange(2 * self.mean_run) + 1
-        t.vlimit = 1 << 62
+        b = 1 if self.aborting else t.rng.randrange(2 * self.mean_run) + 1
+        t.budget = b
+        t.granted = b
+
+    def current_step(self, t: Task | None) -> int:
+        return 0
 
     def _first_turn(self, t: Task) -> None:
         with self.cv:
@@ -558,7 +808,7 @@ class FreeEngine(_EngineBase):
         """With the cv held: wait for a free CPU (preferring the last one) and take it."""
         while True:
             if self.aborting:
-                raise TaskAbort()
+                self._drain_wait(t)
             cpus = [c for c in self.cpus if c.curr is None and c.online
                     and (t.cpus_allowed is None or c.id in t.cpus_allowed)]
             if cpus:
@@ -571,13 +821,26 @@ class FreeEngine(_EngineBase):
             self._check_deadlock_locked(t)
             self.cv.wait(self.POLL)
 
+    def _drain_wait(self, t: Task) -> None:
+        """While draining (cv held): unwind ``t`` if safe; count the drain's polls."""
+        if self.may_abort(t):
+            raise TaskAbort()
+        self.drain_polls += 1
+        if self.drain_polls > self.DRAIN_POLLS:
+            self.abort_reason += "; drain took too long"
+            self._finish_locked()
+            raise TaskAbort()
+
     def _release_cpu(self, t: Task) -> None:
         self._unplace(t)
         self.cv.notify_all()
 
     def decide(self, t: Task, event: str) -> None:
         if self.aborting:
-            raise TaskAbort()
+            with self.cv:
+                self._drain_wait(t)
+        points = t.granted - t.budget
+        self._note_points(t, points)
         self._grant(t)
         if t.is_idle or t.spinning is not None:
             return
@@ -592,7 +855,7 @@ class FreeEngine(_EngineBase):
                 c.nr_preemptions += 1
                 t.nivcsw += 1
                 self._release_cpu(t)
-                t.state = TASK_READY
+                t.state = T_READY
                 self.ready.append(t)
             time.sleep(0)
             with self.cv:
@@ -600,51 +863,64 @@ class FreeEngine(_EngineBase):
             return
         if not (c.preempt_count & HARDIRQ_MASK):
             for irq, rate in self.m._irq_sources:
-                if rng.random() < rate:
+                if rng.random() < 1.0 - (1.0 - rate) ** points:
                     self.m._do_irq(c, irq)
                     return
 
     def sleep(self, t: Task, on: Any, timeout_ns: int | None, event: str) -> bool:
-        with self.cv:
-            if self.aborting:
-                raise TaskAbort()
-            if t.woken:
-                t.woken = False
-                return True
-            t.timed_out = False
-            t.waiting_on = on
-            t.nvcsw += 1
-            self._release_cpu(t)
-            t.state = TASK_SLEEPING
-            if timeout_ns is not None:
-                self._arm_timer(t, timeout_ns)
-            while t.state == TASK_SLEEPING:
+        t.in_sleep = True
+        try:
+            with self.cv:
                 if self.aborting:
-                    raise TaskAbort()
-                self._check_deadlock_locked(t)
-                self.cv.wait(self.POLL)
-            self._acquire_cpu(t)
-            t.woken = False
-        self._grant(t)
-        return not t.timed_out
+                    self._drain_wait(t)
+                if t.woken:
+                    t.woken = False
+                    t.kstate = TASK_RUNNING
+                    return True
+                t.timed_out = False
+                t.waiting_on = on
+                t.nvcsw += 1
+                self._release_cpu(t)
+                t.state = T_SLEEPING
+                if timeout_ns is not None:
+                    self._arm_timer(t, timeout_ns)
+                while t.state == T_SLEEPING:
+                    if self.aborting:
+                        self._drain_wait(t)
+                        self._make_ready(t, self.now)  # a spurious wake-up: it re-checks
+                        break
+                    self._check_deadlock_locked(t)
+                    self.cv.wait(self.POLL)
+                self._acquire_cpu(t)
+                t.woken = False
+                t.kstate = TASK_RUNNING
+            self._grant(t)
+            return not t.timed_out
+        finally:
+            t.in_sleep = False
 
     def wake(self, waker: Task | None, t: Task) -> bool:
         with self.cv:
-            if t.state == TASK_SLEEPING and not t.is_idle:
+            if t.state == T_SLEEPING and not t.is_idle:
                 self._make_ready(t, self.now)
                 self.progress += 1
                 self.cv.notify_all()
                 return True
             t.woken = True
+            if t.kstate != TASK_RUNNING:
+                t.kstate = TASK_RUNNING
+                return True
             return False
 
     def yield_cpu(self, t: Task, event: str) -> None:
         with self.cv:
+            if self.aborting:
+                self._drain_wait(t)
             if not self.ready:
                 return
             t.nvcsw += 1
             self._release_cpu(t)
-            t.state = TASK_READY
+            t.state = T_READY
             self.ready.append(t)
             self._acquire_cpu(t)
 
@@ -656,7 +932,7 @@ class FreeEngine(_EngineBase):
                 with self.cv:
                     while lock.locked():
                         if self.aborting:
-                            raise TaskAbort()
+                            self._drain_wait(t)
                         if c.pending_irqs and not c.irqs_off and not c.preempt_count & HARDIRQ_MASK:
                             break
                         self._check_deadlock_locked(t)
@@ -668,20 +944,32 @@ class FreeEngine(_EngineBase):
         finally:
             t.spinning = None
 
+    def relax(self, t: Task) -> None:
+        t.relaxes += 1
+        t.relax_streak += 1
+        t.cpu.clock += costs.CPU_RELAX
+        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and t.relax_streak >= LIVELOCK_RELAXES:
+            with self.cv:
+                if self._livelocked() and not self.aborting:
+                    self.m._report_livelock(self.blocked_summary())
+                    self._finish_locked()
+                    raise TaskAbort()
+        time.sleep(0)  # a pause: let the other host threads run
+
     def idle_wait(self, t: Task) -> None:
         """The idle task served its CPU's interrupts: free the CPU, sleep until the next."""
         with self.cv:
             self._release_cpu(t)
-            t.state = TASK_SLEEPING
+            t.state = T_SLEEPING
             t.waiting_on = "interrupts"
-            while t.state == TASK_SLEEPING and not t.woken:
-                if self.aborting:
+            while t.state == T_SLEEPING and not t.woken:
+                if self.finished:
                     raise TaskAbort()
                 self.cv.wait(self.POLL)
             t.woken = False
             if t in self.ready:
                 self.ready.remove(t)
-            t.state = TASK_READY
+            t.state = T_READY
             self._acquire_cpu(t)
 
     def wake_idle(self, t: Task) -> None:
@@ -695,15 +983,27 @@ class FreeEngine(_EngineBase):
                 self._release_cpu(t)
             elif t in self.ready:
                 self.ready.remove(t)
-            t.state = TASK_DONE
-            if not t.is_idle and not t.daemon:
+            if t.state != T_DONE and not t.is_idle and not t.daemon:
                 self.live_workers -= 1
+            t.state = T_DONE
             self.progress += 1
-            if self.failure is not None or self.live_workers == 0:
+            if self.live_workers == 0 and not self.aborting:
+                self.begin_abort("the run's tasks have ended")  # daemons unwind now
+            if all(u.state == T_DONE for u in self.tasks if not u.is_idle):
                 self._finish_locked()
             self.cv.notify_all()
 
     def request_abort(self, t: Task | None) -> None:
+        with self.cv:
+            self.begin_abort("panic")
+            self.cv.notify_all()
+
+    def request_stop(self, why: str) -> None:
+        with self.cv:
+            self.begin_abort(why)
+            self.cv.notify_all()
+
+    def force_stop(self) -> None:
         with self.cv:
             self._finish_locked()
 
@@ -716,30 +1016,35 @@ class FreeEngine(_EngineBase):
 
     def _check_deadlock_locked(self, t: Task) -> None:
         """With the cv held: all live tasks blocked and nothing moved? Then time jumps or deadlock."""
-        live = [u for u in self.tasks if u.state != TASK_DONE and not u.is_idle]
+        live = [u for u in self.tasks if u.state != T_DONE and not u.is_idle]
         for u in live:
-            if u.state == TASK_RUNNING and u.spinning is None:
+            if u.state == T_ON_CPU and u.spinning is None:
                 return
-            if u.state == TASK_READY:
+            if u.state == T_READY:
                 if any(c.curr is None for c in self.cpus):
                     return
             if u.spinning is not None and not u.spinning.locked():
                 return
-        if self.live_workers == 0:
+        if self.live_workers == 0 and not self.aborting:
             return
         self._prune_timers()
-        if self.timers:
+        if self.timers and not self.aborting:
             self._fire_timers()
             self.cv.notify_all()
             return
         mark = self.progress
         # Everything looks blocked: confirm across one more poll before calling it.
         self.cv.wait(self.POLL * 5)
-        if mark != self.progress or self.aborting:
+        if mark != self.progress or self.finished:
             return
         for u in live:
-            if u.state == TASK_RUNNING and u.spinning is None:
+            if u.state == T_ON_CPU and u.spinning is None:
                 return
+            if u.state == T_READY:
+                return
+        if self.aborting:  # draining, and what is left can never move: unwind it all
+            self._finish_locked()
+            raise TaskAbort()
         self.m._report_deadlock(self.blocked_summary())
         self._finish_locked()
         raise TaskAbort()
@@ -748,13 +1053,36 @@ class FreeEngine(_EngineBase):
         t.cpu.clock += cycles
 
 
-def run_engine(engine: _EngineBase, tasks: list[Task], timeout: float | None) -> None:
-    """Start ``tasks`` on ``engine`` and wait for every thread to leave."""
-    engine.start(tasks)  # type: ignore[attr-defined]
-    if not engine.wait_all_exited(timeout):
-        engine.request_abort(None)  # type: ignore[attr-defined]
-        engine.wait_all_exited(5.0)
-        raise KmemInternalError(f"run did not finish within {timeout} s (wall time)")
+def run_engine(engine: BatonEngine | FreeEngine, tasks: list[Task], timeout: float | None) -> None:
+    """Start ``tasks`` on ``engine`` and wait for every thread to leave.
+
+    Ctrl-C or the wall-clock timeout stop the run: its tasks unwind at safe points
+    (within :data:`STOP_GRACE` seconds, else at once) before this returns.
+
+    Raises:
+        KeyboardInterrupt: re-raised once every task thread has stopped.
+        RunTimeout: the run outlived ``timeout`` wall seconds.
+    """
+    engine.start(tasks)
+    try:
+        done = engine.wait_all_exited(timeout)
+    except KeyboardInterrupt:
+        _stop(engine, "interrupted (KeyboardInterrupt)")
+        raise
+    if not done:
+        _stop(engine, f"wall-clock timeout of {timeout} s")
+        raise RunTimeout(
+            f"the run did not finish within timeout={timeout} s of wall time (steps: {engine.steps}); "
+            f"raise Machine(timeout=...), or look for a loop in simulated code that never reaches a "
+            f"scheduling point")
 
 
-__all__ = ["BatonEngine", "FreeEngine", "KernelBug", "run_engine", "Callable"]
+def _stop(engine: BatonEngine | FreeEngine, why: str) -> None:
+    engine.request_stop(why)
+    if engine.wait_all_exited(STOP_GRACE):
+        return
+    engine.force_stop()
+    engine.wait_all_exited(STOP_GRACE)
+
+
+__all__ = ["BatonEngine", "FreeEngine", "run_engine", "describe_wait", "in_model_code"]

@@ -34,6 +34,29 @@ class NotInTaskError(KmemUsageError):
         )
 
 
+class RunTimeout(KmemUsageError):
+    """A run outlived the machine's wall-clock ``timeout``.
+
+    A usage-level error: the model did not break, the run simply took longer than
+    allowed (raise ``Machine(timeout=...)``, or look for a loop in simulated code that
+    never reaches a scheduling point).
+    """
+
+
+class MachineUnusable(KmemUsageError):
+    """The machine refuses further runs: an earlier run left it in a state it cannot use.
+
+    Raised by ``Machine.run`` when a failed run could not unwind cleanly (a task died
+    holding a lock of the model itself, or a task thread could not be stopped). The
+    message says what was left behind; build a new Machine.
+    """
+
+
+class InconsistentState(KmemError):
+    """``Machine.check()`` found a structure in a state the model's invariants forbid
+    (a lock still held by a task that no longer exists, a CPU left busy, ...)."""
+
+
 class KernelBug(KmemError):
     """A kernel-style report raised in the task that caused it (on_bug="raise").
 
@@ -55,6 +78,10 @@ class Oops(KernelBug):
 
 class Deadlock(KernelBug):
     """Every task is blocked and nothing is left to wake one (on_bug="raise")."""
+
+
+class Livelock(KernelBug):
+    """Every live task busy-waits (or spins, or sleeps) and none makes progress (on_bug="raise")."""
 
 
 class KernelPanic(KmemError):

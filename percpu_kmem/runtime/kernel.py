@@ -19,7 +19,7 @@ from .errors import KmemUsageError, NotInTaskError
 from .preempt import (HARDIRQ_MASK, IRQ_MASK, NSEC_PER_JIFFY, PREEMPT_MASK, SOFTIRQ_DISABLE_OFFSET,
                       SOFTIRQ_MASK, SOFTIRQ_OFFSET, X86_EFLAGS_IF)
 from .report import caller_site
-from .task import CURRENT, Task
+from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
 
 _cur: Final = CURRENT
 
@@ -284,38 +284,89 @@ def _sleeping_in_atomic(t: Task, depth: int) -> None:
 
 
 def _schedule_debug(t: Task) -> None:
-    """schedule_debug(): sleeping with a non-zero preempt_count is a bug."""
+    """schedule_debug(): sleeping with a non-zero preempt_count is a bug.
+
+    Today's kernels print the count after schedule()'s own preempt_disable(), so a
+    task holding one spinlock shows ``0x00000002``. Sleeping with interrupts disabled
+    gets 2.6's "bad: schedule() with irqs disabled!" (schedule() turns them back on).
+    """
     c = t.cpu
     if c.preempt_count != 0:
         file, line, _ = caller_site(4)
         t.machine.report("scheduling_while_atomic",
-                         [f"BUG: scheduling while atomic: {t.comm}/{t.pid}/0x{c.preempt_count:08x}"],
+                         [f"BUG: scheduling while atomic: {t.comm}/{t.pid}/0x{c.preempt_count + 1:08x}"],
+                         site=f"{file}:{line}")
+    elif c.irqs_off and not t.is_idle:
+        file, line, _ = caller_site(4)
+        t.machine.report("schedule_irqs_disabled", ["bad: schedule() with irqs disabled!"],
                          site=f"{file}:{line}")
 
 
 def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bool:
     """Sleep until woken (True) or until ``timeout_ns`` of virtual time passes (False).
 
-    The runtime's one way to sleep: wait queues, mutexes and msleep use it.
-    The caller registered itself where a waker will find it (and cleared
-    ``current().woken``) before calling.
+    The runtime's one way to sleep: wait queues, mutexes, schedule() and msleep use
+    it. The caller registered itself where a waker will find it and cleared
+    ``current().woken`` (set_current_state() and prepare_to_wait() do) before calling;
+    a wake-up that came in between makes this return at once.
     """
     t = _cur.task
     _schedule_debug(t)
     return t.machine._engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
 
 
+def set_current_state(state: int) -> None:
+    """Set the calling task's state: TASK_RUNNING, TASK_INTERRUPTIBLE or TASK_UNINTERRUPTIBLE.
+
+    The kernel idiom for a hand-written sleep::
+
+        set_current_state(TASK_UNINTERRUPTIBLE)   # from here a wake-up is not lost
+        if not condition():
+            schedule()                            # returns at once if woken meanwhile
+        __set_current_state(TASK_RUNNING)
+    """
+    if state not in (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
+        raise KmemUsageError(f"set_current_state: state(={state!r}) must be TASK_RUNNING, "
+                             f"TASK_INTERRUPTIBLE or TASK_UNINTERRUPTIBLE")
+    t = _cur.task
+    t.kstate = state
+    if state != TASK_RUNNING:
+        t.woken = False
+
+
+__set_current_state = set_current_state
+
+
 def wake_up_process(t: Task) -> bool:
-    """Wake a sleeping task; True if it was asleep."""
+    """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
+    from .task import Task as _Task
+    if not isinstance(t, _Task):
+        raise KmemUsageError(f"wake_up_process: {t!r} is not a task (current(), kthread_run())")
     me = _cur.task
     return me.machine._engine.wake(me if me else None, t)  # type: ignore[no-any-return]
 
 
+class _Scheduled:
+    __slots__ = ()
+
+    def describe(self) -> str:
+        return "schedule() (set_current_state() and nothing to wake it)"
+
+
+_SCHEDULED: Final = _Scheduled()
+
+
 def schedule() -> None:
-    """Give up the CPU voluntarily (the task stays runnable)."""
+    """Give up the CPU. In TASK_RUNNING the task stays runnable (a voluntary switch) and
+    returns soon; after set_current_state(TASK_(UN)INTERRUPTIBLE) it sleeps until woken,
+    or returns at once if a wake-up already came."""
     t = _cur.task
-    _schedule_debug(t)
-    t.machine._engine.yield_cpu(t, "schedule")
+    if t.kstate == TASK_RUNNING:
+        _schedule_debug(t)
+        t.machine._engine.yield_cpu(t, "schedule")
+        return
+    block(t.waiting_on if t.waiting_on is not None else _SCHEDULED, None, "schedule")
+    t.kstate = TASK_RUNNING
 
 
 def cond_resched() -> None:
@@ -338,36 +389,67 @@ class _Timer:
 _TIMER: Final = _Timer()
 
 
-def schedule_timeout(timeout: int) -> int:
-    """Sleep ``timeout`` jiffies of virtual time unless woken; return the jiffies left."""
+def _check_jiffies(fn: str, timeout: Any) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int):
+        raise KmemUsageError(f"{fn}: timeout(={timeout!r}) must be an int number of jiffies")
     if timeout < 0:
-        raise KmemUsageError(f"schedule_timeout: wrong timeout value {timeout:x}")
+        raise KmemUsageError(f"{fn}: wrong timeout value {timeout & 0xFFFFFFFF:x}")
+
+
+def schedule_timeout(timeout: int) -> int:
+    """Sleep until woken or ``timeout`` jiffies of virtual time have passed; return the
+    jiffies left (0 if the time ran out).
+
+    As in the kernel, the task must have set its state first (set_current_state() or
+    prepare_to_wait()): in TASK_RUNNING it does not sleep at all and returns the whole
+    timeout. A wake-up between setting the state and this call makes it return at once,
+    with the time left.
+    """
+    _check_jiffies("schedule_timeout", timeout)
     t = _cur.task
     engine = t.machine._engine
     start = engine.now
-    t.woken = False
-    woke = block(_TIMER, timeout * NSEC_PER_JIFFY, "schedule_timeout")
+    if t.kstate == TASK_RUNNING:
+        _schedule_debug(t)
+        engine.yield_cpu(t, "schedule_timeout")
+        return max(0, timeout - (engine.now - start) // NSEC_PER_JIFFY)
+    on = t.waiting_on if t.waiting_on is not None else _TIMER
+    woke = block(on, timeout * NSEC_PER_JIFFY, "schedule_timeout")
+    t.kstate = TASK_RUNNING
     if not woke:
         return 0
     return max(0, timeout - (engine.now - start) // NSEC_PER_JIFFY)
 
 
-schedule_timeout_uninterruptible = schedule_timeout
+def schedule_timeout_uninterruptible(timeout: int) -> int:
+    """set_current_state(TASK_UNINTERRUPTIBLE), then schedule_timeout()."""
+    _check_jiffies("schedule_timeout_uninterruptible", timeout)
+    set_current_state(TASK_UNINTERRUPTIBLE)
+    return schedule_timeout(timeout)
+
+
+def schedule_timeout_interruptible(timeout: int) -> int:
+    """set_current_state(TASK_INTERRUPTIBLE), then schedule_timeout() (no signals here)."""
+    _check_jiffies("schedule_timeout_interruptible", timeout)
+    set_current_state(TASK_INTERRUPTIBLE)
+    return schedule_timeout(timeout)
 
 
 def io_schedule_timeout(timeout: int) -> int:
+    """schedule_timeout() accounted as I/O wait (the caller sets the state)."""
     return schedule_timeout(timeout)
 
 
 def msleep(msecs: int) -> None:
-    """Sleep ``msecs`` of virtual time: no wall time passes."""
+    """Sleep ``msecs`` of virtual time (no wall time passes), uninterruptibly: a stray
+    wake_up_process() only makes it sleep the rest. (The kernel adds one jiffy to round
+    up; the model sleeps exactly ``msecs``, HZ being 1000.)"""
+    if isinstance(msecs, bool) or not isinstance(msecs, int) or msecs < 0:
+        raise KmemUsageError(f"msleep: msecs(={msecs!r}) must be a non-negative int")
     might_sleep()
-    t = _cur.task
-    t.woken = False
-    while True:
-        if not block(_TIMER, msecs * 1_000_000, "msleep"):
-            return
-        t.woken = False  # a stray wake_up_process: msleep sleeps on
+    left = msecs * 1_000_000 // NSEC_PER_JIFFY
+    while left:
+        left = schedule_timeout_uninterruptible(left)
 
 
 def udelay(usecs: int) -> None:
@@ -388,7 +470,12 @@ def mdelay(msecs: int) -> None:
 
 
 def cpu_relax() -> None:
-    """The pause in a busy-wait loop: a scheduling point, so other CPUs run."""
+    """The pause in a busy-wait loop: it costs cycles (costs.CPU_RELAX) and is a scheduling
+    point, so the CPU that will end the wait gets to run. A loop in which every task only
+    busy-waits (or spins, or sleeps) is reported as a livelock and ends the run."""
+    t = _cur.task
+    t.relax_site = "%s:%d" % caller_site(2)[:2] if t.relax_streak == 0 else t.relax_site
+    t.machine._engine.relax(t)
     preempt_point("cpu_relax")
 
 
@@ -486,4 +573,5 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
 
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "Any", "Callable", "Final", "Task", "costs")]
+__all__ += ["__set_current_state"]
 _ = costs

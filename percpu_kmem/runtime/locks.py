@@ -9,10 +9,23 @@ cycles spent waiting and holding).
 
 The mutex and wait queues sleep through the runtime's ``block``; a mutex hands
 ownership straight to the first waiter, so wake-ups are never lost.
+
+Every task keeps the locks it holds (``Task.held``, lockdep's held_locks): a run
+that is aborted unwinds a task only where it holds none, a task that returns
+holding one is reported, and a lock left held by a task that is gone is what
+``Machine.check()`` names. A lock created by the model's own code (``internal``)
+left held that way makes the machine refuse further runs.
+
+Virtual time: an acquisition never starts before the lock's last release on the
+virtual clock (it waits, spinning, until then), a contended acquisition costs a
+hand-off, and under the virtual-time policy a release with spinners waiting
+re-opens the scheduling decision, so the waiter whose clock is earliest runs next.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -22,10 +35,19 @@ from .kernel import block, local_irq_enable, local_irq_restore, local_irq_save, 
     local_bh_enable, might_sleep, preempt_enable
 from .preempt import NSEC_PER_JIFFY
 from .report import caller_site
-from .task import CURRENT, Task
+from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
 
 SPINLOCK_MAGIC = 0xDEAD4EAD
 _anon = 0
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _created_by_model(depth: int) -> bool:
+    """Was the lock being created by the package's own code (the model's lock)?"""
+    f: Any = sys._getframe(depth)
+    while f is not None and f.f_code.co_filename == __file__:
+        f = f.f_back
+    return f is not None and f.f_code.co_filename.startswith(_PKG_DIR)
 
 
 def _auto_name(prefix: str) -> str:
@@ -39,9 +61,11 @@ class spinlock_t:  # noqa: N801 - kernel type name
 
     __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
                  "acquisitions", "contentions", "wait_cycles", "hold_cycles", "acquired_at",
-                 "__weakref__")
+                 "spinners", "internal", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
+        self.internal = _created_by_model(2)
+        self.spinners = 0
         self.raw = threading.Lock()
         self.name = name or _auto_name("spinlock")
         self.owner: Task | None = None
@@ -97,15 +121,26 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     if not lock.raw.acquire(False):
         lock.contentions += 1
         start = c.clock
-        while True:
-            engine.spin(t, lock, event)
-            if lock.raw.acquire(False):
-                break
+        lock.spinners += 1
+        try:
+            while True:
+                engine.spin(t, lock, event)
+                if lock.raw.acquire(False):
+                    break
+        finally:
+            lock.spinners -= 1
         c = t.cpu
-        if lock.released_at > c.clock:
-            c.clock = lock.released_at
-        c.clock += costs.LOCK_HANDOFF
+        cost = max(0, lock.released_at - c.clock) + costs.LOCK_HANDOFF
+        engine.charge(t, cost)
         lock.wait_cycles += c.clock - start
+        c.spin_cycles += c.clock - start
+    elif lock.released_at > c.clock:
+        # free now, but on the virtual clock its holder let go only later: wait until then
+        lock.contentions += 1
+        wait = lock.released_at - c.clock + costs.LOCK_HANDOFF
+        engine.charge(t, wait)
+        lock.wait_cycles += wait
+        c.spin_cycles += wait
     else:
         engine.charge(t, costs.LOCK if lock.last_cpu in (c.id, -1) else costs.LINE_TRANSFER)
     lock.owner = t
@@ -113,9 +148,19 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.last_cpu = c.id
     lock.acquisitions += 1
     lock.acquired_at = c.clock
+    t.held.append(lock)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
+
+
+def _forget(owner: Task, lock: Any) -> None:
+    """Drop ``lock`` from the held list of ``owner`` (the innermost one, usually)."""
+    held = owner.held
+    if held and held[-1] is lock:
+        held.pop()
+    elif lock in held:
+        held.remove(lock)
 
 
 def _release(t: Task, lock: spinlock_t) -> None:
@@ -124,15 +169,22 @@ def _release(t: Task, lock: spinlock_t) -> None:
     if not lock.raw.locked():
         _spin_bug(t, lock, "already unlocked")
         return
-    if lock.owner is not t:
+    owner = lock.owner
+    if owner is not t:
         _spin_bug(t, lock, "wrong owner")
     elif lock.owner_cpu != c.id:
         _spin_bug(t, lock, "wrong CPU")
+    if owner is not None:
+        _forget(owner, lock)
     lock.hold_cycles += max(0, c.clock - lock.acquired_at)
     lock.owner = None
     lock.owner_cpu = -1
     lock.released_at = c.clock
     lock.raw.release()
+    if lock.spinners:
+        engine = t.machine._engine
+        if engine.policy_reopens_on_release:
+            engine.reopen(t)  # a waiter may be earlier on the virtual clock: decide at the next point
 
 
 def spin_lock(lock: spinlock_t) -> None:
@@ -159,6 +211,7 @@ def spin_trylock(lock: spinlock_t) -> int:
         lock.last_cpu = c.id
         lock.acquisitions += 1
         lock.acquired_at = c.clock
+        t.held.append(lock)
         return 1
     c.preempt_count -= 1
     return 0
@@ -225,9 +278,10 @@ def spin_is_locked(lock: spinlock_t) -> bool:
 class mutex:  # noqa: N801 - kernel type name
     """A sleeping lock; ownership passes directly to the first waiter."""
 
-    __slots__ = ("name", "owner", "waiters", "guard")
+    __slots__ = ("name", "owner", "waiters", "guard", "internal")
 
     def __init__(self, name: str | None = None) -> None:
+        self.internal = _created_by_model(2)
         self.name = name or _auto_name("mutex")
         self.owner: Task | None = None
         self.waiters: list[Task] = []
@@ -255,6 +309,7 @@ def mutex_lock(m: mutex) -> None:
     with m.guard:
         if m.owner is None:
             m.owner = t
+            t.held.append(m)
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -264,8 +319,19 @@ def mutex_lock(m: mutex) -> None:
                              fatal=True)
         t.woken = False
         m.waiters.append(t)
-    while m.owner is not t:
-        block(m, None, "mutex_lock")
+    try:
+        while m.owner is not t:
+            block(m, None, "mutex_lock")
+    except BaseException:
+        with m.guard:  # an aborted run unwinds the waiter: it leaves the queue
+            if t in m.waiters:
+                m.waiters.remove(t)
+            elif m.owner is t:  # handed over just now: pass it on
+                m.owner = m.waiters.pop(0) if m.waiters else None
+                if m.owner is not None:
+                    t.machine._engine.wake(t, m.owner)
+        raise
+    t.held.append(m)
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -273,6 +339,7 @@ def mutex_trylock(m: mutex) -> int:
     with m.guard:
         if m.owner is None:
             m.owner = t
+            t.held.append(m)
             return 1
     return 0
 
@@ -288,6 +355,7 @@ def mutex_unlock(m: mutex) -> None:
                               f"owned by {m.describe()}"], site=f"{m.name}@{file}:{line}")
             if m.owner is None:
                 return
+        _forget(m.owner, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     if nxt is not None:
@@ -326,18 +394,29 @@ def init_waitqueue_head(name: str | None = None) -> wait_queue_head_t:
 DECLARE_WAIT_QUEUE_HEAD = init_waitqueue_head
 
 
-def prepare_to_wait(wq: wait_queue_head_t) -> None:
-    """Put ``current`` on ``wq`` before testing the condition (no lost wake-ups)."""
+def prepare_to_wait(wq: wait_queue_head_t, state: int = TASK_UNINTERRUPTIBLE) -> None:
+    """Put ``current`` on ``wq`` and set its state before testing the condition.
+
+    A wake_up() from here on sets the task back to TASK_RUNNING, so the schedule()
+    (or schedule_timeout()) that follows returns at once: no wake-up is lost.
+    """
+    if state not in (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
+        raise KmemUsageError(f"prepare_to_wait: state(={state!r}) must be TASK_INTERRUPTIBLE or "
+                             f"TASK_UNINTERRUPTIBLE")
     t = CURRENT.task
     with wq.guard:
         t.woken = False
+        t.kstate = state
+        t.waiting_on = wq
         if t not in wq.waiters:
             wq.waiters.append(t)
 
 
 def finish_wait(wq: wait_queue_head_t) -> None:
+    """Back to TASK_RUNNING and off ``wq`` (after the condition held or a timeout)."""
     t = CURRENT.task
     with wq.guard:
+        t.kstate = TASK_RUNNING
         if t in wq.waiters:
             wq.waiters.remove(t)
 

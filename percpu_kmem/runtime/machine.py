@@ -7,20 +7,24 @@ kernel finds ``current``.
 
 from __future__ import annotations
 
+import os
 import random
 import time
+import warnings
+from pathlib import Path
 from typing import Any, Callable, Final, Iterable
 
 from loguru import logger
 
-from .engine import BatonEngine, FreeEngine, _EngineBase, run_engine
-from .errors import Deadlock, KernelBug, KernelPanic, KmemUsageError, Oops
+from .engine import BatonEngine, FreeEngine, run_engine
+from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
+                     MachineUnusable, Oops, TaskAbort)
 from .kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
 from .report import Report, capture_stack, format_call_trace
-from .task import CPU, CURRENT, TASK_DONE, Task
-from .trace import Trace
+from .task import CPU, CURRENT, T_DONE, T_READY, T_SLEEPING, Task
+from .trace import TRACE_MAGIC, Trace
 
 ON_BUG_MODES: Final = ("record", "raise", "panic")
 MAX_CPUS: Final = 256
@@ -31,6 +35,16 @@ BOOT_SEED: Final = 0
 #: At most this many dmesg lines of the failing init function go into the exception's notes
 #: (the console a developer reads after a failed boot).
 BOOT_DMESG_TAIL: Final = 40
+#: A replay hint carries the trace inline up to this many decisions, else in a file.
+REPLAY_INLINE_MAX: Final = 40
+#: Where long traces are written (under the working directory).
+TRACE_DIR: Final = ".percpu_kmem"
+
+Engine = BatonEngine | FreeEngine
+
+
+class ReplayDivergedWarning(UserWarning):
+    """A replayed trace no longer fits the run: from that step on the run is a new one."""
 
 _log = logger.bind(subsystem="printk")
 
@@ -64,8 +78,12 @@ class Machine:
             the task goes on where the kernel would), "raise" (a KernelBug in the
             task, re-raised by ``run``) or "panic" (the run stops, ``run`` raises
             KernelPanic).
-        irq_rate: default rate for interrupts registered with ``inject=True``.
-        timeout: wall-clock seconds a run may take before it is aborted.
+        irq_rate: the rate given to interrupts registered with ``request_irq`` without a
+            rate of their own: the chance per scheduling point (with interrupts enabled on
+            the running CPU) that the policy raises the interrupt there. 0 (default):
+            interrupts are raised only by ``raise_irq``.
+        timeout: wall-clock seconds a run may take (a positive number, or None for no
+            limit); a run that outlives it stops and raises RunTimeout.
         init: callables run as kernel threads in the boot phase, before the buddy
             allocator exists: the place for ``alloc_bootmem`` (see mm/bootmem.py).
         slab_debug: turn slab debugging (poison, redzones, double-free checks) on
@@ -76,19 +94,31 @@ class Machine:
 
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, nodes: int = 1,
                  policy: str = "random", seed: int = 0, replay: Trace | str | None = None,
-                 on_bug: str = "record", timeout: float = 60.0, boot: bool = True,
+                 on_bug: str = "record", timeout: float | None = 60.0, boot: bool = True,
                  init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
-                 **policy_options: Any) -> None:
-        if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
-            raise KmemUsageError(f"cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
-        if not isinstance(nodes, int) or not 1 <= nodes <= cpus:
-            raise KmemUsageError(f"nodes(={nodes!r}) must be an int from 1 to cpus(={cpus})")
-        if policy not in POLICIES:
-            raise KmemUsageError(f"policy(={policy!r}) must be one of {', '.join(POLICIES)}")
-        if on_bug not in ON_BUG_MODES:
-            raise KmemUsageError(f"on_bug(={on_bug!r}) must be one of {', '.join(ON_BUG_MODES)}")
-        if not isinstance(seed, int):
-            raise KmemUsageError(f"seed(={seed!r}) must be an int")
+                 irq_rate: float = 0.0, **policy_options: Any) -> None:
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
+            raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
+        if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= cpus:
+            raise KmemUsageError(f"Machine: nodes(={nodes!r}) must be an int from 1 to cpus(={cpus})")
+        if not isinstance(policy, str) or policy not in POLICIES:
+            raise KmemUsageError(f"Machine: policy(={policy!r}) must be one of {', '.join(POLICIES)}")
+        if not isinstance(on_bug, str) or on_bug not in ON_BUG_MODES:
+            raise KmemUsageError(f"Machine: on_bug(={on_bug!r}) must be one of {', '.join(ON_BUG_MODES)}")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise KmemUsageError(f"Machine: seed(={seed!r}) must be an int")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not timeout > 0):
+            raise KmemUsageError(f"Machine: timeout(={timeout!r}) must be a positive number of wall "
+                                 f"seconds, or None for no limit")
+        if isinstance(irq_rate, bool) or not isinstance(irq_rate, (int, float)) or not 0.0 <= irq_rate <= 1.0:
+            raise KmemUsageError(f"Machine: irq_rate(={irq_rate!r}) must be a number within [0, 1]")
+        if not isinstance(slab_debug, bool):
+            raise KmemUsageError(f"Machine: slab_debug(={slab_debug!r}) must be True or False")
+        if policy == "free":
+            FreeEngine.check_options(policy_options)
+        else:
+            make_policy(policy, 0, **policy_options)  # options are checked now, not at the first run
         self.boot_init: tuple[Callable[[], Any], ...] = tuple(init)
         for fn in self.boot_init:
             if not callable(fn):
@@ -102,8 +132,14 @@ class Machine:
         self.seed = seed
         self.on_bug = on_bug
         self.timeout = timeout
+        self.irq_rate = float(irq_rate)
+        self.memory_arg = memory
+        #: why this machine refuses further runs (None while it is usable)
+        self.unusable: str | None = None
+        #: (lock, task) pairs: a lock left held by a task of an earlier run that is gone
+        self._orphan_locks: list[tuple[Any, Task]] = []
         self.policy_options = policy_options
-        self._replay = Trace.parse(replay) if replay is not None else None
+        self._replay = _load_trace(replay) if replay is not None else None
         if self._replay is not None and policy == "free":
             raise KmemUsageError("a trace cannot be replayed with policy='free': use the trace's policy")
         self.reports: list[Report] = []
@@ -114,9 +150,11 @@ class Machine:
         self._softirq_vec: list[Callable[[], Any] | None] = [None] * NR_SOFTIRQS
         self._next_pid = 1
         self._runs = 0
-        self._engine: _EngineBase | None = None
+        self._engine: Engine | None = None
         self._last_trace: Trace | None = None
         self.panicked: str | None = None
+        self._panic_report: Report | None = None
+        self.system_state_booted = bool(boot)
         self._procs: dict[str, Callable[[], str]] = {}
         self._checkers: dict[str, Callable[[], None]] = {}
         self._daemons: list[tuple[str, Callable[[], Any], frozenset[int] | None]] = []
@@ -210,19 +248,26 @@ class Machine:
         """Run each callable as a kernel thread; return their results when all have ended.
 
         Raises:
-            the first exception a task raised (a KernelBug with on_bug="raise",
-            or any Python error), KernelPanic after a panic, Deadlock when every
-            task blocked with on_bug="raise". Each carries a note with the seed and
-            the trace that replays the run.
+            the first exception a task or an interrupt handler raised (a KernelBug with
+            on_bug="raise", or any Python error), KernelPanic after a panic, Deadlock or
+            Livelock when no task could progress with on_bug="raise", RunTimeout when the
+            run outlived ``timeout``, KeyboardInterrupt after Ctrl-C (every task thread has
+            stopped by then). Each carries a note with the seed and how to replay the run.
+            MachineUnusable if an earlier run left this machine unable to run.
         """
         if not fns:
             raise KmemUsageError("run() needs at least one callable")
         for fn in fns:
             if not callable(fn):
                 raise KmemUsageError(f"run() takes callables, got {fn!r}")
+        name_list = list(names) if names is not None else []
+        for name in name_list:
+            if not isinstance(name, str) or not name:
+                raise KmemUsageError(f"run(): names must be non-empty strings (task comms), got {name!r}")
         if self._engine is not None and not self._engine.finished:
             raise KmemUsageError("this machine is already running: start more work with kthread_run()")
-        name_list = list(names) if names is not None else []
+        if self.unusable is not None:
+            raise MachineUnusable(f"this machine refuses further runs: {self.unusable}; build a new Machine")
         engine = self._new_engine()
         self._engine = engine
         tasks = []
@@ -238,44 +283,108 @@ class Machine:
         self._deadlock_report: Report | None = None
         try:
             run_engine(engine, tasks, self.timeout)
+        except BaseException as e:
+            e.add_note(f"percpu_kmem: the run was stopped ({engine.abort_reason or type(e).__name__})")
+            raise
         finally:
             self._last_trace = self._trace_of(engine)
             self._runs += 1
             if isinstance(engine, BatonEngine) and isinstance(engine.policy, ReplayPolicy):
                 self.diverged = engine.policy.diverged
+                if self.diverged is not None:
+                    self._report_divergence(self.diverged)
             self._after_run(engine)
         self._raise_failure(engine)
         return [t.result for t in tasks if not t.daemon]
 
-    def _after_run(self, engine: _EngineBase) -> None:
-        """A run left every CPU quiet: reset what only a live task could own."""
+    def _after_run(self, engine: Engine) -> None:
+        """The run is over: reset what only a live task could own, and see what was left.
+
+        A lock still held by a task of the run is held by a task that no longer exists:
+        ``check()`` names it, and when the lock belongs to the model itself the machine
+        refuses further runs. So does a task thread that could not be stopped, and a panic.
+        """
         for c in self.cpus:
             c.curr = None
             c.preempt_count = 0
             c.irqs_off = False
+        self._orphan_locks = [(lk, t) for lk, t in self._orphan_locks if lk.owner is t]
+        for t in engine.tasks:
+            for lk in t.held:
+                if lk.owner is t:
+                    self._orphan_locks.append((lk, t))
+            t.held = []
+        internal = [(lk, t) for lk, t in self._orphan_locks if lk.internal]
+        if internal and self.unusable is None:
+            self.unusable = "; ".join(f"the model's lock {lk.name} is held by {t.name}, which ended holding it"
+                                      for lk, t in internal)
+        alive = engine.threads_alive()
+        if alive and self.unusable is None:
+            self.unusable = (f"{alive} task thread(s) of the last run could not be stopped (a loop in "
+                             f"simulated code without a scheduling point?)")
+        if self.panicked is not None and self.unusable is None:
+            self.unusable = f"the machine panicked (Kernel panic - not syncing: {self.panicked})"
 
-    def _raise_failure(self, engine: _EngineBase) -> None:
-        exc = engine.failure
-        if exc is None and self.panicked is not None:
-            exc = KernelPanic(self.panicked)
+    def _raise_failure(self, engine: Engine) -> None:
+        exc: BaseException | None = None
+        if self.panicked is not None:
+            exc = KernelPanic(self.panicked, self._panic_report)
+            if engine.failure is not None:
+                exc.__cause__ = engine.failure
+        if exc is None:
+            exc = engine.failure
         if exc is None and self._deadlock_report is not None and self.on_bug == "raise":
-            exc = Deadlock(self._deadlock_report)
+            cls = Livelock if self._deadlock_report.kind == "livelock" else Deadlock
+            exc = cls(self._deadlock_report)
         if exc is not None:
             exc.add_note(self.replay_hint())
             raise exc
 
-    def replay_hint(self) -> str:
-        """How to repeat the last run: its seed and its trace."""
-        trace = self._last_trace
-        how = f"Machine(cpus={self.nr_cpus}, policy={self.policy_name!r}, seed={self.seed}"
-        if trace is None or self.policy_name == "free":
-            return f"percpu_kmem: seed={self.seed} policy={self.policy_name} (free-running: not replayable)"
-        if len(trace) > 60:
-            return (f"percpu_kmem: seed={self.seed}; replay with {how}) or with replay=m.trace "
-                    f"({len(trace)} decisions, {self.steps} steps)")
-        return f"percpu_kmem: seed={self.seed}; replay with {how}, replay={str(trace)!r})"
+    # -- replay ---------------------------------------------------------------------
+    def shaping_args(self) -> dict[str, Any]:
+        """The Machine arguments that shape a run, as ``Machine(**args)`` takes them."""
+        args: dict[str, Any] = {"cpus": self.nr_cpus, "policy": self.policy_name, "seed": self.seed,
+                                "memory": self.memory_arg, "nodes": self.nr_nodes, "on_bug": self.on_bug,
+                                "slab_debug": self.slab_debug, "irq_rate": self.irq_rate}
+        if self.system_state_booted is False:
+            args["boot"] = False
+        args.update(self.policy_options)
+        return args
 
-    def _new_engine(self) -> _EngineBase:
+    def replay_hint(self) -> str:
+        """How to repeat the last run: every argument that shaped it, and its whole trace.
+
+        A trace longer than REPLAY_INLINE_MAX decisions is written to a file under
+        ``.percpu_kmem/`` of the working directory, and the hint names that file.
+        """
+        trace = self._last_trace
+        args = self.shaping_args()
+        run_no = self._runs
+        if trace is None or self.policy_name == "free":
+            args["policy"] = "random"
+            return (f"percpu_kmem: seed={self.seed} policy={self.policy_name} (free-running runs do not "
+                    f"replay); rerun it deterministically with Machine({_fmt_args(args)})")
+        if len(trace) <= REPLAY_INLINE_MAX:
+            args["replay"] = str(trace)
+        else:
+            args["replay"] = str(save_trace(trace))
+        how = f"Machine({_fmt_args(args)})"
+        more = ""
+        if run_no > 1:
+            more = (f" (this was run {run_no} of the machine: the earlier runs changed its state, "
+                    f"so run them first, or replay on a machine in the same state)")
+        if self.boot_init:
+            more += " (pass the same init= functions)"
+        return f"percpu_kmem: seed={self.seed} policy={self.policy_name}; replay with {how}{more}"
+
+    def _report_divergence(self, why: str) -> None:
+        warnings.warn(ReplayDivergedWarning(f"percpu_kmem: {why}"), stacklevel=3)
+        rep = Report(kind="replay_diverged", text=f"percpu_kmem: {why}", cpu=-1, task="-", pid=0,
+                     preempt_count=0, irqs_disabled=False, step=self.steps)
+        self.reports.append(rep)
+        self.printk(rep.text, "WARNING")
+
+    def _new_engine(self) -> Engine:
         seed = self.seed if self._runs == 0 else (self.seed * 1_000_003 + self._runs)
         opts = dict(self.policy_options)
         if self.policy_name == "free":
@@ -300,10 +409,10 @@ class Machine:
             import random as _r
             t.rng = _r.Random(engine._seed_rng.random())
             with engine.cv:
-                t.state = 2
+                t.state = T_READY
                 engine.ready.append(t)
         else:
-            t.state = 2
+            t.state = T_READY
             t.ready_at = CURRENT.task.cpu.clock if CURRENT.task else 0
             engine.ready.append(t)
         engine.add_task(t)
@@ -320,7 +429,7 @@ class Machine:
             raise KmemUsageError("no run yet: call Machine.run() first")
         return self._last_trace
 
-    def _trace_of(self, engine: _EngineBase) -> Trace:
+    def _trace_of(self, engine: Engine) -> Trace:
         comms = {t.pid: t.comm for t in engine.tasks}
         name = self.policy_name
         seed = self.seed if self._runs == 0 else (self.seed * 1_000_003 + self._runs)
@@ -372,7 +481,7 @@ class Machine:
                          task=t.name if t else "-", pid=t.pid if t else 0,
                          preempt_count=cpu.preempt_count if cpu else 0,
                          irqs_disabled=cpu.irqs_off if cpu else False, stack=frames,
-                         step=engine.steps if engine else 0, site=site, extra=extra or {})
+                         step=engine.current_step(t or None) if engine else 0, site=site, extra=extra or {})
             self.reports.append(rep)
             if site:
                 self._report_sites[key] = rep
@@ -386,29 +495,46 @@ class Machine:
         return rep
 
     def panic(self, message: str, rep: Report | None = None) -> None:
-        """panic(): print the kernel's line and stop the run."""
+        """panic(): print the kernel's line and stop the run (the caller unwinds at once,
+        the other tasks at their next safe point); the machine then refuses further runs."""
         if self.panicked is None:
             self.panicked = message
+            self._panic_report = rep
             self.printk(f"Kernel panic - not syncing: {message}", "CRITICAL")
         engine = self._engine
         if engine is not None:
-            engine.request_abort(CURRENT.task or None)  # type: ignore[attr-defined]
-        from .errors import TaskAbort
+            engine.request_abort(CURRENT.task or None)
         raise TaskAbort()
 
     def _report_deadlock(self, waits: list[str]) -> None:
-        lines = ["INFO: task hung: every task is blocked and nothing can wake one (deadlock)"]
-        lines += [f"  {w}" for w in waits]
-        frames: tuple[Any, ...] = ()
-        rep = Report(kind="deadlock", text="\n".join(lines), cpu=-1, task="-", pid=0,
-                     preempt_count=0, irqs_disabled=False, stack=frames,
+        self._report_stuck("deadlock", "INFO: task hung: every task is blocked and nothing can wake one "
+                                       "(deadlock)", waits)
+
+    def _report_livelock(self, waits: list[str]) -> None:
+        self._report_stuck("livelock", "INFO: livelock: every task busy-waits, spins or sleeps, and none "
+                                       "makes progress (a soft lockup that would never end)", waits)
+
+    def _report_stuck(self, kind: str, header: str, waits: list[str]) -> None:
+        """A run that can never finish: say who waits on what, then end it."""
+        lines = [header, *(f"  {w}" for w in waits)]
+        rep = Report(kind=kind, text="\n".join(lines), cpu=-1, task="-", pid=0,
+                     preempt_count=0, irqs_disabled=False, stack=(),
                      step=self._engine.steps if self._engine else 0, extra={"waits": waits})
         self.reports.append(rep)
         self.printk(rep.text, "ERROR")
         self._deadlock_report = rep
         if self.on_bug == "panic" and self.panicked is None:
-            self.panicked = "deadlock"
-            self.printk("Kernel panic - not syncing: deadlock", "CRITICAL")
+            self.panicked = kind
+            self._panic_report = rep
+            self.printk(f"Kernel panic - not syncing: {kind}", "CRITICAL")
+
+    def report_held_locks(self, t: Task) -> Report:
+        """lockdep's debug_check_no_locks_held() at exit: ``t`` returned with locks held."""
+        n = len(t.held)
+        lines = ["=" * 36, f"WARNING: {t.comm}/{t.pid} still has locks held!", "-" * 36,
+                 f"{n} lock{'s' if n != 1 else ''} held by {t.comm}/{t.pid}:"]
+        lines += [f" #{i}: {lk.name}" for i, lk in enumerate(t.held)]
+        return self.report("held_locks_at_exit", lines, extra={"locks": [lk.name for lk in t.held]})
 
     def reports_of(self, kind: str) -> list[Report]:
         """The reports of one kind."""
@@ -416,20 +542,25 @@ class Machine:
 
     # -- interrupts -----------------------------------------------------------------
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
-                    dev_id: Any = None, *, rate: float = 0.0) -> None:
+                    dev_id: Any = None, *, rate: float | None = None) -> None:
         """Register ``handler(irq, dev_id)`` for ``irq``.
 
-        ``rate`` > 0 lets the policy raise it at random: at each scheduling
-        decision where interrupts are enabled it fires with that probability.
+        ``rate`` > 0 lets the policy raise it at random: the chance per scheduling point
+        (with interrupts enabled on the running CPU) that it fires there, the same under
+        every policy. None takes the machine's ``irq_rate``.
         """
-        if not isinstance(irq, int) or irq < 0:
-            raise KmemUsageError(f"irq(={irq!r}) must be a non-negative int")
+        if isinstance(irq, bool) or not isinstance(irq, int) or irq < 0:
+            raise KmemUsageError(f"request_irq: irq(={irq!r}) must be a non-negative int")
         if not callable(handler):
-            raise KmemUsageError(f"handler for IRQ {irq} is not callable: {handler!r}")
+            raise KmemUsageError(f"request_irq: handler for IRQ {irq} is not callable: {handler!r}")
+        if not isinstance(name, str):
+            raise KmemUsageError(f"request_irq: name(={name!r}) must be a string")
+        if rate is None:
+            rate = self.irq_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise KmemUsageError(f"request_irq: rate(={rate!r}) must be a number within [0, 1]")
         if irq in self._irq_actions:
             raise KmemUsageError(f"IRQ {irq} already has a handler ({self._irq_actions[irq].name})")
-        if not 0.0 <= rate <= 1.0:
-            raise KmemUsageError(f"rate(={rate}) must be within [0, 1]")
         self._irq_actions[irq] = IrqAction(irq, handler, name or getattr(handler, "__name__", "irq"), dev_id, rate)
         self._refresh_irq_sources()
 
@@ -468,7 +599,15 @@ class Machine:
             self._do_irq(c, irq)
 
     def _do_irq(self, c: CPU, irq: int) -> None:
-        """do_IRQ: run the handler on ``c`` in hardirq context, then softirqs on exit."""
+        """do_IRQ: run the handler on ``c`` in hardirq context, then softirqs on exit.
+
+        The hardirq count and the saved interrupt flag follow the task whose stack the
+        handler runs on: a handler that (wrongly) sleeps may wake on another CPU, and the
+        irq exit then happens there. A Python exception (or a raise-mode KernelBug) in the
+        handler fails the run without unwinding the code it interrupted, which runs on to
+        a safe point; an Oops still kills the interrupted task, as the kernel's does.
+        """
+        t = CURRENT.task
         action = self._irq_actions.get(irq)
         c.nr_irqs += 1
         saved_irqs = c.irqs_off
@@ -480,7 +619,18 @@ class Machine:
             else:
                 action.count[c.id] = action.count.get(c.id, 0) + 1
                 action.handler(irq, action.dev_id)
+        except (TaskAbort, Oops):
+            raise
+        except BaseException as e:  # noqa: BLE001 - handed to Machine.run
+            engine = self._engine
+            if engine is None:
+                raise
+            e.add_note(f"percpu_kmem: raised by the handler of IRQ {irq} ({action.name if action else '?'}) "
+                       f"on CPU#{c.id}")
+            engine.fail(e, f"the handler of IRQ {irq} raised {type(e).__name__}")
         finally:
+            if t and t.cpu is not None:
+                c = t.cpu
             c.preempt_count -= HARDIRQ_OFFSET
             c.irqs_off = saved_irqs
         if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
@@ -492,7 +642,10 @@ class Machine:
         self._softirq_vec[nr] = action
 
     def do_softirq(self, c: CPU) -> None:
-        """Run the raised softirqs of ``c`` with SOFTIRQ_OFFSET held and irqs on."""
+        """Run the raised softirqs of ``c`` with SOFTIRQ_OFFSET held and irqs on.
+
+        As in ``_do_irq``, the softirq count follows the task if an action sleeps."""
+        t = CURRENT.task
         for _ in range(10):  # MAX_SOFTIRQ_RESTART
             pending = c.softirq_pending
             if not pending:
@@ -508,12 +661,14 @@ class Machine:
                         if fn is not None:
                             fn()
             finally:
+                if t and t.cpu is not None:
+                    c = t.cpu
                 c.irqs_off = saved
                 c.preempt_count -= SOFTIRQ_OFFSET
 
     def _idle_task(self, c: CPU) -> Task:
         """The CPU's idle task (swapper/N), created when an interrupt first needs it."""
-        if c.idle is not None and c.idle.state != TASK_DONE:
+        if c.idle is not None and c.idle.state != T_DONE:
             return c.idle
         engine = self._engine
         assert engine is not None
@@ -527,7 +682,7 @@ class Machine:
 
         t = Task(self, 0, f"swapper/{c.id}", idle_loop, is_idle=True)
         t.cpus_allowed = frozenset([c.id])
-        t.state = 3  # sleeping until picked
+        t.state = T_SLEEPING  # sleeping until picked
         holder.append(t)
         c.idle = t
         if not engine.deterministic:
@@ -556,11 +711,16 @@ class Machine:
         """Walk every structure; raise InconsistentState naming what is wrong."""
         from .errors import KmemInternalError
         if self._engine is not None and not self._engine.finished and any(
-                t.state != TASK_DONE for t in self._engine.tasks if not t.is_idle and not t.daemon):
+                t.state != T_DONE for t in self._engine.tasks if not t.is_idle and not t.daemon):
             raise KmemUsageError("check() walks a quiet machine: call it between runs")
         for c in self.cpus:
             if c.curr is not None or c.preempt_count or c.irqs_off:
                 raise KmemInternalError(f"CPU#{c.id} not quiet after the run: {c!r}")
+        orphans = [(lk, t) for lk, t in self._orphan_locks if lk.owner is t]
+        if orphans:
+            raise InconsistentState("locks held by tasks that no longer exist: " + "; ".join(
+                f"{type(lk).__name__} {lk.name} held by {t.name} (ended {'by ' + type(t.exc).__name__ if t.exc else 'holding it'})"
+                for lk, t in orphans))
         for name, fn in self._checkers.items():
             fn()
 
@@ -571,6 +731,43 @@ class Machine:
             "cpus": [{"cpu": c.id, "switches": c.nr_switches, "preemptions": c.nr_preemptions,
                       "irqs": c.nr_irqs, "clock": c.clock} for c in self.cpus],
         }
+
+
+def _fmt_args(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def save_trace(trace: Trace, directory: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``trace`` to ``<directory>/trace-<policy>-<seed>-<hash>.pkt`` (by default under
+    ``.percpu_kmem/`` of the working directory) and return its absolute path."""
+    import hashlib
+    text = str(trace)
+    digest = hashlib.sha1(text.encode()).hexdigest()[:10]
+    folder = Path(directory) if directory is not None else Path.cwd() / TRACE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / f"trace-{trace.policy}-{trace.seed}-{digest}.pkt").resolve()
+    if not path.exists():
+        path.write_text(text + "\n")
+    return path
+
+
+def _load_trace(replay: Any) -> Trace:
+    """A trace from a Trace, its text, or the path of a file holding its text."""
+    if isinstance(replay, Trace):
+        return replay
+    if isinstance(replay, os.PathLike) or (isinstance(replay, str) and not replay.lstrip().startswith(TRACE_MAGIC)):
+        path = Path(replay)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise KmemUsageError(f"Machine: replay(={str(replay)!r}) is not a percpu_kmem trace "
+                                 f"('{TRACE_MAGIC} <policy> seed=<n> | ...') nor a readable trace file: "
+                                 f"{e.strerror or e}") from None
+        return Trace.parse(text.strip())
+    if isinstance(replay, str):
+        return Trace.parse(replay)
+    raise KmemUsageError(f"Machine: replay(={replay!r}) must be a Trace (m.trace), its text, or the path "
+                         f"of a trace file")
 
 
 def _comm_of(fn: Callable[..., Any]) -> str:

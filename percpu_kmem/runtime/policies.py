@@ -10,7 +10,8 @@ where irqs are on), so every policy explores only schedules a kernel could run.
   al., ASPLOS 2010) with a depth ``d``; steps are counted only where more than
   one choice is legal.
 - :class:`VirtualTimePolicy` ("virtual"): the CPU with the smallest virtual clock
-  runs next; contention emerges from the cycles each primitive charges.
+  runs next; contention emerges from the cycles each primitive charges; a
+  scheduler tick every 1/HZ of virtual time preempts when tasks wait for a CPU.
 - :class:`ReplayPolicy`: follows a recorded trace, says where a replay diverges
   and carries on randomly from there.
 """
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from loguru import logger
 
+from .errors import KmemUsageError
+from .preempt import NSEC_PER_JIFFY
 from .trace import Decision, Trace
 
 if TYPE_CHECKING:
@@ -57,12 +60,29 @@ class Options:
         return [c for c in self.idle_cpus if c.id in allowed]
 
 
+def _check_int(policy: str, name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise KmemUsageError(f"policy {policy!r}: {name}(={value!r}) must be an int >= {low}")
+    return value
+
+
+def _check_prob(policy: str, name: str, value: Any, high: float = 1.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= high:
+        raise KmemUsageError(f"policy {policy!r}: {name}(={value!r}) must be a number within [0, {high}]")
+    return float(value)
+
+
 class Policy:
     """Interface of a scheduling policy."""
 
     name = "policy"
     #: Deciding at every point (PCT) rather than after a drawn number of points.
     every_point = False
+    #: Scheduling points cost ``costs.POINT`` cycles of virtual time (the virtual policy).
+    charges_points = False
+    #: A lock released with spinners waiting ends the holder's budget (the virtual policy:
+    #: a waiter earlier on the virtual clock must get the lock before the holder goes on).
+    reopens_on_release = False
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
@@ -88,7 +108,22 @@ class Policy:
         """Virtual-clock value past which ``t`` must let the policy decide."""
         return 1 << 62
 
+    def on_relax(self, engine: BatonEngine, t: Task) -> None:
+        """``t`` turned once more in a busy-wait loop (cpu_relax())."""
+
     # Shared helpers -----------------------------------------------------
+    def _irq(self, engine: BatonEngine, opts: Options) -> tuple[Any, ...] | None:
+        """Deliver an injectable interrupt here? A source of rate ``r`` fires with
+        probability ``r`` per scheduling point (with interrupts enabled) that passed since
+        the last decision, so the count per run is the same under every policy."""
+        k = engine.points_run if engine.points_run > 0 else 1
+        rng = self.rng
+        for irq, rate in opts.irqs:
+            p = rate if k == 1 else 1.0 - (1.0 - rate) ** k
+            if rng.random() < p:
+                return ("I", irq)
+        return None
+
     def _pick_uniform(self, t: Task, opts: Options, forced: bool) -> tuple[Any, ...]:
         rng = self.rng
         n_run = len(opts.running)
@@ -119,8 +154,9 @@ class RandomPolicy(Policy):
 
     def __init__(self, seed: int, mean_run: int = 4, preempt_prob: float = 0.2) -> None:
         super().__init__(seed)
+        _check_int("random", "mean_run", mean_run, 1)
         self.span = max(1, 2 * mean_run - 1)
-        self.preempt_prob = preempt_prob
+        self.preempt_prob = _check_prob("random", "preempt_prob", preempt_prob)
 
     def budget(self, engine: BatonEngine, t: Task) -> int:
         return self.rng.randrange(self.span) + 1
@@ -133,9 +169,10 @@ class RandomPolicy(Policy):
         if not forced:
             if opts.can_preempt and rng.random() < self.preempt_prob:
                 return ("P",)
-            for irq, rate in opts.irqs:
-                if rng.random() < rate:
-                    return ("I", irq)
+            if opts.irqs:
+                act = self._irq(engine, opts)
+                if act is not None:
+                    return act
         return self._pick_uniform(t, opts, forced)
 
 
@@ -154,10 +191,8 @@ class PCTPolicy(Policy):
 
     def __init__(self, seed: int, depth: int = 2, steps: int = 200) -> None:
         super().__init__(seed)
-        if depth < 1:
-            raise ValueError(f"PCT depth(={depth}) must be >= 1")
-        if steps < 1:
-            raise ValueError(f"PCT steps(={steps}) must be >= 1")
+        _check_int("pct", "depth", depth, 1)
+        _check_int("pct", "steps", steps, 1)
         self.depth = depth
         self.steps = steps
         self.change_points = sorted(self.rng.sample(range(1, steps + 1), min(depth - 1, steps)))
@@ -176,9 +211,10 @@ class PCTPolicy(Policy):
                 self.change_points.pop(0)
                 self.low -= 1.0
                 t.prio = self.low
-        for irq, rate in opts.irqs if not forced else ():
-            if self.rng.random() < rate:
-                return ("I", irq)
+        if opts.irqs and not forced:
+            act = self._irq(engine, opts)
+            if act is not None:
+                return act
         best: tuple[Any, ...] | None = None
         best_prio = float("-inf")
         for u in opts.running:
@@ -198,28 +234,53 @@ class PCTPolicy(Policy):
             return ("V", opts.idle_irq_cpus[0])
         return best
 
+    def on_relax(self, engine: BatonEngine, t: Task) -> None:
+        """A busy-waiting task drops below every other, as the PCT paper treats a yield:
+        otherwise a high-priority spinner would starve the task it waits for."""
+        self.low -= 1.0
+        t.prio = self.low
+
 
 class VirtualTimePolicy(Policy):
-    """Smallest virtual clock runs next; ties go to the lowest CPU number.
+    """Smallest virtual clock runs next; ties are broken by the seed.
 
-    Primitives charge cycles to the running CPU; once its clock passes the
-    smallest clock of any other runnable CPU, the next point hands over. Lock
-    contention, spinning and cache-line transfers then show as elapsed virtual
-    time, which is what the scalability study measures.
+    Primitives charge cycles to the running CPU (runtime/costs.py); once its clock
+    passes the smallest clock of any other runnable CPU, the next point hands over.
+    Every scheduling point costs ``costs.POINT``, so code that only passes points still
+    advances its clock. Lock contention, spinning and cache-line transfers then show as
+    elapsed virtual time, which is what the scalability study measures.
+
+    Each CPU has a scheduler tick every ``tick`` ns (1/HZ) of virtual time; the seed
+    sets its phase and a jitter of up to ``jitter`` of a period. A tick sets
+    need_resched: at the next point where preempt_count == 0 and interrupts are on, a
+    task that waits for a CPU gets this one (round robin). Interrupt sources fire with
+    their rate per scheduling point, as under every policy.
     """
 
     name = "virtual"
+    charges_points = True
+    reopens_on_release = True
+    #: Points between two decisions when no clock limit stops the task earlier.
+    BUDGET: Final = 64
 
-    def __init__(self, seed: int, quantum: int = 0) -> None:
+    def __init__(self, seed: int, quantum: int = 0, tick: int = NSEC_PER_JIFFY, jitter: float = 0.1) -> None:
         super().__init__(seed)
-        self.quantum = quantum
+        self.quantum = _check_int("virtual", "quantum", quantum, 0)
+        self.tick = _check_int("virtual", "tick", tick, 1)
+        self.jitter = _check_prob("virtual", "jitter", jitter, 0.5)
+        self.need_resched: set[int] = set()
+
+    def start(self, engine: BatonEngine) -> None:
+        for c in engine.cpus:
+            c.next_tick = c.clock + self.rng.randrange(self.tick)
+
+    def _next_tick(self, c: CPU) -> None:
+        span = int(self.tick * self.jitter)
+        while c.next_tick <= c.clock:
+            c.next_tick += self.tick + (self.rng.randint(-span, span) if span else 0)
 
     def budget(self, engine: BatonEngine, t: Task) -> int:
-        return 1 << 30
-
-    @staticmethod
-    def _clock_of(u: Task) -> int:
-        return u.cpu.clock if u.cpu is not None else 0
+        return self.BUDGET
 
     def vlimit(self, engine: BatonEngine, t: Task) -> int:
         lim = 1 << 62
@@ -231,25 +292,39 @@ class VirtualTimePolicy(Policy):
             elif u is not t and (u.spinning is None or not u.spinning.locked()):
                 if c.clock < lim:
                     lim = c.clock
+        c = t.cpu
+        if engine.ready and c is not None and c.next_tick < lim:
+            lim = c.next_tick
         return lim + self.quantum
 
     def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
-        for irq, rate in opts.irqs if not forced else ():
-            if self.rng.random() < rate:
-                return ("I", irq)
+        if not forced:
+            c = t.cpu
+            if c is not None and c.clock >= c.next_tick:
+                self._next_tick(c)
+                self.need_resched.add(c.id)
+            if opts.can_preempt and c is not None and c.id in self.need_resched and engine.ready \
+                    and not opts.idle_cpus:
+                self.need_resched.discard(c.id)
+                return ("P",)
+            if opts.irqs:
+                act = self._irq(engine, opts)
+                if act is not None:
+                    return act
+        rnd = self.rng.random
         best: tuple[Any, ...] | None = None
-        best_key: tuple[int, int] = (1 << 62, 1 << 30)
+        best_key: tuple[int, float] = (1 << 62, 2.0)
         for u in opts.running:
-            key = (u.cpu.clock if u.cpu else 0, u.cpu.id if u.cpu else 0)
+            key = (u.cpu.clock if u.cpu else 0, rnd())
             if key < best_key:
                 best, best_key = ((("C",) if (u is t and not forced) else ("S", u)), key)
         for r in opts.ready:
             for c in opts.cpus_for(r) or opts.idle_cpus:
-                key = (max(c.clock, r.ready_at), c.id)
+                key = (max(c.clock, r.ready_at), rnd())
                 if key < best_key:
                     best, best_key = ("D", r, c), key
         for c in opts.idle_irq_cpus:
-            key = (c.clock, c.id)
+            key = (c.clock, rnd())
             if key < best_key:
                 best, best_key = ("V", c), key
         assert best is not None
@@ -262,6 +337,7 @@ class ReplayPolicy(Policy):
     def __init__(self, trace: Trace, fallback: Policy) -> None:
         super().__init__(trace.seed)
         self.name = trace.policy
+        self.charges_points = fallback.charges_points
         self.decisions = list(trace.decisions)
         self.pos = 0
         self.fallback = fallback
@@ -289,12 +365,15 @@ class ReplayPolicy(Policy):
         if self.diverged is not None:
             return self.fallback.choose(engine, t, event, opts, forced)
         d = self._next()
-        if d is None or d.step != engine.steps:
-            if forced or d is not None:
+        if d is None or d.step > engine.steps:
+            if forced:  # the recorded run did not block here
                 self._diverge(engine, f"expected {d.token() if d else 'end of trace'}, got "
-                              f"{t.pid}:{event} {'(forced)' if forced else ''}".rstrip())
+                              f"{t.pid}:{event} (forced)")
                 return self.fallback.choose(engine, t, event, opts, forced)
-            return CONTINUE
+            return CONTINUE  # the recorded run went on here too
+        if d.step < engine.steps:
+            self._diverge(engine, f"expected {d.token()}, but the run is at step {engine.steps}")
+            return self.fallback.choose(engine, t, event, opts, forced)
         if d.pid != t.pid or d.event != event:
             self._diverge(engine, f"expected {d.token()}, got {engine.steps}:{t.pid}:{event}")
             return self.fallback.choose(engine, t, event, opts, forced)
@@ -336,11 +415,14 @@ POLICIES: Final = ("free", "random", "pct", "virtual")
 
 
 def make_policy(name: str, seed: int, **kw: Any) -> Policy:
-    """Build a deterministic policy by name."""
-    if name == "random":
-        return RandomPolicy(seed, **kw)
-    if name == "pct":
-        return PCTPolicy(seed, **kw)
-    if name == "virtual":
-        return VirtualTimePolicy(seed, **kw)
-    raise ValueError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+    """Build a deterministic policy by name; bad names and options are usage errors."""
+    cls = {"random": RandomPolicy, "pct": PCTPolicy, "virtual": VirtualTimePolicy}.get(name)
+    if cls is None:
+        raise KmemUsageError(f"unknown policy {name!r}: choose one of {', '.join(POLICIES)}")
+    try:
+        return cls(seed, **kw)
+    except TypeError:
+        import inspect
+        known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed")]
+        raise KmemUsageError(f"policy {name!r} takes the options {', '.join(known)}; got "
+                             f"{', '.join(sorted(kw))}") from None

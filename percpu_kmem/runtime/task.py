@@ -12,15 +12,20 @@ from typing import TYPE_CHECKING, Any, Callable, Final
 if TYPE_CHECKING:
     from .machine import Machine
 
-# Task states (plain ints: compared on hot paths).
-TASK_NEW: Final = 0
-TASK_RUNNING: Final = 1  # on a CPU (holding it, maybe paused by the baton)
-TASK_READY: Final = 2  # runnable, waiting for a CPU
-TASK_SLEEPING: Final = 3  # blocked on a wait queue, mutex or timer
-TASK_DONE: Final = 4
+# Kernel task states of the sleep protocol (include/linux/sched.h), in ``Task.kstate``.
+TASK_RUNNING: Final = 0
+TASK_INTERRUPTIBLE: Final = 1
+TASK_UNINTERRUPTIBLE: Final = 2
 
-STATE_NAMES: Final = {TASK_NEW: "new", TASK_RUNNING: "running", TASK_READY: "ready",
-                      TASK_SLEEPING: "sleeping", TASK_DONE: "done"}
+# Engine task states (plain ints: compared on hot paths): where the scheduler has the task.
+T_NEW: Final = 0
+T_ON_CPU: Final = 1  # on a CPU (holding it, maybe paused by the baton)
+T_READY: Final = 2  # runnable, waiting for a CPU
+T_SLEEPING: Final = 3  # blocked on a wait queue, mutex or timer
+T_DONE: Final = 4
+
+STATE_NAMES: Final = {T_NEW: "new", T_ON_CPU: "running", T_READY: "ready",
+                      T_SLEEPING: "sleeping", T_DONE: "done"}
 
 
 class CPU:
@@ -40,7 +45,7 @@ class CPU:
 
     __slots__ = ("id", "node", "preempt_count", "irqs_off", "curr", "pending_irqs",
                  "softirq_pending", "clock", "idle", "data", "online", "nr_switches",
-                 "nr_irqs", "nr_preemptions")
+                 "nr_irqs", "nr_preemptions", "spin_cycles", "next_tick")
 
     def __init__(self, cpu_id: int, node: int) -> None:
         self.id = cpu_id
@@ -57,6 +62,8 @@ class CPU:
         self.nr_switches = 0
         self.nr_irqs = 0
         self.nr_preemptions = 0
+        self.spin_cycles = 0  # virtual cycles spent spinning on held locks
+        self.next_tick = 0  # virtual time of this CPU's next scheduler tick (virtual policy)
 
     def __repr__(self) -> str:
         curr = self.curr.name if self.curr else "idle"
@@ -75,7 +82,8 @@ class Task:
                  "result", "spinning", "waiting_on", "woken", "timed_out", "saved_count",
                  "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
                  "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
-                 "__weakref__")
+                 "held", "in_sleep", "kstate", "points", "relaxes", "relaxes_seen", "relax_streak",
+                 "relax_site", "granted", "__weakref__")
 
     def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
                  *, is_idle: bool = False, daemon: bool = False) -> None:
@@ -84,7 +92,7 @@ class Task:
         self.fn = fn
         self.machine = machine
         self.cpu: CPU | None = None
-        self.state = TASK_NEW
+        self.state = T_NEW
         self.budget = 1
         self.baton = threading.Lock()
         self.baton.acquire()
@@ -109,6 +117,18 @@ class Task:
         self.nivcsw = 0  # involuntary ones
         self.flags = 0  # PF_* bits (PF_MEMALLOC for reclaim)
         self.gfp_ctx = 0  # memalloc_noio/nofs scope bits
+        #: the spinlocks and mutexes this task holds, innermost last (lockdep's held_locks)
+        self.held: list[Any] = []
+        self.in_sleep = False  # inside the engine's sleep (a point where an abort may unwind it)
+        #: the kernel's task state for the sleep protocol: T_ON_CPU (0), or
+        #: TASK_INTERRUPTIBLE / TASK_UNINTERRUPTIBLE after set_current_state()/prepare_to_wait()
+        self.kstate = 0
+        self.points = 0  # scheduling points passed (synced at decisions)
+        self.relaxes = 0  # cpu_relax() calls
+        self.relaxes_seen = 0  # ``relaxes`` at the last decision
+        self.relax_streak = 0  # cpu_relax() calls since the task last did a budget without one
+        self.relax_site = ""  # where the current busy-wait loop calls cpu_relax()
+        self.granted = 0  # the budget of the last grant (free engine)
 
     @property
     def name(self) -> str:
