@@ -3,17 +3,18 @@
 It knows nothing about memory; the memory layers call only its primitives.
 """
 
-from .errors import (Deadlock, KernelBug, KernelPanic, KmemError, KmemInternalError, KmemUsageError,
-                     NotInTaskError, Oops)
+from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemError, KmemInternalError,
+                     KmemUsageError, Livelock, MachineUnusable, NotInTaskError, Oops, RunTimeout)
 from .kernel import *  # noqa: F403
 from .kernel import __all__ as _kernel_all
 from .locks import *  # noqa: F403
 from .locks import __all__ as _locks_all
-from .machine import Machine
+from .machine import Machine, ReplayDivergedWarning
 from .report import Report
 from .task import CPU, Task
 from .trace import Decision, Trace
 
 __all__ = sorted({*_kernel_all, *_locks_all, "Machine", "Report", "Trace", "Decision", "CPU", "Task",
                   "KmemError", "KmemUsageError", "NotInTaskError", "KernelBug", "Oops", "Deadlock",
-                  "KernelPanic", "KmemInternalError"})
+                  "KernelPanic", "KmemInternalError", "InconsistentState", "Livelock", "MachineUnusable",
+                  "RunTimeout", "ReplayDivergedWarning"})

@@ -118,6 +118,11 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         elif lock.owner_cpu == c.id:
             _spin_bug(t, lock, "cpu recursion", fatal=True)
     engine = t.machine._engine
+    if t.budget <= 0:
+        # a decision is due (on the virtual clock this CPU ran past another): take it
+        # before the lock, so a CPU that is earlier in virtual time gets it first
+        engine.decide(t, event)
+        c = t.cpu
     if not lock.raw.acquire(False):
         lock.contentions += 1
         start = c.clock

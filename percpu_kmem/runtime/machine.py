@@ -37,8 +37,14 @@ BOOT_SEED: Final = 0
 BOOT_DMESG_TAIL: Final = 40
 #: A replay hint carries the trace inline up to this many decisions, else in a file.
 REPLAY_INLINE_MAX: Final = 40
-#: Where long traces are written (under the working directory).
+#: Where long traces are written: ``$PERCPU_KMEM_DIR``, else this folder of the working directory.
 TRACE_DIR: Final = ".percpu_kmem"
+
+
+def state_dir() -> Path:
+    """The folder for the model's files (long traces, failures): ``$PERCPU_KMEM_DIR`` or
+    ``.percpu_kmem/`` of the working directory."""
+    return Path(os.environ.get("PERCPU_KMEM_DIR") or Path.cwd() / TRACE_DIR)
 
 Engine = BatonEngine | FreeEngine
 
@@ -739,11 +745,11 @@ def _fmt_args(args: dict[str, Any]) -> str:
 
 def save_trace(trace: Trace, directory: str | os.PathLike[str] | None = None) -> Path:
     """Write ``trace`` to ``<directory>/trace-<policy>-<seed>-<hash>.pkt`` (by default under
-    ``.percpu_kmem/`` of the working directory) and return its absolute path."""
+    :func:`state_dir`) and return its absolute path."""
     import hashlib
     text = str(trace)
     digest = hashlib.sha1(text.encode()).hexdigest()[:10]
-    folder = Path(directory) if directory is not None else Path.cwd() / TRACE_DIR
+    folder = Path(directory) if directory is not None else state_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = (folder / f"trace-{trace.policy}-{trace.seed}-{digest}.pkt").resolve()
     if not path.exists():
