@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
-from .access import memset
-from .gfp import __GFP_BITS_MASK, __GFP_DMA
+from .gfp import __GFP_BITS_MASK, __GFP_DMA, __GFP_ZERO
 from .slab import SLAB_CACHE_DMA, SLAB_HWCACHE_ALIGN, SLAB_PANIC, _cache_alloc, _cache_free, _page_cache
 
 if TYPE_CHECKING:
@@ -32,6 +31,7 @@ ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
 _GFP_DMA: Final = __GFP_DMA
 _GFP_BITS_MASK: Final = __GFP_BITS_MASK
+_GFP_ZERO: Final = __GFP_ZERO
 
 
 def kmalloc_index(size: int) -> int:
@@ -63,7 +63,9 @@ def kmalloc(size: int, flags: int) -> int | None:
 
     ``flags``: GFP_KERNEL (may sleep; might_sleep() is called even on the fast
     path), GFP_ATOMIC (never sleeps: interrupt handlers), GFP_DMA (from the
-    size-N(DMA) caches, memory below 16 MB). The memory is not zeroed.
+    size-N(DMA) caches, memory below 16 MB). The memory is not zeroed unless
+    ``flags`` has __GFP_ZERO (then the whole object is, as today's kernels do;
+    with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
     if type(size) is not int or type(flags) is not int or size < 0 or flags & ~_GFP_BITS_MASK or flags < 0:
         _check_args(size, flags, "kmalloc")
@@ -73,15 +75,14 @@ def kmalloc(size: int, flags: int) -> int | None:
     sa = t.machine.slab
     idx = _SMALL_INDEX[(size - 1) >> 5] if 0 < size <= 256 else kmalloc_index(size)
     cachep = sa.kmalloc_dma[idx] if flags & _GFP_DMA else sa.kmalloc_normal[idx]
-    return _cache_alloc(t, cachep, flags)
+    return _cache_alloc(t, cachep, flags, size)
 
 
 def kzalloc(size: int, flags: int) -> int | None:
-    """kmalloc() and zero the memory (2.6.14 and later; here for convenience)."""
-    objp = kmalloc(size, flags)
-    if objp is not None and size:
-        memset(objp, 0, size)
-    return objp
+    """kmalloc() with __GFP_ZERO (2.6.14 and later; here for convenience)."""
+    if type(flags) is not int:
+        _check_args(size, flags, "kzalloc")
+    return kmalloc(size, flags | _GFP_ZERO)
 
 
 def kcalloc(n: int, size: int, flags: int) -> int | None:
@@ -111,13 +112,23 @@ def kfree(objp: int | None) -> None:
 
 
 def ksize(objp: int | None) -> int:
-    """The usable size of the object at ``objp`` (its cache's object size); 0 for None."""
+    """The usable size of the object at ``objp``; 0 for None.
+
+    As 2.6.11: ``kmem_cache_size()`` of its cache, the padded object size (a
+    kmalloc(20) gets 32), or without the debug words under slab debugging. The
+    caller may use all of it: with slab debugging, a kmalloc object's red zone
+    after the requested size is lifted (the model's reading of the ksize() contract).
+    """
     if not objp:
         return 0
     if type(objp) is not int:
         raise KmemUsageError(f"ksize: objp must be an address (int), got {objp!r}")
     cachep = _page_cache(CURRENT.task, objp, "ksize")
-    return 0 if cachep is None else cachep.reallen
+    if cachep is None:
+        return 0
+    if cachep.debug:
+        cachep.sa.debug.kmalloc_req.pop(objp, None)
+    return cachep.usable  # type: ignore[no-any-return]
 
 
 __all__ = ["kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE"]

@@ -40,13 +40,20 @@ from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, 
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
 from .gfp import GFP_KERNEL, __GFP_IO, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT, __GFP_ZERO, check_gfp
+from .kmalloc import kfree, kmalloc
 from .physmem import MAX_ORDER, PAGE_SHIFT, Page
+from .slab import machine_name
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
 
 
 ENOMEM: Final = 12
+#: sizeof(mempool_t) on i386 2.6.11: lock, min_nr, curr_nr, elements, pool_data, alloc, free
+#: (4 bytes each) and the wait_queue_head_t (12): kmalloc'd from size-64
+SIZEOF_MEMPOOL_T: Final = 40
+#: sizeof(void *): the elements array is kmalloc(min_nr * 4), so more than 32768 cannot be met
+SIZEOF_POINTER: Final = 4
 #: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
 MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
 #: khungtaskd's default: a waiter that nothing feeds for this long is reported and ended
@@ -92,7 +99,7 @@ class mempool_t:  # noqa: N801 - kernel type name
 
     __slots__ = ("machine", "id", "lock", "wait", "min_nr", "curr_nr", "elements", "pool_data",
                  "alloc", "free", "site", "destroyed", "poison_size", "_reserve", "_out", "nr_out",
-                 "_track", "__weakref__")
+                 "_track", "struct", "elements_buf", "__weakref__")
 
     def __init__(self, machine: Machine, pool_id: int, min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn,
                  pool_data: Any, site: str) -> None:
@@ -114,6 +121,10 @@ class mempool_t:  # noqa: N801 - kernel type name
         self._out: dict[Any, int] = {}
         self.nr_out = 0
         self._track = threading.Lock()
+        #: the kmalloc'd memory of the pool: the struct and the elements array (addresses);
+        #: the model keeps the reserve itself in ``elements``, a Python list
+        self.struct: int | None = None
+        self.elements_buf: int | None = None
 
     def __repr__(self) -> str:
         state = " destroyed" if self.destroyed else ""
@@ -318,10 +329,15 @@ def _remove_element(pool: mempool_t) -> Any:
 
 
 def _free_pool(pool: mempool_t) -> None:
-    """free_pool(): hand every reserve element back with free_fn."""
+    """free_pool(): hand every reserve element back with free_fn, then kfree the
+    elements array and the pool."""
     while pool.curr_nr:
         element = _remove_element(pool)
         pool.free(element, pool.pool_data)
+    buf, pool.elements_buf = pool.elements_buf, None
+    kfree(buf)
+    struct, pool.struct = pool.struct, None
+    kfree(struct)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,8 +362,14 @@ def _creator_site() -> str:
 
 
 def _pool_of(pool: Any, fn: str) -> mempool_t:
+    """The pool, checked: a mempool_t of the calling task's machine."""
     if not isinstance(pool, mempool_t):
         raise KmemUsageError(f"{fn}() takes a mempool_t from mempool_create(), got {pool!r}")
+    m = current().machine
+    if pool.machine is not m:
+        raise KmemUsageError(f"{fn}(): mempool {pool.id} (created at {pool.site}) belongs to machine "
+                             f"{machine_name(pool.machine)}, but the calling task runs on machine "
+                             f"{machine_name(m)}")
     return pool
 
 
@@ -372,8 +394,12 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
         free_fn: ``free_fn(element, pool_data)`` gives an element back to its allocator.
         pool_data: passed to both functions (an order, a size, a kmem_cache, ...).
     Returns:
-        the pool, or None if preallocating with GFP_KERNEL failed; then every element
-        already taken has been handed back with ``free_fn``.
+        the pool, or None as 2.6 fails: the pool (40 bytes) or its elements array
+        (``4 * min_nr`` bytes, so above 32768 elements the kmalloc fails) cannot
+        be kmalloc'd, or preallocating with GFP_KERNEL failed; then every element
+        already taken has been handed back with ``free_fn``, and both kfree'd.
+        Should the caller end inside preallocation (an OOM kill, an exception from
+        ``alloc_fn``), the same is handed back before the exception goes on.
     Raises:
         KmemUsageError: ``min_nr`` is not an int >= 1 or a function is not callable.
     Context: process context; might sleep (preallocation uses GFP_KERNEL).
@@ -387,17 +413,33 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
                              f"got {free_fn!r}")
     m = current().machine
     might_sleep()  # the kmalloc(GFP_KERNEL) of the pool and its elements array
+    struct = kmalloc(SIZEOF_MEMPOOL_T, GFP_KERNEL)
+    if struct is None:
+        return None
+    try:
+        buf = kmalloc(min_nr * SIZEOF_POINTER, GFP_KERNEL)
+    except BaseException:
+        kfree(struct)
+        raise
+    if buf is None:
+        kfree(struct)
+        return None
     reg = mempool_machine_init(m)
     pool = mempool_t(m, reg.new_id(), min_nr, alloc_fn, free_fn, pool_data, _creator_site())
+    pool.struct, pool.elements_buf = struct, buf
     if m.slab_debug:
         pool.poison_size = _poison_size_for(alloc_fn, pool_data)
     # First pre-allocate the guaranteed number of buffers.
-    while pool.curr_nr < pool.min_nr:
-        element = pool.alloc(GFP_KERNEL, pool.pool_data)
-        if element is None:
-            _free_pool(pool)
-            return None
-        _add_element(pool, element)
+    try:
+        while pool.curr_nr < pool.min_nr:
+            element = pool.alloc(GFP_KERNEL, pool.pool_data)
+            if element is None:
+                _free_pool(pool)
+                return None
+            _add_element(pool, element)
+    except BaseException:  # the caller ends here (OOM-killed, an alloc_fn that raised): leak nothing
+        _free_pool(pool)
+        raise
     reg.add(pool)
     return pool
 
@@ -552,11 +594,16 @@ def _double_free(pool: mempool_t, element: Any) -> None:
 def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     """Change the number of reserved elements (the 2.6 three-argument form).
 
-    Shrinking hands the surplus back with ``free_fn`` at once. Growing raises
-    min_nr and tries to fill the reserve with ``alloc_fn(gfp_mask)``; if that
-    fails the reserve stays short and later mempool_free() calls refill it.
+    Shrinking hands the surplus back with ``free_fn`` at once. Growing first
+    kmallocs a new elements array of ``4 * new_min_nr`` bytes with ``gfp_mask``:
+    if that fails (always above 32768 elements) the pool is left as it was and
+    -ENOMEM returned, as 2.6 does. Then it raises min_nr and tries to fill the
+    reserve with ``alloc_fn(gfp_mask)``; if that returns NULL the reserve stays
+    short and later mempool_free() calls refill it. A caller that ends while
+    filling (OOM-killed, an exception from ``alloc_fn``) leaves the pool at its
+    old min_nr, the elements it added handed back.
     Returns:
-        0 (the model's elements array is a Python list, so -ENOMEM cannot happen).
+        0, or -ENOMEM when the new elements array cannot be allocated.
     Raises:
         KmemUsageError: ``new_min_nr`` is not an int >= 1 (the kernel's BUG_ON).
     Context: may sleep if ``gfp_mask`` has __GFP_WAIT.
@@ -579,21 +626,48 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
         pool.min_nr = new_min_nr
         spin_unlock_irqrestore(pool.lock, flags)
         return 0
-    pool.min_nr = new_min_nr
-    while pool.curr_nr < pool.min_nr:
-        spin_unlock_irqrestore(pool.lock, flags)
-        element = pool.alloc(gfp_mask, pool.pool_data)
-        if element is None:
-            return 0
-        flags = spin_lock_irqsave(pool.lock)
-        if pool.curr_nr < pool.min_nr:
-            _add_element(pool, element)
-        else:
-            spin_unlock_irqrestore(pool.lock, flags)
-            pool.free(element, pool.pool_data)  # Raced
-            return 0
     spin_unlock_irqrestore(pool.lock, flags)
+    # Grow the pool: a new elements array first (kmalloc with the caller's mask).
+    new_buf = kmalloc(new_min_nr * SIZEOF_POINTER, gfp_mask)
+    if new_buf is None:
+        return -ENOMEM
+    flags = spin_lock_irqsave(pool.lock)
+    old_buf, pool.elements_buf = pool.elements_buf, new_buf
+    old_min_nr = pool.min_nr
+    pool.min_nr = new_min_nr
+    spin_unlock_irqrestore(pool.lock, flags)
+    kfree(old_buf)
+    try:
+        flags = spin_lock_irqsave(pool.lock)
+        while pool.curr_nr < pool.min_nr:
+            spin_unlock_irqrestore(pool.lock, flags)
+            element = pool.alloc(gfp_mask, pool.pool_data)
+            if element is None:
+                return 0
+            flags = spin_lock_irqsave(pool.lock)
+            if pool.curr_nr < pool.min_nr:
+                _add_element(pool, element)
+            else:
+                spin_unlock_irqrestore(pool.lock, flags)
+                pool.free(element, pool.pool_data)  # Raced
+                return 0
+        spin_unlock_irqrestore(pool.lock, flags)
+    except BaseException:  # the caller ends while filling: back to the old size, nothing kept
+        _resize_rollback(pool, old_min_nr)
+        raise
     return 0
+
+
+def _resize_rollback(pool: mempool_t, old_min_nr: int) -> None:
+    """A grow that did not finish: min_nr back, the surplus elements handed back."""
+    surplus = []
+    flags = spin_lock_irqsave(pool.lock)
+    pool.min_nr = old_min_nr
+    while pool.curr_nr > pool.min_nr:
+        surplus.append(_remove_element(pool))
+    spin_unlock_irqrestore(pool.lock, flags)
+    for element in surplus:
+        pool.free(element, pool.pool_data)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -651,8 +725,10 @@ def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
 
 def mempool_create_slab_pool(min_nr: int, kc: Any) -> mempool_t | None:
     """A pool of objects of slab cache ``kc`` (addresses)."""
+    from .slab import _check_cache
     if kc is None:
         raise KmemUsageError("mempool_create_slab_pool: kc must be a kmem_cache, got None")
+    _check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation
     return mempool_create(min_nr, mempool_alloc_slab, mempool_free_slab, kc)
 
 

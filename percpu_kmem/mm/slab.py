@@ -40,7 +40,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import KmemUsageError, NotInTaskError
 from ..runtime.kernel import (in_interrupt, local_irq_disable, local_irq_enable, local_irq_restore,
                               local_irq_save, might_sleep)
 from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init,
@@ -49,7 +49,7 @@ from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
 from .gfp import (GFP_DMA, GFP_KERNEL, __GFP_BITS_MASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_NO_GROW, __GFP_WAIT,
-                  gfp_names)
+                  __GFP_ZERO, gfp_names)
 from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab, InconsistentState)
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ _GFP_DMA: Final = __GFP_DMA
 _GFP_HIGHMEM: Final = __GFP_HIGHMEM
 _GFP_NO_GROW: Final = __GFP_NO_GROW
 _GFP_BITS_MASK: Final = __GFP_BITS_MASK
+_GFP_ZERO: Final = __GFP_ZERO
 
 # -- flags (include/linux/slab.h, 2.6.11) ---------------------------------------------------
 SLAB_DEBUG_FREE: Final = 0x00000100
@@ -111,6 +112,11 @@ POISON_FREE: Final = 0x6B
 POISON_END: Final = 0xA5
 RED_INACTIVE: Final = 0x5A2CF071
 RED_ACTIVE: Final = 0x170FC2A5
+#: SLUB_RED_ACTIVE: the bytes between a kmalloc request and the end of its object (slab debugging)
+KMALLOC_RED_ACTIVE: Final = 0xCC
+#: the rules around a SLUB report's "BUG <cache> (<taint>): <what>" line (mm/slub.c slab_bug)
+SLUB_RULE_TOP: Final = "=" * 77
+SLUB_RULE_BOTTOM: Final = "-" * 77
 
 _THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
@@ -279,6 +285,8 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
     def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
                  ctor: Callable[..., Any] | None, dtor: Callable[..., Any] | None) -> None:
         self.sa = alloc
+        #: the machine this cache belongs to; None once destroyed (one identity test on the fast path)
+        self.owner: Machine | None = alloc.m
         self.id = cid
         self.name = name
         geo = Geometry(size, align, flags, slab_break_order=alloc.slab_break_gfp_order,
@@ -297,6 +305,9 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         self.ctor = ctor
         self.dtor = dtor
         self.debug = self.flags & SLAB_DEBUG_FLAGS
+        #: what kmem_cache_size()/ksize() return: obj_reallen() of 2.6.11, i.e. the padded
+        #: objsize, or the size before the debug words when slab debugging is compiled in
+        self.usable = self.reallen if self.debug or alloc.m.slab_debug else self.objsize
         self.list_lock = spin_lock_init(f"{name}->spinlock")
         self.depot_lock = spin_lock_init(f"{name}->depot_lock")
         self.slabs_full: OrderedDict[int, Slab] = OrderedDict()
@@ -315,6 +326,9 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         self.reaped = 0
         self.errors = 0
         self.listallocs = 0
+        self.num_active = 0
+        self.high_mark = 0
+        self.max_freeable = 0
         self.dead = False
         self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
 
@@ -403,6 +417,9 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         if got:
             self.free_objects -= got
             self.listallocs += got
+            self.num_active += got
+            if self.num_active > self.high_mark:
+                self.high_mark = self.num_active
             t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + got // 8))
 
     def _relist(self, slab: Slab, tail: bool = True) -> None:
@@ -439,6 +456,9 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
                 doomed.append(slab)
             else:
                 self._relist(slab)
+        self.num_active -= len(objs)
+        if len(self.slabs_free) > self.max_freeable:
+            self.max_freeable = len(self.slabs_free)
         spin_unlock(self.list_lock)
         t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + len(objs) // 8))
         for slab in doomed:
@@ -513,7 +533,7 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
     def slab_destroy(self, t: Task, slab: Slab) -> None:
         """The destructor on every object, then the pages go back to the page allocator."""
         sa = self.sa
-        if self.debug & SLAB_POISON:
+        if self.debug:
             for i in range(self.num):
                 sa.debug.check_freed_at_destroy(self, slab.s_mem + i * self.objsize)
         if self.dtor is not None and not self.flags & SLAB_POISON:
@@ -606,6 +626,9 @@ class SlabDebug:
         self.callers: list[str] = ["<none>"]
         self._caller_ids: dict[str, int] = {}
         self._by_frame: dict[Any, int] = {}
+        #: kmalloc objects of red-zoned caches whose request is shorter than the object:
+        #: object address -> requested size (bytes from there to the end are red zone)
+        self.kmalloc_req: dict[int, int] = {}
 
     # layout helpers: raw is the start of the object's slot
     def _word(self, addr: int) -> int:
@@ -693,7 +716,7 @@ class SlabDebug:
         first, last, data = bad
         start = raw + c.dbghead
         want = POISON_FREE if first < c.reallen - 1 else POISON_END
-        lines = [f"BUG {c.name} (Not tainted): Poison overwritten",
+        lines = [*slub_bug(c, "Poison overwritten"),
                  f"INFO: 0x{start + first:08x}-0x{start + last:08x} @offset={first}. "
                  f"First byte 0x{data[first]:x} instead of 0x{want:x}",
                  f"Slab corruption: start={start:08x}, len={c.reallen}"]
@@ -715,8 +738,13 @@ class SlabDebug:
                          extra={"cache": c.name, "object": start})
         return False
 
-    def after_alloc(self, c: kmem_cache_t, raw: int, flags: int) -> int:
-        """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user."""
+    def after_alloc(self, c: kmem_cache_t, raw: int, flags: int, size: int = -1) -> int:
+        """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user.
+
+        ``size`` is the kmalloc request (-1 for kmem_cache_alloc): with red zones, the
+        bytes from it to the end of the object become red zone too, as SLUB's
+        kmalloc redzone does (filled with SLUB_RED_ACTIVE, checked at free).
+        """
         if c.flags & SLAB_POISON:
             self.check_poison(c, raw, "allocation (a write to the object after it was freed)")
             self.poison(c, raw, POISON_INUSE)
@@ -731,6 +759,9 @@ class SlabDebug:
             self._set_word(self.redzone1(c, raw), RED_ACTIVE)
             self._set_word(self.redzone2(c, raw), RED_ACTIVE)
         objp = raw + c.dbghead
+        if 0 <= size < c.reallen and c.flags & SLAB_RED_ZONE:
+            self.mem.write(objp + size - PAGE_OFFSET, bytes((KMALLOC_RED_ACTIVE,)) * (c.reallen - size))
+            self.kmalloc_req[objp] = size
         if c.ctor is not None and c.flags & SLAB_POISON:
             c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC))
         return objp
@@ -744,7 +775,7 @@ class SlabDebug:
         if slab is None or off < 0 or off % c.objsize or off // c.objsize >= c.num:
             c.errors += 1
             sa.m.report("slab_invalid_free", [
-                f"BUG {c.name} (Not tainted): Invalid object pointer 0x{objp:08x}",
+                *slub_bug(c, f"Invalid object pointer 0x{objp:08x}"),
                 f"{func}: 0x{objp:08x} is not the start of an object of cache `{c.name}'"],
                 site=f"{c.name}:invalid:{objp:#x}", extra={"cache": c.name, "object": objp})
             return None
@@ -756,6 +787,10 @@ class SlabDebug:
                     return None  # already free: refuse, the object stays where it is
             self._set_word(self.redzone1(c, raw), RED_INACTIVE)
             self._set_word(self.redzone2(c, raw), RED_INACTIVE)
+            if self.kmalloc_req:
+                size = self.kmalloc_req.pop(objp, -1)
+                if size >= 0:
+                    self._check_kmalloc_redzone(c, objp, size, func)
         if c.flags & SLAB_STORE_USER:
             self._set_word(self.userword(c, raw), self.caller_id())
         if c.dtor is not None and c.flags & SLAB_POISON:
@@ -773,17 +808,57 @@ class SlabDebug:
         else:
             kind, what = "slab_redzone", "Right Redzone overwritten"
         self.sa.m.report(kind, [
-            f"BUG {c.name} (Not tainted): {what}",
+            *slub_bug(c, what),
             f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} size={c.reallen}",
             f"slab error in cache_free_debugcheck(): cache `{c.name}': double free, or memory outside object "
             "was overwritten",
             f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}.",
             f"freed by {func}()"], site=f"{c.name}:{kind}:{objp:#x}", extra={"cache": c.name, "object": objp})
 
+    def _check_kmalloc_redzone(self, c: kmem_cache_t, objp: int, size: int, func: str) -> None:
+        """The bytes after a kmalloc request must still be SLUB_RED_ACTIVE (the free goes on)."""
+        n = c.reallen - size
+        data = self.mem.read(objp + size - PAGE_OFFSET, n)
+        if data == bytes((KMALLOC_RED_ACTIVE,)) * n:
+            return
+        first = next(i for i in range(n) if data[i] != KMALLOC_RED_ACTIVE)
+        last = max(i for i in range(n) if data[i] != KMALLOC_RED_ACTIVE)
+        c.errors += 1
+        self.sa.m.report("slab_redzone", [
+            *slub_bug(c, "kmalloc Redzone overwritten"),
+            f"INFO: 0x{objp + size + first:08x}-0x{objp + size + last:08x} @offset={size + first}. "
+            f"First byte 0x{data[first]:x} instead of 0x{KMALLOC_RED_ACTIVE:x}",
+            f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} size={c.reallen}",
+            f"kmalloc({size}) object of cache `{c.name}': bytes {size}..{c.reallen - 1} are red zone",
+            f"freed by {func}()"], site=f"{c.name}:kmalloc_redzone:{objp:#x}",
+            extra={"cache": c.name, "object": objp})
+
     def check_freed_at_destroy(self, c: kmem_cache_t, raw: int) -> None:
-        if c.flags & SLAB_RED_ZONE and self._word(self.redzone1(c, raw)) == RED_ACTIVE:
-            return  # never freed: nothing to check
-        self.check_poison(c, raw, "slab destruction (a write to the object after it was freed)")
+        """slab_destroy under DEBUG: every object of the slab is free; its poison and both
+        red zone words must be as the free left them."""
+        if c.flags & SLAB_POISON:
+            self.check_poison(c, raw, "slab destruction (a write to the object after it was freed)")
+        if c.flags & SLAB_RED_ZONE:
+            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
+            objp = raw + c.dbghead
+            for word, what, where in ((r1, "Left Redzone overwritten", "start"),
+                                      (r2, "Right Redzone overwritten", "end")):
+                if word != RED_INACTIVE:
+                    c.errors += 1
+                    self.sa.m.report("slab_redzone", [
+                        *slub_bug(c, what),
+                        f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} "
+                        f"size={c.reallen}",
+                        f"slab error in slab_destroy(): cache `{c.name}': {where} of a freed object "
+                        "was overwritten",
+                        f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}."],
+                        site=f"{c.name}:destroy_redzone:{where}:{objp:#x}",
+                        extra={"cache": c.name, "object": objp})
+
+
+def slub_bug(c: kmem_cache_t, what: str) -> list[str]:
+    """The head of a SLUB report (mm/slub.c slab_bug): the rules, the BUG line, a blank line."""
+    return [SLUB_RULE_TOP, f"BUG {c.name} (Not tainted): {what}", SLUB_RULE_BOTTOM, ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -810,10 +885,11 @@ class SlabAllocator:
                                           None, None)
 
     def new_cache(self, name: str, size: int, align: int, flags: int, ctor: Any, dtor: Any) -> kmem_cache_t:
-        if self.m.slab_debug and not flags & SLAB_DESTROY_BY_RCU:
+        if self.m.slab_debug:  # FORCED_DEBUG: SLAB_DESTROY_BY_RCU caches get all but poisoning
             if size < 4096 or (size - 1).bit_length() == (size - 1 + 3 * BYTES_PER_WORD).bit_length():
                 flags |= SLAB_RED_ZONE | SLAB_STORE_USER
-            flags |= SLAB_POISON
+            if not flags & SLAB_DESTROY_BY_RCU:
+                flags |= SLAB_POISON
         c = kmem_cache_t(self, self._next_id, name, size, align, flags, ctor, dtor)
         self._next_id += 1
         self.caches.append(c)
@@ -916,15 +992,30 @@ class SlabAllocator:
 
     # -- /proc/slabinfo ------------------------------------------------------------------------
     def slabinfo(self) -> str:
-        """/proc/slabinfo, version 2.1: newest cache first, the kernel's columns and widths."""
-        out = ["slabinfo - version: 2.1",
+        """/proc/slabinfo, version 2.1: newest cache first, the kernel's columns and widths.
+
+        With ``Machine(slab_debug=True)`` (CONFIG_DEBUG_SLAB, hence STATS) the
+        header says "(statistics)" and each row adds 2.6.11's globalstat and
+        cpustat columns; cpustat sums every CPU's magazine hits and misses.
+        """
+        stats = self.m.slab_debug
+        out = ["slabinfo - version: 2.1 (statistics)" if stats else "slabinfo - version: 2.1",
                "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
-               "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"]
+               "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"
+               + (" : globalstat <listallocs> <maxobjs> <grown> <reaped> <error> <maxfreeable> <freelimit>"
+                  " <nodeallocs> : cpustat <allochit> <allocmiss> <freehit> <freemiss>" if stats else "")]
         for c in reversed(self.caches):
             active, num_objs, active_slabs, num_slabs, shared_avail = c.counts()
-            out.append(f"{c.name:<17} {active:6d} {num_objs:6d} {c.objsize:6d} {c.num:4d} {1 << c.gfporder:4d}"
-                       f" : tunables {c.limit:4d} {c.batchcount:4d} {c.shared:4d}"
-                       f" : slabdata {active_slabs:6d} {num_slabs:6d} {shared_avail:6d}")
+            row = (f"{c.name:<17} {active:6d} {num_objs:6d} {c.objsize:6d} {c.num:4d} {1 << c.gfporder:4d}"
+                   f" : tunables {c.limit:4d} {c.batchcount:4d} {c.shared:4d}"
+                   f" : slabdata {active_slabs:6d} {num_slabs:6d} {shared_avail:6d}")
+            if stats:
+                cpus = c.cpu
+                row += (f" : globalstat {c.listallocs:7d} {c.high_mark:6d} {c.grown:5d} {c.reaped:4d}"
+                        f" {c.errors:4d} {c.max_freeable:4d} {c.free_limit:4d} {0:4d}"
+                        f" : cpustat {sum(cc.allochit for cc in cpus):6d} {sum(cc.allocmiss for cc in cpus):6d}"
+                        f" {sum(cc.freehit for cc in cpus):6d} {sum(cc.freemiss for cc in cpus):6d}")
+            out.append(row)
         return "\n".join(out) + "\n"
 
     def slabinfo_write(self, line: str) -> None:
@@ -968,7 +1059,6 @@ def kmem_cache_init(m: Machine) -> None:
 def _slab() -> SlabAllocator:
     t = CURRENT.task
     if not t:
-        from ..runtime.errors import NotInTaskError
         raise NotInTaskError()
     return t.machine.slab  # type: ignore[no-any-return]
 
@@ -1028,11 +1118,21 @@ def kmem_cache_create(name: str, size: int, offset: int = 0, flags: int = 0,
     return c
 
 
+def machine_name(m: Any) -> str:
+    """A machine as error messages name it: its repr and its identity (two alike differ)."""
+    return f"{m!r}"[:-1] + f" at {id(m):#x}>"
+
+
 def _check_cache(cachep: Any, what: str) -> kmem_cache_t:
+    """The slow path of every cache argument check: what is wrong, or the cache."""
     if type(cachep) is not kmem_cache_t:
         raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
     if cachep.dead:
         raise KmemUsageError(f"{what}(): cache `{cachep.name}' was destroyed")
+    t = CURRENT.task
+    if t and t.machine is not cachep.owner:
+        raise KmemUsageError(f"{what}(): cache `{cachep.name}' belongs to machine {machine_name(cachep.owner)}, "
+                             f"but the calling task runs on machine {machine_name(t.machine)}")
     return cachep
 
 
@@ -1043,14 +1143,18 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     lock. Context: may sleep if ``flags`` has __GFP_WAIT (might_sleep() is called
     even when the magazine has an object); GFP_ATOMIC never sleeps.
     """
-    if type(cachep) is not kmem_cache_t or cachep.dead:
+    t = CURRENT.task
+    if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         _check_cache(cachep, "kmem_cache_alloc")
+        if not t:
+            raise NotInTaskError()
     if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
-    return _cache_alloc(CURRENT.task, cachep, flags)
+    return _cache_alloc(t, cachep, flags)
 
 
-def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int) -> int | None:
+def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> int | None:
+    """The common allocation path; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
     if flags & _GFP_WAIT:
         might_sleep()
     irqs = local_irq_save()
@@ -1064,7 +1168,11 @@ def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int) -> int | None:
     t.machine._engine.charge(t, costs.PERCPU_HIT)
     local_irq_restore(irqs)
     if objp is not None and cachep.debug:
-        objp = cachep.sa.debug.after_alloc(cachep, objp, flags)
+        objp = cachep.sa.debug.after_alloc(cachep, objp, flags, size)
+    if flags & _GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
+        n = size if size >= 0 and cachep.debug & SLAB_RED_ZONE else cachep.usable
+        if n:
+            cachep.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
     return objp
 
 
@@ -1077,20 +1185,22 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     free and a redzone overwrite are reported too, and all but the overwrite
     refused. Context: any; interrupts are disabled inside.
     """
-    if type(cachep) is not kmem_cache_t or cachep.dead:
+    t = CURRENT.task
+    if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         _check_cache(cachep, "kmem_cache_free")
+        if not t:
+            raise NotInTaskError()
     if objp is None:
         return
     if type(objp) is not int:
         raise KmemUsageError(f"kmem_cache_free: objp must be an object address (int), got {objp!r}")
-    t = CURRENT.task
     owner = _page_cache(t, objp, "kmem_cache_free")
     if owner is None:
         return
     if owner is not cachep:
         cachep.errors += 1
         t.machine.report("slab_wrong_cache", [
-            f"kmem_cache_free: Wrong slab cache. {cachep.name} but object is from {owner.name}",
+            f"cache_from_obj: Wrong slab cache. {cachep.name} but object is from {owner.name}",
             f"mismatch in kmem_cache_free: expected cache {cachep.name}, got {owner.name}",
             f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
             extra={"cache": cachep.name, "object": objp})
@@ -1178,6 +1288,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
             return 1
         sa.caches.remove(cachep)
         cachep.dead = True
+        cachep.owner = None
     finally:
         mutex_unlock(sa.cache_chain_sem)
     if cachep.desc is not None:
@@ -1202,8 +1313,12 @@ def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: i
 
 
 def kmem_cache_size(cachep: kmem_cache_t) -> int:
-    """The usable size of the cache's objects."""
-    return _check_cache(cachep, "kmem_cache_size").reallen
+    """The usable size of the cache's objects: obj_reallen() of 2.6.11.
+
+    Without slab debugging that is the padded object size (a 20-byte
+    SLAB_HWCACHE_ALIGN cache gives 32); with it, the size before the red zone.
+    """
+    return _check_cache(cachep, "kmem_cache_size").usable
 
 
 def kmem_cache_name(cachep: kmem_cache_t) -> str:

@@ -318,8 +318,8 @@ def test_use_after_free_write_is_caught_by_poison_at_allocation() -> None:
     m, _ = run1(body)
     assert [r.kind for r in m.reports] == ["slab_poison"]
     lines = m.reports[0].text.splitlines()
-    assert lines[0] == "BUG poisoned (Not tainted): Poison overwritten"
-    assert "@offset=10. First byte 0x41 instead of 0x6b" in lines[1]
+    assert lines[:4] == ["=" * 77, "BUG poisoned (Not tainted): Poison overwritten", "-" * 77, ""]
+    assert "@offset=10. First byte 0x41 instead of 0x6b" in lines[4]
     assert any(ln.startswith("Slab corruption: start=") for ln in lines)
     assert any(ln.startswith("Last user: [<") and "body" in ln for ln in lines)
 
@@ -332,7 +332,7 @@ def test_overflow_into_the_redzone_is_reported_at_free() -> None:
 
     m, _ = run1(body, slab_debug=True)
     assert [r.kind for r in m.reports] == ["slab_redzone"]
-    assert m.reports[0].text.splitlines()[0] == "BUG size-64 (Not tainted): Right Redzone overwritten"
+    assert m.reports[0].text.splitlines()[1] == "BUG size-64 (Not tainted): Right Redzone overwritten"
     assert "double free, or memory outside object was overwritten" in m.reports[0].text
     m.check()
 
@@ -353,8 +353,8 @@ def test_double_free_is_reported_refused_and_the_cache_stays_consistent() -> Non
     m, _ = run1(body, slab_debug=True)
     assert [r.kind for r in m.reports] == ["slab_double_free"]
     lines = m.reports[0].text.splitlines()
-    assert lines[0] == "BUG size-128 (Not tainted): Object already free"
-    assert lines[2] == ("slab error in cache_free_debugcheck(): cache `size-128': double free, or memory outside "
+    assert lines[1] == "BUG size-128 (Not tainted): Object already free"
+    assert lines[5] == ("slab error in cache_free_debugcheck(): cache `size-128': double free, or memory outside "
                         "object was overwritten")
     assert m.reports[0].extra["cache"] == "size-128"
     m.check()
@@ -378,8 +378,9 @@ def test_invalid_and_foreign_frees_are_reported_and_refused() -> None:
     kinds = [r.kind for r in m.reports]
     assert kinds == ["slab_wrong_cache", "slab_invalid_free", "slab_invalid_free", "slab_invalid_free"]
     texts = [r.text.splitlines()[0] for r in m.reports]
-    assert texts[0] == "kmem_cache_free: Wrong slab cache. mine but object is from size-64"
-    assert texts[1].startswith("BUG mine (Not tainted): Invalid object pointer 0x")
+    assert texts[0] == "cache_from_obj: Wrong slab cache. mine but object is from size-64"
+    assert texts[1] == "=" * 77
+    assert m.reports[1].text.splitlines()[1].startswith("BUG mine (Not tainted): Invalid object pointer 0x")
     assert texts[2].startswith("kfree_debugcheck: bad ptr c")
     assert texts[3] == "kfree_debugcheck: out of range ptr 1000h."
     m.check()
