@@ -162,6 +162,8 @@ class PageAllocator:
         self.total_pages = mem.nr_pages
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
         self.translate_hook: Any = None
+        #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine (mm/access.py)
+        self.die_counter = 0
 
     # -- set-up ---------------------------------------------------------------------------
     def setup_per_zone_pages_min(self) -> None:
