@@ -32,8 +32,8 @@ from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __G
                   __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
                   check_gfp, gfp_names)
 from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
-                      PG_dirty, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA, ZONE_HIGHMEM,
-                      ZONE_NAMES, ZONE_NORMAL)
+                      PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
+                      ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
 _GFP_COLD: Final = __GFP_COLD
@@ -57,7 +57,14 @@ PF_MEMALLOC: Final = 0x00000800
 SWAP_CLUSTER_MAX: Final = 32
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
-_BAD_FLAGS: Final = PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
+_BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
+                     | PG_vmalloc)
+#: A page with one of these still belongs to someone (free_pages_check's PAGE_FLAGS_CHECK_AT_FREE):
+#: the slab allocator, a vmalloc area or vmap, the LRU. Freeing it is refused with a report.
+_OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
+_OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
+                    (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
+                    (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
 HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
 HUNG_TASK_RETRIES: Final = 120 * HZ // (HZ // 50)
 
@@ -312,6 +319,9 @@ class PageAllocator:
         if not 0 <= pfn < mem.nr_pages:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
+        if cnt <= 1 and mem.flags[pfn] & _OWNED_FLAGS:  # the last reference (or a tail page)
+            self._bad_page_owned(t, pfn, order, where)
+            return
         if cnt <= 0 or mem.flags[pfn] & PG_private:
             self._double_free(t, pfn, order, where)
             return
@@ -342,6 +352,22 @@ class PageAllocator:
             self.free_pages_ok(t, pfn, order)
         if self.reclaim_wait.waiters:
             wake_up(self.reclaim_wait)
+
+    def _bad_page_owned(self, t: Task, pfn: int, order: int, where: str) -> None:
+        """free_pages_check found PAGE_FLAGS_CHECK_AT_FREE flags: reported in today's
+        bad_page() words, and refused (2.6 "fixed it up" and freed the page while its
+        owner still used it; here the page stays with its owner, nothing is lost)."""
+        mem = self.mem
+        fl = mem.flags[pfn]
+        whose = next(text for bit, text in _OWNER_OF if fl & bit)
+        file, line, func = caller_site(3)
+        self.m.report("bad_page", [
+            f"BUG: Bad page state in process {t.comm}  pfn:{pfn:05x}",
+            f"page:(pfn {pfn:#x}) refcount:{mem.count[pfn]} mapcount:0 mapping:00000000 index:0x0",
+            f"flags: {fl:#x}({format_page_flags(fl)})",
+            "page dumped because: PAGE_FLAGS_CHECK_AT_FREE flag(s) set",
+            f"{where}(pfn:{pfn:#x}, order:{order}) of a page that {whose}: refused",
+            f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}", extra={"pfn": pfn, "flags": fl})
 
     def _double_free(self, t: Task, pfn: int, order: int, where: str) -> None:
         file, line, func = caller_site(3)
