@@ -30,7 +30,7 @@ from ..runtime.task import CURRENT, Task
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM,
                   __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
-                  check_gfp, gfp_names)
+                  c_hex, check_gfp, gfp_names)
 from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
                       PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
                       ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
@@ -187,14 +187,20 @@ class PageAllocator:
             z.pages_high = mn * 6 // 4
 
     def setup_per_zone_lowmem_reserve(self) -> None:
-        """Each lower zone keeps (pages of the zones above, up to the class zone) / ratio."""
+        """Each lower zone keeps (pages of the zones above, up to the class zone) / ratio.
+
+        As 2.6.11 computes it, for every zone index of the node, populated or not: a zone
+        that does not exist has 0 present pages, so on a machine without highmem the DMA
+        zone's entry for HighMem is still Normal's pages / 256 (48 at 64M, 496 at 512M),
+        which /proc/zoneinfo shows. Allocations never use that entry there: their
+        class zone is the first populated zone of their zonelist.
+        """
         for row in self.node_zones:
             for j in range(3):
                 zj = row[j]
-                if zj is None:
-                    continue
-                present = zj.present
-                zj.lowmem_reserve[j] = 0
+                present = zj.present if zj is not None else 0
+                if zj is not None:
+                    zj.lowmem_reserve[j] = 0
                 for idx in range(j - 1, -1, -1):
                     lower = row[idx]
                     if lower is None:
@@ -537,11 +543,18 @@ class PageAllocator:
             "and nothing can be reclaimed"], fatal=True)
 
     def _nopage(self, t: Task, gfp: int, order: int) -> None:
+        """The fail path: today's ``warn_alloc`` line (unless __GFP_NOWARN), then NULL.
+
+        Kept: ``"%s: page allocation failure: order:%u, mode:%#x(%pGg), nodemask=%*pbl"``
+        with a NULL nodemask, and dump_stack() (the report's call trace). Left out: the
+        cpuset suffix and the Mem-Info dump (/proc/zoneinfo and buddyinfo show the same).
+        2.6.11 printed ``"%s: page allocation failure. order:%d, mode:0x%x"``.
+        """
         t.cpu.data["vm_events"][PGALLOC_FAIL] += 1
         if not gfp & _GFP_NOWARN:
             self.m.report("page_alloc_failure", [
-                f"{t.comm}: page allocation failure. order:{order}, mode:0x{gfp:x}",
-                f"({gfp_names(gfp)})"], site=f"{order}:{gfp:#x}")
+                f"{t.comm}: page allocation failure: order:{order}, mode:{c_hex(gfp)}({gfp_names(gfp)}), "
+                "nodemask=(null)"], site=f"{order}:{gfp:#x}")
         return None
 
     def wakeup_kswapd(self, t: Task, z: ZoneAlloc, order: int) -> None:
@@ -581,6 +594,29 @@ class PageAllocator:
 
     def nr_free_pages(self) -> int:
         return sum(z.buddy.free_pages + z.pcp_pages() for z in self.zones)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of the page allocator and reclaim, by name (Python-facing).
+
+        The names /proc/vmstat prints (2.6.11's ``vmstat_text``, see mm/proc.py) and the
+        model's own: ``nr_free_pages``, ``pcp_refill``, ``pcp_drain``, ``pcp_hit``,
+        ``pgalloc_fail``, ``oom_kill``, ``kswapd_wake`` (per-CPU events), ``pgscan``,
+        ``pgsteal``, ``pageout``, ``kswapd_runs``, ``slab_freed`` (reclaim totals) and
+        ``zone_lock_acquisitions`` / ``zone_lock_contentions``.
+        """
+        out: dict[str, int] = {"nr_free_pages": self.nr_free_pages()}
+        out.update(zip(VM_EVENT_NAMES, self.vm_events()))
+        reclaim = self.reclaim
+        if reclaim is not None:
+            out.update(reclaim.stats)
+            kinds = reclaim.counts()
+        else:
+            kinds = {"clean": 0, "dirty": 0, "anon": 0}
+        out["nr_dirty"] = kinds["dirty"]
+        out["nr_mapped"] = kinds["anon"]
+        out["zone_lock_acquisitions"] = sum(z.lock.acquisitions for z in self.zones)
+        out["zone_lock_contentions"] = sum(z.lock.contentions for z in self.zones)
+        return out
 
     def check(self) -> None:
         """Every page is in exactly one place: buddy lists, a per-CPU list, or allocated."""

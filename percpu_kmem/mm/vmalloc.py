@@ -37,7 +37,7 @@ from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
 from .access import memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
-from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, check_gfp, gfp_names
+from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
 
 if TYPE_CHECKING:
@@ -89,6 +89,20 @@ def _user_site() -> tuple[str, int, str]:
     if f is None:
         return ("<unknown>", 0, "<unknown>")
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+def _caller_token(caller: tuple[str, int, str]) -> str:
+    """The caller field of /proc/vmallocinfo as one whitespace-free token: ``func@file:line``.
+
+    The kernel's ``%pS`` prints ``func+0x1c/0x40``, one token too (tools split the line on
+    blanks); a file and line say more here. Whitespace in a path is escaped as octal,
+    the way seq_escape writes a space in /proc/mounts (``\\040``).
+    """
+    file, ln, func = caller
+    token = f"{func}@{file}:{ln}"
+    if any(ch.isspace() for ch in token):
+        token = "".join(f"\\{ord(ch):03o}" if ch.isspace() else ch for ch in token)
+    return token
 
 
 def fls(x: int) -> int:
@@ -417,7 +431,7 @@ class VmallocSpace:
         if not gfp & _GFP_NOWARN:
             self.m.report("vmalloc_failure", [
                 f"{t.comm}: vmalloc error: size {taken}, failed to allocate pages, "
-                f"mode:{gfp:#x}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
+                f"mode:{c_hex(gfp)}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
 
     def _map_vm_area(self, area: vm_struct) -> None:
         """map_vm_area: install a PTE for every page (the guard page stays unmapped)."""
@@ -552,8 +566,7 @@ class VmallocSpace:
         numa = len(mem.nodes) > 1
         for a in self._snapshot():
             line = f"0x{a.addr:08x}-0x{a.end:08x} {a.size:7d}"
-            file, ln, func = a.caller
-            line += f" {func} [{file}:{ln}]"
+            line += f" {_caller_token(a.caller)}"
             if a.nr_pages:
                 line += f" pages={a.nr_pages}"
             if a.phys_addr:
