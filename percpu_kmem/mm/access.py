@@ -5,6 +5,25 @@ memory accesses) and is checked: touching a page that is free is reported as a
 use-after-free in KASAN's words; an address nothing maps is a page fault (an
 Oops), never a Python crash. Addresses are kernel virtual addresses (ints).
 
+Bad pointers in simulated code (what the kernel would oops on) are Oopses here,
+in today's x86 wording with i386's 8-digit addresses (kept: the three ``BUG:`` /
+``#PF:`` lines of ``show_fault_oops``, the ``Oops: %04lx [#N] SMP`` line of
+``__die`` with the page-fault error code, 0000 for a read and 0002 for a write of a
+not-present page, and ``oops_end``'s ``---[ end trace ]---``):
+
+* ``None`` is NULL (address 0); an address below PAGE_SIZE (a field of a NULL
+  struct pointer) is "BUG: kernel NULL pointer dereference, address: 00000010";
+* any other address nothing maps is "BUG: unable to handle page fault for address: ...";
+* a negative int is a pointer that C arithmetic wrapped (NULL - 8 is fffffff8).
+
+The Oops ends the task (as ``make_task_dead``: "note: ... exited with
+preempt_count N" when it dies atomic) and the run goes on; in interrupt context the
+kernel cannot kill anything and panics ("Fatal exception in interrupt"), and so does
+the model. Simplified: no register dump and no ``*pde =`` page-table walk; the
+``EIP:`` line names the Python function and line of the access. A non-int address
+(a str, a float), an int of 2**32 or more, or a negative length is a misuse of the
+Python API: KmemUsageError, before anything happens.
+
 Addresses outside the lowmem direct map go through the page allocator's
 ``translate_hook`` (vmalloc/ioremap install it: mm/vmalloc.py), one virtual page
 at a time, as the MMU walks one PTE per page: an access that spans two virtual
@@ -19,9 +38,10 @@ accessor's width (read_u32 is one 4-byte bus read, as readl is).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Final
 
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import KmemUsageError, Oops
+from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
@@ -31,6 +51,7 @@ if TYPE_CHECKING:
 
 
 skip_frames_of(__file__)
+_IRQ_MASK: Final = IRQ_MASK
 
 
 def _page_is_free(mem: object, pfn: int) -> bool:
@@ -43,16 +64,72 @@ def _page_is_free(mem: object, pfn: int) -> bool:
     return True
 
 
+#: i386: an ``unsigned long`` pointer; a negative int wraps as C pointer arithmetic does
+ADDR_LIMIT: Final = 1 << 32
+#: x86 page-fault error code bits (arch/x86/include/asm/trap_pf.h): only W/R is ever set
+#: here, every fault of the model is a supervisor access to a not-present page.
+X86_PF_WRITE: Final = 1 << 1
+
+
+def _addr_arg(addr: object) -> int:
+    """An address argument that is not a plain int: None is NULL, misuse raises.
+
+    Called only off the fast path (``addr.__class__ is not int``) and for ints out of
+    the 32-bit range, before any side effect.
+    """
+    if addr is None:
+        return 0
+    if not isinstance(addr, int) or isinstance(addr, bool):
+        raise KmemUsageError(f"memory address must be an int (a kernel virtual address) or None (NULL), "
+                             f"got {addr!r}")
+    if -ADDR_LIMIT <= addr < 0:
+        return addr & (ADDR_LIMIT - 1)
+    if not 0 <= addr < ADDR_LIMIT:
+        raise KmemUsageError(f"memory address {addr:#x} does not fit an i386 pointer (32 bits)")
+    return int(addr)
+
+
+def _len_arg(n: object, what: str) -> int:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise KmemUsageError(f"{what}: length must be an int >= 0, got {n!r}")
+    return n
+
+
 def _fault(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
+    """A kernel-mode page fault nothing can fix: the Oops, then the task dies.
+
+    ``do_page_fault`` -> ``no_context`` -> ``show_fault_oops`` + ``__die`` + ``oops_end``:
+    in interrupt context that is ``panic("Fatal exception in interrupt")``; otherwise
+    the task is killed (``make_task_dead``) and everything else goes on.
+    """
     t = CURRENT.task
     file, line, func = caller_site(3)
-    pa.m.report("page_fault", [
-        f"BUG: unable to handle page fault for address: {addr:08x}",
-        f"#PF: supervisor {'write' if write else 'read'} access in kernel mode",
-        f"#PF: error_code(0x000{2 if write else 0}) - not-present page",
-        f"Oops: 0000 [#1] SMP",
-        f"EIP: {func} ({file}:{line})"], fatal=True)
-    _ = t
+    err = X86_PF_WRITE if write else 0
+    pa.die_counter += 1
+    if addr < PAGE_SIZE:
+        first = f"BUG: kernel NULL pointer dereference, address: {addr:08x}"
+    else:
+        first = f"BUG: unable to handle page fault for address: {addr:08x}"
+    c = t.cpu
+    count, irqs_off = c.preempt_count, c.irqs_off
+    m = pa.m
+    try:
+        m.report("page_fault", [
+            first,
+            f"#PF: supervisor {'write' if write else 'read'} access in kernel mode",
+            f"#PF: error_code(0x{err:04x}) - not-present page",
+            f"Oops: {err:04x} [#{pa.die_counter}] SMP",
+            f"EIP: {func} ({file}:{line})"], fatal=True,
+            extra={"address": addr, "write": write, "null": addr < PAGE_SIZE})
+    except Oops:
+        m.printk("---[ end trace 0000000000000000 ]---", "WARNING")
+        if count & _IRQ_MASK:
+            m.panic("Fatal exception in interrupt")
+        if irqs_off:
+            m.printk(f"note: {t.comm}[{t.pid}] exited with irqs disabled", "INFO")
+        if count:
+            m.printk(f"note: {t.comm}[{t.pid}] exited with preempt_count {count}", "INFO")
+        raise
 
 
 def _uaf(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
@@ -71,16 +148,15 @@ _SLOW = -2  # _phys: the access is not inside the direct map; take the per-page 
 def _phys(addr: int, size: int, write: bool) -> int:
     """Count the access as a scheduling point, check it, and translate it.
 
-    Returns the physical address for an access inside the lowmem direct map,
-    else ``_SLOW``: the caller then goes page by page (``_pieces``).
+    ``addr`` is already a valid 32-bit int (``_addr_arg``). Returns the physical
+    address for an access inside the lowmem direct map, else ``_SLOW``: the caller
+    then goes page by page (``_pieces``).
     """
     t = CURRENT.task
     t.budget -= 1
     if t.budget <= 0:
         t.machine._engine.decide(t, "mem_write" if write else "mem_read")
     pa = t.machine.mm
-    if not isinstance(addr, int) or isinstance(addr, bool):
-        raise KmemUsageError(f"memory address must be an int, got {addr!r}")
     mem = pa.mem
     if PAGE_OFFSET <= addr and addr + size <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
         paddr = addr - PAGE_OFFSET
@@ -122,7 +198,9 @@ def _pieces(pa: PageAllocator, addr: int, n: int, write: bool) -> list[tuple[int
     Every page is translated before any byte moves, so a fault part way leaves
     memory as it was (the model's accesses are all-or-nothing).
     """
-    out = []
+    out: list[tuple[int, int]] = []
+    if n <= 0:
+        return out  # nothing is touched: no fault (memset(NULL, 0, 0) is harmless)
     end = addr + n
     a = addr
     while True:
@@ -147,6 +225,10 @@ def _io(pa: PageAllocator) -> Any:
 
 def _read(addr: int, n: int, width: int = 0) -> bytes:
     """Read n bytes; ``width`` > 0: one bus access of that width when it is device memory."""
+    if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
+        addr = _addr_arg(addr)
+    if n.__class__ is not int or n < 0:
+        n = _len_arg(n, "read")
     p = _phys(addr, n, False)
     pa = CURRENT.task.machine.mm
     mem = pa.mem
@@ -169,6 +251,8 @@ def _read(addr: int, n: int, width: int = 0) -> bytes:
 
 def _write(addr: int, data: bytes | bytearray, width: int = 0) -> None:
     """Write ``data``; device memory gets bus writes (see _read)."""
+    if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
+        addr = _addr_arg(addr)
     n = len(data)
     p = _phys(addr, n, True)
     pa = CURRENT.task.machine.mm
@@ -205,6 +289,12 @@ def mem_write(addr: int, data: bytes | bytearray) -> None:
 
 def memset(addr: int, c: int, n: int) -> int:
     """memset(): fill ``n`` bytes with ``c``; returns ``addr``."""
+    if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
+        addr = _addr_arg(addr)
+    if n.__class__ is not int or n < 0:
+        n = _len_arg(n, "memset")
+    if c.__class__ is not int and (not isinstance(c, int) or isinstance(c, bool)):
+        raise KmemUsageError(f"memset: the fill byte must be an int, got {c!r}")
     p = _phys(addr, n, True)
     if p >= 0:
         CURRENT.task.machine.mm.mem.memset(p, c & 0xFF, n)
@@ -217,6 +307,8 @@ def memset(addr: int, c: int, n: int) -> int:
 
 def memcpy(dst: int, src: int, n: int) -> int:
     """memcpy() between two kernel addresses; returns ``dst``."""
+    if dst.__class__ is not int or dst < 0 or dst >= ADDR_LIMIT:
+        dst = _addr_arg(dst)  # a bad destination is refused before the source is read
     data = mem_read(src, n)
     mem_write(dst, data)
     return dst

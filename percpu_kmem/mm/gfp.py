@@ -59,6 +59,11 @@ def gfp_names(gfp: int) -> str:
     return "|".join(out) or "0"
 
 
+def c_hex(value: int) -> str:
+    """printf's ``%#x``: ``0x20``, but ``0`` for zero (C adds no prefix to 0)."""
+    return f"{value:#x}" if value else "0"
+
+
 def gfp_allows_blocking(gfp: int) -> bool:
     return bool(gfp & __GFP_WAIT)
 

@@ -30,10 +30,10 @@ from ..runtime.task import CURRENT, Task
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM,
                   __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
-                  check_gfp, gfp_names)
+                  c_hex, check_gfp, gfp_names)
 from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
-                      PG_dirty, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA, ZONE_HIGHMEM,
-                      ZONE_NAMES, ZONE_NORMAL)
+                      PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
+                      ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
 _GFP_COLD: Final = __GFP_COLD
@@ -57,7 +57,14 @@ PF_MEMALLOC: Final = 0x00000800
 SWAP_CLUSTER_MAX: Final = 32
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
-_BAD_FLAGS: Final = PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
+_BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
+                     | PG_vmalloc)
+#: A page with one of these still belongs to someone (free_pages_check's PAGE_FLAGS_CHECK_AT_FREE):
+#: the slab allocator, a vmalloc area or vmap, the LRU. Freeing it is refused with a report.
+_OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
+_OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
+                    (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
+                    (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
 HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
 HUNG_TASK_RETRIES: Final = 120 * HZ // (HZ // 50)
 
@@ -162,6 +169,8 @@ class PageAllocator:
         self.total_pages = mem.nr_pages
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
         self.translate_hook: Any = None
+        #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine (mm/access.py)
+        self.die_counter = 0
 
     # -- set-up ---------------------------------------------------------------------------
     def setup_per_zone_pages_min(self) -> None:
@@ -178,14 +187,20 @@ class PageAllocator:
             z.pages_high = mn * 6 // 4
 
     def setup_per_zone_lowmem_reserve(self) -> None:
-        """Each lower zone keeps (pages of the zones above, up to the class zone) / ratio."""
+        """Each lower zone keeps (pages of the zones above, up to the class zone) / ratio.
+
+        As 2.6.11 computes it, for every zone index of the node, populated or not: a zone
+        that does not exist has 0 present pages, so on a machine without highmem the DMA
+        zone's entry for HighMem is still Normal's pages / 256 (48 at 64M, 496 at 512M),
+        which /proc/zoneinfo shows. Allocations never use that entry there: their
+        class zone is the first populated zone of their zonelist.
+        """
         for row in self.node_zones:
             for j in range(3):
                 zj = row[j]
-                if zj is None:
-                    continue
-                present = zj.present
-                zj.lowmem_reserve[j] = 0
+                present = zj.present if zj is not None else 0
+                if zj is not None:
+                    zj.lowmem_reserve[j] = 0
                 for idx in range(j - 1, -1, -1):
                     lower = row[idx]
                     if lower is None:
@@ -310,6 +325,9 @@ class PageAllocator:
         if not 0 <= pfn < mem.nr_pages:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
+        if cnt <= 1 and mem.flags[pfn] & _OWNED_FLAGS:  # the last reference (or a tail page)
+            self._bad_page_owned(t, pfn, order, where)
+            return
         if cnt <= 0 or mem.flags[pfn] & PG_private:
             self._double_free(t, pfn, order, where)
             return
@@ -340,6 +358,22 @@ class PageAllocator:
             self.free_pages_ok(t, pfn, order)
         if self.reclaim_wait.waiters:
             wake_up(self.reclaim_wait)
+
+    def _bad_page_owned(self, t: Task, pfn: int, order: int, where: str) -> None:
+        """free_pages_check found PAGE_FLAGS_CHECK_AT_FREE flags: reported in today's
+        bad_page() words, and refused (2.6 "fixed it up" and freed the page while its
+        owner still used it; here the page stays with its owner, nothing is lost)."""
+        mem = self.mem
+        fl = mem.flags[pfn]
+        whose = next(text for bit, text in _OWNER_OF if fl & bit)
+        file, line, func = caller_site(3)
+        self.m.report("bad_page", [
+            f"BUG: Bad page state in process {t.comm}  pfn:{pfn:05x}",
+            f"page:(pfn {pfn:#x}) refcount:{mem.count[pfn]} mapcount:0 mapping:00000000 index:0x0",
+            f"flags: {fl:#x}({format_page_flags(fl)})",
+            "page dumped because: PAGE_FLAGS_CHECK_AT_FREE flag(s) set",
+            f"{where}(pfn:{pfn:#x}, order:{order}) of a page that {whose}: refused",
+            f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}", extra={"pfn": pfn, "flags": fl})
 
     def _double_free(self, t: Task, pfn: int, order: int, where: str) -> None:
         file, line, func = caller_site(3)
@@ -509,11 +543,18 @@ class PageAllocator:
             "and nothing can be reclaimed"], fatal=True)
 
     def _nopage(self, t: Task, gfp: int, order: int) -> None:
+        """The fail path: today's ``warn_alloc`` line (unless __GFP_NOWARN), then NULL.
+
+        Kept: ``"%s: page allocation failure: order:%u, mode:%#x(%pGg), nodemask=%*pbl"``
+        with a NULL nodemask, and dump_stack() (the report's call trace). Left out: the
+        cpuset suffix and the Mem-Info dump (/proc/zoneinfo and buddyinfo show the same).
+        2.6.11 printed ``"%s: page allocation failure. order:%d, mode:0x%x"``.
+        """
         t.cpu.data["vm_events"][PGALLOC_FAIL] += 1
         if not gfp & _GFP_NOWARN:
             self.m.report("page_alloc_failure", [
-                f"{t.comm}: page allocation failure. order:{order}, mode:0x{gfp:x}",
-                f"({gfp_names(gfp)})"], site=f"{order}:{gfp:#x}")
+                f"{t.comm}: page allocation failure: order:{order}, mode:{c_hex(gfp)}({gfp_names(gfp)}), "
+                "nodemask=(null)"], site=f"{order}:{gfp:#x}")
         return None
 
     def wakeup_kswapd(self, t: Task, z: ZoneAlloc, order: int) -> None:
@@ -553,6 +594,29 @@ class PageAllocator:
 
     def nr_free_pages(self) -> int:
         return sum(z.buddy.free_pages + z.pcp_pages() for z in self.zones)
+
+    def counters(self) -> dict[str, int]:
+        """Every counter of the page allocator and reclaim, by name (Python-facing).
+
+        The names /proc/vmstat prints (2.6.11's ``vmstat_text``, see mm/proc.py) and the
+        model's own: ``nr_free_pages``, ``pcp_refill``, ``pcp_drain``, ``pcp_hit``,
+        ``pgalloc_fail``, ``oom_kill``, ``kswapd_wake`` (per-CPU events), ``pgscan``,
+        ``pgsteal``, ``pageout``, ``kswapd_runs``, ``slab_freed`` (reclaim totals) and
+        ``zone_lock_acquisitions`` / ``zone_lock_contentions``.
+        """
+        out: dict[str, int] = {"nr_free_pages": self.nr_free_pages()}
+        out.update(zip(VM_EVENT_NAMES, self.vm_events()))
+        reclaim = self.reclaim
+        if reclaim is not None:
+            out.update(reclaim.stats)
+            kinds = reclaim.counts()
+        else:
+            kinds = {"clean": 0, "dirty": 0, "anon": 0}
+        out["nr_dirty"] = kinds["dirty"]
+        out["nr_mapped"] = kinds["anon"]
+        out["zone_lock_acquisitions"] = sum(z.lock.acquisitions for z in self.zones)
+        out["zone_lock_contentions"] = sum(z.lock.contentions for z in self.zones)
+        return out
 
     def check(self) -> None:
         """Every page is in exactly one place: buddy lists, a per-CPU list, or allocated."""

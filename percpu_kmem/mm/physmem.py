@@ -25,6 +25,9 @@ Simplified, on purpose:
 - The buddy order of a free block lives in ``order`` (2.6 keeps it in ``page->private``);
   ``owner`` stands in for the pointer-valued fields upper layers need (``page->lru`` links
   to the slab cache, ``page->mapping``) and holds a small id, 0 meaning none.
+- Pages mapped into the vmalloc window (a vmalloc() area's pages, vmap()ed pages) carry the
+  model-only bit :data:`PG_vmalloc`, so that freeing one while it is mapped is refused
+  (2.6 keeps no such mark and would free it silently).
 - Anonymous pages are marked with the model-only bit :data:`PG_anon`; 2.6 sets the
   ``PAGE_MAPPING_ANON`` bit in ``page->mapping`` instead.
 - The bytes of memory exist only once written (see :meth:`PhysMem.write`); a page never
@@ -111,6 +114,9 @@ PG_reclaim: Final = 1 << 18  # to be reclaimed asap
 PG_nosave_free: Final = 1 << 19
 #: Model-only: an anonymous page (2.6 encodes this as PAGE_MAPPING_ANON in page->mapping).
 PG_anon: Final = 1 << 20
+#: Model-only: mapped into the vmalloc window by vmalloc() or vmap() (mm/vmalloc.py); the
+#: page allocator refuses to free such a page (a "Bad page state" report).
+PG_vmalloc: Final = 1 << 21
 
 PAGE_FLAG_NAMES: Final = (
     (PG_locked, "locked"),
@@ -134,6 +140,7 @@ PAGE_FLAG_NAMES: Final = (
     (PG_reclaim, "reclaim"),
     (PG_nosave_free, "nosave_free"),
     (PG_anon, "anon"),
+    (PG_vmalloc, "vmalloc"),
 )
 _KNOWN_FLAGS: Final = sum(bit for bit, _ in PAGE_FLAG_NAMES)
 

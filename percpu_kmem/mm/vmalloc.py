@@ -37,8 +37,8 @@ from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
 from .access import memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
-from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, check_gfp, gfp_names
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, Page
+from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, c_hex, check_gfp, gfp_names
+from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -89,6 +89,20 @@ def _user_site() -> tuple[str, int, str]:
     if f is None:
         return ("<unknown>", 0, "<unknown>")
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+def _caller_token(caller: tuple[str, int, str]) -> str:
+    """The caller field of /proc/vmallocinfo as one whitespace-free token: ``func@file:line``.
+
+    The kernel's ``%pS`` prints ``func+0x1c/0x40``, one token too (tools split the line on
+    blanks); a file and line say more here. Whitespace in a path is escaped as octal,
+    the way seq_escape writes a space in /proc/mounts (``\\040``).
+    """
+    file, ln, func = caller
+    token = f"{func}@{file}:{ln}"
+    if any(ch.isspace() for ch in token):
+        token = "".join(f"\\{ord(ch):03o}" if ch.isspace() else ch for ch in token)
+    return token
 
 
 def fls(x: int) -> int:
@@ -208,6 +222,25 @@ class VmallocSpace:
         self.devices: list[IoDevice] = []  # sorted by physical address
         self._dev_starts: list[int] = []
         self.nr_vmalloc_pages = 0  # pages vmalloc took from the page allocator and holds
+        #: pfn -> how many areas (VM_ALLOC or VM_MAP) map it; such a page carries PG_vmalloc, so
+        #: the page allocator refuses to free it while it is mapped
+        self.mapped: dict[int, int] = {}
+
+    def _mark(self, pfn: int) -> None:
+        mapped = self.mapped
+        n = mapped.get(pfn, 0)
+        if not n:
+            self.pa.mem.flags[pfn] |= PG_vmalloc
+        mapped[pfn] = n + 1
+
+    def _unmark(self, pfn: int) -> None:
+        mapped = self.mapped
+        n = mapped[pfn] - 1
+        if n:
+            mapped[pfn] = n
+        else:
+            del mapped[pfn]
+            self.pa.mem.flags[pfn] &= ~PG_vmalloc
 
     # -- the page tables, as the MMU sees them ---------------------------------------------
     def translate(self, addr: int, size: int, write: bool) -> int | None:
@@ -339,14 +372,20 @@ class VmallocSpace:
                           "WARNING")
         return area
 
-    def remove_vm_area(self, addr: int) -> vm_struct | None:
-        """Find the area starting at ``addr``, clear its PTEs and unlink it (under vmlist_lock)."""
+    def remove_vm_area(self, addr: int, refuse: int = 0) -> vm_struct | None:
+        """Find the area starting at ``addr``, clear its PTEs and unlink it (under vmlist_lock).
+
+        An area whose flags meet ``refuse`` is returned as it is, still in place (the caller
+        reports the misuse); tell the two apart with ``area in self.vmlist``.
+        """
         spin_lock(self.vmlist_lock)
         try:
             i = bisect.bisect_left(self._addrs, addr)
             if i == len(self._addrs) or self._addrs[i] != addr:
                 return None
             area = self.vmlist[i]
+            if area.flags & refuse:
+                return area
             self._clear_ptes(area)
             del self.vmlist[i]
             del self._addrs[i]
@@ -381,6 +420,7 @@ class VmallocSpace:
             area.pages.append(pfn)
             area.nr_pages += 1
             self.nr_vmalloc_pages += 1
+            self._mark(pfn)
         self._map_vm_area(area)
         return area.addr
 
@@ -391,7 +431,7 @@ class VmallocSpace:
         if not gfp & _GFP_NOWARN:
             self.m.report("vmalloc_failure", [
                 f"{t.comm}: vmalloc error: size {taken}, failed to allocate pages, "
-                f"mode:{gfp:#x}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
+                f"mode:{c_hex(gfp)}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
 
     def _map_vm_area(self, area: vm_struct) -> None:
         """map_vm_area: install a PTE for every page (the guard page stays unmapped)."""
@@ -411,6 +451,8 @@ class VmallocSpace:
         area.prot = prot
         area.pages = list(pfns)
         area.nr_pages = len(pfns)
+        for pfn in pfns:
+            self._mark(pfn)
         self._map_vm_area(area)
         return area.addr
 
@@ -421,16 +463,24 @@ class VmallocSpace:
         if addr & (PAGE_SIZE - 1):
             self._bad_vfree(f"Trying to {what}() bad address ({_p(addr)})")
             return
-        area = self.remove_vm_area(addr)
+        area = self.remove_vm_area(addr, 0 if deallocate_pages else VM_ALLOC)
         if area is None:
             self._bad_vfree(f"Trying to {what}() nonexistent vm area ({_p(addr)})")
             return
-        if deallocate_pages and area.flags & VM_ALLOC:
+        if not deallocate_pages and area.flags & VM_ALLOC:
+            # 2.6 unmapped it and leaked every page (vunmap never frees): refused here
+            self._bad_vfree(f"Trying to {what}() a vmalloc() area ({_p(addr)}): its pages would be lost; "
+                            "free it with vfree()")
+            return
+        for pfn in area.pages:
+            self._unmark(pfn)
+        if area.flags & VM_ALLOC:
             t = CURRENT.task
             for pfn in area.pages:
                 self.pa.put_page(t, pfn, 0, False, "__free_page")
                 self.nr_vmalloc_pages -= 1
-            area.pages = []
+        area.pages = []
+        area.nr_pages = 0
 
     def vfree(self, addr: int | None) -> None:
         if in_interrupt():
@@ -489,10 +539,16 @@ class VmallocSpace:
     def iounmap(self, addr: int | None) -> None:
         if addr is None or addr <= self.high_memory:
             return  # the ISA hole and the direct map were never remapped
-        area = self.remove_vm_area(addr & _PAGE_MASK32)
-        if area is None:
+        area = self.remove_vm_area(addr & _PAGE_MASK32, VM_ALLOC | VM_MAP)
+        if area is None or not area.flags & VM_IOREMAP:
+            # 2.6.11 unmapped a vmalloc()/vmap() area too, leaking its pages: refused here
             file, ln, _ = _user_site()
-            self.m.report("bad_iounmap", [f"iounmap: bad address {_p(addr)}"], site=f"{file}:{ln}")
+            lines = [f"iounmap: bad address {_p(addr)}"]
+            if area is not None:
+                kind = "a vmalloc()" if area.flags & VM_ALLOC else "a vmap()"
+                undo = "vfree()" if area.flags & VM_ALLOC else "vunmap()"
+                lines.append(f"{_p(addr)} is {kind} area, not an ioremap() mapping: undo it with {undo}")
+            self.m.report("bad_iounmap", lines, site=f"{file}:{ln}")
 
     # -- views ---------------------------------------------------------------------------------------
     def _snapshot(self) -> list[vm_struct]:
@@ -510,8 +566,7 @@ class VmallocSpace:
         numa = len(mem.nodes) > 1
         for a in self._snapshot():
             line = f"0x{a.addr:08x}-0x{a.end:08x} {a.size:7d}"
-            file, ln, func = a.caller
-            line += f" {func} [{file}:{ln}]"
+            line += f" {_caller_token(a.caller)}"
             if a.nr_pages:
                 line += f" pages={a.nr_pages}"
             if a.phys_addr:
@@ -591,6 +646,20 @@ class VmallocSpace:
                         expected[vpn + i] = pfn
             if (vpn + npages) in self.ptes:
                 raise InconsistentState(f"vmalloc: the guard page of {a!r} is mapped")
+        maps: dict[int, int] = {}
+        for a in self.vmlist:
+            for pfn in a.pages:
+                maps[pfn] = maps.get(pfn, 0) + 1
+        if maps != self.mapped:
+            bad = sorted(p for p in set(maps) | set(self.mapped) if maps.get(p) != self.mapped.get(p))
+            raise InconsistentState(f"vmalloc: mapping counts disagree with the areas for pfns "
+                                    f"{[hex(p) for p in bad[:4]]}")
+        for pfn in maps:
+            if not mem.flags[pfn] & PG_vmalloc:
+                raise InconsistentState(f"vmalloc: pfn {pfn:#x} is mapped in the window but lacks PG_vmalloc")
+        if mem.count_flag(PG_vmalloc) != len(maps):
+            raise InconsistentState(f"vmalloc: {mem.count_flag(PG_vmalloc)} pages carry PG_vmalloc, "
+                                    f"{len(maps)} are mapped in the window")
         if nr_alloc != self.nr_vmalloc_pages:
             raise InconsistentState(f"vmalloc: {nr_alloc} pages in VM_ALLOC areas, counter says "
                                     f"{self.nr_vmalloc_pages}")
@@ -716,11 +785,22 @@ def vfree(addr: int | None) -> None:
 def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KERNEL) -> int | None:
     """Map ``count`` pages the caller owns into one virtually contiguous area.
 
+    ``flags`` is VM_MAP (or 0): VM_IOREMAP and VM_ALLOC describe areas that vmap does
+    not make (ioremap's physical mapping, vfree's page ownership); 2.6 took them and
+    made an area the rest of the kernel misreads, today's vmap() refuses such flags
+    with a WARN_ON_ONCE. The model reports them and returns None.
+    While mapped, the pages cannot be freed (a "Bad page state" report): vunmap() first.
+
     Returns the address, or None. Context: may sleep.
     """
     sp = _space()
-    if not isinstance(count, int) or count < 0 or count > len(pages):
+    if not isinstance(pages, (list, tuple)):
+        raise KmemUsageError(f"vmap() takes a list of struct pages, got {pages!r}")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0 or count > len(pages):
         raise KmemUsageError(f"vmap: count(={count!r}) must be an int within [0, len(pages)={len(pages)}]")
+    for what, v in (("flags", flags), ("prot", prot)):
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < ADDR_LIMIT:
+            raise KmemUsageError(f"vmap: {what} must be an unsigned long (an int), got {v!r}")
     pfns = []
     for p in pages[:count]:
         if not isinstance(p, Page):
@@ -728,7 +808,16 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
         if p.count <= 0:
             raise KmemUsageError(f"vmap() of pfn {p.pfn:#x}, a page nobody holds")
         pfns.append(p.pfn)
-    return sp.vmap(pfns, flags & ~VM_ALLOC, prot, _user_site())
+    if flags & ~VM_MAP:
+        might_sleep()
+        t = CURRENT.task
+        file, ln, _ = _user_site()
+        sp.m.report("bad_vmap", [
+            f"vmap: illegal flags {flags:#x}: only VM_MAP ({VM_MAP:#x}) may be passed "
+            f"(VM_IOREMAP and VM_ALLOC describe areas vmap() does not make)",
+            f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{ln}"], site=f"{file}:{ln}")
+        return None
+    return sp.vmap(pfns, flags, prot, _user_site())
 
 
 def vunmap(addr: int | None) -> None:

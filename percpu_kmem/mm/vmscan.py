@@ -42,6 +42,8 @@ PAGE_DIRTY: Final = 1
 PAGE_ANON: Final = 2
 KIND_NAMES: Final = {"clean": PAGE_CLEAN, "dirty": PAGE_DIRTY, "anon": PAGE_ANON}
 SWAP_CLUSTER_MAX: Final = 32
+#: the zone suffix of the per-zone vmstat counters, by zone index (pgsteal_dma, ..._normal, ..._high)
+_ZONE_STAT: Final = ("dma", "normal", "high")
 
 
 @dataclass
@@ -66,8 +68,15 @@ class Reclaim:
         nnodes = len(pa.node_zones)
         self.kswapd_wait = [init_waitqueue_head(f"kswapd{n}") for n in range(nnodes)]
         self.kswapd_pending = [False] * nnodes
+        #: reclaim counters. The kernel's own (2.6.11 vmstat_text names, printed by /proc/vmstat):
+        #: pgscan_{kswapd,direct}_<zone>, pgsteal_<zone>, kswapd_steal, pageoutrun (kswapd's
+        #: balance passes), pswpout, slabs_scanned. The model's own totals (not printed):
+        #: pgscan, pgsteal, pageout (dirty pages written back), kswapd_runs, slab_freed.
         self.stats = {"pgscan": 0, "pgsteal": 0, "pageout": 0, "pswpout": 0, "kswapd_runs": 0,
-                      "slabs_scanned": 0, "slab_freed": 0}
+                      "slabs_scanned": 0, "slab_freed": 0, "kswapd_steal": 0, "pageoutrun": 0}
+        for zname in ("dma", "normal", "high"):
+            for key in ("pgsteal_", "pgscan_kswapd_", "pgscan_direct_"):
+                self.stats[key + zname] = 0
         for n in range(nnodes):
             pa.m.add_daemon(f"kswapd{n}", self._kswapd_fn(n), cpus=[c.id for c in pa.m.cpus if c.node == n])
 
@@ -122,8 +131,12 @@ class Reclaim:
         return freed
 
     # -- reclaim ----------------------------------------------------------------------------------
-    def shrink_zone(self, t: Task, z: ZoneAlloc, gfp: int, nr_to_reclaim: int) -> int:
-        """Free up to ``nr_to_reclaim`` pages of ``z``'s LRU that ``gfp`` allows, oldest first."""
+    def shrink_zone(self, t: Task, z: ZoneAlloc, gfp: int, nr_to_reclaim: int, kswapd: bool = False) -> int:
+        """Free up to ``nr_to_reclaim`` pages of ``z``'s LRU that ``gfp`` allows, oldest first.
+
+        ``kswapd``: counted as kswapd's scan (pgscan_kswapd_*, kswapd_steal), else as
+        direct reclaim's (pgscan_direct_*).
+        """
         lru = self.lru[z.zone.id]
         if not lru:
             return 0
@@ -146,14 +159,20 @@ class Reclaim:
                 self.stats["pageout"] += 1
             elif kind == PAGE_ANON:
                 self.stats["pswpout"] += 1
-        self.stats["pgscan"] += scanned
+        stats = self.stats
+        zname = _ZONE_STAT[z.idx]
+        stats["pgscan"] += scanned
+        stats[("pgscan_kswapd_" if kswapd else "pgscan_direct_") + zname] += scanned
         mem = self.mem
         for pfn in victims:
             mem.flags[pfn] &= ~(PG_lru | PG_dirty | PG_anon)
         spin_unlock_irqrestore(self.lru_lock, flags)
         for pfn in victims:
             self.pa.put_page(t, pfn, 0, True, "shrink_zone")
-        self.stats["pgsteal"] += len(victims)
+        stats["pgsteal"] += len(victims)
+        stats["pgsteal_" + zname] += len(victims)
+        if kswapd:
+            stats["kswapd_steal"] += len(victims)
         return len(victims)
 
     def try_to_free_pages(self, t: Task, zones: list[ZoneAlloc], gfp: int, order: int) -> int:
@@ -195,13 +214,14 @@ class Reclaim:
     def balance_pgdat(self, t: Task, nid: int) -> int:
         """Reclaim with GFP_KERNEL rules until every zone of the node is above pages_high."""
         self.stats["kswapd_runs"] += 1
+        self.stats["pageoutrun"] += 1
         total = 0
         for z in self.pa.node_zones[nid]:
             if z is None:
                 continue
             while z.buddy.free_pages + z.pcp_pages() < z.pages_high:
                 gfp = GFP_KERNEL | (_GFP_HIGHMEM if z.idx == 2 else 0)
-                n = self.shrink_zone(t, z, gfp, SWAP_CLUSTER_MAX)
+                n = self.shrink_zone(t, z, gfp, SWAP_CLUSTER_MAX, kswapd=True)
                 n += self.shrink_slab(gfp, SWAP_CLUSTER_MAX)
                 if n:
                     flags = local_irq_save()

@@ -19,7 +19,7 @@ from percpu_kmem.testing import explore
 
 pytestmark = pytest.mark.timeout(60)
 PAGE = 4096
-LINE = re.compile(r"^0x([0-9a-f]{8})-0x([0-9a-f]{8}) +(\d+) (\S+) \[(\S+)\]( pages=\d+)?( phys=0x[0-9a-f]{8})?"
+LINE = re.compile(r"^0x([0-9a-f]{8})-0x([0-9a-f]{8}) +(\d+) ([^\s@]+)@(\S+):(\d+)( pages=\d+)?( phys=0x[0-9a-f]{8})?"
                   r"( ioremap)?( vmalloc)?( vmap)?( N\d+=\d+)*$")
 
 
@@ -300,7 +300,7 @@ def test_vmallocinfo_lines_match_the_areas() -> None:
                      (io, 0x21000, "phys=0xfeb00000 ioremap")])
     assert len(text) == 3
     for ln, (a, size, tail) in zip(text, byaddr):
-        assert ln.startswith(f"0x{a:08x}-0x{a + size:08x} {size:7d} body [")
+        assert ln.startswith(f"0x{a:08x}-0x{a + size:08x} {size:7d} body@tests/mm/test_vmalloc.py:")
         assert ln.endswith(tail), ln
     assert areas(m) == [(a, a + size) for a, size, _ in byaddr]
     meminfo = dict((ln.split(":")[0], int(ln.split()[1])) for ln in m.proc("meminfo").splitlines())
