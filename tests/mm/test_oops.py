@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (GFP_KERNEL, KernelPanic, KmemUsageError, Machine, __get_free_page, free_page, kmalloc,
+from percpu_kmem import (InconsistentState, GFP_KERNEL, KernelPanic, KmemUsageError, Machine, __get_free_page, free_page, kmalloc,
                          mem_read, mem_write, memcpy, memset, nr_free_pages, raise_irq, read_u8,
                          read_u32, spin_lock_init, spin_lock_irqsave, write_u32)
 
@@ -154,7 +154,9 @@ def test_task_dying_atomic_is_noted_and_other_tasks_run(seed: int) -> None:
     text = "\n".join(m.dmesg)
     assert "note: victim[1] exited with irqs disabled" in text
     assert "note: victim[1] exited with preempt_count 1" in text
-    m.check()
+    # the lock died with its holder, as in the kernel: check() names it
+    with pytest.raises(InconsistentState, match="victim_lock held by victim/1"):
+        m.check()
 
 
 @pytest.mark.parametrize("bad, match", [
