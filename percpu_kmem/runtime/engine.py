@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 #: Steps a drain may take before every task is unwound at once.
 DRAIN_STEPS: Final = 20_000
+#: For this many steps a drain unwinds tasks only outside the allocators' code; after
+#: that also at any preemptible point inside it (a task that lives in allocator calls).
+DRAIN_STRICT_STEPS: Final = 2_000
 #: Wall seconds a Ctrl-C or a timed-out run waits for its tasks to reach a safe point.
 STOP_GRACE: Final = 5.0
 #: A busy-wait is a livelock when every live task has been in one (or spins, or sleeps)
@@ -191,14 +194,25 @@ class _EngineBase:
             u.budget = 0
 
     def may_abort(self, t: Task) -> bool:
-        """Can ``t`` unwind here without leaving a lock or a half-done update behind?"""
+        """Can ``t`` unwind here without leaving a lock or a half-done update behind?
+
+        Never while it holds a lock. At a sleep, yes. Elsewhere, first only outside the
+        allocators' code; once the drain has taken DRAIN_STRICT_STEPS, also at any point
+        where the kernel could preempt it (preempt_count 0, interrupts on): a task whose
+        every point is inside allocator calls (a tight kmalloc/kfree loop) then stops
+        between two of its critical sections, at worst leaking what it was allocating.
+        """
         if self.finished:
             return True
         if t.held:
             return False
         if t.in_sleep:
             return True
-        return not in_model_code()
+        if not in_model_code():
+            return True
+        c = t.cpu
+        return (self.steps - self.abort_step > DRAIN_STRICT_STEPS and c is not None
+                and c.preempt_count == 0 and not c.irqs_off)
 
     def _abort_point(self, t: Task) -> None:
         """While draining: unwind ``t`` if it is at a safe point (raise TaskAbort)."""
@@ -297,11 +311,18 @@ class _EngineBase:
         t.relaxes_seen = t.relaxes
 
     def _livelocked(self) -> bool:
-        """Every live task busy-waits (long enough), spins or sleeps: none can progress."""
+        """Every live task busy-waits (long enough), spins or sleeps, or waits for a CPU that
+        no busy-waiter can give up (it cannot be preempted): none can progress."""
+        cpu_free = any(c.curr is None or (c.preempt_count == 0 and not c.irqs_off)
+                       for c in self.cpus if c.online)
         for u in self.tasks:
             if u.state == T_DONE or u.is_idle:
                 continue
             if u.state == T_SLEEPING or u.spinning is not None:
+                continue
+            if u.state == T_READY:
+                if cpu_free:
+                    return False
                 continue
             if u.relax_streak < LIVELOCK_RELAXES:
                 return False
@@ -484,9 +505,11 @@ class BatonEngine(_EngineBase):
             self._grant(t)
             return
         if kind == "I":
-            self._record(t.pid, event, "I", action[1])
+            irq, times = action[1], action[2] if len(action) > 2 else 1
+            self._record(t.pid, event, "I", irq, times if times > 1 else 0)
             self._grant(t)
-            self.m._do_irq(t.cpu, action[1])  # type: ignore[arg-type]
+            for _ in range(times):
+                self.m._do_irq(t.cpu, irq)  # type: ignore[arg-type]
             return
         if kind == "P":
             self._record(t.pid, event, "P")
@@ -840,6 +863,7 @@ class FreeEngine(_EngineBase):
             with self.cv:
                 self._drain_wait(t)
         points = t.granted - t.budget
+        self.steps += points  # approximate under free threads: it only measures a drain
         self._note_points(t, points)
         self._grant(t)
         if t.is_idle or t.spinning is not None:
@@ -850,6 +874,13 @@ class FreeEngine(_EngineBase):
         if c.pending_irqs and not (c.preempt_count & HARDIRQ_MASK):
             self.m._deliver_pending(c)
         rng = t.rng
+        if not (c.preempt_count & HARDIRQ_MASK):
+            for irq, rate in self.m._irq_sources:
+                fires = sum(1 for _ in range(max(1, points)) if rng.random() < rate)
+                for _ in range(fires):
+                    self.m._do_irq(c, irq)
+                if fires:
+                    return
         if c.preempt_count == 0 and rng.random() < self.preempt_prob:
             with self.cv:
                 c.nr_preemptions += 1
@@ -860,12 +891,6 @@ class FreeEngine(_EngineBase):
             time.sleep(0)
             with self.cv:
                 self._acquire_cpu(t)
-            return
-        if not (c.preempt_count & HARDIRQ_MASK):
-            for irq, rate in self.m._irq_sources:
-                if rng.random() < 1.0 - (1.0 - rate) ** points:
-                    self.m._do_irq(c, irq)
-                    return
 
     def sleep(self, t: Task, on: Any, timeout_ns: int | None, event: str) -> bool:
         t.in_sleep = True

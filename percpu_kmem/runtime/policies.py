@@ -101,7 +101,7 @@ class Policy:
 
     def choose(self, engine: BatonEngine, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
         """Pick an action: ("C",) continue, ("S", task), ("D", task, cpu), ("P",),
-        ("I", irq) or ("V", cpu). ``forced``: ``t`` cannot go on (it sleeps, spins or ended)."""
+        ("I", irq, times) or ("V", cpu). ``forced``: ``t`` cannot go on (it sleeps, spins or ended)."""
         raise NotImplementedError
 
     def vlimit(self, engine: BatonEngine, t: Task) -> int:
@@ -113,15 +113,19 @@ class Policy:
 
     # Shared helpers -----------------------------------------------------
     def _irq(self, engine: BatonEngine, opts: Options) -> tuple[Any, ...] | None:
-        """Deliver an injectable interrupt here? A source of rate ``r`` fires with
-        probability ``r`` per scheduling point (with interrupts enabled) that passed since
-        the last decision, so the count per run is the same under every policy."""
+        """Deliver injectable interrupts here? A source of rate ``r`` fires with probability
+        ``r`` at each scheduling point (with interrupts enabled) that passed since the last
+        decision; the fires are delivered now, one after the other, so the count per run is
+        the same under every policy whatever its decisions' spacing."""
         k = engine.points_run if engine.points_run > 0 else 1
         rng = self.rng
         for irq, rate in opts.irqs:
-            p = rate if k == 1 else 1.0 - (1.0 - rate) ** k
-            if rng.random() < p:
-                return ("I", irq)
+            n = 0
+            for _ in range(k):
+                if rng.random() < rate:
+                    n += 1
+            if n:
+                return ("I", irq, n)
         return None
 
     def _pick_uniform(self, t: Task, opts: Options, forced: bool) -> tuple[Any, ...]:
@@ -390,7 +394,7 @@ class ReplayPolicy(Policy):
         if a == "P":
             return ("P",) if opts.can_preempt and not forced else None
         if a == "I":
-            return ("I", d.arg) if not forced and any(irq == d.arg for irq, _ in opts.irqs) else None
+            return ("I", d.arg, d.arg2 or 1) if not forced and any(irq == d.arg for irq, _ in opts.irqs) else None
         if a == "S":
             for u in opts.running:
                 if u.pid == d.arg:

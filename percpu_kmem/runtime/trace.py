@@ -13,7 +13,7 @@ Text form (``str(trace)``), one token per decision after a header::
 ``step:pid:event:action`` where action is one of
 ``S<pid>`` run that task (already on a CPU), ``D<pid>@<cpu>`` put a ready task on
 an idle CPU, ``P`` preempt the running task, ``I<irq>`` deliver an interrupt on
-the running task's CPU, ``V<cpu>`` let an idle CPU's idle task serve interrupts,
+the running task's CPU (``I<irq>x<n>``: n times in a row), ``V<cpu>`` let an idle CPU's idle task serve interrupts,
 ``T<ns>`` advance the virtual clock.
 """
 
@@ -42,6 +42,8 @@ class Decision(NamedTuple):
             body = "P"
         elif self.action == "D":
             body = f"D{self.arg}@{self.arg2}"
+        elif self.action == "I" and self.arg2 > 1:
+            body = f"I{self.arg}x{self.arg2}"
         else:
             body = f"{self.action}{self.arg}"
         return f"{self.step}:{self.pid}:{self.event}:{body}"
@@ -57,6 +59,9 @@ class Decision(NamedTuple):
             if action == "D":
                 a, b = body[1:].split("@")
                 return cls(int(step_s), int(pid_s), event, "D", int(a), int(b))
+            if action == "I" and "x" in body:
+                a, b = body[1:].split("x")
+                return cls(int(step_s), int(pid_s), event, "I", int(a), int(b))
             if action not in "SIVT":
                 raise ValueError
             return cls(int(step_s), int(pid_s), event, action, int(body[1:]))
@@ -107,7 +112,7 @@ class Trace:
             elif d.action == "P":
                 what = "preempted"
             elif d.action == "I":
-                what = f"interrupt {d.arg}"
+                what = f"interrupt {d.arg}" + (f" x{d.arg2}" if d.arg2 > 1 else "")
             elif d.action == "V":
                 what = f"idle CPU#{d.arg} serves interrupts"
             else:

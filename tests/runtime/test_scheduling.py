@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (KmemUsageError, Machine, Trace, get_cpu, kthread_run, preempt_point, put_cpu,
+from percpu_kmem import (ReplayDivergedWarning, KmemUsageError, Machine, Trace, get_cpu, kthread_run, preempt_point, put_cpu,
                          raw_smp_processor_id, spin_lock, spin_lock_init, spin_unlock)
 from percpu_kmem.runtime import threadpool
 from percpu_kmem.scenarios import percpu_counter
@@ -99,7 +99,8 @@ def test_replay_divergence_is_reported_and_run_continues() -> None:
             preempt_point("b")  # different events: the trace no longer fits
 
     m2 = Machine(cpus=2, seed=4, replay=trace)
-    m2.run(b, b)
+    with pytest.warns(ReplayDivergedWarning):
+        m2.run(b, b)
     assert m2.diverged is not None and "replay diverged at step" in m2.diverged
 
 
