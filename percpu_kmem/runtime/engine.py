@@ -1065,8 +1065,6 @@ class FreeEngine(_EngineBase):
         for u in live:
             if u.state == T_ON_CPU and u.spinning is None:
                 return
-            if u.state == T_READY:
-                return
         if self.aborting:  # draining, and what is left can never move: unwind it all
             self._finish_locked()
             raise TaskAbort()

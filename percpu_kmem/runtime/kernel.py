@@ -18,7 +18,7 @@ from . import costs
 from .errors import KmemUsageError, NotInTaskError
 from .preempt import (HARDIRQ_MASK, IRQ_MASK, NSEC_PER_JIFFY, PREEMPT_MASK, SOFTIRQ_DISABLE_OFFSET,
                       SOFTIRQ_MASK, SOFTIRQ_OFFSET, X86_EFLAGS_IF)
-from .report import caller_site
+from .report import caller_site, user_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
 
 _cur: Final = CURRENT
@@ -271,16 +271,32 @@ def might_sleep_if(cond: Any) -> None:
         might_sleep()
 
 
+#: might_sleep() reports at most once per this much virtual time (HZ jiffies: one second).
+MIGHT_SLEEP_RATELIMIT_NS: Final = NSEC_PER_JIFFY * 1000
+
+
 def _sleeping_in_atomic(t: Task, depth: int) -> None:
+    """__might_sleep()'s report, rate-limited as the kernel does: at most one per second
+    of virtual time (per run), whatever the call site; the rest are counted in
+    ``Machine.might_sleep_suppressed``. "at FILE:LINE" names the simulated code that
+    called into the model (the driver's kmalloc), not a line inside the allocators."""
     c = t.cpu
-    file, line, _ = caller_site(depth)
-    t.machine.report(
+    m = t.machine
+    engine = m._engine
+    now = max(engine.now, c.clock) if engine is not None else c.clock
+    prev = m.might_sleep_prev
+    if prev is not None and now - prev < MIGHT_SLEEP_RATELIMIT_NS:
+        m.might_sleep_suppressed += 1
+        return
+    m.might_sleep_prev = now
+    file, line, _ = user_site(depth)
+    m.report(
         "sleep_in_atomic",
         [f"BUG: sleeping function called from invalid context at {file}:{line}",
          f"in_atomic(): {int(c.preempt_count != 0)}, irqs_disabled(): {int(c.irqs_off)}, "
          f"non_block: 0, pid: {t.pid}, name: {t.comm}",
          f"preempt_count: {c.preempt_count:x}, expected: 0"],
-        site=f"{file}:{line}")
+        extra={"site": f"{file}:{line}"})
 
 
 def _schedule_debug(t: Task) -> None:

@@ -161,6 +161,10 @@ class Machine:
         self.panicked: str | None = None
         self._panic_report: Report | None = None
         self.system_state_booted = bool(boot)
+        #: might_sleep()'s rate limit: virtual time of its last report in this run, and how
+        #: many reports it swallowed (the kernel's prev_jiffy)
+        self.might_sleep_prev: int | None = None
+        self.might_sleep_suppressed = 0
         self._procs: dict[str, Callable[[], str]] = {}
         self._checkers: dict[str, Callable[[], None]] = {}
         self._daemons: list[tuple[str, Callable[[], Any], frozenset[int] | None]] = []
@@ -287,6 +291,7 @@ class Machine:
         for c in self.cpus:
             c.idle = None
         self._deadlock_report: Report | None = None
+        self.might_sleep_prev = None
         try:
             run_engine(engine, tasks, self.timeout)
         except BaseException as e:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 _PKG_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _RUNTIME_DIR: Final = os.path.dirname(os.path.abspath(__file__))
@@ -120,6 +120,18 @@ def caller_site(depth: int = 2) -> tuple[str, int, str]:
         f = f.f_back  # type: ignore[assignment]
     if f is None:
         return ("<unknown>", 0, "<unknown>")
+    return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+def user_site(depth: int = 2) -> tuple[str, int, str]:
+    """(file, line, function) of the first frame outside the whole package, ``depth`` up:
+    the simulated code that called into the model (a driver's kmalloc line). Falls back
+    to :func:`caller_site` when the call came from the package itself only."""
+    f: Any = sys._getframe(depth)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep):
+        f = f.f_back
+    if f is None or f.f_code.co_name == "_task_main":
+        return caller_site(depth + 1)
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
 
 

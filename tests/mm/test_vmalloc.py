@@ -208,7 +208,7 @@ def test_vmalloc_inside_spin_lock_is_reported() -> None:
 
     run1(m, body)
     rep = m.reports_of("sleep_in_atomic")
-    assert rep and re.match(r"BUG: sleeping function called from invalid context at percpu_kmem/mm/vmalloc\.py:\d+$",
+    assert rep and re.match(r"BUG: sleeping function called from invalid context at tests/mm/test_vmalloc\.py:\d+$",
                             rep[0].lines[0])
     assert rep[0].lines[1].startswith("in_atomic(): 1, irqs_disabled(): 0")
     m.check()

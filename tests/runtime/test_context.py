@@ -114,7 +114,7 @@ def test_sleep_in_atomic_is_reported_under_every_policy(policy: str) -> None:
     m.run(worker, worker)
     (rep,) = m.reports
     assert rep.kind == "sleep_in_atomic"
-    assert rep.count == 2  # both workers, same site: folded
+    assert m.might_sleep_suppressed == 1  # the other worker's: rate-limited, as the kernel does
     lines = rep.lines
     assert lines[0].startswith("BUG: sleeping function called from invalid context at tests/runtime/test_context.py:")
     assert lines[1] == f"in_atomic(): 1, irqs_disabled(): 0, non_block: 0, pid: {rep.pid}, name: worker"
@@ -169,3 +169,40 @@ def test_current_names_the_task() -> None:
 
     ((pid, comm),) = m.run(my_thread)
     assert comm == "my_thread" and pid >= 1
+
+
+def test_kmalloc_gfp_kernel_under_a_spinlock_on_a_cold_cache_is_one_report_at_the_callers_line() -> None:
+    from percpu_kmem import GFP_KERNEL, kmalloc, kfree
+    m = Machine(cpus=1, seed=2)
+    lock = spin_lock_init("driver_lock")
+
+    def driver() -> None:
+        spin_lock(lock)
+        p = kmalloc(3000, GFP_KERNEL)  # the bug; the cache is cold, so it also grows: one report
+        spin_unlock(lock)
+        kfree(p)
+
+    m.run(driver)
+    (rep,) = m.reports
+    import inspect
+    line = inspect.getsource(driver).splitlines().index(
+        "        p = kmalloc(3000, GFP_KERNEL)  # the bug; the cache is cold, so it also grows: one report")
+    expected = driver.__code__.co_firstlineno + line
+    assert rep.lines[0] == f"BUG: sleeping function called from invalid context at tests/runtime/test_context.py:{expected}"
+    assert m.might_sleep_suppressed >= 1  # the allocator's own might_sleep calls on the way
+
+
+def test_might_sleep_reports_again_after_a_second_of_virtual_time() -> None:
+    from percpu_kmem import charge
+    m = Machine(cpus=1, seed=2, boot=False)
+
+    def driver() -> None:
+        for _ in range(3):
+            preempt_disable()
+            might_sleep()
+            preempt_enable()
+            charge(600_000_000)  # 0.6 s of virtual time
+
+    m.run(driver)
+    # at 0, 0.6 s (suppressed) and 1.2 s: once per HZ, as __might_resched's prev_jiffy does
+    assert len(m.reports_of("sleep_in_atomic")) == 2 and m.might_sleep_suppressed == 1
