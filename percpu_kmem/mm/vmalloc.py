@@ -734,7 +734,7 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     Context: may sleep (process context only).
     """
     sp = _space()
-    check_gfp(gfp_mask)
+    check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
     if n == 0 and size:
         might_sleep()
