@@ -276,7 +276,7 @@ def run_probe(m: Machine, env: Env, probe: Probe) -> Outcome:
             fn(*full)
         except KmemUsageError as e:
             out = Outcome(probe, "usage", str(e), args=tuple(full))
-            if probe.fn not in str(e) and not isinstance(e, NotInTaskError):
+            if probe.fn not in str(e) and fn.__name__ not in str(e) and not isinstance(e, NotInTaskError):
                 out.kind, out.detail = "raw", f"KmemUsageError not naming {probe.fn}: {e}"
         except KernelBug as e:
             box["out"] = Outcome(probe, "bug", str(e).splitlines()[0], args=tuple(full))

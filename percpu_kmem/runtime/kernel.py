@@ -231,9 +231,9 @@ def local_irq_save() -> int:
 
 def local_irq_restore(flags: int) -> None:
     """Restore the interrupt state local_irq_save() returned (only EFLAGS.IF counts)."""
-    if flags.__class__ is not int:
+    if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
         _cur.task.cpu  # NotInTaskError first, outside a task
-        check_int("local_irq_restore", "flags", flags, what="the int local_irq_save() returned")
+        check_int("local_irq_restore", "flags", flags, 0, 0xFFFFFFFF, "the int local_irq_save() returned")
     if flags & X86_EFLAGS_IF:
         local_irq_enable()
     else:
@@ -655,6 +655,8 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
     return bool(cond)
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "Any", "Callable", "Final", "Task", "costs")]
+__all__ = [n for n in dir() if not n.startswith("_") and n not in (
+    "annotations", "Any", "Callable", "Final", "Task", "costs", "bad", "check_callable", "check_choice",
+    "check_int", "check_str", "PRINTK_LEVELS")]
 __all__ += ["__set_current_state"]
 _ = costs

@@ -291,8 +291,8 @@ def spin_lock_irqsave(lock: spinlock_t) -> int:
 
 def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
     t = CURRENT.task
-    if flags.__class__ is not int:
-        check_int("spin_unlock_irqrestore", "flags", flags, what="the int spin_lock_irqsave() returned")
+    if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
+        check_int("spin_unlock_irqrestore", "flags", flags, 0, 0xFFFFFFFF, "the int spin_lock_irqsave() returned")
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irqrestore", t, lock, spinlock_t)
     _release(t, lock)
