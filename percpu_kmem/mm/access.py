@@ -71,7 +71,7 @@ ADDR_LIMIT: Final = 1 << 32
 X86_PF_WRITE: Final = 1 << 1
 
 
-def _addr_arg(addr: object) -> int:
+def _addr_arg(addr: object, fn: str = "mem_read", name: str = "addr") -> int:
     """An address argument that is not a plain int: None is NULL, misuse raises.
 
     Called only off the fast path (``addr.__class__ is not int``) and for ints out of
@@ -80,18 +80,18 @@ def _addr_arg(addr: object) -> int:
     if addr is None:
         return 0
     if not isinstance(addr, int) or isinstance(addr, bool):
-        raise KmemUsageError(f"memory address must be an int (a kernel virtual address) or None (NULL), "
-                             f"got {addr!r}")
+        raise KmemUsageError(f"{fn}: {name}(={addr!r}) must be an int (a kernel virtual address) "
+                             f"or None (NULL)")
     if -ADDR_LIMIT <= addr < 0:
         return addr & (ADDR_LIMIT - 1)
     if not 0 <= addr < ADDR_LIMIT:
-        raise KmemUsageError(f"memory address {addr:#x} does not fit an i386 pointer (32 bits)")
+        raise KmemUsageError(f"{fn}: {name}(={addr:#x}) does not fit an i386 pointer (32 bits)")
     return int(addr)
 
 
-def _len_arg(n: object, what: str) -> int:
+def _len_arg(n: object, what: str, name: str = "n") -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise KmemUsageError(f"{what}: length must be an int >= 0, got {n!r}")
+        raise KmemUsageError(f"{what}: {name}(={n!r}) must be an int >= 0 (a length)")
     return n
 
 
@@ -223,12 +223,13 @@ def _io(pa: PageAllocator) -> Any:
     return io
 
 
-def _read(addr: int, n: int, width: int = 0) -> bytes:
-    """Read n bytes; ``width`` > 0: one bus access of that width when it is device memory."""
+def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
+    """Read n bytes; ``width`` > 0: one bus access of that width when it is device memory.
+    ``fn`` names the kernel function in a refusal of the arguments."""
     if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
-        addr = _addr_arg(addr)
+        addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
-        n = _len_arg(n, "read")
+        n = _len_arg(n, fn)
     p = _phys(addr, n, False)
     pa = CURRENT.task.machine.mm
     mem = pa.mem
@@ -249,10 +250,12 @@ def _read(addr: int, n: int, width: int = 0) -> bytes:
     return bytes(out)
 
 
-def _write(addr: int, data: bytes | bytearray, width: int = 0) -> None:
+def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_write") -> None:
     """Write ``data``; device memory gets bus writes (see _read)."""
     if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
-        addr = _addr_arg(addr)
+        addr = _addr_arg(addr, fn)
+    if data.__class__ is not bytes and not isinstance(data, (bytes, bytearray)):
+        raise KmemUsageError(f"{fn}: data(={data!r}) must be bytes or a bytearray")
     n = len(data)
     p = _phys(addr, n, True)
     pa = CURRENT.task.machine.mm
@@ -284,17 +287,21 @@ def mem_read(addr: int, n: int) -> bytes:
 
 def mem_write(addr: int, data: bytes | bytearray) -> None:
     """Write ``data`` to kernel memory at ``addr``."""
-    _write(addr, data)
+    _write(addr, data, 0, "mem_write")
 
 
 def memset(addr: int, c: int, n: int) -> int:
     """memset(): fill ``n`` bytes with ``c``; returns ``addr``."""
+    return _memset("memset", addr, c, n)
+
+
+def _memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "n")) -> int:
     if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
-        addr = _addr_arg(addr)
+        addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
-        n = _len_arg(n, "memset")
+        n = _len_arg(n, fn, names[1])
     if c.__class__ is not int and (not isinstance(c, int) or isinstance(c, bool)):
-        raise KmemUsageError(f"memset: the fill byte must be an int, got {c!r}")
+        raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
     if p >= 0:
         CURRENT.task.machine.mm.mem.memset(p, c & 0xFF, n)
@@ -307,27 +314,50 @@ def memset(addr: int, c: int, n: int) -> int:
 
 def memcpy(dst: int, src: int, n: int) -> int:
     """memcpy() between two kernel addresses; returns ``dst``."""
+    return _memcpy("memcpy", dst, src, n)
+
+
+def _memcpy(fn: str, dst: int, src: int, n: int, nname: str = "n") -> int:
     if dst.__class__ is not int or dst < 0 or dst >= ADDR_LIMIT:
-        dst = _addr_arg(dst)  # a bad destination is refused before the source is read
-    data = mem_read(src, n)
-    mem_write(dst, data)
+        dst = _addr_arg(dst, fn, "dst")  # a bad destination is refused before the source is read
+    if src.__class__ is not int or src < 0 or src >= ADDR_LIMIT:
+        src = _addr_arg(src, fn, "src")
+    if n.__class__ is not int or n < 0:
+        n = _len_arg(n, fn, nname)
+    data = _read(src, n, 0, fn)
+    _write(dst, data, 0, fn)
     return dst
 
 
 def _reader(size: int) -> Callable[[int], int]:
+    name = f"read_u{size * 8}"
+
     def read(addr: int) -> int:
-        return int.from_bytes(_read(addr, size, size), "little")
-    read.__name__ = f"read_u{size * 8}"
+        return int.from_bytes(_read(addr, size, size, name), "little")
+    read.__name__ = name
     read.__doc__ = f"Read a little-endian u{size * 8} at ``addr`` (device memory: one {size}-byte bus read)."
     return read
 
 
 def _writer(size: int) -> Callable[[int, int], None]:
+    name = f"write_u{size * 8}"
+
     def write(addr: int, value: int) -> None:
-        _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size)
-    write.__name__ = f"write_u{size * 8}"
+        if value.__class__ is not int:
+            _value_arg(name, value)
+        _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, name)
+    write.__name__ = name
     write.__doc__ = f"Write a little-endian u{size * 8} at ``addr`` (device memory: one {size}-byte bus write)."
     return write
+
+
+def _value_arg(fn: str, value: object, name: str = "value") -> None:
+    """A value to store must be an int (not a bool: True is no u32); it is truncated to the width."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        if not CURRENT.task:
+            from ..runtime.errors import NotInTaskError
+            raise NotInTaskError()
+        raise KmemUsageError(f"{fn}: {name}(={value!r}) must be an int (truncated to the access width)")
 
 
 read_u8, read_u16, read_u32, read_u64 = (_reader(s) for s in (1, 2, 4, 8))

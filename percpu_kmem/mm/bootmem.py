@@ -43,6 +43,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Final
 
+from ..runtime.validate import check_int
 from ..runtime.errors import KmemUsageError
 from ..runtime.kernel import BUG, panic
 from ..runtime.report import caller_site
@@ -277,11 +278,11 @@ class Bootmem:
         self.reserve_bootmem_core(bd, mapstart << PAGE_SHIFT, len(bd.node_bootmem_map or b""))
 
     # -- lookups ---------------------------------------------------------------------------
-    def node_bdata(self, pgdat: Any) -> BootmemData | None:
+    def node_bdata(self, pgdat: Any, fn: str = "bootmem") -> BootmemData | None:
         """The bootmem_data of ``pgdat`` (a node id or a physmem Node); None: no low memory there."""
         nid = pgdat.id if isinstance(pgdat, Node) else pgdat
         if isinstance(nid, bool) or not isinstance(nid, int) or not 0 <= nid < len(self.mem.nodes):
-            raise KmemUsageError(f"pgdat(={pgdat!r}) must be a node id in 0..{len(self.mem.nodes) - 1} "
+            raise KmemUsageError(f"{fn}: pgdat(={pgdat!r}) must be a node id in 0..{len(self.mem.nodes) - 1} "
                                  "or a node of m.mem.nodes")
         for bd in self.bdata:
             if bd.nid == nid:
@@ -660,7 +661,7 @@ def __alloc_bootmem_node(pgdat: Any, size: int, align: int, goal: int) -> int | 
     _check_size("__alloc_bootmem_node", size)
     _check_align(align)
     _check_addr("__alloc_bootmem_node goal", goal)
-    bd = bm.node_bdata(pgdat)
+    bd = bm.node_bdata(pgdat, "__alloc_bootmem_node")
     if _after_boot(bm, "__alloc_bootmem_node"):
         return None
     return _virt(bm.alloc_bootmem_node(bd, size, align, goal))
@@ -710,7 +711,7 @@ _NO_NODE: Final = object()
 def _alloc(entry: str, size: int, align: int, goal: int, pgdat: Any = _NO_NODE) -> int | None:
     bm = _bm()
     _check_size(entry, size)
-    bd = bm.node_bdata(pgdat) if pgdat is not _NO_NODE else None
+    bd = bm.node_bdata(pgdat, entry) if pgdat is not _NO_NODE else None
     if _after_boot(bm, entry):
         return None
     if pgdat is _NO_NODE:
@@ -768,7 +769,7 @@ def free_bootmem_node(pgdat: Any, physaddr: int, size: int) -> None:
 
 
 def _node_or_usage(bm: Bootmem, pgdat: Any, what: str) -> BootmemData:
-    bd = bm.node_bdata(pgdat)
+    bd = bm.node_bdata(pgdat, what)
     if bd is None:
         raise KmemUsageError(f"{what}: node {pgdat!r} has no low memory, so no bootmem")
     return bd
@@ -789,12 +790,24 @@ def free_all_bootmem() -> int:
 
 def __pa(addr: int) -> int:
     """The physical address of a direct-map (low memory) kernel address."""
-    return CURRENT.task.machine.mem.virt_to_phys(addr)  # type: ignore[no-any-return]
+    mem = CURRENT.task.machine.mem
+    if addr.__class__ is not int:
+        check_int("__pa", "addr", addr, what="a kernel virtual address (int)")
+    try:
+        return mem.virt_to_phys(addr)  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise KmemUsageError(f"__pa: addr(={addr:#x}): {e}") from None
 
 
 def __va(paddr: int) -> int:
     """The direct-map kernel address of a low-memory physical address."""
-    return CURRENT.task.machine.mem.phys_to_virt(paddr)  # type: ignore[no-any-return]
+    mem = CURRENT.task.machine.mem
+    if paddr.__class__ is not int:
+        check_int("__va", "paddr", paddr, what="a physical address (int)")
+    try:
+        return mem.phys_to_virt(paddr)  # type: ignore[no-any-return]
+    except ValueError as e:
+        raise KmemUsageError(f"__va: paddr(={paddr:#x}): {e}") from None
 
 
 _: Callable[..., Any] = bootmem_bootmap_pages

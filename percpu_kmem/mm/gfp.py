@@ -68,11 +68,12 @@ def gfp_allows_blocking(gfp: int) -> bool:
     return bool(gfp & __GFP_WAIT)
 
 
-def check_gfp(gfp: object) -> int:
-    """Validate a gfp mask passed from Python: an int within __GFP_BITS_MASK."""
-    from ..runtime.errors import KmemUsageError
-    if not isinstance(gfp, int) or isinstance(gfp, bool):
-        raise KmemUsageError(f"gfp_mask must be an int of GFP_* flags, got {gfp!r}")
-    if gfp & ~__GFP_BITS_MASK or gfp < 0:
-        raise KmemUsageError(f"gfp_mask(={gfp:#x}) has bits outside __GFP_BITS_MASK(={__GFP_BITS_MASK:#x})")
-    return gfp
+def check_gfp(gfp: object, fn: str = "gfp", name: str = "gfp_mask") -> int:
+    """Validate a gfp mask passed from Python: an int (not a bool) within __GFP_BITS_MASK.
+
+    ``fn`` and ``name`` are the kernel function and its argument, for the message.
+    """
+    if gfp.__class__ is int and 0 <= gfp <= __GFP_BITS_MASK:  # type: ignore[operator]
+        return gfp  # type: ignore[return-value]
+    from ..runtime.validate import check_flags
+    return check_flags(fn, name, gfp, __GFP_BITS_MASK, "GFP_* flags")

@@ -80,8 +80,7 @@ def kmalloc(size: int, flags: int) -> int | None:
 
 def kzalloc(size: int, flags: int) -> int | None:
     """kmalloc() with __GFP_ZERO (2.6.14 and later; here for convenience)."""
-    if type(flags) is not int:
-        _check_args(size, flags, "kzalloc")
+    _check_args(size, flags, "kzalloc")
     return kmalloc(size, flags | _GFP_ZERO)
 
 

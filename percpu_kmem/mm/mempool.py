@@ -505,7 +505,7 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     with GFP_ATOMIC callable from interrupt handlers.
     """
     pool = _pool_of(pool, "mempool_alloc")
-    check_gfp(gfp_mask)
+    check_gfp(gfp_mask, "mempool_alloc")
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_alloc")
         return None
@@ -610,7 +610,7 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     """
     pool = _pool_of(pool, "mempool_resize")
     _check_min_nr("mempool_resize", "new_min_nr", new_min_nr)
-    check_gfp(gfp_mask)
+    check_gfp(gfp_mask, "mempool_resize")
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_resize")
         return -ENOMEM

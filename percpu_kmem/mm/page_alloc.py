@@ -19,7 +19,8 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError, Oops
+from ..runtime.errors import KmemUsageError, NotInTaskError, Oops
+from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from ..runtime.kernel import (cond_resched, in_interrupt, local_irq_restore, local_irq_save,
                               might_sleep)
 from ..runtime.locks import (init_waitqueue_head, spin_lock, spin_lock_init, spin_lock_irqsave,
@@ -445,12 +446,15 @@ class PageAllocator:
         return n
 
     # -- __alloc_pages ---------------------------------------------------------------------------
-    def alloc_pages(self, gfp: int, order: int, nid: int = -1) -> int | None:
-        """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None."""
+    def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages") -> int | None:
+        """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None.
+
+        ``what`` names the caller's kernel function in a refusal of its arguments.
+        """
         t = CURRENT.task
-        check_gfp(gfp)
-        if not isinstance(order, int) or order < 0:
-            raise KmemUsageError(f"order(={order!r}) must be an int >= 0")
+        check_gfp(gfp, what)
+        if order.__class__ is not int or order < 0:
+            check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
             return None  # alloc_pages_node(): order >= MAX_ORDER gives NULL
         wait = gfp & _GFP_WAIT
@@ -657,34 +661,67 @@ def _pa() -> PageAllocator:
     return CURRENT.task.machine.mm  # type: ignore[no-any-return]
 
 
-def _page_of(page: Any, what: str) -> Page:
-    if not isinstance(page, Page):
-        raise KmemUsageError(f"{what}() takes a struct page (from alloc_pages), got {page!r}")
-    return page
+def _page_of(page: Any, what: str, pa: PageAllocator | None = None) -> Page:
+    """``page`` is a struct page (of this machine, when ``pa`` is given)."""
+    if page.__class__ is not Page:
+        raise bad(what, "page", page, "a struct page (from alloc_pages)")
+    if pa is not None and page.mem is not pa.mem:
+        raise KmemUsageError(f"{what}: page(={page!r}) is a page of another machine; this task runs on "
+                             f"{pa.m!r}")
+    return page  # type: ignore[no-any-return]
+
+
+def _order_arg(order: Any, what: str) -> int:
+    """An order argument of a free: an int in 0 .. MAX_ORDER-1 (no block is bigger)."""
+    if order.__class__ is not int or not 0 <= order < MAX_ORDER:
+        check_int(what, "order", order, 0, MAX_ORDER - 1)
+    return order  # type: ignore[no-any-return]
+
+
+def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
+    pa = _pa()
+    check_gfp(gfp_mask, what)
+    if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
+        check_int(what, "nid", nid, -1, len(pa.node_zones) - 1, "a node id (-1: this CPU's node)")
+    pfn = pa.alloc_pages(gfp_mask, order, nid, what)
+    return None if pfn is None else pa.mem.page(pfn)
 
 
 def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
     """Allocate 2**order contiguous pages, preferring node ``nid`` (-1: this CPU's node).
 
     Returns:
-        the struct page of the first page, or None (NULL) when the allocation fails.
+        the struct page of the first page, or None (NULL) when the allocation fails
+        (an order of MAX_ORDER or more always does, as in the kernel).
+    Raises:
+        KmemUsageError: ``nid``, ``gfp_mask`` or ``order`` is not an int in its range
+            (a bool is not an int here), before anything is touched.
     Context: may sleep if ``gfp_mask`` has __GFP_WAIT (GFP_KERNEL); GFP_ATOMIC never sleeps
     and may be used in interrupt context.
     """
-    pa = _pa()
-    if nid >= len(pa.node_zones):
-        raise KmemUsageError(f"nid(={nid}) must be < {len(pa.node_zones)} nodes")
-    pfn = pa.alloc_pages(gfp_mask, order, nid)
-    return None if pfn is None else pa.mem.page(pfn)
+    return _alloc_pages_node("alloc_pages_node", nid, gfp_mask, order)
 
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    return alloc_pages_node(-1, gfp_mask, order)
+    return _alloc_pages_node("alloc_pages", -1, gfp_mask, order)
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    return alloc_pages_node(-1, gfp_mask, 0)
+    return _alloc_pages_node("alloc_page", -1, gfp_mask, 0)
+
+
+def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
+    pa = _pa()
+    check_gfp(gfp_mask, what)
+    if gfp_mask & _GFP_HIGHMEM:
+        file, line, _ = caller_site(3)
+        pa.m.report("bug", [f"kernel BUG at {file}:{line}!",
+                            "VM_BUG_ON((gfp_mask & __GFP_HIGHMEM) != 0) in __get_free_pages"],
+                    site=f"{file}:{line}")
+        gfp_mask &= ~_GFP_HIGHMEM
+    pfn = pa.alloc_pages(gfp_mask, order, -1, what)
+    return None if pfn is None else pa.mem.page_address(pfn)
 
 
 def __get_free_pages(gfp_mask: int, order: int) -> int | None:
@@ -693,31 +730,24 @@ def __get_free_pages(gfp_mask: int, order: int) -> int | None:
     _GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
     ignored.
     """
-    pa = _pa()
-    if gfp_mask & _GFP_HIGHMEM:
-        file, line, _ = caller_site(2)
-        pa.m.report("bug", [f"kernel BUG at {file}:{line}!",
-                            "VM_BUG_ON((gfp_mask & __GFP_HIGHMEM) != 0) in __get_free_pages"],
-                    site=f"{file}:{line}")
-        gfp_mask &= ~_GFP_HIGHMEM
-    pfn = pa.alloc_pages(gfp_mask, order)
-    return None if pfn is None else pa.mem.page_address(pfn)
+    return _get_free_pages("__get_free_pages", gfp_mask, order)
 
 
 def __get_free_page(gfp_mask: int) -> int | None:
-    return __get_free_pages(gfp_mask, 0)
+    return _get_free_pages("__get_free_page", gfp_mask, 0)
 
 
 def get_zeroed_page(gfp_mask: int) -> int | None:
     """One page that reads as zeros."""
-    return __get_free_pages(gfp_mask | _GFP_ZERO, 0)
+    check_gfp(gfp_mask, "get_zeroed_page")
+    return _get_free_pages("get_zeroed_page", gfp_mask | _GFP_ZERO, 0)
 
 
 def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
-    if addr is None or addr == 0:
+    if addr is None or addr.__class__ is int and addr == 0:
         return None
-    if not isinstance(addr, int):
-        raise KmemUsageError(f"{what}() takes a kernel virtual address (int), got {addr!r}")
+    if addr.__class__ is not int:
+        check_int(what, "addr", addr, what="a kernel virtual address (int) or None")
     try:
         return pa.mem.virt_to_pfn(addr)
     except ValueError:
@@ -727,49 +757,56 @@ def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
         return None
 
 
-def free_pages(addr: int | None, order: int) -> None:
-    """Free 2**order pages at kernel virtual address ``addr`` (0/None is a no-op)."""
+def _free_pages(what: str, addr: Any, order: Any) -> None:
     pa = _pa()
-    pfn = _pfn_of_addr(pa, addr, "free_pages")
+    _order_arg(order, what)
+    pfn = _pfn_of_addr(pa, addr, what)
     if pfn is None:
         return
-    if addr & ((1 << PAGE_SHIFT) - 1):  # type: ignore[operator]
-        pa.m.report("bad_free", [f"BUG: free_pages() of unaligned address {addr:#x}"])
+    if addr & ((1 << PAGE_SHIFT) - 1):
+        pa.m.report("bad_free", [f"BUG: {what}() of unaligned address {addr:#x}"])
         return
-    pa.put_page(CURRENT.task, pfn, order, False, "free_pages")
+    pa.put_page(CURRENT.task, pfn, order, False, what)
+
+
+def free_pages(addr: int | None, order: int) -> None:
+    """Free 2**order pages at kernel virtual address ``addr`` (0/None is a no-op)."""
+    _free_pages("free_pages", addr, order)
 
 
 def free_page(addr: int | None) -> None:
-    free_pages(addr, 0)
+    _free_pages("free_page", addr, 0)
 
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
     pa = _pa()
-    p = _page_of(page, "__free_pages")
+    p = _page_of(page, "__free_pages", pa)
+    _order_arg(order, "__free_pages")
     pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:
-    __free_pages(page, 0)
+    pa = _pa()
+    pa.put_page(CURRENT.task, _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
 
 
 def free_hot_page(page: Page) -> None:
     """Free an order-0 page to this CPU's hot list (likely still in cache)."""
     pa = _pa()
-    pa.put_page(CURRENT.task, _page_of(page, "free_hot_page").pfn, 0, False, "free_hot_page")
+    pa.put_page(CURRENT.task, _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
 
 
 def free_cold_page(page: Page) -> None:
     """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
     pa = _pa()
-    pa.put_page(CURRENT.task, _page_of(page, "free_cold_page").pfn, 0, True, "free_cold_page")
+    pa.put_page(CURRENT.task, _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
 
 
 def get_page(page: Page) -> None:
     """Take another reference to an allocated page."""
     pa = _pa()
-    p = _page_of(page, "get_page")
+    p = _page_of(page, "get_page", pa)
     if pa.mem.count[p.pfn] <= 0:
         pa.m.report("bad_page", [f"BUG: get_page() on a free page (pfn {p.pfn:#x})"])
         return
@@ -777,30 +814,33 @@ def get_page(page: Page) -> None:
 
 
 def put_page(page: Page) -> None:
-    __free_pages(page, page.order if page.count == 1 else 0)
+    pa = _pa()
+    p = _page_of(page, "put_page", pa)
+    pa.put_page(CURRENT.task, p.pfn, p.order if p.count == 1 else 0, False, "put_page")
 
 
 def page_address(page: Page) -> int | None:
     """The kernel virtual address of a page (None for highmem pages)."""
-    return _page_of(page, "page_address").address
+    return _page_of(page, "page_address", _pa()).address
 
 
 def virt_to_page(addr: int) -> Page:
     pa = _pa()
+    if addr.__class__ is not int:
+        check_int("virt_to_page", "addr", addr, what="a kernel virtual address (int)")
     try:
         return pa.mem.virt_to_page(addr)
     except ValueError as e:
-        raise KmemUsageError(str(e)) from None
+        raise KmemUsageError(f"virt_to_page: {e}") from None
 
 
 def page_to_pfn(page: Page) -> int:
-    return _page_of(page, "page_to_pfn").pfn
+    return _page_of(page, "page_to_pfn", _pa()).pfn
 
 
 def pfn_to_page(pfn: int) -> Page:
     pa = _pa()
-    if not pa.mem.pfn_valid(pfn):
-        raise KmemUsageError(f"pfn(={pfn:#x}) is not a valid page frame")
+    check_int("pfn_to_page", "pfn", pfn, 0, pa.mem.nr_pages - 1, "a page frame number of this machine")
     return pa.mem.page(pfn)
 
 
@@ -814,20 +854,36 @@ def drain_local_pages() -> int:
     return _pa().drain_local_pages()
 
 
+#: the kinds of page-cache page fill_page_cache() makes (what reclaim may do with them)
+PAGE_CACHE_KINDS: Final = ("clean", "dirty", "anon")
+
+
 def fill_page_cache(nr: int, kind: str = "clean") -> int:
     """Workload helper: allocate ``nr`` page-cache pages (clean, dirty or anon) that
-    reclaim may later take back; returns how many were allocated."""
+    reclaim may later take back; returns how many were allocated (at most the
+    machine's pages: ``nr`` above them is refused)."""
     pa = _pa()
+    check_int("fill_page_cache", "nr", nr, 0, pa.mem.nr_pages, "a number of pages")
+    check_choice("fill_page_cache", "kind", kind, PAGE_CACHE_KINDS)
     assert pa.reclaim is not None
     return pa.reclaim.add_pages(nr, kind)
 
 
 def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: int = 2) -> Any:
-    """Register a cache that memory pressure may shrink (see vmscan.Shrinker)."""
+    """Register a cache that memory pressure may shrink (see vmscan.Shrinker).
+
+    ``count_objects(gfp_mask) -> int`` and ``scan_objects(nr_to_scan, gfp_mask) -> int``
+    are checked to be callables here; what they return is checked when reclaim calls them.
+    """
     from .vmscan import Shrinker
-    pa = CURRENT.task.machine.mm if CURRENT.task else None
-    if pa is None:
-        raise KmemUsageError("register_shrinker() must run in a task (or use m.mm.reclaim.register_shrinker)")
+    if not CURRENT.task:
+        raise NotInTaskError()
+    check_str("register_shrinker", "name", name, empty=False)
+    check_callable("register_shrinker", "count_objects", count_objects, how="count_objects(gfp_mask) -> int")
+    check_callable("register_shrinker", "scan_objects", scan_objects,
+                   how="scan_objects(nr_to_scan, gfp_mask) -> int")
+    check_int("register_shrinker", "seeks", seeks, 1, 1 << 16)
+    pa = _pa()
     s = Shrinker(name, count_objects, scan_objects, seeks)
     pa.reclaim.register_shrinker(s)
     return s

@@ -44,6 +44,7 @@ from ..runtime.locks import (mutex_init, mutex_lock, mutex_unlock, spin_lock_ini
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
 from .access import mem_read, mem_write, memset
+from ..runtime.validate import check_int
 from .gfp import GFP_KERNEL, __GFP_NORETRY, __GFP_NOWARN, __GFP_ZERO, check_gfp
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, InconsistentState, get_order
 
@@ -781,26 +782,35 @@ def this_cpu_write(target: Any, value: Any) -> None:
 def this_cpu_add(target: Any, n: int) -> None:
     """Add ``n`` to this CPU's copy in one step: nothing on this CPU (a preemption, an
     interrupt handler) can come between the read and the write."""
+    _this_cpu_add("this_cpu_add", target, n)
+
+
+def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
     t = _task()
+    if n.__class__ is not int:
+        check_int(fn, "n", n)
     flags = local_irq_save()
     try:
-        addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_add()")
-        sc = _scalar(ct, "this_cpu_add()")
+        addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
+        sc = _scalar(ct, f"{fn}()")
         mem_write(addr, sc.encode(sc.decode(mem_read(addr, sc.size)) + n))
     finally:
         local_irq_restore(flags)
 
 
 def this_cpu_sub(target: Any, n: int) -> None:
-    this_cpu_add(target, -n)
+    if n.__class__ is not int:
+        _task()
+        check_int("this_cpu_sub", "n", n)
+    _this_cpu_add("this_cpu_sub", target, -n)
 
 
 def this_cpu_inc(target: Any) -> None:
-    this_cpu_add(target, 1)
+    _this_cpu_add("this_cpu_inc", target, 1)
 
 
 def this_cpu_dec(target: Any) -> None:
-    this_cpu_add(target, -1)
+    _this_cpu_add("this_cpu_dec", target, -1)
 
 
 # -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
@@ -824,35 +834,46 @@ def __this_cpu_add(target: Any, n: int) -> None:
     """Read, add, write this CPU's copy: not atomic. From preemptible code the task can be
     preempted (and migrated) or interrupted between the read and the write, losing updates;
     DEBUG_PREEMPT reports it."""
+    _raw_this_cpu_add("__this_cpu_add", target, n)
+
+
+def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
     t = _task()
+    if n.__class__ is not int:
+        check_int(fn, "n", n)
+    addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
+    sc = _scalar(ct, f"{fn}()")
     debug_preempt_check("__this_cpu_", "add")
-    addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_add()")
-    sc = _scalar(ct, "__this_cpu_add()")
     v = sc.decode(mem_read(addr, sc.size))
     preempt_point("__this_cpu_add")
     mem_write(addr, sc.encode(v + n))
 
 
 def __this_cpu_sub(target: Any, n: int) -> None:
-    __this_cpu_add(target, -n)  # the kernel's __this_cpu_sub is __this_cpu_add(pcp, -(val))
+    if n.__class__ is not int:
+        _task()
+        check_int("__this_cpu_sub", "n", n)
+    _raw_this_cpu_add("__this_cpu_sub", target, -n)  # the kernel's __this_cpu_sub is __this_cpu_add(pcp, -(val))
 
 
 def __this_cpu_inc(target: Any) -> None:
-    __this_cpu_add(target, 1)
+    _raw_this_cpu_add("__this_cpu_inc", target, 1)
 
 
 def __this_cpu_dec(target: Any) -> None:
-    __this_cpu_add(target, -1)
+    _raw_this_cpu_add("__this_cpu_dec", target, -1)
 
 
 # -- the dynamic allocator ------------------------------------------------------------------------
-def pcpu_alloc(size: int, align: int, gfp: int) -> PercpuPtr | None:
-    """The per-CPU allocator (modern mm/percpu.c pcpu_alloc, area map of 2.6.30-3.x)."""
+def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> PercpuPtr | None:
+    """The per-CPU allocator (modern mm/percpu.c pcpu_alloc, area map of 2.6.30-3.x).
+
+    ``fn`` names the caller's kernel function in a refusal of its arguments.
+    """
     t = _task()
-    for what, v in (("size", size), ("align", align)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise KmemUsageError(f"__alloc_percpu: {what} must be an int >= 0, got {v!r}")
-    check_gfp(gfp)
+    check_int(fn, "size", size, 0)
+    check_int(fn, "align", align, 0)
+    check_gfp(gfp, fn, "gfp")
     st: PerCpuState = t.machine.percpu
     is_atomic = (gfp & GFP_KERNEL) != GFP_KERNEL
     do_warn = not gfp & __GFP_NOWARN
@@ -921,7 +942,7 @@ def __alloc_percpu_gfp(size: int, align: int, gfp: int) -> PercpuPtr | None:
     creates a chunk (so it fails when the existing chunks are full). ``__GFP_NOWARN``
     silences the warnings.
     """
-    return pcpu_alloc(size, align, gfp)
+    return pcpu_alloc(size, align, gfp, "__alloc_percpu_gfp")
 
 
 def __alloc_percpu(size: int, align: int) -> PercpuPtr | None:
@@ -933,7 +954,7 @@ def alloc_percpu(type: Any) -> PercpuPtr | None:  # noqa: A002
     """``alloc_percpu(type)``: ``__alloc_percpu(sizeof(type), __alignof__(type))``; the pointer
     remembers ``type``, so this_cpu_add(ptr, n) and friends work on it. Context: might sleep."""
     ct = ctype_of(type, "alloc_percpu")
-    ptr = pcpu_alloc(ct.size, ct.alignof, GFP_KERNEL)
+    ptr = pcpu_alloc(ct.size, ct.alignof, GFP_KERNEL, "alloc_percpu")
     if ptr is not None:
         ptr.ctype = ct
     return ptr
@@ -941,7 +962,7 @@ def alloc_percpu(type: Any) -> PercpuPtr | None:  # noqa: A002
 
 def alloc_percpu_gfp(type: Any, gfp: int) -> PercpuPtr | None:  # noqa: A002
     ct = ctype_of(type, "alloc_percpu_gfp")
-    ptr = pcpu_alloc(ct.size, ct.alignof, gfp)
+    ptr = pcpu_alloc(ct.size, ct.alignof, gfp, "alloc_percpu_gfp")
     if ptr is not None:
         ptr.ctype = ct
     return ptr

@@ -222,8 +222,9 @@ def get_order(size: int) -> int:
     The kernel's ``__get_order``: ``size--; size >>= PAGE_SHIFT; return fls(size)``.
     The kernel leaves size 0 undefined; here it is refused.
     """
-    if size <= 0:
-        raise ValueError(f"get_order(size={size}): size must be > 0 (undefined for 0)")
+    if size.__class__ is not int or size <= 0:
+        from ..runtime.validate import check_int
+        check_int("get_order", "size", size, 1, what="an int (undefined for 0)")
     return ((size - 1) >> PAGE_SHIFT).bit_length()
 
 

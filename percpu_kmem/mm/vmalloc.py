@@ -36,7 +36,7 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
+from .access import _memcpy, _memset, _value_arg, memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
 from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
 
@@ -734,7 +734,7 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     Context: may sleep (process context only).
     """
     sp = _space()
-    check_gfp(gfp_mask)
+    check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
     if n == 0 and size:
         might_sleep()
@@ -861,19 +861,26 @@ def __ioremap(offset: int, size: int, flags: int) -> int | None:
     None: size 0, RAM that is not PageReserved, physical space no device claims,
     or no room. Context: may sleep.
     """
+    return _ioremap("__ioremap", offset, size, flags)
+
+
+def _ioremap(fn: str, offset: Any, size: Any, flags: Any) -> int | None:
     sp = _space()
-    _check_phys(offset, size, "ioremap")
+    _check_phys(offset, size, fn)
+    if flags.__class__ is not int or flags < 0:
+        from ..runtime.validate import check_int
+        check_int(fn, "flags", flags, 0, what="an int of _PAGE_* bits")
     return sp.ioremap(offset, size, flags, _user_site())
 
 
 def ioremap(offset: int, size: int) -> int | None:
     """__ioremap(offset, size, 0)."""
-    return __ioremap(offset, size, 0)
+    return _ioremap("ioremap", offset, size, 0)
 
 
 def ioremap_nocache(offset: int, size: int) -> int | None:
     """__ioremap(offset, size, _PAGE_PCD): uncached (the model has no caches to bypass)."""
-    return __ioremap(offset, size, _PAGE_PCD)
+    return _ioremap("ioremap_nocache", offset, size, _PAGE_PCD)
 
 
 def iounmap(addr: int | None) -> None:
@@ -912,16 +919,22 @@ __raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
 
 def writeb(b: int, addr: int) -> None:
     """writeb(value, addr): the kernel's argument order (value first)."""
+    if b.__class__ is not int:
+        _value_arg("writeb", b, "b")
     write_u8(addr, b)
 
 
 def writew(b: int, addr: int) -> None:
     """writew(value, addr)."""
+    if b.__class__ is not int:
+        _value_arg("writew", b, "b")
     write_u16(addr, b)
 
 
 def writel(b: int, addr: int) -> None:
     """writel(value, addr)."""
+    if b.__class__ is not int:
+        _value_arg("writel", b, "b")
     write_u32(addr, b)
 
 
@@ -930,17 +943,17 @@ __raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
 
 def memcpy_fromio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) from device memory: dword accesses, then a word, then a byte."""
-    memcpy(dst, src, count)
+    _memcpy("memcpy_fromio", dst, src, count, "count")
 
 
 def memcpy_toio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) to device memory."""
-    memcpy(dst, src, count)
+    _memcpy("memcpy_toio", dst, src, count, "count")
 
 
 def memset_io(addr: int, val: int, count: int) -> None:
     """memset() on device memory."""
-    memset(addr, val, count)
+    _memset("memset_io", addr, val, count, ("val", "count"))
 
 
 __all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",

@@ -18,7 +18,7 @@ bit), writeback and swap-out complete at once, swap space is unbounded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Final
+from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime.kernel import current, local_irq_restore, local_irq_save
 from ..runtime.errors import KmemUsageError
@@ -118,15 +118,28 @@ class Reclaim:
     def unregister_shrinker(self, shrinker: Shrinker) -> None:
         self.shrinkers.remove(shrinker)
 
+    def _bad_shrinker(self, s: Shrinker, what: str, value: Any) -> None:
+        """A shrinker callback returned something that is not a count: it is unregistered
+        (so later reclaim, kswapd's included, goes on without it) and the caller is told."""
+        if s in self.shrinkers:
+            self.shrinkers.remove(s)
+        raise KmemUsageError(f"register_shrinker: {what} of shrinker {s.name!r} returned {value!r}, "
+                             f"not an int count; the shrinker is unregistered")
+
     def shrink_slab(self, gfp: int, nr_scanned: int) -> int:
         freed = 0
         for s in list(self.shrinkers):
             n = s.count_objects(gfp)
+            if n.__class__ is not int:
+                self._bad_shrinker(s, "count_objects", n)
             if n <= 0:
                 continue
             want = max(1, min(n, nr_scanned * 4 // max(1, s.seeks)))
             self.stats["slabs_scanned"] += want
-            freed += s.scan_objects(want, gfp)
+            got = s.scan_objects(want, gfp)
+            if got.__class__ is not int:
+                self._bad_shrinker(s, "scan_objects", got)
+            freed += max(0, got)
         self.stats["slab_freed"] += freed
         return freed
 

@@ -4,7 +4,7 @@ It knows nothing about memory; the memory layers call only its primitives.
 """
 
 from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemError, KmemInternalError,
-                     KmemUsageError, Livelock, MachineUnusable, NotInTaskError, Oops, RunTimeout)
+                     KmemUsageError, Livelock, MachineUnusable, NoMemoryLayers, NotInTaskError, Oops, RunTimeout)
 from .kernel import *  # noqa: F403
 from .kernel import __all__ as _kernel_all
 from .locks import *  # noqa: F403
@@ -18,4 +18,5 @@ from .trace import Decision, Trace
 __all__ = sorted({*_kernel_all, *_locks_all, "Machine", "Report", "Trace", "Decision", "CPU", "Task",
                   "KmemError", "KmemUsageError", "NotInTaskError", "KernelBug", "Oops", "Deadlock",
                   "KernelPanic", "KmemInternalError", "InconsistentState", "Livelock", "MachineUnusable",
-                  "RunTimeout", "ReplayDivergedWarning", "smp_call_function", "on_each_cpu"})
+                  "RunTimeout", "ReplayDivergedWarning", "smp_call_function", "on_each_cpu",
+                  "NoMemoryLayers"})

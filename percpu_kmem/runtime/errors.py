@@ -34,6 +34,17 @@ class NotInTaskError(KmemUsageError):
         )
 
 
+class NoMemoryLayers(KmemUsageError, AttributeError):
+    """A memory function on a machine built with ``boot=False`` (it has only the runtime).
+
+    Also an AttributeError, so ``getattr(m, "slab", None)`` still answers None.
+    """
+
+    def __init__(self, layer: str) -> None:
+        super().__init__(f"this machine was built with boot=False: it has no memory layers "
+                         f"(no m.{layer}); build it with Machine(..., boot=True) to allocate memory")
+
+
 class RunTimeout(KmemUsageError):
     """A run outlived the machine's wall-clock ``timeout``.
 

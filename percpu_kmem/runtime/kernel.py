@@ -20,6 +20,7 @@ from .preempt import (HARDIRQ_MASK, IRQ_MASK, NSEC_PER_JIFFY, PREEMPT_MASK, SOFT
                       SOFTIRQ_MASK, SOFTIRQ_OFFSET, X86_EFLAGS_IF)
 from .report import caller_site, user_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
+from .validate import bad, check_callable, check_choice, check_int, check_str
 
 _cur: Final = CURRENT
 
@@ -32,14 +33,23 @@ def preempt_point(event: str = "preempt_point") -> None:
     on every access. Cheap when the policy does not decide here.
     """
     t = _cur.task
+    if event.__class__ is not str:
+        check_str("preempt_point", "event", event)
     t.budget -= 1
     if t.budget <= 0:
         t.machine._engine.decide(t, event)
 
 
+def _count_arg(fn: str, name: str, value: Any) -> None:
+    """A count of cycles, ns, us or ms: an int from 0 (bools and floats are misuse)."""
+    if value.__class__ is not int or value < 0:
+        check_int(fn, name, value, 0)
+
+
 def charge(cycles: int) -> None:
     """Charge ``cycles`` to this CPU's virtual clock (the virtual-time policy uses it)."""
     t = _cur.task
+    _count_arg("charge", "cycles", cycles)
     t.machine._engine.charge(t, cycles)
 
 
@@ -95,6 +105,9 @@ def _debug_preempt_report(t: Task, what1: str, what2: str) -> None:
 def debug_preempt_check(what1: str, what2: str = "") -> None:
     """check_preemption_disabled(): report use of this CPU's data from preemptible code."""
     t = _cur.task
+    if what1.__class__ is not str or what2.__class__ is not str:
+        check_str("debug_preempt_check", "what1", what1)
+        check_str("debug_preempt_check", "what2", what2)
     c = t.cpu
     if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
         _debug_preempt_report(t, what1, what2)
@@ -217,6 +230,10 @@ def local_irq_save() -> int:
 
 
 def local_irq_restore(flags: int) -> None:
+    """Restore the interrupt state local_irq_save() returned (only EFLAGS.IF counts)."""
+    if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
+        _cur.task.cpu  # NotInTaskError first, outside a task
+        check_int("local_irq_restore", "flags", flags, 0, 0xFFFFFFFF, "the int local_irq_save() returned")
     if flags & X86_EFLAGS_IF:
         local_irq_enable()
     else:
@@ -327,6 +344,10 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     a wake-up that came in between makes this return at once.
     """
     t = _cur.task
+    if timeout_ns is not None and (timeout_ns.__class__ is not int or timeout_ns < 0):
+        check_int("block", "timeout_ns", timeout_ns, 0, what="None or an int number of ns")
+    if event.__class__ is not str:
+        check_str("block", "event", event)
     _schedule_debug(t)
     return t.machine._engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
 
@@ -341,7 +362,7 @@ def set_current_state(state: int) -> None:
             schedule()                            # returns at once if woken meanwhile
         __set_current_state(TASK_RUNNING)
     """
-    if state not in (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
+    if state.__class__ is not int or state not in (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
         raise KmemUsageError(f"set_current_state: state(={state!r}) must be TASK_RUNNING, "
                              f"TASK_INTERRUPTIBLE or TASK_UNINTERRUPTIBLE")
     t = _cur.task
@@ -355,11 +376,19 @@ __set_current_state = set_current_state
 
 def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
-    from .task import Task as _Task
-    if not isinstance(t, _Task):
-        raise KmemUsageError(f"wake_up_process: {t!r} is not a task (current(), kthread_run())")
     me = _cur.task
+    _task_arg("wake_up_process", t, me)
     return me.machine._engine.wake(me if me else None, t)  # type: ignore[no-any-return]
+
+
+def _task_arg(fn: str, t: Any, me: Any) -> None:
+    """``t`` is a task (not an idle task) of the calling task's machine."""
+    m = me.machine  # NotInTaskError outside a task
+    if t.__class__ is not Task or t.is_idle:
+        raise bad(fn, "t", t, "a task (current(), kthread_run())")
+    if t.machine is not m:
+        raise KmemUsageError(f"{fn}: t(={t!r}) is a task of another machine ({t.machine!r}); "
+                             f"this task runs on {m!r}")
 
 
 class _Scheduled:
@@ -406,7 +435,8 @@ _TIMER: Final = _Timer()
 
 
 def _check_jiffies(fn: str, timeout: Any) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, int):
+    _cur.task.cpu  # NotInTaskError first, outside a task
+    if timeout.__class__ is not int:
         raise KmemUsageError(f"{fn}: timeout(={timeout!r}) must be an int number of jiffies")
     if timeout < 0:
         raise KmemUsageError(f"{fn}: wrong timeout value {timeout & 0xFFFFFFFF:x}")
@@ -421,7 +451,11 @@ def schedule_timeout(timeout: int) -> int:
     timeout. A wake-up between setting the state and this call makes it return at once,
     with the time left.
     """
-    _check_jiffies("schedule_timeout", timeout)
+    return _schedule_timeout("schedule_timeout", timeout)
+
+
+def _schedule_timeout(fn: str, timeout: int) -> int:
+    _check_jiffies(fn, timeout)
     t = _cur.task
     engine = t.machine._engine
     start = engine.now
@@ -453,15 +487,16 @@ def schedule_timeout_interruptible(timeout: int) -> int:
 
 def io_schedule_timeout(timeout: int) -> int:
     """schedule_timeout() accounted as I/O wait (the caller sets the state)."""
-    return schedule_timeout(timeout)
+    return _schedule_timeout("io_schedule_timeout", timeout)
 
 
 def msleep(msecs: int) -> None:
     """Sleep ``msecs`` of virtual time (no wall time passes), uninterruptibly: a stray
     wake_up_process() only makes it sleep the rest. (The kernel adds one jiffy to round
     up; the model sleeps exactly ``msecs``, HZ being 1000.)"""
-    if isinstance(msecs, bool) or not isinstance(msecs, int) or msecs < 0:
-        raise KmemUsageError(f"msleep: msecs(={msecs!r}) must be a non-negative int")
+    _cur.task.cpu  # NotInTaskError first, outside a task
+    if msecs.__class__ is not int or msecs < 0:
+        check_int("msleep", "msecs", msecs, 0)
     might_sleep()
     left = msecs * 1_000_000 // NSEC_PER_JIFFY
     while left:
@@ -471,18 +506,23 @@ def msleep(msecs: int) -> None:
 def udelay(usecs: int) -> None:
     """Busy-wait: charges the cycles to this CPU, never sleeps."""
     t = _cur.task
+    _count_arg("udelay", "usecs", usecs)
     t.machine._engine.charge(t, usecs * 1000)
     preempt_point("udelay")
 
 
 def ndelay(nsecs: int) -> None:
     t = _cur.task
+    _count_arg("ndelay", "nsecs", nsecs)
     t.machine._engine.charge(t, nsecs)
     preempt_point("ndelay")
 
 
 def mdelay(msecs: int) -> None:
-    udelay(msecs * 1000)
+    t = _cur.task
+    _count_arg("mdelay", "msecs", msecs)
+    t.machine._engine.charge(t, msecs * 1_000_000)
+    preempt_point("mdelay")
 
 
 def cpu_relax() -> None:
@@ -510,76 +550,119 @@ _NO_DATA: Final = object()
 
 def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
     """Start ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread in this run."""
-    if not callable(threadfn):
-        raise KmemUsageError(f"kthread_run: threadfn {threadfn!r} is not callable")
     t = _cur.task
+    t.machine  # NotInTaskError first, outside a task
+    check_callable("kthread_run", "threadfn", threadfn)
+    check_str("kthread_run", "namefmt", namefmt)
     fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
     name = namefmt or getattr(threadfn, "__name__", "kthread")
     return t.machine._spawn(fn, name)  # type: ignore[no-any-return]
 
 
 def kthread_bind(t: Task, cpu: int) -> None:
-    """Pin a task to one CPU (before it runs, or for a task that is not yet placed)."""
-    set_cpus_allowed(t, [cpu])
+    me = _cur.task
+    _task_arg("kthread_bind", t, me)
+    check_int("kthread_bind", "cpu", cpu, 0, me.machine.nr_cpus - 1, "a CPU number")
+    t.cpus_allowed = frozenset((cpu,))
 
 
 def set_cpus_allowed(t: Task, cpus: Any) -> None:
-    allowed = frozenset(int(c) for c in cpus)
+    """Let ``t`` run only on the CPUs of ``cpus`` (an iterable of CPU numbers, not empty)."""
+    me = _cur.task
+    _task_arg("set_cpus_allowed", t, me)
+    if isinstance(cpus, (str, bytes)) or not hasattr(cpus, "__iter__"):
+        raise bad("set_cpus_allowed", "cpus", cpus, "an iterable of CPU numbers")
+    allowed = list(cpus)
+    for c in allowed:
+        if c.__class__ is not int or not 0 <= c < me.machine.nr_cpus:
+            raise bad("set_cpus_allowed", "cpus", cpus, f"CPU numbers from 0 to {me.machine.nr_cpus - 1}")
     if not allowed:
-        raise KmemUsageError("set_cpus_allowed: empty CPU mask")
-    t.cpus_allowed = allowed
+        raise bad("set_cpus_allowed", "cpus", cpus, "a CPU mask that is not empty")
+    t.cpus_allowed = frozenset(allowed)
 
 
 # -- interrupts and softirqs ------------------------------------------------------------
 def request_irq(irq: int, handler: Callable[[int, Any], Any], flags: int = 0, name: str = "",
                 dev_id: Any = None) -> int:
     """Register an interrupt handler, kernel argument order; returns 0."""
-    _cur.task.machine.request_irq(irq, handler, name, dev_id)
+    m = _cur.task.machine
+    check_int("request_irq", "flags", flags, 0, what="an int of SA_* flags")
+    m.request_irq(irq, handler, name, dev_id)
     return 0
 
 
 def free_irq(irq: int, dev_id: Any = None) -> None:
-    _cur.task.machine.free_irq(irq)
+    m = _cur.task.machine
+    check_int("free_irq", "irq", irq, 0)
+    m.free_irq(irq)
 
 
 def raise_irq(irq: int, cpu: int | None = None) -> None:
     """Raise ``irq`` on CPU ``cpu`` (default: this one). It runs in hardirq context
     on that CPU as soon as its interrupts are enabled."""
     t = _cur.task
-    t.machine.raise_irq(irq, t.cpu.id if cpu is None else cpu)
+    m = t.machine
+    check_int("raise_irq", "irq", irq, 0)
+    if cpu is not None:
+        check_int("raise_irq", "cpu", cpu, 0, m.nr_cpus - 1, "None or a CPU number")
+    m.raise_irq(irq, t.cpu.id if cpu is None else cpu)
+
+
+def _softirq_nr(fn: str, nr: Any) -> None:
+    from .machine import NR_SOFTIRQS
+    if nr.__class__ is not int or not 0 <= nr < NR_SOFTIRQS:
+        check_int(fn, "nr", nr, 0, NR_SOFTIRQS - 1, "a softirq number")
 
 
 def open_softirq(nr: int, action: Callable[[], Any]) -> None:
-    _cur.task.machine.open_softirq(nr, action)
+    m = _cur.task.machine
+    _softirq_nr("open_softirq", nr)
+    check_callable("open_softirq", "action", action, how="action()")
+    m.open_softirq(nr, action)
 
 
 def raise_softirq(nr: int) -> None:
     """Mark softirq ``nr`` pending on this CPU; it runs on irq exit or local_bh_enable()."""
     t = _cur.task
     c = t.cpu
+    _softirq_nr("raise_softirq", nr)
     c.softirq_pending |= 1 << nr
     if not c.preempt_count & IRQ_MASK:
         t.machine.do_softirq(c)
 
 
 def printk(msg: str, level: str = "INFO") -> None:
-    """printk(): into the machine's dmesg buffer and loguru."""
-    _cur.task.machine.printk(msg, level)
+    """printk(): into the machine's dmesg buffer and loguru (``level``: a loguru level name)."""
+    m = _cur.task.machine
+    check_str("printk", "msg", msg)
+    check_choice("printk", "level", level, PRINTK_LEVELS)
+    m.printk(msg, level)
+
+
+#: the loguru levels printk() takes
+PRINTK_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def panic(msg: str) -> None:
     """panic(): the machine stops; Machine.run raises KernelPanic."""
-    _cur.task.machine.panic(msg)
+    m = _cur.task.machine
+    check_str("panic", "msg", msg)
+    m.panic(msg)
 
 
 def BUG(msg: str = "") -> None:  # noqa: N802 - kernel name
     """BUG(): an oops in the running task."""
+    _cur.task.machine  # NotInTaskError first, outside a task
+    check_str("BUG", "msg", msg)
     file, line, _ = caller_site(2)
     _cur.task.machine.report("bug", [f"kernel BUG at {file}:{line}!", *([msg] if msg else [])], fatal=True)
 
 
 def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
     """WARN_ON(): a report (not fatal) when ``cond`` holds; returns ``bool(cond)``."""
+    _cur.task.machine  # NotInTaskError first, outside a task
+    if msg.__class__ is not str:
+        check_str("WARN_ON", "msg", msg)
     if cond:
         t = _cur.task
         file, line, _ = caller_site(2)
@@ -588,6 +671,8 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
     return bool(cond)
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in ("annotations", "Any", "Callable", "Final", "Task", "costs")]
+__all__ = [n for n in dir() if not n.startswith("_") and n not in (
+    "annotations", "Any", "Callable", "Final", "Task", "costs", "bad", "check_callable", "check_choice",
+    "check_int", "check_str", "PRINTK_LEVELS")]
 __all__ += ["__set_current_state"]
 _ = costs

@@ -36,6 +36,7 @@ from .kernel import block, local_irq_enable, local_irq_restore, local_irq_save, 
 from .preempt import NSEC_PER_JIFFY
 from .report import caller_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
+from .validate import bad, check_callable, check_int, check_str
 
 SPINLOCK_MAGIC = 0xDEAD4EAD
 _anon = 0
@@ -61,10 +62,13 @@ class spinlock_t:  # noqa: N801 - kernel type name
 
     __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
                  "acquisitions", "contentions", "wait_cycles", "hold_cycles", "acquired_at",
-                 "spinners", "internal", "__weakref__")
+                 "spinners", "internal", "machine", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
+        check_str("spin_lock_init", "name", name, none=True)
         self.internal = _created_by_model(2)
+        #: the Machine whose tasks use it: None until first used, then bound for good
+        self.machine: Any = None
         self.spinners = 0
         self.raw = threading.Lock()
         self.name = name or _auto_name("spinlock")
@@ -88,6 +92,30 @@ class spinlock_t:  # noqa: N801 - kernel type name
 
     def __repr__(self) -> str:
         return f"<spinlock {self.name} owner={self.owner_name()} cpu={self.owner_cpu}>"
+
+
+_KINDS = {}  # filled below: lock class -> (kernel type name, how to make one)
+
+
+def lock_arg(fn: str, t: Any, obj: Any, cls: type, name: str = "lock") -> Any:
+    """The slow path of the one-line guard every lock function starts with.
+
+    ``obj`` must be a ``cls`` (spinlock_t, mutex, wait_queue_head_t). A lock is
+    machine-less until a task first uses it, then bound to that task's machine; a
+    task of another machine using it is refused. Raises NotInTaskError outside a
+    task, KmemUsageError for anything else, before any side effect.
+    """
+    m = t.machine  # NotInTaskError outside a task
+    if obj.__class__ is not cls:
+        kind, how = _KINDS[cls]
+        raise bad(fn, name, obj, f"a {kind} ({how})")
+    owner = obj.machine
+    if owner is None:
+        obj.machine = m
+    elif owner is not m:
+        raise KmemUsageError(f"{fn}: {name}(={obj!r}) belongs to another machine ({owner!r}): "
+                             f"this task runs on {m!r}")
+    return obj
 
 
 def spin_lock_init(name: str | None = None) -> spinlock_t:
@@ -195,12 +223,16 @@ def _release(t: Task, lock: spinlock_t) -> None:
 def spin_lock(lock: spinlock_t) -> None:
     """Take ``lock`` with preemption disabled (interrupts stay as they are)."""
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_lock", t, lock, spinlock_t)
     t.cpu.preempt_count += 1
     _acquire(t, lock, "spin_lock")
 
 
 def spin_unlock(lock: spinlock_t) -> None:
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_unlock", t, lock, spinlock_t)
     _release(t, lock)
     preempt_enable()
 
@@ -208,6 +240,8 @@ def spin_unlock(lock: spinlock_t) -> None:
 def spin_trylock(lock: spinlock_t) -> int:
     """Take ``lock`` if it is free: 1 on success, 0 (and nothing held) otherwise."""
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_trylock", t, lock, spinlock_t)
     c = t.cpu
     c.preempt_count += 1
     if lock.raw.acquire(False):
@@ -225,6 +259,8 @@ def spin_trylock(lock: spinlock_t) -> int:
 def spin_lock_irq(lock: spinlock_t) -> None:
     """Disable local interrupts, then take ``lock``."""
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_lock_irq", t, lock, spinlock_t)
     c = t.cpu
     c.irqs_off = True
     c.preempt_count += 1
@@ -233,6 +269,8 @@ def spin_lock_irq(lock: spinlock_t) -> None:
 
 def spin_unlock_irq(lock: spinlock_t) -> None:
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_unlock_irq", t, lock, spinlock_t)
     _release(t, lock)
     c = t.cpu
     if c.preempt_count & 0xFF:
@@ -243,6 +281,8 @@ def spin_unlock_irq(lock: spinlock_t) -> None:
 def spin_lock_irqsave(lock: spinlock_t) -> int:
     """Save and disable local interrupts, take ``lock``; returns the flags to restore."""
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_lock_irqsave", t, lock, spinlock_t)
     flags = local_irq_save()
     t.cpu.preempt_count += 1
     _acquire(t, lock, "spin_lock_irqsave")
@@ -251,6 +291,10 @@ def spin_lock_irqsave(lock: spinlock_t) -> int:
 
 def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
     t = CURRENT.task
+    if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
+        check_int("spin_unlock_irqrestore", "flags", flags, 0, 0xFFFFFFFF, "the int spin_lock_irqsave() returned")
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_unlock_irqrestore", t, lock, spinlock_t)
     _release(t, lock)
     c = t.cpu
     if c.preempt_count & 0xFF:
@@ -260,14 +304,18 @@ def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
 
 def spin_lock_bh(lock: spinlock_t) -> None:
     """Disable bottom halves, then take ``lock``."""
-    local_bh_disable()
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_lock_bh", t, lock, spinlock_t)
+    local_bh_disable()
     t.cpu.preempt_count += 1
     _acquire(t, lock, "spin_lock_bh")
 
 
 def spin_unlock_bh(lock: spinlock_t) -> None:
     t = CURRENT.task
+    if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("spin_unlock_bh", t, lock, spinlock_t)
     _release(t, lock)
     c = t.cpu
     if c.preempt_count & 0xFF:
@@ -276,6 +324,8 @@ def spin_unlock_bh(lock: spinlock_t) -> None:
 
 
 def spin_is_locked(lock: spinlock_t) -> bool:
+    if lock.__class__ is not spinlock_t:
+        raise bad("spin_is_locked", "lock", lock, "a spinlock_t (spin_lock_init())")
     return lock.raw.locked()
 
 
@@ -283,10 +333,12 @@ def spin_is_locked(lock: spinlock_t) -> bool:
 class mutex:  # noqa: N801 - kernel type name
     """A sleeping lock; ownership passes directly to the first waiter."""
 
-    __slots__ = ("name", "owner", "waiters", "guard", "internal")
+    __slots__ = ("name", "owner", "waiters", "guard", "internal", "machine")
 
     def __init__(self, name: str | None = None) -> None:
+        check_str("mutex_init", "name", name, none=True)
         self.internal = _created_by_model(2)
+        self.machine: Any = None  # bound to the machine of its first user
         self.name = name or _auto_name("mutex")
         self.owner: Task | None = None
         self.waiters: list[Task] = []
@@ -300,6 +352,14 @@ class mutex:  # noqa: N801 - kernel type name
         return f"<{self.describe()}>"
 
 
+def _mutex_arg(fn: str, m: Any) -> Task:
+    """current, with ``m`` checked (see lock_arg): NotInTaskError outside a task."""
+    t = CURRENT.task
+    if m.__class__ is not mutex or m.machine is not t.machine:
+        lock_arg(fn, t, m, mutex, "m")
+    return t  # type: ignore[no-any-return]
+
+
 def mutex_init(name: str | None = None) -> mutex:
     return mutex(name)
 
@@ -309,8 +369,8 @@ DEFINE_MUTEX = mutex_init
 
 def mutex_lock(m: mutex) -> None:
     """Take ``m``, sleeping while another task holds it. Context: process, may sleep."""
+    t = _mutex_arg("mutex_lock", m)
     might_sleep()
-    t = CURRENT.task
     with m.guard:
         if m.owner is None:
             m.owner = t
@@ -340,7 +400,7 @@ def mutex_lock(m: mutex) -> None:
 
 
 def mutex_trylock(m: mutex) -> int:
-    t = CURRENT.task
+    t = _mutex_arg("mutex_trylock", m)
     with m.guard:
         if m.owner is None:
             m.owner = t
@@ -350,7 +410,7 @@ def mutex_trylock(m: mutex) -> int:
 
 
 def mutex_unlock(m: mutex) -> None:
-    t = CURRENT.task
+    t = _mutex_arg("mutex_unlock", m)
     with m.guard:
         if m.owner is not t:
             file, line, _ = caller_site(2)
@@ -371,6 +431,8 @@ def mutex_unlock(m: mutex) -> None:
 
 
 def mutex_is_locked(m: mutex) -> bool:
+    if m.__class__ is not mutex:
+        raise bad("mutex_is_locked", "m", m, "a mutex (mutex_init())")
     return m.owner is not None
 
 
@@ -378,9 +440,11 @@ def mutex_is_locked(m: mutex) -> bool:
 class wait_queue_head_t:  # noqa: N801 - kernel type name
     """A wait queue: tasks sleep on it until a wake_up()."""
 
-    __slots__ = ("name", "waiters", "guard")
+    __slots__ = ("name", "waiters", "guard", "machine")
 
     def __init__(self, name: str | None = None) -> None:
+        check_str("init_waitqueue_head", "name", name, none=True)
+        self.machine: Any = None  # bound to the machine of its first user
         self.name = name or _auto_name("waitqueue")
         self.waiters: list[Task] = []
         self.guard = threading.Lock()
@@ -390,6 +454,19 @@ class wait_queue_head_t:  # noqa: N801 - kernel type name
 
     def __repr__(self) -> str:
         return f"<wait_queue {self.name} waiters={[t.name for t in self.waiters]}>"
+
+
+def _wq_arg(fn: str, wq: Any) -> Task:
+    """current, with ``wq`` checked (see lock_arg): NotInTaskError outside a task."""
+    t = CURRENT.task
+    if wq.__class__ is not wait_queue_head_t or wq.machine is not t.machine:
+        lock_arg(fn, t, wq, wait_queue_head_t, "wq")
+    return t  # type: ignore[no-any-return]
+
+
+def _condition_arg(fn: str, condition: Any) -> None:
+    if not callable(condition):
+        check_callable(fn, "condition", condition, how="condition() -> bool")
 
 
 def init_waitqueue_head(name: str | None = None) -> wait_queue_head_t:
@@ -405,10 +482,10 @@ def prepare_to_wait(wq: wait_queue_head_t, state: int = TASK_UNINTERRUPTIBLE) ->
     A wake_up() from here on sets the task back to TASK_RUNNING, so the schedule()
     (or schedule_timeout()) that follows returns at once: no wake-up is lost.
     """
-    if state not in (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
+    if state.__class__ is not int or state not in (TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
         raise KmemUsageError(f"prepare_to_wait: state(={state!r}) must be TASK_INTERRUPTIBLE or "
                              f"TASK_UNINTERRUPTIBLE")
-    t = CURRENT.task
+    t = _wq_arg("prepare_to_wait", wq)
     with wq.guard:
         t.woken = False
         t.kstate = state
@@ -419,7 +496,7 @@ def prepare_to_wait(wq: wait_queue_head_t, state: int = TASK_UNINTERRUPTIBLE) ->
 
 def finish_wait(wq: wait_queue_head_t) -> None:
     """Back to TASK_RUNNING and off ``wq`` (after the condition held or a timeout)."""
-    t = CURRENT.task
+    t = _wq_arg("finish_wait", wq)
     with wq.guard:
         t.kstate = TASK_RUNNING
         if t in wq.waiters:
@@ -448,15 +525,21 @@ def wait_event(wq: wait_queue_head_t, condition: Callable[[], Any]) -> None:
 
     Context: process context, may sleep.
     """
+    _wait_event("wait_event", wq, condition)
+
+
+def _wait_event(fn: str, wq: Any, condition: Any) -> None:
+    _wq_arg(fn, wq)
+    _condition_arg(fn, condition)
     might_sleep()
     if condition():
         return
-    _wait(wq, condition, None, "wait_event")
+    _wait(wq, condition, None, fn)
 
 
 def wait_event_interruptible(wq: wait_queue_head_t, condition: Callable[[], Any]) -> int:
     """As wait_event (the model has no signals); returns 0."""
-    wait_event(wq, condition)
+    _wait_event("wait_event_interruptible", wq, condition)
     return 0
 
 
@@ -466,10 +549,11 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     Returns 0 if the condition was still false when the time ran out, otherwise
     the jiffies left (at least 1), as the kernel does.
     """
+    t = _wq_arg("wait_event_timeout", wq)
+    _condition_arg("wait_event_timeout", condition)
+    if timeout.__class__ is not int or timeout < 0:
+        check_int("wait_event_timeout", "timeout", timeout, 0, what="an int number of jiffies")
     might_sleep()
-    if timeout < 0:
-        raise KmemUsageError(f"wait_event_timeout: timeout(={timeout}) must be >= 0")
-    t = CURRENT.task
     engine = t.machine._engine
     start = engine.now
     if condition():
@@ -482,7 +566,7 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
 
 def wake_up(wq: wait_queue_head_t) -> None:
     """Wake every task sleeping on ``wq`` (they re-check their conditions)."""
-    t = CURRENT.task
+    t = _wq_arg("wake_up", wq)
     with wq.guard:
         waiters = list(wq.waiters)
         wq.waiters.clear()
@@ -496,7 +580,9 @@ wake_up_interruptible = wake_up
 
 
 def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
-    t = CURRENT.task
+    t = _wq_arg("wake_up_nr", wq)
+    if nr.__class__ is not int or nr < 0:
+        check_int("wake_up_nr", "nr", nr, 0)
     with wq.guard:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
@@ -505,7 +591,13 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
 
 
 def waitqueue_active(wq: wait_queue_head_t) -> bool:
+    if wq.__class__ is not wait_queue_head_t:
+        raise bad("waitqueue_active", "wq", wq, "a wait_queue_head_t (init_waitqueue_head())")
     return bool(wq.waiters)
+
+
+_KINDS.update({spinlock_t: ("spinlock_t", "spin_lock_init()"), mutex: ("mutex", "mutex_init()"),
+               wait_queue_head_t: ("wait_queue_head_t", "init_waitqueue_head()")})
 
 
 __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",

@@ -17,7 +17,7 @@ from typing import Any, Callable, Final, Iterable
 from loguru import logger
 
 from .engine import BatonEngine, FreeEngine, run_engine
-from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
+from .errors import (NoMemoryLayers, Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
                      MachineUnusable, Oops, TaskAbort)
 from .kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
@@ -28,6 +28,8 @@ from .trace import TRACE_MAGIC, Trace
 
 ON_BUG_MODES: Final = ("record", "raise", "panic")
 MAX_CPUS: Final = 256
+#: The attributes boot.py gives a machine (its memory layers): absent with boot=False.
+MEMORY_LAYERS: Final = frozenset({"mem", "mm", "slab", "vmalloc", "percpu", "meminfo_hooks"})
 NR_SOFTIRQS: Final = 10
 TASK_COMM_LEN: Final = 16
 #: Seed of the boot phase's own policy: a boot is the same whatever the machine's seed.
@@ -249,6 +251,13 @@ class Machine:
             for line in self.dmesg[max(dmesg_start, len(self.dmesg) - BOOT_DMESG_TAIL):]:
                 exc.add_note(f"  {line}")
             raise exc
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for attributes that do not exist: a memory layer of a machine that never
+        booted is a clear NoMemoryLayers (a KmemUsageError), not an AttributeError."""
+        if name in MEMORY_LAYERS and self.__dict__.get("system_state_booted") is False:
+            raise NoMemoryLayers(name)
+        raise AttributeError(f"'Machine' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"<Machine cpus={self.nr_cpus} policy={self.policy_name} seed={self.seed}>"

@@ -115,7 +115,13 @@ def capture_stack(skip_runtime: bool = True, limit: int = 24) -> tuple[Frame, ..
 
 def caller_site(depth: int = 2) -> tuple[str, int, str]:
     """(file, line, function) of the first frame outside the runtime, ``depth`` up."""
-    f = sys._getframe(depth)
+    if depth.__class__ is not int or depth < 0:
+        from .validate import check_int
+        check_int("caller_site", "depth", depth, 0)
+    try:
+        f = sys._getframe(depth)
+    except ValueError:  # deeper than the stack
+        return ("<unknown>", 0, "<unknown>")
     while f is not None and _is_runtime_frame(f.f_code.co_filename):
         f = f.f_back  # type: ignore[assignment]
     if f is None:

@@ -498,7 +498,7 @@ def test_python_misuse_raises_precise_errors() -> None:
         "mempool_create: free_fn must be callable as free_fn(element, pool_data), got None",
         "mempool_resize: new_min_nr(=0) must be >= 1 (a pool guarantees at least one element)",
         "mempool_alloc() takes a mempool_t from mempool_create(), got 'pool'",
-        "gfp_mask must be an int of GFP_* flags, got 'GFP_KERNEL'",
+        "mempool_alloc: gfp_mask(='GFP_KERNEL') must be an int of GFP_* flags",
         "mempool_create_page_pool: order(=11) must be an int in [0, 11)",
         "mempool_create_kmalloc_pool: size(=0) must be an int >= 1",
     ]

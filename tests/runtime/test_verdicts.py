@@ -342,11 +342,11 @@ def test_a_wake_up_between_setting_the_state_and_schedule_timeout_is_not_lost() 
 
 
 def test_prepare_to_wait_then_schedule_timeout_returns_at_once_after_a_wake_up() -> None:
-    wq = init_waitqueue_head("wq")
+    wq = [init_waitqueue_head("wq")]
     prepared, woken = [False], [False]
 
     def consumer() -> int:
-        prepare_to_wait(wq, TASK_INTERRUPTIBLE)
+        prepare_to_wait(wq[0], TASK_INTERRUPTIBLE)
         prepared[0] = True
         while not woken[0]:
             preempt_point()  # the producer runs meanwhile and wakes us
@@ -355,11 +355,12 @@ def test_prepare_to_wait_then_schedule_timeout_returns_at_once_after_a_wake_up()
     def producer() -> None:
         while not prepared[0]:
             preempt_point()
-        wake_up(wq)
+        wake_up(wq[0])
         woken[0] = True
 
     for seed in range(10):
         prepared[0] = woken[0] = False
+        wq[0] = init_waitqueue_head("wq")  # a wait queue belongs to the machine that first uses it
         m = Machine(cpus=2, seed=seed, boot=False)
         left, _ = m.run(consumer, producer)
         assert left == 5000, f"seed={seed}: slept {5000 - left} jiffies after being woken"
