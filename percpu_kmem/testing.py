@@ -71,7 +71,7 @@ class UnexpectedReport(KmemError):
 
 
 def _kinds_summary(reports: Iterable[Report]) -> str:
-    """"'a' x3, 'b'": each kind once, in first-seen order, with its number of reports."""
+    """Each kind once, in first-seen order, with its number of reports: ``'a' x3, 'b'``."""
     counts: dict[str, int] = {}
     for r in reports:
         counts[r.kind] = counts.get(r.kind, 0) + 1
