@@ -30,10 +30,12 @@ from .mm.page_alloc import PAGE_API as _PAGE_API
 from .mm.physmem import MAX_ORDER, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Page, get_order
 from .runtime import *  # noqa: F403
 from .runtime import __all__ as _runtime_all
+from .testing import UnexpectedReport, explore, find_seed
 
 _logger.disable("percpu_kmem")
 
 _GFP_NAMES = [n for n in dir(_gfp) if n.startswith(("GFP_", "__GFP_"))]
 _LAYER_API = [n for mod in (_bootmem, _kmalloc, _mempool, _percpu, _slab, _vmalloc) for n in mod.__all__]
 __all__ = sorted({*_runtime_all, *_PAGE_API, *_ACCESS_API, *_GFP_NAMES, *_LAYER_API,
-                  "MAX_ORDER", "PAGE_OFFSET", "PAGE_SHIFT", "PAGE_SIZE", "Page", "get_order"})
+                  "MAX_ORDER", "PAGE_OFFSET", "PAGE_SHIFT", "PAGE_SIZE", "Page", "get_order",
+                  "UnexpectedReport", "explore", "find_seed"})

@@ -6,61 +6,239 @@
         assert ...
     explore(scenario, seeds=range(50), policies=("random", "pct"), cpus=2)
 
-A failure is re-raised with a note naming the policy, the seed and the trace
-that replays it.
+Verdicts you can trust: a run fails when the scenario raises, when ``m.check()``
+finds an inconsistency, *and* when the machine recorded a kernel report (BUG,
+WARNING, Oops, deadlock, ...) the scenario did not declare with ``expect=``.
+A machine records reports by default (``on_bug="record"``), so without this a
+sleep-in-atomic splat in a passing scenario would go unseen. Every failure
+carries the policy, the seed and the replay string (``m.replay_hint()``).
+
+What is kept and what is simplified: ``expect`` names report *kinds*
+(``Report.kind``), not texts or counts; expected kinds are allowed, not
+required (a scenario that must show a report asserts on ``m.reports_of``).
+``find_seed`` runs no ``m.check()``: a bug-finding run may leave the simulated
+kernel's own data wrong on purpose.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
+from .runtime.errors import KmemError, KmemUsageError
 from .runtime.machine import Machine
+from .runtime.policies import POLICIES
+from .runtime.report import Report
 
 DEFAULT_POLICIES = ("random", "pct")
+#: Seeds ``explore`` runs per policy when called with ``seeds=None``.
+DEFAULT_SEEDS = 20
+#: The environment variable ``--kmem-seeds`` sets; it replaces ``DEFAULT_SEEDS``.
+SEEDS_ENV = "PERCPU_KMEM_SEEDS"
 
 
-def seeds_from_env(default: int) -> range:
-    """The seed range to explore: ``PERCPU_KMEM_SEEDS`` (or ``--kmem-seeds``) scales it."""
-    n = int(os.environ.get("PERCPU_KMEM_SEEDS", default))
+class UnexpectedReport(KmemError):
+    """A run recorded a kernel report of a kind the scenario did not ``expect``.
+
+    ``str()`` starts with the first unexpected report's text (the splat a kernel
+    developer reads), then names the policy, the seed and the replay.
+
+    Attributes:
+        report: the first unexpected report.
+        reports: every unexpected report of the run, in order.
+        policy, seed: the run that recorded them.
+        expect: the kinds the scenario declared.
+        replay: ``m.replay_hint()`` of the run.
+    """
+
+    def __init__(self, reports: list[Report], *, policy: str, seed: int, expect: frozenset[str],
+                 replay: str, where: str) -> None:
+        self.reports = tuple(reports)
+        self.report = reports[0]
+        self.policy = policy
+        self.seed = seed
+        self.expect = expect
+        self.replay = replay
+        first = self.report
+        said = ", ".join(repr(k) for k in sorted(expect)) if expect else "none"
+        lines = [first.text,
+                 f"{where}: unexpected {first.kind!r} report under policy={policy!r} seed={seed} "
+                 f"(expected kinds: {said})"]
+        if len(reports) > 1:
+            lines.append(f"{where}: {len(reports) - 1} more unexpected: {_kinds_summary(reports[1:])}")
+        lines.append(replay)
+        super().__init__("\n".join(lines))
+
+
+def _kinds_summary(reports: Iterable[Report]) -> str:
+    """Each kind once, in first-seen order, with its number of reports: ``'a' x3, 'b'``."""
+    counts: dict[str, int] = {}
+    for r in reports:
+        counts[r.kind] = counts.get(r.kind, 0) + 1
+    return ", ".join(f"{k!r} x{n}" if n > 1 else repr(k) for k, n in counts.items())
+
+
+def seeds_from_env(default: int = DEFAULT_SEEDS) -> range:
+    """The seed range to explore: ``range(N)``, N from ``PERCPU_KMEM_SEEDS`` (``--kmem-seeds``), else ``default``."""
+    raw = os.environ.get(SEEDS_ENV)
+    if raw is None or raw.strip() == "":
+        return range(default)
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise KmemUsageError(f"{SEEDS_ENV}(={raw!r}) must be a positive number of seeds")
     return range(n)
 
 
-def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] = range(20),
-            policies: Iterable[str] = DEFAULT_POLICIES, check: bool = True,
-            **machine_kw: Any) -> int:
+def _seed_list(seeds: Iterable[int] | None, name: str) -> tuple[int, ...]:
+    if seeds is None:
+        return tuple(seeds_from_env(DEFAULT_SEEDS))
+    if isinstance(seeds, (int, str, bytes)) or not isinstance(seeds, Iterable):
+        raise KmemUsageError(f"{name}(seeds={seeds!r}) takes an iterable of ints, e.g. range(50)")
+    out = tuple(seeds)
+    for s in out:
+        if not isinstance(s, int) or isinstance(s, bool):
+            raise KmemUsageError(f"{name}(seeds=...) takes ints, got {s!r}")
+    if not out:
+        raise KmemUsageError(f"{name}(seeds=...) is empty: a run over no seeds cannot fail")
+    return out
+
+
+def _policy_list(policies: Iterable[str] | str) -> tuple[str, ...]:
+    out = (policies,) if isinstance(policies, str) else tuple(policies)
+    if not out:
+        raise KmemUsageError("explore(policies=...) is empty: a run under no policy cannot fail")
+    for p in out:
+        if p not in POLICIES:
+            raise KmemUsageError(f"explore(policies=...): {p!r} is not a policy ({', '.join(POLICIES)})")
+    return out
+
+
+def _expect_kinds(expect: str | Collection[str], name: str) -> frozenset[str]:
+    kinds = (expect,) if isinstance(expect, str) else expect
+    if not isinstance(kinds, Iterable):
+        raise KmemUsageError(f"{name}(expect={expect!r}) takes a report kind or a collection of them")
+    out = frozenset(kinds)
+    for k in out:
+        if not isinstance(k, str) or not k:
+            raise KmemUsageError(f"{name}(expect=...) takes report kinds (Report.kind strings), got {k!r}")
+    return out
+
+
+def _check_machine_kw(machine_kw: dict[str, Any], name: str) -> None:
+    for k, instead in (("policy", "policies"), ("seed", "seeds")):
+        if k in machine_kw:
+            raise KmemUsageError(f"{name}() chooses each run's {k} itself: pass {instead}=..., not {k}=")
+
+
+def _unexpected(m: Machine, expected: frozenset[str]) -> list[Report]:
+    return [r for r in m.reports if r.kind not in expected]
+
+
+def _hint(m: Machine, policy: str, seed: int) -> str:
+    if m._last_trace is not None:
+        return m.replay_hint()
+    return f"percpu_kmem: seed={seed} policy={policy}"
+
+
+def _annotate(e: BaseException, m: Machine, policy: str, seed: int, expected: frozenset[str],
+              where: str) -> None:
+    """Add the run's identity, its replay and any unexpected report to a failure."""
+    if isinstance(e, UnexpectedReport):
+        return  # its message already names the run and the replay
+    hint = _hint(m, policy, seed)
+    notes = getattr(e, "__notes__", [])
+    if hint not in notes:
+        e.add_note(f"{where}: failed under policy={policy!r} seed={seed}")
+        e.add_note(hint)
+    unexpected = _unexpected(m, expected)
+    if unexpected:
+        first = unexpected[0]
+        more = f" (and {len(unexpected) - 1} more: {_kinds_summary(unexpected[1:])})" if len(unexpected) > 1 else ""
+        e.add_note(f"{where}: the run also recorded an unexpected {first.kind!r} report{more}:\n"
+                   + first.text)
+
+
+def _raise_unexpected(m: Machine, expected: frozenset[str], policy: str, seed: int, where: str) -> None:
+    unexpected = _unexpected(m, expected)
+    if unexpected:
+        raise UnexpectedReport(unexpected, policy=policy, seed=seed, expect=expected,
+                               replay=_hint(m, policy, seed), where=where)
+
+
+def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None = None,
+            policies: Iterable[str] | str = DEFAULT_POLICIES, check: bool = True,
+            expect: str | Collection[str] = (), **machine_kw: Any) -> int:
     """Run ``scenario(machine)`` on a fresh machine for every (policy, seed).
 
     ``scenario`` calls ``m.run(...)`` and asserts what must hold; ``m.check()``
-    runs after it unless ``check=False``. Returns the number of runs.
-    Raises the first failure, with a note carrying the seed and the replay.
+    runs after it unless ``check=False``. Then every report in ``m.reports``
+    whose kind is not in ``expect`` (a kind, or a collection of kinds) fails the
+    run with :class:`UnexpectedReport`.
+
+    ``seeds=None`` is the default range: ``range(DEFAULT_SEEDS)``, or
+    ``range(N)`` under ``--kmem-seeds N`` / ``PERCPU_KMEM_SEEDS=N``. An explicit
+    ``seeds`` is used as given. ``policies`` is a policy name or several.
+
+    Returns the number of runs. Raises the first failure, with notes carrying
+    the policy, the seed and the replay.
     """
+    if not callable(scenario):
+        raise KmemUsageError(f"explore() takes a scenario callable, got {scenario!r}")
+    seed_list = _seed_list(seeds, "explore")
+    policy_list = _policy_list(policies)
+    expected = _expect_kinds(expect, "explore")
+    _check_machine_kw(machine_kw, "explore")
     n = 0
-    for policy in policies:
-        for seed in seeds:
+    for policy in policy_list:
+        for seed in seed_list:
             m = Machine(policy=policy, seed=seed, **machine_kw)
             try:
                 scenario(m)
                 if check:
                     m.check()
+                _raise_unexpected(m, expected, policy, seed, "explore")
             except BaseException as e:
-                if m._last_trace is not None:
-                    hint = m.replay_hint()
-                else:
-                    hint = f"percpu_kmem: seed={seed} policy={policy}"
-                if hint not in getattr(e, "__notes__", []):
-                    e.add_note(f"explore: failed under policy={policy!r} seed={seed}")
-                    e.add_note(hint)
+                _annotate(e, m, policy, seed, expected, "explore")
                 raise
             n += 1
     return n
 
 
-def find_seed(scenario: Callable[[Machine], bool], *, seeds: Iterable[int] = range(200),
-              policy: str = "random", **machine_kw: Any) -> tuple[int, Machine] | None:
-    """The first seed for which ``scenario(m)`` returns True (a bug shows), or None."""
-    for seed in seeds:
+def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int] = range(200),
+              policy: str = "random", expect: str | Collection[str] = (),
+              **machine_kw: Any) -> tuple[int, Machine] | None:
+    """The first seed under which the bug shows, with its machine; None if no seed shows it.
+
+    The bug shows when ``scenario(m)`` returns True; a scenario that returns None
+    leaves the verdict to the reports: the bug shows when ``m`` recorded a report
+    of a kind in ``expect``. Reports of any other kind fail the search with
+    :class:`UnexpectedReport`, as an exception from the scenario does.
+    """
+    if not callable(scenario):
+        raise KmemUsageError(f"find_seed() takes a scenario callable, got {scenario!r}")
+    seed_list = _seed_list(seeds, "find_seed")
+    if policy not in POLICIES:
+        raise KmemUsageError(f"find_seed(policy={policy!r}) must be one of {', '.join(POLICIES)}")
+    expected = _expect_kinds(expect, "find_seed")
+    _check_machine_kw(machine_kw, "find_seed")
+    for seed in seed_list:
         m = Machine(policy=policy, seed=seed, **machine_kw)
-        if scenario(m):
+        try:
+            verdict = scenario(m)
+            _raise_unexpected(m, expected, policy, seed, "find_seed")
+        except BaseException as e:
+            _annotate(e, m, policy, seed, expected, "find_seed")
+            raise
+        if verdict is None:
+            if not expected:
+                raise KmemUsageError("find_seed(): the scenario returned None and expect= names no "
+                                     "report kind, so nothing can show the bug: return True when it "
+                                     "shows, or pass expect=")
+            if any(r.kind in expected for r in m.reports):
+                return seed, m
+        elif verdict:
             return seed, m
     return None

@@ -190,9 +190,10 @@ def _sleeper_woken_by_free(m: Machine, gfp: int) -> dict:
         held.extend(grab(GFP_KERNEL | __GFP_NORETRY))
         out["hogged"] = True
         msleep(50)  # the sleeper runs out of memory meanwhile
-        for p in held[:200]:
+        batch = held[:200]
+        del held[:200]  # before freeing: the sleeper frees what is left in held, never these
+        for p in batch:
             __free_page(p)
-        del held[:200]
 
     def sleeper() -> None:
         while "hogged" not in out:

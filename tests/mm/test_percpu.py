@@ -197,7 +197,7 @@ def test_naive_read_modify_write_from_preemptible_code_loses_updates() -> None:
     def scenario(m: Machine) -> bool:
         return counter_scenario(m, __this_cpu_add, {}) < TASKS * ITERS
 
-    found = find_seed(scenario, seeds=range(40), cpus=2)
+    found = find_seed(scenario, seeds=range(40), cpus=2, expect="preempt_this_cpu")
     assert found is not None, "no seed lost an update: __this_cpu_add would be atomic"
     seed, m = found
     reps = m.reports_of("preempt_this_cpu")
