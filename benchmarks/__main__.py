@@ -36,8 +36,8 @@ several rounds; benchmarks/_measure.py):
 
 The table is plain text, or rich's if rich happens to be installed (it is not a
 dependency). ``--json`` prints the rows and the machine as JSON instead.
-``--quick`` runs smaller loops and fewer rounds (well under 20 s); the default
-takes a few minutes at most.
+``--quick`` runs fewer rounds and shorter 64-CPU runs (3-9 s on a 2-core machine);
+the full run takes 30-45 s there.
 """
 
 from __future__ import annotations
