@@ -3,6 +3,7 @@
     python -m benchmarks.bench_page_alloc [--quick]
 
 1. order-0 alloc+free through the per-CPU list (alloc_page/__free_page in a task)
+   (each row's baseline is measured beside it, interleaved: benchmarks/_measure.py)
 2. order-0 rmqueue+free on the buddy alone (no runtime, no locks)
 3. baseline: list.pop() + list.append()
 4. the per-CPU pair as memory grows (should stay flat)
@@ -16,44 +17,45 @@ import subprocess
 import sys
 import time
 
+from benchmarks._measure import bare_list, best_of, interleaved
 from percpu_kmem import GFP_KERNEL, Machine, __free_page, alloc_page
 
-
-def best_of(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    return min(fn() for _ in range(repeat))
+__all__ = ["bare_list", "best_of", "pcp_loop", "pcp_pair", "buddy_pair", "boot", "main"]
 
 
-def bare_list(n: int) -> float:
-    lst = list(range(64))
+def pcp_loop(n: int) -> float:
+    """Seconds per alloc_page + __free_page pair (order 0, the per-CPU list); in a task."""
     t0 = time.perf_counter()
     for _ in range(n):
-        x = lst.pop()
-        lst.append(x)
+        __free_page(alloc_page(GFP_KERNEL))
     return (time.perf_counter() - t0) / n
 
 
-def pcp_pair(n: int, memory: str = "64M") -> float:
+def pcp_pair(n: int, memory: str = "64M", rep: int = 1) -> tuple[float, float]:
+    """(list baseline, per-CPU pair), interleaved in one task of a machine of ``memory``
+    whose policy never decides."""
     m = Machine(cpus=1, memory=memory, mean_run=10**9)
-
-    def body() -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            __free_page(alloc_page(GFP_KERNEL))
-        return (time.perf_counter() - t0) / n
-
-    return m.run(body)[0]  # type: ignore[no-any-return]
+    base, pcp = m.run(lambda: interleaved([lambda: bare_list(n), lambda: pcp_loop(n)], rep))[0]
+    return base, pcp
 
 
-def buddy_pair(n: int) -> float:
+def buddy_pair(n: int, rep: int = 1) -> tuple[float, float]:
+    """(list baseline, buddy rmqueue(0) + free), interleaved in this thread (no task,
+    no runtime, no locks)."""
     m = Machine(cpus=1, memory="64M")
     buddy = m.mm.zones[-1].buddy
     mem = m.mem
-    t0 = time.perf_counter()
-    for _ in range(n):
-        pfn = buddy.rmqueue(0)
-        mem.count[pfn] = 0
-        buddy.free(pfn, 0)
-    return (time.perf_counter() - t0) / n
+
+    def loop() -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            pfn = buddy.rmqueue(0)
+            mem.count[pfn] = 0
+            buddy.free(pfn, 0)
+        return (time.perf_counter() - t0) / n
+
+    base, bud = interleaved([lambda: bare_list(n), loop], rep)
+    return base, bud
 
 
 BOOT = ("import resource, time; t0 = time.perf_counter(); from percpu_kmem import Machine; t1 = time.perf_counter(); "
@@ -71,20 +73,19 @@ def main() -> None:
     quick = "--quick" in sys.argv
     n = 2000 if quick else 20000
     rep = 3 if quick else 5
-    base = best_of(lambda: bare_list(n), rep)
-    pcp = best_of(lambda: pcp_pair(n), rep)
-    bud = best_of(lambda: buddy_pair(n), rep)
+    base, pcp = pcp_pair(n, rep=rep)
+    bbase, bud = buddy_pair(n, rep)
     print(f"{'operation':48} {'ns/op':>10} {'x list':>8}")
     print(f"{'list.pop + list.append (baseline)':48} {base * 1e9:10.0f} {1.0:8.1f}")
     print(f"{'alloc_page + __free_page (per-CPU list)':48} {pcp * 1e9:10.0f} {pcp / base:8.1f}")
-    print(f"{'buddy rmqueue(0) + free (no runtime)':48} {bud * 1e9:10.0f} {bud / base:8.1f}")
+    print(f"{'buddy rmqueue(0) + free (no runtime)':48} {bud * 1e9:10.0f} {bud / bbase:8.1f}")
     print()
-    print(f"{'per-CPU pair as memory grows':48} {'ns/op':>10} {'x 64M':>8}")
+    print(f"{'per-CPU pair as memory grows':48} {'ns/op':>10} {'x list':>8} {'x 64M':>8}")
     ref = None
     for size in ("64M", "1G", "4G") if quick else ("64M", "1G", "4G", "16G"):
-        v = best_of(lambda: pcp_pair(n, size), rep)
-        ref = ref or v
-        print(f"{size:48} {v * 1e9:10.0f} {v / ref:8.2f}")
+        b, v = pcp_pair(n, size, rep)
+        ref = ref or v / b
+        print(f"{size:48} {v * 1e9:10.0f} {v / b:8.1f} {v / b / ref:8.2f}")
     print()
     print(f"{'boot (64 CPUs)':30} {'seconds':>10} {'peak RSS MiB':>12}")
     for size, nodes in (("64M", 1), ("4G", 4), ("16G", 1)):

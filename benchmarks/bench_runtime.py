@@ -12,30 +12,31 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
+from benchmarks._measure import bare_baton, empty_call, interleaved
 from percpu_kmem import Machine, preempt_point, spin_lock, spin_lock_init, spin_unlock
 
+__all__ = ["point_loop", "bench_point", "bench_handoff", "bench_bare_baton", "bench_runs", "main"]
 
-def empty(ev: str) -> None:
-    pass
+#: the bare two-thread Lock baton (benchmarks/_measure.py)
+bench_bare_baton = bare_baton
 
 
-def bench_empty(n: int) -> float:
+def point_loop(n: int) -> float:
+    """Seconds per ``preempt_point("x")``, in a loop of ``n``; in a task."""
     t0 = time.perf_counter()
     for _ in range(n):
-        empty("x")
+        preempt_point("x")
     return (time.perf_counter() - t0) / n
 
 
-def bench_point(n: int, **kw: object) -> float:
-    def body() -> float:
-        t0 = time.perf_counter()
-        for _ in range(n):
-            preempt_point("x")
-        return (time.perf_counter() - t0) / n
-    return Machine(cpus=1, boot=False, **kw).run(body)[0]  # type: ignore[arg-type, no-any-return]
+def bench_point(n: int, rep: int = 1, **kw: object) -> tuple[float, float]:
+    """(empty call, scheduling point), interleaved in one task of a bare 1-CPU machine
+    (``kw``: the random policy's options)."""
+    m = Machine(cpus=1, boot=False, **kw)  # type: ignore[arg-type]
+    e, p = m.run(lambda: interleaved([lambda: empty_call(n), lambda: point_loop(n)], rep))[0]
+    return e, p
 
 
 def bench_handoff(n: int) -> tuple[float, int]:
@@ -50,27 +51,6 @@ def bench_handoff(n: int) -> tuple[float, int]:
     dt = time.perf_counter() - t0
     switches = sum(1 for d in m.trace if d.action == "S")
     return dt / max(1, switches), switches
-
-
-def bench_bare_baton(n: int) -> float:
-    a, b = threading.Lock(), threading.Lock()
-    a.acquire()
-    b.acquire()
-
-    def other() -> None:
-        for _ in range(n):
-            b.acquire()
-            a.release()
-
-    th = threading.Thread(target=other)
-    th.start()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        b.release()
-        a.acquire()
-    dt = time.perf_counter() - t0
-    th.join()
-    return dt / (2 * n)
 
 
 def bench_runs(n: int, policy: str) -> float:
@@ -91,16 +71,14 @@ def main() -> None:
     quick = "--quick" in sys.argv
     n = 20000 if quick else 200000
     rep = 3 if quick else 5
-    e = min(bench_empty(n) for _ in range(rep))
-    fast = min(bench_point(n, mean_run=10**9) for _ in range(rep))
-    avg = min(bench_point(n) for _ in range(rep))
+    e, fast = bench_point(n, rep, mean_run=10**9)
+    e2, avg = bench_point(n, rep)
     print(f"{'scheduling point':52} {'ns':>8} {'x empty call':>13}")
     print(f"{'empty function call (baseline)':52} {e * 1e9:8.0f} {1.0:13.2f}")
     print(f"{'point, budget fast path (no decision)':52} {fast * 1e9:8.0f} {fast / e:13.2f}")
-    print(f"{'point, default random policy, 1 CPU':52} {avg * 1e9:8.0f} {avg / e:13.2f}")
+    print(f"{'point, default random policy, 1 CPU':52} {avg * 1e9:8.0f} {avg / e2:13.2f}")
     hn = 2000 if quick else 20000
-    bare = min(bench_bare_baton(hn) for _ in range(rep))
-    ho, sw = min(bench_handoff(hn) for _ in range(rep))
+    bare, (ho, sw) = interleaved([lambda: bare_baton(hn), lambda: bench_handoff(hn)], rep)
     print(f"\n{'handoff between two CPUs':52} {'ns':>8} {'x bare baton':>13}")
     print(f"{'bare two-thread Lock baton (baseline)':52} {bare * 1e9:8.0f} {1.0:13.2f}")
     print(f"{'deterministic handoff (random policy, every point)':52} {ho * 1e9:8.0f} {ho / bare:13.2f}")

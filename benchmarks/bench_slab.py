@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks.bench_page_alloc import bare_list, best_of
+from benchmarks._measure import bare_list, best_of, interleaved
 from percpu_kmem import (GFP_KERNEL, Machine, kfree, kmalloc, kmem_cache_alloc, kmem_cache_create,
                          kmem_cache_free, kmem_cache_shrink, kmem_cache_tune)
 
@@ -130,16 +130,15 @@ def tuned_depot_cache(name: str, batchcount: int | None = None):  # type: ignore
 def run_plain(n: int, depot_iters: int, rep: int) -> dict[str, object]:
     def body() -> dict[str, object]:
         r: dict[str, object] = {}
-        r["base"] = best_of(lambda: bare_list(n), rep)
-        r["kmalloc"] = best_of(lambda: kmalloc_pair(n), rep)
         c = kmem_cache_create("bench_obj", 100, 0, 0)
-        r["cache"] = best_of(lambda: cache_pair(c, n), rep)
         d = tuned_depot_cache("bench_depot")
         r["depot_batch"] = d.batchcount
-        r["depot_fast"] = best_of(lambda: depot_fast_pair(d, n), rep)
-        r["depot"] = min(depot_round_trip(d, depot_iters) for _ in range(rep))
+        r["base"], r["kmalloc"], r["cache"], r["depot_fast"] = interleaved(
+            [lambda: bare_list(n), lambda: kmalloc_pair(n), lambda: cache_pair(c, n),
+             lambda: depot_fast_pair(d, n)], rep)
+        r["depot"] = best_of(lambda: depot_round_trip(d, depot_iters), rep)
         s = tuned_depot_cache("bench_depot4", 4)
-        r["depot4"] = min(depot_round_trip(s, depot_iters * 10) for _ in range(rep))
+        r["depot4"] = best_of(lambda: depot_round_trip(s, depot_iters * 10), rep)
         g = kmem_cache_create("bench_grow", 100, 0, 0)
         r["grow_num"] = g.num
         r["mag_alloc"] = magazine_allocs(g, rep * 20)
@@ -154,14 +153,13 @@ def run_plain(n: int, depot_iters: int, rep: int) -> dict[str, object]:
 def run_debug(n: int, depot_iters: int, rep: int) -> dict[str, object]:
     def body() -> dict[str, object]:
         r: dict[str, object] = {}
-        r["base"] = best_of(lambda: bare_list(n), rep)
-        r["kmalloc"] = best_of(lambda: kmalloc_pair(n), rep)
         d = tuned_depot_cache("bench_depot")
         r["depot_batch"] = d.batchcount
-        r["depot_fast"] = best_of(lambda: depot_fast_pair(d, n), rep)
-        r["depot"] = min(depot_round_trip(d, depot_iters) for _ in range(rep))
+        r["base"], r["kmalloc"], r["depot_fast"] = interleaved(
+            [lambda: bare_list(n), lambda: kmalloc_pair(n), lambda: depot_fast_pair(d, n)], rep)
+        r["depot"] = best_of(lambda: depot_round_trip(d, depot_iters), rep)
         s = tuned_depot_cache("bench_depot4", 4)
-        r["depot4"] = min(depot_round_trip(s, depot_iters * 10) for _ in range(rep))
+        r["depot4"] = best_of(lambda: depot_round_trip(s, depot_iters * 10), rep)
         return r
     m = Machine(cpus=1, policy="random", seed=0, slab_debug=True)
     out = m.run(body)[0]
@@ -169,9 +167,11 @@ def run_debug(n: int, depot_iters: int, rep: int) -> dict[str, object]:
     return out  # type: ignore[no-any-return]
 
 
-def run_no_decisions(n: int, rep: int) -> float:
+def run_no_decisions(n: int, rep: int) -> tuple[float, float]:
+    """(baseline, kmalloc pair) on a machine whose policy never decides."""
     m = Machine(cpus=1, policy="random", seed=0, mean_run=10**9)
-    return m.run(lambda: best_of(lambda: kmalloc_pair(n), rep))[0]  # type: ignore[no-any-return]
+    base, pair = m.run(lambda: interleaved([lambda: bare_list(n), lambda: kmalloc_pair(n)], rep))[0]
+    return base, pair
 
 
 def row(label: str, sec: float, base: float) -> None:
@@ -210,8 +210,8 @@ def main() -> None:
     row("alloc only, served by a full magazine (100-byte cache)", p["mag_alloc"], base)  # type: ignore[arg-type]
     row(f"slow path: alloc from an empty cache, per object ({p['grow_num']}/slab)", slow, base)
     print(f"{'':4}slabs grown per round: {grown}")
-    nd = run_no_decisions(n, rep)
-    row("kmalloc + kfree, policy never decides (mean_run=10**9)", nd, base)  # type: ignore[arg-type]
+    nd_base, nd = run_no_decisions(n, rep)
+    row("kmalloc + kfree, policy never decides (mean_run=10**9)", nd, nd_base)
     dn = n // 5
     di = max(10, iters // 4)
     d = run_debug(dn, di, rep)
