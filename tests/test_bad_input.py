@@ -33,10 +33,15 @@ from percpu_kmem.runtime.errors import TaskAbort
 # -- what is probed -------------------------------------------------------------------------
 
 
+#: Python-facing helpers exported beside the kernel API (they run machines; not simulated code).
+PYTHON_FACING = {"explore", "find_seed"}
+
+
 def kernel_functions() -> list[str]:
     """Every exported callable that is not a class (Machine, Report, the kernel types)."""
     return sorted(n for n in pk.__all__
-                  if callable(getattr(pk, n)) and not inspect.isclass(getattr(pk, n)))
+                  if callable(getattr(pk, n)) and not inspect.isclass(getattr(pk, n))
+                  and n not in PYTHON_FACING)
 
 
 #: Parameters that take any Python object by design: nothing about them can be bad.
@@ -51,6 +56,8 @@ FREE_PARAMS: dict[str, set[str]] = {
     "this_cpu_write": {"value"},
     "__this_cpu_write": {"value"},
     "mempool_create": {"pool_data"},
+    "smp_call_function": {"info"},
+    "on_each_cpu": {"info"},
 }
 
 
@@ -168,6 +175,7 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "page": _page, "addr": _addr, "objp": _addr, "cachep": lambda e: e.kcache(),
     "lock": lambda e: pk.spin_lock_init(), "m": lambda e: pk.mutex_init(),
     "wq": lambda e: pk.init_waitqueue_head(), "condition": lambda e: (lambda: True),
+    "func": lambda e: (lambda info: None), "wait": lambda e: True,
     "pool": lambda e: e.mpool(), "min_nr": lambda e: 2, "new_min_nr": lambda e: 3,
     "alloc_fn": lambda e: pk.mempool_kmalloc, "free_fn": lambda e: pk.mempool_kfree,
     "element": _addr, "pool_data": lambda e: 64, "kc": lambda e: e.kcache(),

@@ -102,7 +102,7 @@ def test_a_failing_scenario_keeps_its_own_error_and_names_the_report_in_a_note()
 
 
 def test_free_policy_failure_says_it_cannot_be_replayed() -> None:
-    with pytest.raises(UnexpectedReport, match=r"policy=free \(free-running: not replayable\)"):
+    with pytest.raises(UnexpectedReport, match=r"policy=free \(free-running runs do not replay\)"):
         explore(lambda m: m.run(sleeps_in_atomic), seeds=range(2), policies="free", cpus=2)
 
 

@@ -671,8 +671,25 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
     return bool(cond)
 
 
-__all__ = [n for n in dir() if not n.startswith("_") and n not in (
-    "annotations", "Any", "Callable", "Final", "Task", "costs", "bad", "check_callable", "check_choice",
-    "check_int", "check_str", "PRINTK_LEVELS")]
-__all__ += ["__set_current_state"]
+__all__ = [
+    # current, CPU identity, preemption
+    "current", "get_current", "raw_smp_processor_id", "smp_processor_id", "get_cpu", "put_cpu",
+    "preempt_disable", "preempt_enable", "preempt_enable_no_resched", "preempt_count", "preempt_point",
+    "in_atomic", "in_interrupt", "in_irq", "in_hardirq", "in_softirq", "in_serving_softirq", "in_task",
+    "irqs_disabled", "preemptible", "charge",
+    # local interrupts and bottom halves
+    "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
+    "local_bh_disable", "local_bh_enable",
+    # sleeping, the task state, time
+    "might_sleep", "might_sleep_if", "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE",
+    "set_current_state", "__set_current_state", "schedule", "cond_resched", "schedule_timeout",
+    "schedule_timeout_uninterruptible", "schedule_timeout_interruptible", "io_schedule_timeout",
+    "wake_up_process", "msleep", "udelay", "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns",
+    "SYSTEM_BOOTING", "SYSTEM_RUNNING",
+    # kernel threads, interrupts, softirqs
+    "kthread_run", "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
+    "open_softirq", "raise_softirq",
+    # printk and bugs
+    "printk", "panic", "BUG", "WARN_ON",
+]
 _ = costs

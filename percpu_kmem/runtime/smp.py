@@ -19,6 +19,7 @@ from typing import Any, Callable, Final
 
 from .kernel import WARN_ON, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
 from .task import CURRENT
+from .validate import check_callable, check_type
 
 #: i386 CALL_FUNCTION_VECTOR: the IPI that runs smp_call_function_interrupt().
 CALL_FUNCTION_VECTOR: Final = 0xFB
@@ -71,6 +72,8 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
     could never answer another CPU's IPI: the kernel's "Can deadlock" rule, reported).
     Returns 0, as the kernel does.
     """
+    check_callable("smp_call_function", "func", func)
+    check_type("smp_call_function", "wait", wait, (bool, int), "True or False")
     t = CURRENT.task
     m = t.machine
     WARN_ON(irqs_disabled(), "smp_call_function() with interrupts disabled can deadlock")
@@ -93,6 +96,9 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
 
 def on_each_cpu(func: Callable[[Any], Any], info: Any = None, wait: bool = True) -> int:
     """smp_call_function() on the others, then ``func(info)`` here with irqs off."""
+    check_callable("on_each_cpu", "func", func)
+    check_type("on_each_cpu", "wait", wait, (bool, int), "True or False")
+    CURRENT.task.cpu  # outside a task: NotInTaskError before any state changes
     preempt_disable()
     smp_call_function(func, info, wait)
     flags = local_irq_save()

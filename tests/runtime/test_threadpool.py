@@ -95,13 +95,7 @@ def test_configure_refuses_bad_limits_and_changes_nothing(kw: dict, limits: tupl
     assert threadpool.configure() == limits
 
 
-# -- a known engine bug, for the engine's owner ---------------------------------------------------
-@pytest.mark.xfail(strict=True, reason=(
-    "FreeEngine.start submits tasks one at a time, counting each only as it is submitted: a task "
-    "that ends before the next is submitted (a loaded host, a fast pooled thread) drops "
-    "live_workers to 0, which ends the run and aborts the tasks not yet started. Counting every "
-    "task before submitting any (or submitting under engine.cv) fixes it. runtime/engine.py is "
-    "being rewritten elsewhere: remove this xfail when it passes."))
+# -- a free run counts every task before any starts ------------------------------------------------
 def test_free_run_keeps_tasks_that_start_after_the_first_one_ended(
         monkeypatch: pytest.MonkeyPatch) -> None:
     real_submit = threadpool.submit
