@@ -1,4 +1,4 @@
-"""scripts/load.py: busy processes live exactly as long as the command, and exit codes are kept."""
+"""benchmarks/load.py: busy processes live exactly as long as the command, and exit codes are kept."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from scripts import load
+from benchmarks import load
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -155,7 +155,7 @@ def _phys(addr: int, size: int, write: bool) -> int:
     t = CURRENT.task
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "mem_write" if write else "mem_read")
+        t.engine.decide(t, "mem_write" if write else "mem_read")
     pa = t.machine.mm
     mem = pa.mem
     if PAGE_OFFSET <= addr and addr + size <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):

@@ -518,7 +518,7 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
     gfp_temp = gfp_mask & ~(__GFP_WAIT | __GFP_IO)
     waited_since: int | None = None
-    engine = pool.machine._engine
+    engine = pool.machine.engine
     while True:  # repeat_alloc:
         element = pool.alloc(gfp_temp, pool.pool_data)
         if element is not None:

@@ -267,19 +267,19 @@ class PageAllocator:
                     pcp.pfns[0:0] = got[::-1]
                     pcp.count += len(got)
                     c.data["vm_events"][PCP_REFILL] += 1
-                    t.machine._engine.charge(t, costs.PAGE_STRUCT * len(got))
+                    t.charge(costs.PAGE_STRUCT * len(got))
             else:
                 c.data["vm_events"][PCP_HIT] += 1
             if pcp.count:
                 pfn = pcp.pfns.pop()
                 pcp.count -= 1
-                t.machine._engine.charge(t, costs.PERCPU_HIT)
+                t.charge(costs.PERCPU_HIT)
             local_irq_restore(flags)
         if pfn is None:
             flags = spin_lock_irqsave(z.lock)
             pfn = z.buddy.rmqueue(order)
             if pfn is not None:
-                t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + order))
+                t.charge(costs.PAGE_STRUCT * (1 + order))
             spin_unlock_irqrestore(z.lock, flags)
         if pfn is not None:
             self._prep_new_page(t, pfn, order, gfp)
@@ -400,13 +400,13 @@ class PageAllocator:
             c.data["vm_events"][PCP_DRAIN] += 1
         pcp.pfns.append(pfn)
         pcp.count += 1
-        t.machine._engine.charge(t, costs.PERCPU_HIT)
+        t.charge(costs.PERCPU_HIT)
         local_irq_restore(flags)
 
     def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
         for p in pfns:
             self._buddy_free(t, z, p, 0)
-        t.machine._engine.charge(t, costs.PAGE_STRUCT * len(pfns))
+        t.charge(costs.PAGE_STRUCT * len(pfns))
 
     def _buddy_free(self, t: Task, z: ZoneAlloc, pfn: int, order: int) -> None:
         try:
@@ -418,7 +418,7 @@ class PageAllocator:
         z = self._by_zid[self.mem.zone_id[pfn]]
         flags = spin_lock_irqsave(z.lock)
         self._buddy_free(t, z, pfn, order)
-        t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + order))
+        t.charge(costs.PAGE_STRUCT * (1 + order))
         spin_unlock_irqrestore(z.lock, flags)
 
     def drain_cpu_pages(self, t: Task, cpu: int) -> int:
@@ -525,7 +525,7 @@ class PageAllocator:
                     return self._nopage(t, gfp, order)
                 # A retry loop that can never succeed must end: khungtaskd's 120 s of
                 # virtual time, or as many 20 ms waits, whichever comes first.
-                engine = t.machine._engine
+                engine = t.engine
                 retries += 1
                 if stall_start is None:
                     stall_start = engine.now

@@ -420,7 +420,7 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
             self.num_active += got
             if self.num_active > self.high_mark:
                 self.high_mark = self.num_active
-            t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + got // 8))
+            t.charge(costs.PAGE_STRUCT * (1 + got // 8))
 
     def _relist(self, slab: Slab, tail: bool = True) -> None:
         """Put ``slab`` on the list its use count says: a refill keeps it at the head of
@@ -460,7 +460,7 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         if len(self.slabs_free) > self.max_freeable:
             self.max_freeable = len(self.slabs_free)
         spin_unlock(self.list_lock)
-        t.machine._engine.charge(t, costs.PAGE_STRUCT * (1 + len(objs) // 8))
+        t.charge(costs.PAGE_STRUCT * (1 + len(objs) // 8))
         for slab in doomed:
             self.slab_destroy(t, slab)
 
@@ -1165,7 +1165,7 @@ def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> i
         cc.touched = 1
     else:
         objp = cachep.alloc_miss(t, flags)
-    t.machine._engine.charge(t, costs.PERCPU_HIT)
+    t.charge(costs.PERCPU_HIT)
     local_irq_restore(irqs)
     if objp is not None and cachep.debug:
         objp = cachep.sa.debug.after_alloc(cachep, objp, flags, size)
@@ -1221,7 +1221,7 @@ def _cache_free(t: Task, cachep: kmem_cache_t, objp: int, func: str) -> None:
         cc.freehit += 1
     else:
         cachep.free_miss(t, cc, objp)
-    t.machine._engine.charge(t, costs.PERCPU_HIT)
+    t.charge(costs.PERCPU_HIT)
     local_irq_restore(irqs)
 
 

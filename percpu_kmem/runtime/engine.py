@@ -115,6 +115,7 @@ class _EngineBase:
     # -- task life ---------------------------------------------------------
     def _register(self, t: Task) -> None:
         """Count ``t`` as part of the run (before any task thread can end it)."""
+        t.engine = self
         self.tasks.append(t)
         if not t.is_idle and not t.daemon:
             self.live_workers += 1

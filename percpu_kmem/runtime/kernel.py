@@ -37,7 +37,7 @@ def preempt_point(event: str = "preempt_point") -> None:
         check_str("preempt_point", "event", event)
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, event)
+        t.engine.decide(t, event)
 
 
 def _count_arg(fn: str, name: str, value: Any) -> None:
@@ -50,7 +50,7 @@ def charge(cycles: int) -> None:
     """Charge ``cycles`` to this CPU's virtual clock (the virtual-time policy uses it)."""
     t = _cur.task
     _count_arg("charge", "cycles", cycles)
-    t.machine._engine.charge(t, cycles)
+    t.charge(cycles)
 
 
 def current() -> Task:
@@ -129,7 +129,7 @@ def preempt_enable() -> None:
     c.preempt_count -= 1
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "preempt_enable")
+        t.engine.decide(t, "preempt_enable")
 
 
 def preempt_enable_no_resched() -> None:
@@ -218,7 +218,7 @@ def local_irq_enable() -> None:
         t.machine._deliver_pending(c)
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "local_irq_enable")
+        t.engine.decide(t, "local_irq_enable")
 
 
 def local_irq_save() -> int:
@@ -256,7 +256,7 @@ def local_bh_enable() -> None:
         t.machine.do_softirq(c)
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "local_bh_enable")
+        t.engine.decide(t, "local_bh_enable")
 
 
 # -- system state ---------------------------------------------------------------------
@@ -280,7 +280,7 @@ def might_sleep() -> None:
         _sleeping_in_atomic(t, 3)
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "might_sleep")
+        t.engine.decide(t, "might_sleep")
 
 
 def might_sleep_if(cond: Any) -> None:
@@ -349,7 +349,7 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     if event.__class__ is not str:
         check_str("block", "event", event)
     _schedule_debug(t)
-    return t.machine._engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
+    return t.engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
 
 
 def set_current_state(state: int) -> None:
@@ -378,7 +378,7 @@ def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
     me = _cur.task
     _task_arg("wake_up_process", t, me)
-    return me.machine._engine.wake(me if me else None, t)  # type: ignore[no-any-return]
+    return me.engine.wake(me if me else None, t)  # type: ignore[no-any-return]
 
 
 def _task_arg(fn: str, t: Any, me: Any) -> None:
@@ -408,7 +408,7 @@ def schedule() -> None:
     t = _cur.task
     if t.kstate == TASK_RUNNING:
         _schedule_debug(t)
-        t.machine._engine.yield_cpu(t, "schedule")
+        t.engine.yield_cpu(t, "schedule")
         return
     block(t.waiting_on if t.waiting_on is not None else _SCHEDULED, None, "schedule")
     t.kstate = TASK_RUNNING
@@ -421,7 +421,7 @@ def cond_resched() -> None:
     if c.preempt_count != 0 or c.irqs_off:
         _sleeping_in_atomic(t, 3)
         return
-    t.machine._engine.yield_cpu(t, "cond_resched")
+    t.engine.yield_cpu(t, "cond_resched")
 
 
 class _Timer:
@@ -457,7 +457,7 @@ def schedule_timeout(timeout: int) -> int:
 def _schedule_timeout(fn: str, timeout: int) -> int:
     _check_jiffies(fn, timeout)
     t = _cur.task
-    engine = t.machine._engine
+    engine = t.engine
     start = engine.now
     if t.kstate == TASK_RUNNING:
         _schedule_debug(t)
@@ -507,21 +507,21 @@ def udelay(usecs: int) -> None:
     """Busy-wait: charges the cycles to this CPU, never sleeps."""
     t = _cur.task
     _count_arg("udelay", "usecs", usecs)
-    t.machine._engine.charge(t, usecs * 1000)
+    t.charge(usecs * 1000)
     preempt_point("udelay")
 
 
 def ndelay(nsecs: int) -> None:
     t = _cur.task
     _count_arg("ndelay", "nsecs", nsecs)
-    t.machine._engine.charge(t, nsecs)
+    t.charge(nsecs)
     preempt_point("ndelay")
 
 
 def mdelay(msecs: int) -> None:
     t = _cur.task
     _count_arg("mdelay", "msecs", msecs)
-    t.machine._engine.charge(t, msecs * 1_000_000)
+    t.charge(msecs * 1_000_000)
     preempt_point("mdelay")
 
 
@@ -531,17 +531,17 @@ def cpu_relax() -> None:
     busy-waits (or spins, or sleeps) is reported as a livelock and ends the run."""
     t = _cur.task
     t.relax_site = "%s:%d" % caller_site(2)[:2] if t.relax_streak == 0 else t.relax_site
-    t.machine._engine.relax(t)
+    t.engine.relax(t)
     preempt_point("cpu_relax")
 
 
 def jiffies() -> int:
     """The virtual clock in jiffies (HZ = 1000)."""
-    return _cur.task.machine._engine.now // NSEC_PER_JIFFY  # type: ignore[no-any-return]
+    return _cur.task.engine.now // NSEC_PER_JIFFY  # type: ignore[no-any-return]
 
 
 def ktime_get_ns() -> int:
-    return _cur.task.machine._engine.now  # type: ignore[no-any-return]
+    return _cur.task.engine.now  # type: ignore[no-any-return]
 
 
 # -- kernel threads -----------------------------------------------------------------------

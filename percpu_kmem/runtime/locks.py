@@ -145,7 +145,7 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
             _spin_bug(t, lock, "recursion", fatal=True)
         elif lock.owner_cpu == c.id:
             _spin_bug(t, lock, "cpu recursion", fatal=True)
-    engine = t.machine._engine
+    engine = t.engine
     if t.budget <= 0:
         # a decision is due (on the virtual clock this CPU ran past another): take it
         # before the lock, so a CPU that is earlier in virtual time gets it first
@@ -215,7 +215,7 @@ def _release(t: Task, lock: spinlock_t) -> None:
     lock.released_at = c.clock
     lock.raw.release()
     if lock.spinners:
-        engine = t.machine._engine
+        engine = t.engine
         if engine.policy_reopens_on_release:
             engine.reopen(t)  # a waiter may be earlier on the virtual clock: decide at the next point
 
@@ -394,7 +394,7 @@ def mutex_lock(m: mutex) -> None:
             elif m.owner is t:  # handed over just now: pass it on
                 m.owner = m.waiters.pop(0) if m.waiters else None
                 if m.owner is not None:
-                    t.machine._engine.wake(t, m.owner)
+                    t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
 
@@ -424,10 +424,10 @@ def mutex_unlock(m: mutex) -> None:
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     if nxt is not None:
-        t.machine._engine.wake(t, nxt)
+        t.engine.wake(t, nxt)
     t.budget -= 1
     if t.budget <= 0:
-        t.machine._engine.decide(t, "mutex_unlock")
+        t.engine.decide(t, "mutex_unlock")
 
 
 def mutex_is_locked(m: mutex) -> bool:
@@ -505,7 +505,7 @@ def finish_wait(wq: wait_queue_head_t) -> None:
 
 def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str) -> bool:
     t = CURRENT.task
-    engine = t.machine._engine
+    engine = t.engine
     deadline = None if timeout_ns is None else engine.now + timeout_ns
     try:
         while True:
@@ -554,7 +554,7 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     if timeout.__class__ is not int or timeout < 0:
         check_int("wait_event_timeout", "timeout", timeout, 0, what="an int number of jiffies")
     might_sleep()
-    engine = t.machine._engine
+    engine = t.engine
     start = engine.now
     if condition():
         return max(1, timeout)
@@ -570,7 +570,7 @@ def wake_up(wq: wait_queue_head_t) -> None:
     with wq.guard:
         waiters = list(wq.waiters)
         wq.waiters.clear()
-    engine = t.machine._engine
+    engine = t.engine
     for w in waiters:
         engine.wake(t, w)
 
@@ -587,7 +587,7 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
     for w in waiters:
-        t.machine._engine.wake(t, w)
+        t.engine.wake(t, w)
 
 
 def waitqueue_active(wq: wait_queue_head_t) -> bool:

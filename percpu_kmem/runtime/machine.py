@@ -443,6 +443,16 @@ class Machine:
         self._daemons.append((comm, fn, frozenset(cpus) if cpus is not None else None))
 
     @property
+    def engine(self) -> Engine | None:
+        """The engine of the current (or last) run, None before the first run (read-only)."""
+        return self._engine
+
+    @property
+    def last_trace(self) -> Trace | None:
+        """The decision log of the last run, None before the first run (read-only)."""
+        return self._last_trace
+
+    @property
     def trace(self) -> Trace:
         """The decision log of the last run; ``Machine(..., replay=m.trace)`` repeats it."""
         if self._last_trace is None:

@@ -83,7 +83,7 @@ class Task:
                  "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
                  "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
                  "held", "in_sleep", "kstate", "points", "relaxes", "relaxes_seen", "relax_streak",
-                 "relax_site", "granted", "__weakref__")
+                 "relax_site", "granted", "engine", "__weakref__")
 
     def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
                  *, is_idle: bool = False, daemon: bool = False) -> None:
@@ -129,10 +129,16 @@ class Task:
         self.relax_streak = 0  # cpu_relax() calls since the task last did a budget without one
         self.relax_site = ""  # where the current busy-wait loop calls cpu_relax()
         self.granted = 0  # the budget of the last grant (free engine)
+        #: the engine of the run this task belongs to (set when the run registers it)
+        self.engine: Any = None
 
     @property
     def name(self) -> str:
         return f"{self.comm}/{self.pid}"
+
+    def charge(self, cycles: int) -> None:
+        """Charge ``cycles`` of work to this task's CPU clock (what virtual time measures)."""
+        self.engine.charge(self, cycles)
 
     @property
     def state_name(self) -> str:

@@ -1,7 +1,7 @@
 """Run a command while busy-looping processes load the machine.
 
-    python -m scripts.load --procs 4 -- python -m pytest -q -k free
-    python -m scripts.load --procs 4 --repeat 50 -- python -m pytest -q -x -k free
+    python -m benchmarks.load --procs 4 -- python -m pytest -q -k free
+    python -m benchmarks.load --procs 4 --repeat 50 -- python -m pytest -q -x -k free
 
 The free-running policy uses real OS threads, so its verdicts must not depend
 on how much CPU the host gives the test process. This starts ``--procs``
@@ -42,7 +42,7 @@ def stop_spinners(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m scripts.load",
+        prog="python -m benchmarks.load",
         description="Run a command while busy-looping processes load the machine.")
     ap.add_argument("--procs", type=int, default=4, help="busy-looping processes (default 4)")
     ap.add_argument("--repeat", type=int, default=1, help="run the command this many times (default 1)")

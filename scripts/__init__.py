@@ -1,1 +1,0 @@
-"""Developer scripts (not part of the installed package)."""
