@@ -138,7 +138,7 @@ def _unexpected(m: Machine, expected: frozenset[str]) -> list[Report]:
 
 
 def _hint(m: Machine, policy: str, seed: int) -> str:
-    if m._last_trace is not None:
+    if m.last_trace is not None:
         return m.replay_hint()
     return f"percpu_kmem: seed={seed} policy={policy}"
 

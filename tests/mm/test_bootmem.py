@@ -368,7 +368,7 @@ def test_boot_does_not_disturb_the_first_run_and_replays(policy: str) -> None:
     plain = Machine(cpus=2, memory="64M", policy=policy, seed=11)
     _workload(plain)
     m = Machine(cpus=2, memory="64M", policy=policy, seed=11, init=[_early])
-    assert m._runs == 0 and m._last_trace is None and m.steps == 0 and m.now == 0
+    assert m._runs == 0 and m.last_trace is None and m.steps == 0 and m.now == 0
     assert [c.clock for c in m.cpus] == [0, 0] and m._next_pid == 1
     _workload(m)
     assert m.trace.decisions == plain.trace.decisions  # same seed, same schedule: boot took nothing

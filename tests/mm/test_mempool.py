@@ -157,7 +157,7 @@ def test_gfp_kernel_sleeps_until_a_free_on_another_cpu() -> None:
     assert cpu_w != cpu_f
     assert elem == shared["held"][0]  # the freed element went through the reserve to the waiter
     assert 10 <= waited < MEMPOOL_WAIT_JIFFIES  # woken by the free, not by the 5 s timeout
-    assert next(t for t in m._engine.tasks if t.comm == "waiter").nvcsw >= 1  # it really slept
+    assert next(t for t in m.engine.tasks if t.comm == "waiter").nvcsw >= 1  # it really slept
     assert m.reports == []
     m.check()
 
@@ -252,7 +252,7 @@ def test_gfp_atomic_gets_none_at_once_in_a_task_and_in_an_interrupt() -> None:
 
     m.run(body)
     assert m.now == 0  # nobody slept, no timeout ran
-    assert not any(t.nvcsw for t in m._engine.tasks if t.comm == "body")
+    assert not any(t.nvcsw for t in m.engine.tasks if t.comm == "body")
     assert m.reports == []  # neither "scheduling while atomic" nor allocation-failure noise
     m.check()
 
@@ -590,7 +590,7 @@ def _stress(m: Machine, workers: int = 4, rounds: int = 16) -> dict:
     m.run(setup)
     m.request_irq(7, handler, "mempool-atomic", st["pool"], rate=0.1)
     m.run(*[lambda s=s: worker(s) for s in range(workers)], names=[f"worker{s}" for s in range(workers)])
-    st["sleeps"] = sum(t.nvcsw for t in m._engine.tasks if t.comm.startswith("worker"))
+    st["sleeps"] = sum(t.nvcsw for t in m.engine.tasks if t.comm.startswith("worker"))
     pool = st["pool"]
     assert st["live"] == set() and pool.nr_out == 0
     assert pool.curr_nr == pool.min_nr  # every free refilled the reserve first

@@ -143,7 +143,7 @@ def test_gfp_atomic_in_hardirq_never_sleeps_under_exhaustion(policy: str) -> Non
     assert m.reports_of("page_alloc_failure")[0].lines[0] == \
         "body: page allocation failure: order:0, mode:0x20(GFP_ATOMIC), nodemask=(null)"  # current: the interrupted task
     assert m.now == 0  # no virtual time passed: nobody slept
-    assert not any(t.nvcsw for t in m._engine.tasks if t.comm == "body")
+    assert not any(t.nvcsw for t in m.engine.tasks if t.comm == "body")
     m.check()
 
 
@@ -200,7 +200,7 @@ def _sleeper_woken_by_free(m: Machine, gfp: int) -> dict:
             msleep(1)
         p = alloc_page(gfp)
         out["got"] = p is not None
-        out["at"] = m._engine.now
+        out["at"] = m.engine.now
         if p is not None:
             __free_page(p)
         for q in held:
@@ -247,7 +247,7 @@ def test_reclaim_respects_gfp_nofs_and_noio() -> None:
             fill_page_cache(1000, kind)
             hog = grab(GFP_ATOMIC)  # never reclaims by itself
             pa = m.mm
-            t = m._engine.tasks[0]
+            t = m.engine.tasks[0]
             freed["n"] = pa.reclaim.try_to_free_pages(t, pa.zonelist(gfp, 0), gfp, 0)
             for p in hog:
                 __free_page(p)

@@ -269,7 +269,7 @@ def test_ctrl_c_stops_every_task_before_run_returns() -> None:
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):
         m.run(forever, forever)
-    assert m._engine is not None and m._engine.threads_alive() == 0
+    assert m.engine is not None and m.engine.threads_alive() == 0
     m.check()
     _standard_workload(m)
 
