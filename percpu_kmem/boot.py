@@ -21,15 +21,15 @@ from .mm.vmscan import Reclaim
 from .runtime.errors import KmemUsageError
 
 if TYPE_CHECKING:
-    from .runtime.machine import Machine
+    from .machine import Machine
 
 
 def boot_machine(m: Machine) -> None:
     try:
-        size = parse_size(m.memory_size)
+        size = parse_size(m.memory_arg)
         mem = PhysMem(size, m.nr_nodes)
     except (ValueError, TypeError) as e:
-        raise KmemUsageError(f"memory={m.memory_size!r}: {e}") from None
+        raise KmemUsageError(f"memory={m.memory_arg!r}: {e}") from None
     m.mem = mem
     bootmem.boot_phase(m, mem)
     pa = PageAllocator(m, mem)

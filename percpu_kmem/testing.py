@@ -26,7 +26,7 @@ import os
 from typing import Any, Callable, Collection, Iterable
 
 from .runtime.errors import KmemError, KmemUsageError
-from .runtime.machine import Machine
+from .machine import Machine
 from .runtime.policies import POLICIES
 from .runtime.report import Report
 

@@ -1,6 +1,6 @@
 """Bad input never breaks the model: a generated probe of every exported kernel function.
 
-The functions come from ``percpu_kmem.__all__`` (every callable that is not a class), and
+The functions come from ``percpu_kmem.linux.__all__`` (every callable that is not a class), and
 their parameters from ``inspect.signature``: a function added to the package is probed
 without editing this file. A probe calls one function inside a task of a booted machine
 with one parameter bad (a wrong type, None, a bool, a negative, zero, huge or float
@@ -27,21 +27,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import percpu_kmem as pk
+from percpu_kmem import linux
 from percpu_kmem import (GFP_KERNEL, KernelBug, KmemUsageError, Machine, NotInTaskError)
 from percpu_kmem.runtime.errors import TaskAbort
 
 # -- what is probed -------------------------------------------------------------------------
 
 
-#: Python-facing helpers exported beside the kernel API (they run machines; not simulated code).
-PYTHON_FACING = {"explore", "find_seed"}
-
-
 def kernel_functions() -> list[str]:
-    """Every exported callable that is not a class (Machine, Report, the kernel types)."""
-    return sorted(n for n in pk.__all__
-                  if callable(getattr(pk, n)) and not inspect.isclass(getattr(pk, n))
-                  and n not in PYTHON_FACING)
+    """Every callable of the kernel API (percpu_kmem.linux) that is not a class (the kernel types)."""
+    return sorted(n for n in linux.__all__
+                  if callable(getattr(linux, n)) and not inspect.isclass(getattr(linux, n)))
 
 
 #: Parameters that take any Python object by design: nothing about them can be bad.

@@ -411,7 +411,7 @@ class BatonEngine(_EngineBase):
         self._grant(t)
         c = t.cpu
         if c is not None and c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
-            self.m._deliver_pending(c)
+            self.m.irq.deliver_pending(c)
 
     def _grant(self, t: Task) -> None:
         b = 1 if self.aborting else self.policy.budget(self, t)
@@ -467,7 +467,7 @@ class BatonEngine(_EngineBase):
                 if c.preempt_count == 0 and not t.is_idle and (self.ready or idle):
                     can_preempt = True
                 if not (c.preempt_count & HARDIRQ_MASK):
-                    irqs = self.m._irq_sources
+                    irqs = self.m.irq.sources
         return Options(running, self.ready, idle, idle_irq, can_preempt, irqs)
 
     # -- decisions ---------------------------------------------------------------
@@ -481,7 +481,7 @@ class BatonEngine(_EngineBase):
         self._sync(t, 0)
         c = t.cpu
         if c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
-            self.m._deliver_pending(c)
+            self.m.irq.deliver_pending(c)
         opts = self._options(t, forced=False)
         if opts.runnable_count() <= 1 and not opts.can_preempt and not opts.irqs:
             b = self.policy.quiet_budget(self, t)
@@ -510,7 +510,7 @@ class BatonEngine(_EngineBase):
             self._record(t.pid, event, "I", irq, times if times > 1 else 0)
             self._grant(t)
             for _ in range(times):
-                self.m._do_irq(t.cpu, irq)  # type: ignore[arg-type]
+                self.m.irq.do_irq(t.cpu, irq)  # type: ignore[arg-type]
             return
         if kind == "P":
             self._record(t.pid, event, "P")
@@ -541,7 +541,7 @@ class BatonEngine(_EngineBase):
             self._target = r
         elif kind == "V":
             c = action[1]
-            idle = self.m._idle_task(c)
+            idle = self.m.irq.idle_task(c)
             idle.saved_count = 0
             idle.saved_irqs_off = False
             idle.state = T_SLEEPING  # _place sets it running
@@ -873,13 +873,13 @@ class FreeEngine(_EngineBase):
         if c.irqs_off:
             return
         if c.pending_irqs and not (c.preempt_count & HARDIRQ_MASK):
-            self.m._deliver_pending(c)
+            self.m.irq.deliver_pending(c)
         rng = t.rng
         if not (c.preempt_count & HARDIRQ_MASK):
-            for irq, rate in self.m._irq_sources:
+            for irq, rate in self.m.irq.sources:
                 fires = sum(1 for _ in range(max(1, points)) if rng.random() < rate)
                 for _ in range(fires):
-                    self.m._do_irq(c, irq)
+                    self.m.irq.do_irq(c, irq)
                 if fires:
                     return
         if c.preempt_count == 0 and rng.random() < self.preempt_prob:
@@ -966,7 +966,7 @@ class FreeEngine(_EngineBase):
                     else:
                         return
                 # a CPU spinning with interrupts on still takes them (an IPI, say)
-                self.m._deliver_pending(c)
+                self.m.irq.deliver_pending(c)
         finally:
             t.spinning = None
 

@@ -215,7 +215,7 @@ def local_irq_enable() -> None:
     c = t.cpu
     c.irqs_off = False
     if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
-        t.machine._deliver_pending(c)
+        t.machine.irq.deliver_pending(c)
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "local_irq_enable")
@@ -253,7 +253,7 @@ def local_bh_enable() -> None:
         return
     c.preempt_count -= SOFTIRQ_DISABLE_OFFSET
     if c.softirq_pending and not c.preempt_count & IRQ_MASK:
-        t.machine.do_softirq(c)
+        t.machine.irq.do_softirq(c)
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "local_bh_enable")
@@ -609,7 +609,7 @@ def raise_irq(irq: int, cpu: int | None = None) -> None:
 
 
 def _softirq_nr(fn: str, nr: Any) -> None:
-    from .machine import NR_SOFTIRQS
+    from .irq import NR_SOFTIRQS
     if nr.__class__ is not int or not 0 <= nr < NR_SOFTIRQS:
         check_int(fn, "nr", nr, 0, NR_SOFTIRQS - 1, "a softirq number")
 
@@ -628,7 +628,7 @@ def raise_softirq(nr: int) -> None:
     _softirq_nr("raise_softirq", nr)
     c.softirq_pending |= 1 << nr
     if not c.preempt_count & IRQ_MASK:
-        t.machine.do_softirq(c)
+        t.machine.irq.do_softirq(c)
 
 
 def printk(msg: str, level: str = "INFO") -> None:

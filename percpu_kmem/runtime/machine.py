@@ -1,4 +1,10 @@
-"""Machine: one simulated SMP computer and everything it owns.
+"""SmpMachine: the runtime's simulated SMP computer, which knows nothing about memory.
+
+CPUs, tasks and their runs under a scheduling policy, interrupts (runtime/irq.py),
+kernel-style reports and printk, the /proc and invariant-check registries, and
+replay. The user's ``Machine`` (percpu_kmem/machine.py) is this plus the memory
+subsystems, declared as typed fields and booted in order (percpu_kmem/boot.py);
+runtime tests may run on the bare ``SmpMachine``.
 
 Several machines can live in one process; nothing is a module global. The
 kernel-style free functions find their machine through the calling task, as the
@@ -17,20 +23,17 @@ from typing import Any, Callable, Final, Iterable
 from loguru import logger
 
 from .engine import BatonEngine, FreeEngine, run_engine
-from .errors import (NoMemoryLayers, Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
+from .irq import Interrupts
+from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
                      MachineUnusable, Oops, TaskAbort)
 from .kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
-from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
 from .report import Report, capture_stack, format_call_trace
 from .task import CPU, CURRENT, T_DONE, T_READY, T_SLEEPING, Task
 from .trace import TRACE_MAGIC, Trace
 
 ON_BUG_MODES: Final = ("record", "raise", "panic")
 MAX_CPUS: Final = 256
-#: The attributes boot.py gives a machine (its memory layers): absent with boot=False.
-MEMORY_LAYERS: Final = frozenset({"mem", "mm", "slab", "vmalloc", "percpu", "meminfo_hooks"})
-NR_SOFTIRQS: Final = 10
 TASK_COMM_LEN: Final = 16
 #: Seed of the boot phase's own policy: a boot is the same whatever the machine's seed.
 BOOT_SEED: Final = 0
@@ -57,27 +60,11 @@ class ReplayDivergedWarning(UserWarning):
 _log = logger.bind(subsystem="printk")
 
 
-class IrqAction:
-    """A registered interrupt handler (struct irqaction)."""
-
-    __slots__ = ("irq", "handler", "name", "dev_id", "rate", "count")
-
-    def __init__(self, irq: int, handler: Callable[[int, Any], Any], name: str, dev_id: Any, rate: float) -> None:
-        self.irq = irq
-        self.handler = handler
-        self.name = name
-        self.dev_id = dev_id
-        self.rate = rate
-        self.count: dict[int, int] = {}
-
-
-class Machine:
-    """A simulated SMP machine.
+class SmpMachine:
+    """A simulated SMP machine without memory: CPUs, tasks, policies, interrupts, reports.
 
     Args:
         cpus: number of CPUs (1 to 256).
-        memory: physical memory size ("64M", "4G" or bytes); the memory layers
-            are built on it.
         nodes: NUMA nodes; CPUs are spread over them in blocks.
         policy: "random", "pct", "virtual" (deterministic) or "free" (real threads).
         seed: seeds every random choice of the policy.
@@ -92,19 +79,13 @@ class Machine:
             interrupts are raised only by ``raise_irq``.
         timeout: wall-clock seconds a run may take (a positive number, or None for no
             limit); a run that outlives it stops and raises RunTimeout.
-        init: callables run as kernel threads in the boot phase, before the buddy
-            allocator exists: the place for ``alloc_bootmem`` (see mm/bootmem.py).
-        slab_debug: turn slab debugging (poison, redzones, double-free checks) on
-            for every cache of this machine, as CONFIG_DEBUG_SLAB does.
         policy_options: passed to the policy (``depth``/``steps`` for PCT,
             ``mean_run``/``preempt_prob`` for random and free, ``quantum`` for virtual).
     """
 
-    def __init__(self, cpus: int = 1, memory: int | str = "64M", *, nodes: int = 1,
-                 policy: str = "random", seed: int = 0, replay: Trace | str | None = None,
-                 on_bug: str = "record", timeout: float | None = 60.0, boot: bool = True,
-                 init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
-                 irq_rate: float = 0.0, **policy_options: Any) -> None:
+    def __init__(self, cpus: int = 1, *, nodes: int = 1, policy: str = "random", seed: int = 0,
+                 replay: Trace | str | os.PathLike[str] | None = None, on_bug: str = "record",
+                 timeout: float | None = 60.0, irq_rate: float = 0.0, **policy_options: Any) -> None:
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= cpus:
@@ -121,17 +102,10 @@ class Machine:
                                  f"seconds, or None for no limit")
         if isinstance(irq_rate, bool) or not isinstance(irq_rate, (int, float)) or not 0.0 <= irq_rate <= 1.0:
             raise KmemUsageError(f"Machine: irq_rate(={irq_rate!r}) must be a number within [0, 1]")
-        if not isinstance(slab_debug, bool):
-            raise KmemUsageError(f"Machine: slab_debug(={slab_debug!r}) must be True or False")
         if policy == "free":
             FreeEngine.check_options(policy_options)
         else:
             make_policy(policy, 0, **policy_options)  # options are checked now, not at the first run
-        self.boot_init: tuple[Callable[[], Any], ...] = tuple(init)
-        for fn in self.boot_init:
-            if not callable(fn):
-                raise KmemUsageError(f"init takes callables (boot-time init functions), got {fn!r}")
-        self.slab_debug = bool(slab_debug)
         self.nr_cpus = cpus
         self.nr_nodes = nodes
         per_node = -(-cpus // nodes)
@@ -141,7 +115,6 @@ class Machine:
         self.on_bug = on_bug
         self.timeout = timeout
         self.irq_rate = float(irq_rate)
-        self.memory_arg = memory
         #: why this machine refuses further runs (None while it is usable)
         self.unusable: str | None = None
         #: (lock, task) pairs: a lock left held by a task of an earlier run that is gone
@@ -153,16 +126,13 @@ class Machine:
         self.reports: list[Report] = []
         self._report_sites: dict[tuple[str, str], Report] = {}
         self.dmesg: list[str] = []
-        self._irq_actions: dict[int, IrqAction] = {}
-        self._irq_sources: list[tuple[int, float]] = []
-        self._softirq_vec: list[Callable[[], Any] | None] = [None] * NR_SOFTIRQS
+        self.irq = Interrupts(self)
         self._next_pid = 1
         self._runs = 0
         self._engine: Engine | None = None
         self._last_trace: Trace | None = None
         self.panicked: str | None = None
         self._panic_report: Report | None = None
-        self.system_state_booted = bool(boot)
         #: might_sleep()'s rate limit: virtual time of its last report in this run, and how
         #: many reports it swallowed (the kernel's prev_jiffy)
         self.might_sleep_prev: int | None = None
@@ -170,25 +140,10 @@ class Machine:
         self._procs: dict[str, Callable[[], str]] = {}
         self._checkers: dict[str, Callable[[], None]] = {}
         self._daemons: list[tuple[str, Callable[[], Any], frozenset[int] | None]] = []
-        self.memory_size = memory
-        self.subsystems: dict[str, Any] = {}
         self.diverged: str | None = None
-        #: SYSTEM_BOOTING while the memory layers and the ``init`` functions run, then
-        #: SYSTEM_RUNNING (might_sleep() is silent while booting, as in 2.6).
-        self.system_state = SYSTEM_BOOTING if boot else SYSTEM_RUNNING
-        #: The boot allocator's state and statistics (mm/bootmem.py), once booted.
-        self.bootmem: Any = None
-        if boot:
-            self._boot()
+        #: SYSTEM_BOOTING while a boot phase runs (the user's Machine boots its memory),
+        #: then SYSTEM_RUNNING (might_sleep() is silent while booting, as in 2.6).
         self.system_state = SYSTEM_RUNNING
-
-    def _boot(self) -> None:
-        """Build the memory layers (they register themselves on the machine)."""
-        try:
-            from ..boot import boot_machine
-        except ImportError:  # memory layers not built yet: a bare runtime machine
-            return
-        boot_machine(self)
 
     def run_boot_threads(self, fns: Iterable[Callable[[], Any]]) -> None:
         """Run boot-phase kernel threads one after another on the boot CPU (CPU 0).
@@ -252,15 +207,8 @@ class Machine:
                 exc.add_note(f"  {line}")
             raise exc
 
-    def __getattr__(self, name: str) -> Any:
-        """Only for attributes that do not exist: a memory layer of a machine that never
-        booted is a clear NoMemoryLayers (a KmemUsageError), not an AttributeError."""
-        if name in MEMORY_LAYERS and self.__dict__.get("system_state_booted") is False:
-            raise NoMemoryLayers(name)
-        raise AttributeError(f"'Machine' object has no attribute {name!r}")
-
     def __repr__(self) -> str:
-        return f"<Machine cpus={self.nr_cpus} policy={self.policy_name} seed={self.seed}>"
+        return f"<{type(self).__name__} cpus={self.nr_cpus} policy={self.policy_name} seed={self.seed}>"
 
     # -- running -----------------------------------------------------------------
     def run(self, *fns: Callable[[], Any], names: Iterable[str] | None = None) -> list[Any]:
@@ -364,10 +312,7 @@ class Machine:
     def shaping_args(self) -> dict[str, Any]:
         """The Machine arguments that shape a run, as ``Machine(**args)`` takes them."""
         args: dict[str, Any] = {"cpus": self.nr_cpus, "policy": self.policy_name, "seed": self.seed,
-                                "memory": self.memory_arg, "nodes": self.nr_nodes, "on_bug": self.on_bug,
-                                "slab_debug": self.slab_debug, "irq_rate": self.irq_rate}
-        if self.system_state_booted is False:
-            args["boot"] = False
+                                "nodes": self.nr_nodes, "on_bug": self.on_bug, "irq_rate": self.irq_rate}
         args.update(self.policy_options)
         return args
 
@@ -383,19 +328,22 @@ class Machine:
         if trace is None or self.policy_name == "free":
             args["policy"] = "random"
             return (f"percpu_kmem: seed={self.seed} policy={self.policy_name} (free-running runs do not "
-                    f"replay); rerun it deterministically with Machine({_fmt_args(args)})")
+                    f"replay); rerun it deterministically with {type(self).__name__}({_fmt_args(args)})")
         if len(trace) <= REPLAY_INLINE_MAX:
             args["replay"] = str(trace)
         else:
             args["replay"] = str(save_trace(trace))
-        how = f"Machine({_fmt_args(args)})"
+        how = f"{type(self).__name__}({_fmt_args(args)})"
         more = ""
         if run_no > 1:
             more = (f" (this was run {run_no} of the machine: the earlier runs changed its state, "
                     f"so run them first, or replay on a machine in the same state)")
-        if self.boot_init:
-            more += " (pass the same init= functions)"
+        more += self._replay_caveats()
         return f"percpu_kmem: seed={self.seed} policy={self.policy_name}; replay with {how}{more}"
+
+    def _replay_caveats(self) -> str:
+        """What the hint cannot carry (a subclass adds its own)."""
+        return ""
 
     def _report_divergence(self, why: str) -> None:
         warnings.warn(ReplayDivergedWarning(f"percpu_kmem: {why}"), stacklevel=3)
@@ -571,154 +519,21 @@ class Machine:
         return [r for r in self.reports if r.kind == kind]
 
     # -- interrupts -----------------------------------------------------------------
+    # -- interrupts (runtime/irq.py holds them) -------------------------------------
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None) -> None:
-        """Register ``handler(irq, dev_id)`` for ``irq``.
-
-        ``rate`` > 0 lets the policy raise it at random: the chance per scheduling point
-        (with interrupts enabled on the running CPU) that it fires there, the same under
-        every policy. None takes the machine's ``irq_rate``.
-        """
-        if isinstance(irq, bool) or not isinstance(irq, int) or irq < 0:
-            raise KmemUsageError(f"request_irq: irq(={irq!r}) must be a non-negative int")
-        if not callable(handler):
-            raise KmemUsageError(f"request_irq: handler for IRQ {irq} is not callable: {handler!r}")
-        if not isinstance(name, str):
-            raise KmemUsageError(f"request_irq: name(={name!r}) must be a string")
-        if rate is None:
-            rate = self.irq_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
-            raise KmemUsageError(f"request_irq: rate(={rate!r}) must be a number within [0, 1]")
-        if irq in self._irq_actions:
-            raise KmemUsageError(f"IRQ {irq} already has a handler ({self._irq_actions[irq].name})")
-        self._irq_actions[irq] = IrqAction(irq, handler, name or getattr(handler, "__name__", "irq"), dev_id, rate)
-        self._refresh_irq_sources()
+        """Register ``handler(irq, dev_id)`` for ``irq``; see Interrupts.request_irq."""
+        self.irq.request_irq(irq, handler, name, dev_id, rate=rate)
 
     def free_irq(self, irq: int) -> None:
-        if irq not in self._irq_actions:
-            raise KmemUsageError(f"free_irq({irq}): no handler registered")
-        del self._irq_actions[irq]
-        self._refresh_irq_sources()
-
-    def _refresh_irq_sources(self) -> None:
-        self._irq_sources = [(a.irq, a.rate) for a in sorted(self._irq_actions.values(), key=lambda a: a.irq) if a.rate > 0]
+        self.irq.free_irq(irq)
 
     def raise_irq(self, irq: int, cpu: int) -> None:
         """Mark ``irq`` pending on CPU ``cpu``; it runs there when interrupts allow."""
-        if not 0 <= cpu < self.nr_cpus:
-            raise KmemUsageError(f"cpu(={cpu}) must be within [0, {self.nr_cpus})")
-        if irq not in self._irq_actions:
-            raise KmemUsageError(f"raise_irq({irq}): no handler registered")
-        c = self.cpus[cpu]
-        c.pending_irqs.append(irq)
-        t = CURRENT.task
-        if t and t.cpu is c:
-            if not c.irqs_off and not (c.preempt_count & 0xF0000):
-                self._deliver_pending(c)
-            return
-        engine = self._engine
-        if c.curr is None and engine is not None and not engine.deterministic:
-            self._idle_task(c)
-            engine.wake_idle(c.idle)  # type: ignore[attr-defined]
-        elif c.curr is not None:
-            c.curr.budget = 0
-
-    def _deliver_pending(self, c: CPU) -> None:
-        while c.pending_irqs and not c.irqs_off:
-            irq = c.pending_irqs.pop(0)
-            self._do_irq(c, irq)
-
-    def _do_irq(self, c: CPU, irq: int) -> None:
-        """do_IRQ: run the handler on ``c`` in hardirq context, then softirqs on exit.
-
-        The hardirq count and the saved interrupt flag follow the task whose stack the
-        handler runs on: a handler that (wrongly) sleeps may wake on another CPU, and the
-        irq exit then happens there. A Python exception (or a raise-mode KernelBug) in the
-        handler fails the run without unwinding the code it interrupted, which runs on to
-        a safe point; an Oops still kills the interrupted task, as the kernel's does.
-        """
-        t = CURRENT.task
-        action = self._irq_actions.get(irq)
-        c.nr_irqs += 1
-        saved_irqs = c.irqs_off
-        c.preempt_count += HARDIRQ_OFFSET
-        c.irqs_off = True
-        try:
-            if action is None:
-                self.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
-            else:
-                action.count[c.id] = action.count.get(c.id, 0) + 1
-                action.handler(irq, action.dev_id)
-        except (TaskAbort, Oops):
-            raise
-        except BaseException as e:  # noqa: BLE001 - handed to Machine.run
-            engine = self._engine
-            if engine is None:
-                raise
-            e.add_note(f"percpu_kmem: raised by the handler of IRQ {irq} ({action.name if action else '?'}) "
-                       f"on CPU#{c.id}")
-            engine.fail(e, f"the handler of IRQ {irq} raised {type(e).__name__}")
-        finally:
-            if t and t.cpu is not None:
-                c = t.cpu
-            c.preempt_count -= HARDIRQ_OFFSET
-            c.irqs_off = saved_irqs
-        if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
-            self.do_softirq(c)
+        self.irq.raise_irq(irq, cpu)
 
     def open_softirq(self, nr: int, action: Callable[[], Any]) -> None:
-        if not 0 <= nr < NR_SOFTIRQS:
-            raise KmemUsageError(f"softirq nr(={nr}) must be within [0, {NR_SOFTIRQS})")
-        self._softirq_vec[nr] = action
-
-    def do_softirq(self, c: CPU) -> None:
-        """Run the raised softirqs of ``c`` with SOFTIRQ_OFFSET held and irqs on.
-
-        As in ``_do_irq``, the softirq count follows the task if an action sleeps."""
-        t = CURRENT.task
-        for _ in range(10):  # MAX_SOFTIRQ_RESTART
-            pending = c.softirq_pending
-            if not pending:
-                return
-            c.softirq_pending = 0
-            c.preempt_count += SOFTIRQ_OFFSET
-            saved = c.irqs_off
-            c.irqs_off = False
-            try:
-                for nr in range(NR_SOFTIRQS):
-                    if pending & (1 << nr):
-                        fn = self._softirq_vec[nr]
-                        if fn is not None:
-                            fn()
-            finally:
-                if t and t.cpu is not None:
-                    c = t.cpu
-                c.irqs_off = saved
-                c.preempt_count -= SOFTIRQ_OFFSET
-
-    def _idle_task(self, c: CPU) -> Task:
-        """The CPU's idle task (swapper/N), created when an interrupt first needs it."""
-        if c.idle is not None and c.idle.state != T_DONE:
-            return c.idle
-        engine = self._engine
-        assert engine is not None
-        holder: list[Task] = []
-
-        def idle_loop() -> None:
-            me = holder[0]
-            while True:
-                self._deliver_pending(c)
-                engine.idle_wait(me)  # type: ignore[attr-defined]
-
-        t = Task(self, 0, f"swapper/{c.id}", idle_loop, is_idle=True)
-        t.cpus_allowed = frozenset([c.id])
-        t.state = T_SLEEPING  # sleeping until picked
-        holder.append(t)
-        c.idle = t
-        if not engine.deterministic:
-            t.rng = random.Random(c.id)
-        engine.add_task(t)
-        return t
+        self.irq.open_softirq(nr, action)
 
     # -- /proc and invariants -----------------------------------------------------------
     def register_proc(self, name: str, render: Callable[[], str]) -> None:

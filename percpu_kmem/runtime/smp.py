@@ -77,7 +77,7 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
     t = CURRENT.task
     m = t.machine
     WARN_ON(irqs_disabled(), "smp_call_function() with interrupts disabled can deadlock")
-    if CALL_FUNCTION_VECTOR not in m._irq_actions:
+    if CALL_FUNCTION_VECTOR not in m.irq.actions:
         m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION")
     preempt_disable()
     me = t.cpu.id

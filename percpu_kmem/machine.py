@@ -1,0 +1,102 @@
+"""Machine: the simulated computer users build, the runtime's SMP machine plus memory.
+
+``Machine`` is :class:`~percpu_kmem.runtime.machine.SmpMachine` (CPUs, tasks,
+policies, interrupts, reports; it knows nothing about memory) with the memory
+subsystems declared below as typed fields, booted in start_kernel() order by
+:func:`percpu_kmem.boot.boot_machine`. A machine built with ``boot=False`` has none
+of them: touching one raises :class:`NoMemoryLayers`, a usage error that says so.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Final, Iterable
+
+from .boot import boot_machine
+from .runtime.errors import KmemUsageError, NoMemoryLayers
+from .runtime.kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
+from .runtime.machine import SmpMachine
+
+if TYPE_CHECKING:
+    from .mm.bootmem import Bootmem
+    from .mm.mempool import MempoolRegistry
+    from .mm.page_alloc import PageAllocator
+    from .mm.percpu import PerCpuState
+    from .mm.physmem import PhysMem
+    from .mm.slab import SlabAllocator
+    from .mm.vmalloc import VmallocSpace
+
+#: The memory subsystems boot.py gives a machine (absent with boot=False).
+MEMORY_LAYERS: Final = frozenset({"mem", "mm", "bootmem", "slab", "mempools", "vmalloc", "percpu",
+                                  "meminfo_hooks"})
+
+
+class Machine(SmpMachine):
+    """A simulated SMP machine with the kernel's memory-allocation layers.
+
+    Args (beyond SmpMachine's cpus, nodes, policy, seed, replay, on_bug, timeout,
+    irq_rate and the policy's options):
+        memory: physical memory size ("64M", "4G" or bytes); the memory layers are
+            built on it.
+        boot: build the memory layers (default). ``boot=False`` gives a bare runtime
+            machine, quick to make, for tests of the runtime alone.
+        init: callables run as kernel threads in the boot phase, before the buddy
+            allocator exists: the place for ``alloc_bootmem`` (see mm/bootmem.py).
+        slab_debug: turn slab debugging (poison, redzones, double-free checks) on for
+            every cache of this machine, as CONFIG_DEBUG_SLAB does.
+    """
+
+    # The memory subsystems, in boot order (percpu_kmem/boot.py assigns them).
+    mem: PhysMem  #: physical memory: pages, zones, nodes, struct page state
+    bootmem: Bootmem  #: the boot allocator's state and statistics
+    mm: PageAllocator  #: the page allocator: buddy, per-CPU lists, watermarks, reclaim
+    slab: SlabAllocator  #: kmem_cache_* and the kmalloc caches
+    mempools: MempoolRegistry  #: every mempool of the machine
+    vmalloc: VmallocSpace  #: the vmalloc/ioremap window and its page tables
+    percpu: PerCpuState  #: per-CPU areas and alloc_percpu
+    meminfo_hooks: list[Callable[[], list[tuple[str, int]]]]  #: extra /proc/meminfo lines
+
+    def __init__(self, cpus: int = 1, memory: int | str = "64M", *, boot: bool = True,
+                 init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False, **kw: Any) -> None:
+        if not isinstance(boot, bool):
+            raise KmemUsageError(f"Machine: boot(={boot!r}) must be True or False")
+        if not isinstance(slab_debug, bool):
+            raise KmemUsageError(f"Machine: slab_debug(={slab_debug!r}) must be True or False")
+        if isinstance(init, (str, bytes)) or not isinstance(init, Iterable):
+            raise KmemUsageError(f"Machine: init(={init!r}) must be a list of callables (boot-time "
+                                 f"init functions)")
+        boot_init = tuple(init)
+        for fn in boot_init:
+            if not callable(fn):
+                raise KmemUsageError(f"init takes callables (boot-time init functions), got {fn!r}")
+        super().__init__(cpus, **kw)
+        self.memory_arg = memory
+        self.memory_size = memory  # TODO(structure): the mm layers read memory_arg once they are moved
+        self.subsystems: dict[str, Any] = {}  # TODO(structure): replaced by the typed fields
+        self.booted = boot
+        self.boot_init: tuple[Callable[[], Any], ...] = boot_init
+        self.slab_debug = slab_debug
+        if boot:
+            self.system_state = SYSTEM_BOOTING
+            boot_machine(self)
+            self.system_state = SYSTEM_RUNNING
+
+    def __getattr__(self, name: str) -> Any:
+        """Only for attributes that do not exist: a memory layer of a machine that never
+        booted is a clear NoMemoryLayers (a KmemUsageError), not an AttributeError."""
+        if name in MEMORY_LAYERS and self.__dict__.get("booted") is False:
+            raise NoMemoryLayers(name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+
+    def shaping_args(self) -> dict[str, Any]:
+        args = super().shaping_args()
+        head = {k: args.pop(k) for k in ("cpus", "policy", "seed")}
+        extra: dict[str, Any] = {"memory": self.memory_arg, "slab_debug": self.slab_debug}
+        if not self.booted:
+            extra["boot"] = False
+        return {**head, **extra, **args}
+
+    def _replay_caveats(self) -> str:
+        return " (pass the same init= functions)" if self.boot_init else ""
+
+
+__all__ = ["Machine", "MEMORY_LAYERS"]
