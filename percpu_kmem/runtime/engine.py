@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import heapq
 import os
+from abc import ABC, abstractmethod
 import random
 import sys
 import threading
@@ -87,8 +88,18 @@ def in_model_code() -> bool:
     return False
 
 
-class _EngineBase:
+class Engine(ABC):
+    """What every engine offers the runtime: starting a run, the scheduling primitives
+    (decide, sleep, wake, yield, spin, relax, exit), charging virtual time, and stopping.
+
+    The shared state (tasks, ready queue, timers, the abort flags) and the shared rules
+    (when a task may unwind, livelock detection) live here; BatonEngine and FreeEngine
+    say how threads take turns.
+    """
+
     deterministic = True
+    #: a release with spinners waiting ends the holder's budget (the virtual policy)
+    policy_reopens_on_release = False
 
     def __init__(self, machine: Machine) -> None:
         self.m = machine
@@ -220,6 +231,71 @@ class _EngineBase:
         if self.may_abort(t):
             raise TaskAbort()
 
+    # -- the interface -------------------------------------------------------------
+    @abstractmethod
+    def start(self, tasks: list[Task]) -> None:
+        """Register and launch the run's tasks."""
+
+    @abstractmethod
+    def _first_turn(self, t: Task) -> None:
+        """In ``t``'s thread, before its function runs: wait until it may run."""
+
+    @abstractmethod
+    def decide(self, t: Task, event: str) -> None:
+        """A scheduling point whose budget ran out: switch, preempt, interrupt or go on."""
+
+    @abstractmethod
+    def sleep(self, t: Task, on: Any, timeout_ns: int | None, event: str) -> bool:
+        """Block ``t`` until woken (True) or until the timeout passes (False)."""
+
+    @abstractmethod
+    def wake(self, waker: Task | None, t: Task) -> bool:
+        """try_to_wake_up(): make ``t`` runnable; True if it was sleeping or preparing to."""
+
+    @abstractmethod
+    def yield_cpu(self, t: Task, event: str) -> None:
+        """schedule() in TASK_RUNNING: a voluntary switch."""
+
+    @abstractmethod
+    def spin(self, t: Task, lock: Any, event: str) -> None:
+        """Wait while ``lock.locked()`` (a spinlock, a cross-CPU call)."""
+
+    @abstractmethod
+    def relax(self, t: Task) -> None:
+        """One turn of a busy-wait loop (cpu_relax())."""
+
+    @abstractmethod
+    def idle_wait(self, t: Task) -> None:
+        """The idle task served its CPU's interrupts: give the CPU back."""
+
+    @abstractmethod
+    def wake_idle(self, t: Task) -> None:
+        """An interrupt was raised on an idle CPU."""
+
+    @abstractmethod
+    def exit(self, t: Task) -> None:
+        """``t``'s function ended (or unwound): free its CPU, pick who runs next."""
+
+    @abstractmethod
+    def charge(self, t: Task, cycles: int) -> None:
+        """Add ``cycles`` to the clock of ``t``'s CPU."""
+
+    @abstractmethod
+    def current_step(self, t: Task | None) -> int:
+        """The scheduling step ``t`` is at (a report's ``step``)."""
+
+    @abstractmethod
+    def request_abort(self, t: Task | None) -> None:
+        """From inside the run (a panic): drain."""
+
+    @abstractmethod
+    def request_stop(self, why: str) -> None:
+        """From outside the run (Ctrl-C, timeout): drain."""
+
+    @abstractmethod
+    def force_stop(self) -> None:
+        """From outside the run: unwind every task now."""
+
     # -- timers (virtual time) ------------------------------------------------
     def _arm_timer(self, t: Task, timeout_ns: int) -> None:
         t.timer_seq += 1
@@ -342,7 +418,7 @@ def describe_wait(what: Any) -> str:
     return str(what)
 
 
-class BatonEngine(_EngineBase):
+class BatonEngine(Engine):
     """One thread at a time; the policy picks who holds the baton next."""
 
     deterministic = True
@@ -772,11 +848,10 @@ class BatonEngine(_EngineBase):
         t.budget = 0
 
 
-class FreeEngine(_EngineBase):
+class FreeEngine(Engine):
     """Real concurrent threads; random injected preemption, migration, interrupts."""
 
     deterministic = False
-    policy_reopens_on_release = False
     POLL = 0.002  # seconds between abort/deadlock checks while blocked
     #: polls a drain may take before every task is unwound at once
     DRAIN_POLLS = 5000
@@ -1077,7 +1152,7 @@ class FreeEngine(_EngineBase):
         t.cpu.clock += cycles
 
 
-def run_engine(engine: BatonEngine | FreeEngine, tasks: list[Task], timeout: float | None) -> None:
+def run_engine(engine: Engine, tasks: list[Task], timeout: float | None) -> None:
     """Start ``tasks`` on ``engine`` and wait for every thread to leave.
 
     Ctrl-C or the wall-clock timeout stop the run: its tasks unwind at safe points
@@ -1101,7 +1176,7 @@ def run_engine(engine: BatonEngine | FreeEngine, tasks: list[Task], timeout: flo
             f"scheduling point")
 
 
-def _stop(engine: BatonEngine | FreeEngine, why: str) -> None:
+def _stop(engine: Engine, why: str) -> None:
     engine.request_stop(why)
     if engine.wait_all_exited(STOP_GRACE):
         return
@@ -1109,4 +1184,5 @@ def _stop(engine: BatonEngine | FreeEngine, why: str) -> None:
     engine.wait_all_exited(STOP_GRACE)
 
 
-__all__ = ["BatonEngine", "FreeEngine", "run_engine", "describe_wait", "in_model_code"]
+__all__ = ["Engine", "BatonEngine", "FreeEngine", "run_engine", "describe_wait", "in_model_code", "DRAIN_STEPS",
+           "DRAIN_STRICT_STEPS", "STOP_GRACE", "LIVELOCK_RELAXES", "LIVELOCK_CHECK_EVERY"]

@@ -544,6 +544,25 @@ def ktime_get_ns() -> int:
     return _cur.task.engine.now  # type: ignore[no-any-return]
 
 
+# -- hung tasks ---------------------------------------------------------------------------
+#: khungtaskd's default hung_task_timeout_secs (120 s), in virtual ns.
+HUNG_TASK_TIMEOUT_NS: Final = 120 * 1000 * NSEC_PER_JIFFY
+
+
+def report_hung_task(waited_ns: int, why: str) -> None:
+    """khungtaskd's report for the calling task, stuck ``waited_ns`` of virtual time in a wait
+    that can never end (``why`` says which); the task ends with an Oops so the run goes on.
+
+    The model's one hung-task reporter: the allocators call it where a retry loop or a
+    wait could only go on for ever (the kernel would leave the task in D state).
+    """
+    t = _cur.task
+    t.machine.report("hung_task", [
+        f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // (1000 * NSEC_PER_JIFFY)} seconds.",
+        '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+        f"      {why}"], fatal=True)
+
+
 # -- kernel threads -----------------------------------------------------------------------
 _NO_DATA: Final = object()
 

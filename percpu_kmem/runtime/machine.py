@@ -22,7 +22,7 @@ from typing import Any, Callable, Final, Iterable
 
 from loguru import logger
 
-from .engine import BatonEngine, FreeEngine, run_engine
+from .engine import BatonEngine, Engine, FreeEngine, run_engine
 from .irq import Interrupts
 from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
                      MachineUnusable, Oops, TaskAbort)
@@ -50,8 +50,6 @@ def state_dir() -> Path:
     """The folder for the model's files (long traces, failures): ``$PERCPU_KMEM_DIR`` or
     ``.percpu_kmem/`` of the working directory."""
     return Path(os.environ.get("PERCPU_KMEM_DIR") or Path.cwd() / TRACE_DIR)
-
-Engine = BatonEngine | FreeEngine
 
 
 class ReplayDivergedWarning(UserWarning):
