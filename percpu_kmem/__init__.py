@@ -18,9 +18,21 @@ from loguru import logger as _logger
 
 from .linux import *  # noqa: F403 - the kernel names resolve here too
 from .machine import Machine
-from .runtime.errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemError, KmemInternalError,
-                             KmemUsageError, Livelock, MachineUnusable, NoMemoryLayers, NotInTaskError, Oops,
-                             RunTimeout)
+from .runtime.errors import (
+                             Deadlock,
+                             InconsistentState,
+                             KernelBug,
+                             KernelPanic,
+                             KmemError,
+                             KmemInternalError,
+                             KmemUsageError,
+                             Livelock,
+                             MachineUnusable,
+                             NoMemoryLayers,
+                             NotInTaskError,
+                             Oops,
+                             RunTimeout,
+)
 from .runtime.machine import ReplayDivergedWarning, SmpMachine
 from .runtime.report import Report
 from .runtime.task import CPU, Task

@@ -9,7 +9,8 @@ of them: touching one raises :class:`NoMemoryLayers`, a usage error that says so
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Final, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final
 
 from .boot import boot_machine
 from .runtime.errors import KmemUsageError, NoMemoryLayers

@@ -7,15 +7,27 @@ which the kernel-style reports it looks for appeared.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from .linux import (
+    get_cpu,
+    might_sleep,
+    preempt_point,
+    put_cpu,
+    raise_irq,
+    raw_smp_processor_id,
+    spin_lock,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+)
+from .machine import Machine
 from .mm.gfp import GFP_ATOMIC, GFP_KERNEL
 from .mm.kmalloc import kfree, kmalloc
 from .mm.slab import SLAB_POISON, SLAB_RED_ZONE, kmem_cache_alloc, kmem_cache_create, kmem_cache_free
-from .machine import Machine
-from .runtime import (get_cpu, might_sleep, preempt_point, put_cpu, raise_irq, raw_smp_processor_id,
-                      spin_lock, spin_lock_init, spin_lock_irqsave, spin_unlock, spin_unlock_irqrestore)
 
 
 @dataclass(frozen=True)

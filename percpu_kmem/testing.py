@@ -23,10 +23,11 @@ kernel's own data wrong on purpose.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
 
-from .runtime.errors import KmemError, KmemUsageError
 from .machine import Machine
+from .runtime.errors import KmemError, KmemUsageError
 from .runtime.policies import POLICIES
 from .runtime.report import Report
 

@@ -1,22 +1,32 @@
-"""The runtime: Machine, CPUs, tasks, scheduling policies, contexts, locks, reports.
+"""The runtime: the SMP machine without memory (CPUs, tasks, scheduling policies,
+contexts, interrupts, locks, reports, traces).
 
-It knows nothing about memory; the memory layers call only its primitives.
+It knows nothing about memory; the memory layers call only its primitives. The
+kernel-style functions are listed in :mod:`percpu_kmem.linux`.
 """
 
-from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemError, KmemInternalError,
-                     KmemUsageError, Livelock, MachineUnusable, NoMemoryLayers, NotInTaskError, Oops, RunTimeout)
-from .kernel import *  # noqa: F403
-from .kernel import __all__ as _kernel_all
-from .locks import *  # noqa: F403
-from .locks import __all__ as _locks_all
+from .errors import (
+                     Deadlock,
+                     InconsistentState,
+                     KernelBug,
+                     KernelPanic,
+                     KmemError,
+                     KmemInternalError,
+                     KmemUsageError,
+                     Livelock,
+                     MachineUnusable,
+                     NoMemoryLayers,
+                     NotInTaskError,
+                     Oops,
+                     RunTimeout,
+)
 from .machine import ReplayDivergedWarning, SmpMachine
 from .report import Report
-from .smp import on_each_cpu, smp_call_function
 from .task import CPU, Task
 from .trace import Decision, Trace
 
-__all__ = sorted({*_kernel_all, *_locks_all, "SmpMachine", "Report", "Trace", "Decision", "CPU", "Task",
-                  "KmemError", "KmemUsageError", "NotInTaskError", "KernelBug", "Oops", "Deadlock",
-                  "KernelPanic", "KmemInternalError", "InconsistentState", "Livelock", "MachineUnusable",
-                  "RunTimeout", "ReplayDivergedWarning", "smp_call_function", "on_each_cpu",
-                  "NoMemoryLayers"})
+__all__ = [
+    "SmpMachine", "Report", "Trace", "Decision", "CPU", "Task", "ReplayDivergedWarning",
+    "KmemError", "KmemUsageError", "NotInTaskError", "NoMemoryLayers", "RunTimeout", "MachineUnusable",
+    "KernelBug", "Oops", "Deadlock", "Livelock", "KernelPanic", "InconsistentState", "KmemInternalError",
+]

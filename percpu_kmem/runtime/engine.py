@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import heapq
 import os
-from abc import ABC, abstractmethod
 import random
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Final
 
 from . import costs, threadpool
@@ -152,7 +152,7 @@ class Engine(ABC):
             pass
         except Oops as e:
             t.exc = e
-        except BaseException as e:  # noqa: BLE001 - handed to Machine.run
+        except BaseException as e:
             t.exc = e
             self.fail(e, f"{t.name} raised {type(e).__name__}")
         finally:
@@ -170,7 +170,7 @@ class Engine(ABC):
         """lockdep's debug_check_no_locks_held(): a task returned with locks held."""
         try:
             self.m.report_held_locks(t)
-        except BaseException as e:  # noqa: BLE001 - a raise/panic verdict ends the run
+        except BaseException as e:
             if not isinstance(e, TaskAbort):
                 t.exc = e
                 self.fail(e, f"{t.name} exited with locks held")

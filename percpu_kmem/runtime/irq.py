@@ -18,7 +18,8 @@ Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), arch/i386/kernel/
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from .errors import KmemUsageError, Oops, TaskAbort
 from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
@@ -135,7 +136,7 @@ class Interrupts:
                 action.handler(irq, action.dev_id)
         except (TaskAbort, Oops):
             raise
-        except BaseException as e:  # noqa: BLE001 - handed to Machine.run
+        except BaseException as e:
             engine = self.m._engine
             if engine is None:
                 raise

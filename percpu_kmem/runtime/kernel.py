@@ -12,12 +12,21 @@ lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from . import costs
 from .errors import KmemUsageError, NotInTaskError
-from .preempt import (HARDIRQ_MASK, IRQ_MASK, NSEC_PER_JIFFY, PREEMPT_MASK, SOFTIRQ_DISABLE_OFFSET,
-                      SOFTIRQ_MASK, SOFTIRQ_OFFSET, X86_EFLAGS_IF)
+from .preempt import (
+    HARDIRQ_MASK,
+    IRQ_MASK,
+    NSEC_PER_JIFFY,
+    PREEMPT_MASK,
+    SOFTIRQ_DISABLE_OFFSET,
+    SOFTIRQ_MASK,
+    SOFTIRQ_OFFSET,
+    X86_EFLAGS_IF,
+)
 from .report import caller_site, user_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
 from .validate import bad, check_callable, check_choice, check_int, check_str
@@ -232,7 +241,7 @@ def local_irq_save() -> int:
 def local_irq_restore(flags: int) -> None:
     """Restore the interrupt state local_irq_save() returned (only EFLAGS.IF counts)."""
     if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
-        _cur.task.cpu  # NotInTaskError first, outside a task
+        current()  # NotInTaskError first, outside a task
         check_int("local_irq_restore", "flags", flags, 0, 0xFFFFFFFF, "the int local_irq_save() returned")
     if flags & X86_EFLAGS_IF:
         local_irq_enable()
@@ -435,7 +444,7 @@ _TIMER: Final = _Timer()
 
 
 def _check_jiffies(fn: str, timeout: Any) -> None:
-    _cur.task.cpu  # NotInTaskError first, outside a task
+    current()  # NotInTaskError first, outside a task
     if timeout.__class__ is not int:
         raise KmemUsageError(f"{fn}: timeout(={timeout!r}) must be an int number of jiffies")
     if timeout < 0:
@@ -494,7 +503,7 @@ def msleep(msecs: int) -> None:
     """Sleep ``msecs`` of virtual time (no wall time passes), uninterruptibly: a stray
     wake_up_process() only makes it sleep the rest. (The kernel adds one jiffy to round
     up; the model sleeps exactly ``msecs``, HZ being 1000.)"""
-    _cur.task.cpu  # NotInTaskError first, outside a task
+    current()  # NotInTaskError first, outside a task
     if msecs.__class__ is not int or msecs < 0:
         check_int("msleep", "msecs", msecs, 0)
     might_sleep()
@@ -530,7 +539,9 @@ def cpu_relax() -> None:
     point, so the CPU that will end the wait gets to run. A loop in which every task only
     busy-waits (or spins, or sleeps) is reported as a livelock and ends the run."""
     t = _cur.task
-    t.relax_site = "%s:%d" % caller_site(2)[:2] if t.relax_streak == 0 else t.relax_site
+    if t.relax_streak == 0:
+        file, line, _ = caller_site(2)
+        t.relax_site = f"{file}:{line}"
     t.engine.relax(t)
     preempt_point("cpu_relax")
 
@@ -570,7 +581,7 @@ _NO_DATA: Final = object()
 def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
     """Start ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread in this run."""
     t = _cur.task
-    t.machine  # NotInTaskError first, outside a task
+    current()  # NotInTaskError first, outside a task
     check_callable("kthread_run", "threadfn", threadfn)
     check_str("kthread_run", "namefmt", namefmt)
     fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
@@ -669,17 +680,17 @@ def panic(msg: str) -> None:
     m.panic(msg)
 
 
-def BUG(msg: str = "") -> None:  # noqa: N802 - kernel name
+def BUG(msg: str = "") -> None:
     """BUG(): an oops in the running task."""
-    _cur.task.machine  # NotInTaskError first, outside a task
+    current()  # NotInTaskError first, outside a task
     check_str("BUG", "msg", msg)
     file, line, _ = caller_site(2)
     _cur.task.machine.report("bug", [f"kernel BUG at {file}:{line}!", *([msg] if msg else [])], fatal=True)
 
 
-def WARN_ON(cond: Any, msg: str = "") -> bool:  # noqa: N802 - kernel name
+def WARN_ON(cond: Any, msg: str = "") -> bool:
     """WARN_ON(): a report (not fatal) when ``cond`` holds; returns ``bool(cond)``."""
-    _cur.task.machine  # NotInTaskError first, outside a task
+    current()  # NotInTaskError first, outside a task
     if msg.__class__ is not str:
         check_str("WARN_ON", "msg", msg)
     if cond:

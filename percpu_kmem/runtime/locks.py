@@ -27,12 +27,21 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import costs
 from .errors import KmemUsageError
-from .kernel import block, local_irq_enable, local_irq_restore, local_irq_save, local_bh_disable, \
-    local_bh_enable, might_sleep, preempt_enable
+from .kernel import (
+    block,
+    local_bh_disable,
+    local_bh_enable,
+    local_irq_enable,
+    local_irq_restore,
+    local_irq_save,
+    might_sleep,
+    preempt_enable,
+)
 from .preempt import NSEC_PER_JIFFY
 from .report import caller_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
@@ -57,7 +66,7 @@ def _auto_name(prefix: str) -> str:
     return f"{prefix}#{_anon}"
 
 
-class spinlock_t:  # noqa: N801 - kernel type name
+class spinlock_t:
     """A spinlock. Create with ``spin_lock_init()`` or ``DEFINE_SPINLOCK(name)``."""
 
     __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
@@ -330,7 +339,7 @@ def spin_is_locked(lock: spinlock_t) -> bool:
 
 
 # -- mutex ------------------------------------------------------------------------------
-class mutex:  # noqa: N801 - kernel type name
+class mutex:
     """A sleeping lock; ownership passes directly to the first waiter."""
 
     __slots__ = ("name", "owner", "waiters", "guard", "internal", "machine")
@@ -437,7 +446,7 @@ def mutex_is_locked(m: mutex) -> bool:
 
 
 # -- wait queues ---------------------------------------------------------------------------
-class wait_queue_head_t:  # noqa: N801 - kernel type name
+class wait_queue_head_t:
     """A wait queue: tasks sleep on it until a wake_up()."""
 
     __slots__ = ("name", "waiters", "guard", "machine")

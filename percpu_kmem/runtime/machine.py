@@ -14,22 +14,31 @@ kernel finds ``current``.
 from __future__ import annotations
 
 import os
-import random
 import time
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Final, Iterable
+from typing import Any, Final
 
 from loguru import logger
 
 from .engine import BatonEngine, Engine, FreeEngine, run_engine
+from .errors import (
+    Deadlock,
+    InconsistentState,
+    KernelBug,
+    KernelPanic,
+    KmemUsageError,
+    Livelock,
+    MachineUnusable,
+    Oops,
+    TaskAbort,
+)
 from .irq import Interrupts
-from .errors import (Deadlock, InconsistentState, KernelBug, KernelPanic, KmemUsageError, Livelock,
-                     MachineUnusable, Oops, TaskAbort)
-from .kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
+from .kernel import SYSTEM_RUNNING
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .report import Report, capture_stack, format_call_trace
-from .task import CPU, CURRENT, T_DONE, T_READY, T_SLEEPING, Task
+from .task import CPU, CURRENT, T_DONE, T_READY, Task
 from .trace import TRACE_MAGIC, Trace
 
 ON_BUG_MODES: Final = ("record", "raise", "panic")
@@ -562,9 +571,9 @@ class SmpMachine:
         orphans = [(lk, t) for lk, t in self._orphan_locks if lk.owner is t]
         if orphans:
             raise InconsistentState("locks held by tasks that no longer exist: " + "; ".join(
-                f"{type(lk).__name__} {lk.name} held by {t.name} (ended {'by ' + type(t.exc).__name__ if t.exc else 'holding it'})"
-                for lk, t in orphans))
-        for name, fn in self._checkers.items():
+                f"{type(lk).__name__} {lk.name} held by {t.name} "
+                f"(ended {'by ' + type(t.exc).__name__ if t.exc else 'holding it'})" for lk, t in orphans))
+        for fn in self._checkers.values():
             fn()
 
     def statistics(self) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class Policy:
         self.seed = seed
         self.rng = random.Random(seed)
 
-    def start(self, engine: BatonEngine) -> None:  # noqa: B027 - optional hook
+    def start(self, engine: BatonEngine) -> None:
         """Called once before the first task runs."""
 
     def budget(self, engine: BatonEngine, t: Task) -> int:

@@ -15,9 +15,10 @@ of 2.6 (on_each_cpu).
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Final
+from collections.abc import Callable
+from typing import Any, Final
 
-from .kernel import WARN_ON, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
+from .kernel import WARN_ON, current, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
 from .task import CURRENT
 from .validate import check_callable, check_type
 
@@ -26,7 +27,7 @@ CALL_FUNCTION_VECTOR: Final = 0xFB
 _QUEUE: Final = "call_function_queue"
 
 
-class call_data_struct:  # noqa: N801 - kernel type name
+class call_data_struct:
     """One cross-CPU call: the function, its argument and how many CPUs finished it.
 
     ``locked()`` is true while some target CPU has not run it yet, so a waiting
@@ -98,7 +99,7 @@ def on_each_cpu(func: Callable[[Any], Any], info: Any = None, wait: bool = True)
     """smp_call_function() on the others, then ``func(info)`` here with irqs off."""
     check_callable("on_each_cpu", "func", func)
     check_type("on_each_cpu", "wait", wait, (bool, int), "True or False")
-    CURRENT.task.cpu  # outside a task: NotInTaskError before any state changes
+    current()  # outside a task: NotInTaskError before any state changes
     preempt_disable()
     smp_call_function(func, info, wait)
     flags = local_irq_save()

@@ -7,7 +7,8 @@ touches ``task.budget`` and ``cpu.preempt_count`` and nothing else.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -67,7 +68,8 @@ class CPU:
 
     def __repr__(self) -> str:
         curr = self.curr.name if self.curr else "idle"
-        return f"<CPU#{self.id} node={self.node} preempt_count={self.preempt_count:#x} irqs_off={self.irqs_off} curr={curr}>"
+        return (f"<CPU#{self.id} node={self.node} preempt_count={self.preempt_count:#x} "
+                f"irqs_off={self.irqs_off} curr={curr}>")
 
 
 class Task:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import KmemUsageError
 
@@ -81,7 +81,7 @@ class _Worker:
                     continue  # a submitter popped us and its job is on its way
                 try:
                     job()
-                except BaseException:  # noqa: BLE001 - a job reports its own errors
+                except BaseException:
                     pass
                 del job  # do not keep the last run's machine alive while parked
                 with lock:

@@ -19,8 +19,9 @@ the running task's CPU (``I<irq>x<n>``: n times in a row), ``V<cpu>`` let an idl
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Iterator, NamedTuple
+from typing import Final, NamedTuple
 
 from .errors import KmemUsageError
 

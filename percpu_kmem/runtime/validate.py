@@ -13,7 +13,8 @@ A bool is never an int here (``True`` is not an order, a size or a CPU number).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .errors import KmemUsageError
 
