@@ -48,3 +48,6 @@ def boot_machine(m: Machine) -> None:
     mempool.mempool_machine_init(m)
     vmalloc.vmalloc_init(m)
     percpu.percpu_init(m)
+
+
+__all__ = ["boot_machine"]

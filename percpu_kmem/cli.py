@@ -60,3 +60,6 @@ def run(name: str, seeds: int, first_seed: int, cpus: int, tasks: int | None, it
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+__all__ = ["main", "list_scenarios", "run"]

@@ -68,3 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "kmem_slow" in item.keywords:
             item.add_marker(skip)
+
+
+__all__ = ["OPT_SEEDS", "OPT_SLOW", "SEEDS_ENV", "pytest_addoption", "pytest_configure", "pytest_unconfigure",
+           "pytest_collection_modifyitems"]

@@ -194,3 +194,7 @@ def explore_scenario(name: str, *, seeds: range, cpus: int, policy: str, tasks: 
             progress(1)
     return {"scenario": name, "policy": policy, "cpus": cpus, "runs": len(seeds), "buggy_seeds": buggy,
             "report_kinds": kinds, "first": first}
+
+
+__all__ = ["Scenario", "SCENARIOS", "scenario", "percpu_counter", "irq_lock", "sleep_in_atomic", "free_race",
+           "irq_kmalloc", "DEFAULT_SCENARIO", "explore_scenario"]

@@ -243,3 +243,7 @@ def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int
         elif verdict:
             return seed, m
     return None
+
+
+__all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "UnexpectedReport", "seeds_from_env", "explore",
+           "find_seed"]

@@ -19,3 +19,7 @@ CONTEXT_SWITCH: Final = 1500
 PERCPU_HIT: Final = 5  # a per-CPU list operation, cache hot
 PAGE_STRUCT: Final = 40  # touching one struct page in the buddy (cache miss dominated)
 CPU_RELAX: Final = 40  # one turn of a busy-wait loop: the x86 PAUSE plus the re-read of the flag
+
+
+__all__ = ["POINT", "LOCK", "LINE_TRANSFER", "LOCK_HANDOFF", "IRQ_ENTRY", "CONTEXT_SWITCH", "PERCPU_HIT",
+           "PAGE_STRUCT", "CPU_RELAX"]

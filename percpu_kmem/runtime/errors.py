@@ -114,3 +114,8 @@ class TaskAbort(BaseException):
 
 class KmemInternalError(KmemError):
     """An invariant of the model itself broke: this is a percpu_kmem bug, please report it."""
+
+
+__all__ = ["KmemError", "KmemUsageError", "NotInTaskError", "NoMemoryLayers", "RunTimeout", "MachineUnusable",
+           "InconsistentState", "KernelBug", "Oops", "Deadlock", "Livelock", "KernelPanic", "TaskAbort",
+           "KmemInternalError"]

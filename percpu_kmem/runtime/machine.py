@@ -14,7 +14,6 @@ kernel finds ``current``.
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -629,5 +628,5 @@ def _comm_of(fn: Callable[..., Any]) -> str:
     return name or "kthread"
 
 
-def wall_clock() -> float:
-    return time.perf_counter()
+__all__ = ["ON_BUG_MODES", "MAX_CPUS", "TASK_COMM_LEN", "BOOT_SEED", "BOOT_DMESG_TAIL", "REPLAY_INLINE_MAX",
+           "TRACE_DIR", "state_dir", "ReplayDivergedWarning", "SmpMachine", "save_trace"]

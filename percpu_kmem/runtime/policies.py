@@ -430,3 +430,7 @@ def make_policy(name: str, seed: int, **kw: Any) -> Policy:
         known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "seed")]
         raise KmemUsageError(f"policy {name!r} takes the options {', '.join(known)}; got "
                              f"{', '.join(sorted(kw))}") from None
+
+
+__all__ = ["CONTINUE", "Options", "Policy", "RandomPolicy", "PCTPolicy", "VirtualTimePolicy", "ReplayPolicy",
+           "POLICIES", "make_policy"]

@@ -146,3 +146,7 @@ def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:
     if not stack:
         return []
     return ["Call Trace:", *(str(fr) for fr in stack)]
+
+
+__all__ = ["Frame", "Report", "relpath", "skip_frames_of", "capture_stack", "caller_site", "user_site",
+           "format_call_trace"]

@@ -178,3 +178,7 @@ class _Current(threading.local):
 
 
 CURRENT: Final = _Current()
+
+
+__all__ = ["TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "T_NEW", "T_ON_CPU", "T_READY",
+           "T_SLEEPING", "T_DONE", "STATE_NAMES", "CPU", "Task", "NO_TASK", "CURRENT"]

@@ -135,3 +135,7 @@ def configure(*, max_idle: int | None = None, idle_timeout: float | None = None)
     if idle_timeout is not None:
         _idle_timeout = float(idle_timeout)
     return old
+
+
+__all__ = ["DEFAULT_MAX_IDLE", "DEFAULT_IDLE_TIMEOUT", "submit", "pool_size", "live_threads", "idle_threads",
+           "configure"]

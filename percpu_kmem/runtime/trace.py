@@ -138,3 +138,6 @@ class Trace:
             raise KmemUsageError(f"bad seed in trace header: {parts[2]!r}") from None
         decisions = [Decision.parse(tok) for tok in body.split()]
         return cls(parts[1], seed, decisions, {})
+
+
+__all__ = ["TRACE_MAGIC", "Decision", "Trace"]
