@@ -121,7 +121,10 @@ def free_race(m: Machine, tasks: int = 2, iterations: int = 20, fixed: bool = Fa
 
     def setup() -> None:
         box.append(kmem_cache_create("dev_buf", 64, 0, SLAB_RED_ZONE | SLAB_POISON))
-        pending.extend(kmem_cache_alloc(box[0], GFP_KERNEL) for _ in range(iterations))
+        for _ in range(iterations):
+            obj = kmem_cache_alloc(box[0], GFP_KERNEL)
+            assert obj is not None, "a 64-byte object on a fresh machine"
+            pending.append(obj)
 
     m.run(setup)
 

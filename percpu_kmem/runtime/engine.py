@@ -54,7 +54,7 @@ from .task import CPU, CURRENT, NO_TASK, T_DONE, T_ON_CPU, T_READY, T_SLEEPING, 
 from .trace import Decision
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .machine import SmpMachine as Machine
 
 #: Steps a drain may take before every task is unwound at once.
 DRAIN_STEPS: Final = 20_000
@@ -354,7 +354,7 @@ class Engine(ABC):
         c.irqs_off = False
         c.curr = None
         t.last_cpu = c.id
-        t.cpu = None
+        t.cpu = None  # type: ignore[assignment]  # off its CPU
         t.ready_at = c.clock
 
     def idle_cpus(self) -> list[CPU]:
@@ -466,13 +466,13 @@ class BatonEngine(Engine):
         if kind == "S":
             u = action[1]
             self._record(pid, "start", "S", u.pid)
-            return u  # type: ignore[no-any-return]
+            return u
         if kind == "D":
             r, c = action[1], action[2]
             self.ready.remove(r)
             self._place(r, c)
             self._record(pid, "start", "D", r.pid, c.id)
-            return r  # type: ignore[no-any-return]
+            return r
         raise KmemInternalError(f"bad start action {action}")
 
     def _first_turn(self, t: Task) -> None:
@@ -586,7 +586,7 @@ class BatonEngine(Engine):
             self._record(t.pid, event, "I", irq, times if times > 1 else 0)
             self._grant(t)
             for _ in range(times):
-                self.m.irq.do_irq(t.cpu, irq)  # type: ignore[arg-type]
+                self.m.irq.do_irq(t.cpu, irq)
             return
         if kind == "P":
             self._record(t.pid, event, "P")

@@ -103,8 +103,7 @@ class Interrupts:
             return
         engine = self.m._engine
         if c.curr is None and engine is not None and not engine.deterministic:
-            self.idle_task(c)
-            engine.wake_idle(c.idle)  # type: ignore[attr-defined]
+            engine.wake_idle(self.idle_task(c))
         elif c.curr is not None:
             c.curr.budget = 0
 
@@ -193,7 +192,7 @@ class Interrupts:
             me = holder[0]
             while True:
                 self.deliver_pending(c)
-                engine.idle_wait(me)  # type: ignore[attr-defined]
+                engine.idle_wait(me)
 
         t = Task(self.m, 0, f"swapper/{c.id}", idle_loop, is_idle=True)
         t.cpus_allowed = frozenset([c.id])

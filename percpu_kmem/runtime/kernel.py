@@ -67,7 +67,7 @@ def current() -> Task:
     t = _cur.task
     if not t:
         raise NotInTaskError()
-    return t  # type: ignore[no-any-return]
+    return t
 
 
 get_current = current
@@ -81,7 +81,7 @@ def in_task_context() -> bool:
 # -- CPU identity ------------------------------------------------------------------
 def raw_smp_processor_id() -> int:
     """This CPU's number, without the preemption check."""
-    return _cur.task.cpu.id  # type: ignore[no-any-return]
+    return _cur.task.cpu.id
 
 
 def smp_processor_id() -> int:
@@ -94,7 +94,7 @@ def smp_processor_id() -> int:
     c = t.cpu
     if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
         _debug_preempt_report(t, "smp_processor_id", "")
-    return c.id  # type: ignore[no-any-return]
+    return c.id
 
 
 def _pinned(t: Task) -> bool:
@@ -162,7 +162,7 @@ def get_cpu() -> int:
     """Disable preemption and return this CPU's number; pair with put_cpu()."""
     c = _cur.task.cpu
     c.preempt_count += 1
-    return c.id  # type: ignore[no-any-return]
+    return c.id
 
 
 def put_cpu() -> None:
@@ -171,11 +171,11 @@ def put_cpu() -> None:
 
 
 def preempt_count() -> int:
-    return _cur.task.cpu.preempt_count  # type: ignore[no-any-return]
+    return _cur.task.cpu.preempt_count
 
 
 def in_atomic() -> bool:
-    return _cur.task.cpu.preempt_count != 0  # type: ignore[no-any-return]
+    return _cur.task.cpu.preempt_count != 0
 
 
 def in_interrupt() -> bool:
@@ -205,12 +205,12 @@ def in_task() -> bool:
 
 
 def irqs_disabled() -> bool:
-    return _cur.task.cpu.irqs_off  # type: ignore[no-any-return]
+    return _cur.task.cpu.irqs_off
 
 
 def preemptible() -> bool:
     c = _cur.task.cpu
-    return c.preempt_count == 0 and not c.irqs_off  # type: ignore[no-any-return]
+    return c.preempt_count == 0 and not c.irqs_off
 
 
 # -- local interrupts ---------------------------------------------------------------
@@ -358,7 +358,7 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     if event.__class__ is not str:
         check_str("block", "event", event)
     _schedule_debug(t)
-    return t.engine.sleep(t, on, timeout_ns, event)  # type: ignore[no-any-return]
+    return t.engine.sleep(t, on, timeout_ns, event)
 
 
 def set_current_state(state: int) -> None:
@@ -387,7 +387,7 @@ def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
     me = _cur.task
     _task_arg("wake_up_process", t, me)
-    return me.engine.wake(me if me else None, t)  # type: ignore[no-any-return]
+    return me.engine.wake(me if me else None, t)
 
 
 def _task_arg(fn: str, t: Any, me: Any) -> None:
@@ -548,11 +548,11 @@ def cpu_relax() -> None:
 
 def jiffies() -> int:
     """The virtual clock in jiffies (HZ = 1000)."""
-    return _cur.task.engine.now // NSEC_PER_JIFFY  # type: ignore[no-any-return]
+    return _cur.task.engine.now // NSEC_PER_JIFFY
 
 
 def ktime_get_ns() -> int:
-    return _cur.task.engine.now  # type: ignore[no-any-return]
+    return _cur.task.engine.now
 
 
 # -- hung tasks ---------------------------------------------------------------------------
@@ -586,7 +586,7 @@ def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str
     check_str("kthread_run", "namefmt", namefmt)
     fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
     name = namefmt or getattr(threadfn, "__name__", "kthread")
-    return t.machine._spawn(fn, name)  # type: ignore[no-any-return]
+    return t.machine._spawn(fn, name)
 
 
 def kthread_bind(t: Task, cpu: int) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from .machine import Machine
+    from .machine import SmpMachine as Machine
 
 # Kernel task states of the sleep protocol (include/linux/sched.h), in ``Task.kstate``.
 TASK_RUNNING: Final = 0
@@ -93,7 +93,9 @@ class Task:
         self.comm = comm
         self.fn = fn
         self.machine = machine
-        self.cpu: CPU | None = None
+        #: the CPU the task runs on; None while it has none (the code of a running task
+        #: always has one, so it is typed as present)
+        self.cpu: CPU = None  # type: ignore[assignment]
         self.state = T_NEW
         self.budget = 1
         self.baton = threading.Lock()

@@ -41,7 +41,7 @@ def check_int(fn: str, name: str, value: Any, low: int | None = None, high: int 
         raise bad(fn, name, value, what + _range(low, high))
     if (low is not None and value < low) or (high is not None and value > high):
         raise bad(fn, name, value, what + _range(low, high))
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def check_number(fn: str, name: str, value: Any, low: float | None = None, high: float | None = None,
@@ -51,7 +51,7 @@ def check_number(fn: str, name: str, value: Any, low: float | None = None, high:
         and value not in (float("inf"), float("-inf"))
     if not ok or (low is not None and value < low) or (high is not None and value > high):
         raise bad(fn, name, value, what + _range(low, high))  # type: ignore[arg-type]
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 #: the gfp_t bits of the model (mm/gfp.py __GFP_BITS_MASK, __GFP_BITS_SHIFT 16 as in 2.6.10);
@@ -65,7 +65,7 @@ def check_flags(fn: str, name: str, value: Any, mask: int = GFP_BITS_MASK, what:
         raise bad(fn, name, value, f"an int of {what}")
     if value < 0 or value & ~mask:
         raise bad(fn, name, value, f"an int of {what} (no bits outside {mask:#x})")
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def check_str(fn: str, name: str, value: Any, *, empty: bool = True, none: bool = False) -> str:
