@@ -1,4 +1,4 @@
-"""Runnable scenarios: the stress tests and demonstrations the CLI and stress/ run.
+"""Runnable scenarios: the stress tests and demonstrations the command line runs.
 
 Each scenario builds its tasks on a given machine, runs them and returns a dict
 of results; ``explore_scenario`` runs one over many seeds and counts the runs in

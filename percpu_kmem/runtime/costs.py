@@ -1,6 +1,6 @@
 """Cycle costs the primitives charge to a CPU's virtual clock.
 
-Ratios matter more than absolute values (reference/scalability.md §9): an
+Ratios matter more than absolute values (the published allocator figures docs/ cite): an
 uncontended lock pair is about half an allocator fast path; pulling a cache
 line from another CPU costs several times a local hit; time under zone->lock is
 dominated by the struct pages it touches. 1 cycle = 1 ns of virtual time.
