@@ -45,15 +45,24 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable
 
 from benchmarks._measure import bare_baton, bare_list, empty_call, interleaved, machine_info
-from benchmarks.bench_page_alloc import pcp_loop
 from benchmarks.bench_runtime import bench_handoff, point_loop
 from benchmarks.bench_slab import kmalloc_pair
-from percpu_kmem import (GFP_KERNEL, Machine, __free_pages, alloc_pages, kfree, kmalloc, preempt_point,
-                         spin_lock, spin_lock_init, spin_unlock)
+from percpu_kmem import (
+    GFP_KERNEL,
+    Machine,
+    __free_pages,
+    alloc_pages,
+    kfree,
+    kmalloc,
+    preempt_point,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+)
 
 
 @dataclass
@@ -231,7 +240,7 @@ def ops_run(policy: str, k: int) -> float:
 
 def rows_10(s: Sizes) -> list[Row]:
     k = s.ops
-    res = interleaved([lambda p=p: ops_run(p, k) for p in ("free",) + DETERMINISTIC], s.ops_rounds)
+    res = interleaved([lambda p=p: ops_run(p, k) for p in ("free", *DETERMINISTIC)], s.ops_rounds)
     free = 1 / res[0]
     return [Row("10", f"simulated ops per wall second, policy {p!r}", 1 / t, "/s", free,
                 "policy 'free'", (">=", 1 / 3)) for p, t in zip(DETERMINISTIC, res[1:])]

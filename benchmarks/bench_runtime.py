@@ -78,7 +78,7 @@ def main() -> None:
     print(f"{'point, budget fast path (no decision)':52} {fast * 1e9:8.0f} {fast / e:13.2f}")
     print(f"{'point, default random policy, 1 CPU':52} {avg * 1e9:8.0f} {avg / e2:13.2f}")
     hn = 2000 if quick else 20000
-    bare, (ho, sw) = interleaved([lambda: bare_baton(hn), lambda: bench_handoff(hn)], rep)
+    bare, (ho, _sw) = interleaved([lambda: bare_baton(hn), lambda: bench_handoff(hn)], rep)
     print(f"\n{'handoff between two CPUs':52} {'ns':>8} {'x bare baton':>13}")
     print(f"{'bare two-thread Lock baton (baseline)':52} {bare * 1e9:8.0f} {1.0:13.2f}")
     print(f"{'deterministic handoff (random policy, every point)':52} {ho * 1e9:8.0f} {ho / bare:13.2f}")

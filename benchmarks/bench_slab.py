@@ -27,8 +27,17 @@ import sys
 import time
 
 from benchmarks._measure import bare_list, best_of, interleaved
-from percpu_kmem import (GFP_KERNEL, Machine, kfree, kmalloc, kmem_cache_alloc, kmem_cache_create,
-                         kmem_cache_free, kmem_cache_shrink, kmem_cache_tune)
+from percpu_kmem import (
+    GFP_KERNEL,
+    Machine,
+    kfree,
+    kmalloc,
+    kmem_cache_alloc,
+    kmem_cache_create,
+    kmem_cache_free,
+    kmem_cache_shrink,
+    kmem_cache_tune,
+)
 
 
 def kmalloc_pair(n: int) -> float:

@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import percpu_kmem as pk
-from percpu_kmem import linux
-from percpu_kmem import (GFP_KERNEL, KernelBug, KmemUsageError, Machine, NotInTaskError)
+from percpu_kmem import GFP_KERNEL, KernelBug, KmemUsageError, Machine, NotInTaskError, linux
 from percpu_kmem.runtime.errors import TaskAbort
 
 # -- what is probed -------------------------------------------------------------------------
@@ -203,7 +204,8 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("__ioremap", "offset"): lambda e: 0xF0000000, ("mempool_alloc_slab", "pool_data"): lambda e: e.kcache(),
     ("mempool_free_slab", "pool_data"): lambda e: e.kcache(),
     ("mempool_alloc_pages", "pool_data"): lambda e: 0, ("mempool_free_pages", "pool_data"): lambda e: 0,
-    ("mempool_free_pages", "element"): _page, ("mempool_free", "element"): lambda e: pk.mempool_alloc(e.mpool(), GFP_KERNEL),
+    ("mempool_free_pages", "element"): _page,
+    ("mempool_free", "element"): lambda e: pk.mempool_alloc(e.mpool(), GFP_KERNEL),
     ("open_softirq", "nr"): lambda e: 7, ("raise_softirq", "nr"): lambda e: 7,
     ("per_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("this_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
     ("free_percpu", "ptr"): lambda e: pk.alloc_percpu(int), ("__alloc_percpu", "align"): lambda e: 4,
@@ -287,7 +289,7 @@ def run_probe(m: Machine, env: Env, probe: Probe) -> Outcome:
             raise
         except TaskAbort:
             raise
-        except BaseException as e:  # noqa: BLE001 - the point of the probe
+        except BaseException as e:
             out = Outcome(probe, "raw", f"{type(e).__name__}: {e}", args=tuple(full))
         else:
             out = Outcome(probe, "report" if len(m.reports) > nrep else "return", "", args=tuple(full))
@@ -298,14 +300,14 @@ def run_probe(m: Machine, env: Env, probe: Probe) -> Outcome:
         m.run(task, names=["probe"])
     except KernelBug:
         pass
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         out = box.get("out") or Outcome(probe, "raw", "")
         out.damage += f" the run raised {type(e).__name__}: {e}"
         return out
     out = box.get("out") or Outcome(probe, "raw", "the probe task did not finish")
     try:
         m.check()
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         out.damage += f" m.check(): {type(e).__name__}: {e}"
     return out
 

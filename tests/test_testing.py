@@ -7,8 +7,18 @@ import os
 import pytest
 
 import percpu_kmem
-from percpu_kmem import (BUG, WARN_ON, KmemUsageError, Machine, UnexpectedReport, explore, find_seed,
-                         might_sleep, preempt_disable, preempt_enable)
+from percpu_kmem import (
+    BUG,
+    WARN_ON,
+    KmemUsageError,
+    Machine,
+    UnexpectedReport,
+    explore,
+    find_seed,
+    might_sleep,
+    preempt_disable,
+    preempt_enable,
+)
 from percpu_kmem.testing import DEFAULT_SEEDS, SEEDS_ENV, seeds_from_env
 
 pytestmark = pytest.mark.timeout(60)

@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (Machine, NotInTaskError, current, get_cpu, in_atomic, in_interrupt, in_irq,
-                         in_softirq, in_task, irqs_disabled, kthread_bind, local_bh_disable,
-                         local_bh_enable, local_irq_disable, local_irq_enable, local_irq_restore,
-                         local_irq_save, might_sleep, preempt_count, preempt_disable, preempt_enable,
-                         preemptible, put_cpu, raw_smp_processor_id, smp_processor_id, spin_lock,
-                         spin_lock_init, spin_unlock)
+from percpu_kmem import (
+    Machine,
+    NotInTaskError,
+    current,
+    get_cpu,
+    in_atomic,
+    in_interrupt,
+    in_irq,
+    in_softirq,
+    in_task,
+    irqs_disabled,
+    kthread_bind,
+    local_bh_disable,
+    local_bh_enable,
+    local_irq_disable,
+    local_irq_enable,
+    local_irq_restore,
+    local_irq_save,
+    might_sleep,
+    preempt_count,
+    preempt_disable,
+    preempt_enable,
+    preemptible,
+    put_cpu,
+    raw_smp_processor_id,
+    smp_processor_id,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+)
 from percpu_kmem.runtime.preempt import HARDIRQ_OFFSET, SOFTIRQ_DISABLE_OFFSET
 
 pytestmark = pytest.mark.timeout(30)
@@ -172,7 +196,7 @@ def test_current_names_the_task() -> None:
 
 
 def test_kmalloc_gfp_kernel_under_a_spinlock_on_a_cold_cache_is_one_report_at_the_callers_line() -> None:
-    from percpu_kmem import GFP_KERNEL, kmalloc, kfree
+    from percpu_kmem import GFP_KERNEL, kfree, kmalloc
     m = Machine(cpus=1, seed=2)
     lock = spin_lock_init("driver_lock")
 
@@ -188,7 +212,8 @@ def test_kmalloc_gfp_kernel_under_a_spinlock_on_a_cold_cache_is_one_report_at_th
     line = inspect.getsource(driver).splitlines().index(
         "        p = kmalloc(3000, GFP_KERNEL)  # the bug; the cache is cold, so it also grows: one report")
     expected = driver.__code__.co_firstlineno + line
-    assert rep.lines[0] == f"BUG: sleeping function called from invalid context at tests/runtime/test_context.py:{expected}"
+    where = f"tests/runtime/test_context.py:{expected}"
+    assert rep.lines[0] == f"BUG: sleeping function called from invalid context at {where}"
     assert m.might_sleep_suppressed >= 1  # the allocator's own might_sleep calls on the way
 
 

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (KmemUsageError, Machine, in_serving_softirq, local_bh_disable, local_bh_enable,
-                         local_irq_disable, local_irq_enable, msleep, open_softirq, preempt_point,
-                         raise_irq, raise_softirq, raw_smp_processor_id)
+from percpu_kmem import (
+    KmemUsageError,
+    Machine,
+    in_serving_softirq,
+    local_bh_disable,
+    local_bh_enable,
+    local_irq_disable,
+    local_irq_enable,
+    msleep,
+    open_softirq,
+    preempt_point,
+    raise_irq,
+    raise_softirq,
+    raw_smp_processor_id,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

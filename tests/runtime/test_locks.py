@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (TASK_INTERRUPTIBLE, set_current_state, Deadlock, Machine, init_waitqueue_head, jiffies, kthread_run, msleep, mutex_init,
-                         mutex_lock, mutex_unlock, preempt_disable, preempt_enable, preempt_point,
-                         schedule_timeout, spin_lock, spin_lock_init, spin_lock_irqsave, spin_trylock,
-                         spin_unlock, spin_unlock_irqrestore, wait_event, wait_event_timeout, wake_up,
-                         wake_up_process, current)
+from percpu_kmem import (
+    TASK_INTERRUPTIBLE,
+    Deadlock,
+    Machine,
+    current,
+    init_waitqueue_head,
+    jiffies,
+    kthread_run,
+    msleep,
+    mutex_init,
+    mutex_lock,
+    mutex_unlock,
+    preempt_disable,
+    preempt_enable,
+    preempt_point,
+    schedule_timeout,
+    set_current_state,
+    spin_lock,
+    spin_lock_init,
+    spin_trylock,
+    spin_unlock,
+    wait_event,
+    wait_event_timeout,
+    wake_up,
+    wake_up_process,
+)
 from percpu_kmem.scenarios import irq_lock
 from percpu_kmem.testing import explore
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (ReplayDivergedWarning, KmemUsageError, Machine, Trace, get_cpu, kthread_run, preempt_point, put_cpu,
-                         raw_smp_processor_id, spin_lock, spin_lock_init, spin_unlock)
+from percpu_kmem import (
+    KmemUsageError,
+    Machine,
+    ReplayDivergedWarning,
+    Trace,
+    kthread_run,
+    preempt_point,
+    raw_smp_processor_id,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+)
 from percpu_kmem.runtime import threadpool
 from percpu_kmem.scenarios import percpu_counter
 

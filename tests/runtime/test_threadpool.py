@@ -7,7 +7,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 

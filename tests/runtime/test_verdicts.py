@@ -18,13 +18,50 @@ from typing import Any
 import pytest
 
 import percpu_kmem
-from percpu_kmem import (GFP_KERNEL, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE, Deadlock, InconsistentState,
-                         KernelPanic, KmemInternalError, KmemUsageError, Livelock, Machine, MachineUnusable,
-                         ReplayDivergedWarning, RunTimeout, __free_pages, alloc_pages, charge, cpu_relax, current,
-                         in_irq, init_waitqueue_head, jiffies, kfree, kmalloc, local_irq_disable, local_irq_enable,
-                         might_sleep, msleep, preempt_count, preempt_point, prepare_to_wait, raise_irq,
-                         raw_smp_processor_id, request_irq, schedule, schedule_timeout, set_current_state,
-                         smp_call_function, spin_lock, spin_lock_init, spin_unlock, wake_up, wake_up_process)
+from percpu_kmem import (
+    GFP_KERNEL,
+    TASK_INTERRUPTIBLE,
+    TASK_UNINTERRUPTIBLE,
+    Deadlock,
+    InconsistentState,
+    KernelPanic,
+    KmemInternalError,
+    KmemUsageError,
+    Livelock,
+    Machine,
+    MachineUnusable,
+    ReplayDivergedWarning,
+    RunTimeout,
+    __free_pages,
+    alloc_pages,
+    charge,
+    cpu_relax,
+    current,
+    in_irq,
+    init_waitqueue_head,
+    jiffies,
+    kfree,
+    kmalloc,
+    local_irq_disable,
+    local_irq_enable,
+    might_sleep,
+    msleep,
+    preempt_count,
+    preempt_point,
+    prepare_to_wait,
+    raise_irq,
+    raw_smp_processor_id,
+    request_irq,
+    schedule,
+    schedule_timeout,
+    set_current_state,
+    smp_call_function,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    wake_up,
+    wake_up_process,
+)
 from percpu_kmem.runtime import costs, threadpool
 
 pytestmark = pytest.mark.timeout(120)
@@ -571,14 +608,14 @@ def test_an_interrupt_rate_gives_the_same_count_under_every_policy() -> None:
         return total / runs
 
     counts = {p: mean_count(p) for p in ("random", "pct", "virtual", "free")}
-    for policy, mean in counts.items():
+    for _policy, mean in counts.items():
         assert mean == pytest.approx(expected, rel=0.3), counts
 
 
 # -- 8. replay you can paste -----------------------------------------------------------------------
 def _paste(hint: str) -> Machine:
     expr = hint.split("replay with ", 1)[1].split(" (", 1)[0]
-    return eval(expr, vars(percpu_kmem))  # noqa: S307 - the hint is ours
+    return eval(expr, vars(percpu_kmem))
 
 
 def _reporting_workload(m: Machine) -> None:
