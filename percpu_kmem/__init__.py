@@ -21,6 +21,7 @@ from .mm.mempool import *  # noqa: F403
 from .mm.percpu import *  # noqa: F403
 from .mm.slab import *  # noqa: F403
 from .mm.vmalloc import *  # noqa: F403
+from .mm.gfp import *  # noqa: F403
 from .mm.gfp import (GFP_ZONEMASK, __GFP_BITS_MASK, __GFP_BITS_SHIFT, GFP_ATOMIC, GFP_DMA, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, GFP_USER,
                      __GFP_COLD, __GFP_COMP, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM, __GFP_IO,
                      __GFP_NO_GROW, __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT,
@@ -34,7 +35,7 @@ from .testing import UnexpectedReport, explore, find_seed
 
 _logger.disable("percpu_kmem")
 
-_GFP_NAMES = [n for n in dir(_gfp) if n.startswith(("GFP_", "__GFP_"))]
+_GFP_NAMES = [n for n in _gfp.__all__ if n.startswith(("GFP_", "__GFP_"))]
 _LAYER_API = [n for mod in (_bootmem, _kmalloc, _mempool, _percpu, _slab, _vmalloc) for n in mod.__all__]
 __all__ = sorted({*_runtime_all, *_PAGE_API, *_ACCESS_API, *_GFP_NAMES, *_LAYER_API,
                   "MAX_ORDER", "PAGE_OFFSET", "PAGE_SHIFT", "PAGE_SIZE", "Page", "get_order",

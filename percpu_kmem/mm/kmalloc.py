@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
-from .gfp import __GFP_BITS_MASK, __GFP_DMA, __GFP_ZERO
+from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
 from .slab import SLAB_CACHE_DMA, SLAB_HWCACHE_ALIGN, SLAB_PANIC, _cache_alloc, _cache_free, _page_cache
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
 ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
-_GFP_DMA: Final = __GFP_DMA
-_GFP_BITS_MASK: Final = __GFP_BITS_MASK
-_GFP_ZERO: Final = __GFP_ZERO
 
 
 def kmalloc_index(size: int) -> int:
@@ -54,7 +51,7 @@ def kmalloc_caches_init(sa: SlabAllocator) -> None:
 def _check_args(size: object, flags: object, what: str) -> None:
     if type(size) is not int or size < 0:  # type: ignore[operator]
         raise KmemUsageError(f"{what}: size must be an int >= 0, got {size!r}")
-    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
+    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
         raise KmemUsageError(f"{what}: flags must be GFP_* bits (an int), got {flags!r}")
 
 
@@ -67,21 +64,21 @@ def kmalloc(size: int, flags: int) -> int | None:
     ``flags`` has __GFP_ZERO (then the whole object is, as today's kernels do;
     with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
-    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~_GFP_BITS_MASK or flags < 0:
+    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~GFP_BITS_MASK or flags < 0:
         _check_args(size, flags, "kmalloc")
     if size > KMALLOC_MAX_SIZE:
         return None
     t = CURRENT.task
     sa = t.machine.slab
     idx = _SMALL_INDEX[(size - 1) >> 5] if 0 < size <= 256 else kmalloc_index(size)
-    cachep = sa.kmalloc_dma[idx] if flags & _GFP_DMA else sa.kmalloc_normal[idx]
+    cachep = sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]
     return _cache_alloc(t, cachep, flags, size)
 
 
 def kzalloc(size: int, flags: int) -> int | None:
     """kmalloc() with __GFP_ZERO (2.6.14 and later; here for convenience)."""
     _check_args(size, flags, "kzalloc")
-    return kmalloc(size, flags | _GFP_ZERO)
+    return kmalloc(size, flags | GFP_ZERO)
 
 
 def kcalloc(n: int, size: int, flags: int) -> int | None:

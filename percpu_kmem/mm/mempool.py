@@ -39,7 +39,7 @@ from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, 
                              spin_lock_irqsave, spin_unlock_irqrestore, wake_up)
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from .gfp import GFP_KERNEL, __GFP_IO, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT, __GFP_ZERO, check_gfp
+from .gfp import GFP_KERNEL, GFP_IO, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
 from .physmem import MAX_ORDER, PAGE_SHIFT, Page
 from .slab import machine_name
@@ -509,14 +509,14 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_alloc")
         return None
-    WARN_ON(gfp_mask & __GFP_ZERO, "mempool_alloc: using __GFP_ZERO is not supported")
-    if gfp_mask & __GFP_WAIT:
+    WARN_ON(gfp_mask & GFP_ZERO, "mempool_alloc: using __GFP_ZERO is not supported")
+    if gfp_mask & GFP_WAIT:
         might_sleep()
     # __GFP_NOMEMALLOC ("don't allocate emergency reserves") has no 2.6 bit: see the docs.
-    gfp_mask |= __GFP_NORETRY  # don't loop in __alloc_pages
-    gfp_mask |= __GFP_NOWARN  # failures are OK
+    gfp_mask |= GFP_NORETRY  # don't loop in __alloc_pages
+    gfp_mask |= GFP_NOWARN  # failures are OK
     # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
-    gfp_temp = gfp_mask & ~(__GFP_WAIT | __GFP_IO)
+    gfp_temp = gfp_mask & ~(GFP_WAIT | GFP_IO)
     waited_since: int | None = None
     engine = pool.machine.engine
     while True:  # repeat_alloc:
@@ -536,7 +536,7 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
             gfp_temp = gfp_mask
             continue
         # We must not sleep if !__GFP_WAIT.
-        if not gfp_mask & __GFP_WAIT:
+        if not gfp_mask & GFP_WAIT:
             spin_unlock_irqrestore(pool.lock, flags)
             return None
         # Let's wait for someone else to return an element to the pool.
@@ -614,7 +614,7 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_resize")
         return -ENOMEM
-    if gfp_mask & __GFP_WAIT:
+    if gfp_mask & GFP_WAIT:
         might_sleep()
     flags = spin_lock_irqsave(pool.lock)
     if new_min_nr <= pool.min_nr:

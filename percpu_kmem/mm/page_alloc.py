@@ -29,25 +29,14 @@ from ..runtime.preempt import HZ
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
-from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM,
-                  __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
+from .gfp import (GFP_ZONEMASK, GFP_COLD, GFP_DMA, GFP_FS, GFP_HIGH, GFP_HIGHMEM,
+                  GFP_NOFAIL, GFP_NORETRY, GFP_NOWARN, GFP_REPEAT, GFP_WAIT, GFP_ZERO,
                   c_hex, check_gfp, gfp_names)
 from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
                       PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
                       ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_COLD: Final = __GFP_COLD
-_GFP_DMA: Final = __GFP_DMA
-_GFP_FS: Final = __GFP_FS
-_GFP_HIGH: Final = __GFP_HIGH
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NOFAIL: Final = __GFP_NOFAIL
-_GFP_NORETRY: Final = __GFP_NORETRY
-_GFP_NOWARN: Final = __GFP_NOWARN
-_GFP_REPEAT: Final = __GFP_REPEAT
-_GFP_WAIT: Final = __GFP_WAIT
-_GFP_ZERO: Final = __GFP_ZERO
 
 
 if TYPE_CHECKING:
@@ -214,9 +203,9 @@ class PageAllocator:
         key = (gfp & GFP_ZONEMASK, nid)
         zl = self._zonelists.get(key)
         if zl is None:
-            if gfp & _GFP_DMA:
+            if gfp & GFP_DMA:
                 types = (ZONE_DMA,)
-            elif gfp & _GFP_HIGHMEM:
+            elif gfp & GFP_HIGHMEM:
                 types = (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)
             else:
                 types = (ZONE_NORMAL, ZONE_DMA)
@@ -257,7 +246,7 @@ class PageAllocator:
         if order == 0:
             flags = local_irq_save()
             c = t.cpu
-            pcp = z.pageset[c.id][1 if gfp & _GFP_COLD else 0]
+            pcp = z.pageset[c.id][1 if gfp & GFP_COLD else 0]
             if pcp.count <= pcp.low:
                 spin_lock(z.lock)
                 got = z.buddy.rmqueue_bulk(0, pcp.batch)
@@ -299,7 +288,7 @@ class PageAllocator:
             for p in range(pfn, pfn + (1 << order)):
                 mem.flags[p] |= PG_compound
                 mem.private[p] = pfn
-        if gfp & _GFP_ZERO:
+        if gfp & GFP_ZERO:
             mem.clear_pages(pfn, 1 << order)
 
     def _bad_page(self, t: Task, pfn: int, where: str) -> None:
@@ -457,10 +446,10 @@ class PageAllocator:
             check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
             return None  # alloc_pages_node(): order >= MAX_ORDER gives NULL
-        wait = gfp & _GFP_WAIT
+        wait = gfp & GFP_WAIT
         if wait:
             might_sleep()
-        if self.fail_next[0] > 0 and not gfp & _GFP_NOFAIL:
+        if self.fail_next[0] > 0 and not gfp & GFP_NOFAIL:
             self.fail_next[0] -= 1
             return self._nopage(t, gfp, order)
         if nid < 0:
@@ -468,7 +457,7 @@ class PageAllocator:
         zones = self.zonelist(gfp, nid)
         classzone_idx = zones[0].idx
         can_try_harder = not wait
-        gfp_high = bool(gfp & _GFP_HIGH)
+        gfp_high = bool(gfp & GFP_HIGH)
         stall_start = None
         retries = 0
         while True:  # restart:
@@ -507,7 +496,7 @@ class PageAllocator:
                             pfn = self.buffered_rmqueue(t, z, order, gfp)
                             if pfn is not None:
                                 return pfn
-                elif gfp & _GFP_FS and not gfp & _GFP_NORETRY:
+                elif gfp & GFP_FS and not gfp & GFP_NORETRY:
                     for z in zones:
                         if self.watermark_ok(z, order, z.pages_high, classzone_idx, False, False):
                             pfn = self.buffered_rmqueue(t, z, order, gfp)
@@ -516,10 +505,10 @@ class PageAllocator:
                     self.out_of_memory(t, gfp, order)
                     break  # goto restart
                 do_retry = False
-                if not gfp & _GFP_NORETRY:
-                    if order <= 3 or gfp & _GFP_REPEAT:
+                if not gfp & GFP_NORETRY:
+                    if order <= 3 or gfp & GFP_REPEAT:
                         do_retry = True
-                    if gfp & _GFP_NOFAIL:
+                    if gfp & GFP_NOFAIL:
                         do_retry = True
                 if not do_retry:
                     return self._nopage(t, gfp, order)
@@ -555,7 +544,7 @@ class PageAllocator:
         2.6.11 printed ``"%s: page allocation failure. order:%d, mode:0x%x"``.
         """
         t.cpu.data["vm_events"][PGALLOC_FAIL] += 1
-        if not gfp & _GFP_NOWARN:
+        if not gfp & GFP_NOWARN:
             self.m.report("page_alloc_failure", [
                 f"{t.comm}: page allocation failure: order:{order}, mode:{c_hex(gfp)}({gfp_names(gfp)}), "
                 "nodemask=(null)"], site=f"{order}:{gfp:#x}")
@@ -714,12 +703,12 @@ def alloc_page(gfp_mask: int) -> Page | None:
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
     pa = _pa()
     check_gfp(gfp_mask, what)
-    if gfp_mask & _GFP_HIGHMEM:
+    if gfp_mask & GFP_HIGHMEM:
         file, line, _ = caller_site(3)
         pa.m.report("bug", [f"kernel BUG at {file}:{line}!",
                             "VM_BUG_ON((gfp_mask & __GFP_HIGHMEM) != 0) in __get_free_pages"],
                     site=f"{file}:{line}")
-        gfp_mask &= ~_GFP_HIGHMEM
+        gfp_mask &= ~GFP_HIGHMEM
     pfn = pa.alloc_pages(gfp_mask, order, -1, what)
     return None if pfn is None else pa.mem.page_address(pfn)
 
@@ -727,7 +716,7 @@ def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
 def __get_free_pages(gfp_mask: int, order: int) -> int | None:
     """Allocate 2**order pages and return their kernel virtual address (None on failure).
 
-    _GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
+    __GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
     ignored.
     """
     return _get_free_pages("__get_free_pages", gfp_mask, order)
@@ -740,7 +729,7 @@ def __get_free_page(gfp_mask: int) -> int | None:
 def get_zeroed_page(gfp_mask: int) -> int | None:
     """One page that reads as zeros."""
     check_gfp(gfp_mask, "get_zeroed_page")
-    return _get_free_pages("get_zeroed_page", gfp_mask | _GFP_ZERO, 0)
+    return _get_free_pages("get_zeroed_page", gfp_mask | GFP_ZERO, 0)
 
 
 def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:

@@ -45,7 +45,7 @@ from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
 from .access import mem_read, mem_write, memset
 from ..runtime.validate import check_int
-from .gfp import GFP_KERNEL, __GFP_NORETRY, __GFP_NOWARN, __GFP_ZERO, check_gfp
+from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, InconsistentState, get_order
 
 if TYPE_CHECKING:
@@ -60,8 +60,6 @@ PCPU_MIN_ALLOC_SIZE: Final = 4  #: allocation granule and minimum alignment (mod
 PCPU_WARN_LIMIT: Final = 10  #: pcpu_alloc's static warn_limit
 _UNIT_ORDER: Final = get_order(PCPU_MIN_UNIT_SIZE)
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_NORETRY: Final = __GFP_NORETRY
-_GFP_NOWARN: Final = __GFP_NOWARN
 _ADDR_MASK: Final = 0xFFFFFFFF
 
 
@@ -534,7 +532,7 @@ class PerCpuState:
         """pcpu_create_chunk + populate: one unit per CPU, from that CPU's node. Runs under
         pcpu_alloc_mutex with pcpu_lock released; may sleep."""
         pfns: list[int] = []
-        page_gfp = GFP_KERNEL | (gfp & (_GFP_NORETRY | _GFP_NOWARN))
+        page_gfp = GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
         for cpu in range(self.nr_cpus):
             pfn = self.pa.alloc_pages(page_gfp, _UNIT_ORDER, self.m.cpus[cpu].node)
             if pfn is None:
@@ -637,7 +635,7 @@ def _alloc_static_area(m: Machine, nid: int) -> int:
     for z in pa.zonelist(GFP_KERNEL, nid):
         pfn = z.buddy.rmqueue(order)
         if pfn is not None:
-            pa._prep_new_page(None, pfn, order, __GFP_ZERO)
+            pa._prep_new_page(None, pfn, order, GFP_ZERO)
             return pfn  # type: ignore[no-any-return]
     raise KmemUsageError(f"setup_per_cpu_areas: no {PERCPU_ENOUGH_ROOM}-byte block of lowmem for "
                          f"the static per-CPU area: memory={m.memory_size!r} is too small")
@@ -876,7 +874,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
     check_gfp(gfp, fn, "gfp")
     st: PerCpuState = t.machine.percpu
     is_atomic = (gfp & GFP_KERNEL) != GFP_KERNEL
-    do_warn = not gfp & __GFP_NOWARN
+    do_warn = not gfp & GFP_NOWARN
     if align < PCPU_MIN_ALLOC_SIZE:
         align = PCPU_MIN_ALLOC_SIZE
     size = (size + PCPU_MIN_ALLOC_SIZE - 1) & -PCPU_MIN_ALLOC_SIZE

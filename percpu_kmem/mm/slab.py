@@ -48,8 +48,8 @@ from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
-from .gfp import (GFP_DMA, GFP_KERNEL, __GFP_BITS_MASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_NO_GROW, __GFP_WAIT,
-                  __GFP_ZERO, gfp_names)
+from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
+                  GFP_ZERO, gfp_names)
 from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab, InconsistentState)
 
 if TYPE_CHECKING:
@@ -57,12 +57,6 @@ if TYPE_CHECKING:
     from .page_alloc import PageAllocator
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_WAIT: Final = __GFP_WAIT
-_GFP_DMA: Final = __GFP_DMA
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NO_GROW: Final = __GFP_NO_GROW
-_GFP_BITS_MASK: Final = __GFP_BITS_MASK
-_GFP_ZERO: Final = __GFP_ZERO
 
 # -- flags (include/linux/slab.h, 2.6.11) ---------------------------------------------------
 SLAB_DEBUG_FREE: Final = 0x00000100
@@ -93,7 +87,7 @@ SLAB_CTOR_VERIFY: Final = 0x004
 SLAB_ATOMIC: Final = 0x20
 SLAB_KERNEL: Final = GFP_KERNEL
 SLAB_DMA: Final = GFP_DMA
-SLAB_NO_GROW: Final = __GFP_NO_GROW
+SLAB_NO_GROW: Final = GFP_NO_GROW
 
 # -- constants (mm/slab.c, include/linux/poison.h, i386) --------------------------------------
 BYTES_PER_WORD: Final = 4
@@ -297,7 +291,7 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         self.dbghead = geo.dbghead
         self.num = geo.num
         self.gfporder = geo.gfporder
-        self.gfpflags = _GFP_DMA if flags & SLAB_CACHE_DMA else 0
+        self.gfpflags = GFP_DMA if flags & SLAB_CACHE_DMA else 0
         self.colour = geo.colour
         self.colour_off = geo.colour_off
         self.colour_next = 0
@@ -467,33 +461,33 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
     # -- growing and shrinking -----------------------------------------------------------
     def cache_grow(self, t: Task, flags: int) -> int:
         """Add one slab of fresh, constructed objects; 1 on success. Interrupts off on entry and exit."""
-        if flags & _GFP_NO_GROW:
+        if flags & GFP_NO_GROW:
             return 0
         sa = self.sa
-        if flags & _GFP_HIGHMEM:
+        if flags & GFP_HIGHMEM:
             self._bug(f"cache_grow(): gfp flags {flags:#x}({gfp_names(flags)}) include __GFP_HIGHMEM: "
                       "slab pages must be directly mapped")
-            flags &= ~_GFP_HIGHMEM
-        if bool(flags & _GFP_DMA) != bool(self.gfpflags & _GFP_DMA):
-            self._bug(f"kmem_flagcheck(): {'GFP_DMA' if flags & _GFP_DMA else 'no GFP_DMA'} "
+            flags &= ~GFP_HIGHMEM
+        if bool(flags & GFP_DMA) != bool(self.gfpflags & GFP_DMA):
+            self._bug(f"kmem_flagcheck(): {'GFP_DMA' if flags & GFP_DMA else 'no GFP_DMA'} "
                       f"for cache `{self.name}' that is {'' if self.gfpflags else 'not '}SLAB_CACHE_DMA")
-        ctor_flags = SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC)
+        ctor_flags = SLAB_CTOR_CONSTRUCTOR | (0 if flags & GFP_WAIT else SLAB_CTOR_ATOMIC)
         spin_lock(self.list_lock)
         offset = self.colour_next * self.colour_off
         self.colour_next += 1
         if self.colour_next >= self.colour:
             self.colour_next = 0
         spin_unlock(self.list_lock)
-        if flags & _GFP_WAIT:
+        if flags & GFP_WAIT:
             local_irq_enable()
-        pfn = sa.pa.alloc_pages((flags & ~_GFP_DMA) | self.gfpflags, self.gfporder)
+        pfn = sa.pa.alloc_pages((flags & ~GFP_DMA) | self.gfpflags, self.gfporder)
         if pfn is None:
-            if flags & _GFP_WAIT:
+            if flags & GFP_WAIT:
                 local_irq_disable()
             return 0
         slab = self._new_slab(pfn, offset)
         self._init_objs(t, slab, ctor_flags)
-        if flags & _GFP_WAIT:
+        if flags & GFP_WAIT:
             local_irq_disable()
         spin_lock(self.list_lock)
         self.slabs_free[slab.head] = slab
@@ -763,7 +757,7 @@ class SlabDebug:
             self.mem.write(objp + size - PAGE_OFFSET, bytes((KMALLOC_RED_ACTIVE,)) * (c.reallen - size))
             self.kmalloc_req[objp] = size
         if c.ctor is not None and c.flags & SLAB_POISON:
-            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC))
+            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & GFP_WAIT else SLAB_CTOR_ATOMIC))
         return objp
 
     def before_free(self, c: kmem_cache_t, objp: int, func: str) -> int | None:
@@ -1148,14 +1142,14 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
         _check_cache(cachep, "kmem_cache_alloc")
         if not t:
             raise NotInTaskError()
-    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:
+    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
     return _cache_alloc(t, cachep, flags)
 
 
 def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> int | None:
     """The common allocation path; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
-    if flags & _GFP_WAIT:
+    if flags & GFP_WAIT:
         might_sleep()
     irqs = local_irq_save()
     cc = cachep.cpu[t.cpu.id]
@@ -1169,7 +1163,7 @@ def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> i
     local_irq_restore(irqs)
     if objp is not None and cachep.debug:
         objp = cachep.sa.debug.after_alloc(cachep, objp, flags, size)
-    if flags & _GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
+    if flags & GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
         n = size if size >= 0 and cachep.debug & SLAB_RED_ZONE else cachep.usable
         if n:
             cachep.sa.mem.write(objp - PAGE_OFFSET, bytes(n))

@@ -36,16 +36,14 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import _memcpy, _memset, _value_arg, memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
-from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, c_hex, check_gfp, gfp_names
+from .access import _memcpy, _memset, _value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
+from .gfp import GFP_KERNEL, GFP_HIGHMEM, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
     from .page_alloc import PageAllocator
 
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NOWARN: Final = __GFP_NOWARN
 
 # -- include/asm-i386/pgtable.h, highmem.h --------------------------------------------------------
 VMALLOC_OFFSET: Final = 8 * 1024 * 1024
@@ -428,7 +426,7 @@ class VmallocSpace:
         """__vmalloc's fail path: vfree what was taken, then warn_alloc (unless __GFP_NOWARN)."""
         taken = area.nr_pages * PAGE_SIZE
         self.vunmap(area.addr, True, "vfree")
-        if not gfp & _GFP_NOWARN:
+        if not gfp & GFP_NOWARN:
             self.m.report("vmalloc_failure", [
                 f"{t.comm}: vmalloc error: size {taken}, failed to allocate pages, "
                 f"mode:{c_hex(gfp)}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
@@ -749,7 +747,7 @@ def vmalloc(size: int) -> int | None:
     if n == 0 and size:
         might_sleep()
         return None
-    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL, _user_site())
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM, PAGE_KERNEL, _user_site())
 
 
 def vmalloc_32(size: int) -> int | None:
@@ -769,7 +767,7 @@ def vmalloc_exec(size: int) -> int | None:
     if n == 0 and size:
         might_sleep()
         return None
-    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL_EXEC, _user_site())
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM, PAGE_KERNEL_EXEC, _user_site())
 
 
 def vfree(addr: int | None) -> None:

@@ -25,13 +25,10 @@ from ..runtime.errors import KmemUsageError
 from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqsave, spin_unlock_irqrestore,
                              wait_event, wake_up)
 from ..runtime.task import Task
-from .gfp import GFP_HIGHUSER, GFP_KERNEL, __GFP_FS, __GFP_HIGHMEM, __GFP_IO, check_gfp
+from .gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_FS, GFP_HIGHMEM, GFP_IO, check_gfp
 from .physmem import PG_anon, PG_dirty, PG_lru
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_FS: Final = __GFP_FS
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_IO: Final = __GFP_IO
 
 
 if TYPE_CHECKING:
@@ -153,8 +150,8 @@ class Reclaim:
         lru = self.lru[z.zone.id]
         if not lru:
             return 0
-        may_fs = bool(gfp & _GFP_FS)
-        may_io = bool(gfp & _GFP_IO)
+        may_fs = bool(gfp & GFP_FS)
+        may_io = bool(gfp & GFP_IO)
         victims: list[int] = []
         flags = spin_lock_irqsave(self.lru_lock)
         scanned = 0
@@ -233,7 +230,7 @@ class Reclaim:
             if z is None:
                 continue
             while z.buddy.free_pages + z.pcp_pages() < z.pages_high:
-                gfp = GFP_KERNEL | (_GFP_HIGHMEM if z.idx == 2 else 0)
+                gfp = GFP_KERNEL | (GFP_HIGHMEM if z.idx == 2 else 0)
                 n = self.shrink_zone(t, z, gfp, SWAP_CLUSTER_MAX, kswapd=True)
                 n += self.shrink_slab(gfp, SWAP_CLUSTER_MAX)
                 if n:
