@@ -33,7 +33,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Final
 
-from ..runtime.errors import KmemInternalError, KmemUsageError
+from ..runtime.errors import InconsistentState, KmemInternalError, KmemUsageError
 from ..runtime.kernel import BUG, WARN_ON, block, current, might_sleep
 from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, spin_lock_init,
                              spin_lock_irqsave, spin_unlock_irqrestore, wake_up)
@@ -182,7 +182,6 @@ class MempoolRegistry:
     def check(self) -> None:
         """Every pool: curr_nr <= min_nr, the reserve holds distinct elements none of which
         is also outstanding, the outstanding counter matches, pooled pages are held."""
-        from .physmem import InconsistentState
         for pool in list(self.pools.values()):
             name = f"mempool {pool.id} (created at {pool.site})"
             if pool.curr_nr != len(pool.elements):

@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError, NotInTaskError, Oops
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError, Oops
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from ..runtime.kernel import (cond_resched, in_interrupt, local_irq_restore, local_irq_save,
                               might_sleep)
@@ -613,7 +613,6 @@ class PageAllocator:
 
     def check(self) -> None:
         """Every page is in exactly one place: buddy lists, a per-CPU list, or allocated."""
-        from .physmem import InconsistentState
         mem = self.mem
         seen: dict[int, str] = {}
         for z in self.zones:

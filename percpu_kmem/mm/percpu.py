@@ -36,7 +36,7 @@ import re
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Final, Iterable
 
-from ..runtime.errors import KmemUsageError, NotInTaskError
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (debug_preempt_check, local_irq_restore, local_irq_save, preempt_disable,
                               preempt_enable, preempt_point)
 from ..runtime.locks import (mutex_init, mutex_lock, mutex_unlock, spin_lock_init, spin_lock_irqsave,
@@ -46,7 +46,7 @@ from ..runtime.task import CURRENT
 from .access import mem_read, mem_write, memset
 from ..runtime.validate import check_int
 from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, InconsistentState, get_order
+from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine

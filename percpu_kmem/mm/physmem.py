@@ -47,6 +47,8 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final, Union
 
+from ..runtime.errors import InconsistentState, KmemUsageError
+
 if TYPE_CHECKING:
     from percpu_kmem.mm.buddy import BuddyZone
 
@@ -157,20 +159,11 @@ def format_page_flags(flags: int) -> str:
     return "|".join(names)
 
 
-class InconsistentState(RuntimeError):
-    """A consistency walk (``check()``) found structures that disagree.
+class BadPhysAddress(KmemUsageError):
+    """A byte access fell outside physical memory; carries ``paddr``, ``size``, ``limit``.
 
-    The message names what is inconsistent; ``what`` holds the same text. This is a bug
-    in the model or in the code that drove it, never a normal outcome.
-    """
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
-class BadPhysAddress(ValueError):
-    """A byte access fell outside physical memory; carries ``paddr``, ``size``, ``limit``."""
+    A KmemUsageError (so also a ValueError): the caller passed an address the machine does
+    not have."""
 
     def __init__(self, paddr: int, size: int, limit: int) -> None:
         super().__init__(
@@ -205,11 +198,11 @@ def parse_size(size: int | str) -> int:
         raise TypeError(f"size must be an int or a string like '64M', not {size!r}")
     if isinstance(size, int):
         if size < 0:
-            raise ValueError(f"size(={size}) must be >= 0")
+            raise KmemUsageError(f"size(={size}) must be >= 0")
         return size
     m = _SIZE_RE.fullmatch(size.strip())
     if m is None:
-        raise ValueError(
+        raise KmemUsageError(
             f"cannot parse size {size!r}: expected a whole number with an optional binary "
             "unit K, M, G, T, P or E (e.g. '4096', '64K', '64M', '16GiB', '0x1000')"
         )
@@ -430,16 +423,16 @@ class PhysMem:
         if isinstance(nr_nodes, bool) or not isinstance(nr_nodes, int):
             raise TypeError(f"nr_nodes must be an int, not {nr_nodes!r}")
         if not 1 <= nr_nodes <= MAX_NUMNODES:
-            raise ValueError(f"nr_nodes(={nr_nodes}) must be in 1..{MAX_NUMNODES}")
+            raise KmemUsageError(f"nr_nodes(={nr_nodes}) must be in 1..{MAX_NUMNODES}")
         if isinstance(uninit_byte, bool) or not isinstance(uninit_byte, int) or not 0 <= uninit_byte <= 255:
-            raise ValueError(f"uninit_byte(={uninit_byte!r}) must be an int in 0..255")
+            raise KmemUsageError(f"uninit_byte(={uninit_byte!r}) must be an int in 0..255")
         if total > MAX_PHYS_BYTES:
-            raise ValueError(
+            raise KmemUsageError(
                 f"total_bytes(={total:#x}) exceeds {MAX_PHYS_BYTES >> 30} GiB, the i386 PAE limit"
             )
         nr_pages = total >> PAGE_SHIFT
         if nr_pages < nr_nodes:
-            raise ValueError(
+            raise KmemUsageError(
                 f"total_bytes(={total}) gives {nr_pages} pages: need at least one page per node "
                 f"(nr_nodes={nr_nodes})"
             )
@@ -506,7 +499,7 @@ class PhysMem:
     def pfn_to_zone(self, pfn: int) -> Zone:
         """The zone holding ``pfn`` (``page_zone``); ValueError for an invalid pfn."""
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         return self.zones[self.zone_id[pfn]]
 
     def _bad_pfn(self, pfn: object) -> str:
@@ -519,7 +512,7 @@ class PhysMem:
         p = self._pages.get(pfn)
         if p is None:
             if not self.pfn_valid(pfn):
-                raise ValueError(self._bad_pfn(pfn))
+                raise KmemUsageError(self._bad_pfn(pfn))
             p = self._pages[pfn] = Page(self, pfn)
         return p
 
@@ -530,7 +523,7 @@ class PhysMem:
     def page_address(self, pfn: int) -> int | None:
         """Kernel virtual address of a lowmem page; None for highmem (needs ``kmap``)."""
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         if pfn >= self.max_low_pfn:
             return None
         return PAGE_OFFSET + (pfn << PAGE_SHIFT)
@@ -538,7 +531,7 @@ class PhysMem:
     def virt_to_phys(self, addr: int) -> int:
         """``__pa``: only defined for the direct map of low memory."""
         if not PAGE_OFFSET <= addr < PAGE_OFFSET + (self.max_low_pfn << PAGE_SHIFT):
-            raise ValueError(
+            raise KmemUsageError(
                 f"address {addr:#x} is outside the lowmem direct map "
                 f"[{PAGE_OFFSET:#x}, {PAGE_OFFSET + (self.max_low_pfn << PAGE_SHIFT):#x})"
             )
@@ -547,7 +540,7 @@ class PhysMem:
     def phys_to_virt(self, paddr: int) -> int:
         """``__va``: only defined for low memory."""
         if not 0 <= paddr < self.max_low_pfn << PAGE_SHIFT:
-            raise ValueError(
+            raise KmemUsageError(
                 f"physical address {paddr:#x} is not low memory "
                 f"[0, {self.max_low_pfn << PAGE_SHIFT:#x}): it has no direct-map address"
             )
@@ -621,7 +614,7 @@ class PhysMem:
     def memset(self, paddr: int, byte: int, n: int) -> None:
         """Fill ``n`` bytes with ``byte``. Whole pages become fill bytes again: no copies."""
         if not 0 <= byte <= 255:
-            raise ValueError(f"byte(={byte}) must be in 0..255")
+            raise KmemUsageError(f"byte(={byte}) must be in 0..255")
         self._check_range(paddr, n)
         end = paddr + n
         first_full = (paddr + PAGE_SIZE - 1) >> PAGE_SHIFT
@@ -680,7 +673,7 @@ class PhysMem:
     def _write_int(self, paddr: int, value: int, size: int) -> None:
         bits = size * 8
         if not -(1 << (bits - 1)) <= value < (1 << bits):
-            raise ValueError(f"value(={value}) does not fit in {bits} bits")
+            raise KmemUsageError(f"value(={value}) does not fit in {bits} bits")
         self.write(paddr, (value & ((1 << bits) - 1)).to_bytes(size, "little"))
 
     def read_u8(self, paddr: int) -> int:
@@ -710,7 +703,7 @@ class PhysMem:
     def clear_pages(self, pfn: int, n: int = 1) -> None:
         """Zero ``n`` whole pages from ``pfn`` (``clear_page``) without touching bytes."""
         if n < 0 or not self.pfn_valid(pfn) or pfn + n > self.nr_pages:
-            raise ValueError(f"clear_pages(pfn={pfn!r}, n={n}): outside pfns 0..{self.nr_pages - 1:#x}")
+            raise KmemUsageError(f"clear_pages(pfn={pfn!r}, n={n}): outside pfns 0..{self.nr_pages - 1:#x}")
         self.memset(pfn << PAGE_SHIFT, 0, n << PAGE_SHIFT)
 
     def zero_page(self, pfn: int) -> None:
@@ -723,7 +716,7 @@ class PhysMem:
         never written since boot.
         """
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         return None if pfn in self._buffers else self._fill[pfn]
 
     @property
@@ -763,7 +756,7 @@ class PhysMem:
             held = sorted(set(reserved))
             for pfn in held:
                 if not self.pfn_valid(pfn):
-                    raise ValueError(f"reserved {self._bad_pfn(pfn)}")
+                    raise KmemUsageError(f"reserved {self._bad_pfn(pfn)}")
             for zone in self.zones:
                 lo = bisect_left(held, zone.start_pfn)
                 hi = bisect_left(held, zone.end_pfn)
@@ -808,7 +801,7 @@ class PhysMem:
         walks of a 16 GiB machine stay cheap.
         """
         if flag <= 0 or flag & (flag - 1):
-            raise ValueError(f"flag(={flag:#x}) must be a single bit")
+            raise KmemUsageError(f"flag(={flag:#x}) must be a single bit")
         end = self.nr_pages if end is None else end
         lane = (flag.bit_length() - 1) >> 3
         return len(self._flag_lane(lane, start, end).translate(None, _bytes_without(flag >> (8 * lane))))
@@ -824,7 +817,7 @@ class PhysMem:
     def _flag_lane(self, lane: int, start: int, end: int) -> bytes:
         """Byte ``lane`` (0 = least significant) of the flags of pfns [start, end)."""
         if not 0 <= start <= end <= self.nr_pages:
-            raise ValueError(f"pfn range [{start:#x}, {end:#x}) is outside 0..{self.nr_pages:#x}")
+            raise KmemUsageError(f"pfn range [{start:#x}, {end:#x}) is outside 0..{self.nr_pages:#x}")
         size = self.flags.itemsize
         if sys.byteorder == "big":
             lane = size - 1 - lane

@@ -40,7 +40,7 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError, NotInTaskError
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (in_interrupt, local_irq_disable, local_irq_enable, local_irq_restore,
                               local_irq_save, might_sleep)
 from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init,
@@ -50,7 +50,7 @@ from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
 from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
                   GFP_ZERO, gfp_names)
-from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab, InconsistentState)
+from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab)
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine

@@ -31,7 +31,7 @@ import bisect
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Final
 
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
@@ -604,7 +604,6 @@ class VmallocSpace:
     def check(self) -> None:
         """Areas sorted and disjoint inside the window; every PTE belongs to exactly one page
         of one area; guard pages unmapped; vmalloc pages allocated and mapped once; counts match."""
-        from .physmem import InconsistentState
         mem = self.pa.mem
         if [a.addr for a in self.vmlist] != self._addrs:
             raise InconsistentState("vmalloc: the address index does not match vmlist")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime.kernel import current, local_irq_restore, local_irq_save
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqsave, spin_unlock_irqrestore,
                              wait_event, wake_up)
 from ..runtime.task import Task
@@ -245,7 +245,6 @@ class Reclaim:
         return total
 
     def check(self) -> None:
-        from .physmem import InconsistentState
         mem = self.mem
         for zid, lru in self.lru.items():
             for pfn in lru:
