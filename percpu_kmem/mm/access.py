@@ -44,6 +44,7 @@ from ..runtime.errors import KmemUsageError, Oops
 from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
+from .context import current_machine
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
@@ -231,7 +232,7 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     if n.__class__ is not int or n < 0:
         n = _len_arg(n, fn)
     p = _phys(addr, n, False)
-    pa = CURRENT.task.machine.mm
+    pa = current_machine().mm
     mem = pa.mem
     if p >= 0:
         return mem.read(p, n)  # type: ignore[no-any-return]
@@ -258,7 +259,7 @@ def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_wr
         raise KmemUsageError(f"{fn}: data(={data!r}) must be bytes or a bytearray")
     n = len(data)
     p = _phys(addr, n, True)
-    pa = CURRENT.task.machine.mm
+    pa = current_machine().mm
     mem = pa.mem
     if p >= 0:
         mem.write(p, data)
@@ -304,7 +305,7 @@ def _memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
     if p >= 0:
-        CURRENT.task.machine.mm.mem.memset(p, c & 0xFF, n)
+        current_machine().mem.memset(p, c & 0xFF, n)
         return addr
     t = CURRENT.task
     t.budget += 1  # _write counts this access again

@@ -34,11 +34,13 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime.errors import InconsistentState, KmemInternalError, KmemUsageError
-from ..runtime.kernel import BUG, WARN_ON, block, current, might_sleep
+from ..runtime.kernel import BUG, WARN_ON, block, might_sleep
 from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, spin_lock_init,
                              spin_lock_irqsave, spin_unlock_irqrestore, wake_up)
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
+from ..runtime.task import CURRENT
+from .context import current_machine
 from .gfp import GFP_KERNEL, GFP_IO, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
 from .physmem import MAX_ORDER, PAGE_SHIFT, Page
@@ -156,7 +158,7 @@ class mempool_t:  # noqa: N801 - kernel type name
 
 
 class MempoolRegistry:
-    """The pools of one machine (``m.subsystems["mempool"]``) and their invariant walk."""
+    """The pools of one machine (``m.mempools``) and their invariant walk."""
 
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
@@ -207,16 +209,13 @@ class MempoolRegistry:
 
 
 def mempool_machine_init(m: Machine) -> MempoolRegistry:
-    """Attach the mempool registry to machine ``m`` (at boot, or at the first mempool_create)."""
-    reg = m.subsystems.get("mempool")
-    if reg is None:
-        reg = m.subsystems.setdefault("mempool", MempoolRegistry(m))
-    return reg  # type: ignore[no-any-return]
+    """The mempool registry of machine ``m``, built at boot (boot.py stores it as ``m.mempools``)."""
+    return MempoolRegistry(m)
 
 
 def mempools_of(m: Machine) -> list[mempool_t]:
     """The live pools of machine ``m`` (tests and invariant walks)."""
-    reg = m.subsystems.get("mempool")
+    reg = getattr(m, "mempools", None)
     return [] if reg is None else list(reg.pools.values())
 
 
@@ -364,7 +363,7 @@ def _pool_of(pool: Any, fn: str) -> mempool_t:
     """The pool, checked: a mempool_t of the calling task's machine."""
     if not isinstance(pool, mempool_t):
         raise KmemUsageError(f"{fn}() takes a mempool_t from mempool_create(), got {pool!r}")
-    m = current().machine
+    m = current_machine()
     if pool.machine is not m:
         raise KmemUsageError(f"{fn}(): mempool {pool.id} (created at {pool.site}) belongs to machine "
                              f"{machine_name(pool.machine)}, but the calling task runs on machine "
@@ -373,7 +372,7 @@ def _pool_of(pool: Any, fn: str) -> mempool_t:
 
 
 def _use_after_destroy(pool: mempool_t, fn: str) -> None:
-    t = current()
+    t = CURRENT.task
     file, line, _ = caller_site(3)
     pool.machine.report("mempool_use_after_destroy", [
         f"BUG: KASAN: use-after-free in {fn}",
@@ -410,7 +409,7 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     if not callable(free_fn):
         raise KmemUsageError(f"mempool_create: free_fn must be callable as free_fn(element, pool_data), "
                              f"got {free_fn!r}")
-    m = current().machine
+    m = current_machine()
     might_sleep()  # the kmalloc(GFP_KERNEL) of the pool and its elements array
     struct = kmalloc(SIZEOF_MEMPOOL_T, GFP_KERNEL)
     if struct is None:
@@ -423,7 +422,7 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     if buf is None:
         kfree(struct)
         return None
-    reg = mempool_machine_init(m)
+    reg = m.mempools
     pool = mempool_t(m, reg.new_id(), min_nr, alloc_fn, free_fn, pool_data, _creator_site())
     pool.struct, pool.elements_buf = struct, buf
     if m.slab_debug:
@@ -464,7 +463,7 @@ def mempool_destroy(pool: mempool_t | None) -> None:
             f"!= min_nr {pool.min_nr} (There were outstanding elements)")
         return
     pool.destroyed = True
-    mempool_machine_init(pool.machine).remove(pool)
+    pool.machine.mempools.remove(pool)
     _free_pool(pool)
 
 
@@ -483,7 +482,7 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
 
 
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
-    t = current()
+    t = CURRENT.task
     pool.machine.report("hung_task", [
         f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // 1_000_000_000} seconds.",
         f"      mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty and its "
@@ -581,7 +580,7 @@ def mempool_free(element: Any, pool: mempool_t) -> None:
 
 
 def _double_free(pool: mempool_t, element: Any) -> None:
-    t = current()
+    t = CURRENT.task
     file, line, func = caller_site(3)
     pool.machine.report("double_free", [
         "BUG: KASAN: double-free in mempool_free",

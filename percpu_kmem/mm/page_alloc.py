@@ -28,6 +28,7 @@ from ..runtime.locks import (init_waitqueue_head, spin_lock, spin_lock_init, spi
 from ..runtime.preempt import HZ
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
+from .context import current_machine
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .gfp import (GFP_ZONEMASK, GFP_COLD, GFP_DMA, GFP_FS, GFP_HIGH, GFP_HIGHMEM,
                   GFP_NOFAIL, GFP_NORETRY, GFP_NOWARN, GFP_REPEAT, GFP_WAIT, GFP_ZERO,
@@ -645,10 +646,6 @@ _ = (Oops, Any, Page, spin_unlock)
 # ---------------------------------------------------------------------------------------------
 # The kernel-style page interfaces (act on the machine of the calling task)
 # ---------------------------------------------------------------------------------------------
-def _pa() -> PageAllocator:
-    return CURRENT.task.machine.mm  # type: ignore[no-any-return]
-
-
 def _page_of(page: Any, what: str, pa: PageAllocator | None = None) -> Page:
     """``page`` is a struct page (of this machine, when ``pa`` is given)."""
     if page.__class__ is not Page:
@@ -667,7 +664,7 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = _pa()
+    pa = current_machine().mm
     check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
         check_int(what, "nid", nid, -1, len(pa.node_zones) - 1, "a node id (-1: this CPU's node)")
@@ -700,7 +697,7 @@ def alloc_page(gfp_mask: int) -> Page | None:
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
-    pa = _pa()
+    pa = current_machine().mm
     check_gfp(gfp_mask, what)
     if gfp_mask & GFP_HIGHMEM:
         file, line, _ = caller_site(3)
@@ -746,7 +743,7 @@ def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
 
 
 def _free_pages(what: str, addr: Any, order: Any) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     _order_arg(order, what)
     pfn = _pfn_of_addr(pa, addr, what)
     if pfn is None:
@@ -768,32 +765,32 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "__free_pages", pa)
     _order_arg(order, "__free_pages")
     pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
 
 
 def free_hot_page(page: Page) -> None:
     """Free an order-0 page to this CPU's hot list (likely still in cache)."""
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
 
 
 def free_cold_page(page: Page) -> None:
     """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
 
 
 def get_page(page: Page) -> None:
     """Take another reference to an allocated page."""
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "get_page", pa)
     if pa.mem.count[p.pfn] <= 0:
         pa.m.report("bad_page", [f"BUG: get_page() on a free page (pfn {p.pfn:#x})"])
@@ -802,18 +799,18 @@ def get_page(page: Page) -> None:
 
 
 def put_page(page: Page) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "put_page", pa)
     pa.put_page(CURRENT.task, p.pfn, p.order if p.count == 1 else 0, False, "put_page")
 
 
 def page_address(page: Page) -> int | None:
     """The kernel virtual address of a page (None for highmem pages)."""
-    return _page_of(page, "page_address", _pa()).address
+    return _page_of(page, "page_address", current_machine().mm).address
 
 
 def virt_to_page(addr: int) -> Page:
-    pa = _pa()
+    pa = current_machine().mm
     if addr.__class__ is not int:
         check_int("virt_to_page", "addr", addr, what="a kernel virtual address (int)")
     try:
@@ -823,23 +820,23 @@ def virt_to_page(addr: int) -> Page:
 
 
 def page_to_pfn(page: Page) -> int:
-    return _page_of(page, "page_to_pfn", _pa()).pfn
+    return _page_of(page, "page_to_pfn", current_machine().mm).pfn
 
 
 def pfn_to_page(pfn: int) -> Page:
-    pa = _pa()
+    pa = current_machine().mm
     check_int("pfn_to_page", "pfn", pfn, 0, pa.mem.nr_pages - 1, "a page frame number of this machine")
     return pa.mem.page(pfn)
 
 
 def nr_free_pages() -> int:
     """Free pages in the buddy allocator plus those cached on per-CPU lists."""
-    return _pa().nr_free_pages()
+    return current_machine().mm.nr_free_pages()
 
 
 def drain_local_pages() -> int:
     """Give this CPU's per-CPU pages back to the buddy allocator."""
-    return _pa().drain_local_pages()
+    return current_machine().mm.drain_local_pages()
 
 
 #: the kinds of page-cache page fill_page_cache() makes (what reclaim may do with them)
@@ -850,7 +847,7 @@ def fill_page_cache(nr: int, kind: str = "clean") -> int:
     """Workload helper: allocate ``nr`` page-cache pages (clean, dirty or anon) that
     reclaim may later take back; returns how many were allocated (at most the
     machine's pages: ``nr`` above them is refused)."""
-    pa = _pa()
+    pa = current_machine().mm
     check_int("fill_page_cache", "nr", nr, 0, pa.mem.nr_pages, "a number of pages")
     check_choice("fill_page_cache", "kind", kind, PAGE_CACHE_KINDS)
     assert pa.reclaim is not None
@@ -871,7 +868,7 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     check_callable("register_shrinker", "scan_objects", scan_objects,
                    how="scan_objects(nr_to_scan, gfp_mask) -> int")
     check_int("register_shrinker", "seeks", seeks, 1, 1 << 16)
-    pa = _pa()
+    pa = current_machine().mm
     s = Shrinker(name, count_objects, scan_objects, seeks)
     pa.reclaim.register_shrinker(s)
     return s

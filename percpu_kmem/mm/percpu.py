@@ -36,13 +36,14 @@ import re
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Final, Iterable
 
-from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
+from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import (debug_preempt_check, local_irq_restore, local_irq_save, preempt_disable,
                               preempt_enable, preempt_point)
 from ..runtime.locks import (mutex_init, mutex_lock, mutex_unlock, spin_lock_init, spin_lock_irqsave,
                              spin_unlock_irqrestore)
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
+from .context import current_machine
 from .access import mem_read, mem_write, memset
 from ..runtime.validate import check_int
 from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
@@ -641,25 +642,19 @@ def _alloc_static_area(m: Machine, nid: int) -> int:
                          f"the static per-CPU area: memory={m.memory_size!r} is too small")
 
 
-def percpu_init(m: Machine) -> None:
-    """Boot: the static per-CPU areas, then /proc/meminfo's Percpu line and the checker."""
+def percpu_init(m: Machine) -> PerCpuState:
+    """Boot: the static per-CPU areas, /proc/meminfo's Percpu line and the checker; returns
+    the state (boot.py stores it as ``m.percpu``)."""
     st = PerCpuState(m)
-    m.percpu = st  # type: ignore[attr-defined]
     st.setup_per_cpu_areas()
     m.meminfo_hooks.append(st.meminfo)
     m.register_checker("percpu", st.check)
+    return st
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernel-style interfaces
 # ---------------------------------------------------------------------------------------------
-def _task() -> Task:
-    t = CURRENT.task
-    if not t:
-        raise NotInTaskError()
-    return t  # type: ignore[no-any-return]
-
-
 def _cpu_arg(st: PerCpuState, cpu: Any, what: str) -> int:
     if not isinstance(cpu, int) or isinstance(cpu, bool):
         raise KmemUsageError(f"{what}: cpu must be an int, got {cpu!r}")
@@ -703,7 +698,7 @@ def _scalar(ct: CType, what: str) -> CScalar:
 def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
     """``per_cpu(var, cpu)``: the lvalue of CPU ``cpu``'s copy (no preemption check: naming a
     CPU explicitly is fine from anywhere; keeping it consistent is the caller's business)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "per_cpu()")
     st = t.machine.percpu
     return PerCpuRef(st.static_addr(var, _cpu_arg(st, cpu, f"per_cpu({var.name}, {cpu!r})")), var.ctype)
@@ -712,7 +707,7 @@ def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
 def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
     """This CPU's copy. Under CONFIG_DEBUG_PREEMPT the offset comes from smp_processor_id(),
     so use from preemptible code is reported (BUG: using smp_processor_id() in preemptible)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "__get_cpu_var()")
     debug_preempt_check("smp_processor_id", "")
     return PerCpuRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -720,7 +715,7 @@ def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
 
 def get_cpu_var(var: PerCpuVar) -> CpuVarRef:
     """preempt_disable() and this CPU's copy; pair with put_cpu_var() (or use ``with``)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "get_cpu_var()")
     preempt_disable()
     return CpuVarRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -734,7 +729,7 @@ def put_cpu_var(var: PerCpuVar) -> None:
 
 def this_cpu_ptr(ptr: Any) -> int:
     """This CPU's address of a per-CPU variable or dynamic pointer (DEBUG_PREEMPT checked)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("smp_processor_id", "")
     st = t.machine.percpu
     if isinstance(ptr, PerCpuVar):
@@ -745,7 +740,7 @@ def this_cpu_ptr(ptr: Any) -> int:
 def per_cpu_ptr(ptr: Any, cpu: int) -> int:
     """The kernel virtual address of CPU ``cpu``'s copy of a dynamic per-CPU area (or of a
     per-CPU variable): use it with mem_read, read_u32, ..."""
-    t = _task()
+    t = CURRENT.task
     st = t.machine.percpu
     cpu = _cpu_arg(st, cpu, f"per_cpu_ptr(..., {cpu!r})")
     if isinstance(ptr, PerCpuVar):
@@ -756,7 +751,7 @@ def per_cpu_ptr(ptr: Any, cpu: int) -> int:
 # -- this_cpu_*: one step with local interrupts off (this_cpu_generic_to_op) -------------------
 def this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; safe against preemption and interrupts."""
-    t = _task()
+    t = CURRENT.task
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_read()")
@@ -768,7 +763,7 @@ def this_cpu_read(target: Any) -> Any:
 
 def this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; safe against preemption and interrupts."""
-    t = _task()
+    t = CURRENT.task
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_write()")
@@ -784,7 +779,7 @@ def this_cpu_add(target: Any, n: int) -> None:
 
 
 def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = _task()
+    t = CURRENT.task
     if n.__class__ is not int:
         check_int(fn, "n", n)
     flags = local_irq_save()
@@ -798,7 +793,7 @@ def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
 
 def this_cpu_sub(target: Any, n: int) -> None:
     if n.__class__ is not int:
-        _task()
+        current_machine()  # outside a task, NotInTaskError comes first
         check_int("this_cpu_sub", "n", n)
     _this_cpu_add("this_cpu_sub", target, -n)
 
@@ -814,7 +809,7 @@ def this_cpu_dec(target: Any) -> None:
 # -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
 def __this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("__this_cpu_", "read")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_read()")
     return ct.decode(mem_read(addr, ct.size))
@@ -822,7 +817,7 @@ def __this_cpu_read(target: Any) -> Any:
 
 def __this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("__this_cpu_", "write")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_write()")
     mem_write(addr, ct.encode(value))
@@ -836,7 +831,7 @@ def __this_cpu_add(target: Any, n: int) -> None:
 
 
 def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = _task()
+    t = CURRENT.task
     if n.__class__ is not int:
         check_int(fn, "n", n)
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
@@ -849,7 +844,7 @@ def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
 
 def __this_cpu_sub(target: Any, n: int) -> None:
     if n.__class__ is not int:
-        _task()
+        current_machine()  # outside a task, NotInTaskError comes first
         check_int("__this_cpu_sub", "n", n)
     _raw_this_cpu_add("__this_cpu_sub", target, -n)  # the kernel's __this_cpu_sub is __this_cpu_add(pcp, -(val))
 
@@ -868,7 +863,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
 
     ``fn`` names the caller's kernel function in a refusal of its arguments.
     """
-    t = _task()
+    t = CURRENT.task
     check_int(fn, "size", size, 0)
     check_int(fn, "align", align, 0)
     check_gfp(gfp, fn, "gfp")
@@ -970,7 +965,7 @@ def free_percpu(ptr: Any) -> None:
     """Free a dynamic per-CPU area; None is a no-op. Context: any (also atomic)."""
     if ptr is None:
         return
-    t = _task()
+    t = CURRENT.task
     if not isinstance(ptr, int) or isinstance(ptr, bool):
         raise KmemUsageError(f"free_percpu() takes a per-CPU pointer (from alloc_percpu), got {ptr!r}")
     st: PerCpuState = t.machine.percpu

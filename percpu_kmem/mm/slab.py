@@ -48,6 +48,7 @@ from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
+from .context import current_machine
 from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
                   GFP_ZERO, gfp_names)
 from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab)
@@ -1034,29 +1035,23 @@ class SlabAllocator:
         return [("Slab", self.nr_slab_pages << (PAGE_SHIFT - 10))]
 
 
-def kmem_cache_init(m: Machine) -> None:
-    """Boot: the slab allocator, its cache of caches and the kmalloc caches."""
+def kmem_cache_init(m: Machine) -> SlabAllocator:
+    """Boot: the slab allocator, its cache of caches and the kmalloc caches; returns the
+    allocator (boot.py stores it as ``m.slab``)."""
     from . import kmalloc
     sa = SlabAllocator(m)
-    m.slab = sa
     kmalloc.kmalloc_caches_init(sa)
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
     from .vmscan import Shrinker
     m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
+    return sa
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernel-style interfaces
 # ---------------------------------------------------------------------------------------------
-def _slab() -> SlabAllocator:
-    t = CURRENT.task
-    if not t:
-        raise NotInTaskError()
-    return t.machine.slab  # type: ignore[no-any-return]
-
-
 def _create_error(sa: SlabAllocator, name: Any, msg: str, flags: int) -> None:
     file, line, _ = caller_site(3)
     sa.m.report("slab_error", [msg, f"kernel BUG at {file}:{line}!"], site=f"create:{name}:{file}:{line}")
@@ -1078,7 +1073,7 @@ def kmem_cache_create(name: str, size: int, offset: int = 0, flags: int = 0,
     Bad arguments get the kernel's message (a report) and None; SLAB_PANIC panics.
     Context: process context; may sleep.
     """
-    sa = _slab()
+    sa = current_machine().slab
     for what, v in (("size", size), ("offset", offset), ("flags", flags)):
         if not isinstance(v, int) or isinstance(v, bool):
             raise KmemUsageError(f"kmem_cache_create: {what} must be an int, got {v!r}")
@@ -1322,7 +1317,7 @@ def kmem_cache_name(cachep: kmem_cache_t) -> str:
 def kmem_cache_drain_local() -> None:
     """Give this CPU's magazines of every cache back to the slabs (what a CPU going down does)."""
     t = CURRENT.task
-    sa = _slab()
+    sa = current_machine().slab
     flags = local_irq_save()
     for c in sa.caches:
         c.drain_this_cpu(t)

@@ -36,6 +36,7 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
+from .context import current_machine
 from .access import _memcpy, _memset, _value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
 from .gfp import GFP_KERNEL, GFP_HIGHMEM, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
@@ -682,24 +683,16 @@ def _page_align(size: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # Boot and the kernel-style interfaces (act on the machine of the calling task)
 # ---------------------------------------------------------------------------------------------
-def vmalloc_init(m: Any) -> None:
-    """Set up the vmalloc window of machine ``m`` at boot (after the page allocator)."""
+def vmalloc_init(m: Machine) -> VmallocSpace:
+    """Set up the vmalloc window of machine ``m`` at boot (after the page allocator); returns
+    it (boot.py stores it as ``m.vmalloc``)."""
     space = VmallocSpace(m)
-    m.vmalloc = space
-    m.subsystems["vmalloc"] = space
     m.mm.translate_hook = space.translate
     m.mm.iomem = space
     m.register_proc("vmallocinfo", space.vmallocinfo)
     m.register_checker("vmalloc", space.check)
     m.meminfo_hooks.append(space.meminfo_lines)
-
-
-def _space() -> VmallocSpace:
-    t = CURRENT.task
-    if not t:
-        from ..runtime.errors import NotInTaskError
-        raise NotInTaskError()
-    return t.machine.vmalloc  # type: ignore[no-any-return]
+    return space
 
 
 def _check_size(size: Any, what: str) -> int:
@@ -730,7 +723,7 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
         no room in the vmalloc window, or a page allocation failure.
     Context: may sleep (process context only).
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
     if n == 0 and size:
@@ -741,7 +734,7 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
 
 def vmalloc(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL): may use highmem pages."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc")
     if n == 0 and size:
         might_sleep()
@@ -751,7 +744,7 @@ def vmalloc(size: int) -> int | None:
 
 def vmalloc_32(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL, PAGE_KERNEL): pages below 896 MB (32-bit addressable)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc_32")
     if n == 0 and size:
         might_sleep()
@@ -761,7 +754,7 @@ def vmalloc_32(size: int) -> int | None:
 
 def vmalloc_exec(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL_EXEC)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc_exec")
     if n == 0 and size:
         might_sleep()
@@ -775,7 +768,7 @@ def vfree(addr: int | None) -> None:
     Context: process context; from an interrupt it is BUG_ON(in_interrupt()):
     reported, and nothing is freed.
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     sp.vfree(_check_addr(addr, "vfree"))
 
 
@@ -790,7 +783,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
 
     Returns the address, or None. Context: may sleep.
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     if not isinstance(pages, (list, tuple)):
         raise KmemUsageError(f"vmap() takes a list of struct pages, got {pages!r}")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0 or count > len(pages):
@@ -819,7 +812,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
 
 def vunmap(addr: int | None) -> None:
     """Remove a vmap() area; the pages stay the caller's. Context: not in interrupt."""
-    sp = _space()
+    sp = current_machine().vmalloc
     if in_interrupt():
         sp._bug_on_in_interrupt("vunmap")
         return
@@ -828,7 +821,7 @@ def vunmap(addr: int | None) -> None:
 
 def vmalloc_to_page(addr: int) -> Page | None:
     """The struct page behind a vmalloc address (None if nothing maps it)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     a = _check_addr(addr, "vmalloc_to_page")
     if a is None:
         return None
@@ -862,7 +855,7 @@ def __ioremap(offset: int, size: int, flags: int) -> int | None:
 
 
 def _ioremap(fn: str, offset: Any, size: Any, flags: Any) -> int | None:
-    sp = _space()
+    sp = current_machine().vmalloc
     _check_phys(offset, size, fn)
     if flags.__class__ is not int or flags < 0:
         from ..runtime.validate import check_int
@@ -882,7 +875,7 @@ def ioremap_nocache(offset: int, size: int) -> int | None:
 
 def iounmap(addr: int | None) -> None:
     """Remove an ioremap() mapping; an address no area starts at is "iounmap: bad address"."""
-    sp = _space()
+    sp = current_machine().vmalloc
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Final
 
-from ..runtime.kernel import current, local_irq_restore, local_irq_save
+from ..runtime.kernel import local_irq_restore, local_irq_save
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqsave, spin_unlock_irqrestore,
                              wait_event, wake_up)
-from ..runtime.task import Task
+from ..runtime.task import CURRENT, Task
 from .gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_FS, GFP_HIGHMEM, GFP_IO, check_gfp
 from .physmem import PG_anon, PG_dirty, PG_lru
 
@@ -84,7 +84,7 @@ class Reclaim:
             raise KmemUsageError(f"kind(={kind!r}) must be one of {', '.join(KIND_NAMES)}")
         check_gfp(gfp)
         k = KIND_NAMES[kind]
-        t = current()
+        t = CURRENT.task
         mem = self.mem
         got = 0
         for _ in range(nr):
@@ -212,7 +212,7 @@ class Reclaim:
     def _kswapd_fn(self, nid: int) -> Callable[[], None]:
         def kswapd() -> None:
             from .page_alloc import PF_MEMALLOC  # noqa: F401 - set below
-            t = current()
+            t = CURRENT.task
             t.flags |= PF_MEMALLOC
             while True:
                 wait_event(self.kswapd_wait[nid], lambda: self.kswapd_pending[nid])
