@@ -113,6 +113,11 @@ KMALLOC_RED_ACTIVE: Final = 0xCC
 SLUB_RULE_TOP: Final = "=" * 77
 SLUB_RULE_BOTTOM: Final = "-" * 77
 
+#: include/linux/kmalloc_sizes.h with PAGE_SIZE 4096 and L1_CACHE_BYTES 32
+KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
+#: ARCH_KMALLOC_FLAGS
+ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 _THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
 
@@ -604,6 +609,47 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         """Objects sitting in magazines and the depot (allocated from the slabs' view)."""
         return sum(cc.avail() for cc in self.cpu) + sum(len(m) for m in self.depot_full)
 
+    def alloc(self, t: Task, flags: int, size: int = -1) -> int | None:
+        """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
+        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
+        if flags & GFP_WAIT:
+            might_sleep()
+        irqs = local_irq_save()
+        cc = self.cpu[t.cpu.id]
+        if cc.loaded:
+            objp = cc.loaded.pop()
+            cc.allochit += 1
+            cc.touched = 1
+        else:
+            objp = self.alloc_miss(t, flags)
+        t.charge(costs.PERCPU_HIT)
+        local_irq_restore(irqs)
+        if objp is not None and self.debug:
+            objp = self.sa.debug.after_alloc(self, objp, flags, size)
+        if flags & GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
+            n = size if size >= 0 and self.debug & SLAB_RED_ZONE else self.usable
+            if n:
+                self.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
+        return objp
+
+    def free(self, t: Task, objp: int, func: str) -> None:
+        """__cache_free(): the common free path of kmem_cache_free and kfree, ``objp`` already
+        known to be in a slab page of this cache; ``func`` names the caller in reports."""
+        if self.debug:
+            raw = self.sa.debug.before_free(self, objp, func)
+            if raw is None:
+                return
+            objp = raw
+        irqs = local_irq_save()
+        cc = self.cpu[t.cpu.id]
+        if len(cc.loaded) < self.batchcount:
+            cc.loaded.append(objp)
+            cc.freehit += 1
+        else:
+            self.free_miss(t, cc, objp)
+        t.charge(costs.PERCPU_HIT)
+        local_irq_restore(irqs)
+
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
     cachep.drain_this_cpu(CURRENT.task)
@@ -1034,13 +1080,39 @@ class SlabAllocator:
     def meminfo_lines(self) -> list[tuple[str, int]]:
         return [("Slab", self.nr_slab_pages << (PAGE_SHIFT - 10))]
 
+    def page_cache(self, objp: int, func: str) -> kmem_cache_t | None:
+        """GET_PAGE_CACHE: the cache owning the slab page of ``objp``, or None after a report
+        (a pointer outside the direct map or outside any slab page)."""
+        pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+        if objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn:
+            self.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
+                                                f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
+                          site=f"range:{objp:#x}", extra={"object": objp})
+            return None
+        if not self.mem.flags[pfn] & PG_slab:
+            self.m.report("slab_invalid_free", [f"kfree_debugcheck: bad ptr {objp:x}h.",
+                                                f"{func}() of 0x{objp:08x}: not in a slab page (never allocated "
+                                                "from a slab cache, or its slab is gone)"],
+                          site=f"bad:{objp:#x}", extra={"object": objp})
+            return None
+        return self.by_id[self.mem.owner[pfn]]
+
+
+def kmalloc_caches_init(sa: SlabAllocator) -> None:
+    """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
+    sa.kmalloc_normal = []
+    sa.kmalloc_dma = []
+    for size in KMALLOC_SIZES:
+        sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
+        sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
+                                           ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
+
 
 def kmem_cache_init(m: Machine) -> SlabAllocator:
     """Boot: the slab allocator, its cache of caches and the kmalloc caches; returns the
     allocator (boot.py stores it as ``m.slab``)."""
-    from . import kmalloc
     sa = SlabAllocator(m)
-    kmalloc.kmalloc_caches_init(sa)
+    kmalloc_caches_init(sa)
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
@@ -1139,30 +1211,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
             raise NotInTaskError()
     if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
-    return _cache_alloc(t, cachep, flags)
-
-
-def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> int | None:
-    """The common allocation path; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
-    if flags & GFP_WAIT:
-        might_sleep()
-    irqs = local_irq_save()
-    cc = cachep.cpu[t.cpu.id]
-    if cc.loaded:
-        objp = cc.loaded.pop()
-        cc.allochit += 1
-        cc.touched = 1
-    else:
-        objp = cachep.alloc_miss(t, flags)
-    t.charge(costs.PERCPU_HIT)
-    local_irq_restore(irqs)
-    if objp is not None and cachep.debug:
-        objp = cachep.sa.debug.after_alloc(cachep, objp, flags, size)
-    if flags & GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
-        n = size if size >= 0 and cachep.debug & SLAB_RED_ZONE else cachep.usable
-        if n:
-            cachep.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
-    return objp
+    return cachep.alloc(t, flags)
 
 
 def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
@@ -1183,7 +1232,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
         return
     if type(objp) is not int:
         raise KmemUsageError(f"kmem_cache_free: objp must be an object address (int), got {objp!r}")
-    owner = _page_cache(t, objp, "kmem_cache_free")
+    owner = t.machine.slab.page_cache(objp, "kmem_cache_free")
     if owner is None:
         return
     if owner is not cachep:
@@ -1194,42 +1243,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
             f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
             extra={"cache": cachep.name, "object": objp})
         return
-    _cache_free(t, cachep, objp, "kmem_cache_free")
-
-
-def _cache_free(t: Task, cachep: kmem_cache_t, objp: int, func: str) -> None:
-    if cachep.debug:
-        raw = cachep.sa.debug.before_free(cachep, objp, func)
-        if raw is None:
-            return
-        objp = raw
-    irqs = local_irq_save()
-    cc = cachep.cpu[t.cpu.id]
-    if len(cc.loaded) < cachep.batchcount:
-        cc.loaded.append(objp)
-        cc.freehit += 1
-    else:
-        cachep.free_miss(t, cc, objp)
-    t.charge(costs.PERCPU_HIT)
-    local_irq_restore(irqs)
-
-
-def _page_cache(t: Task, objp: int, func: str) -> kmem_cache_t | None:
-    """The cache owning the slab page of ``objp`` (GET_PAGE_CACHE), or None after a report."""
-    sa: SlabAllocator = t.machine.slab
-    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
-    if objp < PAGE_OFFSET or pfn >= sa.mem.max_low_pfn:
-        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
-                                          f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
-                    site=f"range:{objp:#x}", extra={"object": objp})
-        return None
-    if not sa.mem.flags[pfn] & PG_slab:
-        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: bad ptr {objp:x}h.",
-                                          f"{func}() of 0x{objp:08x}: not in a slab page (never allocated "
-                                          "from a slab cache, or its slab is gone)"],
-                    site=f"bad:{objp:#x}", extra={"object": objp})
-        return None
-    return sa.by_id[sa.mem.owner[pfn]]
+    cachep.free(t, objp, "kmem_cache_free")
 
 
 def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
