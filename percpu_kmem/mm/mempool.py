@@ -40,11 +40,14 @@ from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, 
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
+from .access import mem_read, mem_write
 from .context import current_machine
+from .debug import HUNG_TASK_TIMEOUT_NS, POISON_END, POISON_FREE, POISON_INUSE
 from .gfp import GFP_KERNEL, GFP_IO, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
 from .physmem import MAX_ORDER, PAGE_SHIFT, Page
-from .slab import machine_name
+from .page_alloc import __free_pages, alloc_pages
+from .slab import check_cache, kmem_cache_alloc, kmem_cache_free, kmem_cache_t, machine_name
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -58,13 +61,6 @@ SIZEOF_MEMPOOL_T: Final = 40
 SIZEOF_POINTER: Final = 4
 #: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
 MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
-#: khungtaskd's default: a waiter that nothing feeds for this long is reported and ended
-HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
-
-# include/linux/poison.h
-POISON_INUSE: Final = 0x5A
-POISON_FREE: Final = 0x6B
-POISON_END: Final = 0xA5
 #: BITS_PER_LONG / 8 on the modelled i386: bytes shown either side of a poison mismatch
 _POISON_CONTEXT: Final = 4
 
@@ -243,30 +239,14 @@ def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
     if alloc_fn is mempool_kmalloc:
         return int(pool_data)
     if alloc_fn is mempool_alloc_slab:
-        if getattr(pool_data, "ctor", None) is not None:
+        if type(pool_data) is not kmem_cache_t or pool_data.ctor is not None:
             return 0
-        return _cache_object_size(pool_data)
-    return 0
-
-
-def _cache_object_size(cachep: Any) -> int:
-    try:
-        from . import slab
-        size_fn = getattr(slab, "kmem_cache_size", None)
-        if size_fn is not None:
-            return int(size_fn(cachep))
-    except (ImportError, TypeError, ValueError):
-        pass
-    for attr in ("object_size", "objsize", "obj_size", "size"):
-        v = getattr(cachep, attr, None)
-        if isinstance(v, int) and v > 0:
-            return v
+        return pool_data.usable  # type: ignore[no-any-return]
     return 0
 
 
 def _poison_element(pool: mempool_t, element: Any) -> None:
     """__poison_element(): POISON_FREE bytes, the last one POISON_END."""
-    from .access import mem_write
     addr = _poison_addr(pool, element)
     size = pool.poison_size
     if addr is None or size <= 0:
@@ -276,7 +256,6 @@ def _poison_element(pool: mempool_t, element: Any) -> None:
 
 def _check_element(pool: mempool_t, element: Any) -> None:
     """__check_element(): the poison must be intact; then the element reads POISON_INUSE."""
-    from .access import mem_read, mem_write
     addr = _poison_addr(pool, element)
     size = pool.poison_size
     if addr is None or size <= 0:
@@ -673,37 +652,31 @@ def _resize_rollback(pool: mempool_t, old_min_nr: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def mempool_alloc_pages(gfp_mask: int, pool_data: Any) -> Page | None:
     """alloc_fn of a page pool: ``alloc_pages(gfp_mask, order)``, pool_data = order."""
-    from .page_alloc import alloc_pages
     return alloc_pages(gfp_mask, int(pool_data))
 
 
 def mempool_free_pages(element: Any, pool_data: Any) -> None:
     """free_fn of a page pool: ``__free_pages(page, order)``."""
-    from .page_alloc import __free_pages
     __free_pages(element, int(pool_data))
 
 
 def mempool_kmalloc(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a kmalloc pool: ``kmalloc(size, gfp_mask)``, pool_data = size."""
-    from .kmalloc import kmalloc  # type: ignore[attr-defined]
-    return kmalloc(int(pool_data), gfp_mask)  # type: ignore[no-any-return]
+    return kmalloc(int(pool_data), gfp_mask)
 
 
 def mempool_kfree(element: Any, pool_data: Any) -> None:
     """free_fn of a kmalloc pool: ``kfree(element)``."""
-    from .kmalloc import kfree  # type: ignore[attr-defined]
     kfree(element)
 
 
 def mempool_alloc_slab(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a slab pool: ``kmem_cache_alloc(cache, gfp_mask)``, pool_data = the cache."""
-    from .slab import kmem_cache_alloc  # type: ignore[attr-defined]
-    return kmem_cache_alloc(pool_data, gfp_mask)  # type: ignore[no-any-return]
+    return kmem_cache_alloc(pool_data, gfp_mask)
 
 
 def mempool_free_slab(element: Any, pool_data: Any) -> None:
     """free_fn of a slab pool: ``kmem_cache_free(cache, element)``."""
-    from .slab import kmem_cache_free  # type: ignore[attr-defined]
     kmem_cache_free(pool_data, element)
 
 
@@ -723,10 +696,9 @@ def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
 
 def mempool_create_slab_pool(min_nr: int, kc: Any) -> mempool_t | None:
     """A pool of objects of slab cache ``kc`` (addresses)."""
-    from .slab import _check_cache
     if kc is None:
         raise KmemUsageError("mempool_create_slab_pool: kc must be a kmem_cache, got None")
-    _check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation
+    check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation
     return mempool_create(min_nr, mempool_alloc_slab, mempool_free_slab, kc)
 
 

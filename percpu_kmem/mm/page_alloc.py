@@ -30,22 +30,21 @@ from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
 from .context import current_machine
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
+from .debug import HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS
 from .gfp import (GFP_ZONEMASK, GFP_COLD, GFP_DMA, GFP_FS, GFP_HIGH, GFP_HIGHMEM,
                   GFP_NOFAIL, GFP_NORETRY, GFP_NOWARN, GFP_REPEAT, GFP_WAIT, GFP_ZERO,
                   c_hex, check_gfp, gfp_names)
 from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
                       PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
                       ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
-
-# Class bodies mangle names that start with two underscores: use these aliases there.
+from .vmscan import Reclaim, Shrinker
+from .vmstat import (ALLOCSTALL, NR_VM_EVENTS, OOM_KILL, PCP_DRAIN, PCP_HIT, PCP_REFILL, PF_MEMALLOC,
+                     PGALLOC, PGALLOC_FAIL, PGFREE, SWAP_CLUSTER_MAX, VM_EVENT_NAMES)
 
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
-    from .vmscan import Reclaim
 
-PF_MEMALLOC: Final = 0x00000800
-SWAP_CLUSTER_MAX: Final = 32
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
 _BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
@@ -56,22 +55,8 @@ _OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
 _OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
                     (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
                     (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
-HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
-HUNG_TASK_RETRIES: Final = 120 * HZ // (HZ // 50)
-
-# vm event counters (per CPU; /proc/vmstat sums them)
-PGALLOC: Final = 0  # + zone idx (0..2)
-PGFREE: Final = 3
-ALLOCSTALL: Final = 4
-PCP_REFILL: Final = 5
-PCP_DRAIN: Final = 6
-PGALLOC_FAIL: Final = 7
-OOM_KILL: Final = 8
-KSWAPD_WAKE: Final = 9
-PCP_HIT: Final = 10
-NR_VM_EVENTS: Final = 11
-VM_EVENT_NAMES: Final = ("pgalloc_dma", "pgalloc_normal", "pgalloc_high", "pgfree", "allocstall",
-                         "pcp_refill", "pcp_drain", "pgalloc_fail", "oom_kill", "kswapd_wake", "pcp_hit")
+#: the retries of a stalled allocation that take as long as the hung-task timeout (HZ/50 each)
+HUNG_TASK_RETRIES: Final = HUNG_TASK_TIMEOUT_SECS * HZ // (HZ // 50)
 
 
 class PerCpuPages:
@@ -532,7 +517,7 @@ class PageAllocator:
 
     def _hung(self, t: Task, gfp: int, order: int) -> None:
         self.m.report("hung_task", [
-            f"INFO: task {t.comm}:{t.pid} blocked for more than 120 seconds.",
+            f"INFO: task {t.comm}:{t.pid} blocked for more than {HUNG_TASK_TIMEOUT_SECS} seconds.",
             f"      page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) retries for ever "
             "and nothing can be reclaimed"], fatal=True)
 
@@ -860,7 +845,6 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     ``count_objects(gfp_mask) -> int`` and ``scan_objects(nr_to_scan, gfp_mask) -> int``
     are checked to be callables here; what they return is checked when reclaim calls them.
     """
-    from .vmscan import Shrinker
     if not CURRENT.task:
         raise NotInTaskError()
     check_str("register_shrinker", "name", name, empty=False)

@@ -49,8 +49,10 @@ from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
 from .context import current_machine
+from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
                   GFP_ZERO, gfp_names)
+from .vmscan import Shrinker
 from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab)
 
 if TYPE_CHECKING:
@@ -102,11 +104,6 @@ BREAK_GFP_ORDER_HI: Final = 1
 BREAK_GFP_ORDER_LO: Final = 0
 #: the largest object a cache may hold: (1 << MAX_OBJ_ORDER) pages
 MAX_OBJ_SIZE: Final = (1 << MAX_OBJ_ORDER) * PAGE_SIZE
-POISON_INUSE: Final = 0x5A
-POISON_FREE: Final = 0x6B
-POISON_END: Final = 0xA5
-RED_INACTIVE: Final = 0x5A2CF071
-RED_ACTIVE: Final = 0x170FC2A5
 #: SLUB_RED_ACTIVE: the bytes between a kmalloc request and the end of its object (slab debugging)
 KMALLOC_RED_ACTIVE: Final = 0xCC
 #: the rules around a SLUB report's "BUG <cache> (<taint>): <what>" line (mm/slub.c slab_bug)
@@ -1116,7 +1113,6 @@ def kmem_cache_init(m: Machine) -> SlabAllocator:
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
-    from .vmscan import Shrinker
     m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
     return sa
 
@@ -1184,7 +1180,7 @@ def machine_name(m: Any) -> str:
     return f"{m!r}"[:-1] + f" at {id(m):#x}>"
 
 
-def _check_cache(cachep: Any, what: str) -> kmem_cache_t:
+def check_cache(cachep: Any, what: str) -> kmem_cache_t:
     """The slow path of every cache argument check: what is wrong, or the cache."""
     if type(cachep) is not kmem_cache_t:
         raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
@@ -1206,7 +1202,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     """
     t = CURRENT.task
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
-        _check_cache(cachep, "kmem_cache_alloc")
+        check_cache(cachep, "kmem_cache_alloc")
         if not t:
             raise NotInTaskError()
     if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
@@ -1225,7 +1221,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     """
     t = CURRENT.task
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
-        _check_cache(cachep, "kmem_cache_free")
+        check_cache(cachep, "kmem_cache_free")
         if not t:
             raise NotInTaskError()
     if objp is None:
@@ -1252,7 +1248,7 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     Returns 0 if no slab with objects in use remains, 1 otherwise (the kernel's answer).
     Context: process context.
     """
-    _check_cache(cachep, "kmem_cache_shrink")
+    check_cache(cachep, "kmem_cache_shrink")
     if in_interrupt():
         cachep._bug("kmem_cache_shrink() called from interrupt context")
         return 1
@@ -1269,7 +1265,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
     1 returned, and the cache stays usable, losing nothing.
     Context: process context; may sleep.
     """
-    _check_cache(cachep, "kmem_cache_destroy")
+    check_cache(cachep, "kmem_cache_destroy")
     sa = cachep.sa
     if in_interrupt():
         cachep._bug("kmem_cache_destroy() called from interrupt context")
@@ -1311,7 +1307,7 @@ def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: 
 
 def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
     """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does."""
-    _check_cache(cachep, "kmem_cache_tune")
+    check_cache(cachep, "kmem_cache_tune")
     cachep.sa.slabinfo_write(f"{cachep.name} {limit} {batchcount} {shared}")
 
 
@@ -1321,11 +1317,11 @@ def kmem_cache_size(cachep: kmem_cache_t) -> int:
     Without slab debugging that is the padded object size (a 20-byte
     SLAB_HWCACHE_ALIGN cache gives 32); with it, the size before the red zone.
     """
-    return _check_cache(cachep, "kmem_cache_size").usable
+    return check_cache(cachep, "kmem_cache_size").usable
 
 
 def kmem_cache_name(cachep: kmem_cache_t) -> str:
-    return _check_cache(cachep, "kmem_cache_name").name
+    return check_cache(cachep, "kmem_cache_name").name
 
 
 def kmem_cache_drain_local() -> None:

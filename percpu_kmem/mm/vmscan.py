@@ -27,6 +27,7 @@ from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqs
 from ..runtime.task import CURRENT, Task
 from .gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_FS, GFP_HIGHMEM, GFP_IO, check_gfp
 from .physmem import PG_anon, PG_dirty, PG_lru
+from .vmstat import KSWAPD_WAKE, PF_MEMALLOC, SWAP_CLUSTER_MAX
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
 
@@ -38,7 +39,6 @@ PAGE_CLEAN: Final = 0
 PAGE_DIRTY: Final = 1
 PAGE_ANON: Final = 2
 KIND_NAMES: Final = {"clean": PAGE_CLEAN, "dirty": PAGE_DIRTY, "anon": PAGE_ANON}
-SWAP_CLUSTER_MAX: Final = 32
 #: the zone suffix of the per-zone vmstat counters, by zone index (pgsteal_dma, ..._normal, ..._high)
 _ZONE_STAT: Final = ("dma", "normal", "high")
 
@@ -203,7 +203,6 @@ class Reclaim:
 
     # -- kswapd ---------------------------------------------------------------------------------
     def wake_kswapd(self, t: Task, nid: int, order: int) -> None:
-        from .page_alloc import KSWAPD_WAKE
         if not self.kswapd_pending[nid]:
             self.kswapd_pending[nid] = True
             t.cpu.data["vm_events"][KSWAPD_WAKE] += 1
@@ -211,7 +210,6 @@ class Reclaim:
 
     def _kswapd_fn(self, nid: int) -> Callable[[], None]:
         def kswapd() -> None:
-            from .page_alloc import PF_MEMALLOC  # noqa: F401 - set below
             t = CURRENT.task
             t.flags |= PF_MEMALLOC
             while True:
