@@ -45,7 +45,7 @@ from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
 from .context import current_machine
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
     from .page_alloc import PageAllocator

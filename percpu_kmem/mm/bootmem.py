@@ -44,13 +44,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime.validate import check_int
-from ..runtime.errors import KmemUsageError, NoMemoryLayers
+from ..runtime.errors import InconsistentState, KmemUsageError, NoMemoryLayers
 from ..runtime.kernel import BUG, panic
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT
 from .context import current_machine
-from .physmem import (MAX_DMA_ADDRESS_PHYS, PAGE_MASK, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved,
-                      SMP_CACHE_BYTES, InconsistentState, Node)
+from .layout import (ALIGN, MAX_DMA_ADDRESS_PHYS, PAGE_MASK, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved,
+                     SMP_CACHE_BYTES)
+from .physmem import Node
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -73,11 +74,6 @@ def bootmem_bootmap_pages(pages: int) -> int:
     mapsize = (pages + 7) // 8
     mapsize = (mapsize + ~PAGE_MASK) & PAGE_MASK
     return mapsize >> PAGE_SHIFT
-
-
-def _align(x: int, a: int) -> int:
-    """The kernel's ALIGN(x, a) for a power of two ``a``."""
-    return (x + a - 1) & ~(a - 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -388,7 +384,7 @@ class Bootmem:
         """The first-fit loop of __alloc_bootmem_core, step for step (fail_block included)."""
         i = preferred
         while i < eidx:
-            i = _align(_find_bit(bitmap, i, eidx, 0), incr)
+            i = ALIGN(_find_bit(bitmap, i, eidx, 0), incr)
             if i >= eidx or _test_bit(bitmap, i):
                 i += incr
                 continue
@@ -396,7 +392,7 @@ class Bootmem:
             j = _find_bit(bitmap, i + 1, hi, 1)
             if j == hi and i + areasize <= eidx:
                 return i
-            i = _align(j, incr) + incr  # fail_block, then the for loop's i += incr
+            i = ALIGN(j, incr) + incr  # fail_block, then the for loop's i += incr
         return None
 
     def _take(self, bd: BootmemData, bitmap: bytearray, start: int, size: int, align: int, areasize: int) -> int:
@@ -628,7 +624,7 @@ def _check_addr(what: str, addr: Any) -> int:
     return addr
 
 
-def _check_align(align: Any) -> int:
+def _checkALIGN(align: Any) -> int:
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
         raise KmemUsageError(f"__alloc_bootmem: align(={align!r}) must be an int >= 1 "
                              "(the kernel passes SMP_CACHE_BYTES or PAGE_SIZE)")
@@ -654,7 +650,7 @@ def __alloc_bootmem(size: int, align: int, goal: int) -> int | None:
     """
     bm = current_machine().bootmem or _no_bootmem()
     _check_size("__alloc_bootmem", size)
-    _check_align(align)
+    _checkALIGN(align)
     _check_addr("__alloc_bootmem goal", goal)
     if _after_boot(bm, "__alloc_bootmem"):
         return None
@@ -665,7 +661,7 @@ def __alloc_bootmem_node(pgdat: Any, size: int, align: int, goal: int) -> int | 
     """__alloc_bootmem() from node ``pgdat`` (a node id or ``m.mem.nodes[i]``) first."""
     bm = current_machine().bootmem or _no_bootmem()
     _check_size("__alloc_bootmem_node", size)
-    _check_align(align)
+    _checkALIGN(align)
     _check_addr("__alloc_bootmem_node goal", goal)
     bd = bm.node_bdata(pgdat, "__alloc_bootmem_node")
     if _after_boot(bm, "__alloc_bootmem_node"):

@@ -41,7 +41,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from ..runtime.errors import InconsistentState, KmemUsageError
-from .physmem import (
+from .layout import (
     MAX_ORDER,
     MAX_ORDER_NR_PAGES,
     PG_active,

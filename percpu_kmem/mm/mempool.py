@@ -45,7 +45,8 @@ from .context import current_machine
 from .debug import HUNG_TASK_TIMEOUT_NS, POISON_END, POISON_FREE, POISON_INUSE
 from .gfp import GFP_KERNEL, GFP_IO, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
-from .physmem import MAX_ORDER, PAGE_SHIFT, Page
+from .layout import MAX_ORDER, PAGE_SHIFT
+from .physmem import Page
 from .page_alloc import __free_pages, alloc_pages
 from .slab import check_cache, kmem_cache_alloc, kmem_cache_free, kmem_cache_t, machine_name
 

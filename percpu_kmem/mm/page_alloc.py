@@ -34,9 +34,10 @@ from .debug import HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS
 from .gfp import (GFP_ZONEMASK, GFP_COLD, GFP_DMA, GFP_FS, GFP_HIGH, GFP_HIGHMEM,
                   GFP_NOFAIL, GFP_NORETRY, GFP_NOWARN, GFP_REPEAT, GFP_WAIT, GFP_ZERO,
                   c_hex, check_gfp, gfp_names)
-from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
-                      PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
-                      ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
+from .layout import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound, PG_dirty,
+                     PG_vmalloc, PG_writeback, PG_locked, ZONE_DMA, ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL,
+                     format_page_flags)
+from .physmem import PhysMem, Page, Zone
 from .vmscan import Reclaim, Shrinker
 from .vmstat import (ALLOCSTALL, NR_VM_EVENTS, OOM_KILL, PCP_DRAIN, PCP_HIT, PCP_REFILL, PF_MEMALLOC,
                      PGALLOC, PGALLOC_FAIL, PGFREE, SWAP_CLUSTER_MAX, VM_EVENT_NAMES)

@@ -47,7 +47,7 @@ from .context import current_machine
 from .access import mem_read, mem_write, memset
 from ..runtime.validate import check_int
 from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Final
 
-from .physmem import PAGE_SHIFT
+from .layout import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from .page_alloc import PageAllocator

@@ -53,7 +53,7 @@ from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTI
 from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
                   GFP_ZERO, gfp_names)
 from .vmscan import Shrinker
-from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab)
+from .layout import ALIGN, L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -118,10 +118,6 @@ ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 _THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
 
-def _align(x: int, a: int) -> int:
-    return (x + a - 1) & ~(a - 1)
-
-
 def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
     """(objects per slab, bytes left over) for a slab of ``2**gfporder`` pages."""
     wastage = PAGE_SIZE << gfporder
@@ -129,12 +125,12 @@ def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[in
     if not flags & CFLGS_OFF_SLAB:
         base, extra = SLAB_HEADER_SIZE, BUFCTL_SIZE
     i = 0
-    while i * size + _align(base + i * extra, align) <= wastage:
+    while i * size + ALIGN(base + i * extra, align) <= wastage:
         i += 1
     if i > 0:
         i -= 1
     i = min(i, SLAB_LIMIT)
-    wastage -= i * size + _align(base + i * extra, align)
+    wastage -= i * size + ALIGN(base + i * extra, align)
     return i, wastage
 
 
@@ -146,7 +142,7 @@ class Geometry:
 
     def __init__(self, size: int, align: int, flags: int, *, slab_break_order: int, offslab_limit: int) -> None:
         if size & (BYTES_PER_WORD - 1):
-            size = _align(size, BYTES_PER_WORD)
+            size = ALIGN(size, BYTES_PER_WORD)
         if flags & SLAB_HWCACHE_ALIGN:
             ralign = L1_CACHE_BYTES
             while size <= ralign // 2:
@@ -169,13 +165,13 @@ class Geometry:
             size += BYTES_PER_WORD
         if size >= PAGE_SIZE >> 3:
             flags |= CFLGS_OFF_SLAB
-        size = _align(size, align)
+        size = ALIGN(size, align)
         if flags & SLAB_RECLAIM_ACCOUNT and size <= PAGE_SIZE:
             order = 0
             num, left = cache_estimate(0, size, align, flags)
         else:
             order, num, left = self._choose_order(size, align, flags, slab_break_order, offslab_limit)
-        slab_size = _align(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
+        slab_size = ALIGN(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
         if flags & CFLGS_OFF_SLAB and left >= slab_size:
             flags &= ~CFLGS_OFF_SLAB
             left -= slab_size

@@ -39,7 +39,8 @@ from ..runtime.task import CURRENT
 from .context import current_machine
 from .access import _memcpy, _memset, _value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
 from .gfp import GFP_KERNEL, GFP_HIGHMEM, GFP_NOWARN, c_hex, check_gfp, gfp_names
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
+from .physmem import Page
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine

@@ -26,7 +26,7 @@ from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqs
                              wait_event, wake_up)
 from ..runtime.task import CURRENT, Task
 from .gfp import GFP_HIGHUSER, GFP_KERNEL, GFP_FS, GFP_HIGHMEM, GFP_IO, check_gfp
-from .physmem import PG_anon, PG_dirty, PG_lru
+from .layout import PG_anon, PG_dirty, PG_lru
 from .vmstat import KSWAPD_WAKE, PF_MEMALLOC, SWAP_CLUSTER_MAX
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
