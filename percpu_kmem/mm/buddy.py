@@ -370,3 +370,6 @@ class BuddyZone:
                 raise self._bad(f"a page of free block pfn {pfn:#x} has a flag a free page cannot have")
             if mem.count_flag(PG_private, pfn, end) != 1:
                 raise self._bad(f"free block pfn {pfn:#x}: PG_private is set on a page other than the head")
+
+
+__all__ = ["FREE_PAGE_BAD_FLAGS", "BuddyCorruption", "check_order", "BuddyZone"]

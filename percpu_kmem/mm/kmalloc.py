@@ -1,7 +1,7 @@
 """kmalloc/kfree: general-purpose memory from a set of size-class slab caches.
 
-Models the 2.6.11 kmalloc of mm/slab.c and include/linux/kmalloc_sizes.h
-(reference/kernel-facts.md §2.3): caches ``size-32`` .. ``size-131072`` with
+Models the 2.6.11 kmalloc of mm/slab.c and include/linux/kmalloc_sizes.h:
+caches ``size-32`` .. ``size-131072`` with
 32-byte cache lines (so size-96 and size-192 exist), each with a
 ``size-N(DMA)`` twin for ``GFP_DMA`` requests, all SLAB_HWCACHE_ALIGN. A request
 goes to the first class that holds it; ``kmalloc(0)`` gets a size-32 object and

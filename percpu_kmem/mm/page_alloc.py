@@ -1,7 +1,7 @@
 """The page allocator: zones with watermarks, per-CPU hot/cold lists, the buddy
 allocator under zone->lock, and the 2.6.11 allocation path with reclaim.
 
-Models mm/page_alloc.c of 2.6.11 (reference/kernel-facts.md §3.2-3.3, §4.1):
+Models mm/page_alloc.c of 2.6.11:
 ``__alloc_pages`` (fast pass at pages_low, kswapd wake-up, a pass at pages_min with
 the ``__GFP_HIGH``/atomic discounts, direct reclaim, OOM, the retry rules),
 ``buffered_rmqueue`` (order-0 pages through the per-CPU lists, refilled and
@@ -277,6 +277,22 @@ class PageAllocator:
                 mem.private[p] = pfn
         if gfp & GFP_ZERO:
             mem.clear_pages(pfn, 1 << order)
+
+    def alloc_pages_at_boot(self, gfp: int, order: int, nid: int) -> int | None:
+        """A block for boot code that runs before any task (setup_per_cpu_areas): the first
+        zone of ``nid``'s zonelist for ``gfp`` that has one, prepared as prep_new_page does
+        (zeroed with __GFP_ZERO); its pfn, or None. Nothing else runs yet, so the buddy is
+        used directly: no zone->lock, no per-CPU lists, no watermarks, no reclaim."""
+        for z in self.zonelist(gfp, nid):
+            pfn = z.buddy.rmqueue(order)
+            if pfn is not None:
+                self._prep_new_page(None, pfn, order, gfp)  # type: ignore[arg-type]
+                return pfn  # type: ignore[no-any-return]
+        return None
+
+    def page_is_free(self, pfn: int) -> bool:
+        """``pfn`` lies in a free block of its zone's buddy allocator (invariant walks)."""
+        return self._by_zid[self.mem.zone_id[pfn]].buddy.is_free(pfn)  # type: ignore[no-any-return]
 
     def _bad_page(self, t: Task, pfn: int, where: str) -> None:
         mem = self.mem
@@ -859,10 +875,10 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     return s
 
 
-PAGE_API: Final = ("alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", "__get_free_page",
-                   "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
-                   "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
-                   "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
-                   "register_shrinker")
-
-__all__ = list(PAGE_API)
+__all__ = ["alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", "__get_free_page",
+           "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
+           "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
+           "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
+           "register_shrinker"]
+#: The same names as a tuple: percpu_kmem/__init__.py still reads it.
+PAGE_API: Final = tuple(__all__)

@@ -1,6 +1,6 @@
 """Per-CPU variables and the dynamic per-CPU allocator.
 
-Kernel files modelled (reference/kernel-facts.md §8, §1.3):
+Kernel files modelled:
 
 - include/linux/percpu.h, include/linux/percpu-defs.h: ``DEFINE_PER_CPU``,
   ``DECLARE_PER_CPU``, ``per_cpu``, ``get_cpu_var``/``put_cpu_var``, ``__get_cpu_var``,
@@ -587,7 +587,7 @@ class PerCpuState:
                 if p in owner:
                     raise InconsistentState(f"percpu: pfn {p:#x} is in {what} and in {owner[p]}")
                 owner[p] = what
-            if mem.count[pfn] <= 0 or self.pa._by_zid[mem.zone_id[pfn]].buddy.is_free(pfn):
+            if mem.count[pfn] <= 0 or self.pa.page_is_free(pfn):
                 raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x}, which is free in the page allocator")
             if mem.order[pfn] != order:
                 raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x} of order {mem.order[pfn]}, not {order}")
@@ -629,15 +629,11 @@ def _alloc_static_area(m: Machine, nid: int) -> int:
     2.6 took it from alloc_bootmem() in setup_per_cpu_areas(). Here it comes from the page
     allocator at boot (bootmem lands separately): a PERCPU_ENOUGH_ROOM block from the first
     lowmem zone of the CPU's node that has one, the way the page allocator would hand it out.
-    Boot has no task, so the buddy is used directly (nothing else runs yet).
+    Boot has no task: PageAllocator.alloc_pages_at_boot takes it from the buddy directly.
     """
-    pa = m.mm
-    order = get_order(PERCPU_ENOUGH_ROOM)
-    for z in pa.zonelist(GFP_KERNEL, nid):
-        pfn = z.buddy.rmqueue(order)
-        if pfn is not None:
-            pa._prep_new_page(None, pfn, order, GFP_ZERO)
-            return pfn  # type: ignore[no-any-return]
+    pfn = m.mm.alloc_pages_at_boot(GFP_KERNEL | GFP_ZERO, get_order(PERCPU_ENOUGH_ROOM), nid)
+    if pfn is not None:
+        return pfn
     raise KmemUsageError(f"setup_per_cpu_areas: no {PERCPU_ENOUGH_ROOM}-byte block of lowmem for "
                          f"the static per-CPU area: memory={m.memory_size!r} is too small")
 

@@ -766,3 +766,6 @@ def _runs_outside(start: int, end: int, is_reserved: Callable[[int], bool]) -> I
             run = pfn
     if run is not None:
         yield run, end
+
+
+__all__ = ["BadPhysAddress", "Page", "Zone", "Node", "ReservedPfns", "PhysMem"]

@@ -144,3 +144,6 @@ def lock_stat(locks: list) -> str:  # type: ignore[type-arg]
     rows = [f"{lk.name:>40} {lk.contentions:>12} {lk.contentions:>12} {lk.wait_cycles:>15} "
             f"{0:>12} {lk.acquisitions:>12} {lk.hold_cycles:>15}\n" for lk in locks]
     return "lock_stat version 0.4\n" + head + "".join(rows)
+
+
+__all__ = ["buddyinfo", "zoneinfo", "MeminfoHook", "MEMINFO_KEYS", "OVERCOMMIT_RATIO", "meminfo", "VMSTAT_TEXT", "vmstat", "lock_stat"]

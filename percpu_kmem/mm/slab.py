@@ -1,6 +1,6 @@
 """The slab allocator: kmem_cache_* over slabs of pages, with per-CPU magazines.
 
-Models mm/slab.c of 2.6.11 (reference/kernel-facts.md §5.1, §1.6, §2.1, §11) with
+Models mm/slab.c of 2.6.11 with
 the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
 
 - a cache (``kmem_cache_t``) carves objects out of slabs of ``2**gfporder`` pages,

@@ -1,8 +1,7 @@
 """vmalloc/vfree, vmap/vunmap and ioremap/iounmap: the kernel's virtually contiguous areas.
 
-Models mm/vmalloc.c and arch/i386/mm/ioremap.c of the 2.6.9-2.6.11 kernels
-(reference/kernel-facts.md section 7, 1.8, 11), with include/asm-i386/pgtable.h's
-address window:
+Models mm/vmalloc.c and arch/i386/mm/ioremap.c of the 2.6.9-2.6.11 kernels, with
+include/asm-i386/pgtable.h's address window:
 
 * ``VMALLOC_START = (high_memory + 2*VMALLOC_OFFSET - 1) & ~(VMALLOC_OFFSET - 1)``
   (an 8 MB hole after the direct map), ``VMALLOC_END = PKMAP_BASE - 2*PAGE_SIZE``;
@@ -37,7 +36,7 @@ from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import _is_runtime_frame, caller_site, relpath
 from ..runtime.task import CURRENT
 from .context import current_machine
-from .access import _memcpy, _memset, _value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
+from .access import do_memcpy, do_memset, value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
 from .gfp import GFP_KERNEL, GFP_HIGHMEM, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
 from .physmem import Page
@@ -911,21 +910,21 @@ __raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
 def writeb(b: int, addr: int) -> None:
     """writeb(value, addr): the kernel's argument order (value first)."""
     if b.__class__ is not int:
-        _value_arg("writeb", b, "b")
+        value_arg("writeb", b, "b")
     write_u8(addr, b)
 
 
 def writew(b: int, addr: int) -> None:
     """writew(value, addr)."""
     if b.__class__ is not int:
-        _value_arg("writew", b, "b")
+        value_arg("writew", b, "b")
     write_u16(addr, b)
 
 
 def writel(b: int, addr: int) -> None:
     """writel(value, addr)."""
     if b.__class__ is not int:
-        _value_arg("writel", b, "b")
+        value_arg("writel", b, "b")
     write_u32(addr, b)
 
 
@@ -934,17 +933,17 @@ __raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
 
 def memcpy_fromio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) from device memory: dword accesses, then a word, then a byte."""
-    _memcpy("memcpy_fromio", dst, src, count, "count")
+    do_memcpy("memcpy_fromio", dst, src, count, "count")
 
 
 def memcpy_toio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) to device memory."""
-    _memcpy("memcpy_toio", dst, src, count, "count")
+    do_memcpy("memcpy_toio", dst, src, count, "count")
 
 
 def memset_io(addr: int, val: int, count: int) -> None:
     """memset() on device memory."""
-    _memset("memset_io", addr, val, count, ("val", "count"))
+    do_memset("memset_io", addr, val, count, ("val", "count"))
 
 
 __all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",

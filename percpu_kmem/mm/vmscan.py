@@ -249,3 +249,6 @@ class Reclaim:
                 if mem.count[pfn] < 1 or not mem.flags[pfn] & PG_lru:
                     raise InconsistentState(f"pfn {pfn:#x} on the LRU of zone {zid} has count "
                                             f"{mem.count[pfn]} flags {mem.flags[pfn]:#x}")
+
+
+__all__ = ["PAGE_CLEAN", "PAGE_DIRTY", "PAGE_ANON", "KIND_NAMES", "Shrinker", "Reclaim"]
