@@ -14,7 +14,10 @@ Simplified: nothing is cached per CPU; the lookup is one thread-local read.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import sys
+from types import FrameType
+from typing import TYPE_CHECKING, Final
 
 from ..runtime.task import CURRENT
 
@@ -27,4 +30,19 @@ def current_machine() -> Machine:
     return CURRENT.task.machine  # type: ignore[no-any-return]
 
 
-__all__ = ["current_machine"]
+#: The folders whose frames are the model's own: mm/ and runtime/.
+_MODEL_DIRS: Final = (os.path.dirname(__file__) + os.sep,
+                      os.path.join(os.path.dirname(os.path.dirname(__file__)), "runtime") + os.sep)
+
+
+def mm_caller_frame() -> FrameType | None:
+    """The frame of the simulated code that called into mm/: the first frame, above the
+    caller of this function, outside mm/ and runtime/ (None if there is none). The
+    caller site of a mempool's creation, a vmalloc area and slab debugging's last user."""
+    f: FrameType | None = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_MODEL_DIRS):
+        f = f.f_back
+    return f
+
+
+__all__ = ["current_machine", "mm_caller_frame"]

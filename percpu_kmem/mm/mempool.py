@@ -29,7 +29,6 @@ pools are poisoned and re-checked, as CONFIG_DEBUG_SLAB does since 4.2.
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Final
 
@@ -41,7 +40,7 @@ from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
 from .access import mem_read, mem_write
-from .context import current_machine
+from .context import current_machine, mm_caller_frame
 from .debug import HUNG_TASK_TIMEOUT_NS, POISON_END, POISON_FREE, POISON_INUSE
 from .gfp import GFP_KERNEL, GFP_IO, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
@@ -331,9 +330,7 @@ def _check_min_nr(fn: str, name: str, value: Any) -> int:
 
 def _creator_site() -> str:
     """file:line of the code that asked for the pool (outside this module and the runtime)."""
-    f = sys._getframe(1)
-    while f is not None and f.f_code.co_filename == __file__:
-        f = f.f_back  # type: ignore[assignment]
+    f = mm_caller_frame()
     if f is None:
         return "<unknown>"
     return f"{relpath(f.f_code.co_filename)}:{f.f_lineno}"

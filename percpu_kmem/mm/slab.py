@@ -35,7 +35,6 @@ slab). See docs/slab.md for what is simplified and why.
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Callable, Final
 
@@ -48,7 +47,7 @@ from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
-from .context import current_machine
+from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import (GFP_DMA, GFP_KERNEL, GFP_BITS_MASK, GFP_HIGHMEM, GFP_NO_GROW, GFP_WAIT,
                   GFP_ZERO, gfp_names)
@@ -115,7 +114,6 @@ KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 
 KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
 #: ARCH_KMALLOC_FLAGS
 ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
-_THIS_DIR: Final = __file__.rsplit("/", 1)[0]
 
 
 def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
@@ -695,10 +693,7 @@ class SlabDebug:
         Looked up by (code object, line) first: building the site string costs
         several os.path calls, and a debugged alloc/free pair does this twice.
         """
-        f = sys._getframe(2)
-        while f is not None and (f.f_code.co_filename.startswith(_THIS_DIR)
-                                 or "/runtime/" in f.f_code.co_filename):
-            f = f.f_back  # type: ignore[assignment]
+        f = mm_caller_frame()
         key = None if f is None else (f.f_code, f.f_lineno)
         cid = self._by_frame.get(key)
         if cid is not None:

@@ -27,15 +27,14 @@ docs/vmalloc.md.
 from __future__ import annotations
 
 import bisect
-import sys
 from typing import TYPE_CHECKING, Any, Callable, Final
 
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
-from ..runtime.report import _is_runtime_frame, caller_site, relpath
+from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
-from .context import current_machine
+from .context import current_machine, mm_caller_frame
 from .access import do_memcpy, do_memset, value_arg, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
 from .gfp import GFP_KERNEL, GFP_HIGHMEM, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
@@ -82,9 +81,7 @@ _PAGE_MASK32: Final = (ADDR_LIMIT - 1) & ~(PAGE_SIZE - 1)
 def _user_site() -> tuple[str, int, str]:
     """(file, line, function) of the first caller outside this module and the runtime:
     the driver code that called vmalloc/vfree/ioremap (what %pS of the caller shows)."""
-    f = sys._getframe(1)
-    while f is not None and (f.f_code.co_filename == __file__ or _is_runtime_frame(f.f_code.co_filename)):
-        f = f.f_back  # type: ignore[assignment]
+    f = mm_caller_frame()
     if f is None:
         return ("<unknown>", 0, "<unknown>")
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)

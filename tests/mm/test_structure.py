@@ -112,3 +112,8 @@ def test_no_private_reach_ins_between_mm_modules() -> None:
             if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
                 private = [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
                 assert not private, f"{mod} imports {private} from {node.module}"
+
+
+def test_one_frame_walker_in_mm() -> None:
+    walkers = [mod for mod in MM_MODULES if "_getframe" in (MM_DIR / f"{mod}.py").read_text()]
+    assert walkers == ["context"]
