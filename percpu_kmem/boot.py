@@ -7,7 +7,9 @@
 4. kmem_cache_init(): the slab allocator and the kmalloc caches;
 5. mempools' registry, vmalloc/ioremap and the per-CPU allocator.
 
-Each layer registers its /proc files and invariant checks on the machine.
+Each init function returns its subsystem object and boot_machine stores it in the
+machine's field (``m.slab = kmem_cache_init(m)``, ...); each layer registers its /proc
+files and invariant checks on the machine itself.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def boot_machine(m: Machine) -> None:
     except (ValueError, TypeError) as e:
         raise KmemUsageError(f"memory={m.memory_arg!r}: {e}") from None
     m.mem = mem
-    bootmem.boot_phase(m, mem)
+    m.bootmem = bootmem.bootmem_init(m, mem)
+    bootmem.boot_phase(m, m.bootmem)
     pa = PageAllocator(m, mem)
     m.mm = pa
     pa.reclaim = Reclaim(pa)
@@ -44,10 +47,10 @@ def boot_machine(m: Machine) -> None:
     m.register_checker("physmem", mem.check)
     m.register_checker("page_alloc", pa.check)
     m.register_checker("reclaim", pa.reclaim.check)
-    slab.kmem_cache_init(m)
-    mempool.mempool_machine_init(m)
-    vmalloc.vmalloc_init(m)
-    percpu.percpu_init(m)
+    m.slab = slab.kmem_cache_init(m)
+    m.mempools = mempool.mempool_machine_init(m)
+    m.vmalloc = vmalloc.vmalloc_init(m)
+    m.percpu = percpu.percpu_init(m)
 
 
 __all__ = ["boot_machine"]

@@ -71,8 +71,6 @@ class Machine(SmpMachine):
                 raise KmemUsageError(f"init takes callables (boot-time init functions), got {fn!r}")
         super().__init__(cpus, **kw)
         self.memory_arg = memory
-        self.memory_size = memory  # TODO(structure): the mm layers read memory_arg once they are moved
-        self.subsystems: dict[str, Any] = {}  # TODO(structure): replaced by the typed fields
         self.booted = boot
         self.boot_init: tuple[Callable[[], Any], ...] = boot_init
         self.slab_debug = slab_debug

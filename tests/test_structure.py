@@ -64,7 +64,8 @@ def _imports(path: Path, module: str) -> set[str]:
                 else:
                     target = child.module or ""
                 if target.startswith("percpu_kmem"):
-                    found.add(target)
+                    if child.module or child.level == 0:  # "from . import x" imports x, not the package
+                        found.add(target)
                     for alias in child.names:  # "from . import costs" names a module
                         if (PKG.parent / (target + "." + alias.name).replace(".", "/")).with_suffix(".py").exists():
                             found.add(f"{target}.{alias.name}")

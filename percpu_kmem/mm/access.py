@@ -38,13 +38,15 @@ accessor's width (read_u32 is one 4-byte bus read, as readl is).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import KmemUsageError, Oops
 from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
+from .context import current_machine
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
     from .page_alloc import PageAllocator
@@ -231,7 +233,7 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     if n.__class__ is not int or n < 0:
         n = _len_arg(n, fn)
     p = _phys(addr, n, False)
-    pa = CURRENT.task.machine.mm
+    pa = current_machine().mm
     mem = pa.mem
     if p >= 0:
         return mem.read(p, n)  # type: ignore[no-any-return]
@@ -258,7 +260,7 @@ def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_wr
         raise KmemUsageError(f"{fn}: data(={data!r}) must be bytes or a bytearray")
     n = len(data)
     p = _phys(addr, n, True)
-    pa = CURRENT.task.machine.mm
+    pa = current_machine().mm
     mem = pa.mem
     if p >= 0:
         mem.write(p, data)
@@ -292,10 +294,10 @@ def mem_write(addr: int, data: bytes | bytearray) -> None:
 
 def memset(addr: int, c: int, n: int) -> int:
     """memset(): fill ``n`` bytes with ``c``; returns ``addr``."""
-    return _memset("memset", addr, c, n)
+    return do_memset("memset", addr, c, n)
 
 
-def _memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "n")) -> int:
+def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "n")) -> int:
     if addr.__class__ is not int or addr < 0 or addr >= ADDR_LIMIT:
         addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
@@ -304,7 +306,7 @@ def _memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
     if p >= 0:
-        CURRENT.task.machine.mm.mem.memset(p, c & 0xFF, n)
+        current_machine().mem.memset(p, c & 0xFF, n)
         return addr
     t = CURRENT.task
     t.budget += 1  # _write counts this access again
@@ -314,10 +316,10 @@ def _memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c", "
 
 def memcpy(dst: int, src: int, n: int) -> int:
     """memcpy() between two kernel addresses; returns ``dst``."""
-    return _memcpy("memcpy", dst, src, n)
+    return do_memcpy("memcpy", dst, src, n)
 
 
-def _memcpy(fn: str, dst: int, src: int, n: int, nname: str = "n") -> int:
+def do_memcpy(fn: str, dst: int, src: int, n: int, nname: str = "n") -> int:
     if dst.__class__ is not int or dst < 0 or dst >= ADDR_LIMIT:
         dst = _addr_arg(dst, fn, "dst")  # a bad destination is refused before the source is read
     if src.__class__ is not int or src < 0 or src >= ADDR_LIMIT:
@@ -344,14 +346,14 @@ def _writer(size: int) -> Callable[[int, int], None]:
 
     def write(addr: int, value: int) -> None:
         if value.__class__ is not int:
-            _value_arg(name, value)
+            value_arg(name, value)
         _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, name)
     write.__name__ = name
     write.__doc__ = f"Write a little-endian u{size * 8} at ``addr`` (device memory: one {size}-byte bus write)."
     return write
 
 
-def _value_arg(fn: str, value: object, name: str = "value") -> None:
+def value_arg(fn: str, value: object, name: str = "value") -> None:
     """A value to store must be an int (not a bool: True is no u32); it is truncated to the width."""
     if not isinstance(value, int) or isinstance(value, bool):
         if not CURRENT.task:
@@ -363,8 +365,8 @@ def _value_arg(fn: str, value: object, name: str = "value") -> None:
 read_u8, read_u16, read_u32, read_u64 = (_reader(s) for s in (1, 2, 4, 8))
 write_u8, write_u16, write_u32, write_u64 = (_writer(s) for s in (1, 2, 4, 8))
 
-ACCESS_API = ("mem_read", "mem_write", "memset", "memcpy", "read_u8", "read_u16", "read_u32", "read_u64",
-              "write_u8", "write_u16", "write_u32", "write_u64")
-_ = Any
 
-__all__ = list(ACCESS_API)
+__all__ = ["mem_read", "mem_write", "memset", "memcpy", "read_u8", "read_u16", "read_u32", "read_u64",
+           "write_u8", "write_u16", "write_u32", "write_u64"]
+#: The same names as a tuple: percpu_kmem/__init__.py still reads it.
+ACCESS_API: Final = tuple(__all__)

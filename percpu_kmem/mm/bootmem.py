@@ -40,16 +40,27 @@ Simplified, on purpose (docs/bootmem.md says why):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.validate import check_int
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import BUG, panic
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT
-from .physmem import (MAX_DMA_ADDRESS_PHYS, PAGE_MASK, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved,
-                      SMP_CACHE_BYTES, InconsistentState, Node)
+from ..runtime.validate import check_int
+from .context import current_machine
+from .layout import (
+    ALIGN,
+    MAX_DMA_ADDRESS_PHYS,
+    PAGE_MASK,
+    PAGE_OFFSET,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SMP_CACHE_BYTES,
+    PG_reserved,
+)
+from .physmem import Node
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -72,11 +83,6 @@ def bootmem_bootmap_pages(pages: int) -> int:
     mapsize = (pages + 7) // 8
     mapsize = (mapsize + ~PAGE_MASK) & PAGE_MASK
     return mapsize >> PAGE_SHIFT
-
-
-def _align(x: int, a: int) -> int:
-    """The kernel's ALIGN(x, a) for a power of two ``a``."""
-    return (x + a - 1) & ~(a - 1)
 
 
 # --------------------------------------------------------------------------------------
@@ -187,7 +193,8 @@ class BootmemData:
 
     def __repr__(self) -> str:
         state = "live" if self.node_bootmem_map is not None else "freed"
-        return f"<bootmem_data node {self.nid} pfn {self.start_pfn:#x}-{self.node_low_pfn:#x} map@{self.map_pfn:#x} {state}>"
+        return (f"<bootmem_data node {self.nid} pfn {self.start_pfn:#x}-{self.node_low_pfn:#x} "
+                f"map@{self.map_pfn:#x} {state}>")
 
 
 @dataclass(frozen=True)
@@ -387,7 +394,7 @@ class Bootmem:
         """The first-fit loop of __alloc_bootmem_core, step for step (fail_block included)."""
         i = preferred
         while i < eidx:
-            i = _align(_find_bit(bitmap, i, eidx, 0), incr)
+            i = ALIGN(_find_bit(bitmap, i, eidx, 0), incr)
             if i >= eidx or _test_bit(bitmap, i):
                 i += incr
                 continue
@@ -395,7 +402,7 @@ class Bootmem:
             j = _find_bit(bitmap, i + 1, hi, 1)
             if j == hi and i + areasize <= eidx:
                 return i
-            i = _align(j, incr) + incr  # fail_block, then the for loop's i += incr
+            i = ALIGN(j, incr) + incr  # fail_block, then the for loop's i += incr
         return None
 
     def _take(self, bd: BootmemData, bitmap: bytearray, start: int, size: int, align: int, areasize: int) -> int:
@@ -557,19 +564,25 @@ class Bootmem:
 # --------------------------------------------------------------------------------------
 
 
-def boot_phase(m: Machine, mem: PhysMem) -> None:
-    """setup_bootmem_allocator(), the ``init`` functions, then mem_init()'s hand-over.
-
-    Runs before the page allocator exists. The init functions run as boot-CPU kernel
-    threads (``Machine.run_boot_threads``); an error in one ends the boot (it propagates
-    out of ``Machine(...)``). A machine without init functions reserves nothing: every
-    page reaches the buddy allocator, as before bootmem existed.
-    """
+def bootmem_init(m: Machine, mem: PhysMem) -> Bootmem:
+    """setup_bootmem_allocator(): the boot allocator of ``m`` (boot.py stores it as ``m.bootmem``)."""
     bm = Bootmem(m, mem)
-    m.bootmem = bm
     m.register_checker("bootmem", bm.check)
+    return bm
+
+
+def boot_phase(m: Machine, bm: Bootmem) -> Bootmem:
+    """The ``init`` functions, then mem_init()'s hand-over; returns ``bm``.
+
+    Runs before the page allocator exists, with ``m.bootmem`` already set. The init
+    functions run as boot-CPU kernel threads (``Machine.run_boot_threads``), while an
+    early stand-in for ``m.mm`` lets the memory accessors reach physical memory; an error
+    in one ends the boot (it propagates out of ``Machine(...)``). A machine without init
+    functions reserves nothing: every page reaches the buddy allocator, as before bootmem
+    existed.
+    """
     if m.boot_init:
-        early = _EarlyMM(m, mem)
+        early = _EarlyMM(m, bm.mem)
         m.mm = early
         try:
             m.run_boot_threads(m.boot_init)
@@ -578,18 +591,12 @@ def boot_phase(m: Machine, mem: PhysMem) -> None:
                 del m.mm
     if not bm.handed_over:
         bm.free_all_bootmem()
+    return bm
 
 
 # --------------------------------------------------------------------------------------
 # The kernel-style interface (acts on the machine of the calling task)
 # --------------------------------------------------------------------------------------
-
-
-def _bm() -> Bootmem:
-    bm = CURRENT.task.machine.bootmem
-    if bm is None:
-        raise KmemUsageError("this machine has no memory layers (Machine(boot=False)): there is no bootmem")
-    return bm  # type: ignore[no-any-return]
 
 
 def _after_boot(bm: Bootmem, entry: str) -> bool:
@@ -622,7 +629,7 @@ def _check_addr(what: str, addr: Any) -> int:
     return addr
 
 
-def _check_align(align: Any) -> int:
+def _checkALIGN(align: Any) -> int:
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
         raise KmemUsageError(f"__alloc_bootmem: align(={align!r}) must be an int >= 1 "
                              "(the kernel passes SMP_CACHE_BYTES or PAGE_SIZE)")
@@ -646,9 +653,9 @@ def __alloc_bootmem(size: int, align: int, goal: int) -> int | None:
         None after the boot (reported).
     Context: the boot phase (Machine(init=[...]) functions).
     """
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_size("__alloc_bootmem", size)
-    _check_align(align)
+    _checkALIGN(align)
     _check_addr("__alloc_bootmem goal", goal)
     if _after_boot(bm, "__alloc_bootmem"):
         return None
@@ -657,9 +664,9 @@ def __alloc_bootmem(size: int, align: int, goal: int) -> int | None:
 
 def __alloc_bootmem_node(pgdat: Any, size: int, align: int, goal: int) -> int | None:
     """__alloc_bootmem() from node ``pgdat`` (a node id or ``m.mem.nodes[i]``) first."""
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_size("__alloc_bootmem_node", size)
-    _check_align(align)
+    _checkALIGN(align)
     _check_addr("__alloc_bootmem_node goal", goal)
     bd = bm.node_bdata(pgdat, "__alloc_bootmem_node")
     if _after_boot(bm, "__alloc_bootmem_node"):
@@ -709,7 +716,7 @@ _NO_NODE: Final = object()
 
 
 def _alloc(entry: str, size: int, align: int, goal: int, pgdat: Any = _NO_NODE) -> int | None:
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_size(entry, size)
     bd = bm.node_bdata(pgdat, entry) if pgdat is not _NO_NODE else None
     if _after_boot(bm, entry):
@@ -724,7 +731,7 @@ def reserve_bootmem(addr: int, size: int) -> None:
 
     Context: the boot phase. BUG() for size 0 or a range beyond low memory.
     """
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_addr("reserve_bootmem", addr)
     _check_size("reserve_bootmem", size)
     if _after_boot(bm, "reserve_bootmem"):
@@ -738,7 +745,7 @@ def free_bootmem(addr: int, size: int) -> None:
     Context: the boot phase. BUG() for size 0, a range beyond low memory, or a page
     in the range that is free already (a double free).
     """
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_addr("free_bootmem", addr)
     _check_size("free_bootmem", size)
     if _after_boot(bm, "free_bootmem"):
@@ -748,7 +755,7 @@ def free_bootmem(addr: int, size: int) -> None:
 
 def reserve_bootmem_node(pgdat: Any, physaddr: int, size: int) -> None:
     """reserve_bootmem() on node ``pgdat``."""
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_addr("reserve_bootmem_node", physaddr)
     _check_size("reserve_bootmem_node", size)
     bd = _node_or_usage(bm, pgdat, "reserve_bootmem_node")
@@ -759,7 +766,7 @@ def reserve_bootmem_node(pgdat: Any, physaddr: int, size: int) -> None:
 
 def free_bootmem_node(pgdat: Any, physaddr: int, size: int) -> None:
     """free_bootmem() on node ``pgdat``."""
-    bm = _bm()
+    bm = current_machine().bootmem
     _check_addr("free_bootmem_node", physaddr)
     _check_size("free_bootmem_node", size)
     bd = _node_or_usage(bm, pgdat, "free_bootmem_node")
@@ -782,7 +789,7 @@ def free_all_bootmem() -> int:
     earlier, after which bootmem is gone for the rest of the boot. Returns the low
     pages released (bitmap pages included); after the boot: reported, returns 0.
     """
-    bm = _bm()
+    bm = current_machine().bootmem
     if _after_boot(bm, "free_all_bootmem"):
         return 0
     return bm.free_all_bootmem()
@@ -790,7 +797,7 @@ def free_all_bootmem() -> int:
 
 def __pa(addr: int) -> int:
     """The physical address of a direct-map (low memory) kernel address."""
-    mem = CURRENT.task.machine.mem
+    mem = current_machine().mem
     if addr.__class__ is not int:
         check_int("__pa", "addr", addr, what="a kernel virtual address (int)")
     try:
@@ -801,7 +808,7 @@ def __pa(addr: int) -> int:
 
 def __va(paddr: int) -> int:
     """The direct-map kernel address of a low-memory physical address."""
-    mem = CURRENT.task.machine.mem
+    mem = current_machine().mem
     if paddr.__class__ is not int:
         check_int("__va", "paddr", paddr, what="a physical address (int)")
     try:

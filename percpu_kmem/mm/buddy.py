@@ -40,7 +40,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from percpu_kmem.mm.physmem import (
+from ..runtime.errors import InconsistentState, KmemUsageError
+from .layout import (
     MAX_ORDER,
     MAX_ORDER_NR_PAGES,
     PG_active,
@@ -52,7 +53,6 @@ from percpu_kmem.mm.physmem import (
     PG_slab,
     PG_swapcache,
     PG_writeback,
-    InconsistentState,
 )
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ FREE_PAGE_BAD_FLAGS: Final = (
 )
 
 
-class BuddyCorruption(RuntimeError):
+class BuddyCorruption(InconsistentState):
     """A block was freed while (part of) it is already free: a double free.
 
     Carries ``zone`` (the :class:`~percpu_kmem.mm.physmem.Zone`), ``pfn`` and ``order``
@@ -94,9 +94,9 @@ def check_order(order: int) -> None:
     if type(order) is not int:
         raise TypeError(f"order must be an int, not {order!r}")
     if order >= MAX_ORDER:
-        raise ValueError(f"order(={order}) must be < MAX_ORDER(={MAX_ORDER})")
+        raise KmemUsageError(f"order(={order}) must be < MAX_ORDER(={MAX_ORDER})")
     if order < 0:
-        raise ValueError(f"order(={order}) must be >= 0")
+        raise KmemUsageError(f"order(={order}) must be >= 0")
 
 
 class BuddyZone:
@@ -176,7 +176,7 @@ class BuddyZone:
         """
         check_order(order)
         if count < 0:
-            raise ValueError(f"count(={count}) must be >= 0")
+            raise KmemUsageError(f"count(={count}) must be >= 0")
         taken: list[int] = []
         for _ in range(count):
             pfn = self.rmqueue(order)
@@ -204,10 +204,10 @@ class BuddyZone:
         if type(pfn) is not int:
             raise TypeError(f"pfn must be an int, not {pfn!r}")
         if pfn & (size - 1):
-            raise ValueError(f"pfn {pfn!r} is not aligned to order {order} (a multiple of {size} pages)")
+            raise KmemUsageError(f"pfn {pfn!r} is not aligned to order {order} (a multiple of {size} pages)")
         start = self.start_pfn
         if pfn < start or pfn + size > self.end_pfn:
-            raise ValueError(
+            raise KmemUsageError(
                 f"block pfn {pfn:#x} order {order} is not inside zone {self.zone.name} of node "
                 f"{self.zone.node} (pfn {start:#x}-{self.end_pfn:#x})"
             )
@@ -370,3 +370,6 @@ class BuddyZone:
                 raise self._bad(f"a page of free block pfn {pfn:#x} has a flag a free page cannot have")
             if mem.count_flag(PG_private, pfn, end) != 1:
                 raise self._bad(f"free block pfn {pfn:#x}: PG_private is set on a page other than the head")
+
+
+__all__ = ["FREE_PAGE_BAD_FLAGS", "BuddyCorruption", "check_order", "BuddyZone"]

@@ -1,7 +1,7 @@
 """kmalloc/kfree: general-purpose memory from a set of size-class slab caches.
 
-Models the 2.6.11 kmalloc of mm/slab.c and include/linux/kmalloc_sizes.h
-(reference/kernel-facts.md §2.3): caches ``size-32`` .. ``size-131072`` with
+Models the 2.6.11 kmalloc of mm/slab.c and include/linux/kmalloc_sizes.h:
+caches ``size-32`` .. ``size-131072`` with
 32-byte cache lines (so size-96 and size-192 exist), each with a
 ``size-N(DMA)`` twin for ``GFP_DMA`` requests, all SLAB_HWCACHE_ALIGN. A request
 goes to the first class that holds it; ``kmalloc(0)`` gets a size-32 object and
@@ -12,26 +12,16 @@ any cache; ``kfree(None)`` does nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
-from .gfp import __GFP_BITS_MASK, __GFP_DMA, __GFP_ZERO
-from .slab import SLAB_CACHE_DMA, SLAB_HWCACHE_ALIGN, SLAB_PANIC, _cache_alloc, _cache_free, _page_cache
+from .context import current_machine
+from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
+from .slab import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
-if TYPE_CHECKING:
-    from .slab import SlabAllocator
-
-#: include/linux/kmalloc_sizes.h with PAGE_SIZE 4096 and L1_CACHE_BYTES 32
-KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
-KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
-#: ARCH_KMALLOC_FLAGS
-ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
-_GFP_DMA: Final = __GFP_DMA
-_GFP_BITS_MASK: Final = __GFP_BITS_MASK
-_GFP_ZERO: Final = __GFP_ZERO
 
 
 def kmalloc_index(size: int) -> int:
@@ -41,20 +31,10 @@ def kmalloc_index(size: int) -> int:
     return 5 + (size - 1).bit_length() - 8
 
 
-def kmalloc_caches_init(sa: SlabAllocator) -> None:
-    """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
-    sa.kmalloc_normal = []
-    sa.kmalloc_dma = []
-    for size in KMALLOC_SIZES:
-        sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
-        sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
-                                           ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
-
-
 def _check_args(size: object, flags: object, what: str) -> None:
     if type(size) is not int or size < 0:  # type: ignore[operator]
         raise KmemUsageError(f"{what}: size must be an int >= 0, got {size!r}")
-    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
+    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
         raise KmemUsageError(f"{what}: flags must be GFP_* bits (an int), got {flags!r}")
 
 
@@ -67,21 +47,21 @@ def kmalloc(size: int, flags: int) -> int | None:
     ``flags`` has __GFP_ZERO (then the whole object is, as today's kernels do;
     with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
-    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~_GFP_BITS_MASK or flags < 0:
+    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~GFP_BITS_MASK or flags < 0:
         _check_args(size, flags, "kmalloc")
     if size > KMALLOC_MAX_SIZE:
         return None
     t = CURRENT.task
     sa = t.machine.slab
     idx = _SMALL_INDEX[(size - 1) >> 5] if 0 < size <= 256 else kmalloc_index(size)
-    cachep = sa.kmalloc_dma[idx] if flags & _GFP_DMA else sa.kmalloc_normal[idx]
-    return _cache_alloc(t, cachep, flags, size)
+    cachep = sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]
+    return cachep.alloc(t, flags, size)
 
 
 def kzalloc(size: int, flags: int) -> int | None:
     """kmalloc() with __GFP_ZERO (2.6.14 and later; here for convenience)."""
     _check_args(size, flags, "kzalloc")
-    return kmalloc(size, flags | _GFP_ZERO)
+    return kmalloc(size, flags | GFP_ZERO)
 
 
 def kcalloc(n: int, size: int, flags: int) -> int | None:
@@ -105,9 +85,9 @@ def kfree(objp: int | None) -> None:
     if type(objp) is not int:
         raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
     t = CURRENT.task
-    cachep = _page_cache(t, objp, "kfree")
+    cachep = t.machine.slab.page_cache(objp, "kfree")
     if cachep is not None:
-        _cache_free(t, cachep, objp, "kfree")
+        cachep.free(t, objp, "kfree")
 
 
 def ksize(objp: int | None) -> int:
@@ -122,7 +102,7 @@ def ksize(objp: int | None) -> int:
         return 0
     if type(objp) is not int:
         raise KmemUsageError(f"ksize: objp must be an address (int), got {objp!r}")
-    cachep = _page_cache(CURRENT.task, objp, "ksize")
+    cachep = current_machine().slab.page_cache(objp, "ksize")
     if cachep is None:
         return 0
     if cachep.debug:

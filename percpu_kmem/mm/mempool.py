@@ -29,20 +29,33 @@ pools are poisoned and re-checked, as CONFIG_DEBUG_SLAB does since 4.2.
 
 from __future__ import annotations
 
-import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.errors import KmemInternalError, KmemUsageError
-from ..runtime.kernel import BUG, WARN_ON, block, current, might_sleep
-from ..runtime.locks import (finish_wait, init_waitqueue_head, prepare_to_wait, spin_lock_init,
-                             spin_lock_irqsave, spin_unlock_irqrestore, wake_up)
+from ..runtime.errors import InconsistentState, KmemInternalError, KmemUsageError
+from ..runtime.kernel import BUG, WARN_ON, block, might_sleep
+from ..runtime.locks import (
+    finish_wait,
+    init_waitqueue_head,
+    prepare_to_wait,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+    wake_up,
+)
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from .gfp import GFP_KERNEL, __GFP_IO, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT, __GFP_ZERO, check_gfp
+from ..runtime.task import CURRENT
+from .access import mem_read, mem_write
+from .context import current_machine, mm_caller_frame
+from .debug import HUNG_TASK_TIMEOUT_NS, POISON_END, POISON_FREE, POISON_INUSE
+from .gfp import GFP_IO, GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
-from .physmem import MAX_ORDER, PAGE_SHIFT, Page
-from .slab import machine_name
+from .layout import MAX_ORDER, PAGE_SHIFT
+from .page_alloc import __free_pages, alloc_pages
+from .physmem import Page
+from .slab import check_cache, kmem_cache_alloc, kmem_cache_free, kmem_cache_t, machine_name
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -56,13 +69,6 @@ SIZEOF_MEMPOOL_T: Final = 40
 SIZEOF_POINTER: Final = 4
 #: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
 MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
-#: khungtaskd's default: a waiter that nothing feeds for this long is reported and ended
-HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
-
-# include/linux/poison.h
-POISON_INUSE: Final = 0x5A
-POISON_FREE: Final = 0x6B
-POISON_END: Final = 0xA5
 #: BITS_PER_LONG / 8 on the modelled i386: bytes shown either side of a poison mismatch
 _POISON_CONTEXT: Final = 4
 
@@ -87,7 +93,7 @@ def _describe(element: Any) -> str:
     return repr(element)
 
 
-class mempool_t:  # noqa: N801 - kernel type name
+class mempool_t:
     """struct mempool_s: the reserve, its lock and wait queue, and the element functions.
 
     ``elements[:curr_nr]`` is the reserve (LIFO, as ``elements[--curr_nr]``).
@@ -156,7 +162,7 @@ class mempool_t:  # noqa: N801 - kernel type name
 
 
 class MempoolRegistry:
-    """The pools of one machine (``m.subsystems["mempool"]``) and their invariant walk."""
+    """The pools of one machine (``m.mempools``) and their invariant walk."""
 
     def __init__(self, machine: Machine) -> None:
         self.machine = machine
@@ -182,7 +188,6 @@ class MempoolRegistry:
     def check(self) -> None:
         """Every pool: curr_nr <= min_nr, the reserve holds distinct elements none of which
         is also outstanding, the outstanding counter matches, pooled pages are held."""
-        from .physmem import InconsistentState
         for pool in list(self.pools.values()):
             name = f"mempool {pool.id} (created at {pool.site})"
             if pool.curr_nr != len(pool.elements):
@@ -208,16 +213,13 @@ class MempoolRegistry:
 
 
 def mempool_machine_init(m: Machine) -> MempoolRegistry:
-    """Attach the mempool registry to machine ``m`` (at boot, or at the first mempool_create)."""
-    reg = m.subsystems.get("mempool")
-    if reg is None:
-        reg = m.subsystems.setdefault("mempool", MempoolRegistry(m))
-    return reg  # type: ignore[no-any-return]
+    """The mempool registry of machine ``m``, built at boot (boot.py stores it as ``m.mempools``)."""
+    return MempoolRegistry(m)
 
 
 def mempools_of(m: Machine) -> list[mempool_t]:
     """The live pools of machine ``m`` (tests and invariant walks)."""
-    reg = m.subsystems.get("mempool")
+    reg = getattr(m, "mempools", None)
     return [] if reg is None else list(reg.pools.values())
 
 
@@ -245,30 +247,14 @@ def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
     if alloc_fn is mempool_kmalloc:
         return int(pool_data)
     if alloc_fn is mempool_alloc_slab:
-        if getattr(pool_data, "ctor", None) is not None:
+        if type(pool_data) is not kmem_cache_t or pool_data.ctor is not None:
             return 0
-        return _cache_object_size(pool_data)
-    return 0
-
-
-def _cache_object_size(cachep: Any) -> int:
-    try:
-        from . import slab
-        size_fn = getattr(slab, "kmem_cache_size", None)
-        if size_fn is not None:
-            return int(size_fn(cachep))
-    except (ImportError, TypeError, ValueError):
-        pass
-    for attr in ("object_size", "objsize", "obj_size", "size"):
-        v = getattr(cachep, attr, None)
-        if isinstance(v, int) and v > 0:
-            return v
+        return pool_data.usable  # type: ignore[no-any-return]
     return 0
 
 
 def _poison_element(pool: mempool_t, element: Any) -> None:
     """__poison_element(): POISON_FREE bytes, the last one POISON_END."""
-    from .access import mem_write
     addr = _poison_addr(pool, element)
     size = pool.poison_size
     if addr is None or size <= 0:
@@ -278,7 +264,6 @@ def _poison_element(pool: mempool_t, element: Any) -> None:
 
 def _check_element(pool: mempool_t, element: Any) -> None:
     """__check_element(): the poison must be intact; then the element reads POISON_INUSE."""
-    from .access import mem_read, mem_write
     addr = _poison_addr(pool, element)
     size = pool.poison_size
     if addr is None or size <= 0:
@@ -353,9 +338,7 @@ def _check_min_nr(fn: str, name: str, value: Any) -> int:
 
 def _creator_site() -> str:
     """file:line of the code that asked for the pool (outside this module and the runtime)."""
-    f = sys._getframe(1)
-    while f is not None and f.f_code.co_filename == __file__:
-        f = f.f_back  # type: ignore[assignment]
+    f = mm_caller_frame()
     if f is None:
         return "<unknown>"
     return f"{relpath(f.f_code.co_filename)}:{f.f_lineno}"
@@ -365,7 +348,7 @@ def _pool_of(pool: Any, fn: str) -> mempool_t:
     """The pool, checked: a mempool_t of the calling task's machine."""
     if not isinstance(pool, mempool_t):
         raise KmemUsageError(f"{fn}() takes a mempool_t from mempool_create(), got {pool!r}")
-    m = current().machine
+    m = current_machine()
     if pool.machine is not m:
         raise KmemUsageError(f"{fn}(): mempool {pool.id} (created at {pool.site}) belongs to machine "
                              f"{machine_name(pool.machine)}, but the calling task runs on machine "
@@ -374,7 +357,7 @@ def _pool_of(pool: Any, fn: str) -> mempool_t:
 
 
 def _use_after_destroy(pool: mempool_t, fn: str) -> None:
-    t = current()
+    t = CURRENT.task
     file, line, _ = caller_site(3)
     pool.machine.report("mempool_use_after_destroy", [
         f"BUG: KASAN: use-after-free in {fn}",
@@ -411,7 +394,7 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     if not callable(free_fn):
         raise KmemUsageError(f"mempool_create: free_fn must be callable as free_fn(element, pool_data), "
                              f"got {free_fn!r}")
-    m = current().machine
+    m = current_machine()
     might_sleep()  # the kmalloc(GFP_KERNEL) of the pool and its elements array
     struct = kmalloc(SIZEOF_MEMPOOL_T, GFP_KERNEL)
     if struct is None:
@@ -424,7 +407,7 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     if buf is None:
         kfree(struct)
         return None
-    reg = mempool_machine_init(m)
+    reg = m.mempools
     pool = mempool_t(m, reg.new_id(), min_nr, alloc_fn, free_fn, pool_data, _creator_site())
     pool.struct, pool.elements_buf = struct, buf
     if m.slab_debug:
@@ -465,7 +448,7 @@ def mempool_destroy(pool: mempool_t | None) -> None:
             f"!= min_nr {pool.min_nr} (There were outstanding elements)")
         return
     pool.destroyed = True
-    mempool_machine_init(pool.machine).remove(pool)
+    pool.machine.mempools.remove(pool)
     _free_pool(pool)
 
 
@@ -484,7 +467,7 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
 
 
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
-    t = current()
+    t = CURRENT.task
     pool.machine.report("hung_task", [
         f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // 1_000_000_000} seconds.",
         f"      mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty and its "
@@ -509,14 +492,14 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_alloc")
         return None
-    WARN_ON(gfp_mask & __GFP_ZERO, "mempool_alloc: using __GFP_ZERO is not supported")
-    if gfp_mask & __GFP_WAIT:
+    WARN_ON(gfp_mask & GFP_ZERO, "mempool_alloc: using __GFP_ZERO is not supported")
+    if gfp_mask & GFP_WAIT:
         might_sleep()
     # __GFP_NOMEMALLOC ("don't allocate emergency reserves") has no 2.6 bit: see the docs.
-    gfp_mask |= __GFP_NORETRY  # don't loop in __alloc_pages
-    gfp_mask |= __GFP_NOWARN  # failures are OK
+    gfp_mask |= GFP_NORETRY  # don't loop in __alloc_pages
+    gfp_mask |= GFP_NOWARN  # failures are OK
     # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
-    gfp_temp = gfp_mask & ~(__GFP_WAIT | __GFP_IO)
+    gfp_temp = gfp_mask & ~(GFP_WAIT | GFP_IO)
     waited_since: int | None = None
     engine = pool.machine.engine
     while True:  # repeat_alloc:
@@ -536,7 +519,7 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
             gfp_temp = gfp_mask
             continue
         # We must not sleep if !__GFP_WAIT.
-        if not gfp_mask & __GFP_WAIT:
+        if not gfp_mask & GFP_WAIT:
             spin_unlock_irqrestore(pool.lock, flags)
             return None
         # Let's wait for someone else to return an element to the pool.
@@ -582,8 +565,8 @@ def mempool_free(element: Any, pool: mempool_t) -> None:
 
 
 def _double_free(pool: mempool_t, element: Any) -> None:
-    t = current()
-    file, line, func = caller_site(3)
+    t = CURRENT.task
+    file, line, _func = caller_site(3)
     pool.machine.report("double_free", [
         "BUG: KASAN: double-free in mempool_free",
         f"Free of {_describe(element)} by task {t.comm}/{t.pid} at {file}:{line}",
@@ -614,7 +597,7 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_resize")
         return -ENOMEM
-    if gfp_mask & __GFP_WAIT:
+    if gfp_mask & GFP_WAIT:
         might_sleep()
     flags = spin_lock_irqsave(pool.lock)
     if new_min_nr <= pool.min_nr:
@@ -675,37 +658,31 @@ def _resize_rollback(pool: mempool_t, old_min_nr: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def mempool_alloc_pages(gfp_mask: int, pool_data: Any) -> Page | None:
     """alloc_fn of a page pool: ``alloc_pages(gfp_mask, order)``, pool_data = order."""
-    from .page_alloc import alloc_pages
     return alloc_pages(gfp_mask, int(pool_data))
 
 
 def mempool_free_pages(element: Any, pool_data: Any) -> None:
     """free_fn of a page pool: ``__free_pages(page, order)``."""
-    from .page_alloc import __free_pages
     __free_pages(element, int(pool_data))
 
 
 def mempool_kmalloc(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a kmalloc pool: ``kmalloc(size, gfp_mask)``, pool_data = size."""
-    from .kmalloc import kmalloc  # type: ignore[attr-defined]
-    return kmalloc(int(pool_data), gfp_mask)  # type: ignore[no-any-return]
+    return kmalloc(int(pool_data), gfp_mask)
 
 
 def mempool_kfree(element: Any, pool_data: Any) -> None:
     """free_fn of a kmalloc pool: ``kfree(element)``."""
-    from .kmalloc import kfree  # type: ignore[attr-defined]
     kfree(element)
 
 
 def mempool_alloc_slab(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a slab pool: ``kmem_cache_alloc(cache, gfp_mask)``, pool_data = the cache."""
-    from .slab import kmem_cache_alloc  # type: ignore[attr-defined]
-    return kmem_cache_alloc(pool_data, gfp_mask)  # type: ignore[no-any-return]
+    return kmem_cache_alloc(pool_data, gfp_mask)
 
 
 def mempool_free_slab(element: Any, pool_data: Any) -> None:
     """free_fn of a slab pool: ``kmem_cache_free(cache, element)``."""
-    from .slab import kmem_cache_free  # type: ignore[attr-defined]
     kmem_cache_free(pool_data, element)
 
 
@@ -725,10 +702,9 @@ def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
 
 def mempool_create_slab_pool(min_nr: int, kc: Any) -> mempool_t | None:
     """A pool of objects of slab cache ``kc`` (addresses)."""
-    from .slab import _check_cache
     if kc is None:
         raise KmemUsageError("mempool_create_slab_pool: kc must be a kmem_cache, got None")
-    _check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation
+    check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation
     return mempool_create(min_nr, mempool_alloc_slab, mempool_free_slab, kc)
 
 

@@ -1,7 +1,7 @@
 """The page allocator: zones with watermarks, per-CPU hot/cold lists, the buddy
 allocator under zone->lock, and the 2.6.11 allocation path with reclaim.
 
-Models mm/page_alloc.c of 2.6.11 (reference/kernel-facts.md §3.2-3.3, §4.1):
+Models mm/page_alloc.c of 2.6.11:
 ``__alloc_pages`` (fast pass at pages_low, kswapd wake-up, a pass at pages_min with
 the ``__GFP_HIGH``/atomic discounts, direct reclaim, OOM, the retry rules),
 ``buffered_rmqueue`` (order-0 pages through the per-CPU lists, refilled and
@@ -19,43 +19,80 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError, NotInTaskError, Oops
-from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
-from ..runtime.kernel import (cond_resched, in_interrupt, local_irq_restore, local_irq_save,
-                              might_sleep)
-from ..runtime.locks import (init_waitqueue_head, spin_lock, spin_lock_init, spin_lock_irqsave,
-                             spin_unlock, spin_unlock_irqrestore, wait_event_timeout, wake_up)
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError, Oops
+from ..runtime.kernel import cond_resched, in_interrupt, local_irq_restore, local_irq_save, might_sleep
+from ..runtime.locks import (
+    init_waitqueue_head,
+    spin_lock,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+    wait_event_timeout,
+    wake_up,
+)
 from ..runtime.preempt import HZ
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
+from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
-from .gfp import (GFP_ZONEMASK, __GFP_COLD, __GFP_DMA, __GFP_FS, __GFP_HIGH, __GFP_HIGHMEM,
-                  __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __GFP_REPEAT, __GFP_WAIT, __GFP_ZERO,
-                  c_hex, check_gfp, gfp_names)
-from .physmem import (MAX_ORDER, PAGE_SHIFT, PG_lru, PG_private, PG_reserved, PG_slab, PG_compound,
-                      PG_dirty, PG_vmalloc, PG_writeback, PG_locked, PhysMem, Page, Zone, ZONE_DMA,
-                      ZONE_HIGHMEM, ZONE_NAMES, ZONE_NORMAL, format_page_flags)
-
-# Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_COLD: Final = __GFP_COLD
-_GFP_DMA: Final = __GFP_DMA
-_GFP_FS: Final = __GFP_FS
-_GFP_HIGH: Final = __GFP_HIGH
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NOFAIL: Final = __GFP_NOFAIL
-_GFP_NORETRY: Final = __GFP_NORETRY
-_GFP_NOWARN: Final = __GFP_NOWARN
-_GFP_REPEAT: Final = __GFP_REPEAT
-_GFP_WAIT: Final = __GFP_WAIT
-_GFP_ZERO: Final = __GFP_ZERO
-
+from .context import current_machine
+from .debug import HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS
+from .gfp import (
+    GFP_COLD,
+    GFP_DMA,
+    GFP_FS,
+    GFP_HIGH,
+    GFP_HIGHMEM,
+    GFP_NOFAIL,
+    GFP_NORETRY,
+    GFP_NOWARN,
+    GFP_REPEAT,
+    GFP_WAIT,
+    GFP_ZERO,
+    GFP_ZONEMASK,
+    c_hex,
+    check_gfp,
+    gfp_names,
+)
+from .layout import (
+    MAX_ORDER,
+    PAGE_SHIFT,
+    ZONE_DMA,
+    ZONE_HIGHMEM,
+    ZONE_NAMES,
+    ZONE_NORMAL,
+    PG_compound,
+    PG_dirty,
+    PG_locked,
+    PG_lru,
+    PG_private,
+    PG_reserved,
+    PG_slab,
+    PG_vmalloc,
+    PG_writeback,
+    format_page_flags,
+)
+from .physmem import Page, PhysMem, Zone
+from .vmscan import Reclaim, Shrinker
+from .vmstat import (
+    ALLOCSTALL,
+    NR_VM_EVENTS,
+    OOM_KILL,
+    PCP_DRAIN,
+    PCP_HIT,
+    PCP_REFILL,
+    PF_MEMALLOC,
+    PGALLOC,
+    PGALLOC_FAIL,
+    PGFREE,
+    SWAP_CLUSTER_MAX,
+    VM_EVENT_NAMES,
+)
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
-    from .vmscan import Reclaim
 
-PF_MEMALLOC: Final = 0x00000800
-SWAP_CLUSTER_MAX: Final = 32
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
 _BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | PG_dirty | PG_writeback
@@ -66,22 +103,8 @@ _OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
 _OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
                     (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
                     (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
-HUNG_TASK_TIMEOUT_NS: Final = 120 * 1_000_000_000
-HUNG_TASK_RETRIES: Final = 120 * HZ // (HZ // 50)
-
-# vm event counters (per CPU; /proc/vmstat sums them)
-PGALLOC: Final = 0  # + zone idx (0..2)
-PGFREE: Final = 3
-ALLOCSTALL: Final = 4
-PCP_REFILL: Final = 5
-PCP_DRAIN: Final = 6
-PGALLOC_FAIL: Final = 7
-OOM_KILL: Final = 8
-KSWAPD_WAKE: Final = 9
-PCP_HIT: Final = 10
-NR_VM_EVENTS: Final = 11
-VM_EVENT_NAMES: Final = ("pgalloc_dma", "pgalloc_normal", "pgalloc_high", "pgfree", "allocstall",
-                         "pcp_refill", "pcp_drain", "pgalloc_fail", "oom_kill", "kswapd_wake", "pcp_hit")
+#: the retries of a stalled allocation that take as long as the hung-task timeout (HZ/50 each)
+HUNG_TASK_RETRIES: Final = HUNG_TASK_TIMEOUT_SECS * HZ // (HZ // 50)
 
 
 class PerCpuPages:
@@ -214,9 +237,9 @@ class PageAllocator:
         key = (gfp & GFP_ZONEMASK, nid)
         zl = self._zonelists.get(key)
         if zl is None:
-            if gfp & _GFP_DMA:
+            if gfp & GFP_DMA:
                 types = (ZONE_DMA,)
-            elif gfp & _GFP_HIGHMEM:
+            elif gfp & GFP_HIGHMEM:
                 types = (ZONE_HIGHMEM, ZONE_NORMAL, ZONE_DMA)
             else:
                 types = (ZONE_NORMAL, ZONE_DMA)
@@ -257,7 +280,7 @@ class PageAllocator:
         if order == 0:
             flags = local_irq_save()
             c = t.cpu
-            pcp = z.pageset[c.id][1 if gfp & _GFP_COLD else 0]
+            pcp = z.pageset[c.id][1 if gfp & GFP_COLD else 0]
             if pcp.count <= pcp.low:
                 spin_lock(z.lock)
                 got = z.buddy.rmqueue_bulk(0, pcp.batch)
@@ -299,8 +322,24 @@ class PageAllocator:
             for p in range(pfn, pfn + (1 << order)):
                 mem.flags[p] |= PG_compound
                 mem.private[p] = pfn
-        if gfp & _GFP_ZERO:
+        if gfp & GFP_ZERO:
             mem.clear_pages(pfn, 1 << order)
+
+    def alloc_pages_at_boot(self, gfp: int, order: int, nid: int) -> int | None:
+        """A block for boot code that runs before any task (setup_per_cpu_areas): the first
+        zone of ``nid``'s zonelist for ``gfp`` that has one, prepared as prep_new_page does
+        (zeroed with __GFP_ZERO); its pfn, or None. Nothing else runs yet, so the buddy is
+        used directly: no zone->lock, no per-CPU lists, no watermarks, no reclaim."""
+        for z in self.zonelist(gfp, nid):
+            pfn = z.buddy.rmqueue(order)
+            if pfn is not None:
+                self._prep_new_page(None, pfn, order, gfp)  # type: ignore[arg-type]
+                return pfn  # type: ignore[no-any-return]
+        return None
+
+    def page_is_free(self, pfn: int) -> bool:
+        """``pfn`` lies in a free block of its zone's buddy allocator (invariant walks)."""
+        return self._by_zid[self.mem.zone_id[pfn]].buddy.is_free(pfn)  # type: ignore[no-any-return]
 
     def _bad_page(self, t: Task, pfn: int, where: str) -> None:
         mem = self.mem
@@ -457,10 +496,10 @@ class PageAllocator:
             check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
             return None  # alloc_pages_node(): order >= MAX_ORDER gives NULL
-        wait = gfp & _GFP_WAIT
+        wait = gfp & GFP_WAIT
         if wait:
             might_sleep()
-        if self.fail_next[0] > 0 and not gfp & _GFP_NOFAIL:
+        if self.fail_next[0] > 0 and not gfp & GFP_NOFAIL:
             self.fail_next[0] -= 1
             return self._nopage(t, gfp, order)
         if nid < 0:
@@ -468,7 +507,7 @@ class PageAllocator:
         zones = self.zonelist(gfp, nid)
         classzone_idx = zones[0].idx
         can_try_harder = not wait
-        gfp_high = bool(gfp & _GFP_HIGH)
+        gfp_high = bool(gfp & GFP_HIGH)
         stall_start = None
         retries = 0
         while True:  # restart:
@@ -507,7 +546,7 @@ class PageAllocator:
                             pfn = self.buffered_rmqueue(t, z, order, gfp)
                             if pfn is not None:
                                 return pfn
-                elif gfp & _GFP_FS and not gfp & _GFP_NORETRY:
+                elif gfp & GFP_FS and not gfp & GFP_NORETRY:
                     for z in zones:
                         if self.watermark_ok(z, order, z.pages_high, classzone_idx, False, False):
                             pfn = self.buffered_rmqueue(t, z, order, gfp)
@@ -516,10 +555,10 @@ class PageAllocator:
                     self.out_of_memory(t, gfp, order)
                     break  # goto restart
                 do_retry = False
-                if not gfp & _GFP_NORETRY:
-                    if order <= 3 or gfp & _GFP_REPEAT:
+                if not gfp & GFP_NORETRY:
+                    if order <= 3 or gfp & GFP_REPEAT:
                         do_retry = True
-                    if gfp & _GFP_NOFAIL:
+                    if gfp & GFP_NOFAIL:
                         do_retry = True
                 if not do_retry:
                     return self._nopage(t, gfp, order)
@@ -542,7 +581,7 @@ class PageAllocator:
 
     def _hung(self, t: Task, gfp: int, order: int) -> None:
         self.m.report("hung_task", [
-            f"INFO: task {t.comm}:{t.pid} blocked for more than 120 seconds.",
+            f"INFO: task {t.comm}:{t.pid} blocked for more than {HUNG_TASK_TIMEOUT_SECS} seconds.",
             f"      page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) retries for ever "
             "and nothing can be reclaimed"], fatal=True)
 
@@ -555,7 +594,7 @@ class PageAllocator:
         2.6.11 printed ``"%s: page allocation failure. order:%d, mode:0x%x"``.
         """
         t.cpu.data["vm_events"][PGALLOC_FAIL] += 1
-        if not gfp & _GFP_NOWARN:
+        if not gfp & GFP_NOWARN:
             self.m.report("page_alloc_failure", [
                 f"{t.comm}: page allocation failure: order:{order}, mode:{c_hex(gfp)}({gfp_names(gfp)}), "
                 "nodemask=(null)"], site=f"{order}:{gfp:#x}")
@@ -624,7 +663,6 @@ class PageAllocator:
 
     def check(self) -> None:
         """Every page is in exactly one place: buddy lists, a per-CPU list, or allocated."""
-        from .physmem import InconsistentState
         mem = self.mem
         seen: dict[int, str] = {}
         for z in self.zones:
@@ -657,10 +695,6 @@ _ = (Oops, Any, Page, spin_unlock)
 # ---------------------------------------------------------------------------------------------
 # The kernel-style page interfaces (act on the machine of the calling task)
 # ---------------------------------------------------------------------------------------------
-def _pa() -> PageAllocator:
-    return CURRENT.task.machine.mm  # type: ignore[no-any-return]
-
-
 def _page_of(page: Any, what: str, pa: PageAllocator | None = None) -> Page:
     """``page`` is a struct page (of this machine, when ``pa`` is given)."""
     if page.__class__ is not Page:
@@ -679,7 +713,7 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = _pa()
+    pa = current_machine().mm
     check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
         check_int(what, "nid", nid, -1, len(pa.node_zones) - 1, "a node id (-1: this CPU's node)")
@@ -712,14 +746,14 @@ def alloc_page(gfp_mask: int) -> Page | None:
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
-    pa = _pa()
+    pa = current_machine().mm
     check_gfp(gfp_mask, what)
-    if gfp_mask & _GFP_HIGHMEM:
+    if gfp_mask & GFP_HIGHMEM:
         file, line, _ = caller_site(3)
         pa.m.report("bug", [f"kernel BUG at {file}:{line}!",
                             "VM_BUG_ON((gfp_mask & __GFP_HIGHMEM) != 0) in __get_free_pages"],
                     site=f"{file}:{line}")
-        gfp_mask &= ~_GFP_HIGHMEM
+        gfp_mask &= ~GFP_HIGHMEM
     pfn = pa.alloc_pages(gfp_mask, order, -1, what)
     return None if pfn is None else pa.mem.page_address(pfn)
 
@@ -727,7 +761,7 @@ def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
 def __get_free_pages(gfp_mask: int, order: int) -> int | None:
     """Allocate 2**order pages and return their kernel virtual address (None on failure).
 
-    _GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
+    __GFP_HIGHMEM is a bug here (highmem pages have no address): it is reported and
     ignored.
     """
     return _get_free_pages("__get_free_pages", gfp_mask, order)
@@ -740,11 +774,11 @@ def __get_free_page(gfp_mask: int) -> int | None:
 def get_zeroed_page(gfp_mask: int) -> int | None:
     """One page that reads as zeros."""
     check_gfp(gfp_mask, "get_zeroed_page")
-    return _get_free_pages("get_zeroed_page", gfp_mask | _GFP_ZERO, 0)
+    return _get_free_pages("get_zeroed_page", gfp_mask | GFP_ZERO, 0)
 
 
 def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
-    if addr is None or addr.__class__ is int and addr == 0:
+    if addr is None or (addr.__class__ is int and addr == 0):
         return None
     if addr.__class__ is not int:
         check_int(what, "addr", addr, what="a kernel virtual address (int) or None")
@@ -758,7 +792,7 @@ def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
 
 
 def _free_pages(what: str, addr: Any, order: Any) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     _order_arg(order, what)
     pfn = _pfn_of_addr(pa, addr, what)
     if pfn is None:
@@ -780,32 +814,32 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "__free_pages", pa)
     _order_arg(order, "__free_pages")
     pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
 
 
 def free_hot_page(page: Page) -> None:
     """Free an order-0 page to this CPU's hot list (likely still in cache)."""
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
 
 
 def free_cold_page(page: Page) -> None:
     """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
-    pa = _pa()
+    pa = current_machine().mm
     pa.put_page(CURRENT.task, _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
 
 
 def get_page(page: Page) -> None:
     """Take another reference to an allocated page."""
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "get_page", pa)
     if pa.mem.count[p.pfn] <= 0:
         pa.m.report("bad_page", [f"BUG: get_page() on a free page (pfn {p.pfn:#x})"])
@@ -814,18 +848,18 @@ def get_page(page: Page) -> None:
 
 
 def put_page(page: Page) -> None:
-    pa = _pa()
+    pa = current_machine().mm
     p = _page_of(page, "put_page", pa)
     pa.put_page(CURRENT.task, p.pfn, p.order if p.count == 1 else 0, False, "put_page")
 
 
 def page_address(page: Page) -> int | None:
     """The kernel virtual address of a page (None for highmem pages)."""
-    return _page_of(page, "page_address", _pa()).address
+    return _page_of(page, "page_address", current_machine().mm).address
 
 
 def virt_to_page(addr: int) -> Page:
-    pa = _pa()
+    pa = current_machine().mm
     if addr.__class__ is not int:
         check_int("virt_to_page", "addr", addr, what="a kernel virtual address (int)")
     try:
@@ -835,23 +869,23 @@ def virt_to_page(addr: int) -> Page:
 
 
 def page_to_pfn(page: Page) -> int:
-    return _page_of(page, "page_to_pfn", _pa()).pfn
+    return _page_of(page, "page_to_pfn", current_machine().mm).pfn
 
 
 def pfn_to_page(pfn: int) -> Page:
-    pa = _pa()
+    pa = current_machine().mm
     check_int("pfn_to_page", "pfn", pfn, 0, pa.mem.nr_pages - 1, "a page frame number of this machine")
     return pa.mem.page(pfn)
 
 
 def nr_free_pages() -> int:
     """Free pages in the buddy allocator plus those cached on per-CPU lists."""
-    return _pa().nr_free_pages()
+    return current_machine().mm.nr_free_pages()
 
 
 def drain_local_pages() -> int:
     """Give this CPU's per-CPU pages back to the buddy allocator."""
-    return _pa().drain_local_pages()
+    return current_machine().mm.drain_local_pages()
 
 
 #: the kinds of page-cache page fill_page_cache() makes (what reclaim may do with them)
@@ -862,7 +896,7 @@ def fill_page_cache(nr: int, kind: str = "clean") -> int:
     """Workload helper: allocate ``nr`` page-cache pages (clean, dirty or anon) that
     reclaim may later take back; returns how many were allocated (at most the
     machine's pages: ``nr`` above them is refused)."""
-    pa = _pa()
+    pa = current_machine().mm
     check_int("fill_page_cache", "nr", nr, 0, pa.mem.nr_pages, "a number of pages")
     check_choice("fill_page_cache", "kind", kind, PAGE_CACHE_KINDS)
     assert pa.reclaim is not None
@@ -875,7 +909,6 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     ``count_objects(gfp_mask) -> int`` and ``scan_objects(nr_to_scan, gfp_mask) -> int``
     are checked to be callables here; what they return is checked when reclaim calls them.
     """
-    from .vmscan import Shrinker
     if not CURRENT.task:
         raise NotInTaskError()
     check_str("register_shrinker", "name", name, empty=False)
@@ -883,16 +916,16 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     check_callable("register_shrinker", "scan_objects", scan_objects,
                    how="scan_objects(nr_to_scan, gfp_mask) -> int")
     check_int("register_shrinker", "seeks", seeks, 1, 1 << 16)
-    pa = _pa()
+    pa = current_machine().mm
     s = Shrinker(name, count_objects, scan_objects, seeks)
     pa.reclaim.register_shrinker(s)
     return s
 
 
-PAGE_API: Final = ("alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", "__get_free_page",
-                   "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
-                   "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
-                   "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
-                   "register_shrinker")
-
-__all__ = list(PAGE_API)
+__all__ = ["alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", "__get_free_page",
+           "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
+           "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
+           "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
+           "register_shrinker"]
+#: The same names as a tuple: percpu_kmem/__init__.py still reads it.
+PAGE_API: Final = tuple(__all__)

@@ -1,6 +1,6 @@
 """Per-CPU variables and the dynamic per-CPU allocator.
 
-Kernel files modelled (reference/kernel-facts.md §8, §1.3):
+Kernel files modelled:
 
 - include/linux/percpu.h, include/linux/percpu-defs.h: ``DEFINE_PER_CPU``,
   ``DECLARE_PER_CPU``, ``per_cpu``, ``get_cpu_var``/``put_cpu_var``, ``__get_cpu_var``,
@@ -34,19 +34,33 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, Final, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.errors import KmemUsageError, NotInTaskError
-from ..runtime.kernel import (debug_preempt_check, local_irq_restore, local_irq_save, preempt_disable,
-                              preempt_enable, preempt_point)
-from ..runtime.locks import (mutex_init, mutex_lock, mutex_unlock, spin_lock_init, spin_lock_irqsave,
-                             spin_unlock_irqrestore)
+from ..runtime.errors import InconsistentState, KmemUsageError
+from ..runtime.kernel import (
+    debug_preempt_check,
+    local_irq_restore,
+    local_irq_save,
+    preempt_disable,
+    preempt_enable,
+    preempt_point,
+)
+from ..runtime.locks import (
+    mutex_init,
+    mutex_lock,
+    mutex_unlock,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+)
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
-from .access import mem_read, mem_write, memset
 from ..runtime.validate import check_int
-from .gfp import GFP_KERNEL, __GFP_NORETRY, __GFP_NOWARN, __GFP_ZERO, check_gfp
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, InconsistentState, get_order
+from .access import mem_read, mem_write, memset
+from .context import current_machine
+from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
@@ -60,8 +74,6 @@ PCPU_MIN_ALLOC_SIZE: Final = 4  #: allocation granule and minimum alignment (mod
 PCPU_WARN_LIMIT: Final = 10  #: pcpu_alloc's static warn_limit
 _UNIT_ORDER: Final = get_order(PCPU_MIN_UNIT_SIZE)
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_NORETRY: Final = __GFP_NORETRY
-_GFP_NOWARN: Final = __GFP_NOWARN
 _ADDR_MASK: Final = 0xFFFFFFFF
 
 
@@ -280,7 +292,7 @@ def _check_name(name: Any, macro: str) -> str:
     return name
 
 
-def DEFINE_PER_CPU(type: Any, name: str, init: Any = None) -> PerCpuVar:  # noqa: N802,A002
+def DEFINE_PER_CPU(type: Any, name: str, init: Any = None) -> PerCpuVar:
     """Define a per-CPU variable: one copy per CPU in each machine's static area.
 
     Usable at import time, before any Machine exists. Every copy starts zeroed, or as
@@ -316,7 +328,7 @@ def DEFINE_PER_CPU(type: Any, name: str, init: Any = None) -> PerCpuVar:  # noqa
     return var
 
 
-def DECLARE_PER_CPU(type: Any, name: str) -> PerCpuVar:  # noqa: N802,A002
+def DECLARE_PER_CPU(type: Any, name: str) -> PerCpuVar:
     """Declare a per-CPU variable defined elsewhere (the header's ``extern``).
 
     Returns the same object DEFINE_PER_CPU returns (before or after the definition);
@@ -534,7 +546,7 @@ class PerCpuState:
         """pcpu_create_chunk + populate: one unit per CPU, from that CPU's node. Runs under
         pcpu_alloc_mutex with pcpu_lock released; may sleep."""
         pfns: list[int] = []
-        page_gfp = GFP_KERNEL | (gfp & (_GFP_NORETRY | _GFP_NOWARN))
+        page_gfp = GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
         for cpu in range(self.nr_cpus):
             pfn = self.pa.alloc_pages(page_gfp, _UNIT_ORDER, self.m.cpus[cpu].node)
             if pfn is None:
@@ -588,7 +600,7 @@ class PerCpuState:
                 if p in owner:
                     raise InconsistentState(f"percpu: pfn {p:#x} is in {what} and in {owner[p]}")
                 owner[p] = what
-            if mem.count[pfn] <= 0 or self.pa._by_zid[mem.zone_id[pfn]].buddy.is_free(pfn):
+            if mem.count[pfn] <= 0 or self.pa.page_is_free(pfn):
                 raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x}, which is free in the page allocator")
             if mem.order[pfn] != order:
                 raise InconsistentState(f"percpu: {what} holds pfn {pfn:#x} of order {mem.order[pfn]}, not {order}")
@@ -630,38 +642,28 @@ def _alloc_static_area(m: Machine, nid: int) -> int:
     2.6 took it from alloc_bootmem() in setup_per_cpu_areas(). Here it comes from the page
     allocator at boot (bootmem lands separately): a PERCPU_ENOUGH_ROOM block from the first
     lowmem zone of the CPU's node that has one, the way the page allocator would hand it out.
-    Boot has no task, so the buddy is used directly (nothing else runs yet).
+    Boot has no task: PageAllocator.alloc_pages_at_boot takes it from the buddy directly.
     """
-    pa = m.mm
-    order = get_order(PERCPU_ENOUGH_ROOM)
-    for z in pa.zonelist(GFP_KERNEL, nid):
-        pfn = z.buddy.rmqueue(order)
-        if pfn is not None:
-            pa._prep_new_page(None, pfn, order, __GFP_ZERO)
-            return pfn  # type: ignore[no-any-return]
+    pfn = m.mm.alloc_pages_at_boot(GFP_KERNEL | GFP_ZERO, get_order(PERCPU_ENOUGH_ROOM), nid)
+    if pfn is not None:
+        return pfn
     raise KmemUsageError(f"setup_per_cpu_areas: no {PERCPU_ENOUGH_ROOM}-byte block of lowmem for "
-                         f"the static per-CPU area: memory={m.memory_size!r} is too small")
+                         f"the static per-CPU area: memory={m.memory_arg!r} is too small")
 
 
-def percpu_init(m: Machine) -> None:
-    """Boot: the static per-CPU areas, then /proc/meminfo's Percpu line and the checker."""
+def percpu_init(m: Machine) -> PerCpuState:
+    """Boot: the static per-CPU areas, /proc/meminfo's Percpu line and the checker; returns
+    the state (boot.py stores it as ``m.percpu``)."""
     st = PerCpuState(m)
-    m.percpu = st  # type: ignore[attr-defined]
     st.setup_per_cpu_areas()
     m.meminfo_hooks.append(st.meminfo)
     m.register_checker("percpu", st.check)
+    return st
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernel-style interfaces
 # ---------------------------------------------------------------------------------------------
-def _task() -> Task:
-    t = CURRENT.task
-    if not t:
-        raise NotInTaskError()
-    return t  # type: ignore[no-any-return]
-
-
 def _cpu_arg(st: PerCpuState, cpu: Any, what: str) -> int:
     if not isinstance(cpu, int) or isinstance(cpu, bool):
         raise KmemUsageError(f"{what}: cpu must be an int, got {cpu!r}")
@@ -705,7 +707,7 @@ def _scalar(ct: CType, what: str) -> CScalar:
 def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
     """``per_cpu(var, cpu)``: the lvalue of CPU ``cpu``'s copy (no preemption check: naming a
     CPU explicitly is fine from anywhere; keeping it consistent is the caller's business)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "per_cpu()")
     st = t.machine.percpu
     return PerCpuRef(st.static_addr(var, _cpu_arg(st, cpu, f"per_cpu({var.name}, {cpu!r})")), var.ctype)
@@ -714,7 +716,7 @@ def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
 def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
     """This CPU's copy. Under CONFIG_DEBUG_PREEMPT the offset comes from smp_processor_id(),
     so use from preemptible code is reported (BUG: using smp_processor_id() in preemptible)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "__get_cpu_var()")
     debug_preempt_check("smp_processor_id", "")
     return PerCpuRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -722,7 +724,7 @@ def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
 
 def get_cpu_var(var: PerCpuVar) -> CpuVarRef:
     """preempt_disable() and this CPU's copy; pair with put_cpu_var() (or use ``with``)."""
-    t = _task()
+    t = CURRENT.task
     var = _var_arg(var, "get_cpu_var()")
     preempt_disable()
     return CpuVarRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -736,7 +738,7 @@ def put_cpu_var(var: PerCpuVar) -> None:
 
 def this_cpu_ptr(ptr: Any) -> int:
     """This CPU's address of a per-CPU variable or dynamic pointer (DEBUG_PREEMPT checked)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("smp_processor_id", "")
     st = t.machine.percpu
     if isinstance(ptr, PerCpuVar):
@@ -747,7 +749,7 @@ def this_cpu_ptr(ptr: Any) -> int:
 def per_cpu_ptr(ptr: Any, cpu: int) -> int:
     """The kernel virtual address of CPU ``cpu``'s copy of a dynamic per-CPU area (or of a
     per-CPU variable): use it with mem_read, read_u32, ..."""
-    t = _task()
+    t = CURRENT.task
     st = t.machine.percpu
     cpu = _cpu_arg(st, cpu, f"per_cpu_ptr(..., {cpu!r})")
     if isinstance(ptr, PerCpuVar):
@@ -758,7 +760,7 @@ def per_cpu_ptr(ptr: Any, cpu: int) -> int:
 # -- this_cpu_*: one step with local interrupts off (this_cpu_generic_to_op) -------------------
 def this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; safe against preemption and interrupts."""
-    t = _task()
+    t = CURRENT.task
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_read()")
@@ -770,7 +772,7 @@ def this_cpu_read(target: Any) -> Any:
 
 def this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; safe against preemption and interrupts."""
-    t = _task()
+    t = CURRENT.task
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_write()")
@@ -786,7 +788,7 @@ def this_cpu_add(target: Any, n: int) -> None:
 
 
 def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = _task()
+    t = CURRENT.task
     if n.__class__ is not int:
         check_int(fn, "n", n)
     flags = local_irq_save()
@@ -800,7 +802,7 @@ def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
 
 def this_cpu_sub(target: Any, n: int) -> None:
     if n.__class__ is not int:
-        _task()
+        current_machine()  # outside a task, NotInTaskError comes first
         check_int("this_cpu_sub", "n", n)
     _this_cpu_add("this_cpu_sub", target, -n)
 
@@ -816,7 +818,7 @@ def this_cpu_dec(target: Any) -> None:
 # -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
 def __this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("__this_cpu_", "read")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_read()")
     return ct.decode(mem_read(addr, ct.size))
@@ -824,7 +826,7 @@ def __this_cpu_read(target: Any) -> Any:
 
 def __this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = _task()
+    t = CURRENT.task
     debug_preempt_check("__this_cpu_", "write")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_write()")
     mem_write(addr, ct.encode(value))
@@ -838,7 +840,7 @@ def __this_cpu_add(target: Any, n: int) -> None:
 
 
 def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = _task()
+    t = CURRENT.task
     if n.__class__ is not int:
         check_int(fn, "n", n)
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
@@ -851,7 +853,7 @@ def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
 
 def __this_cpu_sub(target: Any, n: int) -> None:
     if n.__class__ is not int:
-        _task()
+        current_machine()  # outside a task, NotInTaskError comes first
         check_int("__this_cpu_sub", "n", n)
     _raw_this_cpu_add("__this_cpu_sub", target, -n)  # the kernel's __this_cpu_sub is __this_cpu_add(pcp, -(val))
 
@@ -870,13 +872,13 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
 
     ``fn`` names the caller's kernel function in a refusal of its arguments.
     """
-    t = _task()
+    t = CURRENT.task
     check_int(fn, "size", size, 0)
     check_int(fn, "align", align, 0)
     check_gfp(gfp, fn, "gfp")
     st: PerCpuState = t.machine.percpu
     is_atomic = (gfp & GFP_KERNEL) != GFP_KERNEL
-    do_warn = not gfp & __GFP_NOWARN
+    do_warn = not gfp & GFP_NOWARN
     if align < PCPU_MIN_ALLOC_SIZE:
         align = PCPU_MIN_ALLOC_SIZE
     size = (size + PCPU_MIN_ALLOC_SIZE - 1) & -PCPU_MIN_ALLOC_SIZE
@@ -950,7 +952,7 @@ def __alloc_percpu(size: int, align: int) -> PercpuPtr | None:
     return pcpu_alloc(size, align, GFP_KERNEL)
 
 
-def alloc_percpu(type: Any) -> PercpuPtr | None:  # noqa: A002
+def alloc_percpu(type: Any) -> PercpuPtr | None:
     """``alloc_percpu(type)``: ``__alloc_percpu(sizeof(type), __alignof__(type))``; the pointer
     remembers ``type``, so this_cpu_add(ptr, n) and friends work on it. Context: might sleep."""
     ct = ctype_of(type, "alloc_percpu")
@@ -960,7 +962,7 @@ def alloc_percpu(type: Any) -> PercpuPtr | None:  # noqa: A002
     return ptr
 
 
-def alloc_percpu_gfp(type: Any, gfp: int) -> PercpuPtr | None:  # noqa: A002
+def alloc_percpu_gfp(type: Any, gfp: int) -> PercpuPtr | None:
     ct = ctype_of(type, "alloc_percpu_gfp")
     ptr = pcpu_alloc(ct.size, ct.alignof, gfp, "alloc_percpu_gfp")
     if ptr is not None:
@@ -972,7 +974,7 @@ def free_percpu(ptr: Any) -> None:
     """Free a dynamic per-CPU area; None is a no-op. Context: any (also atomic)."""
     if ptr is None:
         return
-    t = _task()
+    t = CURRENT.task
     if not isinstance(ptr, int) or isinstance(ptr, bool):
         raise KmemUsageError(f"free_percpu() takes a per-CPU pointer (from alloc_percpu), got {ptr!r}")
     st: PerCpuState = t.machine.percpu

@@ -1,6 +1,8 @@
 """Physical memory of one simulated machine: pages, struct page state, nodes, zones.
 
-Models Linux 2.6.10/2.6.11 on i386 (a 3G/1G split, HIGHMEM, discontigmem NUMA):
+Models Linux 2.6.10/2.6.11 on i386 (a 3G/1G split, HIGHMEM, discontigmem NUMA). The
+layout constants (page size, orders, zone limits, the ``PG_*`` bits, ``get_order``) live
+in mm/layout.py and are importable from here too; this module holds the state:
 
 - include/linux/mmzone.h: ``struct zone``, ``pg_data_t`` (a :class:`Node`), ``MAX_ORDER``,
   ``ZONE_DMA`` / ``ZONE_NORMAL`` / ``ZONE_HIGHMEM`` and the PC layout ("ZONE_DMA < 16 MB
@@ -39,138 +41,74 @@ Simplified, on purpose:
 
 from __future__ import annotations
 
-import re
 import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final, Union
+from typing import TypeAlias
 
-if TYPE_CHECKING:
-    from percpu_kmem.mm.buddy import BuddyZone
+from ..runtime.errors import InconsistentState, KmemUsageError
+from .buddy import BuddyZone
 
-# --------------------------------------------------------------------------------------
-# Constants (include/asm-i386/page.h, include/linux/mmzone.h)
-# --------------------------------------------------------------------------------------
-
-PAGE_SHIFT: Final = 12
-PAGE_SIZE: Final = 1 << PAGE_SHIFT
-#: Kernel ``PAGE_MASK``: clears the offset inside a page.
-PAGE_MASK: Final = ~(PAGE_SIZE - 1)
-#: Exclusive, as in 2.6: orders are ``0 .. MAX_ORDER-1`` (modern kernels call the largest
-#: order ``MAX_PAGE_ORDER`` and count it inclusively).
-MAX_ORDER: Final = 11
-#: Pages in the largest buddy block (4 MiB with 4 KiB pages).
-MAX_ORDER_NR_PAGES: Final = 1 << (MAX_ORDER - 1)
-#: CONFIG_X86_L1_CACHE_SHIFT=5 (Pentium Pro/II/III, the book's machines): 32-byte lines, so the
-#: kmalloc size classes include size-96 and size-192 (include/linux/kmalloc_sizes.h).
-L1_CACHE_SHIFT: Final = 5
-L1_CACHE_BYTES: Final = 1 << L1_CACHE_SHIFT
-SMP_CACHE_BYTES: Final = L1_CACHE_BYTES
-#: Start of the kernel's direct map of low memory (i386 3G/1G split).
-PAGE_OFFSET: Final = 0xC0000000
-MAX_DMA_ADDRESS_PHYS: Final = 16 << 20
-LOWMEM_LIMIT_PHYS: Final = 896 << 20
-MAX_DMA_PFN: Final = MAX_DMA_ADDRESS_PHYS >> PAGE_SHIFT  # 4096
-MAX_LOWMEM_PFN: Final = LOWMEM_LIMIT_PHYS >> PAGE_SHIFT  # 229376
-#: i386 with PAE addresses 36 bits of physical memory.
-MAX_PHYS_BYTES: Final = 64 << 30
-#: CONFIG_NODES_SHIFT=6; zone ids must also fit the one-byte zone id array.
-MAX_NUMNODES: Final = 64
-
-ZONE_DMA: Final = 0
-ZONE_NORMAL: Final = 1
-ZONE_HIGHMEM: Final = 2
-MAX_NR_ZONES: Final = 3
-ZONE_NAMES: Final = ("DMA", "Normal", "HighMem")
-#: Physical pfn range of each zone type on a PC: [start, end); None = no upper limit.
-ZONE_PFN_LIMITS: Final = ((0, MAX_DMA_PFN), (MAX_DMA_PFN, MAX_LOWMEM_PFN), (MAX_LOWMEM_PFN, None))
-
-# --------------------------------------------------------------------------------------
-# Page flags (include/linux/page-flags.h, 2.6.11 bit numbers). Masks, not bit numbers:
-# ``flags & PG_slab`` is the Python spelling of ``PageSlab(page)``.
-# --------------------------------------------------------------------------------------
-
-PG_locked: Final = 1 << 0  # locked for I/O
-PG_error: Final = 1 << 1
-PG_referenced: Final = 1 << 2
-PG_uptodate: Final = 1 << 3
-PG_dirty: Final = 1 << 4
-PG_lru: Final = 1 << 5  # on the active or inactive LRU list
-PG_active: Final = 1 << 6
-PG_slab: Final = 1 << 7  # owned by the slab allocator
-PG_highmem: Final = 1 << 8  # not permanently mapped: kmap it
-PG_checked: Final = 1 << 9
-PG_arch_1: Final = 1 << 10
-PG_reserved: Final = 1 << 11  # never freed, never swapped (boot, bootmem, kernel image)
-PG_private: Final = 1 << 12  # "has something at ->private"; on a free buddy block's head: its order is valid
-PG_writeback: Final = 1 << 13
-PG_nosave: Final = 1 << 14
-PG_compound: Final = 1 << 15  # part of a compound (__GFP_COMP) page
-PG_swapcache: Final = 1 << 16
-PG_mappedtodisk: Final = 1 << 17
-PG_reclaim: Final = 1 << 18  # to be reclaimed asap
-PG_nosave_free: Final = 1 << 19
-#: Model-only: an anonymous page (2.6 encodes this as PAGE_MAPPING_ANON in page->mapping).
-PG_anon: Final = 1 << 20
-#: Model-only: mapped into the vmalloc window by vmalloc() or vmap() (mm/vmalloc.py); the
-#: page allocator refuses to free such a page (a "Bad page state" report).
-PG_vmalloc: Final = 1 << 21
-
-PAGE_FLAG_NAMES: Final = (
-    (PG_locked, "locked"),
-    (PG_error, "error"),
-    (PG_referenced, "referenced"),
-    (PG_uptodate, "uptodate"),
-    (PG_dirty, "dirty"),
-    (PG_lru, "lru"),
-    (PG_active, "active"),
-    (PG_slab, "slab"),
-    (PG_highmem, "highmem"),
-    (PG_checked, "checked"),
-    (PG_arch_1, "arch_1"),
-    (PG_reserved, "reserved"),
-    (PG_private, "private"),
-    (PG_writeback, "writeback"),
-    (PG_nosave, "nosave"),
-    (PG_compound, "compound"),
-    (PG_swapcache, "swapcache"),
-    (PG_mappedtodisk, "mappedtodisk"),
-    (PG_reclaim, "reclaim"),
-    (PG_nosave_free, "nosave_free"),
-    (PG_anon, "anon"),
-    (PG_vmalloc, "vmalloc"),
+# Every layout name, also importable from here (its home before mm/layout.py existed).
+from .layout import (  # noqa: F401
+    ALIGN,
+    L1_CACHE_BYTES,
+    L1_CACHE_SHIFT,
+    LOWMEM_LIMIT_PHYS,
+    MAX_DMA_ADDRESS_PHYS,
+    MAX_DMA_PFN,
+    MAX_LOWMEM_PFN,
+    MAX_NR_ZONES,
+    MAX_NUMNODES,
+    MAX_ORDER,
+    MAX_ORDER_NR_PAGES,
+    MAX_PHYS_BYTES,
+    PAGE_FLAG_NAMES,
+    PAGE_MASK,
+    PAGE_OFFSET,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    SMP_CACHE_BYTES,
+    ZONE_DMA,
+    ZONE_HIGHMEM,
+    ZONE_NAMES,
+    ZONE_NORMAL,
+    ZONE_PFN_LIMITS,
+    PG_active,
+    PG_anon,
+    PG_arch_1,
+    PG_checked,
+    PG_compound,
+    PG_dirty,
+    PG_error,
+    PG_highmem,
+    PG_locked,
+    PG_lru,
+    PG_mappedtodisk,
+    PG_nosave,
+    PG_nosave_free,
+    PG_private,
+    PG_reclaim,
+    PG_referenced,
+    PG_reserved,
+    PG_slab,
+    PG_swapcache,
+    PG_uptodate,
+    PG_vmalloc,
+    PG_writeback,
+    format_page_flags,
+    get_order,
+    parse_size,
 )
-_KNOWN_FLAGS: Final = sum(bit for bit, _ in PAGE_FLAG_NAMES)
 
 
-def format_page_flags(flags: int) -> str:
-    """Name the set bits the way modern ``%pGp`` does: ``"slab|reserved"``, or ``""``.
+class BadPhysAddress(KmemUsageError):
+    """A byte access fell outside physical memory; carries ``paddr``, ``size``, ``limit``.
 
-    Bad-page reports print ``flags:0x%08lx`` (2.6) and these names (today); unknown bits
-    are shown as hex so that nothing set is hidden.
-    """
-    names = [name for bit, name in PAGE_FLAG_NAMES if flags & bit]
-    if flags & ~_KNOWN_FLAGS:
-        names.append(hex(flags & ~_KNOWN_FLAGS))
-    return "|".join(names)
-
-
-class InconsistentState(RuntimeError):
-    """A consistency walk (``check()``) found structures that disagree.
-
-    The message names what is inconsistent; ``what`` holds the same text. This is a bug
-    in the model or in the code that drove it, never a normal outcome.
-    """
-
-    def __init__(self, what: str) -> None:
-        super().__init__(what)
-        self.what = what
-
-
-class BadPhysAddress(ValueError):
-    """A byte access fell outside physical memory; carries ``paddr``, ``size``, ``limit``."""
+    A KmemUsageError (so also a ValueError): the caller passed an address the machine does
+    not have."""
 
     def __init__(self, paddr: int, size: int, limit: int) -> None:
         super().__init__(
@@ -179,53 +117,6 @@ class BadPhysAddress(ValueError):
         self.paddr = paddr
         self.size = size
         self.limit = limit
-
-
-# --------------------------------------------------------------------------------------
-# Sizes and orders
-# --------------------------------------------------------------------------------------
-
-_UNIT_SHIFT: Final = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40, "p": 50, "e": 60}
-_SIZE_RE: Final = re.compile(
-    r"(?P<num>0[xX][0-9a-fA-F]+|[0-9]+)\s*(?:(?P<unit>[kKmMgGtTpPeE])(?:[iI]?[bB])?|[bB])?"
-)
-
-
-def parse_size(size: int | str) -> int:
-    """Turn ``"64M"``, ``"16GiB"``, ``"4096"``, ``"0x1000"`` or an int into bytes.
-
-    Units are binary, as the kernel's ``memparse`` (``mem=64M``) reads them: K, M, G, T,
-    P, E, optionally followed by ``B`` or ``iB`` and in either case.
-
-    Raises:
-        ValueError: negative numbers, fractions, unknown units, empty strings.
-        TypeError: anything that is neither an int nor a str.
-    """
-    if isinstance(size, bool) or not isinstance(size, (int, str)):
-        raise TypeError(f"size must be an int or a string like '64M', not {size!r}")
-    if isinstance(size, int):
-        if size < 0:
-            raise ValueError(f"size(={size}) must be >= 0")
-        return size
-    m = _SIZE_RE.fullmatch(size.strip())
-    if m is None:
-        raise ValueError(
-            f"cannot parse size {size!r}: expected a whole number with an optional binary "
-            "unit K, M, G, T, P or E (e.g. '4096', '64K', '64M', '16GiB', '0x1000')"
-        )
-    return int(m["num"], 0) << _UNIT_SHIFT[(m["unit"] or "").lower()]
-
-
-def get_order(size: int) -> int:
-    """Smallest order whose block of ``PAGE_SIZE << order`` bytes holds ``size`` bytes.
-
-    The kernel's ``__get_order``: ``size--; size >>= PAGE_SHIFT; return fls(size)``.
-    The kernel leaves size 0 undefined; here it is refused.
-    """
-    if size.__class__ is not int or size <= 0:
-        from ..runtime.validate import check_int
-        check_int("get_order", "size", size, 1, what="an int (undefined for 0)")
-    return ((size - 1) >> PAGE_SHIFT).bit_length()
 
 
 def _largest_block_order(pfn: int, end: int) -> int:
@@ -402,7 +293,7 @@ class Node:
         return f"<node {self.id} pfn {self.start_pfn:#x}-{self.end_pfn:#x}>"
 
 
-ReservedPfns = Union[Callable[[int], bool], Iterable[int], None]
+ReservedPfns: TypeAlias = Callable[[int], bool] | Iterable[int] | None
 
 
 # --------------------------------------------------------------------------------------
@@ -430,16 +321,16 @@ class PhysMem:
         if isinstance(nr_nodes, bool) or not isinstance(nr_nodes, int):
             raise TypeError(f"nr_nodes must be an int, not {nr_nodes!r}")
         if not 1 <= nr_nodes <= MAX_NUMNODES:
-            raise ValueError(f"nr_nodes(={nr_nodes}) must be in 1..{MAX_NUMNODES}")
+            raise KmemUsageError(f"nr_nodes(={nr_nodes}) must be in 1..{MAX_NUMNODES}")
         if isinstance(uninit_byte, bool) or not isinstance(uninit_byte, int) or not 0 <= uninit_byte <= 255:
-            raise ValueError(f"uninit_byte(={uninit_byte!r}) must be an int in 0..255")
+            raise KmemUsageError(f"uninit_byte(={uninit_byte!r}) must be an int in 0..255")
         if total > MAX_PHYS_BYTES:
-            raise ValueError(
+            raise KmemUsageError(
                 f"total_bytes(={total:#x}) exceeds {MAX_PHYS_BYTES >> 30} GiB, the i386 PAE limit"
             )
         nr_pages = total >> PAGE_SHIFT
         if nr_pages < nr_nodes:
-            raise ValueError(
+            raise KmemUsageError(
                 f"total_bytes(={total}) gives {nr_pages} pages: need at least one page per node "
                 f"(nr_nodes={nr_nodes})"
             )
@@ -489,7 +380,6 @@ class PhysMem:
                     self._add_zone(node, idx, zstart, zend)
 
     def _add_zone(self, node: Node, idx: int, start: int, end: int) -> None:
-        from percpu_kmem.mm.buddy import BuddyZone  # buddy.py imports this module
 
         zone = Zone(self, node.id, idx, len(self.zones), start, end)
         self.zones.append(zone)
@@ -506,7 +396,7 @@ class PhysMem:
     def pfn_to_zone(self, pfn: int) -> Zone:
         """The zone holding ``pfn`` (``page_zone``); ValueError for an invalid pfn."""
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         return self.zones[self.zone_id[pfn]]
 
     def _bad_pfn(self, pfn: object) -> str:
@@ -519,7 +409,7 @@ class PhysMem:
         p = self._pages.get(pfn)
         if p is None:
             if not self.pfn_valid(pfn):
-                raise ValueError(self._bad_pfn(pfn))
+                raise KmemUsageError(self._bad_pfn(pfn))
             p = self._pages[pfn] = Page(self, pfn)
         return p
 
@@ -530,7 +420,7 @@ class PhysMem:
     def page_address(self, pfn: int) -> int | None:
         """Kernel virtual address of a lowmem page; None for highmem (needs ``kmap``)."""
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         if pfn >= self.max_low_pfn:
             return None
         return PAGE_OFFSET + (pfn << PAGE_SHIFT)
@@ -538,7 +428,7 @@ class PhysMem:
     def virt_to_phys(self, addr: int) -> int:
         """``__pa``: only defined for the direct map of low memory."""
         if not PAGE_OFFSET <= addr < PAGE_OFFSET + (self.max_low_pfn << PAGE_SHIFT):
-            raise ValueError(
+            raise KmemUsageError(
                 f"address {addr:#x} is outside the lowmem direct map "
                 f"[{PAGE_OFFSET:#x}, {PAGE_OFFSET + (self.max_low_pfn << PAGE_SHIFT):#x})"
             )
@@ -547,7 +437,7 @@ class PhysMem:
     def phys_to_virt(self, paddr: int) -> int:
         """``__va``: only defined for low memory."""
         if not 0 <= paddr < self.max_low_pfn << PAGE_SHIFT:
-            raise ValueError(
+            raise KmemUsageError(
                 f"physical address {paddr:#x} is not low memory "
                 f"[0, {self.max_low_pfn << PAGE_SHIFT:#x}): it has no direct-map address"
             )
@@ -621,7 +511,7 @@ class PhysMem:
     def memset(self, paddr: int, byte: int, n: int) -> None:
         """Fill ``n`` bytes with ``byte``. Whole pages become fill bytes again: no copies."""
         if not 0 <= byte <= 255:
-            raise ValueError(f"byte(={byte}) must be in 0..255")
+            raise KmemUsageError(f"byte(={byte}) must be in 0..255")
         self._check_range(paddr, n)
         end = paddr + n
         first_full = (paddr + PAGE_SIZE - 1) >> PAGE_SHIFT
@@ -680,7 +570,7 @@ class PhysMem:
     def _write_int(self, paddr: int, value: int, size: int) -> None:
         bits = size * 8
         if not -(1 << (bits - 1)) <= value < (1 << bits):
-            raise ValueError(f"value(={value}) does not fit in {bits} bits")
+            raise KmemUsageError(f"value(={value}) does not fit in {bits} bits")
         self.write(paddr, (value & ((1 << bits) - 1)).to_bytes(size, "little"))
 
     def read_u8(self, paddr: int) -> int:
@@ -710,7 +600,7 @@ class PhysMem:
     def clear_pages(self, pfn: int, n: int = 1) -> None:
         """Zero ``n`` whole pages from ``pfn`` (``clear_page``) without touching bytes."""
         if n < 0 or not self.pfn_valid(pfn) or pfn + n > self.nr_pages:
-            raise ValueError(f"clear_pages(pfn={pfn!r}, n={n}): outside pfns 0..{self.nr_pages - 1:#x}")
+            raise KmemUsageError(f"clear_pages(pfn={pfn!r}, n={n}): outside pfns 0..{self.nr_pages - 1:#x}")
         self.memset(pfn << PAGE_SHIFT, 0, n << PAGE_SHIFT)
 
     def zero_page(self, pfn: int) -> None:
@@ -723,7 +613,7 @@ class PhysMem:
         never written since boot.
         """
         if not self.pfn_valid(pfn):
-            raise ValueError(self._bad_pfn(pfn))
+            raise KmemUsageError(self._bad_pfn(pfn))
         return None if pfn in self._buffers else self._fill[pfn]
 
     @property
@@ -763,7 +653,7 @@ class PhysMem:
             held = sorted(set(reserved))
             for pfn in held:
                 if not self.pfn_valid(pfn):
-                    raise ValueError(f"reserved {self._bad_pfn(pfn)}")
+                    raise KmemUsageError(f"reserved {self._bad_pfn(pfn)}")
             for zone in self.zones:
                 lo = bisect_left(held, zone.start_pfn)
                 hi = bisect_left(held, zone.end_pfn)
@@ -808,7 +698,7 @@ class PhysMem:
         walks of a 16 GiB machine stay cheap.
         """
         if flag <= 0 or flag & (flag - 1):
-            raise ValueError(f"flag(={flag:#x}) must be a single bit")
+            raise KmemUsageError(f"flag(={flag:#x}) must be a single bit")
         end = self.nr_pages if end is None else end
         lane = (flag.bit_length() - 1) >> 3
         return len(self._flag_lane(lane, start, end).translate(None, _bytes_without(flag >> (8 * lane))))
@@ -824,7 +714,7 @@ class PhysMem:
     def _flag_lane(self, lane: int, start: int, end: int) -> bytes:
         """Byte ``lane`` (0 = least significant) of the flags of pfns [start, end)."""
         if not 0 <= start <= end <= self.nr_pages:
-            raise ValueError(f"pfn range [{start:#x}, {end:#x}) is outside 0..{self.nr_pages:#x}")
+            raise KmemUsageError(f"pfn range [{start:#x}, {end:#x}) is outside 0..{self.nr_pages:#x}")
         size = self.flags.itemsize
         if sys.byteorder == "big":
             lane = size - 1 - lane
@@ -918,3 +808,6 @@ def _runs_outside(start: int, end: int, is_reserved: Callable[[int], bool]) -> I
             run = pfn
     if run is not None:
         yield run, end
+
+
+__all__ = ["BadPhysAddress", "Page", "Zone", "Node", "ReservedPfns", "PhysMem"]

@@ -3,9 +3,10 @@ the first), meminfo and vmstat (2.6.11's keys and order), lock_stat."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
 
-from .physmem import PAGE_SHIFT
+from .layout import PAGE_SHIFT
 
 if TYPE_CHECKING:
     from .page_alloc import PageAllocator
@@ -144,3 +145,7 @@ def lock_stat(locks: list) -> str:  # type: ignore[type-arg]
     rows = [f"{lk.name:>40} {lk.contentions:>12} {lk.contentions:>12} {lk.wait_cycles:>15} "
             f"{0:>12} {lk.acquisitions:>12} {lk.hold_cycles:>15}\n" for lk in locks]
     return "lock_stat version 0.4\n" + head + "".join(rows)
+
+
+__all__ = ["buddyinfo", "zoneinfo", "MeminfoHook", "MEMINFO_KEYS", "OVERCOMMIT_RATIO", "meminfo", "VMSTAT_TEXT",
+           "vmstat", "lock_stat"]

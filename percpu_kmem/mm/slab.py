@@ -1,6 +1,6 @@
 """The slab allocator: kmem_cache_* over slabs of pages, with per-CPU magazines.
 
-Models mm/slab.c of 2.6.11 (reference/kernel-facts.md §5.1, §1.6, §2.1, §11) with
+Models mm/slab.c of 2.6.11 with
 the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
 
 - a cache (``kmem_cache_t``) carves objects out of slabs of ``2**gfporder`` pages,
@@ -35,34 +35,35 @@ slab). See docs/slab.md for what is simplified and why.
 
 from __future__ import annotations
 
-import sys
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
-from ..runtime.errors import KmemUsageError, NotInTaskError
-from ..runtime.kernel import (in_interrupt, local_irq_disable, local_irq_enable, local_irq_restore,
-                              local_irq_save, might_sleep)
-from ..runtime.locks import (mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init,
-                             spin_unlock)
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
+from ..runtime.kernel import (
+    in_interrupt,
+    local_irq_disable,
+    local_irq_enable,
+    local_irq_restore,
+    local_irq_save,
+    might_sleep,
+)
+from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
-from .gfp import (GFP_DMA, GFP_KERNEL, __GFP_BITS_MASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_NO_GROW, __GFP_WAIT,
-                  __GFP_ZERO, gfp_names)
-from .physmem import (L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab, InconsistentState)
+from .context import current_machine, mm_caller_frame
+from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
+from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
+from .layout import ALIGN, L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab
+from .vmscan import Shrinker
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
     from .page_alloc import PageAllocator
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_WAIT: Final = __GFP_WAIT
-_GFP_DMA: Final = __GFP_DMA
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NO_GROW: Final = __GFP_NO_GROW
-_GFP_BITS_MASK: Final = __GFP_BITS_MASK
-_GFP_ZERO: Final = __GFP_ZERO
 
 # -- flags (include/linux/slab.h, 2.6.11) ---------------------------------------------------
 SLAB_DEBUG_FREE: Final = 0x00000100
@@ -93,7 +94,7 @@ SLAB_CTOR_VERIFY: Final = 0x004
 SLAB_ATOMIC: Final = 0x20
 SLAB_KERNEL: Final = GFP_KERNEL
 SLAB_DMA: Final = GFP_DMA
-SLAB_NO_GROW: Final = __GFP_NO_GROW
+SLAB_NO_GROW: Final = GFP_NO_GROW
 
 # -- constants (mm/slab.c, include/linux/poison.h, i386) --------------------------------------
 BYTES_PER_WORD: Final = 4
@@ -107,22 +108,17 @@ BREAK_GFP_ORDER_HI: Final = 1
 BREAK_GFP_ORDER_LO: Final = 0
 #: the largest object a cache may hold: (1 << MAX_OBJ_ORDER) pages
 MAX_OBJ_SIZE: Final = (1 << MAX_OBJ_ORDER) * PAGE_SIZE
-POISON_INUSE: Final = 0x5A
-POISON_FREE: Final = 0x6B
-POISON_END: Final = 0xA5
-RED_INACTIVE: Final = 0x5A2CF071
-RED_ACTIVE: Final = 0x170FC2A5
 #: SLUB_RED_ACTIVE: the bytes between a kmalloc request and the end of its object (slab debugging)
 KMALLOC_RED_ACTIVE: Final = 0xCC
 #: the rules around a SLUB report's "BUG <cache> (<taint>): <what>" line (mm/slub.c slab_bug)
 SLUB_RULE_TOP: Final = "=" * 77
 SLUB_RULE_BOTTOM: Final = "-" * 77
 
-_THIS_DIR: Final = __file__.rsplit("/", 1)[0]
-
-
-def _align(x: int, a: int) -> int:
-    return (x + a - 1) & ~(a - 1)
+#: include/linux/kmalloc_sizes.h with PAGE_SIZE 4096 and L1_CACHE_BYTES 32
+KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
+KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
+#: ARCH_KMALLOC_FLAGS
+ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 
 
 def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
@@ -132,12 +128,12 @@ def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[in
     if not flags & CFLGS_OFF_SLAB:
         base, extra = SLAB_HEADER_SIZE, BUFCTL_SIZE
     i = 0
-    while i * size + _align(base + i * extra, align) <= wastage:
+    while i * size + ALIGN(base + i * extra, align) <= wastage:
         i += 1
     if i > 0:
         i -= 1
     i = min(i, SLAB_LIMIT)
-    wastage -= i * size + _align(base + i * extra, align)
+    wastage -= i * size + ALIGN(base + i * extra, align)
     return i, wastage
 
 
@@ -149,7 +145,7 @@ class Geometry:
 
     def __init__(self, size: int, align: int, flags: int, *, slab_break_order: int, offslab_limit: int) -> None:
         if size & (BYTES_PER_WORD - 1):
-            size = _align(size, BYTES_PER_WORD)
+            size = ALIGN(size, BYTES_PER_WORD)
         if flags & SLAB_HWCACHE_ALIGN:
             ralign = L1_CACHE_BYTES
             while size <= ralign // 2:
@@ -172,13 +168,13 @@ class Geometry:
             size += BYTES_PER_WORD
         if size >= PAGE_SIZE >> 3:
             flags |= CFLGS_OFF_SLAB
-        size = _align(size, align)
+        size = ALIGN(size, align)
         if flags & SLAB_RECLAIM_ACCOUNT and size <= PAGE_SIZE:
             order = 0
             num, left = cache_estimate(0, size, align, flags)
         else:
             order, num, left = self._choose_order(size, align, flags, slab_break_order, offslab_limit)
-        slab_size = _align(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
+        slab_size = ALIGN(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
         if flags & CFLGS_OFF_SLAB and left >= slab_size:
             flags &= ~CFLGS_OFF_SLAB
             left -= slab_size
@@ -279,7 +275,7 @@ class CpuMagazines:
         return len(self.loaded) + len(self.previous)
 
 
-class kmem_cache_t:  # noqa: N801 - kernel type name
+class kmem_cache_t:
     """A slab cache. Make one with ``kmem_cache_create``; the fields are the kernel's."""
 
     def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
@@ -297,7 +293,7 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         self.dbghead = geo.dbghead
         self.num = geo.num
         self.gfporder = geo.gfporder
-        self.gfpflags = _GFP_DMA if flags & SLAB_CACHE_DMA else 0
+        self.gfpflags = GFP_DMA if flags & SLAB_CACHE_DMA else 0
         self.colour = geo.colour
         self.colour_off = geo.colour_off
         self.colour_next = 0
@@ -467,33 +463,33 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
     # -- growing and shrinking -----------------------------------------------------------
     def cache_grow(self, t: Task, flags: int) -> int:
         """Add one slab of fresh, constructed objects; 1 on success. Interrupts off on entry and exit."""
-        if flags & _GFP_NO_GROW:
+        if flags & GFP_NO_GROW:
             return 0
         sa = self.sa
-        if flags & _GFP_HIGHMEM:
+        if flags & GFP_HIGHMEM:
             self._bug(f"cache_grow(): gfp flags {flags:#x}({gfp_names(flags)}) include __GFP_HIGHMEM: "
                       "slab pages must be directly mapped")
-            flags &= ~_GFP_HIGHMEM
-        if bool(flags & _GFP_DMA) != bool(self.gfpflags & _GFP_DMA):
-            self._bug(f"kmem_flagcheck(): {'GFP_DMA' if flags & _GFP_DMA else 'no GFP_DMA'} "
+            flags &= ~GFP_HIGHMEM
+        if bool(flags & GFP_DMA) != bool(self.gfpflags & GFP_DMA):
+            self._bug(f"kmem_flagcheck(): {'GFP_DMA' if flags & GFP_DMA else 'no GFP_DMA'} "
                       f"for cache `{self.name}' that is {'' if self.gfpflags else 'not '}SLAB_CACHE_DMA")
-        ctor_flags = SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC)
+        ctor_flags = SLAB_CTOR_CONSTRUCTOR | (0 if flags & GFP_WAIT else SLAB_CTOR_ATOMIC)
         spin_lock(self.list_lock)
         offset = self.colour_next * self.colour_off
         self.colour_next += 1
         if self.colour_next >= self.colour:
             self.colour_next = 0
         spin_unlock(self.list_lock)
-        if flags & _GFP_WAIT:
+        if flags & GFP_WAIT:
             local_irq_enable()
-        pfn = sa.pa.alloc_pages((flags & ~_GFP_DMA) | self.gfpflags, self.gfporder)
+        pfn = sa.pa.alloc_pages((flags & ~GFP_DMA) | self.gfpflags, self.gfporder)
         if pfn is None:
-            if flags & _GFP_WAIT:
+            if flags & GFP_WAIT:
                 local_irq_disable()
             return 0
         slab = self._new_slab(pfn, offset)
         self._init_objs(t, slab, ctor_flags)
-        if flags & _GFP_WAIT:
+        if flags & GFP_WAIT:
             local_irq_disable()
         spin_lock(self.list_lock)
         self.slabs_free[slab.head] = slab
@@ -609,6 +605,47 @@ class kmem_cache_t:  # noqa: N801 - kernel type name
         """Objects sitting in magazines and the depot (allocated from the slabs' view)."""
         return sum(cc.avail() for cc in self.cpu) + sum(len(m) for m in self.depot_full)
 
+    def alloc(self, t: Task, flags: int, size: int = -1) -> int | None:
+        """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
+        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
+        if flags & GFP_WAIT:
+            might_sleep()
+        irqs = local_irq_save()
+        cc = self.cpu[t.cpu.id]
+        if cc.loaded:
+            objp = cc.loaded.pop()
+            cc.allochit += 1
+            cc.touched = 1
+        else:
+            objp = self.alloc_miss(t, flags)
+        t.charge(costs.PERCPU_HIT)
+        local_irq_restore(irqs)
+        if objp is not None and self.debug:
+            objp = self.sa.debug.after_alloc(self, objp, flags, size)
+        if flags & GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
+            n = size if size >= 0 and self.debug & SLAB_RED_ZONE else self.usable
+            if n:
+                self.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
+        return objp
+
+    def free(self, t: Task, objp: int, func: str) -> None:
+        """__cache_free(): the common free path of kmem_cache_free and kfree, ``objp`` already
+        known to be in a slab page of this cache; ``func`` names the caller in reports."""
+        if self.debug:
+            raw = self.sa.debug.before_free(self, objp, func)
+            if raw is None:
+                return
+            objp = raw
+        irqs = local_irq_save()
+        cc = self.cpu[t.cpu.id]
+        if len(cc.loaded) < self.batchcount:
+            cc.loaded.append(objp)
+            cc.freehit += 1
+        else:
+            self.free_miss(t, cc, objp)
+        t.charge(costs.PERCPU_HIT)
+        local_irq_restore(irqs)
+
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
     cachep.drain_this_cpu(CURRENT.task)
@@ -661,10 +698,7 @@ class SlabDebug:
         Looked up by (code object, line) first: building the site string costs
         several os.path calls, and a debugged alloc/free pair does this twice.
         """
-        f = sys._getframe(2)
-        while f is not None and (f.f_code.co_filename.startswith(_THIS_DIR)
-                                 or "/runtime/" in f.f_code.co_filename):
-            f = f.f_back  # type: ignore[assignment]
+        f = mm_caller_frame()
         key = None if f is None else (f.f_code, f.f_lineno)
         cid = self._by_frame.get(key)
         if cid is not None:
@@ -763,7 +797,7 @@ class SlabDebug:
             self.mem.write(objp + size - PAGE_OFFSET, bytes((KMALLOC_RED_ACTIVE,)) * (c.reallen - size))
             self.kmalloc_req[objp] = size
         if c.ctor is not None and c.flags & SLAB_POISON:
-            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & _GFP_WAIT else SLAB_CTOR_ATOMIC))
+            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & GFP_WAIT else SLAB_CTOR_ATOMIC))
         return objp
 
     def before_free(self, c: kmem_cache_t, objp: int, func: str) -> int | None:
@@ -1039,30 +1073,49 @@ class SlabAllocator:
     def meminfo_lines(self) -> list[tuple[str, int]]:
         return [("Slab", self.nr_slab_pages << (PAGE_SHIFT - 10))]
 
+    def page_cache(self, objp: int, func: str) -> kmem_cache_t | None:
+        """GET_PAGE_CACHE: the cache owning the slab page of ``objp``, or None after a report
+        (a pointer outside the direct map or outside any slab page)."""
+        pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+        if objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn:
+            self.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
+                                                f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
+                          site=f"range:{objp:#x}", extra={"object": objp})
+            return None
+        if not self.mem.flags[pfn] & PG_slab:
+            self.m.report("slab_invalid_free", [f"kfree_debugcheck: bad ptr {objp:x}h.",
+                                                f"{func}() of 0x{objp:08x}: not in a slab page (never allocated "
+                                                "from a slab cache, or its slab is gone)"],
+                          site=f"bad:{objp:#x}", extra={"object": objp})
+            return None
+        return self.by_id[self.mem.owner[pfn]]
 
-def kmem_cache_init(m: Machine) -> None:
-    """Boot: the slab allocator, its cache of caches and the kmalloc caches."""
-    from . import kmalloc
+
+def kmalloc_caches_init(sa: SlabAllocator) -> None:
+    """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
+    sa.kmalloc_normal = []
+    sa.kmalloc_dma = []
+    for size in KMALLOC_SIZES:
+        sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
+        sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
+                                           ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
+
+
+def kmem_cache_init(m: Machine) -> SlabAllocator:
+    """Boot: the slab allocator, its cache of caches and the kmalloc caches; returns the
+    allocator (boot.py stores it as ``m.slab``)."""
     sa = SlabAllocator(m)
-    m.slab = sa
-    kmalloc.kmalloc_caches_init(sa)
+    kmalloc_caches_init(sa)
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
-    from .vmscan import Shrinker
     m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
+    return sa
 
 
 # ---------------------------------------------------------------------------------------------
 # Kernel-style interfaces
 # ---------------------------------------------------------------------------------------------
-def _slab() -> SlabAllocator:
-    t = CURRENT.task
-    if not t:
-        raise NotInTaskError()
-    return t.machine.slab  # type: ignore[no-any-return]
-
-
 def _create_error(sa: SlabAllocator, name: Any, msg: str, flags: int) -> None:
     file, line, _ = caller_site(3)
     sa.m.report("slab_error", [msg, f"kernel BUG at {file}:{line}!"], site=f"create:{name}:{file}:{line}")
@@ -1084,7 +1137,7 @@ def kmem_cache_create(name: str, size: int, offset: int = 0, flags: int = 0,
     Bad arguments get the kernel's message (a report) and None; SLAB_PANIC panics.
     Context: process context; may sleep.
     """
-    sa = _slab()
+    sa = current_machine().slab
     for what, v in (("size", size), ("offset", offset), ("flags", flags)):
         if not isinstance(v, int) or isinstance(v, bool):
             raise KmemUsageError(f"kmem_cache_create: {what} must be an int, got {v!r}")
@@ -1123,7 +1176,7 @@ def machine_name(m: Any) -> str:
     return f"{m!r}"[:-1] + f" at {id(m):#x}>"
 
 
-def _check_cache(cachep: Any, what: str) -> kmem_cache_t:
+def check_cache(cachep: Any, what: str) -> kmem_cache_t:
     """The slow path of every cache argument check: what is wrong, or the cache."""
     if type(cachep) is not kmem_cache_t:
         raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
@@ -1145,35 +1198,12 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     """
     t = CURRENT.task
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
-        _check_cache(cachep, "kmem_cache_alloc")
+        check_cache(cachep, "kmem_cache_alloc")
         if not t:
             raise NotInTaskError()
-    if type(flags) is not int or flags & ~_GFP_BITS_MASK or flags < 0:
+    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
-    return _cache_alloc(t, cachep, flags)
-
-
-def _cache_alloc(t: Task, cachep: kmem_cache_t, flags: int, size: int = -1) -> int | None:
-    """The common allocation path; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
-    if flags & _GFP_WAIT:
-        might_sleep()
-    irqs = local_irq_save()
-    cc = cachep.cpu[t.cpu.id]
-    if cc.loaded:
-        objp = cc.loaded.pop()
-        cc.allochit += 1
-        cc.touched = 1
-    else:
-        objp = cachep.alloc_miss(t, flags)
-    t.charge(costs.PERCPU_HIT)
-    local_irq_restore(irqs)
-    if objp is not None and cachep.debug:
-        objp = cachep.sa.debug.after_alloc(cachep, objp, flags, size)
-    if flags & _GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
-        n = size if size >= 0 and cachep.debug & SLAB_RED_ZONE else cachep.usable
-        if n:
-            cachep.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
-    return objp
+    return cachep.alloc(t, flags)
 
 
 def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
@@ -1187,14 +1217,14 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     """
     t = CURRENT.task
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
-        _check_cache(cachep, "kmem_cache_free")
+        check_cache(cachep, "kmem_cache_free")
         if not t:
             raise NotInTaskError()
     if objp is None:
         return
     if type(objp) is not int:
         raise KmemUsageError(f"kmem_cache_free: objp must be an object address (int), got {objp!r}")
-    owner = _page_cache(t, objp, "kmem_cache_free")
+    owner = t.machine.slab.page_cache(objp, "kmem_cache_free")
     if owner is None:
         return
     if owner is not cachep:
@@ -1205,42 +1235,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
             f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
             extra={"cache": cachep.name, "object": objp})
         return
-    _cache_free(t, cachep, objp, "kmem_cache_free")
-
-
-def _cache_free(t: Task, cachep: kmem_cache_t, objp: int, func: str) -> None:
-    if cachep.debug:
-        raw = cachep.sa.debug.before_free(cachep, objp, func)
-        if raw is None:
-            return
-        objp = raw
-    irqs = local_irq_save()
-    cc = cachep.cpu[t.cpu.id]
-    if len(cc.loaded) < cachep.batchcount:
-        cc.loaded.append(objp)
-        cc.freehit += 1
-    else:
-        cachep.free_miss(t, cc, objp)
-    t.charge(costs.PERCPU_HIT)
-    local_irq_restore(irqs)
-
-
-def _page_cache(t: Task, objp: int, func: str) -> kmem_cache_t | None:
-    """The cache owning the slab page of ``objp`` (GET_PAGE_CACHE), or None after a report."""
-    sa: SlabAllocator = t.machine.slab
-    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
-    if objp < PAGE_OFFSET or pfn >= sa.mem.max_low_pfn:
-        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
-                                          f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
-                    site=f"range:{objp:#x}", extra={"object": objp})
-        return None
-    if not sa.mem.flags[pfn] & PG_slab:
-        sa.m.report("slab_invalid_free", [f"kfree_debugcheck: bad ptr {objp:x}h.",
-                                          f"{func}() of 0x{objp:08x}: not in a slab page (never allocated "
-                                          "from a slab cache, or its slab is gone)"],
-                    site=f"bad:{objp:#x}", extra={"object": objp})
-        return None
-    return sa.by_id[sa.mem.owner[pfn]]
+    cachep.free(t, objp, "kmem_cache_free")
 
 
 def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
@@ -1249,7 +1244,7 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     Returns 0 if no slab with objects in use remains, 1 otherwise (the kernel's answer).
     Context: process context.
     """
-    _check_cache(cachep, "kmem_cache_shrink")
+    check_cache(cachep, "kmem_cache_shrink")
     if in_interrupt():
         cachep._bug("kmem_cache_shrink() called from interrupt context")
         return 1
@@ -1266,7 +1261,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
     1 returned, and the cache stays usable, losing nothing.
     Context: process context; may sleep.
     """
-    _check_cache(cachep, "kmem_cache_destroy")
+    check_cache(cachep, "kmem_cache_destroy")
     sa = cachep.sa
     if in_interrupt():
         cachep._bug("kmem_cache_destroy() called from interrupt context")
@@ -1308,7 +1303,7 @@ def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: 
 
 def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
     """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does."""
-    _check_cache(cachep, "kmem_cache_tune")
+    check_cache(cachep, "kmem_cache_tune")
     cachep.sa.slabinfo_write(f"{cachep.name} {limit} {batchcount} {shared}")
 
 
@@ -1318,17 +1313,17 @@ def kmem_cache_size(cachep: kmem_cache_t) -> int:
     Without slab debugging that is the padded object size (a 20-byte
     SLAB_HWCACHE_ALIGN cache gives 32); with it, the size before the red zone.
     """
-    return _check_cache(cachep, "kmem_cache_size").usable
+    return check_cache(cachep, "kmem_cache_size").usable
 
 
 def kmem_cache_name(cachep: kmem_cache_t) -> str:
-    return _check_cache(cachep, "kmem_cache_name").name
+    return check_cache(cachep, "kmem_cache_name").name
 
 
 def kmem_cache_drain_local() -> None:
     """Give this CPU's magazines of every cache back to the slabs (what a CPU going down does)."""
     t = CURRENT.task
-    sa = _slab()
+    sa = current_machine().slab
     flags = local_irq_save()
     for c in sa.caches:
         c.drain_this_cpu(t)

@@ -1,8 +1,7 @@
 """vmalloc/vfree, vmap/vunmap and ioremap/iounmap: the kernel's virtually contiguous areas.
 
-Models mm/vmalloc.c and arch/i386/mm/ioremap.c of the 2.6.9-2.6.11 kernels
-(reference/kernel-facts.md section 7, 1.8, 11), with include/asm-i386/pgtable.h's
-address window:
+Models mm/vmalloc.c and arch/i386/mm/ioremap.c of the 2.6.9-2.6.11 kernels, with
+include/asm-i386/pgtable.h's address window:
 
 * ``VMALLOC_START = (high_memory + 2*VMALLOC_OFFSET - 1) & ~(VMALLOC_OFFSET - 1)``
   (an 8 MB hole after the direct map), ``VMALLOC_END = PKMAP_BASE - 2*PAGE_SIZE``;
@@ -28,24 +27,24 @@ docs/vmalloc.md.
 from __future__ import annotations
 
 import bisect
-import sys
-from typing import TYPE_CHECKING, Any, Callable, Final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.errors import KmemUsageError
+from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
-from ..runtime.report import _is_runtime_frame, caller_site, relpath
+from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import _memcpy, _memset, _value_arg, memcpy, memset, read_u8, read_u16, read_u32, write_u8, write_u16, write_u32
-from .gfp import GFP_KERNEL, __GFP_HIGHMEM, __GFP_NOWARN, c_hex, check_gfp, gfp_names
-from .physmem import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc, Page
+from .access import do_memcpy, do_memset, read_u8, read_u16, read_u32, value_arg, write_u8, write_u16, write_u32
+from .context import current_machine, mm_caller_frame
+from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
+from .physmem import Page
 
 if TYPE_CHECKING:
     from ..runtime.machine import Machine
     from .page_alloc import PageAllocator
 
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_NOWARN: Final = __GFP_NOWARN
 
 # -- include/asm-i386/pgtable.h, highmem.h --------------------------------------------------------
 VMALLOC_OFFSET: Final = 8 * 1024 * 1024
@@ -83,9 +82,7 @@ _PAGE_MASK32: Final = (ADDR_LIMIT - 1) & ~(PAGE_SIZE - 1)
 def _user_site() -> tuple[str, int, str]:
     """(file, line, function) of the first caller outside this module and the runtime:
     the driver code that called vmalloc/vfree/ioremap (what %pS of the caller shows)."""
-    f = sys._getframe(1)
-    while f is not None and (f.f_code.co_filename == __file__ or _is_runtime_frame(f.f_code.co_filename)):
-        f = f.f_back  # type: ignore[assignment]
+    f = mm_caller_frame()
     if f is None:
         return ("<unknown>", 0, "<unknown>")
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
@@ -115,7 +112,7 @@ def _p(addr: int) -> str:
     return f"{addr & (ADDR_LIMIT - 1):08x}"
 
 
-class vm_struct:  # noqa: N801 - kernel name
+class vm_struct:
     """struct vm_struct: one area of the vmalloc window.
 
     ``size`` includes the guard page, as in the kernel (and /proc/vmallocinfo).
@@ -428,7 +425,7 @@ class VmallocSpace:
         """__vmalloc's fail path: vfree what was taken, then warn_alloc (unless __GFP_NOWARN)."""
         taken = area.nr_pages * PAGE_SIZE
         self.vunmap(area.addr, True, "vfree")
-        if not gfp & _GFP_NOWARN:
+        if not gfp & GFP_NOWARN:
             self.m.report("vmalloc_failure", [
                 f"{t.comm}: vmalloc error: size {taken}, failed to allocate pages, "
                 f"mode:{c_hex(gfp)}({gfp_names(gfp)}), nodemask=(null)"], site=f"vmalloc:{gfp:#x}")
@@ -606,7 +603,6 @@ class VmallocSpace:
     def check(self) -> None:
         """Areas sorted and disjoint inside the window; every PTE belongs to exactly one page
         of one area; guard pages unmapped; vmalloc pages allocated and mapped once; counts match."""
-        from .physmem import InconsistentState
         mem = self.pa.mem
         if [a.addr for a in self.vmlist] != self._addrs:
             raise InconsistentState("vmalloc: the address index does not match vmlist")
@@ -685,24 +681,16 @@ def _page_align(size: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # Boot and the kernel-style interfaces (act on the machine of the calling task)
 # ---------------------------------------------------------------------------------------------
-def vmalloc_init(m: Any) -> None:
-    """Set up the vmalloc window of machine ``m`` at boot (after the page allocator)."""
+def vmalloc_init(m: Machine) -> VmallocSpace:
+    """Set up the vmalloc window of machine ``m`` at boot (after the page allocator); returns
+    it (boot.py stores it as ``m.vmalloc``)."""
     space = VmallocSpace(m)
-    m.vmalloc = space
-    m.subsystems["vmalloc"] = space
     m.mm.translate_hook = space.translate
     m.mm.iomem = space
     m.register_proc("vmallocinfo", space.vmallocinfo)
     m.register_checker("vmalloc", space.check)
     m.meminfo_hooks.append(space.meminfo_lines)
-
-
-def _space() -> VmallocSpace:
-    t = CURRENT.task
-    if not t:
-        from ..runtime.errors import NotInTaskError
-        raise NotInTaskError()
-    return t.machine.vmalloc  # type: ignore[no-any-return]
+    return space
 
 
 def _check_size(size: Any, what: str) -> int:
@@ -733,7 +721,7 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
         no room in the vmalloc window, or a page allocation failure.
     Context: may sleep (process context only).
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
     if n == 0 and size:
@@ -744,17 +732,17 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
 
 def vmalloc(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL): may use highmem pages."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc")
     if n == 0 and size:
         might_sleep()
         return None
-    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL, _user_site())
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM, PAGE_KERNEL, _user_site())
 
 
 def vmalloc_32(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL, PAGE_KERNEL): pages below 896 MB (32-bit addressable)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc_32")
     if n == 0 and size:
         might_sleep()
@@ -764,12 +752,12 @@ def vmalloc_32(size: int) -> int | None:
 
 def vmalloc_exec(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL_EXEC)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     n = _check_size(size, "vmalloc_exec")
     if n == 0 and size:
         might_sleep()
         return None
-    return sp.vmalloc(n, GFP_KERNEL | _GFP_HIGHMEM, PAGE_KERNEL_EXEC, _user_site())
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM, PAGE_KERNEL_EXEC, _user_site())
 
 
 def vfree(addr: int | None) -> None:
@@ -778,7 +766,7 @@ def vfree(addr: int | None) -> None:
     Context: process context; from an interrupt it is BUG_ON(in_interrupt()):
     reported, and nothing is freed.
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     sp.vfree(_check_addr(addr, "vfree"))
 
 
@@ -793,7 +781,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
 
     Returns the address, or None. Context: may sleep.
     """
-    sp = _space()
+    sp = current_machine().vmalloc
     if not isinstance(pages, (list, tuple)):
         raise KmemUsageError(f"vmap() takes a list of struct pages, got {pages!r}")
     if not isinstance(count, int) or isinstance(count, bool) or count < 0 or count > len(pages):
@@ -822,7 +810,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
 
 def vunmap(addr: int | None) -> None:
     """Remove a vmap() area; the pages stay the caller's. Context: not in interrupt."""
-    sp = _space()
+    sp = current_machine().vmalloc
     if in_interrupt():
         sp._bug_on_in_interrupt("vunmap")
         return
@@ -831,7 +819,7 @@ def vunmap(addr: int | None) -> None:
 
 def vmalloc_to_page(addr: int) -> Page | None:
     """The struct page behind a vmalloc address (None if nothing maps it)."""
-    sp = _space()
+    sp = current_machine().vmalloc
     a = _check_addr(addr, "vmalloc_to_page")
     if a is None:
         return None
@@ -865,7 +853,7 @@ def __ioremap(offset: int, size: int, flags: int) -> int | None:
 
 
 def _ioremap(fn: str, offset: Any, size: Any, flags: Any) -> int | None:
-    sp = _space()
+    sp = current_machine().vmalloc
     _check_phys(offset, size, fn)
     if flags.__class__ is not int or flags < 0:
         from ..runtime.validate import check_int
@@ -885,7 +873,7 @@ def ioremap_nocache(offset: int, size: int) -> int | None:
 
 def iounmap(addr: int | None) -> None:
     """Remove an ioremap() mapping; an address no area starts at is "iounmap: bad address"."""
-    sp = _space()
+    sp = current_machine().vmalloc
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 
@@ -920,21 +908,21 @@ __raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
 def writeb(b: int, addr: int) -> None:
     """writeb(value, addr): the kernel's argument order (value first)."""
     if b.__class__ is not int:
-        _value_arg("writeb", b, "b")
+        value_arg("writeb", b, "b")
     write_u8(addr, b)
 
 
 def writew(b: int, addr: int) -> None:
     """writew(value, addr)."""
     if b.__class__ is not int:
-        _value_arg("writew", b, "b")
+        value_arg("writew", b, "b")
     write_u16(addr, b)
 
 
 def writel(b: int, addr: int) -> None:
     """writel(value, addr)."""
     if b.__class__ is not int:
-        _value_arg("writel", b, "b")
+        value_arg("writel", b, "b")
     write_u32(addr, b)
 
 
@@ -943,17 +931,17 @@ __raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
 
 def memcpy_fromio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) from device memory: dword accesses, then a word, then a byte."""
-    _memcpy("memcpy_fromio", dst, src, count, "count")
+    do_memcpy("memcpy_fromio", dst, src, count, "count")
 
 
 def memcpy_toio(dst: int, src: int, count: int) -> None:
     """__memcpy(dst, src, count) to device memory."""
-    _memcpy("memcpy_toio", dst, src, count, "count")
+    do_memcpy("memcpy_toio", dst, src, count, "count")
 
 
 def memset_io(addr: int, val: int, count: int) -> None:
     """memset() on device memory."""
-    _memset("memset_io", addr, val, count, ("val", "count"))
+    do_memset("memset_io", addr, val, count, ("val", "count"))
 
 
 __all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",

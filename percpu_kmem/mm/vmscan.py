@@ -17,21 +17,26 @@ bit), writeback and swap-out complete at once, swap space is unbounded.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.kernel import current, local_irq_restore, local_irq_save
-from ..runtime.errors import KmemUsageError
-from ..runtime.locks import (init_waitqueue_head, spin_lock_init, spin_lock_irqsave, spin_unlock_irqrestore,
-                             wait_event, wake_up)
-from ..runtime.task import Task
-from .gfp import GFP_HIGHUSER, GFP_KERNEL, __GFP_FS, __GFP_HIGHMEM, __GFP_IO, check_gfp
-from .physmem import PG_anon, PG_dirty, PG_lru
+from ..runtime.errors import InconsistentState, KmemUsageError
+from ..runtime.kernel import local_irq_restore, local_irq_save
+from ..runtime.locks import (
+    init_waitqueue_head,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+    wait_event,
+    wake_up,
+)
+from ..runtime.task import CURRENT, Task
+from .gfp import GFP_FS, GFP_HIGHMEM, GFP_HIGHUSER, GFP_IO, GFP_KERNEL, check_gfp
+from .layout import PG_anon, PG_dirty, PG_lru
+from .vmstat import KSWAPD_WAKE, PF_MEMALLOC, SWAP_CLUSTER_MAX
 
 # Class bodies mangle names that start with two underscores: use these aliases there.
-_GFP_FS: Final = __GFP_FS
-_GFP_HIGHMEM: Final = __GFP_HIGHMEM
-_GFP_IO: Final = __GFP_IO
 
 
 if TYPE_CHECKING:
@@ -41,7 +46,6 @@ PAGE_CLEAN: Final = 0
 PAGE_DIRTY: Final = 1
 PAGE_ANON: Final = 2
 KIND_NAMES: Final = {"clean": PAGE_CLEAN, "dirty": PAGE_DIRTY, "anon": PAGE_ANON}
-SWAP_CLUSTER_MAX: Final = 32
 #: the zone suffix of the per-zone vmstat counters, by zone index (pgsteal_dma, ..._normal, ..._high)
 _ZONE_STAT: Final = ("dma", "normal", "high")
 
@@ -87,7 +91,7 @@ class Reclaim:
             raise KmemUsageError(f"kind(={kind!r}) must be one of {', '.join(KIND_NAMES)}")
         check_gfp(gfp)
         k = KIND_NAMES[kind]
-        t = current()
+        t = CURRENT.task
         mem = self.mem
         got = 0
         for _ in range(nr):
@@ -153,8 +157,8 @@ class Reclaim:
         lru = self.lru[z.zone.id]
         if not lru:
             return 0
-        may_fs = bool(gfp & _GFP_FS)
-        may_io = bool(gfp & _GFP_IO)
+        may_fs = bool(gfp & GFP_FS)
+        may_io = bool(gfp & GFP_IO)
         victims: list[int] = []
         flags = spin_lock_irqsave(self.lru_lock)
         scanned = 0
@@ -206,7 +210,6 @@ class Reclaim:
 
     # -- kswapd ---------------------------------------------------------------------------------
     def wake_kswapd(self, t: Task, nid: int, order: int) -> None:
-        from .page_alloc import KSWAPD_WAKE
         if not self.kswapd_pending[nid]:
             self.kswapd_pending[nid] = True
             t.cpu.data["vm_events"][KSWAPD_WAKE] += 1
@@ -214,8 +217,7 @@ class Reclaim:
 
     def _kswapd_fn(self, nid: int) -> Callable[[], None]:
         def kswapd() -> None:
-            from .page_alloc import PF_MEMALLOC  # noqa: F401 - set below
-            t = current()
+            t = CURRENT.task
             t.flags |= PF_MEMALLOC
             while True:
                 wait_event(self.kswapd_wait[nid], lambda: self.kswapd_pending[nid])
@@ -233,7 +235,7 @@ class Reclaim:
             if z is None:
                 continue
             while z.buddy.free_pages + z.pcp_pages() < z.pages_high:
-                gfp = GFP_KERNEL | (_GFP_HIGHMEM if z.idx == 2 else 0)
+                gfp = GFP_KERNEL | (GFP_HIGHMEM if z.idx == 2 else 0)
                 n = self.shrink_zone(t, z, gfp, SWAP_CLUSTER_MAX, kswapd=True)
                 n += self.shrink_slab(gfp, SWAP_CLUSTER_MAX)
                 if n:
@@ -248,10 +250,12 @@ class Reclaim:
         return total
 
     def check(self) -> None:
-        from .physmem import InconsistentState
         mem = self.mem
         for zid, lru in self.lru.items():
             for pfn in lru:
                 if mem.count[pfn] < 1 or not mem.flags[pfn] & PG_lru:
                     raise InconsistentState(f"pfn {pfn:#x} on the LRU of zone {zid} has count "
                                             f"{mem.count[pfn]} flags {mem.flags[pfn]:#x}")
+
+
+__all__ = ["PAGE_CLEAN", "PAGE_DIRTY", "PAGE_ANON", "KIND_NAMES", "Shrinker", "Reclaim"]

@@ -4,13 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (GFP_ATOMIC, GFP_KERNEL, __GFP_NOWARN, PAGE_OFFSET, PAGE_SIZE, KernelPanic, KmemUsageError, Machine, Oops,
-                         __alloc_bootmem, __free_page, __pa, alloc_bootmem, alloc_bootmem_low,
-                         alloc_bootmem_low_pages, alloc_bootmem_node, alloc_bootmem_pages, alloc_page,
-                         alloc_pages, free_all_bootmem, free_bootmem, get_cpu, mem_read, mem_write, might_sleep,
-                         nr_free_pages, page_to_pfn, put_cpu, reserve_bootmem, spin_lock, spin_unlock)
+from percpu_kmem import (
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    PAGE_OFFSET,
+    PAGE_SIZE,
+    KernelPanic,
+    KmemUsageError,
+    Machine,
+    Oops,
+    __alloc_bootmem,
+    __free_page,
+    __pa,
+    alloc_bootmem,
+    alloc_bootmem_low,
+    alloc_bootmem_low_pages,
+    alloc_bootmem_node,
+    alloc_bootmem_pages,
+    alloc_page,
+    alloc_pages,
+    free_all_bootmem,
+    free_bootmem,
+    get_cpu,
+    mem_read,
+    mem_write,
+    might_sleep,
+    nr_free_pages,
+    page_to_pfn,
+    put_cpu,
+    reserve_bootmem,
+    spin_lock,
+    spin_unlock,
+)
 from percpu_kmem.mm.bootmem import bootmem_bootmap_pages
-from percpu_kmem.mm.physmem import PG_reserved, InconsistentState
+from percpu_kmem.mm.physmem import InconsistentState, PG_reserved
 from percpu_kmem.runtime.locks import spinlock_t
 from percpu_kmem.testing import explore
 

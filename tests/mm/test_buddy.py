@@ -21,8 +21,8 @@ from hypothesis.stateful import (  # noqa: E402
 from percpu_kmem.mm.buddy import BuddyCorruption, BuddyZone  # noqa: E402
 from percpu_kmem.mm.physmem import (  # noqa: E402
     MAX_ORDER,
-    PG_private,
     InconsistentState,
+    PG_private,
     PhysMem,
 )
 

@@ -6,8 +6,23 @@ import re
 
 import pytest
 
-from percpu_kmem import (GFP_ATOMIC, GFP_KERNEL, GFP_NOFS, Machine, __GFP_NORETRY, __GFP_NOWARN, __free_page,
-                         alloc_page, alloc_pages, fill_page_cache, kfree, kmalloc, msleep, vfree, vmalloc)
+from percpu_kmem import (
+    __GFP_NORETRY,
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    GFP_NOFS,
+    Machine,
+    __free_page,
+    alloc_page,
+    alloc_pages,
+    fill_page_cache,
+    kfree,
+    kmalloc,
+    msleep,
+    vfree,
+    vmalloc,
+)
 from percpu_kmem.mm.gfp import c_hex
 from percpu_kmem.mm.vmalloc import _caller_token
 

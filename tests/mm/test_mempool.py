@@ -7,16 +7,49 @@ from typing import Any
 
 import pytest
 
-from percpu_kmem import (GFP_ATOMIC, GFP_KERNEL, GFP_NOIO, KmemUsageError, Machine, NotInTaskError, current,
-                         __free_page, alloc_page, in_irq, jiffies, mem_read, mem_write, mempool_alloc,
-                         mempool_create, mempool_create_kmalloc_pool, mempool_create_page_pool,
-                         mempool_create_slab_pool, mempool_destroy, mempool_free, mempool_resize,
-                         msleep, nr_free_pages, page_address, raise_irq, raw_smp_processor_id,
-                         request_irq, spin_lock, spin_lock_init, spin_unlock, waitqueue_active)
-from percpu_kmem.mm.gfp import (__GFP_FS, __GFP_HIGH, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT,
-                                __GFP_ZERO)
-from percpu_kmem.mm.mempool import (MEMPOOL_WAIT_JIFFIES, POISON_END, POISON_FREE, POISON_INUSE,
-                                    mempool_alloc_pages, mempool_free_pages, mempools_of)
+from percpu_kmem import (
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    GFP_NOIO,
+    KmemUsageError,
+    Machine,
+    NotInTaskError,
+    __free_page,
+    alloc_page,
+    current,
+    in_irq,
+    jiffies,
+    mem_read,
+    mem_write,
+    mempool_alloc,
+    mempool_create,
+    mempool_create_kmalloc_pool,
+    mempool_create_page_pool,
+    mempool_create_slab_pool,
+    mempool_destroy,
+    mempool_free,
+    mempool_resize,
+    msleep,
+    nr_free_pages,
+    page_address,
+    raise_irq,
+    raw_smp_processor_id,
+    request_irq,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    waitqueue_active,
+)
+from percpu_kmem.mm.gfp import __GFP_FS, __GFP_HIGH, __GFP_NORETRY, __GFP_NOWARN, __GFP_WAIT, __GFP_ZERO
+from percpu_kmem.mm.mempool import (
+    MEMPOOL_WAIT_JIFFIES,
+    POISON_END,
+    POISON_FREE,
+    POISON_INUSE,
+    mempool_alloc_pages,
+    mempool_free_pages,
+    mempools_of,
+)
 from percpu_kmem.mm.physmem import InconsistentState
 from percpu_kmem.testing import explore
 

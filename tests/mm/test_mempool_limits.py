@@ -6,9 +6,21 @@ from typing import Any
 
 import pytest
 
-from percpu_kmem import (GFP_KERNEL, KmemUsageError, Machine, kmalloc, kmem_cache_create, mempool_alloc,
-                         mempool_create, mempool_create_page_pool, mempool_create_slab_pool, mempool_destroy,
-                         mempool_free, mempool_resize, nr_free_pages)
+from percpu_kmem import (
+    GFP_KERNEL,
+    KmemUsageError,
+    Machine,
+    kmalloc,
+    kmem_cache_create,
+    mempool_alloc,
+    mempool_create,
+    mempool_create_page_pool,
+    mempool_create_slab_pool,
+    mempool_destroy,
+    mempool_free,
+    mempool_resize,
+    nr_free_pages,
+)
 from percpu_kmem.mm.mempool import ENOMEM, mempools_of
 from percpu_kmem.runtime.errors import Oops
 

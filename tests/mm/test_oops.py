@@ -4,9 +4,27 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (InconsistentState, GFP_KERNEL, KernelPanic, KmemUsageError, Machine, __get_free_page, free_page, kmalloc,
-                         mem_read, mem_write, memcpy, memset, nr_free_pages, raise_irq, read_u8,
-                         read_u32, spin_lock_init, spin_lock_irqsave, write_u32)
+from percpu_kmem import (
+    GFP_KERNEL,
+    InconsistentState,
+    KernelPanic,
+    KmemUsageError,
+    Machine,
+    __get_free_page,
+    free_page,
+    kmalloc,
+    mem_read,
+    mem_write,
+    memcpy,
+    memset,
+    nr_free_pages,
+    raise_irq,
+    read_u8,
+    read_u32,
+    spin_lock_init,
+    spin_lock_irqsave,
+    write_u32,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

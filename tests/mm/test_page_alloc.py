@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (GFP_ATOMIC, GFP_HIGHUSER, GFP_KERNEL, GFP_NOFS, GFP_NOIO, Machine, __GFP_COLD,
-                         __GFP_HIGHMEM, __GFP_NOFAIL, __GFP_NORETRY, __GFP_NOWARN, __free_page, __free_pages,
-                         __get_free_page, __get_free_pages, alloc_page, alloc_pages, fill_page_cache, free_cold_page,
-                         free_hot_page, free_page, free_pages, get_order, get_zeroed_page, mem_read, mem_write,
-                         msleep, nr_free_pages, page_address, preempt_point, raise_irq, raw_smp_processor_id,
-                         read_u32, write_u32)
+from percpu_kmem import (
+    __GFP_COLD,
+    __GFP_HIGHMEM,
+    __GFP_NOFAIL,
+    __GFP_NORETRY,
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    GFP_HIGHUSER,
+    GFP_KERNEL,
+    GFP_NOFS,
+    GFP_NOIO,
+    Machine,
+    __free_page,
+    __free_pages,
+    __get_free_page,
+    __get_free_pages,
+    alloc_page,
+    alloc_pages,
+    fill_page_cache,
+    free_cold_page,
+    free_hot_page,
+    free_page,
+    free_pages,
+    get_order,
+    get_zeroed_page,
+    mem_read,
+    mem_write,
+    msleep,
+    nr_free_pages,
+    page_address,
+    preempt_point,
+    raise_irq,
+    raw_smp_processor_id,
+    read_u32,
+    write_u32,
+)
 from percpu_kmem.testing import explore
 
 pytestmark = pytest.mark.timeout(90)

@@ -6,18 +6,51 @@ import itertools
 
 import pytest
 
-from percpu_kmem import GFP_ATOMIC, GFP_KERNEL, Machine, __GFP_NOWARN, nr_free_pages, preempt_count, read_u32
-from percpu_kmem.mm.percpu import (DECLARE_PER_CPU, DEFINE_PER_CPU, PCPU_MIN_UNIT_SIZE, PERCPU_ENOUGH_ROOM,
-                                   __alloc_percpu, __alloc_percpu_gfp, __get_cpu_var, __this_cpu_add,
-                                   __this_cpu_inc, __this_cpu_read, alloc_percpu, c_char, c_int, c_long,
-                                   c_longlong, c_short, c_struct, c_uchar, c_ulong, free_percpu, get_cpu_var,
-                                   per_cpu, per_cpu_ptr, put_cpu_var, this_cpu_add, this_cpu_dec, this_cpu_inc,
-                                   this_cpu_ptr, this_cpu_read, this_cpu_write, u64)
+from percpu_kmem import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, Machine, nr_free_pages, preempt_count, read_u32
+from percpu_kmem.mm.percpu import (
+    DECLARE_PER_CPU,
+    DEFINE_PER_CPU,
+    PCPU_MIN_UNIT_SIZE,
+    PERCPU_ENOUGH_ROOM,
+    __alloc_percpu,
+    __alloc_percpu_gfp,
+    __get_cpu_var,
+    __this_cpu_add,
+    __this_cpu_inc,
+    __this_cpu_read,
+    alloc_percpu,
+    c_char,
+    c_int,
+    c_long,
+    c_longlong,
+    c_short,
+    c_struct,
+    c_uchar,
+    c_ulong,
+    free_percpu,
+    get_cpu_var,
+    per_cpu,
+    per_cpu_ptr,
+    put_cpu_var,
+    this_cpu_add,
+    this_cpu_dec,
+    this_cpu_inc,
+    this_cpu_ptr,
+    this_cpu_read,
+    this_cpu_write,
+    u64,
+)
 from percpu_kmem.mm.physmem import PAGE_SIZE, InconsistentState
 from percpu_kmem.runtime.errors import KmemUsageError, NotInTaskError
-from percpu_kmem.runtime.kernel import (local_irq_restore, local_irq_save, preempt_disable, preempt_enable,
-                                        raise_irq, raw_smp_processor_id)
-from percpu_kmem.runtime.locks import spin_lock_init, spin_lock, spin_unlock
+from percpu_kmem.runtime.kernel import (
+    local_irq_restore,
+    local_irq_save,
+    preempt_disable,
+    preempt_enable,
+    raise_irq,
+    raw_smp_processor_id,
+)
+from percpu_kmem.runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from percpu_kmem.testing import explore, find_seed
 
 pytestmark = pytest.mark.timeout(60)

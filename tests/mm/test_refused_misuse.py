@@ -7,10 +7,37 @@ from __future__ import annotations
 
 import pytest
 
-from percpu_kmem import (GFP_KERNEL, PAGE_SIZE, VM_ALLOC, VM_IOREMAP, VM_MAP, Machine, __free_page, __free_pages,
-                         alloc_page, alloc_pages, fill_page_cache, free_page, free_pages, get_page, kfree, kmalloc,
-                         mem_read, mem_write, nr_free_pages, page_address, pfn_to_page, put_page, vfree, virt_to_page,
-                         vmalloc, vmalloc_to_page, vmap, vunmap, iounmap)
+from percpu_kmem import (
+    GFP_KERNEL,
+    PAGE_SIZE,
+    VM_ALLOC,
+    VM_IOREMAP,
+    VM_MAP,
+    Machine,
+    __free_page,
+    __free_pages,
+    alloc_page,
+    alloc_pages,
+    fill_page_cache,
+    free_page,
+    free_pages,
+    get_page,
+    iounmap,
+    kfree,
+    kmalloc,
+    mem_read,
+    mem_write,
+    nr_free_pages,
+    page_address,
+    pfn_to_page,
+    put_page,
+    vfree,
+    virt_to_page,
+    vmalloc,
+    vmalloc_to_page,
+    vmap,
+    vunmap,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,10 +6,28 @@ import re
 
 import pytest
 
-from percpu_kmem import (GFP_KERNEL, SLAB_DESTROY_BY_RCU, SLAB_HWCACHE_ALIGN, SLAB_POISON, SLAB_RED_ZONE,
-                         KmemUsageError, Machine, kfree, kmalloc, kmem_cache_alloc, kmem_cache_create,
-                         kmem_cache_destroy, kmem_cache_free, kmem_cache_shrink, kmem_cache_size, ksize, kzalloc,
-                         mem_read, mem_write, write_u8)
+from percpu_kmem import (
+    GFP_KERNEL,
+    SLAB_DESTROY_BY_RCU,
+    SLAB_HWCACHE_ALIGN,
+    SLAB_POISON,
+    SLAB_RED_ZONE,
+    KmemUsageError,
+    Machine,
+    kfree,
+    kmalloc,
+    kmem_cache_alloc,
+    kmem_cache_create,
+    kmem_cache_destroy,
+    kmem_cache_free,
+    kmem_cache_shrink,
+    kmem_cache_size,
+    ksize,
+    kzalloc,
+    mem_read,
+    mem_write,
+    write_u8,
+)
 from percpu_kmem.mm.gfp import __GFP_ZERO
 
 pytestmark = pytest.mark.timeout(120)

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from percpu_kmem import (GFP_ATOMIC, GFP_KERNEL, SLAB_HWCACHE_ALIGN, SLAB_NO_REAP, SLAB_POISON, SLAB_RED_ZONE, Machine,
-                         kmem_cache_alloc, kmem_cache_create, kmem_cache_destroy, kmem_cache_free, kmem_cache_shrink,
-                         kmem_cache_tune)
+from percpu_kmem import (
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    SLAB_HWCACHE_ALIGN,
+    SLAB_NO_REAP,
+    SLAB_POISON,
+    SLAB_RED_ZONE,
+    Machine,
+    kmem_cache_alloc,
+    kmem_cache_create,
+    kmem_cache_destroy,
+    kmem_cache_free,
+    kmem_cache_shrink,
+    kmem_cache_tune,
+)
 
 pytestmark = pytest.mark.timeout(300)
 

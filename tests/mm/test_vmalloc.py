@@ -6,14 +6,56 @@ import re
 
 import pytest
 
-from percpu_kmem import (GFP_ATOMIC, GFP_KERNEL, Machine, __GFP_HIGHMEM, __GFP_NOWARN, alloc_page, mem_read,
-                         mem_write, memset, nr_free_pages, page_address, raise_irq, read_u8, read_u32, read_u64,
-                         request_irq, spin_lock, spin_lock_init, spin_unlock, write_u32, write_u64)
+from percpu_kmem import (
+    __GFP_HIGHMEM,
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    Machine,
+    alloc_page,
+    mem_read,
+    mem_write,
+    memset,
+    nr_free_pages,
+    page_address,
+    raise_irq,
+    read_u8,
+    read_u32,
+    read_u64,
+    request_irq,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    write_u32,
+    write_u64,
+)
 from percpu_kmem.mm.physmem import InconsistentState
-from percpu_kmem.mm.vmalloc import (IOREMAP_MAX_ORDER, PAGE_KERNEL, VM_IOREMAP, __vmalloc, ioremap,
-                                    ioremap_nocache, iounmap, memcpy_fromio, memcpy_toio, memset_io, readb, readl,
-                                    readw, register_io_device, unregister_io_device, vfree, vmalloc, vmalloc_32,
-                                    vmalloc_to_page, vmap, vunmap, writeb, writel, writew)
+from percpu_kmem.mm.vmalloc import (
+    IOREMAP_MAX_ORDER,
+    PAGE_KERNEL,
+    VM_IOREMAP,
+    __vmalloc,
+    ioremap,
+    ioremap_nocache,
+    iounmap,
+    memcpy_fromio,
+    memcpy_toio,
+    memset_io,
+    readb,
+    readl,
+    readw,
+    register_io_device,
+    unregister_io_device,
+    vfree,
+    vmalloc,
+    vmalloc_32,
+    vmalloc_to_page,
+    vmap,
+    vunmap,
+    writeb,
+    writel,
+    writew,
+)
 from percpu_kmem.runtime.errors import KmemUsageError, NotInTaskError
 from percpu_kmem.testing import explore
 
@@ -293,7 +335,6 @@ def test_vmallocinfo_lines_match_the_areas() -> None:
 
     run1(m, body)
     text = m.proc("vmallocinfo").splitlines()
-    s = m.vmalloc.start
     io = keep["io"]
     assert io % (1 << 18) == 0  # 0x20000 bytes: fls() = 18, so 256 KB aligned (below the 512 KB cap)
     byaddr = sorted([(keep["v1"], 6 * PAGE, "pages=5 vmalloc"), (keep["v2"], 3 * PAGE, "pages=2 vmalloc"),

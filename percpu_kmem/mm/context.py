@@ -1,0 +1,48 @@
+"""How mm/ finds the machine it acts on: the one accessor of the memory layers.
+
+Models ``current``: the kernel's free functions (kmalloc, alloc_pages, vmalloc, ...) act
+on the machine of the task that calls them, as the kernel's act on the CPU and memory
+``current`` runs on. Every mm module finds its layer through :func:`current_machine`
+(``current_machine().slab``, ``.mm``, ``.vmalloc``, ...); a hot path that needs the task
+as well writes ``t = CURRENT.task`` and then ``t.machine.<layer>``, which is the same way.
+
+Kept: outside a kernel thread the lookup raises NotInTaskError (the runtime's ``CURRENT``
+does that on the first attribute read), and a machine built with ``boot=False`` answers
+NoMemoryLayers for a memory layer it never got.
+Simplified: nothing is cached per CPU; the lookup is one thread-local read.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from types import FrameType
+from typing import TYPE_CHECKING, Final
+
+from ..runtime.task import CURRENT
+
+if TYPE_CHECKING:
+    from ..runtime.machine import Machine
+
+
+def current_machine() -> Machine:
+    """The Machine of the calling kernel thread (raises NotInTaskError outside one)."""
+    return CURRENT.task.machine  # type: ignore[no-any-return]
+
+
+#: The folders whose frames are the model's own: mm/ and runtime/.
+_MODEL_DIRS: Final = (os.path.dirname(__file__) + os.sep,
+                      os.path.join(os.path.dirname(os.path.dirname(__file__)), "runtime") + os.sep)
+
+
+def mm_caller_frame() -> FrameType | None:
+    """The frame of the simulated code that called into mm/: the first frame, above the
+    caller of this function, outside mm/ and runtime/ (None if there is none). The
+    caller site of a mempool's creation, a vmalloc area and slab debugging's last user."""
+    f: FrameType | None = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_MODEL_DIRS):
+        f = f.f_back
+    return f
+
+
+__all__ = ["current_machine", "mm_caller_frame"]
