@@ -62,7 +62,7 @@ def _page_is_free(mem: object, pfn: int) -> bool:
     if count[pfn] > 0 or mem.flags[pfn] & PG_reserved:  # type: ignore[attr-defined]
         return False
     if mem.flags[pfn] & PG_compound:  # type: ignore[attr-defined]
-        return count[mem.private[pfn]] <= 0  # type: ignore[attr-defined, no-any-return]
+        return count[mem.private[pfn]] <= 0
     return True
 
 
@@ -236,7 +236,7 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     pa = current_machine().mm
     mem = pa.mem
     if p >= 0:
-        return mem.read(p, n)  # type: ignore[no-any-return]
+        return mem.read(p, n)
     ram_end = mem.nr_pages << PAGE_SHIFT
     out = bytearray()
     pieces = _pieces(pa, addr, n, False)

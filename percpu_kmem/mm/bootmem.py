@@ -63,7 +63,7 @@ from .layout import (
 from .physmem import Node
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
     from .physmem import PhysMem
 
 # include/asm-i386/dma.h and arch/i386/kernel/setup.c
@@ -801,7 +801,7 @@ def __pa(addr: int) -> int:
     if addr.__class__ is not int:
         check_int("__pa", "addr", addr, what="a kernel virtual address (int)")
     try:
-        return mem.virt_to_phys(addr)  # type: ignore[no-any-return]
+        return mem.virt_to_phys(addr)
     except ValueError as e:
         raise KmemUsageError(f"__pa: addr(={addr:#x}): {e}") from None
 
@@ -812,7 +812,7 @@ def __va(paddr: int) -> int:
     if paddr.__class__ is not int:
         check_int("__va", "paddr", paddr, what="a physical address (int)")
     try:
-        return mem.phys_to_virt(paddr)  # type: ignore[no-any-return]
+        return mem.phys_to_virt(paddr)
     except ValueError as e:
         raise KmemUsageError(f"__va: paddr(={paddr:#x}): {e}") from None
 

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Final
 from ..runtime.task import CURRENT
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
 
 
 def current_machine() -> Machine:
     """The Machine of the calling kernel thread (raises NotInTaskError outside one)."""
-    return CURRENT.task.machine  # type: ignore[no-any-return]
+    return CURRENT.task.machine
 
 
 #: The folders whose frames are the model's own: mm/ and runtime/.

@@ -100,8 +100,8 @@ def check_gfp(gfp: object, fn: str = "gfp", name: str = "gfp_mask") -> int:
 
     ``fn`` and ``name`` are the kernel function and its argument, for the message.
     """
-    if gfp.__class__ is int and 0 <= gfp <= GFP_BITS_MASK:  # type: ignore[operator]
-        return gfp  # type: ignore[return-value]
+    if gfp.__class__ is int and 0 <= gfp <= GFP_BITS_MASK:
+        return gfp
     from ..runtime.validate import check_flags
     return check_flags(fn, name, gfp, GFP_BITS_MASK, "GFP_* flags")
 

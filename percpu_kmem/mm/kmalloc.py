@@ -32,9 +32,9 @@ def kmalloc_index(size: int) -> int:
 
 
 def _check_args(size: object, flags: object, what: str) -> None:
-    if type(size) is not int or size < 0:  # type: ignore[operator]
+    if type(size) is not int or size < 0:
         raise KmemUsageError(f"{what}: size must be an int >= 0, got {size!r}")
-    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:  # type: ignore[operator]
+    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
         raise KmemUsageError(f"{what}: flags must be GFP_* bits (an int), got {flags!r}")
 
 
@@ -107,7 +107,7 @@ def ksize(objp: int | None) -> int:
         return 0
     if cachep.debug:
         cachep.sa.debug.kmalloc_req.pop(objp, None)
-    return cachep.usable  # type: ignore[no-any-return]
+    return cachep.usable
 
 
 __all__ = ["kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE"]

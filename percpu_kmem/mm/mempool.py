@@ -58,7 +58,7 @@ from .physmem import Page
 from .slab import check_cache, kmem_cache_alloc, kmem_cache_free, kmem_cache_t, machine_name
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
 
 
 ENOMEM: Final = 12
@@ -229,7 +229,7 @@ def mempools_of(m: Machine) -> list[mempool_t]:
 def _poison_addr(pool: mempool_t, element: Any) -> int | None:
     """The address of an element's bytes (None: nothing to poison, e.g. a highmem page)."""
     if isinstance(element, Page):
-        return element.address  # type: ignore[no-any-return]
+        return element.address
     return element if isinstance(element, int) else None
 
 
@@ -249,7 +249,7 @@ def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
     if alloc_fn is mempool_alloc_slab:
         if type(pool_data) is not kmem_cache_t or pool_data.ctor is not None:
             return 0
-        return pool_data.usable  # type: ignore[no-any-return]
+        return pool_data.usable
     return 0
 
 

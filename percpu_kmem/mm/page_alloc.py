@@ -91,7 +91,7 @@ from .vmstat import (
 )
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
 
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
@@ -334,12 +334,12 @@ class PageAllocator:
             pfn = z.buddy.rmqueue(order)
             if pfn is not None:
                 self._prep_new_page(None, pfn, order, gfp)  # type: ignore[arg-type]
-                return pfn  # type: ignore[no-any-return]
+                return pfn
         return None
 
     def page_is_free(self, pfn: int) -> bool:
         """``pfn`` lies in a free block of its zone's buddy allocator (invariant walks)."""
-        return self._by_zid[self.mem.zone_id[pfn]].buddy.is_free(pfn)  # type: ignore[no-any-return]
+        return self._by_zid[self.mem.zone_id[pfn]].buddy.is_free(pfn)
 
     def _bad_page(self, t: Task, pfn: int, where: str) -> None:
         mem = self.mem
@@ -702,14 +702,14 @@ def _page_of(page: Any, what: str, pa: PageAllocator | None = None) -> Page:
     if pa is not None and page.mem is not pa.mem:
         raise KmemUsageError(f"{what}: page(={page!r}) is a page of another machine; this task runs on "
                              f"{pa.m!r}")
-    return page  # type: ignore[no-any-return]
+    return page
 
 
 def _order_arg(order: Any, what: str) -> int:
     """An order argument of a free: an int in 0 .. MAX_ORDER-1 (no block is bigger)."""
     if order.__class__ is not int or not 0 <= order < MAX_ORDER:
         check_int(what, "order", order, 0, MAX_ORDER - 1)
-    return order  # type: ignore[no-any-return]
+    return order
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:

@@ -63,7 +63,7 @@ from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
     from ..runtime.task import Task
 
 skip_frames_of(__file__)  # reports name the simulated caller, not this module
@@ -526,7 +526,7 @@ class PerCpuState:
                                  f"without a DEFINE_PER_CPU({var.ctype.name}, {var.name})")
         if idx >= self.nr_laid_out:
             self.lay_out()
-        return self.static_bases[cpu] + var.offset  # type: ignore[no-any-return]
+        return self.static_bases[cpu] + var.offset
 
     # -- chunks ---------------------------------------------------------------------------------
     def find_area(self, size: int, align: int) -> tuple[PcpuChunk, int] | None:

@@ -138,7 +138,7 @@ def vmstat(pa: PageAllocator, hooks: list[MeminfoHook] | None = None) -> str:
     return "".join(f"{name} {c.get(name, 0)}\n" for name in VMSTAT_TEXT)
 
 
-def lock_stat(locks: list) -> str:  # type: ignore[type-arg]
+def lock_stat(locks: list) -> str:
     """A lock_stat-like table: acquisitions, contentions, wait and hold time (virtual cycles)."""
     head = f"{'class name':>40} {'con-bounces':>12} {'contentions':>12} {'waittime-total':>15} " \
            f"{'acq-bounces':>12} {'acquisitions':>12} {'holdtime-total':>15}\n"

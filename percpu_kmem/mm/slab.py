@@ -60,7 +60,7 @@ from .layout import ALIGN, L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, P
 from .vmscan import Shrinker
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
     from .page_alloc import PageAllocator
 
 # Class bodies mangle names that start with two underscores: use these aliases there.

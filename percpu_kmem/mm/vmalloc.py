@@ -42,7 +42,7 @@ from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
 from .physmem import Page
 
 if TYPE_CHECKING:
-    from ..runtime.machine import Machine
+    from ..machine import Machine
     from .page_alloc import PageAllocator
 
 
