@@ -7,365 +7,123 @@ passed to ``Machine.run``, or an interrupt handler), as the kernel's act on
 names (Machine, Report, Trace, the errors, the testing helpers) live in
 ``percpu_kmem`` itself.
 
-Python mangles ``__``-prefixed names used inside a class body (``__free_pages``,
-``__GFP_WAIT`` become ``_Class__free_pages``): in a class, use the unmangled aliases
-of percpu_kmem.mm.gfp (``GFP_FLAG_WAIT`` and the like) or call through the module,
-``linux.__free_pages(page, 0)``. See docs/interfaces.md.
+Python mangles ``__``-prefixed names used inside a class body: in a method,
+``__GFP_WAIT`` and ``__free_pages`` become ``_Driver__GFP_WAIT`` and
+``_Driver__free_pages`` (attribute references such as ``linux.__GFP_WAIT`` too). Inside
+a class, use the GFP bits under the unmangled names of their own section here
+(``GFP_WAIT``, ``GFP_FS``, ...), and give ``__``-functions a name of your own at module
+level (``from percpu_kmem.linux import __free_pages as free_pages_of``). See
+docs/interfaces.md.
 """
 
 from __future__ import annotations
 
-# -- simulated memory (the accessors every load and store of simulated code goes through)
-from .mm.access import (
-                             mem_read,
-                             mem_write,
-                             memcpy,
-                             memset,
-                             read_u8,
-                             read_u16,
-                             read_u32,
-                             read_u64,
-                             write_u8,
-                             write_u16,
-                             write_u32,
-                             write_u64,
-)
-
-# -- bootmem (<linux/bootmem.h>)
-from .mm.bootmem import (
-                             MAX_DMA_ADDRESS,
-                             __alloc_bootmem,
-                             __alloc_bootmem_node,
-                             __pa,
-                             __va,
-                             alloc_bootmem,
-                             alloc_bootmem_low,
-                             alloc_bootmem_low_pages,
-                             alloc_bootmem_low_pages_node,
-                             alloc_bootmem_node,
-                             alloc_bootmem_pages,
-                             alloc_bootmem_pages_node,
-                             free_all_bootmem,
-                             free_bootmem,
-                             free_bootmem_node,
-                             reserve_bootmem,
-                             reserve_bootmem_node,
-)
-
-# -- GFP flags (<linux/gfp.h>)
-from .mm.gfp import (
-                             __GFP_BITS_MASK,
-                             __GFP_BITS_SHIFT,
-                             __GFP_COLD,
-                             __GFP_COMP,
-                             __GFP_DMA,
-                             __GFP_FS,
-                             __GFP_HIGH,
-                             __GFP_HIGHMEM,
-                             __GFP_IO,
-                             __GFP_NO_GROW,
-                             __GFP_NOFAIL,
-                             __GFP_NORETRY,
-                             __GFP_NOWARN,
-                             __GFP_REPEAT,
-                             __GFP_WAIT,
-                             __GFP_ZERO,
-                             GFP_ATOMIC,
-                             GFP_DMA,
-                             GFP_HIGHUSER,
-                             GFP_KERNEL,
-                             GFP_NOFS,
-                             GFP_NOIO,
-                             GFP_USER,
-                             GFP_ZONEMASK,
-)
-from .mm.kmalloc import KMALLOC_MAX_SIZE, KMALLOC_SIZES, kcalloc, kfree, kmalloc, ksize, kzalloc
-
-# -- mempools (<linux/mempool.h>)
-from .mm.mempool import (
-                             mempool_alloc,
-                             mempool_alloc_pages,
-                             mempool_alloc_slab,
-                             mempool_create,
-                             mempool_create_kmalloc_pool,
-                             mempool_create_page_pool,
-                             mempool_create_slab_pool,
-                             mempool_destroy,
-                             mempool_free,
-                             mempool_free_pages,
-                             mempool_free_slab,
-                             mempool_kfree,
-                             mempool_kmalloc,
-                             mempool_resize,
-                             mempool_t,
-)
-from .mm.page_alloc import (
-                             __free_page,
-                             __free_pages,
-                             __get_free_page,
-                             __get_free_pages,
-                             alloc_page,
-                             alloc_pages,
-                             alloc_pages_node,
-                             drain_local_pages,
-                             fill_page_cache,
-                             free_cold_page,
-                             free_hot_page,
-                             free_page,
-                             free_pages,
-                             get_page,
-                             get_zeroed_page,
-                             nr_free_pages,
-                             page_address,
-                             page_to_pfn,
-                             pfn_to_page,
-                             put_page,
-                             register_shrinker,
-                             virt_to_page,
-)
-
-# -- per-CPU variables (<linux/percpu.h>)
-# -- C types of per-CPU variables and simulated structs (<linux/types.h>)
-from .mm.percpu import (
-                             DECLARE_PER_CPU,
-                             DEFINE_PER_CPU,
-                             PCPU_MIN_UNIT_SIZE,
-                             PERCPU_ENOUGH_ROOM,
-                             __alloc_percpu,
-                             __alloc_percpu_gfp,
-                             __get_cpu_var,
-                             __this_cpu_add,
-                             __this_cpu_dec,
-                             __this_cpu_inc,
-                             __this_cpu_read,
-                             __this_cpu_sub,
-                             __this_cpu_write,
-                             alloc_percpu,
-                             alloc_percpu_gfp,
-                             c_char,
-                             c_int,
-                             c_long,
-                             c_longlong,
-                             c_short,
-                             c_struct,
-                             c_uchar,
-                             c_uint,
-                             c_ulong,
-                             c_ulonglong,
-                             c_ushort,
-                             free_percpu,
-                             get_cpu_var,
-                             per_cpu,
-                             per_cpu_ptr,
-                             put_cpu_var,
-                             s8,
-                             s16,
-                             s32,
-                             s64,
-                             this_cpu_add,
-                             this_cpu_dec,
-                             this_cpu_inc,
-                             this_cpu_ptr,
-                             this_cpu_read,
-                             this_cpu_sub,
-                             this_cpu_write,
-                             u8,
-                             u16,
-                             u32,
-                             u64,
-)
-
-# -- pages (<asm/page.h>, <linux/mm.h>, <linux/gfp.h>)
-from .mm.physmem import MAX_ORDER, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, Page, get_order
-
-# -- slab caches and kmalloc (<linux/slab.h>)
-from .mm.slab import (
-                             POISON_END,
-                             POISON_FREE,
-                             POISON_INUSE,
-                             RED_ACTIVE,
-                             RED_INACTIVE,
-                             SLAB_ATOMIC,
-                             SLAB_CACHE_DMA,
-                             SLAB_CTOR_ATOMIC,
-                             SLAB_CTOR_CONSTRUCTOR,
-                             SLAB_CTOR_VERIFY,
-                             SLAB_DEBUG_FREE,
-                             SLAB_DEBUG_INITIAL,
-                             SLAB_DESTROY_BY_RCU,
-                             SLAB_DMA,
-                             SLAB_HWCACHE_ALIGN,
-                             SLAB_KERNEL,
-                             SLAB_MUST_HWCACHE_ALIGN,
-                             SLAB_NO_GROW,
-                             SLAB_NO_REAP,
-                             SLAB_PANIC,
-                             SLAB_POISON,
-                             SLAB_RECLAIM_ACCOUNT,
-                             SLAB_RED_ZONE,
-                             SLAB_STORE_USER,
-                             kmem_cache_alloc,
-                             kmem_cache_create,
-                             kmem_cache_destroy,
-                             kmem_cache_drain_local,
-                             kmem_cache_free,
-                             kmem_cache_name,
-                             kmem_cache_shrink,
-                             kmem_cache_size,
-                             kmem_cache_t,
-                             kmem_cache_tune,
-)
-
-# -- vmalloc, ioremap and MMIO (<linux/vmalloc.h>, <asm/io.h>)
-from .mm.vmalloc import (
-                             IOREMAP_MAX_ORDER,
-                             PAGE_KERNEL,
-                             PAGE_KERNEL_EXEC,
-                             PAGE_KERNEL_NOCACHE,
-                             VM_ALLOC,
-                             VM_IOREMAP,
-                             VM_MAP,
-                             VMALLOC_OFFSET,
-                             __ioremap,
-                             __raw_readb,
-                             __raw_readl,
-                             __raw_readw,
-                             __raw_writeb,
-                             __raw_writel,
-                             __raw_writew,
-                             __vmalloc,
-                             ioremap,
-                             ioremap_nocache,
-                             iounmap,
-                             memcpy_fromio,
-                             memcpy_toio,
-                             memset_io,
-                             readb,
-                             readl,
-                             readw,
-                             register_io_device,
-                             unregister_io_device,
-                             vfree,
-                             vmalloc,
-                             vmalloc_32,
-                             vmalloc_exec,
-                             vmalloc_to_page,
-                             vmalloc_to_pfn,
-                             vmap,
-                             vunmap,
-                             writeb,
-                             writel,
-                             writew,
-)
 
 # -- context, preemption and kernel threads (<linux/preempt.h>, <linux/sched.h>, <linux/smp.h>, <linux/kthread.h>)
-# -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
-# -- sleeping, waking and time (<linux/sched.h>, <linux/delay.h>, <linux/jiffies.h>)
-# -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
-from .runtime.kernel import (
-                             BUG,
-                             SYSTEM_BOOTING,
-                             SYSTEM_RUNNING,
-                             TASK_INTERRUPTIBLE,
-                             TASK_RUNNING,
-                             TASK_UNINTERRUPTIBLE,
-                             WARN_ON,
-                             __set_current_state,
-                             charge,
-                             cond_resched,
-                             cpu_relax,
-                             current,
-                             free_irq,
-                             get_cpu,
-                             get_current,
-                             in_atomic,
-                             in_hardirq,
-                             in_interrupt,
-                             in_irq,
-                             in_serving_softirq,
-                             in_softirq,
-                             in_task,
-                             io_schedule_timeout,
-                             irqs_disabled,
-                             jiffies,
-                             kthread_bind,
-                             kthread_run,
-                             ktime_get_ns,
-                             local_bh_disable,
-                             local_bh_enable,
-                             local_irq_disable,
-                             local_irq_enable,
-                             local_irq_restore,
-                             local_irq_save,
-                             mdelay,
-                             might_sleep,
-                             might_sleep_if,
-                             msleep,
-                             ndelay,
-                             open_softirq,
-                             panic,
-                             preempt_count,
-                             preempt_disable,
-                             preempt_enable,
-                             preempt_enable_no_resched,
-                             preempt_point,
-                             preemptible,
-                             printk,
-                             put_cpu,
-                             raise_irq,
-                             raise_softirq,
-                             raw_smp_processor_id,
-                             request_irq,
-                             schedule,
-                             schedule_timeout,
-                             schedule_timeout_interruptible,
-                             schedule_timeout_uninterruptible,
-                             set_cpus_allowed,
-                             set_current_state,
-                             smp_processor_id,
-                             udelay,
-                             wake_up_process,
-)
+from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_processor_id, get_cpu,
+                             put_cpu, preempt_disable, preempt_enable, preempt_enable_no_resched,
+                             preempt_count, preempt_point, in_atomic, in_interrupt, in_irq,
+                             in_hardirq, in_softirq, in_serving_softirq, in_task, irqs_disabled,
+                             preemptible, charge, might_sleep, might_sleep_if, cond_resched,
+                             kthread_run, kthread_bind, set_cpus_allowed, SYSTEM_BOOTING,
+                             SYSTEM_RUNNING)
 
-# -- locks and wait queues (<linux/spinlock.h>, <linux/mutex.h>, <linux/wait.h>)
-from .runtime.locks import (
-                             DECLARE_WAIT_QUEUE_HEAD,
-                             DEFINE_MUTEX,
-                             DEFINE_SPINLOCK,
-                             finish_wait,
-                             init_waitqueue_head,
-                             mutex,
-                             mutex_init,
-                             mutex_is_locked,
-                             mutex_lock,
-                             mutex_trylock,
-                             mutex_unlock,
-                             prepare_to_wait,
-                             spin_is_locked,
-                             spin_lock,
-                             spin_lock_bh,
-                             spin_lock_init,
-                             spin_lock_irq,
-                             spin_lock_irqsave,
-                             spin_trylock,
-                             spin_unlock,
-                             spin_unlock_bh,
-                             spin_unlock_irq,
-                             spin_unlock_irqrestore,
-                             spinlock_t,
-                             wait_event,
-                             wait_event_interruptible,
-                             wait_event_timeout,
-                             wait_queue_head_t,
-                             waitqueue_active,
-                             wake_up,
-                             wake_up_all,
-                             wake_up_interruptible,
-                             wake_up_nr,
-)
+# -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
+from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
+                             local_irq_restore, local_bh_disable, local_bh_enable, request_irq,
+                             free_irq, raise_irq, open_softirq, raise_softirq)
 
 # -- SMP calls (<linux/smp.h>)
-from .runtime.smp import on_each_cpu, smp_call_function
+from .runtime.smp import (smp_call_function, on_each_cpu)
+
+# -- sleeping, waking and time (<linux/sched.h>, <linux/delay.h>, <linux/jiffies.h>)
+from .runtime.kernel import (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE,
+                             set_current_state, __set_current_state, schedule, schedule_timeout,
+                             schedule_timeout_uninterruptible, schedule_timeout_interruptible,
+                             io_schedule_timeout, wake_up_process, msleep, udelay, ndelay, mdelay,
+                             cpu_relax, jiffies, ktime_get_ns)
+
+# -- locks and wait queues (<linux/spinlock.h>, <linux/mutex.h>, <linux/wait.h>)
+from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lock, spin_unlock,
+                            spin_trylock, spin_lock_irq, spin_unlock_irq, spin_lock_irqsave,
+                            spin_unlock_irqrestore, spin_lock_bh, spin_unlock_bh, spin_is_locked,
+                            mutex, mutex_init, DEFINE_MUTEX, mutex_lock, mutex_trylock,
+                            mutex_unlock, mutex_is_locked, wait_queue_head_t, init_waitqueue_head,
+                            DECLARE_WAIT_QUEUE_HEAD, prepare_to_wait, finish_wait, wait_event,
+                            wait_event_interruptible, wait_event_timeout, wake_up, wake_up_all,
+                            wake_up_interruptible, wake_up_nr, waitqueue_active)
+
+# -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
+from .runtime.kernel import (printk, panic, BUG, WARN_ON)
+
+# -- GFP flags (<linux/gfp.h>)
+from .mm.gfp import (GFP_ATOMIC, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
+                     GFP_ZONEMASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_WAIT, __GFP_HIGH, __GFP_IO,
+                     __GFP_FS, __GFP_COLD, __GFP_NOWARN, __GFP_REPEAT, __GFP_NOFAIL, __GFP_NORETRY,
+                     __GFP_NO_GROW, __GFP_COMP, __GFP_ZERO, __GFP_BITS_SHIFT, __GFP_BITS_MASK)
+
+# -- pages (<asm/page.h>, <linux/mm.h>, <linux/gfp.h>)
+from .mm.physmem import (PAGE_SIZE, PAGE_SHIFT, PAGE_OFFSET, MAX_ORDER, Page, get_order)
+from .mm.page_alloc import (alloc_pages, alloc_pages_node, alloc_page, __get_free_pages,
+                            __get_free_page, get_zeroed_page, __free_pages, __free_page,
+                            free_pages, free_page, free_hot_page, free_cold_page, get_page,
+                            put_page, page_address, virt_to_page, pfn_to_page, page_to_pfn,
+                            nr_free_pages, drain_local_pages, register_shrinker, fill_page_cache)
+from .mm.bootmem import (__pa, __va)
+
+# -- simulated memory (the accessors every load and store of simulated code goes through)
+from .mm.access import (mem_read, mem_write, memset, memcpy, read_u8, read_u16, read_u32, read_u64,
+                        write_u8, write_u16, write_u32, write_u64)
+
+# -- slab caches and kmalloc (<linux/slab.h>)
+from .mm.slab import (kmem_cache_t, kmem_cache_create, kmem_cache_destroy, kmem_cache_alloc,
+                      kmem_cache_free, kmem_cache_shrink, kmem_cache_size, kmem_cache_name,
+                      kmem_cache_tune, kmem_cache_drain_local, SLAB_DEBUG_FREE, SLAB_DEBUG_INITIAL,
+                      SLAB_RED_ZONE, SLAB_POISON, SLAB_HWCACHE_ALIGN, SLAB_CACHE_DMA,
+                      SLAB_MUST_HWCACHE_ALIGN, SLAB_STORE_USER, SLAB_RECLAIM_ACCOUNT, SLAB_PANIC,
+                      SLAB_DESTROY_BY_RCU, SLAB_NO_REAP, SLAB_KERNEL, SLAB_ATOMIC, SLAB_DMA,
+                      SLAB_NO_GROW, SLAB_CTOR_CONSTRUCTOR, SLAB_CTOR_ATOMIC, SLAB_CTOR_VERIFY,
+                      POISON_INUSE, POISON_FREE, POISON_END, RED_INACTIVE, RED_ACTIVE)
+from .mm.kmalloc import (kmalloc, kzalloc, kcalloc, kfree, ksize, KMALLOC_SIZES, KMALLOC_MAX_SIZE)
+
+# -- mempools (<linux/mempool.h>)
+from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
+                         mempool_create_kmalloc_pool, mempool_create_page_pool, mempool_destroy,
+                         mempool_resize, mempool_alloc, mempool_free, mempool_alloc_slab,
+                         mempool_free_slab, mempool_kmalloc, mempool_kfree, mempool_alloc_pages,
+                         mempool_free_pages)
+
+# -- vmalloc, ioremap and MMIO (<linux/vmalloc.h>, <asm/io.h>)
+from .mm.vmalloc import (vmalloc, vmalloc_32, vmalloc_exec, __vmalloc, vfree, vmap, vunmap,
+                         vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
+                         iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VMALLOC_OFFSET, IOREMAP_MAX_ORDER,
+                         PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE, register_io_device,
+                         unregister_io_device, writeb, writew, writel, __raw_writeb, __raw_writew,
+                         __raw_writel, memcpy_fromio, memcpy_toio, memset_io)
+from .mm.vmalloc import (readb, readw, readl, __raw_readb, __raw_readw, __raw_readl)
+
+# -- per-CPU variables (<linux/percpu.h>)
+from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var, get_cpu_var,
+                        put_cpu_var, per_cpu_ptr, this_cpu_ptr, this_cpu_read, this_cpu_write,
+                        this_cpu_add, this_cpu_sub, this_cpu_inc, this_cpu_dec, __this_cpu_read,
+                        __this_cpu_write, __this_cpu_add, __this_cpu_sub, __this_cpu_inc,
+                        __this_cpu_dec, alloc_percpu, alloc_percpu_gfp, __alloc_percpu,
+                        __alloc_percpu_gfp, free_percpu, PERCPU_ENOUGH_ROOM, PCPU_MIN_UNIT_SIZE)
+
+# -- C types of per-CPU variables and simulated structs (<linux/types.h>)
+from .mm.percpu import (u8, u16, u32, u64, s8, s16, s32, s64, c_char, c_uchar, c_short, c_ushort,
+                        c_int, c_uint, c_long, c_ulong, c_longlong, c_ulonglong, c_struct)
+
+# -- GFP bits under names Python does not mangle, for code inside a class body
+from .mm.gfp import (GFP_HIGHMEM, GFP_WAIT, GFP_HIGH, GFP_IO, GFP_FS, GFP_COLD, GFP_NOWARN,
+                     GFP_REPEAT, GFP_NOFAIL, GFP_NORETRY, GFP_NO_GROW, GFP_COMP, GFP_ZERO)
+
+# -- bootmem (<linux/bootmem.h>)
+from .mm.bootmem import (alloc_bootmem, alloc_bootmem_low, alloc_bootmem_pages,
+                         alloc_bootmem_low_pages, alloc_bootmem_node, alloc_bootmem_pages_node,
+                         alloc_bootmem_low_pages_node, __alloc_bootmem, __alloc_bootmem_node,
+                         reserve_bootmem, reserve_bootmem_node, free_bootmem, free_bootmem_node,
+                         free_all_bootmem, MAX_DMA_ADDRESS)
 
 __all__ = [
     # context, preemption and kernel threads
@@ -444,6 +202,9 @@ __all__ = [
     # C types of per-CPU variables and simulated structs
     "u8", "u16", "u32", "u64", "s8", "s16", "s32", "s64", "c_char", "c_uchar", "c_short",
     "c_ushort", "c_int", "c_uint", "c_long", "c_ulong", "c_longlong", "c_ulonglong", "c_struct",
+    # GFP bits under names Python does not mangle, for code inside a class body
+    "GFP_HIGHMEM", "GFP_WAIT", "GFP_HIGH", "GFP_IO", "GFP_FS", "GFP_COLD", "GFP_NOWARN",
+    "GFP_REPEAT", "GFP_NOFAIL", "GFP_NORETRY", "GFP_NO_GROW", "GFP_COMP", "GFP_ZERO",
     # bootmem
     "alloc_bootmem", "alloc_bootmem_low", "alloc_bootmem_pages", "alloc_bootmem_low_pages",
     "alloc_bootmem_node", "alloc_bootmem_pages_node", "alloc_bootmem_low_pages_node",

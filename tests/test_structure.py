@@ -146,3 +146,23 @@ def test_the_kernel_api_and_the_python_api_are_separate() -> None:
         assert getattr(percpu_kmem, name) is getattr(linux, name)
     leaked = {"CURRENT", "caller_site", "user_site", "HARDIRQ_MASK", "SOFTIRQ_MASK", "block"} & (kernel | python)
     assert not leaked
+
+
+def test_code_inside_a_class_body_uses_the_unmangled_gfp_names() -> None:
+    from percpu_kmem import Machine
+    from percpu_kmem.linux import GFP_FS, GFP_IO, GFP_KERNEL, GFP_WAIT, alloc_pages, kfree, kmalloc
+    from percpu_kmem.linux import __free_pages as free_pages_of
+
+    assert GFP_WAIT | GFP_IO | GFP_FS == GFP_KERNEL == linux.__GFP_WAIT | linux.__GFP_IO | linux.__GFP_FS
+
+    class Driver:
+        def run(self) -> None:
+            buf = kmalloc(512, GFP_WAIT | GFP_IO | GFP_FS)
+            page = alloc_pages(GFP_WAIT, 0)
+            free_pages_of(page, 0)
+            kfree(buf)
+
+    m = Machine(cpus=1, memory="16M")
+    m.run(Driver().run)
+    assert m.reports == []
+    m.check()
