@@ -191,16 +191,19 @@ def rows_8c(s: Sizes) -> list[Row]:
 # -- 9: runs per second -------------------------------------------------------------
 def runs_per_run(n: int, boot: bool) -> float:
     """Seconds per run of the two-task, ten-step spin_lock scenario, a fresh
-    Machine(cpus=2, seed=s) per run, s = 0..n-1 (its construction and boot included)."""
-    lock = spin_lock_init()
+    Machine(cpus=2, seed=s) per run, s = 0..n-1 (its construction and boot included).
+    A lock belongs to the machine that first uses it: each run makes its own."""
+    lock = [spin_lock_init()]
 
     def body() -> None:
+        lk = lock[0]
         for _ in range(10):
-            spin_lock(lock)
-            spin_unlock(lock)
+            spin_lock(lk)
+            spin_unlock(lk)
 
     t0 = time.perf_counter()
     for seed in range(n):
+        lock[0] = spin_lock_init()
         Machine(cpus=2, seed=seed, boot=boot).run(body, body)
     return (time.perf_counter() - t0) / n
 
