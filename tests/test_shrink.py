@@ -1,0 +1,103 @@
+"""Shrinking a failing schedule keeps the failure and never grows the schedule."""
+
+from __future__ import annotations
+
+import pytest
+
+from percpu_kmem import KmemUsageError, Machine
+from percpu_kmem.linux import (
+    get_cpu,
+    might_sleep,
+    preempt_point,
+    put_cpu,
+    raw_smp_processor_id,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+)
+from percpu_kmem.shrink import shrink
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def lost_update(m: Machine) -> None:
+    """Four tasks on two CPUs: a per-CPU counter read and written without get_cpu()."""
+    counters = [0] * m.nr_cpus
+
+    def worker() -> None:
+        for _ in range(8):
+            cpu = raw_smp_processor_id()
+            value = counters[cpu]
+            preempt_point("percpu_read")
+            counters[cpu] = value + 1  # the CPU it read on: another task may have used it meanwhile
+            preempt_point("percpu_write")
+
+    m.run(worker, worker, worker, worker)
+    assert sum(counters) == 32, f"lost {32 - sum(counters)} updates"
+
+
+def sleeps_under_lock(m: Machine) -> None:
+    lock = spin_lock_init("L")
+
+    def worker(i: int) -> None:
+        for k in range(6):
+            spin_lock(lock)
+            preempt_point()
+            spin_unlock(lock)
+            if i == 1 and k == 4:
+                get_cpu()
+                might_sleep()  # the bug, needing no preemption at all
+                put_cpu()
+
+    m.run(lambda: worker(0), lambda: worker(1))
+
+
+def _first_failing(scenario, policy: str, least: int) -> Machine:  # type: ignore[no-untyped-def]
+    """The first seed whose run fails with at least ``least`` preemptions in its schedule."""
+    for seed in range(300):
+        m = Machine(cpus=2, policy=policy, seed=seed)
+        try:
+            scenario(m)
+        except AssertionError:
+            pass
+        else:
+            if not m.reports:
+                continue
+        if m.last_trace is not None and m.last_trace.preemptions >= least:
+            return m
+    pytest.fail(f"no failing seed with {least} preemptions or more")
+
+
+@pytest.mark.parametrize("policy", ["random", "pct"])
+def test_a_lost_update_shrinks_to_fewer_preemptions_and_still_fails(policy: str) -> None:
+    failed = _first_failing(lost_update, policy, 3 if policy == "random" else 1)
+    res = shrink(lost_update, failed)
+    assert res.failure == ("exception", "AssertionError")
+    assert res.preemptions <= failed.last_trace.preemptions  # type: ignore[union-attr]
+    if policy == "random":  # a random walk's schedule carries preemptions the bug does not need
+        assert res.preemptions < failed.last_trace.preemptions  # type: ignore[union-attr]
+    again = Machine(cpus=2, policy=policy, seed=res.trace.seed, replay=res.trace)
+    with pytest.raises(AssertionError, match="lost"):
+        lost_update(again)
+    assert again.diverged is None
+
+
+def test_a_bug_that_needs_no_preemption_shrinks_to_none() -> None:
+    failed = _first_failing(sleeps_under_lock, "random", 2)
+    res = shrink(sleeps_under_lock, failed)
+    assert res.failure == ("report", "sleep_in_atomic")
+    assert res.preemptions == 0
+    assert "replay with Machine(" in res.hint and "shrunk report 'sleep_in_atomic'" in str(res)
+
+
+def test_shrinking_refuses_what_it_cannot_shrink() -> None:
+    m = Machine(cpus=1, boot=False)
+    with pytest.raises(KmemUsageError, match="has not run"):
+        shrink(lambda mm: None, m)
+    m.run(lambda: None)
+    with pytest.raises(KmemUsageError, match="does not fail"):
+        shrink(lambda mm: mm.run(lambda: None), m)
+    free = Machine(cpus=1, policy="free", boot=False)
+    free.run(lambda: None)
+    with pytest.raises(KmemUsageError, match="free-running"):
+        shrink(lambda mm: None, free)
