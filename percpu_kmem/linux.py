@@ -327,6 +327,18 @@ from .runtime.kernel import (
                              wake_up_process,
 )
 
+# -- lock validation and memalloc scopes (<linux/lockdep.h>, <linux/sched/mm.h>); lockdep runs
+#    with Machine(lockdep=True), and the page allocator calls fs_reclaim_acquire/release
+from .runtime.lockdep import (
+                             current_gfp_context,
+                             fs_reclaim_acquire,
+                             fs_reclaim_release,
+                             memalloc_nofs_restore,
+                             memalloc_nofs_save,
+                             memalloc_noio_restore,
+                             memalloc_noio_save,
+)
+
 # -- locks and wait queues (<linux/spinlock.h>, <linux/mutex.h>, <linux/wait.h>)
 from .runtime.locks import (
                              DECLARE_WAIT_QUEUE_HEAD,
@@ -394,6 +406,9 @@ __all__ = [
     "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
     "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
     "wake_up_interruptible", "wake_up_nr", "waitqueue_active",
+    # lock validation and memalloc scopes
+    "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
+    "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
     # GFP flags
