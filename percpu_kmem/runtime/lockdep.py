@@ -264,8 +264,11 @@ class Lockdep:
         ok = True
         if new & ~cls.usage:
             ok = self._mark(t, entry, new, stack, pc, not c.irqs_off)
-        if stack is None:
-            self.held[t] = [entry]
+        if not stack:
+            if stack is None:
+                self.held[t] = [entry]
+            else:
+                stack.append(entry)
             return
         if ok and not trylock:
             for h in stack:
@@ -296,14 +299,13 @@ class Lockdep:
                 if stack[i][_H_LOCK] is lock:
                     del stack[i]
                     break
-        if not stack:
-            del self.held[t]
 
     def holds(self, t: Task, lock: Any) -> bool:
         return any(h[_H_LOCK] is lock for h in self.held.get(t, ()))
 
     def end_run(self) -> None:
-        """The run is over: its tasks hold nothing any more (the graph stays)."""
+        """The run is over: its tasks hold nothing any more (the graph stays). A task's
+        list stays in ``held`` while the run lasts, empty when it holds nothing."""
         self.held.clear()
 
     # -- the checks (cold: a new usage bit, a new edge, a report) --------------------------
