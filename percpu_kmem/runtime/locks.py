@@ -16,6 +16,10 @@ holding one is reported, and a lock left held by a task that is gone is what
 ``Machine.check()`` names. A lock created by the model's own code (``internal``)
 left held that way makes the machine refuse further runs.
 
+With ``Machine(lockdep=True)`` every acquisition and release also goes through the
+machine's lock validator (runtime/lockdep.py; the lock's class key is stored at init);
+with lockdep off that costs one ``is None`` test.
+
 Virtual time: an acquisition never starts before the lock's last release on the
 virtual clock (it waits, spinning, until then), a contended acquisition costs a
 hand-off, and under the virtual-time policy a release with spinners waiting
