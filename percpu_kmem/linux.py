@@ -53,6 +53,11 @@ from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lo
                             wait_event_interruptible, wait_event_timeout, wake_up, wake_up_all,
                             wake_up_interruptible, wake_up_nr, waitqueue_active)
 
+# -- lock validation and memalloc scopes (<linux/lockdep.h>, <linux/sched/mm.h>; Machine(lockdep=True))
+from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_nofs_save,
+                              memalloc_nofs_restore, memalloc_noio_save, memalloc_noio_restore,
+                              current_gfp_context)
+
 # -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
 from .runtime.kernel import (printk, panic, BUG, WARN_ON)
 
@@ -152,6 +157,9 @@ __all__ = [
     "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
     "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
     "wake_up_interruptible", "wake_up_nr", "waitqueue_active",
+    # lock validation and memalloc scopes
+    "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
+    "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
     # GFP flags

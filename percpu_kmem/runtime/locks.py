@@ -16,6 +16,10 @@ holding one is reported, and a lock left held by a task that is gone is what
 ``Machine.check()`` names. A lock created by the model's own code (``internal``)
 left held that way makes the machine refuse further runs.
 
+With ``Machine(lockdep=True)`` every acquisition and release also goes through the
+machine's lock validator (runtime/lockdep.py; the lock's class key is stored at init);
+with lockdep off that costs one ``is None`` test.
+
 Virtual time: an acquisition never starts before the lock's last release on the
 virtual clock (it waits, spinning, until then), a contended acquisition costs a
 hand-off, and under the virtual-time policy a release with spinners waiting
@@ -42,6 +46,7 @@ from .kernel import (
     might_sleep,
     preempt_enable,
 )
+from .lockdep import lock_class_key
 from .preempt import NSEC_PER_JIFFY
 from .report import caller_site
 from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
@@ -71,11 +76,15 @@ class spinlock_t:
 
     __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
                  "acquisitions", "contentions", "wait_cycles", "hold_cycles", "acquired_at",
-                 "spinners", "internal", "machine", "__weakref__")
+                 "spinners", "internal", "machine", "dep_key", "dep_class", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
         check_str("spin_lock_init", "name", name, none=True)
         self.internal = _created_by_model(2)
+        #: lockdep: the lock's class key (its name, or its initialisation site), and the
+        #: class of its machine's lockdep, cached at the first validated acquisition
+        self.dep_key = lock_class_key("spinlock", name, 2)
+        self.dep_class: Any = None
         #: the Machine whose tasks use it: None until first used, then bound for good
         self.machine: Any = None
         self.spinners = 0
@@ -148,6 +157,9 @@ def _spin_bug(t: Task, lock: spinlock_t, msg: str, *, fatal: bool = False) -> No
 
 def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     """debug_spin_lock_before + arch_spin_lock: preemption is already off."""
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock)  # before spinning, as spin_acquire() precedes do_raw_spin_lock()
     c = t.cpu
     if lock.raw.locked():
         if lock.owner is t:
@@ -218,6 +230,9 @@ def _release(t: Task, lock: spinlock_t) -> None:
         _spin_bug(t, lock, "wrong CPU")
     if owner is not None:
         _forget(owner, lock)
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.release(owner, lock)
     lock.hold_cycles += max(0, c.clock - lock.acquired_at)
     lock.owner = None
     lock.owner_cpu = -1
@@ -260,6 +275,9 @@ def spin_trylock(lock: spinlock_t) -> int:
         lock.acquisitions += 1
         lock.acquired_at = c.clock
         t.held.append(lock)
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.acquire(t, lock, True)
         return 1
     c.preempt_count -= 1
     return 0
@@ -342,11 +360,13 @@ def spin_is_locked(lock: spinlock_t) -> bool:
 class mutex:
     """A sleeping lock; ownership passes directly to the first waiter."""
 
-    __slots__ = ("name", "owner", "waiters", "guard", "internal", "machine")
+    __slots__ = ("name", "owner", "waiters", "guard", "internal", "machine", "dep_key", "dep_class")
 
     def __init__(self, name: str | None = None) -> None:
         check_str("mutex_init", "name", name, none=True)
         self.internal = _created_by_model(2)
+        self.dep_key = lock_class_key("mutex", name, 2)  # lockdep, as spinlock_t's
+        self.dep_class: Any = None
         self.machine: Any = None  # bound to the machine of its first user
         self.name = name or _auto_name("mutex")
         self.owner: Task | None = None
@@ -380,6 +400,9 @@ def mutex_lock(m: mutex) -> None:
     """Take ``m``, sleeping while another task holds it. Context: process, may sleep."""
     t = _mutex_arg("mutex_lock", m)
     might_sleep()
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, m)  # before waiting, as mutex_acquire() precedes the wait
     with m.guard:
         if m.owner is None:
             m.owner = t
@@ -397,6 +420,8 @@ def mutex_lock(m: mutex) -> None:
         while m.owner is not t:
             block(m, None, "mutex_lock")
     except BaseException:
+        if ld is not None:
+            ld.release(t, m)
         with m.guard:  # an aborted run unwinds the waiter: it leaves the queue
             if t in m.waiters:
                 m.waiters.remove(t)
@@ -414,7 +439,14 @@ def mutex_trylock(m: mutex) -> int:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
-            return 1
+            ok = True
+        else:
+            ok = False
+    if ok:
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.acquire(t, m, True)
+        return 1
     return 0
 
 
@@ -430,6 +462,9 @@ def mutex_unlock(m: mutex) -> None:
             if m.owner is None:
                 return
         _forget(m.owner, m)
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.release(m.owner, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     if nxt is not None:

@@ -35,6 +35,7 @@ from .errors import (
 )
 from .irq import Interrupts
 from .kernel import SYSTEM_RUNNING
+from .lockdep import Lockdep
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .report import Report, capture_stack, format_call_trace
 from .task import CPU, CURRENT, T_DONE, T_READY, Task
@@ -85,13 +86,18 @@ class SmpMachine:
             interrupts are raised only by ``raise_irq``.
         timeout: wall-clock seconds a run may take (a positive number, or None for no
             limit); a run that outlives it stops and raises RunTimeout.
+        lockdep: validate every spinlock and mutex acquisition as lockdep does
+            (runtime/lockdep.py): circular dependencies, inconsistent irq usage,
+            recursion, and the fs_reclaim annotation. Its graph persists across the
+            machine's runs; it changes no scheduling decision and no result.
         policy_options: passed to the policy (``depth``/``steps`` for PCT,
             ``mean_run``/``preempt_prob`` for random and free, ``quantum`` for virtual).
     """
 
     def __init__(self, cpus: int = 1, *, nodes: int = 1, policy: str = "random", seed: int = 0,
                  replay: Trace | str | os.PathLike[str] | None = None, on_bug: str = "record",
-                 timeout: float | None = 60.0, irq_rate: float = 0.0, **policy_options: Any) -> None:
+                 timeout: float | None = 60.0, irq_rate: float = 0.0, lockdep: bool = False,
+                 **policy_options: Any) -> None:
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= cpus:
@@ -108,6 +114,8 @@ class SmpMachine:
                                  f"seconds, or None for no limit")
         if isinstance(irq_rate, bool) or not isinstance(irq_rate, (int, float)) or not 0.0 <= irq_rate <= 1.0:
             raise KmemUsageError(f"Machine: irq_rate(={irq_rate!r}) must be a number within [0, 1]")
+        if not isinstance(lockdep, bool):
+            raise KmemUsageError(f"Machine: lockdep(={lockdep!r}) must be True or False")
         if policy == "free":
             FreeEngine.check_options(policy_options)
         else:
@@ -121,6 +129,8 @@ class SmpMachine:
         self.on_bug = on_bug
         self.timeout = timeout
         self.irq_rate = float(irq_rate)
+        #: the lock validator (runtime/lockdep.py), None unless lockdep=True
+        self.lockdep: Lockdep | None = Lockdep(self) if lockdep else None
         #: why this machine refuses further runs (None while it is usable)
         self.unusable: str | None = None
         #: (lock, task) pairs: a lock left held by a task of an earlier run that is gone
@@ -288,6 +298,8 @@ class SmpMachine:
                 if lk.owner is t:
                     self._orphan_locks.append((lk, t))
             t.held = []
+        if self.lockdep is not None:
+            self.lockdep.end_run()
         internal = [(lk, t) for lk, t in self._orphan_locks if lk.internal]
         if internal and self.unusable is None:
             self.unusable = "; ".join(f"the model's lock {lk.name} is held by {t.name}, which ended holding it"
@@ -319,6 +331,8 @@ class SmpMachine:
         """The Machine arguments that shape a run, as ``Machine(**args)`` takes them."""
         args: dict[str, Any] = {"cpus": self.nr_cpus, "policy": self.policy_name, "seed": self.seed,
                                 "nodes": self.nr_nodes, "on_bug": self.on_bug, "irq_rate": self.irq_rate}
+        if self.lockdep is not None:  # it shapes the reports, not the schedule
+            args["lockdep"] = True
         args.update(self.policy_options)
         return args
 

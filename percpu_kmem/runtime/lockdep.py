@@ -1,0 +1,599 @@
+"""Lock validation in the manner of lockdep (CONFIG_PROVE_LOCKING, kernel/locking/lockdep.c).
+
+``SmpMachine(lockdep=True)`` hangs a :class:`Lockdep` off the machine; every spinlock
+and mutex acquisition and release of its tasks goes through it (one ``is None`` test
+in runtime/locks.py when it is off). Like the kernel's graph across a boot, its state
+persists across the runs of that machine.
+
+Kept from the kernel:
+
+- **Lock classes.** A lock created with a name belongs to the class of that name; an
+  auto-named one (``spin_lock_init()``) to the class of its initialisation site: file,
+  line and the call's bytecode offset, so two calls on one line are two classes and a
+  loop over one call is one class (the kernel's static ``lock_class_key`` per
+  ``spin_lock_init()`` expansion). The key is stored on the lock at init; the class of
+  this machine is cached on the lock at its first acquisition (lockdep_map's
+  ``class_cache``).
+- **Dependencies.** Acquiring B while holding A (in the same irq context, the nearest
+  non-trylock lock and the trylocks above it, as ``check_prevs_add``) adds the edge
+  A -> B, with the stack where it was first seen. Before adding it, a breadth-first
+  search from B looks for A: a path means a cycle, reported as "WARNING: possible
+  circular locking dependency detected" with the chain in reverse order, the
+  "Chain exists of:" line when the cycle is longer than two, and the CPU0/CPU1
+  scenario. An ABBA between two code paths is reported the first time both orders
+  have been seen, whether or not the run deadlocked.
+- **irq safety.** Usage bits per class, set at acquisition: IN-HARDIRQ-W (taken in
+  hardirq context), IN-SOFTIRQ-W (taken while serving a softirq), HARDIRQ-ON-W (taken
+  with interrupts enabled) and SOFTIRQ-ON-W (taken with interrupts and softirqs
+  enabled), each with the stack that first set it. A class that gets both bits of one
+  kind is "WARNING: inconsistent lock state", whether or not the interrupt ever landed
+  inside the critical section.
+- **Recursion.** Acquiring a lock whose class the task already holds (another
+  instance: the same instance is CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops, or
+  the mutex's own report) is "WARNING: possible recursive locking detected".
+- **fs_reclaim.** The pseudo-lock the page allocator takes around every allocation that
+  may enter filesystem reclaim (``fs_reclaim_acquire``/``fs_reclaim_release``, which
+  the mm layer calls): a lock taken inside reclaim gets the edge fs_reclaim -> L, and
+  a __GFP_FS allocation under L then closes the cycle L -> fs_reclaim. The
+  ``memalloc_nofs_save()``/``memalloc_noio_save()`` scopes narrow the mask
+  (``current_gfp_context``) as the kernel does, so an allocation inside them takes no
+  fs_reclaim.
+
+Simplified (docs/lockdep.md says more):
+
+- Each distinct problem is reported once per machine (a cycle by the pair of classes
+  whose edge would close it, an inconsistency by class and bits, a recursion by
+  class) and validation goes on; the kernel's ``debug_locks_off()`` instead stops
+  lockdep after its first report. The offending edge is not added to the graph.
+- No read locks, no subclasses (``spin_lock_nested``), no lock chains cache, no
+  ``irq event stamp`` lines, no kernel ident line. Irq-safety is checked per class
+  only: the graph-wide "irq lock inversion" and "safe -> unsafe lock order" reports
+  are not made. Usage is marked at acquisition only (the kernel also marks the held
+  locks when interrupts are re-enabled under them).
+- Where the kernel prints a lock instance's address, the model prints the instance's
+  name; where it prints an ``ip`` symbol, ``file:line``.
+- Lockdep costs no virtual time and takes no scheduling decision: a workload runs the
+  same, trace and results, with lockdep on or off.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterable
+from typing import Any, Final
+
+from .errors import KmemUsageError
+from .preempt import HARDIRQ_MASK, HARDIRQ_OFFSET, SOFTIRQ_MASK, SOFTIRQ_OFFSET
+from .report import Frame, capture_stack, relpath
+from .task import CURRENT, Task
+from .validate import check_int
+
+# -- usage bits (kernel/locking/lockdep_states.h, lockdep_internals.h; no _READ bits) --------
+LOCK_USED_IN_HARDIRQ: Final = 1 << 0
+LOCK_ENABLED_HARDIRQ: Final = 1 << 1
+LOCK_USED_IN_SOFTIRQ: Final = 1 << 2
+LOCK_ENABLED_SOFTIRQ: Final = 1 << 3
+
+USAGE_STR: Final = {LOCK_USED_IN_HARDIRQ: "IN-HARDIRQ-W", LOCK_ENABLED_HARDIRQ: "HARDIRQ-ON-W",
+                    LOCK_USED_IN_SOFTIRQ: "IN-SOFTIRQ-W", LOCK_ENABLED_SOFTIRQ: "SOFTIRQ-ON-W"}
+#: the bit each usage bit excludes (exclusive_bit(): same state, the other direction)
+_EXCLUSIVE: Final = {LOCK_USED_IN_HARDIRQ: LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_HARDIRQ: LOCK_USED_IN_HARDIRQ,
+                     LOCK_USED_IN_SOFTIRQ: LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ}
+#: the order mark_usage() marks them in
+_MARK_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ)
+
+# -- wait types, printed as {outer:inner} (include/linux/lockdep_types.h) ------------------
+LD_WAIT_INV: Final = 0  # not checked: lockdep maps such as fs_reclaim print {0:0}
+LD_WAIT_SPIN: Final = 2  # spinlock_t (LD_WAIT_CONFIG == LD_WAIT_SPIN without PROVE_RAW_LOCK_NESTING)
+LD_WAIT_SLEEP: Final = 3  # mutex
+
+# -- irq contexts of a held lock (LOCK_CHAIN_*_CONTEXT) -----------------------------------
+_CTX_SOFTIRQ: Final = 1
+_CTX_HARDIRQ: Final = 2
+
+# -- GFP bits and task flags the fs_reclaim annotation reads. The runtime must not import
+# the memory layers: these mirror percpu_kmem/mm/gfp.py (2.6.11 values) and
+# mm/page_alloc.py's PF_MEMALLOC; tests/runtime/test_lockdep.py checks that they agree.
+GFP_WAIT_BIT: Final = 0x10  # __GFP_WAIT: the allocation may sleep, so it may reclaim
+GFP_IO_BIT: Final = 0x40  # __GFP_IO
+GFP_FS_BIT: Final = 0x80  # __GFP_FS
+GFP_BITS_MASK: Final = 0xFFFF  # __GFP_BITS_MASK (16 bits in 2.6.11)
+PF_MEMALLOC: Final = 0x00000800  # in Task.flags: the task is reclaim itself
+#: memalloc scope bits kept in ``Task.gfp_ctx`` (the kernel keeps them in task->flags)
+PF_MEMALLOC_NOFS: Final = 0x00040000
+PF_MEMALLOC_NOIO: Final = 0x00080000
+
+#: frames of these files are the runtime's, not the acquisition site
+_RUNTIME_DIR: Final = os.path.dirname(os.path.abspath(__file__))
+_RUNTIME_FILES: Final = frozenset(os.path.join(_RUNTIME_DIR, f) for f in os.listdir(_RUNTIME_DIR)
+                                  if f.endswith(".py"))
+
+# -- held-lock entries: tuples (lockdep's struct held_lock) --------------------------------
+_H_LOCK, _H_CLASS, _H_CTX, _H_TRY, _H_FILE, _H_LINE = range(6)
+
+
+class LockClass:
+    """One lock class of one machine: its name, usage bits, and the edges to the
+    classes taken after it (``after``: class -> the stack where the edge was first seen)."""
+
+    __slots__ = ("name", "wait", "usage", "usage_stack", "after")
+
+    def __init__(self, name: str, wait: int) -> None:
+        self.name = name
+        self.wait = wait
+        self.usage = 0
+        self.usage_stack: dict[int, tuple[Frame, ...]] = {}
+        self.after: dict[LockClass, tuple[Frame, ...]] = {}
+
+    def usage_chars(self) -> str:
+        """get_usage_chars(): one char per state and its (absent) read form: '+' enabled,
+        '-' used in irq, '?' both, '.' neither."""
+        out = []
+        for used, enabled in ((LOCK_USED_IN_HARDIRQ, LOCK_ENABLED_HARDIRQ),
+                              (LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_SOFTIRQ)):
+            u = self.usage
+            c = "."
+            if u & enabled:
+                c = "?" if u & used else "+"
+            elif u & used:
+                c = "-"
+            out.append(c + ".")
+        return "".join(out)
+
+    def label(self) -> str:
+        """print_lock_name(): ``(name){usage}-{outer:inner}``."""
+        return f"({self.name}){{{self.usage_chars()}}}-{{{self.wait}:{self.wait}}}"
+
+    def __repr__(self) -> str:
+        return f"<lock class {self.name}>"
+
+
+class LockdepMap:
+    """A lockdep map that is no lock (``STATIC_LOCKDEP_MAP_INIT``): fs_reclaim."""
+
+    __slots__ = ("name", "dep_key")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.dep_key = ("map", name)
+
+    def __repr__(self) -> str:
+        return f"<lockdep_map {self.name}>"
+
+
+#: the page allocator's reclaim pseudo-lock (mm/page_alloc.c ``__fs_reclaim_map``)
+FS_RECLAIM_MAP: Final = LockdepMap("fs_reclaim")
+
+
+def lock_class_key(kind: str, name: str | None, depth: int) -> Any:
+    """The class key of a lock being initialised: ``(kind, name)`` for a named lock,
+    else ``(kind, file, line, bytecode offset)`` of the first caller outside the runtime,
+    ``depth`` frames up (cold: once per lock)."""
+    if name is not None:
+        return (kind, name)
+    f: Any = sys._getframe(depth)
+    while f is not None and f.f_code.co_filename in _RUNTIME_FILES:
+        f = f.f_back
+    if f is None:
+        return (kind, "<unknown>", 0, 0)
+    return (kind, f.f_code.co_filename, f.f_lineno, f.f_lasti)
+
+
+class Lockdep:
+    """The validator of one machine: classes, the dependency graph, usage bits, the
+    locks each task holds (with the irq context and site of each), and the problems
+    already reported."""
+
+    def __init__(self, machine: Any) -> None:
+        self.m = machine
+        self.classes: dict[Any, LockClass] = {}
+        self._names: dict[str, int] = {}
+        #: task -> its held locks, innermost last (tuples, see _H_*)
+        self.held: dict[Task, list[tuple[Any, ...]]] = {}
+        #: the problems already reported (each distinct one is reported once)
+        self.reported: set[tuple[Any, ...]] = set()
+        self._graph_lock = threading.Lock()
+
+    # -- classes ------------------------------------------------------------------
+    def class_of(self, lock: Any) -> LockClass:
+        """The class of ``lock`` on this machine (registered at its first use)."""
+        key = lock.dep_key
+        cls = self.classes.get(key)
+        if cls is None:
+            with self._graph_lock:
+                cls = self.classes.get(key)
+                if cls is None:
+                    cls = self._register(key)
+        return cls
+
+    def _register(self, key: Any) -> LockClass:
+        kind = key[0]
+        if len(key) == 2:
+            name = key[1]
+        else:
+            name = f"{relpath(key[1])}:{key[2]}"
+        n = self._names.get(name, 0) + 1
+        self._names[name] = n
+        if n > 1:  # __print_lock_name(): name_version "#%d" for another key of one name
+            name = f"{name}#{n}"
+        wait = LD_WAIT_SLEEP if kind == "mutex" else LD_WAIT_SPIN if kind == "spinlock" else LD_WAIT_INV
+        cls = LockClass(name, wait)
+        self.classes[key] = cls
+        return cls
+
+    def class_named(self, name: str) -> LockClass | None:
+        """The class printed as ``name``, if any lock of it was ever acquired."""
+        for cls in self.classes.values():
+            if cls.name == name:
+                return cls
+        return None
+
+    def dependencies(self) -> list[tuple[str, str]]:
+        """Every edge of the graph, as (class taken first, class taken under it)."""
+        return sorted((a.name, b.name) for a in self.classes.values() for b in a.after)
+
+    # -- acquire and release (called from runtime/locks.py) ---------------------------
+    def acquire(self, t: Task, lock: Any, trylock: bool = False) -> None:
+        """lock_acquire(): mark usage, check recursion and new dependencies, then record
+        ``lock`` as held by ``t``. Called before a blocking acquisition waits (the lock
+        may never be granted: that is the point), after a trylock succeeded."""
+        cls = lock.dep_class
+        if cls is None:
+            cls = lock.dep_class = self.class_of(lock)
+        self._acquire(t, lock, cls, trylock)
+
+    def _acquire(self, t: Task, lock: Any, cls: LockClass, trylock: bool) -> None:
+        c = t.cpu
+        pc = c.preempt_count
+        ctx = (_CTX_HARDIRQ if pc & HARDIRQ_MASK else 0) | (_CTX_SOFTIRQ if pc & SOFTIRQ_OFFSET else 0)
+        f: Any = sys._getframe(2)
+        files = _RUNTIME_FILES
+        while f.f_code.co_filename in files:
+            f = f.f_back
+        entry = (lock, cls, ctx, trylock, f.f_code.co_filename, f.f_lineno)
+        new = 0
+        if ctx:
+            new = (LOCK_USED_IN_HARDIRQ if ctx & _CTX_HARDIRQ else 0) | (
+                LOCK_USED_IN_SOFTIRQ if ctx & _CTX_SOFTIRQ else 0)
+        if not c.irqs_off:
+            new |= LOCK_ENABLED_HARDIRQ if pc & SOFTIRQ_MASK else LOCK_ENABLED_HARDIRQ | LOCK_ENABLED_SOFTIRQ
+        stack = self.held.get(t)
+        ok = True
+        if new & ~cls.usage:
+            ok = self._mark(t, entry, new, stack, pc, not c.irqs_off)
+        if not stack:
+            if stack is None:
+                self.held[t] = [entry]
+            else:
+                stack.append(entry)
+            return
+        if ok and not trylock:
+            for h in stack:
+                if h[_H_CLASS] is cls:
+                    if h[_H_LOCK] is not lock:
+                        self._recursive(t, entry, h, stack)
+                    break
+            else:
+                for i in range(len(stack) - 1, -1, -1):
+                    h = stack[i]
+                    if h[_H_CTX] != ctx:
+                        break
+                    if cls not in h[_H_CLASS].after and not self._add_dep(t, h, entry, stack):
+                        break
+                    if not h[_H_TRY]:
+                        break
+        stack.append(entry)
+
+    def release(self, t: Task, lock: Any) -> None:
+        """lock_release(): ``lock`` is no longer held by ``t``."""
+        stack = self.held.get(t)
+        if not stack:
+            return
+        if stack[-1][_H_LOCK] is lock:
+            stack.pop()
+        else:
+            for i in range(len(stack) - 2, -1, -1):
+                if stack[i][_H_LOCK] is lock:
+                    del stack[i]
+                    break
+
+    def holds(self, t: Task, lock: Any) -> bool:
+        return any(h[_H_LOCK] is lock for h in self.held.get(t, ()))
+
+    def end_run(self) -> None:
+        """The run is over: its tasks hold nothing any more (the graph stays). A task's
+        list stays in ``held`` while the run lasts, empty when it holds nothing."""
+        self.held.clear()
+
+    # -- the checks (cold: a new usage bit, a new edge, a report) --------------------------
+    def _mark(self, t: Task, entry: tuple[Any, ...], new: int, stack: list[tuple[Any, ...]] | None,
+              pc: int, irqs_on: bool) -> bool:
+        """mark_lock(): set the new usage bits; an exclusive bit already set is an
+        inconsistent lock state. Returns False after a report."""
+        cls: LockClass = entry[_H_CLASS]
+        bad = None
+        with self._graph_lock:
+            for bit in _MARK_ORDER:
+                if new & bit and not cls.usage & bit:
+                    cls.usage |= bit
+                    cls.usage_stack[bit] = capture_stack()
+                    excl = _EXCLUSIVE[bit]
+                    if cls.usage & excl:
+                        bad = (excl, bit)
+                        break
+        if bad is None:
+            return True
+        key = ("inconsistent", cls, *bad)
+        if key in self.reported:
+            return False
+        self.reported.add(key)
+        prev_bit, new_bit = bad
+        hc = 1 if pc & HARDIRQ_MASK else 0
+        sc = 1 if pc & SOFTIRQ_OFFSET else 0
+        se = 0 if pc & SOFTIRQ_MASK else 1
+        title = "WARNING: inconsistent lock state"
+        lines = ["=" * len(title), title, "-" * len(title),
+                 f"inconsistent {{{USAGE_STR[prev_bit]}}} -> {{{USAGE_STR[new_bit]}}} usage.",
+                 f"{t.comm}/{t.pid} [HC{hc}[{(pc & HARDIRQ_MASK) // HARDIRQ_OFFSET}]:"
+                 f"SC{sc}[{(pc & SOFTIRQ_MASK) // SOFTIRQ_OFFSET}]:HE{int(irqs_on)}:SE{se}] takes:",
+                 _lock_line(entry),
+                 f"{{{USAGE_STR[prev_bit]}}} state was registered at:",
+                 *_trace_lines(cls.usage_stack.get(prev_bit, ()), 1),
+                 "", "other info that might help us debug this:",
+                 " Possible unsafe locking scenario:", "",
+                 "       CPU0", "       ----",
+                 f"  lock({cls.name});", "  <Interrupt>", f"    lock({cls.name});",
+                 "", " *** DEADLOCK ***", "",
+                 *_held_lines(t, stack), "", "stack backtrace:"]
+        self.m.report("lockdep_inconsistent", lines, site=f"{cls.name}:{USAGE_STR[prev_bit]}->"
+                      f"{USAGE_STR[new_bit]}",
+                      extra={"class": cls.name, "prev_usage": USAGE_STR[prev_bit],
+                             "new_usage": USAGE_STR[new_bit]})
+        return False
+
+    def _recursive(self, t: Task, entry: tuple[Any, ...], prev: tuple[Any, ...],
+                   stack: list[tuple[Any, ...]]) -> None:
+        """print_deadlock_bug(): a second lock of a class the task already holds."""
+        cls: LockClass = entry[_H_CLASS]
+        key = ("recursive", cls)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        title = "WARNING: possible recursive locking detected"
+        lines = ["=" * len(title), title, "-" * len(title),
+                 f"{t.comm}/{t.pid} is trying to acquire lock:", _lock_line(entry), "",
+                 "but task is already holding lock:", _lock_line(prev), "",
+                 "other info that might help us debug this:",
+                 " Possible unsafe locking scenario:", "",
+                 "       CPU0", "       ----",
+                 f"  lock({prev[_H_CLASS].name});", f"  lock({cls.name});",
+                 "", " *** DEADLOCK ***", "", " May be due to missing lock nesting notation", "",
+                 *_held_lines(t, stack), "", "stack backtrace:"]
+        self.m.report("lockdep_recursive", lines, site=cls.name,
+                      extra={"class": cls.name, "instances": [_inst_name(prev[_H_LOCK]),
+                                                              _inst_name(entry[_H_LOCK])]})
+
+    def _add_dep(self, t: Task, prev: tuple[Any, ...], entry: tuple[Any, ...],
+                 stack: list[tuple[Any, ...]]) -> bool:
+        """check_prev_add(): add prev -> next unless next already leads to prev (a cycle,
+        reported). Returns False after a report."""
+        a: LockClass = prev[_H_CLASS]
+        b: LockClass = entry[_H_CLASS]
+        with self._graph_lock:
+            if b in a.after:
+                return True
+            path = _bfs(b, a)
+            if path is None:
+                a.after[b] = capture_stack()
+                return True
+            chain = [(cls, nxt.after[cls] if nxt is not None else ()) for nxt, cls in path]
+        key = ("circular", a, b)
+        if key in self.reported:
+            return False
+        self.reported.add(key)
+        self._circular(t, prev, entry, chain, stack)
+        return False
+
+    def _circular(self, t: Task, prev: tuple[Any, ...], entry: tuple[Any, ...],
+                  chain: list[tuple[LockClass, tuple[Frame, ...]]], stack: list[tuple[Any, ...]]) -> None:
+        """print_circular_bug(): ``chain`` is the path next -> ... -> prev already in the
+        graph, each class with the stack of the edge that reached it."""
+        source: LockClass = entry[_H_CLASS]
+        target: LockClass = prev[_H_CLASS]
+        parent = chain[-2][0]
+        title = "WARNING: possible circular locking dependency detected"
+        lines = ["=" * len(title), title, "-" * len(title),
+                 f"{t.comm}/{t.pid} is trying to acquire lock:", _lock_line(entry), "",
+                 "but task is already holding lock:", _lock_line(prev), "",
+                 "which lock already depends on the new lock.", "", "",
+                 "the existing dependency chain (in reverse order) is:"]
+        now = capture_stack()
+        depth = len(chain) - 1
+        for i in range(depth, -1, -1):
+            cls, frames = chain[i]
+            lines += ["", f"-> #{i} {cls.label()}:", *_trace_lines(frames if i else now, 6)]
+        lines += ["", "other info that might help us debug this:", ""]
+        if parent is not source:
+            lines += ["Chain exists of:", f"  {source.name} --> {parent.name} --> {target.name}", ""]
+        lines += [" Possible unsafe locking scenario:", "",
+                  "       CPU0                    CPU1",
+                  "       ----                    ----",
+                  f"  lock({target.name});",
+                  f"                               lock({parent.name});",
+                  f"                               lock({target.name});",
+                  f"  lock({source.name});",
+                  "", " *** DEADLOCK ***", "",
+                  *_held_lines(t, stack), "", "stack backtrace:"]
+        self.m.report("lockdep_circular", lines, site=f"{target.name}->{source.name}",
+                      extra={"chain": [cls.name for cls, _ in chain], "held": target.name,
+                             "acquiring": source.name})
+
+    def bad_unlock(self, t: Task, lock: Any) -> None:
+        """print_unlock_imbalance_bug(): ``t`` releases what it does not hold."""
+        file, line = _site_of(2)
+        title = "WARNING: bad unlock balance detected!"
+        lines = ["=" * len(title), title, "-" * len(title),
+                 f"{t.comm}/{t.pid} is trying to release lock ({_inst_name(lock)}) at:",
+                 f"{file}:{line}", "but there are no more locks to release!", "",
+                 "other info that might help us debug this:",
+                 *_held_lines(t, self.held.get(t)), "", "stack backtrace:"]
+        self.m.report("lockdep_bad_unlock", lines, site=f"{_inst_name(lock)}@{file}:{line}",
+                      extra={"lock": _inst_name(lock)})
+
+
+def _bfs(start: LockClass, goal: LockClass) -> list[tuple[LockClass | None, LockClass]] | None:
+    """The shortest path start -> ... -> goal in the graph, as (parent, class) pairs from
+    ``(None, start)`` to ``(.., goal)``; None if there is none."""
+    parents: dict[LockClass, LockClass | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        cls = queue.popleft()
+        if cls is goal:
+            path: list[tuple[LockClass | None, LockClass]] = []
+            node: LockClass | None = cls
+            while node is not None:
+                path.append((parents[node], node))
+                node = parents[node]
+            path.reverse()
+            return path
+        for nxt in cls.after:
+            if nxt not in parents:
+                parents[nxt] = cls
+                queue.append(nxt)
+    return None
+
+
+def _inst_name(lock: Any) -> str:
+    return str(lock.name)
+
+
+def _lock_line(h: tuple[Any, ...]) -> str:
+    """print_lock(): the instance (its name where the kernel prints its address), the
+    class with its usage and wait type, and where it was acquired."""
+    return f"{_inst_name(h[_H_LOCK])} {h[_H_CLASS].label()}, at: {relpath(h[_H_FILE])}:{h[_H_LINE]}"
+
+
+def _held_lines(t: Task, stack: Iterable[tuple[Any, ...]] | None) -> list[str]:
+    """lockdep_print_held_locks()."""
+    held = list(stack or ())
+    if not held:
+        return [f"no locks held by {t.comm}/{t.pid}."]
+    n = len(held)
+    return [f"{n} lock{'s' if n > 1 else ''} held by {t.comm}/{t.pid}:",
+            *(f" #{i}: {_lock_line(h)}" for i, h in enumerate(held))]
+
+
+def _trace_lines(frames: tuple[Frame, ...], spaces: int) -> list[str]:
+    """print_lock_trace(): one frame a line, indented."""
+    pad = " " * spaces
+    return [f"{pad}{fr.function} ({fr.file}:{fr.line})" for fr in frames]
+
+
+def _site_of(depth: int) -> tuple[str, int]:
+    f: Any = sys._getframe(depth)
+    while f is not None and f.f_code.co_filename in _RUNTIME_FILES:
+        f = f.f_back
+    if f is None:
+        return ("<unknown>", 0)
+    return (relpath(f.f_code.co_filename), f.f_lineno)
+
+
+# -- fs_reclaim and the memalloc scopes (mm/page_alloc.c, include/linux/sched/mm.h) -----------
+def _gfp_arg(fn: str, gfp_mask: Any) -> int:
+    if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
+        check_int(fn, "gfp_mask", gfp_mask, 0, GFP_BITS_MASK, "GFP_* flags")
+    return gfp_mask  # type: ignore[no-any-return]
+
+
+def _narrow(t: Task, gfp: int) -> int:
+    ctx = t.gfp_ctx
+    if ctx & PF_MEMALLOC_NOIO:
+        return gfp & ~(GFP_IO_BIT | GFP_FS_BIT)
+    if ctx & PF_MEMALLOC_NOFS:
+        return gfp & ~GFP_FS_BIT
+    return gfp
+
+
+def current_gfp_context(gfp_mask: int) -> int:
+    """``gfp_mask`` as the current task's memalloc scopes allow it: without __GFP_FS
+    inside memalloc_nofs_save(), without __GFP_IO and __GFP_FS inside memalloc_noio_save()."""
+    t = CURRENT.task
+    t.gfp_ctx  # noqa: B018 - NotInTaskError first, outside a task
+    _gfp_arg("current_gfp_context", gfp_mask)
+    return _narrow(t, gfp_mask)
+
+
+def _takes_fs_reclaim(t: Task, gfp: int) -> bool:
+    """__need_reclaim() and __GFP_FS after current_gfp_context(): an allocation that may
+    wait, by a task that is not reclaim itself, allowed to call into the filesystem."""
+    gfp = _narrow(t, gfp)
+    return bool(gfp & GFP_WAIT_BIT and gfp & GFP_FS_BIT and not t.flags & PF_MEMALLOC)
+
+
+def fs_reclaim_acquire(gfp_mask: int) -> None:
+    """Take the fs_reclaim pseudo-lock when an allocation with ``gfp_mask`` could enter
+    filesystem reclaim (nothing when lockdep is off). The page allocator calls it, and
+    fs_reclaim_release() at once, around every allocation; reclaim holds it throughout."""
+    t = CURRENT.task
+    ld = t.machine.lockdep  # NotInTaskError first, outside a task
+    _gfp_arg("fs_reclaim_acquire", gfp_mask)
+    if ld is not None and _takes_fs_reclaim(t, gfp_mask):
+        ld._acquire(t, FS_RECLAIM_MAP, ld.class_of(FS_RECLAIM_MAP), False)
+
+
+def fs_reclaim_release(gfp_mask: int) -> None:
+    """Release what fs_reclaim_acquire(``gfp_mask``) took."""
+    t = CURRENT.task
+    ld = t.machine.lockdep  # NotInTaskError first, outside a task
+    _gfp_arg("fs_reclaim_release", gfp_mask)
+    if ld is not None and _takes_fs_reclaim(t, gfp_mask):
+        if ld.holds(t, FS_RECLAIM_MAP):
+            ld.release(t, FS_RECLAIM_MAP)
+        else:
+            ld.bad_unlock(t, FS_RECLAIM_MAP)
+
+
+def _scope_save(bit: int) -> int:
+    t = CURRENT.task
+    flags = t.gfp_ctx & bit  # NotInTaskError outside a task
+    t.gfp_ctx |= bit
+    return flags  # type: ignore[no-any-return]
+
+
+def _scope_restore(fn: str, save: str, bit: int, flags: Any) -> None:
+    t = CURRENT.task
+    ctx = t.gfp_ctx  # NotInTaskError outside a task
+    if flags.__class__ is not int or flags not in (0, bit):
+        raise KmemUsageError(f"{fn}: flags(={flags!r}) must be what {save}() returned (0 or {bit:#x})")
+    t.gfp_ctx = (ctx & ~bit) | flags
+
+
+def memalloc_nofs_save() -> int:
+    """Enter a NOFS scope: allocations of this task lose __GFP_FS until the matching
+    memalloc_nofs_restore(). Returns the flags to pass to it (scopes nest)."""
+    return _scope_save(PF_MEMALLOC_NOFS)
+
+
+def memalloc_nofs_restore(flags: int) -> None:
+    _scope_restore("memalloc_nofs_restore", "memalloc_nofs_save", PF_MEMALLOC_NOFS, flags)
+
+
+def memalloc_noio_save() -> int:
+    """Enter a NOIO scope: allocations of this task lose __GFP_IO and __GFP_FS until the
+    matching memalloc_noio_restore(). Returns the flags to pass to it."""
+    return _scope_save(PF_MEMALLOC_NOIO)
+
+
+def memalloc_noio_restore(flags: int) -> None:
+    _scope_restore("memalloc_noio_restore", "memalloc_noio_save", PF_MEMALLOC_NOIO, flags)
+
+
+__all__ = ["LOCK_USED_IN_HARDIRQ", "LOCK_ENABLED_HARDIRQ", "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ",
+           "USAGE_STR", "LD_WAIT_INV", "LD_WAIT_SPIN", "LD_WAIT_SLEEP", "GFP_WAIT_BIT", "GFP_IO_BIT",
+           "GFP_FS_BIT", "GFP_BITS_MASK", "PF_MEMALLOC", "PF_MEMALLOC_NOFS", "PF_MEMALLOC_NOIO",
+           "LockClass", "LockdepMap", "FS_RECLAIM_MAP", "lock_class_key", "Lockdep", "current_gfp_context",
+           "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
+           "memalloc_noio_save", "memalloc_noio_restore"]
