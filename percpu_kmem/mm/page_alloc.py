@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..runtime import costs
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError, Oops
 from ..runtime.kernel import cond_resched, in_interrupt, local_irq_restore, local_irq_save, might_sleep
+from ..runtime.lockdep import current_gfp_context, fs_reclaim_acquire, fs_reclaim_release
 from ..runtime.locks import (
     init_waitqueue_head,
     spin_lock,
@@ -496,9 +497,14 @@ class PageAllocator:
             check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
             return None  # alloc_pages_node(): order >= MAX_ORDER gives NULL
+        if t.gfp_ctx:
+            gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
         if wait:
             might_sleep()
+            if t.machine.lockdep is not None:  # might_alloc(): this call could enter reclaim
+                fs_reclaim_acquire(gfp)
+                fs_reclaim_release(gfp)
         if self.fail_next[0] > 0 and not gfp & GFP_NOFAIL:
             self.fail_next[0] -= 1
             return self._nopage(t, gfp, order)
@@ -534,11 +540,13 @@ class PageAllocator:
             while True:  # rebalance:
                 cond_resched()
                 t.cpu.data["vm_events"][ALLOCSTALL] += 1
-                t.flags |= PF_MEMALLOC
+                fs_reclaim_acquire(gfp)  # __perform_reclaim(): reclaim under fs_reclaim, then
+                t.flags |= PF_MEMALLOC  # as reclaim itself
                 try:
                     progress = self.try_to_free_pages(t, zones, gfp, order)
                 finally:
                     t.flags &= ~PF_MEMALLOC
+                    fs_reclaim_release(gfp)
                 cond_resched()
                 if progress:
                     for z in zones:

@@ -49,6 +49,7 @@ from ..runtime.kernel import (
     local_irq_save,
     might_sleep,
 )
+from ..runtime.lockdep import fs_reclaim_acquire, fs_reclaim_release
 from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
@@ -610,6 +611,9 @@ class kmem_cache_t:
         already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
         if flags & GFP_WAIT:
             might_sleep()
+            if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc()
+                fs_reclaim_acquire(flags)
+                fs_reclaim_release(flags)
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
         if cc.loaded:

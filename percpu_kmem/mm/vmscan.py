@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import local_irq_restore, local_irq_save
+from ..runtime.lockdep import fs_reclaim_enter, fs_reclaim_exit
 from ..runtime.locks import (
     init_waitqueue_head,
     spin_lock_init,
@@ -221,7 +222,11 @@ class Reclaim:
             t.flags |= PF_MEMALLOC
             while True:
                 wait_event(self.kswapd_wait[nid], lambda: self.kswapd_pending[nid])
-                self.balance_pgdat(t, nid)
+                fs_reclaim_enter()  # kswapd reclaims under fs_reclaim (lockdep's view)
+                try:
+                    self.balance_pgdat(t, nid)
+                finally:
+                    fs_reclaim_exit()
                 self.kswapd_pending[nid] = False
         kswapd.__name__ = f"kswapd{nid}"
         return kswapd

@@ -556,6 +556,23 @@ def fs_reclaim_release(gfp_mask: int) -> None:
             ld.bad_unlock(t, FS_RECLAIM_MAP)
 
 
+def fs_reclaim_enter() -> None:
+    """__fs_reclaim_acquire(): reclaim itself (kswapd's balance_pgdat) holds fs_reclaim
+    throughout, whatever its GFP mask; a lock a shrinker takes then depends on it."""
+    t = CURRENT.task
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld._acquire(t, FS_RECLAIM_MAP, ld.class_of(FS_RECLAIM_MAP), False)
+
+
+def fs_reclaim_exit() -> None:
+    """__fs_reclaim_release(): the end of what fs_reclaim_enter() began."""
+    t = CURRENT.task
+    ld = t.machine.lockdep
+    if ld is not None and ld.holds(t, FS_RECLAIM_MAP):
+        ld.release(t, FS_RECLAIM_MAP)
+
+
 def _scope_save(bit: int) -> int:
     t = CURRENT.task
     flags = t.gfp_ctx & bit  # NotInTaskError outside a task
@@ -591,9 +608,9 @@ def memalloc_noio_restore(flags: int) -> None:
     _scope_restore("memalloc_noio_restore", "memalloc_noio_save", PF_MEMALLOC_NOIO, flags)
 
 
-__all__ = ["LOCK_USED_IN_HARDIRQ", "LOCK_ENABLED_HARDIRQ", "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ",
-           "USAGE_STR", "LD_WAIT_INV", "LD_WAIT_SPIN", "LD_WAIT_SLEEP", "GFP_WAIT_BIT", "GFP_IO_BIT",
-           "GFP_FS_BIT", "GFP_BITS_MASK", "PF_MEMALLOC", "PF_MEMALLOC_NOFS", "PF_MEMALLOC_NOIO",
-           "LockClass", "LockdepMap", "FS_RECLAIM_MAP", "lock_class_key", "Lockdep", "current_gfp_context",
-           "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
-           "memalloc_noio_save", "memalloc_noio_restore"]
+__all__ = ["fs_reclaim_enter", "fs_reclaim_exit", "LOCK_USED_IN_HARDIRQ", "LOCK_ENABLED_HARDIRQ",
+           "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ", "USAGE_STR", "LD_WAIT_INV", "LD_WAIT_SPIN",
+           "LD_WAIT_SLEEP", "GFP_WAIT_BIT", "GFP_IO_BIT", "GFP_FS_BIT", "GFP_BITS_MASK", "PF_MEMALLOC",
+           "PF_MEMALLOC_NOFS", "PF_MEMALLOC_NOIO", "LockClass", "LockdepMap", "FS_RECLAIM_MAP",
+           "lock_class_key", "Lockdep", "current_gfp_context", "fs_reclaim_acquire", "fs_reclaim_release",
+           "memalloc_nofs_save", "memalloc_nofs_restore", "memalloc_noio_save", "memalloc_noio_restore"]
