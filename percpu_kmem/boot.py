@@ -43,7 +43,6 @@ def boot_machine(m: Machine) -> None:
     m.register_proc("zoneinfo", lambda: proc.zoneinfo(pa))
     m.register_proc("meminfo", lambda: proc.meminfo(pa, m.meminfo_hooks))
     m.register_proc("vmstat", lambda: proc.vmstat(pa))
-    m.register_proc("lock_stat", lambda: proc.lock_stat([z.lock for z in pa.zones]))
     m.register_checker("physmem", mem.check)
     m.register_checker("page_alloc", pa.check)
     m.register_checker("reclaim", pa.reclaim.check)

@@ -1,5 +1,6 @@
 """/proc views of the page allocator in the kernel's formats: buddyinfo, zoneinfo (2.6.13,
-the first), meminfo and vmstat (2.6.11's keys and order), lock_stat."""
+the first), meminfo and vmstat (2.6.11's keys and order); /proc/lock_stat is the
+runtime's (runtime/lockstat.py)."""
 
 from __future__ import annotations
 
@@ -138,14 +139,5 @@ def vmstat(pa: PageAllocator, hooks: list[MeminfoHook] | None = None) -> str:
     return "".join(f"{name} {c.get(name, 0)}\n" for name in VMSTAT_TEXT)
 
 
-def lock_stat(locks: list) -> str:
-    """A lock_stat-like table: acquisitions, contentions, wait and hold time (virtual cycles)."""
-    head = f"{'class name':>40} {'con-bounces':>12} {'contentions':>12} {'waittime-total':>15} " \
-           f"{'acq-bounces':>12} {'acquisitions':>12} {'holdtime-total':>15}\n"
-    rows = [f"{lk.name:>40} {lk.contentions:>12} {lk.contentions:>12} {lk.wait_cycles:>15} "
-            f"{0:>12} {lk.acquisitions:>12} {lk.hold_cycles:>15}\n" for lk in locks]
-    return "lock_stat version 0.4\n" + head + "".join(rows)
-
-
 __all__ = ["buddyinfo", "zoneinfo", "MeminfoHook", "MEMINFO_KEYS", "OVERCOMMIT_RATIO", "meminfo", "VMSTAT_TEXT",
-           "vmstat", "lock_stat"]
+           "vmstat"]

@@ -76,7 +76,8 @@ class spinlock_t:
 
     __slots__ = ("raw", "name", "owner", "owner_cpu", "magic", "released_at", "last_cpu",
                  "acquisitions", "contentions", "wait_cycles", "hold_cycles", "acquired_at",
-                 "spinners", "internal", "machine", "dep_key", "dep_class", "__weakref__")
+                 "wait_min", "wait_max", "hold_min", "hold_max", "acq_bounces", "con_bounces",
+                 "con_points", "spinners", "internal", "machine", "dep_key", "dep_class", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
         check_str("spin_lock_init", "name", name, none=True)
@@ -100,6 +101,11 @@ class spinlock_t:
         self.wait_cycles = 0
         self.hold_cycles = 0
         self.acquired_at = 0
+        # lock_stat (CONFIG_LOCK_STAT): wait and hold times in virtual ns, bounces (the lock's
+        # cache line coming from another CPU), and where contended acquisitions happened
+        self.wait_min = self.wait_max = self.hold_min = self.hold_max = 0
+        self.acq_bounces = self.con_bounces = 0
+        self.con_points: dict[str, int] | None = None
 
     def locked(self) -> bool:
         return self.raw.locked()
@@ -130,6 +136,8 @@ def lock_arg(fn: str, t: Any, obj: Any, cls: type, name: str = "lock") -> Any:
     owner = obj.machine
     if owner is None:
         obj.machine = m
+        if cls is spinlock_t:
+            m.locks.add(obj)  # /proc/lock_stat lists the machine's lock classes
     elif owner is not m:
         raise KmemUsageError(f"{fn}: {name}(={obj!r}) belongs to another machine ({owner!r}): "
                              f"this task runs on {m!r}")
@@ -186,17 +194,18 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         c = t.cpu
         cost = max(0, lock.released_at - c.clock) + costs.LOCK_HANDOFF
         engine.charge(t, cost)
-        lock.wait_cycles += c.clock - start
-        c.spin_cycles += c.clock - start
+        _contended(lock, c, c.clock - start)
     elif lock.released_at > c.clock:
         # free now, but on the virtual clock its holder let go only later: wait until then
         lock.contentions += 1
         wait = lock.released_at - c.clock + costs.LOCK_HANDOFF
         engine.charge(t, wait)
-        lock.wait_cycles += wait
-        c.spin_cycles += wait
+        _contended(lock, c, wait)
+    elif lock.last_cpu in (c.id, -1):
+        engine.charge(t, costs.LOCK)
     else:
-        engine.charge(t, costs.LOCK if lock.last_cpu in (c.id, -1) else costs.LINE_TRANSFER)
+        engine.charge(t, costs.LINE_TRANSFER)
+        lock.acq_bounces += 1
     lock.owner = t
     lock.owner_cpu = c.id
     lock.last_cpu = c.id
@@ -206,6 +215,25 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
+
+
+def _contended(lock: spinlock_t, c: Any, waited: int) -> None:
+    """lock_contended() + lock_acquired(): account a wait of ``waited`` virtual ns (cold path)."""
+    lock.wait_cycles += waited
+    c.spin_cycles += waited
+    if lock.contentions == 1 or waited < lock.wait_min:
+        lock.wait_min = waited
+    if waited > lock.wait_max:
+        lock.wait_max = waited
+    if lock.last_cpu not in (c.id, -1):
+        lock.con_bounces += 1
+        lock.acq_bounces += 1
+    file, line, func = caller_site(3)
+    points = lock.con_points
+    if points is None:
+        points = lock.con_points = {}
+    key = f"{func} ({file}:{line})"
+    points[key] = points.get(key, 0) + 1
 
 
 def _forget(owner: Task, lock: Any) -> None:
@@ -233,7 +261,14 @@ def _release(t: Task, lock: spinlock_t) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(owner, lock)
-    lock.hold_cycles += max(0, c.clock - lock.acquired_at)
+    held_for = c.clock - lock.acquired_at
+    if held_for < 0:
+        held_for = 0
+    lock.hold_cycles += held_for
+    if held_for > lock.hold_max:
+        lock.hold_max = held_for
+    if held_for < lock.hold_min or lock.acquisitions == 1:
+        lock.hold_min = held_for
     lock.owner = None
     lock.owner_cpu = -1
     lock.released_at = c.clock

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -36,6 +37,7 @@ from .errors import (
 from .irq import Interrupts
 from .kernel import SYSTEM_RUNNING
 from .lockdep import Lockdep
+from .lockstat import lock_stat
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .report import Report, capture_stack, format_call_trace
 from .task import CPU, CURRENT, T_DONE, T_READY, Task
@@ -143,6 +145,8 @@ class SmpMachine:
         self._report_sites: dict[tuple[str, str], Report] = {}
         self.dmesg: list[str] = []
         self.irq = Interrupts(self)
+        #: every spinlock a task of this machine has used (they bind at first use)
+        self.locks: weakref.WeakSet[Any] = weakref.WeakSet()
         self._next_pid = 1
         self._runs = 0
         self._engine: Engine | None = None
@@ -154,6 +158,7 @@ class SmpMachine:
         self.might_sleep_prev: int | None = None
         self.might_sleep_suppressed = 0
         self._procs: dict[str, Callable[[], str]] = {}
+        self._procs["lock_stat"] = lambda: lock_stat(list(self.locks))
         self._checkers: dict[str, Callable[[], None]] = {}
         self._daemons: list[tuple[str, Callable[[], Any], frozenset[int] | None]] = []
         self.diverged: str | None = None
