@@ -505,7 +505,7 @@ def _site_of(depth: int) -> tuple[str, int]:
 def _gfp_arg(fn: str, gfp_mask: Any) -> int:
     if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
         check_int(fn, "gfp_mask", gfp_mask, 0, GFP_BITS_MASK, "GFP_* flags")
-    return gfp_mask  # type: ignore[no-any-return]
+    return gfp_mask
 
 
 def _narrow(t: Task, gfp: int) -> int:
@@ -577,7 +577,7 @@ def _scope_save(bit: int) -> int:
     t = CURRENT.task
     flags = t.gfp_ctx & bit  # NotInTaskError outside a task
     t.gfp_ctx |= bit
-    return flags  # type: ignore[no-any-return]
+    return flags
 
 
 def _scope_restore(fn: str, save: str, bit: int, flags: Any) -> None:

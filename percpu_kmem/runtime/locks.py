@@ -118,7 +118,7 @@ class spinlock_t:
         return f"<spinlock {self.name} owner={self.owner_name()} cpu={self.owner_cpu}>"
 
 
-_KINDS = {}  # filled below: lock class -> (kernel type name, how to make one)
+_KINDS: dict[type, tuple[str, str]] = {}  # filled below: lock class -> (kernel type name, how to make one)
 
 
 def lock_arg(fn: str, t: Any, obj: Any, cls: type, name: str = "lock") -> Any:
@@ -133,11 +133,12 @@ def lock_arg(fn: str, t: Any, obj: Any, cls: type, name: str = "lock") -> Any:
     if obj.__class__ is not cls:
         kind, how = _KINDS[cls]
         raise bad(fn, name, obj, f"a {kind} ({how})")
-    owner = obj.machine
+    lock: Any = obj
+    owner = lock.machine
     if owner is None:
-        obj.machine = m
+        lock.machine = m
         if cls is spinlock_t:
-            m.locks.add(obj)  # /proc/lock_stat lists the machine's lock classes
+            m.locks.add(lock)  # /proc/lock_stat lists the machine's lock classes
     elif owner is not m:
         raise KmemUsageError(f"{fn}: {name}(={obj!r}) belongs to another machine ({owner!r}): "
                              f"this task runs on {m!r}")
@@ -421,7 +422,7 @@ def _mutex_arg(fn: str, m: Any) -> Task:
     t = CURRENT.task
     if m.__class__ is not mutex or m.machine is not t.machine:
         lock_arg(fn, t, m, mutex, "m")
-    return t  # type: ignore[no-any-return]
+    return t
 
 
 def mutex_init(name: str | None = None) -> mutex:
@@ -540,7 +541,7 @@ def _wq_arg(fn: str, wq: Any) -> Task:
     t = CURRENT.task
     if wq.__class__ is not wait_queue_head_t or wq.machine is not t.machine:
         lock_arg(fn, t, wq, wait_queue_head_t, "wq")
-    return t  # type: ignore[no-any-return]
+    return t
 
 
 def _condition_arg(fn: str, condition: Any) -> None:

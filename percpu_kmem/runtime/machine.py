@@ -153,6 +153,8 @@ class SmpMachine:
         self._last_trace: Trace | None = None
         self.panicked: str | None = None
         self._panic_report: Report | None = None
+        #: the deadlock or livelock report that ended the current run, if any
+        self._deadlock_report: Report | None = None
         #: might_sleep()'s rate limit: virtual time of its last report in this run, and how
         #: many reports it swallowed (the kernel's prev_jiffy)
         self.might_sleep_prev: int | None = None
@@ -268,7 +270,7 @@ class SmpMachine:
             tasks.append(t)
         for c in self.cpus:
             c.idle = None
-        self._deadlock_report: Report | None = None
+        self._deadlock_report = None
         self.might_sleep_prev = None
         try:
             run_engine(engine, tasks, self.timeout)
