@@ -501,7 +501,6 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
     gfp_temp = gfp_mask & ~(GFP_WAIT | GFP_IO)
     waited_since: int | None = None
-    engine = pool.machine.engine
     while True:  # repeat_alloc:
         element = pool.alloc(gfp_temp, pool.pool_data)
         if element is not None:
@@ -523,6 +522,8 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
             spin_unlock_irqrestore(pool.lock, flags)
             return None
         # Let's wait for someone else to return an element to the pool.
+        engine = pool.machine.engine
+        assert engine is not None, "a task that may sleep runs on its machine's engine"
         if waited_since is None:
             waited_since = engine.now
         elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS:

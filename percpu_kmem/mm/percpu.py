@@ -499,13 +499,19 @@ class PerCpuState:
         self.freed: set[int] = set()  # pointers freed and not handed out again (double-free reports)
         self.nr_allocs = 0  # live dynamic areas
 
+    def unit_address(self, pfn: int) -> int:
+        """The address of a per-CPU unit's first page: units are GFP_KERNEL pages, lowmem."""
+        addr = self.pa.mem.page_address(pfn)
+        assert addr is not None, "per-CPU units come from lowmem (GFP_KERNEL, no __GFP_HIGHMEM)"
+        return addr
+
     # -- the static area ----------------------------------------------------------------------
     def setup_per_cpu_areas(self) -> None:
         """setup_per_cpu_areas(): a PERCPU_ENOUGH_ROOM area per CPU, then the section image."""
         for cpu in range(self.nr_cpus):
             pfn = _alloc_static_area(self.m, self.m.cpus[cpu].node)
             self.static_pfns.append(pfn)
-            self.static_bases.append(self.pa.mem.page_address(pfn))
+            self.static_bases.append(self.unit_address(pfn))
         self.lay_out()
 
     def lay_out(self) -> None:
@@ -554,7 +560,7 @@ class PerCpuState:
                     self.pa.put_page(t, p, _UNIT_ORDER, False, "pcpu_create_chunk")
                 return None
             pfns.append(pfn)
-        bases = [self.pa.mem.page_address(p) for p in pfns]
+        bases = [self.unit_address(p) for p in pfns]
         self.next_chunk_id += 1
         return PcpuChunk(self.next_chunk_id, pfns, bases, self.unit_size)
 
@@ -923,6 +929,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
             if not st.warn_limit:
                 st.m.printk("percpu: limit reached, disable warning", "INFO")
         return None
+    assert found is not None, "the loop ends with an area found, or with err set (returned above)"
     chunk, off = found
     st.nr_allocs += 1
     ptr = PercpuPtr(~(chunk.bases[0] + off) & _ADDR_MASK)

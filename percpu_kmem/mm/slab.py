@@ -612,6 +612,7 @@ class kmem_cache_t:
             might_sleep()
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
+        objp: int | None
         if cc.loaded:
             objp = cc.loaded.pop()
             cc.allochit += 1
@@ -915,6 +916,9 @@ class SlabAllocator:
         self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
         self._next_id = 1
         self.debug = SlabDebug(self)
+        #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
+        self.kmalloc_normal: list[kmem_cache_t] = []
+        self.kmalloc_dma: list[kmem_cache_t] = []
         self.cache_cache = self.new_cache("kmem_cache", 4 * m.nr_cpus + 128, 0, SLAB_NO_REAP | SLAB_HWCACHE_ALIGN,
                                           None, None)
 
@@ -1093,8 +1097,6 @@ class SlabAllocator:
 
 def kmalloc_caches_init(sa: SlabAllocator) -> None:
     """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
-    sa.kmalloc_normal = []
-    sa.kmalloc_dma = []
     for size in KMALLOC_SIZES:
         sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
         sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
@@ -1109,7 +1111,9 @@ def kmem_cache_init(m: Machine) -> SlabAllocator:
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
-    m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
+    reclaim = m.mm.reclaim
+    assert reclaim is not None, "boot creates reclaim before the slab allocator"
+    reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
     return sa
 
 
