@@ -174,6 +174,8 @@ def _uaf(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
         site=f"{file}:{line}")
 
 
+#: do_memset looks up the machine's memory size only for lengths above this (no machine is smaller)
+_MEMSET_CHECK_ABOVE: Final = 1 << 20
 _SLOW = -2  # _phys: the access is not inside the direct map; take the per-page path
 
 
@@ -332,6 +334,10 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
         n = _len_arg(n, fn, names[1])
+    if n > _MEMSET_CHECK_ABOVE:
+        ram = current_machine().mem.nr_pages << PAGE_SHIFT
+        if n > ram:  # no kernel fills more than all of memory; the model would build it first
+            raise KmemUsageError(f"{fn}: {names[1]}(={n}) is more than the machine's memory ({ram} bytes)")
     if c.__class__ is not int and (not isinstance(c, int) or isinstance(c, bool)):
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
@@ -371,13 +377,20 @@ def _reader(size: int) -> Callable[[int], int]:
     return read
 
 
+def do_write_int(fn: str, addr: int, value: int, size: int, vname: str = "value") -> None:
+    """Store ``value`` as a little-endian int of ``size`` bytes at ``addr`` (device memory:
+    one bus write of that width); ``fn`` and ``vname`` name the function and the value in
+    a refusal (writel(b, addr) says "writel: b(=...)")."""
+    if value.__class__ is not int:
+        value_arg(fn, value, vname)
+    _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, fn)
+
+
 def _writer(size: int) -> Callable[[int, int], None]:
     name = f"write_u{size * 8}"
 
     def write(addr: int, value: int) -> None:
-        if value.__class__ is not int:
-            value_arg(name, value)
-        _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, name)
+        do_write_int(name, addr, value, size)
     write.__name__ = name
     write.__doc__ = f"Write a little-endian u{size * 8} at ``addr`` (device memory: one {size}-byte bus write)."
     return write

@@ -637,9 +637,9 @@ def _check_addr(what: str, addr: Any) -> int:
     return addr
 
 
-def _checkALIGN(align: Any) -> int:
+def _check_align(fn: str, align: Any) -> int:
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
-        raise KmemUsageError(f"__alloc_bootmem: align(={align!r}) must be an int >= 1 "
+        raise KmemUsageError(f"{fn}: align(={align!r}) must be an int >= 1 "
                              "(the kernel passes SMP_CACHE_BYTES or PAGE_SIZE)")
     return align
 
@@ -663,7 +663,7 @@ def __alloc_bootmem(size: int, align: int, goal: int) -> int | None:
     """
     bm = current_machine().bootmem
     _check_size("__alloc_bootmem", size)
-    _checkALIGN(align)
+    _check_align("__alloc_bootmem", align)
     _check_addr("__alloc_bootmem goal", goal)
     if _after_boot(bm, "__alloc_bootmem"):
         return None
@@ -674,7 +674,7 @@ def __alloc_bootmem_node(pgdat: Any, size: int, align: int, goal: int) -> int | 
     """__alloc_bootmem() from node ``pgdat`` (a node id or ``m.mem.nodes[i]``) first."""
     bm = current_machine().bootmem
     _check_size("__alloc_bootmem_node", size)
-    _checkALIGN(align)
+    _check_align("__alloc_bootmem_node", align)
     _check_addr("__alloc_bootmem_node goal", goal)
     bd = bm.node_bdata(pgdat, "__alloc_bootmem_node")
     if _after_boot(bm, "__alloc_bootmem_node"):

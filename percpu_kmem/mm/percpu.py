@@ -176,22 +176,25 @@ class CStruct(CType):
     def __init__(self, name: str, fields: Iterable[tuple[str, Any]]) -> None:
         if not isinstance(name, str) or not name:
             raise KmemUsageError(f"c_struct needs a name, got {name!r}")
+        if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+            raise KmemUsageError(f"c_struct: struct {name}: fields(={fields!r}) must be a list of "
+                                 "(name, type) pairs")
         self.fields: dict[str, CType] = {}
         self.offsets: dict[str, int] = {}
         off, align = 0, 1
         for item in fields:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                raise KmemUsageError(f"struct {name}: a field is a (name, type) pair, got {item!r}")
-            fname, ftype = item[0], ctype_of(item[1], f"struct {name} field {item[0]!r}")
+                raise KmemUsageError(f"c_struct: struct {name}: a field is a (name, type) pair, got {item!r}")
+            fname, ftype = item[0], ctype_of(item[1], f"c_struct: struct {name} field {item[0]!r}")
             if fname in self.fields:
-                raise KmemUsageError(f"struct {name}: duplicate member {fname!r}")
+                raise KmemUsageError(f"c_struct: struct {name}: duplicate member {fname!r}")
             off = (off + ftype.align - 1) & -ftype.align
             self.fields[fname] = ftype
             self.offsets[fname] = off
             off += ftype.size
             align = max(align, ftype.align)
         if not self.fields:
-            raise KmemUsageError(f"struct {name} has no fields")
+            raise KmemUsageError(f"c_struct: struct {name} has no fields")
         super().__init__(f"struct {name}", (off + align - 1) & -align, align, align)
 
     def encode(self, value: Any) -> bytes:

@@ -53,6 +53,7 @@ from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock,
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
+from ..runtime.validate import check_int
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
@@ -1306,9 +1307,17 @@ def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: 
 
 
 def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
-    """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does."""
+    """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does, for this cache.
+
+    The arguments are ints checked as slabinfo_write checks them (its -EINVAL: limit >= 1,
+    1 <= batchcount <= limit, shared >= 0), each refusal naming kmem_cache_tune and the
+    argument. The cache is ``cachep`` itself, not the first cache of its name.
+    """
     check_cache(cachep, "kmem_cache_tune")
-    cachep.sa.slabinfo_write(f"{cachep.name} {limit} {batchcount} {shared}")
+    check_int("kmem_cache_tune", "limit", limit, 1)
+    check_int("kmem_cache_tune", "batchcount", batchcount, 1, limit, what="an int (at most limit)")
+    check_int("kmem_cache_tune", "shared", shared, 0)
+    do_tune_cpucache(cachep, limit, batchcount, shared)
 
 
 def kmem_cache_size(cachep: kmem_cache_t) -> int:

@@ -35,7 +35,7 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import do_memcpy, do_memset, read_u8, read_u16, read_u32, value_arg, write_u8, write_u16, write_u32
+from .access import do_memcpy, do_memset, do_write_int, read_u8, read_u16, read_u32
 from .context import current_machine, mm_caller_frame
 from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
@@ -817,10 +817,9 @@ def vunmap(addr: int | None) -> None:
     sp.vunmap(_check_addr(addr, "vunmap"), False, "vunmap")
 
 
-def vmalloc_to_page(addr: int) -> Page | None:
-    """The struct page behind a vmalloc address (None if nothing maps it)."""
+def _vmalloc_to_page(addr: int, fn: str) -> Page | None:
     sp = current_machine().vmalloc
-    a = _check_addr(addr, "vmalloc_to_page")
+    a = _check_addr(addr, fn)
     if a is None:
         return None
     pfn = sp.ptes.get(a >> PAGE_SHIFT)
@@ -829,8 +828,14 @@ def vmalloc_to_page(addr: int) -> Page | None:
     return sp.pa.mem.page(pfn)
 
 
+def vmalloc_to_page(addr: int) -> Page | None:
+    """The struct page behind a vmalloc address (None if nothing maps it)."""
+    return _vmalloc_to_page(addr, "vmalloc_to_page")
+
+
 def vmalloc_to_pfn(addr: int) -> int | None:
-    p = vmalloc_to_page(addr)
+    """The pfn behind a vmalloc address (None if nothing maps it)."""
+    p = _vmalloc_to_page(addr, "vmalloc_to_pfn")
     return None if p is None else p.pfn
 
 
@@ -905,28 +910,20 @@ readl = read_u32
 __raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
 
 
-def writeb(b: int, addr: int) -> None:
-    """writeb(value, addr): the kernel's argument order (value first)."""
-    if b.__class__ is not int:
-        value_arg("writeb", b, "b")
-    write_u8(addr, b)
+def _mmio_writer(name: str, size: int) -> Callable[[int, int], None]:
+    """writeb/writew/writel and the __raw_ forms: (value, addr), the kernel's order; a
+    refusal names the function itself ("writel: addr(=...)")."""
+
+    def write(b: int, addr: int) -> None:
+        do_write_int(name, addr, b, size, "b")
+    write.__name__ = write.__qualname__ = name
+    write.__doc__ = f"{name}(value, addr): one {size}-byte bus write (the kernel's argument order, value first)."
+    return write
 
 
-def writew(b: int, addr: int) -> None:
-    """writew(value, addr)."""
-    if b.__class__ is not int:
-        value_arg("writew", b, "b")
-    write_u16(addr, b)
-
-
-def writel(b: int, addr: int) -> None:
-    """writel(value, addr)."""
-    if b.__class__ is not int:
-        value_arg("writel", b, "b")
-    write_u32(addr, b)
-
-
-__raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
+writeb, writew, writel = _mmio_writer("writeb", 1), _mmio_writer("writew", 2), _mmio_writer("writel", 4)
+__raw_writeb, __raw_writew, __raw_writel = (_mmio_writer("__raw_writeb", 1), _mmio_writer("__raw_writew", 2),
+                                            _mmio_writer("__raw_writel", 4))
 
 
 def memcpy_fromio(dst: int, src: int, count: int) -> None:
