@@ -71,6 +71,8 @@ _PAGE_GLOBAL: Final = 0x100
 PAGE_KERNEL: Final = _PAGE_PRESENT | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL
 PAGE_KERNEL_NOCACHE: Final = PAGE_KERNEL | _PAGE_PCD
 PAGE_KERNEL_EXEC: Final = PAGE_KERNEL
+#: the protections __vmalloc takes
+_VMALLOC_PROTS: Final = frozenset({PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE})
 
 #: the low PCI/ISA area 2.6 __ioremap never remaps: "it's always mapped"
 ISA_START: Final = 0xA0000
@@ -715,7 +717,8 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     Args:
         size: bytes (rounded up to pages).
         gfp_mask: for the pages (the descriptor is always allocated GFP_KERNEL).
-        prot: page protection (PAGE_KERNEL).
+        prot: page protection: PAGE_KERNEL, PAGE_KERNEL_EXEC (the same bits on non-PAE
+            i386, which has no NX) or PAGE_KERNEL_NOCACHE; anything else is refused.
     Returns:
         the area's address, or None for size 0, more pages than the machine has,
         no room in the vmalloc window, or a page allocation failure.
@@ -724,6 +727,10 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     sp = current_machine().vmalloc
     check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
+    if prot.__class__ is not int or prot not in _VMALLOC_PROTS:
+        raise KmemUsageError(f"__vmalloc: prot(={prot!r}) must be PAGE_KERNEL ({PAGE_KERNEL:#x}), "
+                             f"PAGE_KERNEL_EXEC ({PAGE_KERNEL_EXEC:#x}) or PAGE_KERNEL_NOCACHE "
+                             f"({PAGE_KERNEL_NOCACHE:#x})")
     if n == 0 and size:
         might_sleep()
         return None
