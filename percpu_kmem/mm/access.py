@@ -39,7 +39,7 @@ accessor's width (read_u32 is one 4-byte bus read, as readl is).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
 from ..runtime.errors import KmemUsageError, Oops
 from ..runtime.preempt import IRQ_MASK
@@ -49,19 +49,49 @@ from .context import current_machine
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
-    from .page_alloc import PageAllocator
+    from ..machine import Machine
+    from .physmem import PhysMem
 
 
 skip_frames_of(__file__)
 _IRQ_MASK: Final = IRQ_MASK
 
+#: vmalloc/ioremap's page-table walk: (virtual address, size, write) -> physical address, or
+#: None when nothing maps it (a page fault)
+TranslateHook: TypeAlias = Callable[[int, int, bool], int | None]
 
-def _page_is_free(mem: object, pfn: int) -> bool:
+
+class IoMemory(Protocol):
+    """Device memory behind physical addresses beyond RAM (mm/vmalloc.py's VmallocSpace)."""
+
+    def io_read(self, paddr: int, width: int) -> int: ...
+
+    def io_write(self, paddr: int, width: int, value: int) -> None: ...
+
+
+class MemoryMap(Protocol):
+    """What the accessors reach through ``m.mm``: physical memory, the translate hook, device
+    memory and the Oops counter.
+
+    The page allocator (mm/page_alloc.py) is one; during the boot phase, before it exists,
+    bootmem's early stand-in (mm/bootmem.py) is the other, so init functions can read and
+    write what alloc_bootmem() gave them.
+    """
+
+    m: Machine
+    mem: PhysMem
+    translate_hook: TranslateHook | None
+    iomem: IoMemory | None
+    #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine
+    die_counter: int
+
+
+def _page_is_free(mem: PhysMem, pfn: int) -> bool:
     """A page nobody holds: count 0 and not the tail of an allocated compound block."""
-    count = mem.count  # type: ignore[attr-defined]
-    if count[pfn] > 0 or mem.flags[pfn] & PG_reserved:  # type: ignore[attr-defined]
+    count = mem.count
+    if count[pfn] > 0 or mem.flags[pfn] & PG_reserved:
         return False
-    if mem.flags[pfn] & PG_compound:  # type: ignore[attr-defined]
+    if mem.flags[pfn] & PG_compound:
         return count[mem.private[pfn]] <= 0
     return True
 
@@ -97,7 +127,7 @@ def _len_arg(n: object, what: str, name: str = "n") -> int:
     return n
 
 
-def _fault(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
+def _fault(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
     """A kernel-mode page fault nothing can fix: the Oops, then the task dies.
 
     ``do_page_fault`` -> ``no_context`` -> ``show_fault_oops`` + ``__die`` + ``oops_end``:
@@ -134,7 +164,7 @@ def _fault(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
         raise
 
 
-def _uaf(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
+def _uaf(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
     t = CURRENT.task
     file, line, func = caller_site(3)
     pa.m.report("use_after_free", [
@@ -144,6 +174,8 @@ def _uaf(pa: PageAllocator, addr: int, size: int, write: bool) -> None:
         site=f"{file}:{line}")
 
 
+#: do_memset looks up the machine's memory size only for lengths above this (no machine is smaller)
+_MEMSET_CHECK_ABOVE: Final = 1 << 20
 _SLOW = -2  # _phys: the access is not inside the direct map; take the per-page path
 
 
@@ -167,7 +199,7 @@ def _phys(addr: int, size: int, write: bool) -> int:
     return _SLOW
 
 
-def _check_free(pa: PageAllocator, paddr: int, addr: int, size: int, write: bool) -> None:
+def _check_free(pa: MemoryMap, paddr: int, addr: int, size: int, write: bool) -> None:
     mem = pa.mem
     first = paddr >> PAGE_SHIFT
     last = (paddr + max(size, 1) - 1) >> PAGE_SHIFT
@@ -177,7 +209,7 @@ def _check_free(pa: PageAllocator, paddr: int, addr: int, size: int, write: bool
             break
 
 
-def _translate(pa: PageAllocator, addr: int, size: int, write: bool) -> int:
+def _translate(pa: MemoryMap, addr: int, size: int, write: bool) -> int:
     """One piece inside one virtual page: its physical address, or a page fault."""
     mem = pa.mem
     if PAGE_OFFSET <= addr and addr + size <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
@@ -194,7 +226,7 @@ def _translate(pa: PageAllocator, addr: int, size: int, write: bool) -> int:
     return paddr
 
 
-def _pieces(pa: PageAllocator, addr: int, n: int, write: bool) -> list[tuple[int, int]]:
+def _pieces(pa: MemoryMap, addr: int, n: int, write: bool) -> list[tuple[int, int]]:
     """(physical address, length) of each virtual page [addr, addr + n) touches.
 
     Every page is translated before any byte moves, so a fault part way leaves
@@ -218,8 +250,8 @@ def _io_widths(n: int) -> list[int]:
     return [4] * (n >> 2) + ([2] if n & 2 else []) + ([1] if n & 1 else [])
 
 
-def _io(pa: PageAllocator) -> Any:
-    io = getattr(pa, "iomem", None)
+def _io(pa: MemoryMap) -> IoMemory:
+    io = pa.iomem
     if io is None:
         raise KmemUsageError("device memory accessed but no device memory exists on this machine")
     return io
@@ -302,6 +334,10 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
         n = _len_arg(n, fn, names[1])
+    if n > _MEMSET_CHECK_ABOVE:
+        ram = current_machine().mem.nr_pages << PAGE_SHIFT
+        if n > ram:  # no kernel fills more than all of memory; the model would build it first
+            raise KmemUsageError(f"{fn}: {names[1]}(={n}) is more than the machine's memory ({ram} bytes)")
     if c.__class__ is not int and (not isinstance(c, int) or isinstance(c, bool)):
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
@@ -341,13 +377,20 @@ def _reader(size: int) -> Callable[[int], int]:
     return read
 
 
+def do_write_int(fn: str, addr: int, value: int, size: int, vname: str = "value") -> None:
+    """Store ``value`` as a little-endian int of ``size`` bytes at ``addr`` (device memory:
+    one bus write of that width); ``fn`` and ``vname`` name the function and the value in
+    a refusal (writel(b, addr) says "writel: b(=...)")."""
+    if value.__class__ is not int:
+        value_arg(fn, value, vname)
+    _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, fn)
+
+
 def _writer(size: int) -> Callable[[int, int], None]:
     name = f"write_u{size * 8}"
 
     def write(addr: int, value: int) -> None:
-        if value.__class__ is not int:
-            value_arg(name, value)
-        _write(addr, (value & ((1 << (8 * size)) - 1)).to_bytes(size, "little"), size, name)
+        do_write_int(name, addr, value, size)
     write.__name__ = name
     write.__doc__ = f"Write a little-endian u{size * 8} at ``addr`` (device memory: one {size}-byte bus write)."
     return write

@@ -42,7 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import BUG, panic
@@ -64,6 +64,7 @@ from .physmem import Node
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from .access import IoMemory, MemoryMap, TranslateHook
     from .physmem import PhysMem
 
 # include/asm-i386/dma.h and arch/i386/kernel/setup.c
@@ -229,21 +230,26 @@ class _EarlyMM:
 
     mem_read/mem_write and friends reach physical memory through ``m.mm.mem``; during the
     boot phase this stands in, so init functions can read and write what they allocated.
-    Anything else of the page allocator (alloc_pages, kmalloc) is refused clearly.
+    It is a :class:`~percpu_kmem.mm.access.MemoryMap`, as the page allocator is: no
+    vmalloc translation, no device memory, and its own Oops counter (an Oops in an init
+    function ends the boot, so the count never needs to carry over). Anything else of the
+    page allocator (alloc_pages, kmalloc) is refused clearly.
     """
 
-    translate_hook = None
-    iomem = None
+    translate_hook: TranslateHook | None = None
+    iomem: IoMemory | None = None
 
     def __init__(self, m: Machine, mem: PhysMem) -> None:
         self.m = m
         self.mem = mem
+        self.die_counter = 0
 
-    def __getattr__(self, name: str) -> Any:
-        raise _NoPageAllocatorYet(
-            f"the page allocator does not exist during the boot phase (wanted mm.{name}): "
-            "init functions may use alloc_bootmem*(), reserve_bootmem(), free_bootmem() and "
-            "the memory accessors; kmalloc/alloc_pages work in Machine.run()")
+    if not TYPE_CHECKING:  # a run-time refusal; to the checker the class is what it declares
+        def __getattr__(self, name: str) -> NoReturn:
+            raise _NoPageAllocatorYet(
+                f"the page allocator does not exist during the boot phase (wanted mm.{name}): "
+                "init functions may use alloc_bootmem*(), reserve_bootmem(), free_bootmem() and "
+                "the memory accessors; kmalloc/alloc_pages work in Machine.run()")
 
 
 class Bootmem:
@@ -582,8 +588,10 @@ def boot_phase(m: Machine, bm: Bootmem) -> Bootmem:
     existed.
     """
     if m.boot_init:
-        early = _EarlyMM(m, bm.mem)
-        m.mm = early
+        early: MemoryMap = _EarlyMM(m, bm.mem)
+        # The one place m.mm is not a PageAllocator: during the boot phase only the accessors
+        # reach it, and they need no more than a MemoryMap; the rest refuses (_EarlyMM).
+        m.mm = early  # type: ignore[assignment]
         try:
             m.run_boot_threads(m.boot_init)
         finally:
@@ -629,9 +637,9 @@ def _check_addr(what: str, addr: Any) -> int:
     return addr
 
 
-def _checkALIGN(align: Any) -> int:
+def _check_align(fn: str, align: Any) -> int:
     if isinstance(align, bool) or not isinstance(align, int) or align < 1:
-        raise KmemUsageError(f"__alloc_bootmem: align(={align!r}) must be an int >= 1 "
+        raise KmemUsageError(f"{fn}: align(={align!r}) must be an int >= 1 "
                              "(the kernel passes SMP_CACHE_BYTES or PAGE_SIZE)")
     return align
 
@@ -655,7 +663,7 @@ def __alloc_bootmem(size: int, align: int, goal: int) -> int | None:
     """
     bm = current_machine().bootmem
     _check_size("__alloc_bootmem", size)
-    _checkALIGN(align)
+    _check_align("__alloc_bootmem", align)
     _check_addr("__alloc_bootmem goal", goal)
     if _after_boot(bm, "__alloc_bootmem"):
         return None
@@ -666,7 +674,7 @@ def __alloc_bootmem_node(pgdat: Any, size: int, align: int, goal: int) -> int | 
     """__alloc_bootmem() from node ``pgdat`` (a node id or ``m.mem.nodes[i]``) first."""
     bm = current_machine().bootmem
     _check_size("__alloc_bootmem_node", size)
-    _checkALIGN(align)
+    _check_align("__alloc_bootmem_node", align)
     _check_addr("__alloc_bootmem_node goal", goal)
     bd = bm.node_bdata(pgdat, "__alloc_bootmem_node")
     if _after_boot(bm, "__alloc_bootmem_node"):

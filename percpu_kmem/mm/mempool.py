@@ -242,10 +242,11 @@ def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
     poisoning would destroy what the constructor built: modern kernels forbid that
     combination with VM_BUG_ON(mem->ctor)).
     """
-    if alloc_fn is mempool_alloc_pages:
-        return 1 << (PAGE_SHIFT + int(pool_data))
-    if alloc_fn is mempool_kmalloc:
-        return int(pool_data)
+    if pool_data.__class__ is int and pool_data >= 0:  # else preallocation refuses it clearly
+        if alloc_fn is mempool_alloc_pages:
+            return 1 << (PAGE_SHIFT + pool_data) if pool_data < MAX_ORDER else 0
+        if alloc_fn is mempool_kmalloc:
+            return pool_data
     if alloc_fn is mempool_alloc_slab:
         if type(pool_data) is not kmem_cache_t or pool_data.ctor is not None:
             return 0
@@ -501,7 +502,6 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
     # The first round goes without __GFP_WAIT and __GFP_IO: no reclaim before the reserve.
     gfp_temp = gfp_mask & ~(GFP_WAIT | GFP_IO)
     waited_since: int | None = None
-    engine = pool.machine.engine
     while True:  # repeat_alloc:
         element = pool.alloc(gfp_temp, pool.pool_data)
         if element is not None:
@@ -523,6 +523,8 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
             spin_unlock_irqrestore(pool.lock, flags)
             return None
         # Let's wait for someone else to return an element to the pool.
+        engine = pool.machine.engine
+        assert engine is not None, "a task that may sleep runs on its machine's engine"
         if waited_since is None:
             waited_since = engine.now
         elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS:
@@ -535,12 +537,23 @@ def mempool_free(element: Any, pool: mempool_t) -> None:
     """Return an element: into the reserve while it is below min_nr, else to ``free_fn``.
 
     A None element is ignored. An element that sits in the reserve already is a
-    double free: reported, and the element stays where it is.
+    double free: reported, and the element stays where it is. The element of a stock
+    pool is checked before anything happens (an address for the kmalloc and slab pools,
+    a struct page for the page pools), so a wrong one cannot reach the reserve; the
+    elements of a pool with the caller's own functions are the caller's business.
     Context: any; sleeps only if ``free_fn`` sleeps.
     """
     if element is None:
         return
     pool = _pool_of(pool, "mempool_free")
+    free = pool.free
+    if free is mempool_kfree or free is mempool_free_slab:
+        if element.__class__ is not int:
+            raise KmemUsageError(f"mempool_free: element(={element!r}) must be an address (int) from "
+                                 f"mempool_alloc of mempool {pool.id}")
+    elif free is mempool_free_pages and element.__class__ is not Page:
+        raise KmemUsageError(f"mempool_free: element(={element!r}) must be a struct page from mempool_alloc "
+                             f"of mempool {pool.id}")
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_free")
         pool._track_in(element)
@@ -656,38 +669,93 @@ def _resize_rollback(pool: mempool_t, old_min_nr: int) -> None:
 # ---------------------------------------------------------------------------------------------
 # Stock element functions and the create helpers
 # ---------------------------------------------------------------------------------------------
+#
+# The stock element functions call the kernel's allocators with their own arguments: a
+# refusal of those names the stock function first, then the allocator and its argument
+# ("mempool_kmalloc: kmalloc: flags must be ..."), so a caller of mempool_kmalloc sees
+# both. The try costs nothing on the fast path (zero-cost exceptions).
+def _refused_by(fn: str, call: str, e: KmemUsageError) -> None:
+    """Name the stock element function ``fn`` in the refusal ``e`` of what it calls.
+
+    Keeps the exception (its class and traceback); only the message gains the prefix.
+    """
+    e.args = (f"{fn}: {e} ({fn} calls {call})", *e.args[1:])
+
+
+def _bad_pool_data(fn: str, pool_data: Any, what: str) -> KmemUsageError:
+    return KmemUsageError(f"{fn}: pool_data(={pool_data!r}) must be {what}")
+
+
 def mempool_alloc_pages(gfp_mask: int, pool_data: Any) -> Page | None:
     """alloc_fn of a page pool: ``alloc_pages(gfp_mask, order)``, pool_data = order."""
-    return alloc_pages(gfp_mask, int(pool_data))
+    if pool_data.__class__ is not int:
+        raise _bad_pool_data("mempool_alloc_pages", pool_data, "the order (an int), as mempool_create_page_pool "
+                                                               "passes it")
+    try:
+        return alloc_pages(gfp_mask, pool_data)
+    except KmemUsageError as e:
+        _refused_by("mempool_alloc_pages", "alloc_pages(gfp_mask, order=pool_data)", e)
+        raise
 
 
 def mempool_free_pages(element: Any, pool_data: Any) -> None:
     """free_fn of a page pool: ``__free_pages(page, order)``."""
-    __free_pages(element, int(pool_data))
+    if pool_data.__class__ is not int:
+        raise _bad_pool_data("mempool_free_pages", pool_data, "the order (an int), as mempool_create_page_pool "
+                                                              "passes it")
+    try:
+        __free_pages(element, pool_data)
+    except KmemUsageError as e:
+        _refused_by("mempool_free_pages", "__free_pages(page=element, order=pool_data)", e)
+        raise
 
 
 def mempool_kmalloc(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a kmalloc pool: ``kmalloc(size, gfp_mask)``, pool_data = size."""
-    return kmalloc(int(pool_data), gfp_mask)
+    if pool_data.__class__ is not int:
+        raise _bad_pool_data("mempool_kmalloc", pool_data, "the size (an int), as mempool_create_kmalloc_pool "
+                                                           "passes it")
+    try:
+        return kmalloc(pool_data, gfp_mask)
+    except KmemUsageError as e:
+        _refused_by("mempool_kmalloc", "kmalloc(size=pool_data, flags=gfp_mask)", e)
+        raise
 
 
 def mempool_kfree(element: Any, pool_data: Any) -> None:
-    """free_fn of a kmalloc pool: ``kfree(element)``."""
-    kfree(element)
+    """free_fn of a kmalloc pool: ``kfree(element)``.
+
+    ``pool_data`` (the size) is not used, as in the kernel's mempool_kfree: any value is
+    taken, and the element is freed whatever size it was allocated with.
+    """
+    try:
+        kfree(element)
+    except KmemUsageError as e:
+        _refused_by("mempool_kfree", "kfree(objp=element)", e)
+        raise
 
 
 def mempool_alloc_slab(gfp_mask: int, pool_data: Any) -> int | None:
     """alloc_fn of a slab pool: ``kmem_cache_alloc(cache, gfp_mask)``, pool_data = the cache."""
-    return kmem_cache_alloc(pool_data, gfp_mask)
+    try:
+        return kmem_cache_alloc(pool_data, gfp_mask)
+    except KmemUsageError as e:
+        _refused_by("mempool_alloc_slab", "kmem_cache_alloc(cachep=pool_data, flags=gfp_mask)", e)
+        raise
 
 
 def mempool_free_slab(element: Any, pool_data: Any) -> None:
     """free_fn of a slab pool: ``kmem_cache_free(cache, element)``."""
-    kmem_cache_free(pool_data, element)
+    try:
+        kmem_cache_free(pool_data, element)
+    except KmemUsageError as e:
+        _refused_by("mempool_free_slab", "kmem_cache_free(cachep=pool_data, objp=element)", e)
+        raise
 
 
 def mempool_create_page_pool(min_nr: int, order: int) -> mempool_t | None:
     """A pool of 2**order-page blocks (struct page elements)."""
+    _check_min_nr("mempool_create_page_pool", "min_nr", min_nr)
     if not isinstance(order, int) or isinstance(order, bool) or not 0 <= order < MAX_ORDER:
         raise KmemUsageError(f"mempool_create_page_pool: order(={order!r}) must be an int in [0, {MAX_ORDER})")
     return mempool_create(min_nr, mempool_alloc_pages, mempool_free_pages, order)
@@ -695,6 +763,7 @@ def mempool_create_page_pool(min_nr: int, order: int) -> mempool_t | None:
 
 def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
     """A pool of kmalloc(size) buffers (addresses)."""
+    _check_min_nr("mempool_create_kmalloc_pool", "min_nr", min_nr)
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise KmemUsageError(f"mempool_create_kmalloc_pool: size(={size!r}) must be an int >= 1")
     return mempool_create(min_nr, mempool_kmalloc, mempool_kfree, size)
@@ -702,6 +771,7 @@ def mempool_create_kmalloc_pool(min_nr: int, size: int) -> mempool_t | None:
 
 def mempool_create_slab_pool(min_nr: int, kc: Any) -> mempool_t | None:
     """A pool of objects of slab cache ``kc`` (addresses)."""
+    _check_min_nr("mempool_create_slab_pool", "min_nr", min_nr)
     if kc is None:
         raise KmemUsageError("mempool_create_slab_pool: kc must be a kmem_cache, got None")
     check_cache(kc, "mempool_create_slab_pool")  # a live cache of this machine, before any allocation

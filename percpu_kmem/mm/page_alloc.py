@@ -93,6 +93,7 @@ from .vmstat import (
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from .access import IoMemory, TranslateHook
 
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
@@ -193,7 +194,9 @@ class PageAllocator:
         self.fail_next: list[int] = [0]  # fault injection: fail the next N allocations
         self.total_pages = mem.nr_pages
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
-        self.translate_hook: Any = None
+        self.translate_hook: TranslateHook | None = None
+        #: device memory behind physical addresses beyond RAM (ioremap's devices: mm/vmalloc.py)
+        self.iomem: IoMemory | None = None
         #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine (mm/access.py)
         self.die_counter = 0
 
@@ -238,6 +241,7 @@ class PageAllocator:
         key = (gfp & GFP_ZONEMASK, nid)
         zl = self._zonelists.get(key)
         if zl is None:
+            types: tuple[int, ...]
             if gfp & GFP_DMA:
                 types = (ZONE_DMA,)
             elif gfp & GFP_HIGHMEM:
@@ -507,7 +511,8 @@ class PageAllocator:
                 fs_reclaim_release(gfp)
         if self.fail_next[0] > 0 and not gfp & GFP_NOFAIL:
             self.fail_next[0] -= 1
-            return self._nopage(t, gfp, order)
+            self._nopage(t, gfp, order)
+            return None
         if nid < 0:
             nid = t.cpu.node
         zones = self.zonelist(gfp, nid)
@@ -534,9 +539,11 @@ class PageAllocator:
                     pfn = self.buffered_rmqueue(t, z, order, gfp)
                     if pfn is not None:
                         return pfn
-                return self._nopage(t, gfp, order)
+                self._nopage(t, gfp, order)
+                return None
             if not wait:
-                return self._nopage(t, gfp, order)
+                self._nopage(t, gfp, order)
+                return None
             while True:  # rebalance:
                 cond_resched()
                 t.cpu.data["vm_events"][ALLOCSTALL] += 1
@@ -569,7 +576,8 @@ class PageAllocator:
                     if gfp & GFP_NOFAIL:
                         do_retry = True
                 if not do_retry:
-                    return self._nopage(t, gfp, order)
+                    self._nopage(t, gfp, order)
+                    return None
                 # A retry loop that can never succeed must end: khungtaskd's 120 s of
                 # virtual time, or as many 20 ms waits, whichever comes first.
                 engine = t.engine
@@ -907,7 +915,7 @@ def fill_page_cache(nr: int, kind: str = "clean") -> int:
     pa = current_machine().mm
     check_int("fill_page_cache", "nr", nr, 0, pa.mem.nr_pages, "a number of pages")
     check_choice("fill_page_cache", "kind", kind, PAGE_CACHE_KINDS)
-    assert pa.reclaim is not None
+    assert pa.reclaim is not None, "reclaim exists once the machine has booted"
     return pa.reclaim.add_pages(nr, kind)
 
 
@@ -924,9 +932,10 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     check_callable("register_shrinker", "scan_objects", scan_objects,
                    how="scan_objects(nr_to_scan, gfp_mask) -> int")
     check_int("register_shrinker", "seeks", seeks, 1, 1 << 16)
-    pa = current_machine().mm
+    reclaim = current_machine().mm.reclaim
+    assert reclaim is not None, "reclaim exists once the machine has booted"
     s = Shrinker(name, count_objects, scan_objects, seeks)
-    pa.reclaim.register_shrinker(s)
+    reclaim.register_shrinker(s)
     return s
 
 

@@ -176,22 +176,25 @@ class CStruct(CType):
     def __init__(self, name: str, fields: Iterable[tuple[str, Any]]) -> None:
         if not isinstance(name, str) or not name:
             raise KmemUsageError(f"c_struct needs a name, got {name!r}")
+        if isinstance(fields, (str, bytes)) or not isinstance(fields, Iterable):
+            raise KmemUsageError(f"c_struct: struct {name}: fields(={fields!r}) must be a list of "
+                                 "(name, type) pairs")
         self.fields: dict[str, CType] = {}
         self.offsets: dict[str, int] = {}
         off, align = 0, 1
         for item in fields:
             if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
-                raise KmemUsageError(f"struct {name}: a field is a (name, type) pair, got {item!r}")
-            fname, ftype = item[0], ctype_of(item[1], f"struct {name} field {item[0]!r}")
+                raise KmemUsageError(f"c_struct: struct {name}: a field is a (name, type) pair, got {item!r}")
+            fname, ftype = item[0], ctype_of(item[1], f"c_struct: struct {name} field {item[0]!r}")
             if fname in self.fields:
-                raise KmemUsageError(f"struct {name}: duplicate member {fname!r}")
+                raise KmemUsageError(f"c_struct: struct {name}: duplicate member {fname!r}")
             off = (off + ftype.align - 1) & -ftype.align
             self.fields[fname] = ftype
             self.offsets[fname] = off
             off += ftype.size
             align = max(align, ftype.align)
         if not self.fields:
-            raise KmemUsageError(f"struct {name} has no fields")
+            raise KmemUsageError(f"c_struct: struct {name} has no fields")
         super().__init__(f"struct {name}", (off + align - 1) & -align, align, align)
 
     def encode(self, value: Any) -> bytes:
@@ -499,13 +502,19 @@ class PerCpuState:
         self.freed: set[int] = set()  # pointers freed and not handed out again (double-free reports)
         self.nr_allocs = 0  # live dynamic areas
 
+    def unit_address(self, pfn: int) -> int:
+        """The address of a per-CPU unit's first page: units are GFP_KERNEL pages, lowmem."""
+        addr = self.pa.mem.page_address(pfn)
+        assert addr is not None, "per-CPU units come from lowmem (GFP_KERNEL, no __GFP_HIGHMEM)"
+        return addr
+
     # -- the static area ----------------------------------------------------------------------
     def setup_per_cpu_areas(self) -> None:
         """setup_per_cpu_areas(): a PERCPU_ENOUGH_ROOM area per CPU, then the section image."""
         for cpu in range(self.nr_cpus):
             pfn = _alloc_static_area(self.m, self.m.cpus[cpu].node)
             self.static_pfns.append(pfn)
-            self.static_bases.append(self.pa.mem.page_address(pfn))
+            self.static_bases.append(self.unit_address(pfn))
         self.lay_out()
 
     def lay_out(self) -> None:
@@ -554,7 +563,7 @@ class PerCpuState:
                     self.pa.put_page(t, p, _UNIT_ORDER, False, "pcpu_create_chunk")
                 return None
             pfns.append(pfn)
-        bases = [self.pa.mem.page_address(p) for p in pfns]
+        bases = [self.unit_address(p) for p in pfns]
         self.next_chunk_id += 1
         return PcpuChunk(self.next_chunk_id, pfns, bases, self.unit_size)
 
@@ -923,6 +932,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
             if not st.warn_limit:
                 st.m.printk("percpu: limit reached, disable warning", "INFO")
         return None
+    assert found is not None, "the loop ends with an area found, or with err set (returned above)"
     chunk, off = found
     st.nr_allocs += 1
     ptr = PercpuPtr(~(chunk.bases[0] + off) & _ADDR_MASK)

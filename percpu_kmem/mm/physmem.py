@@ -474,7 +474,7 @@ class PhysMem:
     def read(self, paddr: int, n: int) -> bytes:
         """Read ``n`` bytes at physical address ``paddr`` (may cross pages)."""
         self._check_range(paddr, n)
-        parts = []
+        parts: list[bytes] = []
         while n:
             pfn = paddr >> PAGE_SHIFT
             off = paddr & (PAGE_SIZE - 1)

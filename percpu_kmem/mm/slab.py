@@ -54,6 +54,7 @@ from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock,
 from ..runtime.report import caller_site, relpath
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
+from ..runtime.validate import check_int
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
@@ -616,6 +617,7 @@ class kmem_cache_t:
                 fs_reclaim_release(flags)
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
+        objp: int | None
         if cc.loaded:
             objp = cc.loaded.pop()
             cc.allochit += 1
@@ -919,6 +921,9 @@ class SlabAllocator:
         self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
         self._next_id = 1
         self.debug = SlabDebug(self)
+        #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
+        self.kmalloc_normal: list[kmem_cache_t] = []
+        self.kmalloc_dma: list[kmem_cache_t] = []
         self.cache_cache = self.new_cache("kmem_cache", 4 * m.nr_cpus + 128, 0, SLAB_NO_REAP | SLAB_HWCACHE_ALIGN,
                                           None, None)
 
@@ -1097,8 +1102,6 @@ class SlabAllocator:
 
 def kmalloc_caches_init(sa: SlabAllocator) -> None:
     """kmem_cache_init's loop: size-N then size-N(DMA), for every class."""
-    sa.kmalloc_normal = []
-    sa.kmalloc_dma = []
     for size in KMALLOC_SIZES:
         sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
         sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
@@ -1113,7 +1116,9 @@ def kmem_cache_init(m: Machine) -> SlabAllocator:
     m.register_proc("slabinfo", sa.slabinfo)
     m.register_checker("slab", sa.check)
     m.meminfo_hooks.append(sa.meminfo_lines)
-    m.mm.reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
+    reclaim = m.mm.reclaim
+    assert reclaim is not None, "boot creates reclaim before the slab allocator"
+    reclaim.register_shrinker(Shrinker("slab", sa.shrink_count, sa.shrink_scan, seeks=2))
     return sa
 
 
@@ -1306,9 +1311,17 @@ def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: 
 
 
 def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
-    """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does."""
+    """What ``echo "name limit batchcount shared" > /proc/slabinfo`` does, for this cache.
+
+    The arguments are ints checked as slabinfo_write checks them (its -EINVAL: limit >= 1,
+    1 <= batchcount <= limit, shared >= 0), each refusal naming kmem_cache_tune and the
+    argument. The cache is ``cachep`` itself, not the first cache of its name.
+    """
     check_cache(cachep, "kmem_cache_tune")
-    cachep.sa.slabinfo_write(f"{cachep.name} {limit} {batchcount} {shared}")
+    check_int("kmem_cache_tune", "limit", limit, 1)
+    check_int("kmem_cache_tune", "batchcount", batchcount, 1, limit, what="an int (at most limit)")
+    check_int("kmem_cache_tune", "shared", shared, 0)
+    do_tune_cpucache(cachep, limit, batchcount, shared)
 
 
 def kmem_cache_size(cachep: kmem_cache_t) -> int:

@@ -35,7 +35,7 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import do_memcpy, do_memset, read_u8, read_u16, read_u32, value_arg, write_u8, write_u16, write_u32
+from .access import do_memcpy, do_memset, do_write_int, read_u8, read_u16, read_u32
 from .context import current_machine, mm_caller_frame
 from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
@@ -71,6 +71,8 @@ _PAGE_GLOBAL: Final = 0x100
 PAGE_KERNEL: Final = _PAGE_PRESENT | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_GLOBAL
 PAGE_KERNEL_NOCACHE: Final = PAGE_KERNEL | _PAGE_PCD
 PAGE_KERNEL_EXEC: Final = PAGE_KERNEL
+#: the protections __vmalloc takes
+_VMALLOC_PROTS: Final = frozenset({PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE})
 
 #: the low PCI/ISA area 2.6 __ioremap never remaps: "it's always mapped"
 ISA_START: Final = 0xA0000
@@ -715,7 +717,8 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     Args:
         size: bytes (rounded up to pages).
         gfp_mask: for the pages (the descriptor is always allocated GFP_KERNEL).
-        prot: page protection (PAGE_KERNEL).
+        prot: page protection: PAGE_KERNEL, PAGE_KERNEL_EXEC (the same bits on non-PAE
+            i386, which has no NX) or PAGE_KERNEL_NOCACHE; anything else is refused.
     Returns:
         the area's address, or None for size 0, more pages than the machine has,
         no room in the vmalloc window, or a page allocation failure.
@@ -724,6 +727,10 @@ def __vmalloc(size: int, gfp_mask: int, prot: int) -> int | None:
     sp = current_machine().vmalloc
     check_gfp(gfp_mask, "__vmalloc")
     n = _check_size(size, "__vmalloc")
+    if prot.__class__ is not int or prot not in _VMALLOC_PROTS:
+        raise KmemUsageError(f"__vmalloc: prot(={prot!r}) must be PAGE_KERNEL ({PAGE_KERNEL:#x}), "
+                             f"PAGE_KERNEL_EXEC ({PAGE_KERNEL_EXEC:#x}) or PAGE_KERNEL_NOCACHE "
+                             f"({PAGE_KERNEL_NOCACHE:#x})")
     if n == 0 and size:
         might_sleep()
         return None
@@ -817,10 +824,9 @@ def vunmap(addr: int | None) -> None:
     sp.vunmap(_check_addr(addr, "vunmap"), False, "vunmap")
 
 
-def vmalloc_to_page(addr: int) -> Page | None:
-    """The struct page behind a vmalloc address (None if nothing maps it)."""
+def _vmalloc_to_page(addr: int, fn: str) -> Page | None:
     sp = current_machine().vmalloc
-    a = _check_addr(addr, "vmalloc_to_page")
+    a = _check_addr(addr, fn)
     if a is None:
         return None
     pfn = sp.ptes.get(a >> PAGE_SHIFT)
@@ -829,8 +835,14 @@ def vmalloc_to_page(addr: int) -> Page | None:
     return sp.pa.mem.page(pfn)
 
 
+def vmalloc_to_page(addr: int) -> Page | None:
+    """The struct page behind a vmalloc address (None if nothing maps it)."""
+    return _vmalloc_to_page(addr, "vmalloc_to_page")
+
+
 def vmalloc_to_pfn(addr: int) -> int | None:
-    p = vmalloc_to_page(addr)
+    """The pfn behind a vmalloc address (None if nothing maps it)."""
+    p = _vmalloc_to_page(addr, "vmalloc_to_pfn")
     return None if p is None else p.pfn
 
 
@@ -905,28 +917,20 @@ readl = read_u32
 __raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
 
 
-def writeb(b: int, addr: int) -> None:
-    """writeb(value, addr): the kernel's argument order (value first)."""
-    if b.__class__ is not int:
-        value_arg("writeb", b, "b")
-    write_u8(addr, b)
+def _mmio_writer(name: str, size: int) -> Callable[[int, int], None]:
+    """writeb/writew/writel and the __raw_ forms: (value, addr), the kernel's order; a
+    refusal names the function itself ("writel: addr(=...)")."""
+
+    def write(b: int, addr: int) -> None:
+        do_write_int(name, addr, b, size, "b")
+    write.__name__ = write.__qualname__ = name
+    write.__doc__ = f"{name}(value, addr): one {size}-byte bus write (the kernel's argument order, value first)."
+    return write
 
 
-def writew(b: int, addr: int) -> None:
-    """writew(value, addr)."""
-    if b.__class__ is not int:
-        value_arg("writew", b, "b")
-    write_u16(addr, b)
-
-
-def writel(b: int, addr: int) -> None:
-    """writel(value, addr)."""
-    if b.__class__ is not int:
-        value_arg("writel", b, "b")
-    write_u32(addr, b)
-
-
-__raw_writeb, __raw_writew, __raw_writel = writeb, writew, writel
+writeb, writew, writel = _mmio_writer("writeb", 1), _mmio_writer("writew", 2), _mmio_writer("writel", 4)
+__raw_writeb, __raw_writew, __raw_writel = (_mmio_writer("__raw_writeb", 1), _mmio_writer("__raw_writew", 2),
+                                            _mmio_writer("__raw_writel", 4))
 
 
 def memcpy_fromio(dst: int, src: int, count: int) -> None:

@@ -224,6 +224,17 @@ def test_python_errors_and_misuse_in_init_functions() -> None:
         alloc_bootmem(10)  # outside any task
 
 
+def test_a_bad_pointer_in_an_init_function_oopses_and_ends_the_boot() -> None:
+    """The early stand-in for the page allocator keeps the Oops counter, so a NULL or wild
+    pointer at boot is the kernel's Oops, not a complaint about the missing page allocator."""
+    with pytest.raises(Oops) as ei:
+        boot(lambda: mem_read(0x10, 4))
+    assert str(ei.value).startswith("BUG: kernel NULL pointer dereference, address: 00000010")
+    assert "Oops: 0000 [#1] SMP" in str(ei.value)
+    with pytest.raises(Oops, match="unable to handle page fault for address: f8000000"):
+        boot(lambda: mem_write(0xF8000000, b"x"))
+
+
 def test_boot_context_preempt_off_might_sleep_silent() -> None:
     seen: list[tuple[int, int]] = []
     lock = spinlock_t("boot_lock")
