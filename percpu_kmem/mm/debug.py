@@ -20,8 +20,5 @@ RED_INACTIVE: Final = 0x5A2CF071  # when obj is inactive
 RED_ACTIVE: Final = 0x170FC2A5  # when obj is active
 
 #: khungtaskd's default (120 s): a task blocked that long is reported
-HUNG_TASK_TIMEOUT_SECS: Final = 120
-HUNG_TASK_TIMEOUT_NS: Final = HUNG_TASK_TIMEOUT_SECS * 1_000_000_000
 
-__all__ = ["POISON_INUSE", "POISON_FREE", "POISON_END", "RED_INACTIVE", "RED_ACTIVE",
-           "HUNG_TASK_TIMEOUT_SECS", "HUNG_TASK_TIMEOUT_NS"]
+__all__ = ["POISON_INUSE", "POISON_FREE", "POISON_END", "RED_INACTIVE", "RED_ACTIVE"]

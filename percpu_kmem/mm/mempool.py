@@ -34,7 +34,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import InconsistentState, KmemInternalError, KmemUsageError
-from ..runtime.kernel import BUG, WARN_ON, block, might_sleep
+from ..runtime.kernel import BUG, HUNG_TASK_TIMEOUT_NS, WARN_ON, block, might_sleep, report_hung_task
 from ..runtime.locks import (
     finish_wait,
     init_waitqueue_head,
@@ -49,7 +49,7 @@ from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
 from .access import mem_read, mem_write
 from .context import current_machine, mm_caller_frame
-from .debug import HUNG_TASK_TIMEOUT_NS, POISON_END, POISON_FREE, POISON_INUSE
+from .debug import POISON_END, POISON_FREE, POISON_INUSE
 from .gfp import GFP_IO, GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_WAIT, GFP_ZERO, check_gfp
 from .kmalloc import kfree, kmalloc
 from .layout import MAX_ORDER, PAGE_SHIFT
@@ -468,11 +468,8 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
 
 
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
-    t = CURRENT.task
-    pool.machine.report("hung_task", [
-        f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // 1_000_000_000} seconds.",
-        f"      mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty and its "
-        "allocator kept failing; nothing returned an element"], fatal=True)
+    report_hung_task(waited_ns, f"mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty "
+                                "and its allocator kept failing; nothing returned an element")
 
 
 def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:

@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError, Oops
-from ..runtime.kernel import cond_resched, in_interrupt, local_irq_restore, local_irq_save, might_sleep
+from ..runtime.kernel import (
+    HUNG_TASK_TIMEOUT_NS,
+    HUNG_TASK_TIMEOUT_SECS,
+    cond_resched,
+    in_interrupt,
+    local_irq_restore,
+    local_irq_save,
+    might_sleep,
+    report_hung_task,
+)
 from ..runtime.lockdep import current_gfp_context, fs_reclaim_acquire, fs_reclaim_release
 from ..runtime.locks import (
     init_waitqueue_head,
@@ -38,7 +47,6 @@ from ..runtime.task import CURRENT, Task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
-from .debug import HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS
 from .gfp import (
     GFP_COLD,
     GFP_DMA,
@@ -596,10 +604,8 @@ class PageAllocator:
         wait_event_timeout(self.reclaim_wait, freed_enough, HZ // 50)
 
     def _hung(self, t: Task, gfp: int, order: int) -> None:
-        self.m.report("hung_task", [
-            f"INFO: task {t.comm}:{t.pid} blocked for more than {HUNG_TASK_TIMEOUT_SECS} seconds.",
-            f"      page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) retries for ever "
-            "and nothing can be reclaimed"], fatal=True)
+        report_hung_task(HUNG_TASK_TIMEOUT_NS, f"page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) "
+                                               "retries for ever and nothing can be reclaimed")
 
     def _nopage(self, t: Task, gfp: int, order: int) -> None:
         """The fail path: today's ``warn_alloc`` line (unless __GFP_NOWARN), then NULL.

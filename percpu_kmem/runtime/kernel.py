@@ -556,8 +556,9 @@ def ktime_get_ns() -> int:
 
 
 # -- hung tasks ---------------------------------------------------------------------------
-#: khungtaskd's default hung_task_timeout_secs (120 s), in virtual ns.
-HUNG_TASK_TIMEOUT_NS: Final = 120 * 1000 * NSEC_PER_JIFFY
+#: khungtaskd's default hung_task_timeout_secs, and the same in virtual ns.
+HUNG_TASK_TIMEOUT_SECS: Final = 120
+HUNG_TASK_TIMEOUT_NS: Final = HUNG_TASK_TIMEOUT_SECS * 1000 * NSEC_PER_JIFFY
 
 
 def report_hung_task(waited_ns: int, why: str) -> None:
