@@ -116,8 +116,8 @@ from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var,
                         __alloc_percpu_gfp, free_percpu, PERCPU_ENOUGH_ROOM, PCPU_MIN_UNIT_SIZE)
 
 # -- C types of per-CPU variables and simulated structs (<linux/types.h>)
-from .mm.percpu import (u8, u16, u32, u64, s8, s16, s32, s64, c_char, c_uchar, c_short, c_ushort,
-                        c_int, c_uint, c_long, c_ulong, c_longlong, c_ulonglong, c_struct)
+from .mm.ctype import (u8, u16, u32, u64, s8, s16, s32, s64, c_char, c_uchar, c_short, c_ushort,
+                       c_int, c_uint, c_long, c_ulong, c_longlong, c_ulonglong, c_struct)
 
 # -- GFP bits under names Python does not mangle, for code inside a class body
 from .mm.gfp import (GFP_HIGHMEM, GFP_WAIT, GFP_HIGH, GFP_IO, GFP_FS, GFP_COLD, GFP_NOWARN,

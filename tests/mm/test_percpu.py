@@ -7,6 +7,17 @@ import itertools
 import pytest
 
 from percpu_kmem import __GFP_NOWARN, GFP_ATOMIC, GFP_KERNEL, Machine, nr_free_pages, preempt_count, read_u32
+from percpu_kmem.mm.ctype import (
+    c_char,
+    c_int,
+    c_long,
+    c_longlong,
+    c_short,
+    c_struct,
+    c_uchar,
+    c_ulong,
+    u64,
+)
 from percpu_kmem.mm.percpu import (
     DECLARE_PER_CPU,
     DEFINE_PER_CPU,
@@ -19,14 +30,6 @@ from percpu_kmem.mm.percpu import (
     __this_cpu_inc,
     __this_cpu_read,
     alloc_percpu,
-    c_char,
-    c_int,
-    c_long,
-    c_longlong,
-    c_short,
-    c_struct,
-    c_uchar,
-    c_ulong,
     free_percpu,
     get_cpu_var,
     per_cpu,
@@ -38,7 +41,6 @@ from percpu_kmem.mm.percpu import (
     this_cpu_ptr,
     this_cpu_read,
     this_cpu_write,
-    u64,
 )
 from percpu_kmem.mm.physmem import PAGE_SIZE, InconsistentState
 from percpu_kmem.runtime.errors import KmemUsageError, NotInTaskError
