@@ -98,14 +98,16 @@ from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
                          mempool_free_slab, mempool_kmalloc, mempool_kfree, mempool_alloc_pages,
                          mempool_free_pages)
 
-# -- vmalloc, ioremap and MMIO (<linux/vmalloc.h>, <asm/io.h>)
+# -- vmalloc and ioremap (<linux/vmalloc.h>, <asm/io.h>)
 from .mm.vmalloc import (vmalloc, vmalloc_32, vmalloc_exec, __vmalloc, vfree, vmap, vunmap,
                          vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
                          iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VMALLOC_OFFSET, IOREMAP_MAX_ORDER,
-                         PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE, register_io_device,
-                         unregister_io_device, writeb, writew, writel, __raw_writeb, __raw_writew,
-                         __raw_writel, memcpy_fromio, memcpy_toio, memset_io)
-from .mm.vmalloc import (readb, readw, readl, __raw_readb, __raw_readw, __raw_readl)
+                         PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE)
+
+# -- MMIO: devices and their accessors (<asm/io.h>)
+from .mm.mmio import (register_io_device, unregister_io_device, readb, readw, readl, writeb,
+                      writew, writel, __raw_readb, __raw_readw, __raw_readl, __raw_writeb,
+                      __raw_writew, __raw_writel, memcpy_fromio, memcpy_toio, memset_io)
 
 # -- per-CPU variables (<linux/percpu.h>)
 from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var, get_cpu_var,
@@ -192,14 +194,15 @@ __all__ = [
     "mempool_create_page_pool", "mempool_destroy", "mempool_resize", "mempool_alloc",
     "mempool_free", "mempool_alloc_slab", "mempool_free_slab", "mempool_kmalloc", "mempool_kfree",
     "mempool_alloc_pages", "mempool_free_pages",
-    # vmalloc, ioremap and MMIO
+    # vmalloc and ioremap
     "vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
     "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
     "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",
-    "PAGE_KERNEL_EXEC", "PAGE_KERNEL_NOCACHE", "register_io_device", "unregister_io_device",
-    "writeb", "writew", "writel", "__raw_writeb", "__raw_writew", "__raw_writel", "memcpy_fromio",
-    "memcpy_toio", "memset_io",
-    "readb", "readw", "readl", "__raw_readb", "__raw_readw", "__raw_readl",
+    "PAGE_KERNEL_EXEC", "PAGE_KERNEL_NOCACHE",
+    # MMIO: devices and their accessors
+    "register_io_device", "unregister_io_device", "readb", "readw", "readl", "writeb", "writew",
+    "writel", "__raw_readb", "__raw_readw", "__raw_readl", "__raw_writeb", "__raw_writew",
+    "__raw_writel", "memcpy_fromio", "memcpy_toio", "memset_io",
     # per-CPU variables
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
     "per_cpu_ptr", "this_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add",

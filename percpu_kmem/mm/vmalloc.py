@@ -19,9 +19,9 @@ include/asm-i386/pgtable.h's address window:
 
 The page tables are one dict per machine, virtual page number -> physical frame
 number, plugged into the memory accessors through ``m.mm.translate_hook``; device
-memory is physical address space above RAM, served by devices registered with
-:func:`register_io_device` (``m.mm.iomem``). Simplifications are listed in
-docs/vmalloc.md.
+memory is physical address space above RAM, served by devices (mm/mmio.py) registered
+with :func:`~percpu_kmem.mm.mmio.register_io_device` (``m.mm.iomem``). Simplifications
+are listed in docs/vmalloc.md.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import CURRENT
-from .access import do_memcpy, do_memset, do_write_int, read_u8, read_u16, read_u32
 from .context import current_machine, mm_caller_frame
 from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
+from .mmio import IoDevice
 from .physmem import Page
 
 if TYPE_CHECKING:
@@ -140,65 +140,6 @@ class vm_struct:
 
     def __repr__(self) -> str:
         return f"<vm_struct {self.addr:#010x}-{self.end:#010x} flags={self.flags:#x} pages={self.nr_pages}>"
-
-
-class IoDevice:
-    """A simulated device's MMIO region of physical address space.
-
-    ``read_fn(offset, width) -> int`` and ``write_fn(offset, width, value)`` see every
-    bus access (width 1, 2 or 4; offset from the region's start). Left as None, the
-    region behaves as device RAM (a frame buffer), zero at first.
-    """
-
-    def __init__(self, phys_addr: int, size: int, read_fn: Callable[[int, int], int] | None,
-                 write_fn: Callable[[int, int, int], Any] | None, name: str) -> None:
-        self.phys_addr = phys_addr
-        self.size = size
-        self.read_fn = read_fn
-        self.write_fn = write_fn
-        self.name = name
-        #: device RAM, page by page as it is written (a 1 GB BAR costs nothing until used)
-        self.backing: dict[int, bytearray] | None = {} if read_fn is None or write_fn is None else None
-        self.reads = 0
-        self.writes = 0
-
-    @property
-    def end(self) -> int:
-        return self.phys_addr + self.size
-
-    def read(self, off: int, width: int) -> int:
-        self.reads += 1
-        if self.read_fn is not None:
-            return int(self.read_fn(off, width)) & ((1 << (8 * width)) - 1)
-        return int.from_bytes(self.peek(off, width), "little")
-
-    def write(self, off: int, width: int, value: int) -> None:
-        self.writes += 1
-        if self.write_fn is not None:
-            self.write_fn(off, width, value)
-            return
-        self.poke(off, value.to_bytes(width, "little"))
-
-    def peek(self, off: int, n: int) -> bytes:
-        """The device RAM's bytes (no bus access counted); unwritten bytes read 0."""
-        assert self.backing is not None, "peek() of a device with its own read_fn"
-        out = bytearray()
-        for i in range(off, off + n):
-            page = self.backing.get(i >> PAGE_SHIFT)
-            out.append(page[i & (PAGE_SIZE - 1)] if page is not None else 0)
-        return bytes(out)
-
-    def poke(self, off: int, data: bytes) -> None:
-        assert self.backing is not None, "poke() of a device with its own write_fn"
-        for k, byte in enumerate(data):
-            i = off + k
-            page = self.backing.get(i >> PAGE_SHIFT)
-            if page is None:
-                page = self.backing[i >> PAGE_SHIFT] = bytearray(PAGE_SIZE)
-            page[i & (PAGE_SIZE - 1)] = byte
-
-    def __repr__(self) -> str:
-        return f"<IoDevice {self.name} {self.phys_addr:#010x}-{self.end:#010x}>"
 
 
 class VmallocSpace:
@@ -889,70 +830,7 @@ def iounmap(addr: int | None) -> None:
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 
-def register_io_device(m: Any, phys_addr: int, size: int, read_fn: Callable[[int, int], int] | None = None,
-                       write_fn: Callable[[int, int, int], Any] | None = None, name: str = "") -> IoDevice:
-    """Plain-Python API: give machine ``m`` a device with an MMIO region (see VmallocSpace).
-
-    ``read_fn(offset, width) -> int`` and ``write_fn(offset, width, value)`` are called for
-    every bus access a driver makes through an ioremap() mapping (readl, writel,
-    memcpy_fromio, ...). Either may be None: the region then acts as device RAM.
-    """
-    space = getattr(m, "vmalloc", None)
-    if not isinstance(space, VmallocSpace):
-        raise KmemUsageError(f"register_io_device: {m!r} is not a booted Machine")
-    return space.register_io_device(phys_addr, size, read_fn, write_fn, name)
-
-
-def unregister_io_device(m: Any, dev: IoDevice) -> None:
-    space = getattr(m, "vmalloc", None)
-    if not isinstance(space, VmallocSpace):
-        raise KmemUsageError(f"unregister_io_device: {m!r} is not a booted Machine")
-    space.unregister_io_device(dev)
-
-
-# -- include/asm-i386/io.h: on i386, MMIO is plain memory access through the mapping ----------
-readb = read_u8
-readw = read_u16
-readl = read_u32
-__raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
-
-
-def _mmio_writer(name: str, size: int) -> Callable[[int, int], None]:
-    """writeb/writew/writel and the __raw_ forms: (value, addr), the kernel's order; a
-    refusal names the function itself ("writel: addr(=...)")."""
-
-    def write(b: int, addr: int) -> None:
-        do_write_int(name, addr, b, size, "b")
-    write.__name__ = write.__qualname__ = name
-    write.__doc__ = f"{name}(value, addr): one {size}-byte bus write (the kernel's argument order, value first)."
-    return write
-
-
-writeb, writew, writel = _mmio_writer("writeb", 1), _mmio_writer("writew", 2), _mmio_writer("writel", 4)
-__raw_writeb, __raw_writew, __raw_writel = (_mmio_writer("__raw_writeb", 1), _mmio_writer("__raw_writew", 2),
-                                            _mmio_writer("__raw_writel", 4))
-
-
-def memcpy_fromio(dst: int, src: int, count: int) -> None:
-    """__memcpy(dst, src, count) from device memory: dword accesses, then a word, then a byte."""
-    do_memcpy("memcpy_fromio", dst, src, count, "count")
-
-
-def memcpy_toio(dst: int, src: int, count: int) -> None:
-    """__memcpy(dst, src, count) to device memory."""
-    do_memcpy("memcpy_toio", dst, src, count, "count")
-
-
-def memset_io(addr: int, val: int, count: int) -> None:
-    """memset() on device memory."""
-    do_memset("memset_io", addr, val, count, ("val", "count"))
-
-
 __all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
            "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
-           "register_io_device", "unregister_io_device",
-           "readb", "readw", "readl", "writeb", "writew", "writel",
-           "__raw_readb", "__raw_readw", "__raw_readl", "__raw_writeb", "__raw_writew", "__raw_writel",
-           "memcpy_fromio", "memcpy_toio", "memset_io",
            "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
            "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

@@ -29,6 +29,19 @@ from percpu_kmem import (
     write_u32,
     write_u64,
 )
+from percpu_kmem.mm.mmio import (
+    memcpy_fromio,
+    memcpy_toio,
+    memset_io,
+    readb,
+    readl,
+    readw,
+    register_io_device,
+    unregister_io_device,
+    writeb,
+    writel,
+    writew,
+)
 from percpu_kmem.mm.physmem import InconsistentState
 from percpu_kmem.mm.vmalloc import (
     IOREMAP_MAX_ORDER,
@@ -38,23 +51,12 @@ from percpu_kmem.mm.vmalloc import (
     ioremap,
     ioremap_nocache,
     iounmap,
-    memcpy_fromio,
-    memcpy_toio,
-    memset_io,
-    readb,
-    readl,
-    readw,
-    register_io_device,
-    unregister_io_device,
     vfree,
     vmalloc,
     vmalloc_32,
     vmalloc_to_page,
     vmap,
     vunmap,
-    writeb,
-    writel,
-    writew,
 )
 from percpu_kmem.runtime.errors import KmemUsageError, NotInTaskError
 from percpu_kmem.testing import explore
