@@ -303,9 +303,14 @@ def test_ctrl_c_stops_every_task_before_run_returns() -> None:
         time.sleep(0.2)
         os.kill(os.getpid(), signal.SIGINT)
 
-    threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        m.run(forever, forever)
+    # a shell that starts this run in the background may have set SIGINT to be ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            m.run(forever, forever)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert m.engine is not None and m.engine.threads_alive() == 0
     m.check()
     _standard_workload(m)
