@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
@@ -123,8 +124,10 @@ KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
 ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
 
 
+@lru_cache(maxsize=4096)
 def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
-    """(objects per slab, bytes left over) for a slab of ``2**gfporder`` pages."""
+    """(objects per slab, bytes left over) for a slab of ``2**gfporder`` pages (pure, so
+    remembered: every boot lays out the same thirty size-N caches)."""
     wastage = PAGE_SIZE << gfporder
     base = extra = 0
     if not flags & CFLGS_OFF_SLAB:
@@ -194,6 +197,7 @@ class Geometry:
         self.colour = left // colour_off
 
     @staticmethod
+    @lru_cache(maxsize=4096)
     def _choose_order(size: int, align: int, flags: int, break_order: int,
                       offslab_limit: int) -> tuple[int, int, int]:
         """The order loop of kmem_cache_create: grow the slab until waste <= 1/8."""
