@@ -646,6 +646,8 @@ class kmem_cache_t:
             if raw is None:
                 return
             objp = raw
+        elif not self._hardened_free_ok(t, objp, func):
+            return
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
         if len(cc.loaded) < self.batchcount:
@@ -655,6 +657,32 @@ class kmem_cache_t:
             self.free_miss(t, cc, objp)
         t.charge(costs.PERCPU_HIT)
         local_irq_restore(irqs)
+
+
+    def _hardened_free_ok(self, t: Task, objp: int, func: str) -> bool:
+        """The checks a modern kernel makes on every free, debugging or not: ``objp`` must be
+        the start of an object of this cache (SLUB's "Invalid object pointer"), and must not
+        be the object this CPU freed last (CONFIG_SLAB_FREELIST_HARDENED's naive double-free
+        check). A bad free is reported and refused, so the cache stays consistent."""
+        sa = self.sa
+        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        off = objp - slab.s_mem if slab is not None else -1
+        if slab is None or off < 0 or off % self.objsize or off // self.objsize >= self.num:
+            self.errors += 1
+            sa.m.report("slab_invalid_free", [
+                *slub_bug(self, f"Invalid object pointer 0x{objp:08x}"),
+                f"{func}: 0x{objp:08x} is not the start of an object of cache `{self.name}'"],
+                extra={"cache": self.name, "object": objp})
+            return False
+        loaded = self.cpu[t.cpu.id].loaded
+        if loaded and loaded[-1] == objp:
+            self.errors += 1
+            sa.m.report("slab_double_free", [
+                *slub_bug(self, "Object already free"),
+                f"slab: double free detected in cache '{self.name}', objp {objp:08x}."],
+                extra={"cache": self.name, "object": objp})
+            return False
+        return True
 
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
