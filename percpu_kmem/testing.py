@@ -32,6 +32,22 @@ from .runtime.policies import POLICIES
 from .runtime.report import Report
 
 DEFAULT_POLICIES = ("random", "pct")
+#: The default campaign: the policies and options ``explore(policies=None)`` rotates over,
+#: one entry per seed, swarm-testing style. Random walks find atomicity violations in short
+#: bursts and deeper orderings in long runs; PCT at depths 1 to 3 finds ordering bugs of
+#: that depth; the virtual-time policy with a short tick preempts where tasks outnumber CPUs.
+#: Every run replays from its seed: the hint carries the policy and its options.
+CAMPAIGN: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("random", {}),
+    ("pct", {"depth": 2}),
+    ("random", {"mean_run": 1, "preempt_prob": 0.1}),
+    ("pct", {"depth": 3}),
+    ("random", {"mean_run": 16, "preempt_prob": 0.3}),
+    ("pct", {"depth": 1}),
+    ("virtual", {"tick": 20_000}),
+)
+#: Scenario runs a failure's schedule shrinking may take (0: do not shrink).
+SHRINK_RUNS = 60
 #: Seeds ``explore`` runs per policy when called with ``seeds=None``.
 DEFAULT_SEEDS = 20
 #: The environment variable ``--kmem-seeds`` sets; it replaces ``DEFAULT_SEEDS``.
@@ -170,8 +186,8 @@ def _raise_unexpected(m: Machine, expected: frozenset[str], policy: str, seed: i
 
 
 def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None = None,
-            policies: Iterable[str] | str = DEFAULT_POLICIES, check: bool = True,
-            expect: str | Collection[str] = (), **machine_kw: Any) -> int:
+            policies: Iterable[str] | str | None = DEFAULT_POLICIES, check: bool = True,
+            expect: str | Collection[str] = (), shrink: bool = True, **machine_kw: Any) -> int:
     """Run ``scenario(machine)`` on a fresh machine for every (policy, seed).
 
     ``scenario`` calls ``m.run(...)`` and asserts what must hold; ``m.check()``
@@ -181,7 +197,14 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
 
     ``seeds=None`` is the default range: ``range(DEFAULT_SEEDS)``, or
     ``range(N)`` under ``--kmem-seeds N`` / ``PERCPU_KMEM_SEEDS=N``. An explicit
-    ``seeds`` is used as given. ``policies`` is a policy name or several.
+    ``seeds`` is used as given. ``policies`` is a policy name or several, each run
+    over every seed; ``policies=None`` is the default campaign (:data:`CAMPAIGN`):
+    seed ``i`` runs under entry ``i % len(CAMPAIGN)``, and PCT's step count is sized
+    to the scenario from the contended steps its earlier PCT runs took.
+
+    On a failure of a deterministic run (the scenario raised, or an unexpected
+    report), the schedule is shrunk first (``shrink=True``, at most SHRINK_RUNS more
+    runs, see percpu_kmem/shrink.py) and the note offers the shrunk replay.
 
     Returns the number of runs. Raises the first failure, with notes carrying
     the policy, the seed and the replay.
@@ -189,23 +212,50 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     if not callable(scenario):
         raise KmemUsageError(f"explore() takes a scenario callable, got {scenario!r}")
     seed_list = _seed_list(seeds, "explore")
-    policy_list = _policy_list(policies)
     expected = _expect_kinds(expect, "explore")
     _check_machine_kw(machine_kw, "explore")
+    if policies is None:
+        plan = [(CAMPAIGN[i % len(CAMPAIGN)], seed) for i, seed in enumerate(seed_list)]
+    else:
+        plan = [((policy, {}), seed) for policy in _policy_list(policies) for seed in seed_list]
     n = 0
-    for policy in policy_list:
-        for seed in seed_list:
-            m = Machine(policy=policy, seed=seed, **machine_kw)
-            try:
-                scenario(m)
-                if check:
-                    m.check()
-                _raise_unexpected(m, expected, policy, seed, "explore")
-            except BaseException as e:
-                _annotate(e, m, policy, seed, expected, "explore")
-                raise
-            n += 1
+    pct_steps = 0  # the most contended steps a PCT run of this scenario took
+    for (policy, options), seed in plan:
+        opts = dict(options)
+        if policy == "pct" and pct_steps:
+            opts["steps"] = max(10, pct_steps)
+        m = Machine(policy=policy, seed=seed, **opts, **machine_kw)
+        try:
+            scenario(m)
+            if check:
+                m.check()
+            _raise_unexpected(m, expected, policy, seed, "explore")
+        except BaseException as e:
+            _annotate(e, m, policy, seed, expected, "explore")
+            if shrink and isinstance(e, Exception):
+                _offer_shrunk(e, scenario, m)
+            raise
+        if policy == "pct":
+            pct_steps = max(pct_steps, getattr(getattr(m.engine, "policy", None), "pct_step", 0))
+        n += 1
     return n
+
+
+def _offer_shrunk(e: Exception, scenario: Callable[[Machine], Any], m: Machine) -> None:
+    """Shrink the failing schedule and add its replay to the failure's notes."""
+    trace = m.last_trace
+    if m.policy_name == "free" or trace is None or SHRINK_RUNS <= 0:
+        return
+    if not any(d.action in "PI" for d in trace.decisions):
+        return  # no preemption or interrupt to take out: the schedule is as small as it gets
+    from .shrink import shrink
+    try:
+        res = shrink(scenario, m, max_runs=SHRINK_RUNS)
+    except KmemUsageError:
+        return  # it does not fail again on a replay (it depends on something outside the machine)
+    e.add_note(f"explore: shrunk to {res.preemptions} preemption(s) and {len(res.trace)} decisions "
+               f"(from {res.original.preemptions} and {len(res.original)}); replay the shrunk run with:")
+    e.add_note(res.hint)
 
 
 def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int] = range(200),

@@ -101,3 +101,35 @@ def test_shrinking_refuses_what_it_cannot_shrink() -> None:
     free.run(lambda: None)
     with pytest.raises(KmemUsageError, match="free-running"):
         shrink(lambda mm: None, free)
+
+
+def test_explore_offers_the_shrunk_schedule_of_a_failure() -> None:
+    from percpu_kmem.testing import explore
+    with pytest.raises(AssertionError, match="lost") as info:
+        explore(lost_update, seeds=range(40), policies="random", cpus=2, shrink=True)
+    notes = "\n".join(info.value.__notes__)
+    assert "explore: failed under policy='random'" in notes
+    assert "explore: shrunk to" in notes and notes.count("replay with Machine(") == 2
+
+
+def test_the_default_campaign_rotates_policies_and_sizes_pct_to_the_scenario() -> None:
+    from percpu_kmem.testing import CAMPAIGN, explore
+    seen: list[tuple[str, dict[str, object]]] = []
+
+    def scenario(m: Machine) -> None:
+        seen.append((m.policy_name, dict(m.policy_options)))
+        lock = spin_lock_init("L")
+
+        def worker() -> None:
+            for _ in range(10):
+                spin_lock(lock)
+                preempt_point()
+                spin_unlock(lock)
+
+        m.run(worker, worker)
+
+    assert explore(scenario, seeds=range(2 * len(CAMPAIGN)), policies=None, cpus=2) == 2 * len(CAMPAIGN)
+    assert {p for p, _ in seen} == {"random", "pct", "virtual"}
+    pct_runs = [opts for p, opts in seen if p == "pct"]
+    assert "steps" not in pct_runs[0] and all("steps" in o for o in pct_runs[1:])  # sized from the first
+    assert {o["depth"] for o in pct_runs} == {1, 2, 3}
