@@ -18,7 +18,7 @@ from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
 from .context import current_machine
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
-from .slab import KMALLOC_MAX_SIZE, KMALLOC_SIZES
+from .slab_geometry import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)

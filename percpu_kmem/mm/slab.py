@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
@@ -52,190 +51,54 @@ from ..runtime.kernel import (
 )
 from ..runtime.lockdep import fs_reclaim_acquire, fs_reclaim_release
 from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init, spin_unlock
-from ..runtime.report import caller_site, relpath
+from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
 from ..runtime.validate import check_int
-from .context import current_machine, mm_caller_frame
+from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
-from .layout import ALIGN, L1_CACHE_BYTES, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_slab
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
+from .slab_debug import SlabDebug, slub_bug
+from .slab_geometry import (
+    ARCH_KMALLOC_FLAGS,
+    BREAK_GFP_ORDER_HI,
+    BREAK_GFP_ORDER_LO,
+    BUFCTL_SIZE,
+    BYTES_PER_WORD,
+    CFLGS_OFF_SLAB,
+    CREATE_MASK,
+    KMALLOC_SIZES,
+    MAX_OBJ_SIZE,
+    SLAB_ATOMIC,
+    SLAB_CACHE_DMA,
+    SLAB_CTOR_ATOMIC,
+    SLAB_CTOR_CONSTRUCTOR,
+    SLAB_CTOR_VERIFY,
+    SLAB_DEBUG_FLAGS,
+    SLAB_DEBUG_FREE,
+    SLAB_DEBUG_INITIAL,
+    SLAB_DESTROY_BY_RCU,
+    SLAB_DMA,
+    SLAB_HEADER_SIZE,
+    SLAB_HWCACHE_ALIGN,
+    SLAB_KERNEL,
+    SLAB_MUST_HWCACHE_ALIGN,
+    SLAB_NO_GROW,
+    SLAB_NO_REAP,
+    SLAB_PANIC,
+    SLAB_POISON,
+    SLAB_RECLAIM_ACCOUNT,
+    SLAB_RED_ZONE,
+    SLAB_STORE_USER,
+    Geometry,
+    enable_cpucache_tunables,
+)
 from .vmscan import Shrinker
 
 if TYPE_CHECKING:
     from ..machine import Machine
     from .page_alloc import PageAllocator
-
-# Class bodies mangle names that start with two underscores: use these aliases there.
-
-# -- flags (include/linux/slab.h, 2.6.11) ---------------------------------------------------
-SLAB_DEBUG_FREE: Final = 0x00000100
-SLAB_DEBUG_INITIAL: Final = 0x00000200
-SLAB_RED_ZONE: Final = 0x00000400
-SLAB_POISON: Final = 0x00000800
-SLAB_NO_REAP: Final = 0x00001000
-SLAB_HWCACHE_ALIGN: Final = 0x00002000
-SLAB_CACHE_DMA: Final = 0x00004000
-SLAB_MUST_HWCACHE_ALIGN: Final = 0x00008000
-SLAB_STORE_USER: Final = 0x00010000
-SLAB_RECLAIM_ACCOUNT: Final = 0x00020000
-SLAB_PANIC: Final = 0x00040000
-SLAB_DESTROY_BY_RCU: Final = 0x00080000
-CREATE_MASK: Final = (SLAB_DEBUG_FREE | SLAB_DEBUG_INITIAL | SLAB_RED_ZONE | SLAB_POISON | SLAB_NO_REAP
-                      | SLAB_HWCACHE_ALIGN | SLAB_CACHE_DMA | SLAB_MUST_HWCACHE_ALIGN | SLAB_STORE_USER
-                      | SLAB_RECLAIM_ACCOUNT | SLAB_PANIC | SLAB_DESTROY_BY_RCU)
-SLAB_DEBUG_FLAGS: Final = SLAB_RED_ZONE | SLAB_POISON | SLAB_STORE_USER
-#: off-slab management (mm/slab.c CFLGS_OFF_SLAB)
-CFLGS_OFF_SLAB: Final = 0x80000000
-
-# constructor flags
-SLAB_CTOR_CONSTRUCTOR: Final = 0x001
-SLAB_CTOR_ATOMIC: Final = 0x002
-SLAB_CTOR_VERIFY: Final = 0x004
-
-# GFP aliases of the era
-SLAB_ATOMIC: Final = 0x20
-SLAB_KERNEL: Final = GFP_KERNEL
-SLAB_DMA: Final = GFP_DMA
-SLAB_NO_GROW: Final = GFP_NO_GROW
-
-# -- constants (mm/slab.c, include/linux/poison.h, i386) --------------------------------------
-BYTES_PER_WORD: Final = 4
-#: sizeof(struct slab) on i386: list_head, colouroff, s_mem, inuse, free
-SLAB_HEADER_SIZE: Final = 24
-BUFCTL_SIZE: Final = 4
-SLAB_LIMIT: Final = 0xFFFFFFFD
-MAX_OBJ_ORDER: Final = 5
-MAX_GFP_ORDER: Final = 5
-BREAK_GFP_ORDER_HI: Final = 1
-BREAK_GFP_ORDER_LO: Final = 0
-#: the largest object a cache may hold: (1 << MAX_OBJ_ORDER) pages
-MAX_OBJ_SIZE: Final = (1 << MAX_OBJ_ORDER) * PAGE_SIZE
-#: SLUB_RED_ACTIVE: the bytes between a kmalloc request and the end of its object (slab debugging)
-KMALLOC_RED_ACTIVE: Final = 0xCC
-#: the rules around a SLUB report's "BUG <cache> (<taint>): <what>" line (mm/slub.c slab_bug)
-SLUB_RULE_TOP: Final = "=" * 77
-SLUB_RULE_BOTTOM: Final = "-" * 77
-
-#: include/linux/kmalloc_sizes.h with PAGE_SIZE 4096 and L1_CACHE_BYTES 32
-KMALLOC_SIZES: Final = (32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072)
-KMALLOC_MAX_SIZE: Final = KMALLOC_SIZES[-1]
-#: ARCH_KMALLOC_FLAGS
-ARCH_KMALLOC_FLAGS: Final = SLAB_HWCACHE_ALIGN
-
-
-@lru_cache(maxsize=4096)
-def cache_estimate(gfporder: int, size: int, align: int, flags: int) -> tuple[int, int]:
-    """(objects per slab, bytes left over) for a slab of ``2**gfporder`` pages (pure, so
-    remembered: every boot lays out the same thirty size-N caches)."""
-    wastage = PAGE_SIZE << gfporder
-    base = extra = 0
-    if not flags & CFLGS_OFF_SLAB:
-        base, extra = SLAB_HEADER_SIZE, BUFCTL_SIZE
-    i = 0
-    while i * size + ALIGN(base + i * extra, align) <= wastage:
-        i += 1
-    if i > 0:
-        i -= 1
-    i = min(i, SLAB_LIMIT)
-    wastage -= i * size + ALIGN(base + i * extra, align)
-    return i, wastage
-
-
-class Geometry:
-    """The layout kmem_cache_create works out for one cache (all plain ints)."""
-
-    __slots__ = ("objsize", "reallen", "dbghead", "align", "flags", "gfporder", "num", "left_over",
-                 "slab_size", "colour", "colour_off")
-
-    def __init__(self, size: int, align: int, flags: int, *, slab_break_order: int, offslab_limit: int) -> None:
-        if size & (BYTES_PER_WORD - 1):
-            size = ALIGN(size, BYTES_PER_WORD)
-        if flags & SLAB_HWCACHE_ALIGN:
-            ralign = L1_CACHE_BYTES
-            while size <= ralign // 2:
-                ralign //= 2
-        else:
-            ralign = BYTES_PER_WORD
-        if ralign < align:
-            ralign = align
-            if ralign > BYTES_PER_WORD:  # redzoning and user store need word alignment
-                flags &= ~(SLAB_RED_ZONE | SLAB_STORE_USER)
-        align = ralign
-        self.reallen = size
-        self.dbghead = 0
-        if flags & SLAB_RED_ZONE:
-            align = BYTES_PER_WORD
-            self.dbghead = BYTES_PER_WORD
-            size += 2 * BYTES_PER_WORD
-        if flags & SLAB_STORE_USER:
-            align = BYTES_PER_WORD
-            size += BYTES_PER_WORD
-        if size >= PAGE_SIZE >> 3:
-            flags |= CFLGS_OFF_SLAB
-        size = ALIGN(size, align)
-        if flags & SLAB_RECLAIM_ACCOUNT and size <= PAGE_SIZE:
-            order = 0
-            num, left = cache_estimate(0, size, align, flags)
-        else:
-            order, num, left = self._choose_order(size, align, flags, slab_break_order, offslab_limit)
-        slab_size = ALIGN(num * BUFCTL_SIZE + SLAB_HEADER_SIZE, align)
-        if flags & CFLGS_OFF_SLAB and left >= slab_size:
-            flags &= ~CFLGS_OFF_SLAB
-            left -= slab_size
-        if flags & CFLGS_OFF_SLAB:
-            slab_size = num * BUFCTL_SIZE + SLAB_HEADER_SIZE
-        colour_off = max(L1_CACHE_BYTES, align)
-        self.objsize = size
-        self.align = align
-        self.flags = flags
-        self.gfporder = order
-        self.num = num
-        self.left_over = left
-        self.slab_size = slab_size
-        self.colour_off = colour_off
-        self.colour = left // colour_off
-
-    @staticmethod
-    @lru_cache(maxsize=4096)
-    def _choose_order(size: int, align: int, flags: int, break_order: int,
-                      offslab_limit: int) -> tuple[int, int, int]:
-        """The order loop of kmem_cache_create: grow the slab until waste <= 1/8."""
-        order = 0
-        while True:
-            num, left = cache_estimate(order, size, align, flags)
-            if order >= MAX_GFP_ORDER:
-                break
-            if num:
-                if flags & CFLGS_OFF_SLAB and num > offslab_limit:
-                    order -= 1  # this many bufctls would not fit the off-slab header cache
-                    num, left = cache_estimate(order, size, align, flags)
-                    break
-                if order >= break_order:
-                    break
-                if left * 8 <= PAGE_SIZE << order:
-                    break
-            order += 1
-        return order, num, left
-
-
-def enable_cpucache_tunables(objsize: int, nr_cpus: int, debug: bool) -> tuple[int, int, int]:
-    """enable_cpucache(): (limit, batchcount, shared) from the object size."""
-    if objsize > 131072:
-        limit = 1
-    elif objsize > PAGE_SIZE:
-        limit = 8
-    elif objsize > 1024:
-        limit = 24
-    elif objsize > 256:
-        limit = 54
-    else:
-        limit = 120
-    shared = 8 if objsize <= PAGE_SIZE and nr_cpus > 1 else 0
-    if debug:  # "large batchcount lead to excessively long periods with disabled local interrupts"
-        limit = min(limit, 32)
-    return limit, (limit + 1) // 2, shared
-
 
 class Slab:
     """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes)."""
@@ -687,250 +550,6 @@ class kmem_cache_t:
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
     cachep.drain_this_cpu(CURRENT.task)
-
-
-# ---------------------------------------------------------------------------------------------
-# Slab debugging (mm/slab.c #if DEBUG, with today's SLUB report lines first)
-# ---------------------------------------------------------------------------------------------
-class SlabDebug:
-    """Poison, redzones and the last-user word of debugged caches, in simulated memory."""
-
-    def __init__(self, sa: SlabAllocator) -> None:
-        self.sa = sa
-        self.mem = sa.mem
-        self.callers: list[str] = ["<none>"]
-        self._caller_ids: dict[str, int] = {}
-        self._by_frame: dict[Any, int] = {}
-        #: kmalloc objects of red-zoned caches whose request is shorter than the object:
-        #: object address -> requested size (bytes from there to the end are red zone)
-        self.kmalloc_req: dict[int, int] = {}
-
-    # layout helpers: raw is the start of the object's slot
-    def _word(self, addr: int) -> int:
-        return int.from_bytes(self.mem.read(addr - PAGE_OFFSET, 4), "little")
-
-    def _set_word(self, addr: int, value: int) -> None:
-        self.mem.write(addr - PAGE_OFFSET, value.to_bytes(4, "little"))
-
-    @staticmethod
-    def redzone1(c: kmem_cache_t, raw: int) -> int:
-        return raw + c.dbghead - BYTES_PER_WORD
-
-    @staticmethod
-    def redzone2(c: kmem_cache_t, raw: int) -> int:
-        if c.flags & SLAB_STORE_USER:
-            return raw + c.objsize - 2 * BYTES_PER_WORD
-        return raw + c.objsize - BYTES_PER_WORD
-
-    @staticmethod
-    def userword(c: kmem_cache_t, raw: int) -> int:
-        return raw + c.objsize - BYTES_PER_WORD
-
-    def poison(self, c: kmem_cache_t, raw: int, val: int) -> None:
-        n = c.reallen
-        self.mem.write(raw + c.dbghead - PAGE_OFFSET, bytes((val,)) * (n - 1) + bytes((POISON_END,)))
-
-    def caller_id(self) -> int:
-        """The simulated caller outside the allocator, as a small id (the "last user" word).
-
-        Looked up by (code object, line) first: building the site string costs
-        several os.path calls, and a debugged alloc/free pair does this twice.
-        """
-        f = mm_caller_frame()
-        key = None if f is None else (f.f_code, f.f_lineno)
-        cid = self._by_frame.get(key)
-        if cid is not None:
-            return cid
-        site = "<unknown>" if f is None else f"{f.f_code.co_name}+{relpath(f.f_code.co_filename)}:{f.f_lineno}"
-        cid = self._caller_ids.get(site)
-        if cid is None:
-            cid = len(self.callers)
-            self.callers.append(site)
-            self._caller_ids[site] = cid
-        self._by_frame[key] = cid
-        return cid
-
-    def init_obj(self, c: kmem_cache_t, raw: int) -> None:
-        if c.flags & SLAB_POISON:
-            self.poison(c, raw, POISON_FREE)
-        if c.flags & SLAB_STORE_USER:
-            self._set_word(self.userword(c, raw), 0)
-        if c.flags & SLAB_RED_ZONE:
-            self._set_word(self.redzone1(c, raw), RED_INACTIVE)
-            self._set_word(self.redzone2(c, raw), RED_INACTIVE)
-
-    def check_ctor_redzones(self, c: kmem_cache_t, raw: int) -> None:
-        if self._word(self.redzone2(c, raw)) != RED_INACTIVE:
-            self.slab_error(c, "cache_init_objs", "constructor overwrote the end of an object", raw)
-        if self._word(self.redzone1(c, raw)) != RED_INACTIVE:
-            self.slab_error(c, "cache_init_objs", "constructor overwrote the start of an object", raw)
-
-    def slab_error(self, c: kmem_cache_t, func: str, msg: str, raw: int) -> None:
-        c.errors += 1
-        self.sa.m.report("slab_error", [f"slab error in {func}(): cache `{c.name}': {msg}"],
-                         site=f"{c.name}:{func}:{raw:#x}")
-
-    def _poison_mismatch(self, c: kmem_cache_t, raw: int) -> tuple[int, int, bytes] | None:
-        start = raw + c.dbghead
-        data = self.mem.read(start - PAGE_OFFSET, c.reallen)
-        want = bytes((POISON_FREE,)) * (c.reallen - 1) + bytes((POISON_END,))
-        if data == want:
-            return None
-        first = next(i for i in range(len(data)) if data[i] != want[i])
-        last = max(i for i in range(len(data)) if data[i] != want[i])
-        return first, last, data
-
-    def check_poison(self, c: kmem_cache_t, raw: int, when: str) -> bool:
-        """check_poison_obj: a freed object's bytes must still be POISON_FREE. True if intact."""
-        bad = self._poison_mismatch(c, raw)
-        if bad is None:
-            return True
-        first, last, data = bad
-        start = raw + c.dbghead
-        want = POISON_FREE if first < c.reallen - 1 else POISON_END
-        lines = [*slub_bug(c, "Poison overwritten"),
-                 f"INFO: 0x{start + first:08x}-0x{start + last:08x} @offset={first}. "
-                 f"First byte 0x{data[first]:x} instead of 0x{want:x}",
-                 f"Slab corruption: start={start:08x}, len={c.reallen}"]
-        if c.flags & SLAB_RED_ZONE:
-            lines.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
-        if c.flags & SLAB_STORE_USER:
-            uid = self._word(self.userword(c, raw))
-            lines.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
-        row = first & ~15
-        for _ in range(5):
-            if row > last or row >= len(data):
-                break
-            chunk = data[row:row + 16]
-            lines.append(f"{row:03x}:" + "".join(f" {b:02x}" for b in chunk))
-            row += 16
-        lines.append(f"detected at {when}")
-        c.errors += 1
-        self.sa.m.report("slab_poison", lines, site=f"{c.name}:poison:{raw:#x}",
-                         extra={"cache": c.name, "object": start})
-        return False
-
-    def after_alloc(self, c: kmem_cache_t, raw: int, flags: int, size: int = -1) -> int:
-        """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user.
-
-        ``size`` is the kmalloc request (-1 for kmem_cache_alloc): with red zones, the
-        bytes from it to the end of the object become red zone too, as SLUB's
-        kmalloc redzone does (filled with SLUB_RED_ACTIVE, checked at free).
-        """
-        if c.flags & SLAB_POISON:
-            self.check_poison(c, raw, "allocation (a write to the object after it was freed)")
-            self.poison(c, raw, POISON_INUSE)
-        if c.flags & SLAB_STORE_USER:
-            self._set_word(self.userword(c, raw), self.caller_id())
-        if c.flags & SLAB_RED_ZONE:
-            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
-            if r1 != RED_INACTIVE or r2 != RED_INACTIVE:
-                self.slab_error(c, "cache_alloc_debugcheck_after",
-                                "double free, or memory outside object was overwritten", raw)
-                self.sa.m.printk(f"{raw + c.dbghead:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}.", "ERROR")
-            self._set_word(self.redzone1(c, raw), RED_ACTIVE)
-            self._set_word(self.redzone2(c, raw), RED_ACTIVE)
-        objp = raw + c.dbghead
-        if 0 <= size < c.reallen and c.flags & SLAB_RED_ZONE:
-            self.mem.write(objp + size - PAGE_OFFSET, bytes((KMALLOC_RED_ACTIVE,)) * (c.reallen - size))
-            self.kmalloc_req[objp] = size
-        if c.ctor is not None and c.flags & SLAB_POISON:
-            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | (0 if flags & GFP_WAIT else SLAB_CTOR_ATOMIC))
-        return objp
-
-    def before_free(self, c: kmem_cache_t, objp: int, func: str) -> int | None:
-        """cache_free_debugcheck: the raw slot address, or None when the free must be refused."""
-        sa = self.sa
-        raw = objp - c.dbghead
-        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
-        off = raw - slab.s_mem if slab is not None else -1
-        if slab is None or off < 0 or off % c.objsize or off // c.objsize >= c.num:
-            c.errors += 1
-            sa.m.report("slab_invalid_free", [
-                *slub_bug(c, f"Invalid object pointer 0x{objp:08x}"),
-                f"{func}: 0x{objp:08x} is not the start of an object of cache `{c.name}'"],
-                site=f"{c.name}:invalid:{objp:#x}", extra={"cache": c.name, "object": objp})
-            return None
-        if c.flags & SLAB_RED_ZONE:
-            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
-            if r1 != RED_ACTIVE or r2 != RED_ACTIVE:
-                self._redzone_report(c, raw, objp, r1, r2, func)
-                if r1 == RED_INACTIVE and r2 == RED_INACTIVE:
-                    return None  # already free: refuse, the object stays where it is
-            self._set_word(self.redzone1(c, raw), RED_INACTIVE)
-            self._set_word(self.redzone2(c, raw), RED_INACTIVE)
-            if self.kmalloc_req:
-                size = self.kmalloc_req.pop(objp, -1)
-                if size >= 0:
-                    self._check_kmalloc_redzone(c, objp, size, func)
-        if c.flags & SLAB_STORE_USER:
-            self._set_word(self.userword(c, raw), self.caller_id())
-        if c.dtor is not None and c.flags & SLAB_POISON:
-            c.dtor(objp, c, 0)
-        if c.flags & SLAB_POISON:
-            self.poison(c, raw, POISON_FREE)
-        return raw
-
-    def _redzone_report(self, c: kmem_cache_t, raw: int, objp: int, r1: int, r2: int, func: str) -> None:
-        c.errors += 1
-        if r1 == RED_INACTIVE and r2 == RED_INACTIVE:
-            kind, what = "slab_double_free", "Object already free"
-        elif r1 != RED_ACTIVE:
-            kind, what = "slab_redzone", "Left Redzone overwritten"
-        else:
-            kind, what = "slab_redzone", "Right Redzone overwritten"
-        self.sa.m.report(kind, [
-            *slub_bug(c, what),
-            f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} size={c.reallen}",
-            f"slab error in cache_free_debugcheck(): cache `{c.name}': double free, or memory outside object "
-            "was overwritten",
-            f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}.",
-            f"freed by {func}()"], site=f"{c.name}:{kind}:{objp:#x}", extra={"cache": c.name, "object": objp})
-
-    def _check_kmalloc_redzone(self, c: kmem_cache_t, objp: int, size: int, func: str) -> None:
-        """The bytes after a kmalloc request must still be SLUB_RED_ACTIVE (the free goes on)."""
-        n = c.reallen - size
-        data = self.mem.read(objp + size - PAGE_OFFSET, n)
-        if data == bytes((KMALLOC_RED_ACTIVE,)) * n:
-            return
-        first = next(i for i in range(n) if data[i] != KMALLOC_RED_ACTIVE)
-        last = max(i for i in range(n) if data[i] != KMALLOC_RED_ACTIVE)
-        c.errors += 1
-        self.sa.m.report("slab_redzone", [
-            *slub_bug(c, "kmalloc Redzone overwritten"),
-            f"INFO: 0x{objp + size + first:08x}-0x{objp + size + last:08x} @offset={size + first}. "
-            f"First byte 0x{data[first]:x} instead of 0x{KMALLOC_RED_ACTIVE:x}",
-            f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} size={c.reallen}",
-            f"kmalloc({size}) object of cache `{c.name}': bytes {size}..{c.reallen - 1} are red zone",
-            f"freed by {func}()"], site=f"{c.name}:kmalloc_redzone:{objp:#x}",
-            extra={"cache": c.name, "object": objp})
-
-    def check_freed_at_destroy(self, c: kmem_cache_t, raw: int) -> None:
-        """slab_destroy under DEBUG: every object of the slab is free; its poison and both
-        red zone words must be as the free left them."""
-        if c.flags & SLAB_POISON:
-            self.check_poison(c, raw, "slab destruction (a write to the object after it was freed)")
-        if c.flags & SLAB_RED_ZONE:
-            r1, r2 = self._word(self.redzone1(c, raw)), self._word(self.redzone2(c, raw))
-            objp = raw + c.dbghead
-            for word, what, where in ((r1, "Left Redzone overwritten", "start"),
-                                      (r2, "Right Redzone overwritten", "end")):
-                if word != RED_INACTIVE:
-                    c.errors += 1
-                    self.sa.m.report("slab_redzone", [
-                        *slub_bug(c, what),
-                        f"INFO: Object 0x{objp:08x} @offset={objp - PAGE_OFFSET & (PAGE_SIZE - 1)} "
-                        f"size={c.reallen}",
-                        f"slab error in slab_destroy(): cache `{c.name}': {where} of a freed object "
-                        "was overwritten",
-                        f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}."],
-                        site=f"{c.name}:destroy_redzone:{where}:{objp:#x}",
-                        extra={"cache": c.name, "object": objp})
-
-
-def slub_bug(c: kmem_cache_t, what: str) -> list[str]:
-    """The head of a SLUB report (mm/slub.c slab_bug): the rules, the BUG line, a blank line."""
-    return [SLUB_RULE_TOP, f"BUG {c.name} (Not tainted): {what}", SLUB_RULE_BOTTOM, ""]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ from percpu_kmem import (
     write_u8,
     write_u32,
 )
-from percpu_kmem.mm.slab import BYTES_PER_WORD, Geometry, cache_estimate, enable_cpucache_tunables
+from percpu_kmem.mm.slab_geometry import BYTES_PER_WORD, Geometry, cache_estimate, enable_cpucache_tunables
 from percpu_kmem.testing import explore
 
 pytestmark = pytest.mark.timeout(120)
