@@ -387,9 +387,9 @@ class Engine(ABC):
             t.relax_streak = 0
         t.relaxes_seen = t.relaxes
 
-    def _livelocked(self) -> bool:
-        """Every live task busy-waits (long enough), spins or sleeps, or waits for a CPU that
-        no busy-waiter can give up (it cannot be preempted): none can progress."""
+    def _livelocked(self, streak: int = LIVELOCK_RELAXES) -> bool:
+        """Every live task busy-waits (``streak`` turns or more), spins or sleeps, or waits for
+        a CPU that no busy-waiter can give up (it cannot be preempted): none can progress."""
         cpu_free = any(c.curr is None or (c.preempt_count == 0 and not c.irqs_off)
                        for c in self.cpus if c.online)
         for u in self.tasks:
@@ -401,9 +401,22 @@ class Engine(ABC):
                 if cpu_free:
                     return False
                 continue
-            if u.relax_streak < LIVELOCK_RELAXES:
+            if u.relax_streak < streak:
                 return False
         return True
+
+    def _busy_waiting_check(self, t: Task) -> bool:
+        """Every LIVELOCK_CHECK_EVERY turns of ``t``'s busy-wait: if nobody does anything but
+        wait, let time pass to the next timer (sleepers wake, as they would while the CPUs
+        spin on real hardware). True when nothing is left to wake: then it is a livelock
+        once the busy-waiters have turned LIVELOCK_RELAXES times."""
+        if not self._livelocked(LIVELOCK_CHECK_EVERY):
+            return False
+        self._prune_timers()
+        if self.timers:
+            self._fire_timers()
+            return False
+        return t.relax_streak >= LIVELOCK_RELAXES and self._livelocked()
 
 
 def describe_wait(what: Any) -> str:
@@ -771,11 +784,10 @@ class BatonEngine(Engine):
         t.relax_streak += 1
         self.policy.on_relax(self, t)
         self.charge(t, costs.CPU_RELAX)
-        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and t.relax_streak >= LIVELOCK_RELAXES:
-            if self._livelocked():
-                self.m._report_livelock(self.blocked_summary())
-                self._finish()
-                raise TaskAbort()
+        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and self._busy_waiting_check(t):
+            self.m._report_livelock(self.blocked_summary())
+            self._finish()
+            raise TaskAbort()
 
     def idle_wait(self, t: Task) -> None:
         """The idle task served its interrupts: give the CPU back."""
@@ -1049,12 +1061,13 @@ class FreeEngine(Engine):
         t.relaxes += 1
         t.relax_streak += 1
         t.cpu.clock += costs.CPU_RELAX
-        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and t.relax_streak >= LIVELOCK_RELAXES:
+        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0:
             with self.cv:
-                if self._livelocked() and not self.aborting:
+                if self._busy_waiting_check(t) and not self.aborting:
                     self.m._report_livelock(self.blocked_summary())
                     self._finish_locked()
                     raise TaskAbort()
+                self.cv.notify_all()
         time.sleep(0)  # a pause: let the other host threads run
 
     def idle_wait(self, t: Task) -> None:

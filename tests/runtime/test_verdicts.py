@@ -709,3 +709,22 @@ def test_deadlock_still_raises_with_on_bug_raise() -> None:
     m = Machine(cpus=1, boot=False, on_bug="raise")
     with pytest.raises(Deadlock):
         m.run(lambda: (set_current_state(TASK_UNINTERRUPTIBLE), schedule()))
+
+
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
+def test_busy_waiting_for_a_task_that_sleeps_lets_virtual_time_pass(policy: str) -> None:
+    """Not a livelock: the sleeper's timer would fire while the CPUs spin."""
+    m = Machine(cpus=2, policy=policy, seed=1, boot=False, timeout=60)
+    flag: list[int] = []
+
+    def waiter() -> None:
+        while not flag:
+            cpu_relax()
+
+    def sleeper() -> int:
+        msleep(10)
+        flag.append(1)
+        return jiffies()
+
+    _, woke_at = m.run(waiter, sleeper)
+    assert woke_at >= 10 and not m.reports
