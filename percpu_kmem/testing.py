@@ -22,12 +22,15 @@ kernel's own data wrong on purpose.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 from .machine import Machine
 from .runtime.errors import KmemError, KmemUsageError
+from .runtime.machine import state_dir
 from .runtime.policies import POLICIES
 from .runtime.report import Report
 
@@ -48,6 +51,11 @@ CAMPAIGN: tuple[tuple[str, dict[str, Any]], ...] = (
 )
 #: Scenario runs a failure's schedule shrinking may take (0: do not shrink).
 SHRINK_RUNS = 60
+#: Where explore() keeps the runs that failed, to rerun them first next time (under
+#: ``$PERCPU_KMEM_DIR`` or ``.percpu_kmem/`` of the working directory).
+FAILURES_FILE = "failures.json"
+#: How many failures are kept per scenario.
+FAILURES_KEPT = 8
 #: Seeds ``explore`` runs per policy when called with ``seeds=None``.
 DEFAULT_SEEDS = 20
 #: The environment variable ``--kmem-seeds`` sets; it replaces ``DEFAULT_SEEDS``.
@@ -218,6 +226,10 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
         plan = [(CAMPAIGN[i % len(CAMPAIGN)], seed) for i, seed in enumerate(seed_list)]
     else:
         plan = [((policy, {}), seed) for policy in _policy_list(policies) for seed in seed_list]
+    key = _scenario_key(scenario)
+    planned = {(pp, json.dumps(oo, sort_keys=True), ss) for (pp, oo), ss in plan}
+    remembered = [((p, o), s) for p, o, s in _failures_of(key) if (p, o, s) not in planned]
+    plan = [((p, json.loads(o)), s) for (p, o), s in remembered] + plan  # earlier failures first
     n = 0
     pct_steps = 0  # the most contended steps a PCT run of this scenario took
     for (policy, options), seed in plan:
@@ -232,13 +244,70 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
             _raise_unexpected(m, expected, policy, seed, "explore")
         except BaseException as e:
             _annotate(e, m, policy, seed, expected, "explore")
-            if shrink and isinstance(e, Exception):
-                _offer_shrunk(e, scenario, m)
+            if isinstance(e, Exception):
+                _remember_failure(key, policy, options, seed)
+                if shrink:
+                    _offer_shrunk(e, scenario, m)
             raise
         if policy == "pct":
             pct_steps = max(pct_steps, getattr(getattr(m.engine, "policy", None), "pct_step", 0))
         n += 1
     return n
+
+
+def _scenario_key(scenario: Callable[..., Any]) -> str:
+    """A scenario's name across processes: its module and qualified name."""
+    return f"{getattr(scenario, '__module__', '?')}:{getattr(scenario, '__qualname__', repr(scenario))}"
+
+
+def _failures_path() -> Path:
+    return state_dir() / FAILURES_FILE
+
+
+def _load_failures() -> dict[str, list[list[Any]]]:
+    try:
+        data = json.loads(_failures_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _failures_of(key: str) -> list[tuple[str, str, int]]:
+    """The remembered failing runs of a scenario: (policy, options as JSON, seed)."""
+    out = []
+    for item in _load_failures().get(key, []):
+        if (isinstance(item, list) and len(item) == 3 and item[0] in POLICIES and isinstance(item[1], str)
+                and isinstance(item[2], int)):
+            out.append((item[0], item[1], item[2]))
+    return out
+
+
+def _remember_failure(key: str, policy: str, options: dict[str, Any], seed: int) -> None:
+    """Keep a failing run so that the next explore() of the scenario reruns it first
+    (as shuttle's failure persistence and Hypothesis's example database do)."""
+    data = _load_failures()
+    entry = [policy, json.dumps(options, sort_keys=True), seed]
+    runs = [e for e in data.get(key, []) if e != entry]
+    data[key] = [entry, *runs][:FAILURES_KEPT]
+    try:
+        path = _failures_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass  # a read-only checkout: the failure is still raised, only not remembered
+
+
+def forget_failures(scenario: Callable[..., Any] | None = None) -> None:
+    """Forget the remembered failures of ``scenario`` (of every scenario with None)."""
+    data = _load_failures()
+    if scenario is None:
+        data = {}
+    else:
+        data.pop(_scenario_key(scenario), None)
+    try:
+        _failures_path().write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    except OSError:
+        pass
 
 
 def _offer_shrunk(e: Exception, scenario: Callable[[Machine], Any], m: Machine) -> None:
@@ -295,5 +364,5 @@ def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int
     return None
 
 
-__all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "UnexpectedReport", "seeds_from_env", "explore",
-           "find_seed"]
+__all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "CAMPAIGN", "SHRINK_RUNS", "FAILURES_FILE",
+           "FAILURES_KEPT", "UnexpectedReport", "seeds_from_env", "explore", "find_seed", "forget_failures"]

@@ -9,8 +9,9 @@ from percpu_kmem import Machine
 
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Long traces and failure records go to a temporary folder, not the checkout."""
-    monkeypatch.setenv("PERCPU_KMEM_DIR", str(tmp_path_factory.getbasetemp() / "percpu_kmem_state"))
+    """Long traces and remembered failures go to a temporary folder of each test's own,
+    not the checkout: a failure one test provokes is not rerun first by another."""
+    monkeypatch.setenv("PERCPU_KMEM_DIR", str(tmp_path_factory.mktemp("percpu_kmem_state")))
 
 
 @pytest.fixture

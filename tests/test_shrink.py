@@ -133,3 +133,26 @@ def test_the_default_campaign_rotates_policies_and_sizes_pct_to_the_scenario() -
     pct_runs = [opts for p, opts in seen if p == "pct"]
     assert "steps" not in pct_runs[0] and all("steps" in o for o in pct_runs[1:])  # sized from the first
     assert {o["depth"] for o in pct_runs} == {1, 2, 3}
+
+
+def test_a_failing_run_is_remembered_and_rerun_first_next_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from percpu_kmem.testing import explore, forget_failures
+    monkeypatch.setenv("PERCPU_KMEM_DIR", str(tmp_path))
+    runs: list[int] = []
+
+    def flaky(m: Machine) -> None:
+        runs.append(m.seed)
+        lost_update(m)
+
+    with pytest.raises(AssertionError):
+        explore(flaky, seeds=range(60), policies="random", cpus=2, shrink=False)
+    failing = runs[-1]
+    assert (tmp_path / "failures.json").exists()
+    runs.clear()
+    with pytest.raises(AssertionError):
+        explore(flaky, seeds=range(1000, 1010), policies="random", cpus=2, shrink=False)
+    assert runs[0] == failing  # the remembered failure ran first, before the new seeds
+    forget_failures(flaky)
+    runs.clear()
+    explore(lambda m: runs.append(m.seed) or m.run(lambda: None), seeds=range(3), policies="random", cpus=2)
+    assert runs == [0, 1, 2]
