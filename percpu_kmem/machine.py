@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final
 
 from .boot import boot_machine
+from .mm.fault_inject import FaultAttr, parse_fault_inject
 from .runtime.errors import KmemUsageError, NoMemoryLayers
 from .runtime.kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .runtime.machine import SmpMachine
@@ -44,6 +45,11 @@ class Machine(SmpMachine):
             allocator exists: the place for ``alloc_bootmem`` (see mm/bootmem.py).
         slab_debug: turn slab debugging (poison, redzones, double-free checks) on for
             every cache of this machine, as CONFIG_DEBUG_SLAB does.
+        fault_inject: failslab and fail_page_alloc knobs (mm/fault_inject.py): a dict
+            ``{"failslab": {"probability": 10, "times": -1}, ...}`` or the boot options
+            ``"failslab=<interval>,<probability>,<space>,<times> fail_page_alloc=..."``;
+            ``m.failslab`` and ``m.fail_page_alloc`` change them at any time.
+        lockdep: lockdep-style lock validation (runtime/lockdep.py).
     """
 
     # The memory subsystems, in boot order (percpu_kmem/boot.py assigns them).
@@ -57,7 +63,8 @@ class Machine(SmpMachine):
     meminfo_hooks: list[Callable[[], list[tuple[str, int]]]]  #: extra /proc/meminfo lines
 
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, boot: bool = True,
-                 init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False, **kw: Any) -> None:
+                 init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
+                 fault_inject: dict[str, dict[str, Any]] | str | None = None, **kw: Any) -> None:
         if not isinstance(boot, bool):
             raise KmemUsageError(f"Machine: boot(={boot!r}) must be True or False")
         if not isinstance(slab_debug, bool):
@@ -69,7 +76,13 @@ class Machine(SmpMachine):
         for fn in boot_init:
             if not callable(fn):
                 raise KmemUsageError(f"init takes callables (boot-time init functions), got {fn!r}")
+        faults = parse_fault_inject(fault_inject)
         super().__init__(cpus, **kw)
+        self.fault_inject_arg = fault_inject
+        self.failslab = FaultAttr("failslab", self.seed)
+        self.fail_page_alloc = FaultAttr("fail_page_alloc", self.seed)
+        for name, knobs in faults.items():
+            getattr(self, name).configure(**knobs)
         self.memory_arg = memory
         self.booted = boot
         self.boot_init: tuple[Callable[[], Any], ...] = boot_init
@@ -78,6 +91,15 @@ class Machine(SmpMachine):
             self.system_state = SYSTEM_BOOTING
             boot_machine(self)
             self.system_state = SYSTEM_RUNNING
+            self.slab.failslab = self.failslab
+            self.mm.fail_page_alloc = self.fail_page_alloc
+
+    def run(self, *fns: Callable[[], Any], names: Iterable[str] | None = None) -> list[Any]:
+        """SmpMachine.run, with the fault-injection draws seeded for this run."""
+        seed = self.seed if self._runs == 0 else self.seed * 1_000_003 + self._runs
+        self.failslab.reseed(seed)
+        self.fail_page_alloc.reseed(seed)
+        return super().run(*fns, names=names)
 
     def __getattr__(self, name: str) -> Any:
         """Only for attributes that do not exist: a memory layer of a machine that never
@@ -90,6 +112,8 @@ class Machine(SmpMachine):
         args = super().shaping_args()
         head = {k: args.pop(k) for k in ("cpus", "policy", "seed")}
         extra: dict[str, Any] = {"memory": self.memory_arg, "slab_debug": self.slab_debug}
+        if self.fault_inject_arg is not None:
+            extra["fault_inject"] = self.fault_inject_arg
         if not self.booted:
             extra["boot"] = False
         return {**head, **extra, **args}

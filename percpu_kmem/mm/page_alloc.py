@@ -47,6 +47,7 @@ from ..runtime.task import CURRENT, Task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
+from .fault_inject import FaultAttr, should_fail_alloc_page
 from .gfp import (
     GFP_COLD,
     GFP_DMA,
@@ -200,6 +201,8 @@ class PageAllocator:
         self.reclaim_wait = init_waitqueue_head("reclaim_wait")
         self.reclaim: Reclaim | None = None
         self.fail_next: list[int] = [0]  # fault injection: fail the next N allocations
+        #: fail_page_alloc's knobs (mm/fault_inject.py): the Machine's once booted
+        self.fail_page_alloc: FaultAttr | None = None
         self.total_pages = mem.nr_pages
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
         self.translate_hook: TranslateHook | None = None
@@ -521,6 +524,9 @@ class PageAllocator:
             self.fail_next[0] -= 1
             self._nopage(t, gfp, order)
             return None
+        fpa = self.fail_page_alloc
+        if fpa is not None and fpa.probability | t.fail_nth and should_fail_alloc_page(fpa, gfp, order):
+            return None  # prepare_alloc_pages(): should_fail_alloc_page() made it fail
         if nid < 0:
             nid = t.cpu.node
         zones = self.zonelist(gfp, nid)

@@ -57,6 +57,7 @@ from ..runtime.task import CURRENT, Task
 from ..runtime.validate import check_int
 from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
+from .fault_inject import FaultAttr, should_failslab
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
 from .slab_debug import SlabDebug, slub_bug
@@ -482,6 +483,9 @@ class kmem_cache_t:
             if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc()
                 fs_reclaim_acquire(flags)
                 fs_reclaim_release(flags)
+        fs = self.sa.failslab
+        if fs is not None and fs.probability | t.fail_nth and should_failslab(fs, self.objsize, flags):
+            return None  # slab_pre_alloc_hook(): should_failslab() made it fail
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
         objp: int | None
@@ -572,6 +576,8 @@ class SlabAllocator:
         self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
         self._next_id = 1
         self.debug = SlabDebug(self)
+        #: failslab's knobs (mm/fault_inject.py): the Machine's ``failslab`` once booted
+        self.failslab: FaultAttr | None = None
         #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
         self.kmalloc_normal: list[kmem_cache_t] = []
         self.kmalloc_dma: list[kmem_cache_t] = []
