@@ -80,6 +80,13 @@ from .mm.bootmem import (__pa, __va)
 from .mm.access import (mem_read, mem_write, memset, memcpy, read_u8, read_u16, read_u32, read_u64,
                         write_u8, write_u16, write_u32, write_u64)
 
+# -- atomics and marked accesses (<asm/atomic.h>, <asm/system.h>, <linux/compiler.h>)
+from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_inc, atomic_dec,
+                        atomic_add_return, atomic_sub_return, atomic_inc_return, atomic_dec_return,
+                        atomic_sub_and_test, atomic_dec_and_test, atomic_inc_and_test,
+                        atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
+                        WRITE_ONCE)
+
 # -- slab caches and kmalloc (<linux/slab.h>)
 from .mm.slab import (kmem_cache_t, kmem_cache_create, kmem_cache_destroy, kmem_cache_alloc,
                       kmem_cache_free, kmem_cache_shrink, kmem_cache_size, kmem_cache_name,
@@ -179,6 +186,11 @@ __all__ = [
     # simulated memory
     "mem_read", "mem_write", "memset", "memcpy", "read_u8", "read_u16", "read_u32", "read_u64",
     "write_u8", "write_u16", "write_u32", "write_u64",
+    # atomics and marked accesses
+    "atomic_read", "atomic_set", "atomic_add", "atomic_sub", "atomic_inc", "atomic_dec",
+    "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
+    "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
+    "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
     # slab caches and kmalloc
     "kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc",
     "kmem_cache_free", "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune",

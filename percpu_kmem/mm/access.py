@@ -377,6 +377,12 @@ def _reader(size: int) -> Callable[[int], int]:
     return read
 
 
+def do_read_int(fn: str, addr: int, size: int) -> int:
+    """Load a little-endian int of ``size`` bytes at ``addr``; ``fn`` names the function in a
+    refusal (atomic_read(v) says "atomic_read: addr(=...)")."""
+    return int.from_bytes(_read(addr, size, size, fn), "little")
+
+
 def do_write_int(fn: str, addr: int, value: int, size: int, vname: str = "value") -> None:
     """Store ``value`` as a little-endian int of ``size`` bytes at ``addr`` (device memory:
     one bus write of that width); ``fn`` and ``vname`` name the function and the value in
