@@ -40,7 +40,6 @@ Simplified, on purpose (docs/bootmem.md says why):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
@@ -825,7 +824,6 @@ def __va(paddr: int) -> int:
         raise KmemUsageError(f"__va: paddr(={paddr:#x}): {e}") from None
 
 
-_: Callable[..., Any] = bootmem_bootmap_pages
 
 __all__ = ["alloc_bootmem", "alloc_bootmem_low", "alloc_bootmem_pages", "alloc_bootmem_low_pages",
            "alloc_bootmem_node", "alloc_bootmem_pages_node", "alloc_bootmem_low_pages_node",

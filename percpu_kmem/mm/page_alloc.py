@@ -19,7 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
-from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError, Oops
+from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     HUNG_TASK_TIMEOUT_NS,
     HUNG_TASK_TIMEOUT_SECS,
@@ -717,7 +717,6 @@ def alloc_pages_failed_report_kinds() -> tuple[str, ...]:
     return ("page_alloc_failure",)
 
 
-_ = (Oops, Any, Page, spin_unlock)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from . import costs
 from .errors import KmemUsageError, NotInTaskError
 from .preempt import (
     HARDIRQ_MASK,
@@ -723,4 +722,3 @@ __all__ = [
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
 ]
-_ = costs

@@ -687,4 +687,3 @@ __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin
            "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
            "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
            "wake_up_interruptible", "wake_up_nr", "waitqueue_active"]
-_ = Any

@@ -13,7 +13,6 @@ A bool is never an int here (``True`` is not an order, a size or a CPU number).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from .errors import KmemUsageError
@@ -116,4 +115,3 @@ def check_machine(fn: str, name: str, obj: Any, owner: Any, machine: Any, what: 
 
 __all__ = ["bad", "check_int", "check_number", "check_flags", "check_str", "check_callable",
            "check_type", "check_choice", "check_machine", "GFP_BITS_MASK"]
-_ = Callable
