@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from benchmarks._measure import bare_baton, bare_list, empty_call, interleaved, machine_info
+from benchmarks._measure import bare_baton, bare_list, empty_call, interleaved, machine_info, spin_lock_runs
 from benchmarks.bench_runtime import bench_handoff, point_loop
 from benchmarks.bench_slab import kmalloc_pair
 from percpu_kmem import (
@@ -190,22 +190,8 @@ def rows_8c(s: Sizes) -> list[Row]:
 
 # -- 9: runs per second -------------------------------------------------------------
 def runs_per_run(n: int, boot: bool) -> float:
-    """Seconds per run of the two-task, ten-step spin_lock scenario, a fresh
-    Machine(cpus=2, seed=s) per run, s = 0..n-1 (its construction and boot included).
-    A lock belongs to the machine that first uses it: each run makes its own."""
-    lock = [spin_lock_init()]
-
-    def body() -> None:
-        lk = lock[0]
-        for _ in range(10):
-            spin_lock(lk)
-            spin_unlock(lk)
-
-    t0 = time.perf_counter()
-    for seed in range(n):
-        lock[0] = spin_lock_init()
-        Machine(cpus=2, seed=seed, boot=boot).run(body, body)
-    return (time.perf_counter() - t0) / n
+    """Seconds per run of the two-task, ten-step spin_lock scenario (see _measure)."""
+    return spin_lock_runs(n, boot=boot)
 
 
 def rows_9(s: Sizes) -> list[Row]:

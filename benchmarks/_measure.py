@@ -121,3 +121,25 @@ def machine_info() -> dict[str, str]:
         "platform": sys.platform,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),
     }
+
+
+def spin_lock_runs(n: int, *, boot: bool, policy: str = "random") -> float:
+    """Seconds per run of the two-task, ten-step spin_lock scenario on a fresh
+    Machine(cpus=2, seed=s) per run, s = 0..n-1 (construction and boot included). A lock
+    belongs to the machine that first uses it: each run makes its own."""
+    from percpu_kmem import Machine
+    from percpu_kmem.linux import spin_lock, spin_lock_init, spin_unlock
+
+    lock = [spin_lock_init()]
+
+    def body() -> None:
+        lk = lock[0]
+        for _ in range(10):
+            spin_lock(lk)
+            spin_unlock(lk)
+
+    t0 = time.perf_counter()
+    for seed in range(n):
+        lock[0] = spin_lock_init()
+        Machine(cpus=2, policy=policy, seed=seed, boot=boot).run(body, body)
+    return (time.perf_counter() - t0) / n

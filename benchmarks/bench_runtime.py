@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks._measure import bare_baton, empty_call, interleaved
-from percpu_kmem import Machine, preempt_point, spin_lock, spin_lock_init, spin_unlock
+from benchmarks._measure import bare_baton, empty_call, interleaved, spin_lock_runs
+from percpu_kmem import Machine, preempt_point
 
 __all__ = ["point_loop", "bench_point", "bench_handoff", "bench_bare_baton", "bench_runs", "main"]
 
@@ -54,20 +54,7 @@ def bench_handoff(n: int) -> tuple[float, int]:
 
 
 def bench_runs(n: int, policy: str) -> float:
-    lock = [spin_lock_init()]
-
-    def body() -> None:
-        lk = lock[0]
-        for _ in range(10):
-            spin_lock(lk)
-            spin_unlock(lk)
-
-    t0 = time.perf_counter()
-    for seed in range(n):
-        lock[0] = spin_lock_init()  # a lock belongs to the machine that first uses it
-        Machine(cpus=2, policy=policy, seed=seed, boot=False).run(body, body)
-    return n / (time.perf_counter() - t0)
-
+    return 1 / spin_lock_runs(n, boot=False, policy=policy)
 
 def main() -> None:
     quick = "--quick" in sys.argv
