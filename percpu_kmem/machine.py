@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .boot import boot_machine
 from .mm.fault_inject import FaultAttr, parse_fault_inject
+from .mm.kcsan import Kcsan
 from .runtime.errors import KmemUsageError, NoMemoryLayers
 from .runtime.kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .runtime.machine import SmpMachine
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from .mm.physmem import PhysMem
     from .mm.slab import SlabAllocator
     from .mm.vmalloc import VmallocSpace
+    from .runtime.hb import HappensBefore
 
 #: The memory subsystems boot.py gives a machine (absent with boot=False).
 MEMORY_LAYERS: Final = frozenset({"mem", "mm", "bootmem", "slab", "mempools", "vmalloc", "percpu",
@@ -50,6 +52,10 @@ class Machine(SmpMachine):
             ``"failslab=<interval>,<probability>,<space>,<times> fail_page_alloc=..."``;
             ``m.failslab`` and ``m.fail_page_alloc`` change them at any time.
         lockdep: lockdep-style lock validation (runtime/lockdep.py).
+        kcsan: KCSAN-style data-race detection (mm/kcsan.py, runtime/hb.py): plain
+            accesses through the memory accessors that race with another access of
+            another task or interrupt handler, not ordered by happens-before, are
+            reported ("BUG: KCSAN: data-race in f / g"). Changes no schedule and no result.
     """
 
     # The memory subsystems, in boot order (percpu_kmem/boot.py assigns them).
@@ -64,7 +70,10 @@ class Machine(SmpMachine):
 
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, boot: bool = True,
                  init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
-                 fault_inject: dict[str, dict[str, Any]] | str | None = None, **kw: Any) -> None:
+                 fault_inject: dict[str, dict[str, Any]] | str | None = None, kcsan: bool = False,
+                 **kw: Any) -> None:
+        if not isinstance(kcsan, bool):
+            raise KmemUsageError(f"Machine: kcsan(={kcsan!r}) must be True or False")
         if not isinstance(boot, bool):
             raise KmemUsageError(f"Machine: boot(={boot!r}) must be True or False")
         if not isinstance(slab_debug, bool):
@@ -93,12 +102,23 @@ class Machine(SmpMachine):
             self.system_state = SYSTEM_RUNNING
             self.slab.failslab = self.failslab
             self.mm.fail_page_alloc = self.fail_page_alloc
+        #: the data-race detector (mm/kcsan.py), None unless kcsan=True; its happens-before
+        #: clocks (``hb``) are what every new task and the interrupts keep up to date
+        self.kcsan: Kcsan | None = None
+        self.hb: HappensBefore | None = None
+        if kcsan:
+            self.kcsan = Kcsan(self)
+            self.hb = self.irq.hb = self.kcsan.hb
+            if boot:
+                self.mm.kcsan = self.kcsan
 
     def run(self, *fns: Callable[[], Any], names: Iterable[str] | None = None) -> list[Any]:
         """SmpMachine.run, with the fault-injection draws seeded for this run."""
         seed = self.seed if self._runs == 0 else self.seed * 1_000_003 + self._runs
         self.failslab.reseed(seed)
         self.fail_page_alloc.reseed(seed)
+        if self.kcsan is not None and (self._engine is None or self._engine.finished):
+            self.kcsan.reset()  # everything before the run happens before each of its tasks
         return super().run(*fns, names=names)
 
     def __getattr__(self, name: str) -> Any:
@@ -116,6 +136,8 @@ class Machine(SmpMachine):
             extra["fault_inject"] = self.fault_inject_arg
         if not self.booted:
             extra["boot"] = False
+        if self.kcsan is not None:  # it shapes the reports, not the schedule
+            extra["kcsan"] = True
         return {**head, **extra, **args}
 
     def _replay_caveats(self) -> str:

@@ -515,6 +515,9 @@ class kmem_cache_t:
             objp = raw
         elif not self._hardened_free_ok(t, objp, func):
             return
+        kcsan = self.sa.pa.kcsan
+        if kcsan is not None:  # KCSAN: a freed object starts afresh (mm/kcsan.py)
+            kcsan.forget(objp, self.objsize)
         irqs = local_irq_save()
         cc = self.cpu[t.cpu.id]
         if len(cc.loaded) < self.batchcount:

@@ -213,6 +213,8 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.acquisitions += 1
     lock.acquired_at = c.clock
     t.held.append(lock)
+    if t.hb is not None:  # KCSAN: acquire the lock's clock (runtime/hb.py)
+        t.hb.acquire(t, lock)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -262,6 +264,8 @@ def _release(t: Task, lock: spinlock_t) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(owner, lock)
+    if t.hb is not None:  # KCSAN: release into the lock's clock (runtime/hb.py)
+        t.hb.release(t, lock)
     held_for = c.clock - lock.acquired_at
     if held_for < 0:
         held_for = 0
@@ -314,6 +318,8 @@ def spin_trylock(lock: spinlock_t) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, lock, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, lock)
         return 1
     c.preempt_count -= 1
     return 0
@@ -443,6 +449,8 @@ def mutex_lock(m: mutex) -> None:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
+            if t.hb is not None:  # KCSAN
+                t.hb.acquire(t, m)
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -467,6 +475,8 @@ def mutex_lock(m: mutex) -> None:
                     t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
+    if t.hb is not None:  # KCSAN: the hand-over from the last owner
+        t.hb.acquire(t, m)
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -482,6 +492,8 @@ def mutex_trylock(m: mutex) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, m, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, m)
         return 1
     return 0
 
@@ -501,6 +513,8 @@ def mutex_unlock(m: mutex) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(m.owner, m)
+        if t.hb is not None:  # KCSAN
+            t.hb.release(t, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     if nxt is not None:
@@ -650,6 +664,8 @@ def wake_up(wq: wait_queue_head_t) -> None:
     with wq.guard:
         waiters = list(wq.waiters)
         wq.waiters.clear()
+    if t.hb is not None:  # KCSAN: the woken see what the waker did (runtime/hb.py)
+        t.hb.wake(t, waiters)
     engine = t.engine
     for w in waiters:
         engine.wake(t, w)
@@ -666,6 +682,8 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
     with wq.guard:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
+    if t.hb is not None:  # KCSAN
+        t.hb.wake(t, waiters)
     for w in waiters:
         t.engine.wake(t, w)
 
