@@ -184,8 +184,8 @@ class Kcsan:
         """An access of ``n`` bytes at ``addr`` by the calling task (``fn``: the accessor,
         which says whether it is marked; ``p``: the physical address in the direct map, or
         negative; ``data``: what a write stores, to show the value it changed)."""
-        if n <= 0:
-            return
+        if n <= 0 or (p < 0 and addr < PAGE_OFFSET):
+            return  # nothing, or a page fault (NULL and user addresses map nothing)
         t = CURRENT.task
         hb = self.hb
         info = MARKED.get(fn)

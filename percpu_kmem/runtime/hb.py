@@ -250,12 +250,19 @@ class HappensBefore:
             self.lock_clock[obj] = dict(a.vc)
             a.tick()
 
-    def wake(self, t: Task, woken: list[Task]) -> None:
-        """``t`` wakes the tasks of ``woken``: they will have seen what ``t`` did so far."""
-        if not woken:
+    def wake(self, t: Task, woken: list[Task], wq: Any = None) -> None:
+        """``t`` wakes the tasks of ``woken`` (from wait queue ``wq``, if any): they, and
+        whoever finds the wait condition true later, will have seen what ``t`` did so far."""
+        if not woken and wq is None:
             return
         with self.lock:
             a = self.actor_of(t)
+            if wq is not None:
+                clk = self.lock_clock.get(wq)
+                if clk is None:
+                    self.lock_clock[wq] = dict(a.vc)
+                else:
+                    join(clk, a.vc)
             for w in woken:
                 p = self.wake_pending.get(w)
                 if p is None:

@@ -605,10 +605,15 @@ def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int |
         while True:
             prepare_to_wait(wq)
             if condition():
+                if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+                    t.hb.acquire(t, wq)
                 return True
             left = None if deadline is None else deadline - engine.now
             if left is not None and left <= 0:
-                return bool(condition())
+                ok = bool(condition())
+                if ok and t.hb is not None:  # KCSAN
+                    t.hb.acquire(t, wq)
+                return ok
             block(wq, left, event)
     finally:
         finish_wait(wq)
@@ -627,6 +632,9 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
     _condition_arg(fn, condition)
     might_sleep()
     if condition():
+        t = CURRENT.task
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return
     _wait(wq, condition, None, fn)
 
@@ -651,6 +659,8 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     engine = t.engine
     start = engine.now
     if condition():
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return max(1, timeout)
     ok = _wait(wq, condition, timeout * NSEC_PER_JIFFY, "wait_event_timeout")
     if not ok:
@@ -665,7 +675,7 @@ def wake_up(wq: wait_queue_head_t) -> None:
         waiters = list(wq.waiters)
         wq.waiters.clear()
     if t.hb is not None:  # KCSAN: the woken see what the waker did (runtime/hb.py)
-        t.hb.wake(t, waiters)
+        t.hb.wake(t, waiters, wq)
     engine = t.engine
     for w in waiters:
         engine.wake(t, w)
@@ -683,7 +693,7 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
     if t.hb is not None:  # KCSAN
-        t.hb.wake(t, waiters)
+        t.hb.wake(t, waiters, wq)
     for w in waiters:
         t.engine.wake(t, w)
 
