@@ -244,10 +244,15 @@ class HappensBefore:
                 join(a.vc, clk)
 
     def release(self, t: Task, obj: Any) -> None:
-        """``t`` lets go of lock ``obj``."""
+        """``t`` lets go of lock ``obj`` (or signals the sync object ``obj``: the clock is
+        joined, so several signallers, the CPUs finishing an IPI call, all count)."""
         with self.lock:
             a = self.actor_of(t)
-            self.lock_clock[obj] = dict(a.vc)
+            clk = self.lock_clock.get(obj)
+            if clk is None:
+                self.lock_clock[obj] = dict(a.vc)
+            else:
+                join(clk, a.vc)
             a.tick()
 
     def wake(self, t: Task, woken: list[Task], wq: Any = None) -> None:
