@@ -29,7 +29,9 @@ releaser's own entry; an acquire joins the sync clock into the acquirer's):
   pending clock and the handler acquires it (an IPI, or a device rung by an MMIO
   write, orders what came before); ``raise_softirq`` does the same for the softirq
   actor of that CPU (a top half hands work to its bottom half). Interrupts the policy
-  raises by itself (``irq_rate``) come from no one and carry no edge.
+  raises by itself (``irq_rate``) come from no one and carry no edge. An IPI call
+  (runtime/smp.py) releases into its call data when ``func`` returns; a caller that
+  waits for it acquires that once every CPU is done.
 - exclusion on one CPU, modelled as three per-CPU locks held by the *sections* that
   exclude each other there, acquired and released lazily (at the next event the actor
   takes part in; an acquirer first forces the release of the previous holder, so no
