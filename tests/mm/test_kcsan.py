@@ -17,6 +17,7 @@ from percpu_kmem.linux import (
     atomic_inc_return,
     atomic_read,
     atomic_set,
+    free_page,
     init_waitqueue_head,
     kfree,
     kmalloc,
@@ -43,6 +44,9 @@ from percpu_kmem.linux import (
     wait_event,
     wake_up,
     write_u32,
+)
+from percpu_kmem.linux import (
+    __get_free_page as get_free_page,
 )
 from percpu_kmem.mm.kcsan import KCSAN_RULE
 from percpu_kmem.mm.percpu import DEFINE_PER_CPU, get_cpu_var, per_cpu, this_cpu_add
@@ -378,6 +382,12 @@ def test_freed_objects_lose_their_shadow() -> None:
         assert (p & 0xFFF) in kc.shadow[vpn]
         kfree(p)
         assert (p & 0xFFF) not in kc.shadow.get(vpn, {})
+        page = get_free_page(GFP_KERNEL)
+        assert page is not None
+        write_u32(page + 8, 1)
+        assert page >> 12 in kc.shadow
+        free_page(page)
+        assert page >> 12 not in kc.shadow
 
     m.run(task)
 
