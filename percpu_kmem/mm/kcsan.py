@@ -6,8 +6,9 @@ and so per-CPU variables, whose ``per_cpu(...).value``, ``get_cpu_var()`` and
 ``__this_cpu_*`` go through them; mm/atomic.py; mm/mmio.py) is checked against a
 shadow of simulated memory, one cell per byte, holding the last write and the reads
 since it, each stamped with its actor and that actor's clock (runtime/hb.py keeps the
-happens-before order: locks, wake-ups, kthread_run, raise_irq/raise_softirq, the
-sections of one CPU that run with preemption, bottom halves or interrupts off).
+happens-before order: locks, wake-ups and wait conditions, kthread_run,
+raise_irq/raise_softirq, IPI calls, fully ordered atomics, the sections of one CPU
+that run with preemption, bottom halves or interrupts off; docs/kcsan.md).
 
 Two accesses to the same byte race when they come from different actors (tasks, or
 a task and an interrupt handler, even on the same CPU), at least one writes, at least
