@@ -18,6 +18,7 @@ from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
 from .context import current_machine
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
 from .slab_geometry import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
@@ -85,7 +86,13 @@ def kfree(objp: int | None) -> None:
     if type(objp) is not int:
         raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
     t = CURRENT.task
-    cachep = t.machine.slab.page_cache(objp, "kfree")
+    sa = t.machine.slab
+    mem = sa.mem
+    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+    if objp >= PAGE_OFFSET and pfn < mem.max_low_pfn and mem.flags[pfn] & PG_slab:
+        sa.by_id[mem.owner[pfn]].free(t, objp, "kfree")  # page_cache()'s answer, inline
+        return
+    cachep = sa.page_cache(objp, "kfree")  # reports why not
     if cachep is not None:
         cachep.free(t, objp, "kfree")
 

@@ -19,6 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
+from ..runtime.costs import PERCPU_HIT
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     HUNG_TASK_TIMEOUT_NS,
@@ -41,7 +42,7 @@ from ..runtime.locks import (
     wait_event_timeout,
     wake_up,
 )
-from ..runtime.preempt import HZ
+from ..runtime.preempt import HARDIRQ_MASK, HZ
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
@@ -49,6 +50,7 @@ from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
 from .fault_inject import FaultAttr, should_fail_alloc_page
 from .gfp import (
+    GFP_BITS_MASK,
     GFP_COLD,
     GFP_DMA,
     GFP_FS,
@@ -294,8 +296,9 @@ class PageAllocator:
         """Take a block from zone ``z``: order 0 through this CPU's hot or cold list."""
         pfn = None
         if order == 0:
-            flags = local_irq_save()
             c = t.cpu
+            irqs_were_off = c.irqs_off  # local_irq_save()
+            c.irqs_off = True
             pcp = z.pageset[c.id][1 if gfp & GFP_COLD else 0]
             if pcp.count <= pcp.low:
                 spin_lock(z.lock)
@@ -312,8 +315,17 @@ class PageAllocator:
             if pcp.count:
                 pfn = pcp.pfns.pop()
                 pcp.count -= 1
-                t.charge(costs.PERCPU_HIT)
-            local_irq_restore(flags)
+                c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+                if c.clock > t.vlimit and t.engine.deterministic:
+                    t.engine.reopen(t)
+            if not irqs_were_off:  # local_irq_restore()
+                c = t.cpu
+                c.irqs_off = False
+                if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                    t.machine.irq.deliver_pending(c)
+                t.budget -= 1  # local_irq_enable()'s scheduling point
+                if t.budget <= 0:
+                    t.engine.decide(t, "local_irq_enable")
         if pfn is None:
             flags = spin_lock_irqsave(z.lock)
             pfn = z.buddy.rmqueue(order)
@@ -321,7 +333,17 @@ class PageAllocator:
                 t.charge(costs.PAGE_STRUCT * (1 + order))
             spin_unlock_irqrestore(z.lock, flags)
         if pfn is not None:
-            self._prep_new_page(t, pfn, order, gfp)
+            if order == 0:  # _prep_new_page(), written out for a single page
+                mem = self.mem
+                if mem.count[pfn] != 0 or mem.flags[pfn] & _BAD_FLAGS:
+                    self._bad_page(t, pfn, "prep_new_page")
+                    mem.flags[pfn] &= ~_BAD_FLAGS
+                mem.count[pfn] = 1
+                mem.order[pfn] = 0
+                if gfp & GFP_ZERO:
+                    mem.clear_pages(pfn, 1)
+            else:
+                self._prep_new_page(t, pfn, order, gfp)
             t.cpu.data["vm_events"][PGALLOC + z.idx] += 1 << order
         return pfn
 
@@ -440,9 +462,13 @@ class PageAllocator:
             f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}")
 
     def free_hot_cold_page(self, t: Task, pfn: int, cold: bool) -> None:
-        z = self._by_zid[self.mem.zone_id[pfn]]
-        flags = local_irq_save()
+        """The page goes on this CPU's hot (or cold) list, interrupts off; a full list first
+        gives a batch back to the buddy. One scheduling point: the local_irq_restore()
+        at the end (written out here, as local_irq_save and the PERCPU_HIT charge)."""
+        z = self.zones[self.mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
         c = t.cpu
+        irqs_were_off = c.irqs_off  # local_irq_save()
+        c.irqs_off = True
         pcp = z.pageset[c.id][1 if cold else 0]
         if pcp.count >= pcp.high:
             n = pcp.batch
@@ -455,8 +481,17 @@ class PageAllocator:
             c.data["vm_events"][PCP_DRAIN] += 1
         pcp.pfns.append(pfn)
         pcp.count += 1
-        t.charge(costs.PERCPU_HIT)
-        local_irq_restore(flags)
+        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+        if c.clock > t.vlimit and t.engine.deterministic:
+            t.engine.reopen(t)
+        if not irqs_were_off:  # local_irq_restore(): the point
+            c = t.cpu
+            c.irqs_off = False
+            if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                t.machine.irq.deliver_pending(c)
+            t.budget -= 1
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
 
     def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
         for p in pfns:
@@ -507,7 +542,8 @@ class PageAllocator:
         ``what`` names the caller's kernel function in a refusal of its arguments.
         """
         t = CURRENT.task
-        check_gfp(gfp, what)
+        if gfp.__class__ is not int or not 0 <= gfp <= GFP_BITS_MASK:
+            check_gfp(gfp, what)
         if order.__class__ is not int or order < 0:
             check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
@@ -515,8 +551,14 @@ class PageAllocator:
         if t.gfp_ctx:
             gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
-        if wait:
-            might_sleep()
+        if wait:  # might_sleep(), written out for its usual case
+            c = t.cpu
+            if c.preempt_count or c.irqs_off or t.is_idle:
+                might_sleep()  # the report (the rare case), and the point
+            else:
+                t.budget -= 1
+                if t.budget <= 0:
+                    t.engine.decide(t, "might_sleep")
             if t.machine.lockdep is not None:  # might_alloc(): this call could enter reclaim
                 fs_reclaim_acquire(gfp)
                 fs_reclaim_release(gfp)
@@ -529,18 +571,26 @@ class PageAllocator:
             return None  # prepare_alloc_pages(): should_fail_alloc_page() made it fail
         if nid < 0:
             nid = t.cpu.node
-        zones = self.zonelist(gfp, nid)
+        zones = self._zonelists.get((gfp & GFP_ZONEMASK, nid)) or self.zonelist(gfp, nid)
         classzone_idx = zones[0].idx
+        if order == 0:  # the first pass for one page: watermark_ok(z, 0, pages_low, ...) written out
+            for z in zones:
+                if z.buddy.free_pages > z.pages_low + z.lowmem_reserve[classzone_idx]:
+                    pfn = self.buffered_rmqueue(t, z, 0, gfp)
+                    if pfn is not None:
+                        return pfn
         can_try_harder = not wait
         gfp_high = bool(gfp & GFP_HIGH)
         stall_start = None
         retries = 0
+        first = order != 0  # an order-0 request made its first pass above
         while True:  # restart:
-            for z in zones:
+            for z in zones if first else ():
                 if self.watermark_ok(z, order, z.pages_low, classzone_idx, False, False):
                     pfn = self.buffered_rmqueue(t, z, order, gfp)
                     if pfn is not None:
                         return pfn
+            first = True
             for z in zones:
                 self.wakeup_kswapd(t, z, order)
             for z in zones:
@@ -740,12 +790,15 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = current_machine().mm
-    check_gfp(gfp_mask, what)
+    pa = CURRENT.task.machine.mm
+    if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
+        check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
         check_int(what, "nid", nid, -1, len(pa.node_zones) - 1, "a node id (-1: this CPU's node)")
     pfn = pa.alloc_pages(gfp_mask, order, nid, what)
-    return None if pfn is None else pa.mem.page(pfn)
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)  # mem.page(pfn): the cached handle first
 
 
 def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
@@ -841,10 +894,13 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    pa = current_machine().mm
-    p = _page_of(page, "__free_pages", pa)
-    _order_arg(order, "__free_pages")
-    pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
+    t = CURRENT.task
+    pa = t.machine.mm
+    if page.__class__ is not Page or page.mem is not pa.mem:
+        _page_of(page, "__free_pages", pa)
+    if order.__class__ is not int or not 0 <= order < MAX_ORDER:
+        _order_arg(order, "__free_pages")
+    pa.put_page(t, page.pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:
