@@ -403,13 +403,14 @@ class PageAllocator:
         if not 0 <= pfn < mem.nr_pages:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
-        if cnt <= 1 and mem.flags[pfn] & _OWNED_FLAGS:  # the last reference (or a tail page)
+        fl = mem.flags[pfn]
+        if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
             self._bad_page_owned(t, pfn, order, where)
             return
-        if cnt <= 0 or mem.flags[pfn] & PG_private:
+        if cnt <= 0 or fl & PG_private:
             self._double_free(t, pfn, order, where)
             return
-        if mem.flags[pfn] & PG_reserved:
+        if fl & PG_reserved:
             self._bad_page(t, pfn, where)
             return
         if order != mem.order[pfn]:
@@ -421,7 +422,7 @@ class PageAllocator:
         mem.count[pfn] = cnt - 1
         if cnt - 1:
             return
-        mem.flags[pfn] &= ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
+        mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):
                 mem.flags[p] &= ~PG_compound

@@ -129,6 +129,9 @@ class Slab:
         return f"<slab pfn={self.head:#x} s_mem={self.s_mem:#x} inuse={self.inuse}>"
 
 
+#: the bits no GFP mask has (every negative int has some of them too)
+_NOT_GFP: Final = ~GFP_BITS_MASK
+
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
 SLAB_FULL: Final = 2
@@ -154,6 +157,24 @@ class CpuMagazines:
 
     def avail(self) -> int:
         return len(self.loaded) + len(self.previous)
+
+
+class _CacheLock:
+    """A cache's spinlock (``<name>-><suffix>``), made at its first use and then an
+    ordinary attribute of the cache."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.attr = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
+
+    def __get__(self, cache: Any, owner: Any = None) -> spinlock_t:
+        if cache is None:
+            return self  # type: ignore[return-value]
+        lock = cache.__dict__[self.attr] = spin_lock_init(f"{cache.name}->{self.suffix}")
+        return lock
 
 
 #: kmem_cache_t's fields that depend only on its arguments (plain ints), per argument tuple
@@ -188,9 +209,10 @@ class kmem_cache_t:
 
     Boot makes some thirty caches per machine, so making one is cheap: the layout
     (a pure function of the arguments) is worked out once per process and copied in,
-    and the two locks and the per-CPU magazines come into being at their first use
-    (``__getattr__``), which no one can observe: a lock is bound to a machine, and
-    listed in its /proc/lock_stat, only when a task first takes it.
+    and the two locks come into being at their first use (:class:`_CacheLock`), which no
+    one can observe: a lock is bound to a machine, and listed in its /proc/lock_stat,
+    only when a task first takes it. (No ``__getattr__`` here: a class with one loses
+    CPython's specialised attribute loads, and the fast paths read a dozen fields.)
     """
 
     # the layout and tunables (_layout: the same for every cache made with the same arguments)
@@ -210,10 +232,9 @@ class kmem_cache_t:
     batchcount: int
     shared: int
     free_limit: int
-    #: the cache's locks and per-CPU layer, made at first use (see __getattr__)
-    list_lock: spinlock_t
-    depot_lock: spinlock_t
-    cpu: list[CpuMagazines]
+    #: the slab lists' lock and the depot's, made at first use
+    list_lock = _CacheLock("spinlock")
+    depot_lock = _CacheLock("depot_lock")
 
     def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
                  ctor: Callable[..., Any] | None, dtor: Callable[..., Any] | None) -> None:
@@ -235,6 +256,7 @@ class kmem_cache_t:
         self.free_touched = 0
         self.depot_full: list[list[int]] = []
         self.depot_empty: list[list[int]] = []
+        self.cpu = [CpuMagazines() for _ in range(m.nr_cpus)]
         # globalstat (STATS)
         self.grown = 0
         self.reaped = 0
@@ -245,19 +267,6 @@ class kmem_cache_t:
         self.max_freeable = 0
         self.dead = False
         self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
-
-    def __getattr__(self, name: str) -> Any:
-        """Only for the fields made at first use: the two locks and the per-CPU magazines."""
-        if name == "list_lock":
-            lk = self.list_lock = spin_lock_init(f"{self.name}->spinlock")
-            return lk
-        if name == "depot_lock":
-            lk = self.depot_lock = spin_lock_init(f"{self.name}->depot_lock")
-            return lk
-        if name == "cpu":
-            cpu = self.cpu = [CpuMagazines() for _ in range(self.sa.m.nr_cpus)]
-            return cpu
-        raise AttributeError(f"'kmem_cache_t' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"<kmem_cache {self.name} objsize={self.objsize} num={self.num} order={self.gfporder}>"
@@ -973,7 +982,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
         check_cache(cachep, "kmem_cache_alloc")
         if not t:
             raise NotInTaskError()
-    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
+    if flags.__class__ is not int or flags & _NOT_GFP:  # (a negative int has such bits too)
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
     return cachep.alloc(t, flags)
 

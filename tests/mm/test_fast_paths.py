@@ -132,13 +132,13 @@ def test_machines_share_no_mutable_state() -> None:
     assert ca.slabs_partial is not cb.slabs_partial and ca.depot_full is not cb.depot_full
 
 
-def test_cache_locks_and_magazines_made_at_first_use_are_the_usual_ones() -> None:
+def test_cache_locks_made_at_first_use_are_the_usual_ones() -> None:
     m = Machine(cpus=2, seed=0)
     c = m.slab.find("size-128")
     assert c is not None
-    assert "list_lock" not in vars(c) and "cpu" not in vars(c)
+    assert "list_lock" not in vars(c) and "depot_lock" not in vars(c)
     assert c.list_lock.name == "size-128->spinlock" and c.depot_lock.name == "size-128->depot_lock"
-    assert c.list_lock.internal and c.list_lock is c.list_lock
+    assert c.list_lock.internal and c.list_lock is c.list_lock and c.list_lock is not c.depot_lock
     assert len(c.cpu) == 2 and c.cpu[0].avail() == 0
     with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
-        c.nonesuch
+        c.nonesuch  # type: ignore[attr-defined]
