@@ -198,6 +198,9 @@ class PageAllocator:
         self.setup_per_zone_pages_min()
         self.setup_per_zone_lowmem_reserve()
         self._zonelists: dict[tuple[int, int], list[ZoneAlloc]] = {}
+        #: ``zonelists_by_node[nid][gfp & GFP_ZONEMASK]``: zonelist() for every node and zone mask
+        self.zonelists_by_node = [[self.zonelist(zm, nid) for zm in range(GFP_ZONEMASK + 1)]
+                                  for nid in range(len(self.node_zones))]
         for c in machine.cpus:
             c.data["vm_events"] = [0] * NR_VM_EVENTS
         self.reclaim_wait = init_waitqueue_head("reclaim_wait")
@@ -432,7 +435,37 @@ class PageAllocator:
         mem.owner[pfn] = 0
         t.cpu.data["vm_events"][PGFREE] += 1 << order
         if order == 0:
-            self.free_hot_cold_page(t, pfn, cold)
+            # free_hot_cold_page(), written out: the page goes on this CPU's hot (or cold)
+            # list, interrupts off; a full list first gives a batch back to the buddy. One
+            # scheduling point: the local_irq_restore() at the end (local_irq_save and the
+            # PERCPU_HIT charge written out too, with their semantics)
+            z = self.zones[mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
+            c = t.cpu
+            irqs_were_off = c.irqs_off  # local_irq_save()
+            c.irqs_off = True
+            pcp = z.pageset[c.id][1 if cold else 0]
+            if pcp.count >= pcp.high:
+                n = pcp.batch
+                batch = pcp.pfns[:n]
+                del pcp.pfns[:n]
+                pcp.count -= len(batch)
+                spin_lock(z.lock)
+                self._buddy_free_bulk(t, z, batch)
+                spin_unlock(z.lock)
+                c.data["vm_events"][PCP_DRAIN] += 1
+            pcp.pfns.append(pfn)
+            pcp.count += 1
+            c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if not irqs_were_off:  # local_irq_restore(): the point
+                c = t.cpu
+                c.irqs_off = False
+                if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                    t.machine.irq.deliver_pending(c)
+                t.budget -= 1
+                if t.budget <= 0:
+                    t.engine.decide(t, "local_irq_enable")
         else:
             self.free_pages_ok(t, pfn, order)
         if self.reclaim_wait.waiters:
@@ -461,38 +494,6 @@ class PageAllocator:
             f"page:(pfn {pfn:#x}) refcount:{self.mem.count[pfn]} order:{order}",
             f"page dumped because: {where}() of a page that is already free (double free)",
             f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}")
-
-    def free_hot_cold_page(self, t: Task, pfn: int, cold: bool) -> None:
-        """The page goes on this CPU's hot (or cold) list, interrupts off; a full list first
-        gives a batch back to the buddy. One scheduling point: the local_irq_restore()
-        at the end (written out here, as local_irq_save and the PERCPU_HIT charge)."""
-        z = self.zones[self.mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
-        c = t.cpu
-        irqs_were_off = c.irqs_off  # local_irq_save()
-        c.irqs_off = True
-        pcp = z.pageset[c.id][1 if cold else 0]
-        if pcp.count >= pcp.high:
-            n = pcp.batch
-            batch = pcp.pfns[:n]
-            del pcp.pfns[:n]
-            pcp.count -= len(batch)
-            spin_lock(z.lock)
-            self._buddy_free_bulk(t, z, batch)
-            spin_unlock(z.lock)
-            c.data["vm_events"][PCP_DRAIN] += 1
-        pcp.pfns.append(pfn)
-        pcp.count += 1
-        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
-        if c.clock > t.vlimit and t.engine.deterministic:
-            t.engine.reopen(t)
-        if not irqs_were_off:  # local_irq_restore(): the point
-            c = t.cpu
-            c.irqs_off = False
-            if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
-                t.machine.irq.deliver_pending(c)
-            t.budget -= 1
-            if t.budget <= 0:
-                t.engine.decide(t, "local_irq_enable")
 
     def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
         for p in pfns:
@@ -572,7 +573,8 @@ class PageAllocator:
             return None  # prepare_alloc_pages(): should_fail_alloc_page() made it fail
         if nid < 0:
             nid = t.cpu.node
-        zones = self._zonelists.get((gfp & GFP_ZONEMASK, nid)) or self.zonelist(gfp, nid)
+        by_node = self.zonelists_by_node
+        zones = by_node[nid][gfp & GFP_ZONEMASK] if nid < len(by_node) else self.zonelist(gfp, nid)
         classzone_idx = zones[0].idx
         if order == 0:  # the first pass for one page: watermark_ok(z, 0, pages_low, ...) written out
             for z in zones:
@@ -819,11 +821,19 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    return _alloc_pages_node("alloc_pages", -1, gfp_mask, order)
+    pa = CURRENT.task.machine.mm  # _alloc_pages_node(), written out for nid -1
+    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages")  # checks gfp_mask, then order
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    return _alloc_pages_node("alloc_page", -1, gfp_mask, 0)
+    pa = CURRENT.task.machine.mm
+    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page")
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
