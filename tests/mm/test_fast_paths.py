@@ -21,8 +21,10 @@ from percpu_kmem import (
     kmem_cache_alloc,
     kmem_cache_create,
     kmem_cache_free,
+    raise_irq,
 )
 from percpu_kmem.mm import slab as slab_mod
+from percpu_kmem.runtime.errors import NoMemoryLayers
 
 PROCS = ("slabinfo", "buddyinfo", "zoneinfo", "meminfo", "vmstat")
 
@@ -142,3 +144,50 @@ def test_cache_locks_made_at_first_use_are_the_usual_ones() -> None:
     assert len(c.cpu) == 2 and c.cpu[0].avail() == 0
     with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
         c.nonesuch  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("flags", [GFP_ATOMIC, GFP_KERNEL])
+def test_an_interrupt_raised_inside_the_allocation_runs_when_it_restores_interrupts(flags: int) -> None:
+    """The written-out local_irq_restore() delivers what was raised while interrupts were
+    off. A GFP_ATOMIC slab grows with interrupts off, so the constructor raises the IRQ
+    inside kmem_cache_alloc's critical section; a GFP_KERNEL one grows with them on (and
+    the IRQ runs at once, before the allocation returns as well)."""
+    order: list[str] = []
+    m = Machine(cpus=1, seed=0, mean_run=10**9)
+    m.request_irq(5, lambda irq, dev: order.append("irq"))
+
+    def ctor(obj: int, cache: Any, fl: int) -> None:
+        if not order:
+            order.append("ctor")
+            raise_irq(5)
+
+    def body() -> None:
+        cache = kmem_cache_create("irqtest", 64, 0, 0, ctor)
+        obj = kmem_cache_alloc(cache, flags)
+        order.append("returned")
+        kmem_cache_free(cache, obj)
+
+    m.run(body)
+    assert order == ["ctor", "irq", "returned"]
+    assert not m.reports
+
+
+def test_an_unbooted_machine_answers_no_memory_layers_and_keeps_its_class_name() -> None:
+    class MyMachine(Machine):
+        pass
+
+    m = Machine(cpus=1, boot=False)
+    assert isinstance(m, Machine) and type(m).__name__ == "Machine" and repr(m).startswith("<Machine ")
+    with pytest.raises(NoMemoryLayers, match="no m.slab"):
+        m.slab
+    assert getattr(m, "mm", None) is None
+    with pytest.raises(AttributeError, match="'Machine' object has no attribute 'nonesuch'"):
+        m.nonesuch  # type: ignore[attr-defined]
+    mine = MyMachine(cpus=1, boot=False)
+    assert isinstance(mine, MyMachine) and type(mine).__name__ == "MyMachine"
+    with pytest.raises(NoMemoryLayers):
+        mine.vmalloc
+    booted = Machine(cpus=1)
+    assert type(booted) is Machine and "__getattr__" not in vars(Machine)
+    with pytest.raises(AttributeError, match="'Machine' object has no attribute 'nonesuch'"):
+        booted.nonesuch  # type: ignore[attr-defined]
