@@ -140,6 +140,8 @@ _UNBOOTED: dict[type, type] = {}
 
 def _unbooted(cls: type) -> type:
     """``cls`` with :class:`_Unbooted` mixed in, under the same name (made once per class)."""
+    if issubclass(cls, _Unbooted):  # type(m)(..., boot=False) of an unbooted machine m
+        return cls
     sub = _UNBOOTED.get(cls)
     if sub is None:
         sub = _UNBOOTED[cls] = type(cls.__name__, (_Unbooted, cls), {
