@@ -200,6 +200,8 @@ def _layout(size: int, align: int, flags: int, break_order: int, offslab_limit: 
              "usable": geo.reallen if debug or machine_debug else geo.objsize,
              "limit": limit, "batchcount": batchcount, "shared": shared,
              "free_limit": (1 + nr_cpus) * batchcount + geo.num}
+        if len(_LAYOUTS) >= 4096:  # a bound for programs that make caches of ever new sizes
+            _LAYOUTS.clear()
         _LAYOUTS[key] = d
     return d
 
