@@ -165,6 +165,7 @@ class Kcsan:
     def __init__(self, m: Machine) -> None:
         self.m = m
         self.hb = HappensBefore(m.nr_cpus)
+        self.hb.on_free = self.forget
         #: virtual page number -> {offset in the page: [last write, reads since]}; the reads
         #: are None, one Access, or {actor id: Access}
         self.shadow: dict[int, dict[int, list[Any]]] = {}

@@ -129,6 +129,9 @@ class HappensBefore:
     def __init__(self, nr_cpus: int) -> None:
         self.nr_cpus = nr_cpus
         self.lock = threading.Lock()
+        #: what the memory layers do with memory given back to an allocator (mm/kcsan.py
+        #: drops its shadow): (address, size)
+        self.on_free: Callable[[int, int], None] = _ignore_free
         self.reset()
 
     def reset(self) -> None:
@@ -373,6 +376,10 @@ def raw_stack(depth: int, limit: int, skip_files: frozenset[str] = frozenset()) 
 def frames_of(stack: RawStack) -> tuple[Frame, ...]:
     """The printable frames of a raw stack."""
     return tuple(Frame(code.co_name, relpath(code.co_filename), line) for code, line in stack)
+
+
+def _ignore_free(addr: int, size: int) -> None:
+    pass
 
 
 def _bits(mask: int) -> list[int]:
