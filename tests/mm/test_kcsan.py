@@ -261,13 +261,14 @@ def test_fully_ordered_atomics_publish_relaxed_ones_do_not(seed: int) -> None:
 
 
 # -- interrupts: a handler races with what it interrupts, unless that code had irqs off ------------
-def irq_machine(seed: int, irqs_off: bool, cpus: int = 1) -> Machine:
+def irq_machine(seed: int, irqs_off: bool, cpus: int = 1, other_cpu: bool = False) -> Machine:
     m = Machine(cpus=cpus, policy="random", seed=seed, kcsan=True)
     p = shared_word(m)
     m.run(lambda: request_irq(IRQ, lambda irq, dev: read_u32(p), 0, "kcsan-dev"))
 
     def task() -> None:
-        raise_irq(IRQ)  # delivered at once: the handler reads before the write below
+        # on this CPU: delivered at once, before the write below; or on the other one
+        raise_irq(IRQ, 1 - raw_smp_processor_id() if other_cpu else None)
         if irqs_off:
             flags = local_irq_save()
             write_u32(p, 1)
@@ -291,6 +292,14 @@ def test_handler_races_with_the_task_it_interrupts_on_the_same_cpu(seed: int) ->
 @pytest.mark.parametrize("seed", SEEDS)
 def test_a_section_with_irqs_off_is_ordered_with_the_handlers_of_its_cpu(seed: int) -> None:
     assert races(irq_machine(seed, irqs_off=True)) == []
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_irqs_off_does_not_order_a_handler_of_another_cpu(seed: int) -> None:
+    m = irq_machine(seed, irqs_off=True, cpus=2, other_cpu=True)
+    (rep,) = races(m)
+    assert any(" by interrupt on cpu " in ln for ln in rep.lines)
+    assert rep.extra["cpus"][0] != rep.extra["cpus"][1]
 
 
 @pytest.mark.parametrize("seed", SEEDS)
