@@ -166,9 +166,9 @@ class Kcsan:
         self.m = m
         self.hb = HappensBefore(m.nr_cpus)
         self.hb.on_free = self.forget
-        #: virtual page number -> {offset in the page: [last write, reads since]}; the reads
+        #: virtual page number -> {offset in the page: (last write, reads since)}; the reads
         #: are None, one Access, or {actor id: Access}
-        self.shadow: dict[int, dict[int, list[Any]]] = {}
+        self.shadow: dict[int, dict[int, tuple[Any, Any]]] = {}
         #: pairs of sites reported in this run
         self.seen: set[tuple[str, str]] = set()
         #: races found over the machine's life, reported or not (filtered, repeated)
@@ -219,11 +219,19 @@ class Kcsan:
             self._report(found)
 
     def _check(self, cur: Access, vc: dict[int, int], write: bool, found: list[tuple[Access, Access]]) -> None:
-        """Check ``cur`` against the shadow of its bytes and record it (hb.lock held)."""
+        """Check ``cur`` against the shadow of its bytes and record it (hb.lock held).
+
+        A cell is an immutable (last write, reads since) pair, shared by every byte whose
+        history is the same: bytes written by one access share one cell, and a byte
+        whose old cell is the previous byte's gets the previous byte's new cell."""
         shadow = self.shadow
         aid = cur.aid
         marked = cur.type & KCSAN_ACCESS_ATOMIC
         checked: set[int] = set()
+        fresh: tuple[Any, Any] = (cur, None) if write else (None, cur)
+        new: tuple[Any, Any]
+        last_old: Any = None
+        last_new: Any = None
         addr = cur.addr
         end = addr + cur.size
         while addr < end:
@@ -232,10 +240,14 @@ class Kcsan:
             if page is None:
                 page = shadow[vpn] = {}
             stop = min(end, (vpn + 1) << PAGE_SHIFT)
-            for off in range(addr & (PAGE_SIZE - 1), (addr & (PAGE_SIZE - 1)) + stop - addr):
+            base = addr & (PAGE_SIZE - 1)
+            for off in range(base, base + stop - addr):
                 cell = page.get(off)
                 if cell is None:
-                    page[off] = [cur, None] if write else [None, cur]
+                    page[off] = fresh
+                    continue
+                if cell is last_old:
+                    page[off] = last_new
                     continue
                 w, r = cell
                 if w is not None and id(w) not in checked:
@@ -251,16 +263,17 @@ class Kcsan:
                             if (prev.aid != aid and prev.clk > vc.get(prev.aid, 0)
                                     and not (marked and prev.type & KCSAN_ACCESS_ATOMIC)):
                                 found.append((prev, cur))
-                    cell[0] = cur
-                    cell[1] = None
-                elif r is None:
-                    cell[1] = cur
+                    new = fresh
+                elif r is None or (r.__class__ is not dict and (r.aid == aid or r.clk <= vc.get(r.aid, 0))):
+                    new = (w, cur)
                 elif r.__class__ is dict:
-                    r[aid] = cur
-                elif r.aid == aid or r.clk <= vc.get(r.aid, 0):
-                    cell[1] = cur
+                    reads = dict(r)
+                    reads[aid] = cur
+                    new = (w, reads)
                 else:
-                    cell[1] = {r.aid: r, aid: cur}
+                    new = (w, {r.aid: r, aid: cur})
+                page[off] = new
+                last_old, last_new = cell, new
             addr = stop
 
     def forget(self, addr: int, size: int) -> None:
