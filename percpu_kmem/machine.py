@@ -54,8 +54,10 @@ class Machine(SmpMachine):
         lockdep: lockdep-style lock validation (runtime/lockdep.py).
         kasan: KASAN-style checking of every access to simulated memory (mm/kasan.py):
             out-of-bounds, use-after-free, double and invalid frees, in KASAN's words.
-        kmemleak: kmemleak-style leak detection (mm/kmemleak.py): ``True`` lists what
-            ``m.kmemleak_scan()`` and the end of every run find in ``m.proc("kmemleak")``;
+        kmemleak: kmemleak-style leak detection (mm/kmemleak.py): ``True`` lists what a scan
+            finds in ``m.proc("kmemleak")``; a scan runs on demand (``m.kmemleak_scan()``) and
+            at the end of a scenario, when ``m.check()`` walks the machine (explore() does
+            after every run);
             ``"fail"`` also makes each leak a kernel report (kind "kmemleak"), so a run
             that leaks fails explore() as any unexpected report does.
     """
@@ -122,10 +124,7 @@ class Machine(SmpMachine):
         self.fail_page_alloc.reseed(seed)
         if self.kmemleak is not None:
             self.kmemleak.run_starts()
-        results = super().run(*fns, names=names)
-        if self.kmemleak is not None:  # the end of the run: what nothing points to is a leak
-            self.kmemleak.scan()
-        return results
+        return super().run(*fns, names=names)
 
     def kmemleak_scan(self) -> list[str]:
         """``echo scan > /sys/kernel/debug/kmemleak``: scan now; the texts of the leaks found

@@ -4,8 +4,9 @@ points to.
 Models mm/kmemleak.c (the 5.x report format, with "(age N.NNNs)" and "backtrace:"). With
 ``Machine(kmemleak=True)`` every slab object (kmalloc, kmem_cache_alloc) and every
 vmalloc area allocated after boot is tracked with who allocated it (comm, pid, jiffies,
-the simulated stack). A scan, on demand (``m.kmemleak_scan()``) and at the end of every
-run, colours the tracked objects as kmemleak does:
+the simulated stack). A scan, on demand (``m.kmemleak_scan()``) and at the end of a
+scenario (``m.check()``, which explore() runs after every run), colours the tracked
+objects as kmemleak does:
 
 * the roots are simulated memory that is not a tracked object: every page someone holds
   that is not a slab page (per-CPU areas, bootmem areas, pages from alloc_pages), the
@@ -23,9 +24,11 @@ run, colours the tracked objects as kmemleak does:
 
 Simplified (docs/kmemleak.md): a Python variable is not simulated memory, so a pointer a
 test keeps only in Python is unreferenced (``kmemleak_not_leak`` it, or store it in
-simulated memory); no minimum age (the scan at the end of a run sees no pointer in
-flight); pages from alloc_pages are scanned but not tracked (as the kernel, which tracks
-only slab, vmalloc, per-CPU and memblock); ``min_count`` is always 1; backtrace frames are
+simulated memory); no minimum age (the scan at the end of a scenario sees no pointer in
+flight); no scan after each ``m.run`` on its own, because a scenario's runs hand
+pointers to each other through Python (a setup run allocates, the next frees); pages
+from alloc_pages are scanned but not tracked (as the kernel, which tracks only slab,
+vmalloc, per-CPU and memblock); ``min_count`` is always 1; backtrace frames are
 the simulated stack, ``func (file:line)``. Scanning takes no scheduling point and charges no
 time: a run takes the same decisions with kmemleak on or off.
 """
@@ -99,11 +102,16 @@ class Kmemleak:
         self.scans = 0
 
     # -- hooks ----------------------------------------------------------------------------
+    def _clock(self) -> int:
+        """The run's virtual time: the furthest CPU clock (each run's clocks start at 0)."""
+        m = self.m
+        return max(m.now, *(c.clock for c in m.cpus))
+
     def _now(self) -> int:
         t = CURRENT.task
         if t and t.cpu is not None:
-            return self.clock_base + max(t.cpu.clock, self.m.now)
-        return self.clock_base + self.m.now
+            return self.clock_base + t.cpu.clock
+        return self.clock_base + self._clock()
 
     def alloc(self, ptr: int, size: int, kind: str) -> None:
         """kmemleak_alloc / kmemleak_vmalloc: track a block allocated after boot."""
@@ -182,7 +190,7 @@ class Kmemleak:
         m = self.m
         objs = self.objects
         self.scans += 1
-        now = self.clock_base + m.now
+        now = self.clock_base + self._clock()
         found: list[LeakObject] = []
         if objs:
             found = self._unreferenced()
@@ -203,7 +211,7 @@ class Kmemleak:
 
     def run_starts(self) -> None:
         """A run begins with its clock at 0: the earlier runs' time goes into the base."""
-        self.clock_base += self.m.now
+        self.clock_base += self._clock()
 
     def _unreferenced(self) -> list[LeakObject]:
         m = self.m
@@ -284,6 +292,10 @@ class Kmemleak:
         lines += ["   " + f for f in format_stack(o.frames)]
         return "\n".join(lines)
 
+    def check(self) -> None:
+        """m.check()'s walk: the end of a scenario is when kmemleak scans on its own."""
+        self.scan()
+
     def proc(self) -> str:
         """/sys/kernel/debug/kmemleak: every leak the last scan found that is still allocated."""
         return "".join(t + "\n" for _, t in sorted(self.leaks.items()))
@@ -298,15 +310,16 @@ def kmemleak_init(m: Machine, fail: bool = False) -> Kmemleak:
     for c in sa.caches:
         c.debug |= SLAB_KMEMLEAK
     m.register_proc("kmemleak", k.proc)
+    m.register_checker("kmemleak", k.check)
     return k
 
 
 def _ptr_arg(fn: str, ptr: object) -> int | None:
     if ptr is None:
         return None
-    if ptr.__class__ is not int:
-        raise KmemUsageError(f"{fn}: ptr(={ptr!r}) must be an address (int) or None")
-    return ptr
+    if ptr.__class__ is not int or not -(1 << 32) <= ptr < 1 << 32:
+        raise KmemUsageError(f"{fn}: ptr(={ptr!r}) must be an address (an i386 pointer: a 32-bit int) or None")
+    return ptr & 0xFFFFFFFF
 
 
 def kmemleak_not_leak(ptr: int | None) -> None:
