@@ -194,17 +194,19 @@ class Kmemleak:
         found: list[LeakObject] = []
         if objs:
             found = self._unreferenced()
-        self.leaks = {}
+        old, self.leaks = self.leaks, {}
         new: list[str] = []
         for o in sorted(found, key=lambda o: o.ptr):
-            text = self._text(o, now)
+            if o.reported:
+                self.leaks[o.ptr] = old[o.ptr] if o.ptr in old else self._text(o, now)
+                continue
+            text = self._text(o, now)  # as the kernel prints it when it first reports it
             self.leaks[o.ptr] = text
-            if not o.reported:
-                o.reported = True
-                new.append(text)
-                if self.fail:
-                    m.report("kmemleak", text.splitlines(), site=f"kmemleak:{o.ptr:#x}:{o.ns}", stack=False,
-                             extra={"object": o.ptr, "size": o.size, "pid": o.pid, "comm": o.comm})
+            o.reported = True
+            new.append(text)
+            if self.fail:
+                m.report("kmemleak", text.splitlines(), site=f"kmemleak:{o.ptr:#x}:{o.ns}", stack=False,
+                         extra={"object": o.ptr, "size": o.size, "pid": o.pid, "comm": o.comm})
         if new:
             m.printk(f"kmemleak: {len(new)} new suspected memory leaks (see /sys/kernel/debug/kmemleak)")
         return new
