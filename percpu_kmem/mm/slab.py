@@ -26,7 +26,10 @@ the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
   cache or for the whole machine with ``Machine(slab_debug=True)``, as
   CONFIG_DEBUG_SLAB forces them): poison checked at allocation, redzones checked
   at free, double frees, invalid and wrong-cache frees, each reported with
-  today's SLUB wording on the first line and 2.6's SLAB lines after it.
+  today's SLUB wording on the first line and 2.6's SLAB lines after it;
+- KASAN's and kmemleak's hooks (mm/kasan.py, mm/kmemleak.py) ride the same debug
+  path (``cachep.debug``), so the magazine fast path of a machine without them is
+  unchanged.
 
 Objects are kernel virtual addresses (ints) in the direct map. The slab headers
 and bufctl arrays are Python objects (on-slab ones still take their room in the
