@@ -203,7 +203,7 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.debug & ~SLAB_KMEMLEAK and not c._hardened_free_ok(CURRENT.task, objp, func):
+            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(CURRENT.task, objp, func):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
