@@ -174,3 +174,21 @@ def test_kmemleak_usage() -> None:
             kmemleak_ignore("0xc0000000")  # type: ignore[arg-type]
 
     m.run(bad)
+
+
+def test_the_hardened_free_checks_still_run_with_kmemleak_on() -> None:
+    """kmemleak's hook takes the slab's debug path; the always-on checks come along."""
+    m = Machine(cpus=1, kmemleak=True)
+
+    def driver() -> None:
+        p = kmalloc(64, GFP_KERNEL)
+        kfree(p)
+        kfree(p)  # freed twice in a row
+        q = kmalloc(64, GFP_KERNEL)
+        kfree(q + 4)  # not the start of an object
+        kfree(q)
+
+    m.run(driver)
+    assert [r.kind for r in m.reports] == ["slab_double_free", "slab_invalid_free"]
+    m.check()
+    assert m.proc("kmemleak") == ""
