@@ -26,7 +26,9 @@ Kept:
   shadow bytes, the caret under the first bad granule), addresses as i386's ``%px``;
 * double free and invalid free checked at kfree/kmem_cache_free (``check_slab_allocation``):
   "BUG: KASAN: double-free in kfree", "Free of addr A by task comm/pid"; a double free
-  under KASAN is one KASAN report (it takes the place of the always-on hardening check).
+  under KASAN is one KASAN report (it takes the place of the always-on hardening check);
+* a slab element in a mempool's reserve is freed for KASAN (``kasan_poison_element``),
+  allocated again when the pool hands it out.
 
 Simplified (docs/kasan.md says why):
 
@@ -195,6 +197,20 @@ class Kasan:
             mag[0] = raw
             return oldest
         return raw
+
+    def mempool_poison(self, element: object) -> None:
+        """kasan_mempool_poison_object: a slab element going into a mempool's reserve is
+        freed for KASAN (no quarantine: the pool keeps it), with a free track."""
+        if isinstance(element, int) and element in self.live:
+            self.freed[element] = self.live.pop(element)
+            self.free_track[element] = self.track()
+
+    def mempool_unpoison(self, element: object) -> None:
+        """kasan_mempool_unpoison_object: the element leaves the reserve, allocated again."""
+        if isinstance(element, int) and element in self.freed:
+            self.live[element] = self.freed.pop(element)
+            self.free_track.pop(element, None)
+            self.alloc_track[element] = self.track()
 
     def forget(self, objp: int) -> None:
         """The object's slab goes back to the page allocator: its slot no longer exists."""

@@ -321,3 +321,38 @@ def test_machine_arguments() -> None:
     hint = m.replay_hint()
     assert "kasan=True" in hint and "kmemleak=True" in hint
     assert Machine(cpus=1).kasan is None
+
+
+@pytest.mark.parametrize("slab_debug", [False, True])
+def test_an_element_in_a_mempools_reserve_is_freed_for_kasan(slab_debug: bool) -> None:
+    from percpu_kmem.linux import mempool_alloc, mempool_create, mempool_destroy, mempool_free
+    m = Machine(cpus=1, kasan=True, slab_debug=slab_debug)
+    state = {"fail": False}
+    box: dict[str, int] = {}
+
+    def alloc(gfp: int, data: Any) -> Any:
+        return None if state["fail"] else kmalloc(64, gfp)
+
+    def free(e: Any, data: Any) -> None:
+        kfree(e)
+
+    def driver() -> None:
+        pool = mempool_create(2, alloc, free)
+        state["fail"] = True
+        e = mempool_alloc(pool, GFP_KERNEL)  # from the reserve
+        write_u32(e, 5)
+        mempool_free(e, pool)  # back into the reserve
+        box["e"] = e
+        read_u32(e)  # a use after mempool_free
+        e2 = mempool_alloc(pool, GFP_KERNEL)  # the same element, allocated again: fine
+        write_u32(e2, 1)
+        mempool_free(e2, pool)
+        mempool_destroy(pool)
+
+    m.run(driver)
+    (rep,) = m.reports
+    assert rep.kind == "kasan_slab_use_after_free"
+    assert rep.lines[2] == f"Read of size 4 at addr {box['e']:08x} by task driver/{rep.pid}"
+    freed = rep.lines.index(f"Freed by task {rep.pid}:")
+    assert any(ln.startswith(" mempool_free (") for ln in rep.lines[freed:freed + 6])
+    m.check()
