@@ -18,7 +18,8 @@ objects as kmemleak does:
   inside a tracked object marks it referenced, and its own words are scanned in turn;
 * the tracked objects left unmarked are the leaks: each reported once, in kmemleak's
   words ("unreferenced object 0x... (size N):", "  comm ..., pid N, jiffies N (age
-  N.NNNs)", "  hex dump (first 32 bytes):", "  backtrace:"), listed by
+  N.NNNs)", "  hex dump (first 32 bytes):", "  backtrace:"; comm "hardirq" or "softirq",
+  pid 0, for what an interrupt allocated), listed by
   ``m.proc("kmemleak")`` (the debugfs file) and, with ``kmemleak="fail"``, recorded as a
   kernel report of kind "kmemleak" (explore() then fails on it unless expected).
 
@@ -41,7 +42,7 @@ from array import array
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import KmemUsageError
-from ..runtime.preempt import NSEC_PER_JIFFY
+from ..runtime.preempt import HARDIRQ_MASK, NSEC_PER_JIFFY, SOFTIRQ_OFFSET
 from ..runtime.report import skip_frames_of
 from ..runtime.task import CURRENT
 from .kasan import format_stack, raw_stack
@@ -116,8 +117,13 @@ class Kmemleak:
     def alloc(self, ptr: int, size: int, kind: str) -> None:
         """kmemleak_alloc / kmemleak_vmalloc: track a block allocated after boot."""
         t = CURRENT.task
-        self.objects[ptr] = LeakObject(ptr, size, kind, t.pid if t else 0, t.comm if t else "swapper",
-                                       self._now(), raw_stack(3))
+        pid, comm = (t.pid, t.comm) if t else (0, "swapper")
+        count = t.cpu.preempt_count if t and t.cpu is not None else 0
+        if count & HARDIRQ_MASK:  # create_object(): no task owns what an interrupt allocates
+            pid, comm = 0, "hardirq"
+        elif count & SOFTIRQ_OFFSET:
+            pid, comm = 0, "softirq"
+        self.objects[ptr] = LeakObject(ptr, size, kind, pid, comm, self._now(), raw_stack(3))
 
     def free(self, ptr: int) -> None:
         """kmemleak_free: the block is gone (freeing an untracked block is fine)."""

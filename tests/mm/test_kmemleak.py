@@ -192,3 +192,21 @@ def test_the_hardened_free_checks_still_run_with_kmemleak_on() -> None:
     assert [r.kind for r in m.reports] == ["slab_double_free", "slab_invalid_free"]
     m.check()
     assert m.proc("kmemleak") == ""
+
+
+def test_what_an_interrupt_allocates_belongs_to_hardirq() -> None:
+    m = Machine(cpus=1, kmemleak=True)
+    from percpu_kmem.linux import GFP_ATOMIC, raise_irq
+
+    def handler(irq: int, dev: object) -> None:
+        kmalloc(24, GFP_ATOMIC)  # leaked by the handler
+
+    m.request_irq(9, handler, "leaky_nic")
+
+    def driver() -> None:
+        raise_irq(9)
+        kfree(kmalloc(8, GFP_KERNEL))
+
+    m.run(driver)
+    (text,) = m.kmemleak_scan()
+    assert text.splitlines()[1].startswith('  comm "hardirq", pid 0, jiffies ')
