@@ -8,16 +8,18 @@ the timeout tests the wrong condition (state != IDLE instead of state ==
 SUBMITTED): a request that was completed is aborted again. The buffer is
 freed twice only when the three happen in this order: submit, then
 completion, then timeout, and all of it before the submitter's teardown
-(which clears the request). Slab hardening reports the second kfree
-("Object already free"). The fix aborts only a SUBMITTED request. Found by
-slab hardening; it needs three events in one order across three tasks.
+(which clears the request). Slab debugging (slub_debug=F) reports the second
+kfree ("Object already free") wherever the object went in between; the
+always-on check sees only a free twice in a row. The fix aborts only a
+SUBMITTED request. Found by slab_debug; it needs three events in one order
+across three tasks.
 """
 
 from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc, preempt_point, spin_lock_init
 from percpu_kmem.linux import spin_lock_irqsave, spin_unlock_irqrestore
 from percpu_kmem.scenarios import stress
 
-DETECTOR = "hardening"
+DETECTOR = "slab_debug"
 REPORTS = ("slab_double_free",)
 
 IDLE, SUBMITTED, DONE, ABORTED = range(4)
@@ -74,13 +76,13 @@ def _request(m, abort_only_submitted):
     m.run(submitter, completion, timeout)
 
 
-@stress(cpus=3)
+@stress(cpus=3, slab_debug=True)
 def buggy(m):
     """The timeout aborts any request that is not idle."""
     _request(m, False)
 
 
-@stress(cpus=3)
+@stress(cpus=3, slab_debug=True)
 def fixed(m):
     """The timeout aborts only a submitted request."""
     _request(m, True)

@@ -35,8 +35,8 @@ def _fs(m, write_gfp):
 
     def mount():
         register_shrinker("zoofs_inodes", count_objects, scan_objects)
-        fill_page_cache(3000)
-        held = [alloc_pages(GFP_KERNEL, 0) for _ in range(1300)]   # memory pressure: reclaim runs
+        fill_page_cache(1500)
+        held = [alloc_pages(GFP_KERNEL, 0) for _ in range(650)]   # memory pressure: reclaim runs
         for p in held:
             if p is not None:
                 __free_pages(p, 0)
@@ -51,13 +51,13 @@ def _fs(m, write_gfp):
     m.run(write_begin)
 
 
-@stress(cpus=1, memory="16M", lockdep=True)
+@stress(cpus=1, memory="8M", lockdep=True)
 def buggy(m):
     """kmalloc(GFP_KERNEL) with the fs lock held."""
     _fs(m, GFP_KERNEL)
 
 
-@stress(cpus=1, memory="16M", lockdep=True)
+@stress(cpus=1, memory="8M", lockdep=True)
 def fixed(m):
     """kmalloc(GFP_NOFS) with the fs lock held."""
     _fs(m, GFP_NOFS)

@@ -17,8 +17,9 @@ from percpu_kmem.scenarios import stress
 DETECTOR = "deadlock"
 REPORTS = ("deadlock", "livelock")
 
-ROUNDS = 3
-WORK = 6
+ROUNDS = 2
+STATS_WORK = 5                                   # steps of work outside the locks, per round
+CONFIG_WORK = 9
 
 
 def _dev(m, one_order):
@@ -26,13 +27,13 @@ def _dev(m, one_order):
     stats_lock = spin_lock_init("stats_lock")
     dev = {"queued": 0, "stats": 0}
 
-    def work(what):
-        for _ in range(WORK):
+    def work(what, steps):
+        for _ in range(steps):
             preempt_point(what)
 
     def update_stats():
         for _ in range(ROUNDS):
-            work("count_frames")
+            work("count_frames", STATS_WORK)
             spin_lock(queue_lock)
             spin_lock(stats_lock)
             dev["stats"] = dev["queued"]
@@ -41,7 +42,7 @@ def _dev(m, one_order):
 
     def reconfigure():
         for _ in range(ROUNDS):
-            work("build_config")
+            work("build_config", CONFIG_WORK)
             first, second = (queue_lock, stats_lock) if one_order else (stats_lock, queue_lock)
             spin_lock(first)
             spin_lock(second)
