@@ -15,8 +15,15 @@ SUBMITTED request. Found by slab_debug; it needs three events in one order
 across three tasks.
 """
 
-from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc, preempt_point, spin_lock_init
-from percpu_kmem.linux import spin_lock_irqsave, spin_unlock_irqrestore
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    kfree,
+    kmalloc,
+    preempt_point,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "slab_debug"

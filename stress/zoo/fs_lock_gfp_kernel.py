@@ -11,8 +11,19 @@ call. The fix allocates with GFP_NOFS (or inside memalloc_nofs_save()).
 Found by lockdep's fs_reclaim annotation.
 """
 
-from percpu_kmem.linux import GFP_KERNEL, GFP_NOFS, __free_pages, alloc_pages, fill_page_cache, kfree
-from percpu_kmem.linux import kmalloc, mutex_init, mutex_lock, mutex_unlock, register_shrinker
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    GFP_NOFS,
+    __free_pages,
+    alloc_pages,
+    fill_page_cache,
+    kfree,
+    kmalloc,
+    mutex_init,
+    mutex_lock,
+    mutex_unlock,
+    register_shrinker,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "lockdep"

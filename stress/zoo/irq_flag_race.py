@@ -9,8 +9,7 @@ marks both accesses (WRITE_ONCE in the thread, READ_ONCE in the handler).
 Found by KCSAN.
 """
 
-from percpu_kmem.linux import GFP_KERNEL, READ_ONCE, WRITE_ONCE, kfree, kmalloc, raise_irq, read_u32
-from percpu_kmem.linux import write_u32
+from percpu_kmem.linux import GFP_KERNEL, READ_ONCE, WRITE_ONCE, kfree, kmalloc, raise_irq, read_u32, write_u32
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "kcsan"

@@ -8,8 +8,16 @@ invalid context" the first time the handler runs. The fix is GFP_ATOMIC (and
 a handler that copes with NULL). Found by might_sleep.
 """
 
-from percpu_kmem.linux import GFP_ATOMIC, GFP_KERNEL, kfree, kmalloc, raise_irq, spin_lock_init
-from percpu_kmem.linux import spin_lock_irqsave, spin_unlock_irqrestore
+from percpu_kmem.linux import (
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    kfree,
+    kmalloc,
+    raise_irq,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "might_sleep"

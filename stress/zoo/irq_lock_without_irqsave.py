@@ -9,8 +9,15 @@ section: "WARNING: inconsistent lock state", {IN-HARDIRQ-W} -> {HARDIRQ-ON-W}.
 The fix is spin_lock_irqsave() in process context. Found by lockdep.
 """
 
-from percpu_kmem.linux import preempt_point, raise_irq, spin_lock, spin_lock_init, spin_lock_irqsave
-from percpu_kmem.linux import spin_unlock, spin_unlock_irqrestore
+from percpu_kmem.linux import (
+    preempt_point,
+    raise_irq,
+    spin_lock,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_irqrestore,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "lockdep"

@@ -10,8 +10,19 @@ first, then test the condition, then schedule(). Found by the deadlock
 (hung task) detector.
 """
 
-from percpu_kmem.linux import GFP_KERNEL, READ_ONCE, TASK_UNINTERRUPTIBLE, WRITE_ONCE, finish_wait
-from percpu_kmem.linux import init_waitqueue_head, kfree, kmalloc, prepare_to_wait, schedule, wake_up
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    READ_ONCE,
+    TASK_UNINTERRUPTIBLE,
+    WRITE_ONCE,
+    finish_wait,
+    init_waitqueue_head,
+    kfree,
+    kmalloc,
+    prepare_to_wait,
+    schedule,
+    wake_up,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "hung_task"

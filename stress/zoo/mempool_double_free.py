@@ -10,8 +10,7 @@ hardening would report it. The fix leaves the free to end_io alone. Found by
 the mempool's checks.
 """
 
-from percpu_kmem.linux import GFP_NOIO, mempool_alloc, mempool_create_kmalloc_pool, mempool_destroy
-from percpu_kmem.linux import mempool_free
+from percpu_kmem.linux import GFP_NOIO, mempool_alloc, mempool_create_kmalloc_pool, mempool_destroy, mempool_free
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "mempool"

@@ -10,8 +10,16 @@ fails. The allocation-failure warning is expected in both twins. Found by
 the Oops on the NULL dereference.
 """
 
-from percpu_kmem.linux import GFP_ATOMIC, __GFP_NOWARN, __free_pages
-from percpu_kmem.linux import __get_free_page, alloc_pages, free_page, raise_irq, write_u32
+from percpu_kmem.linux import (
+    __GFP_NOWARN,
+    GFP_ATOMIC,
+    __free_pages,
+    __get_free_page,
+    alloc_pages,
+    free_page,
+    raise_irq,
+    write_u32,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "oops"

@@ -9,8 +9,16 @@ KASAN: slab-use-after-free" with the stacks of the allocation and the free.
 The fix reads the status before completing the request. Found by KASAN.
 """
 
-from percpu_kmem.linux import GFP_KERNEL, kmem_cache_alloc, kmem_cache_create, kmem_cache_destroy
-from percpu_kmem.linux import kmem_cache_free, raise_irq, read_u32, write_u32
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    kmem_cache_alloc,
+    kmem_cache_create,
+    kmem_cache_destroy,
+    kmem_cache_free,
+    raise_irq,
+    read_u32,
+    write_u32,
+)
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "kasan"
