@@ -228,18 +228,21 @@ class ZooResult:
             line += f"; not found: {', '.join(self.missed)}"
         return line + (" (interrupted)" if self.interrupted else "")
 
-    def table(self) -> str:
-        """A Markdown table: driver, detector, found, seeds to first find per column, the first
-        failing seed with its policy, the twin's false positives."""
-        head = ["driver", "detector", "found"] + [f"seeds to find: {c}" for c in self.columns] + [
-            "first failing seed (policy)", "twin false positives"]
+    def table(self, *, bugs: bool = False) -> str:
+        """A Markdown table: driver, detector, found (in the first column, within the seeds),
+        seeds to first find per column, the first failing seed with its policy, the twin's
+        false positives. ``bugs=True`` adds each driver's bug (its docstring's first line)."""
+        bug_head = ["bug"] if bugs else []
+        head = ["driver", *bug_head, "detector", f"found within {self.seeds}"] + [
+            f"seeds to find: {c}" for c in self.columns] + ["first failing seed (policy)", "twin false positives"]
         rows = [head, ["---"] * len(head)]
         for d in self.drivers:
+            bug_cell = [d.driver.bug.rstrip(".")] if bugs else []
             if d.unavailable:
-                rows.append([d.driver.name, d.driver.detector, "detector unavailable"]
+                rows.append([d.driver.name, *bug_cell, d.driver.detector, "detector unavailable"]
                             + ["-"] * len(self.columns) + ["-", "-"])
                 continue
-            cells = [d.driver.name, d.driver.detector, "yes" if d.found else "**no**"]
+            cells = [d.driver.name, *bug_cell, d.driver.detector, "yes" if d.found else "**no**"]
             for c in d.columns:
                 cells.append(str(c.seeds_to_find) if c.found else f"not in {c.runs}")
             first = d.columns[0].first if d.columns else None

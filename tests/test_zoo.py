@@ -148,7 +148,8 @@ def test_run_zoo_counts_finds_and_false_positives(tmp_path: Path) -> None:
     assert [c.seeds_to_find for c in good.columns] == [1, 1] and good.false_positives == 0
     assert len(seen) == 2 * (1 + 3 + 1 + 3)
     table = res.table()
-    assert table.splitlines()[0].startswith("| driver | detector | found | seeds to find: campaign")
+    assert table.splitlines()[0].startswith("| driver | detector | found within 3 | seeds to find: campaign")
+    assert "| good | A driver that sleeps under its lock | might_sleep | yes |" in res.table(bugs=True)
     assert "| good | might_sleep | yes | 1 | 1 | 0 (random) | 0 |" in table
     j = res.to_json()
     assert j["detections"] == 2 and j["false_positives"] == 6

@@ -11,15 +11,15 @@ hung"). The fix takes the locks in one order everywhere. Found by the
 deadlock detector.
 """
 
-from percpu_kmem.linux import preempt_point, spin_lock, spin_lock_init, spin_unlock
+from percpu_kmem.linux import spin_lock, spin_lock_init, spin_unlock, udelay
 from percpu_kmem.scenarios import stress
 
 DETECTOR = "deadlock"
 REPORTS = ("deadlock", "livelock")
 
 ROUNDS = 2
-STATS_WORK = 5                                   # steps of work outside the locks, per round
-CONFIG_WORK = 9
+STATS_WORK = 10                                 # register accesses outside the locks, per round
+CONFIG_WORK = 23
 
 
 def _dev(m, one_order):
@@ -27,13 +27,13 @@ def _dev(m, one_order):
     stats_lock = spin_lock_init("stats_lock")
     dev = {"queued": 0, "stats": 0}
 
-    def work(what, steps):
+    def work(steps):                             # talk to the hardware: 1 us per register access
         for _ in range(steps):
-            preempt_point(what)
+            udelay(1)
 
     def update_stats():
         for _ in range(ROUNDS):
-            work("count_frames", STATS_WORK)
+            work(STATS_WORK)                     # read the frame counters
             spin_lock(queue_lock)
             spin_lock(stats_lock)
             dev["stats"] = dev["queued"]
@@ -42,7 +42,7 @@ def _dev(m, one_order):
 
     def reconfigure():
         for _ in range(ROUNDS):
-            work("build_config", CONFIG_WORK)
+            work(CONFIG_WORK)                    # program the new configuration
             first, second = (queue_lock, stats_lock) if one_order else (stats_lock, queue_lock)
             spin_lock(first)
             spin_lock(second)
