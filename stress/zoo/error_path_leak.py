@@ -6,7 +6,8 @@ first. The path only runs when an allocation fails, so it is found by
 failslab (fault injection makes kmalloc fail at chosen calls) together with
 kmemleak, which reports the device structure nothing points to any more:
 "unreferenced object 0x... (size 192)". The fix frees what was allocated
-before returning. Found by kmemleak with failslab (kmemleak="fail": each leak a report).
+before returning. Found by kmemleak (kmemleak="fail": each leak is a
+report) with failslab.
 """
 
 from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc

@@ -2,12 +2,13 @@
 
 The rx interrupt handler allocates a page for the next receive buffer with
 GFP_ATOMIC and writes the descriptor into it without checking for NULL. An
-atomic allocation cannot sleep to reclaim, so under memory pressure (here a
-burst of atomic allocations by another driver holding all it could get) it fails, and the handler writes
-through a NULL pointer: "BUG: kernel NULL pointer dereference", an Oops.
-The fix drops the frame and counts it (rx_dropped) when the allocation
-fails. The allocation-failure warning is expected in both twins. Found by
-the Oops on the NULL dereference.
+atomic allocation cannot sleep to reclaim, so under memory pressure (here
+another driver's burst of atomic allocations has taken all it could get) it
+fails, and the handler writes through a NULL pointer: "BUG: kernel NULL
+pointer dereference", an Oops (in an interrupt: "Fatal exception in
+interrupt"). The fix drops the frame and counts it (rx_dropped) when the
+allocation fails. The allocation-failure warning is expected in both twins.
+Found by the Oops on the NULL dereference.
 """
 
 from percpu_kmem.linux import (
