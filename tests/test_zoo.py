@@ -21,9 +21,9 @@ pytestmark = pytest.mark.timeout(180)
 ZOO = {d.name: d for d in load_zoo()}
 AVAILABLE = sorted(n for n, d in ZOO.items() if not d.unavailable())
 #: Seeds of the default campaign each fixed twin runs here (docs/zoo.md: 200 per policy).
-TWIN_SEEDS = 30
+TWIN_SEEDS = 40
 #: Fewer for the twins whose runs put the machine under memory pressure (slow).
-SLOW_TWINS = {"fs_lock_gfp_kernel": 8}
+SLOW_TWINS = {"fs_lock_gfp_kernel": 10}
 #: Drivers the default campaign does not find within their 200 seeds (docs/zoo.md says why):
 #: tested under the policy and options that do find them.
 HARD = {"depth3_ordering": ("pct", {"depth": 2, "steps": 40}, 20)}
