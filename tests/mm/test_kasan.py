@@ -356,3 +356,17 @@ def test_an_element_in_a_mempools_reserve_is_freed_for_kasan(slab_debug: bool) -
     freed = rep.lines.index(f"Freed by task {rep.pid}:")
     assert any(ln.startswith(" mempool_free (") for ln in rep.lines[freed:freed + 6])
     m.check()
+
+
+def test_the_hooks_ride_the_slab_debug_gate() -> None:
+    """Off, no cache takes the debug path (the magazine fast path is untouched); on, every
+    cache does, boot's and new ones alike, without changing any cache's tunables."""
+    from percpu_kmem.mm.kasan import SLAB_KASAN
+    from percpu_kmem.mm.kmemleak import SLAB_KMEMLEAK
+    off, on = Machine(cpus=2), Machine(cpus=2, kasan=True, kmemleak=True)
+    assert all(c.debug == 0 for c in off.slab.caches)
+    assert all(c.debug == SLAB_KASAN | SLAB_KMEMLEAK for c in on.slab.caches)
+    assert [(c.limit, c.batchcount, c.usable) for c in off.slab.caches] == \
+        [(c.limit, c.batchcount, c.usable) for c in on.slab.caches]
+    on.run(lambda: kmem_cache_destroy(kmem_cache_create("late", 24)))
+    assert on.reports == []
