@@ -87,6 +87,8 @@ _BUG_TYPES: Final = {KASAN_PAGE_FREE: "use-after-free", KASAN_PAGE_REDZONE: "pag
                      KASAN_SLAB_REDZONE: "slab-out-of-bounds", KASAN_SLAB_FREE: "slab-use-after-free",
                      KASAN_VMALLOC_INVALID: "vmalloc-out-of-bounds"}
 _STACK_LIMIT: Final = 16
+#: frames a track keeps before filtering (the hooks' own frames are among them)
+_RAW_LIMIT: Final = 24
 _HERE: Final = os.path.dirname(os.path.abspath(__file__))
 #: frames a report's "in <func>" and stacks leave out: the accessors, the atomics, this module
 _SKIP_FILES: Final = frozenset(os.path.join(_HERE, f) for f in ("access.py", "atomic.py", "kasan.py",
@@ -119,17 +121,22 @@ def _skipped(code: Any) -> bool:
 
 
 def raw_stack(depth: int = 2) -> tuple[tuple[Any, int], ...]:
-    """The simulated stack as (code, line) pairs, innermost first, the model's checking
-    machinery left out; formatted only if a report needs it (``format_stack``)."""
-    return tuple(fr for fr in stack_codes(depth, 2 * _STACK_LIMIT) if not _skipped(fr[0]))[:_STACK_LIMIT]
+    """The simulated stack as (code, line) pairs, innermost first: kept as it is (cheap) and
+    filtered and formatted only if a report prints it (``format_stack``)."""
+    return tuple(stack_codes(depth, _RAW_LIMIT))
+
+
+def _kept(frames: tuple[tuple[Any, int], ...]) -> list[tuple[Any, int]]:
+    """The frames a report shows: the model's checking machinery left out."""
+    return [fr for fr in frames if not _skipped(fr[0])][:_STACK_LIMIT]
 
 
 def format_stack(frames: tuple[tuple[Any, int], ...]) -> list[str]:
-    return [str(Frame(code.co_name, relpath(code.co_filename), line)) for code, line in frames]
+    return [str(Frame(code.co_name, relpath(code.co_filename), line)) for code, line in _kept(frames)]
 
 
 def _frames(frames: tuple[tuple[Any, int], ...]) -> tuple[Frame, ...]:
-    return tuple(Frame(code.co_name, relpath(code.co_filename), line) for code, line in frames)
+    return tuple(Frame(code.co_name, relpath(code.co_filename), line) for code, line in _kept(frames))
 
 
 class Kasan:
@@ -372,8 +379,9 @@ class Kasan:
     # -- reports --------------------------------------------------------------------------
     def _site(self) -> tuple[str, int, str, tuple[tuple[Any, int], ...]]:
         frames = raw_stack(3)
-        if frames:
-            code, line = frames[0]
+        kept = _kept(frames)
+        if kept:
+            code, line = kept[0]
             return relpath(code.co_filename), line, code.co_name, frames
         return "<unknown>", 0, "<unknown>", frames
 
