@@ -14,6 +14,8 @@ objects as kmemleak does:
   keeps for the kernel in Python (the kmem_cache descriptors on the cache chain, each
   mempool's struct, elements array and reserve) and the objects marked
   ``kmemleak_not_leak()`` ("this is stored in a global": never reported, always scanned);
+* a slab object is tracked at its cache's object size (``s->object_size``: kmalloc(100)
+  is a 128-byte object of size-128), a vmalloc area at the size asked for;
 * every aligned 32-bit word of a root is a possible pointer; a word that points anywhere
   inside a tracked object marks it referenced, and its own words are scanned in turn;
 * the tracked objects left unmarked are the leaks: each reported once, in kmemleak's

@@ -246,7 +246,7 @@ class SlabDebug:
         if hooks & SLAB_KASAN:
             m.kasan.slab_alloc(c, objp, size)  # type: ignore[union-attr]
         if hooks & SLAB_KMEMLEAK:
-            m.kmemleak.alloc(objp, size if size >= 0 else c.reallen, "slab")  # type: ignore[union-attr]
+            m.kmemleak.alloc(objp, c.reallen, "slab")  # type: ignore[union-attr]  # s->object_size
 
     def _free_hooks(self, c: kmem_cache_t, objp: int, raw: int, hooks: int) -> int:
         """kasan_slab_free (poison, track, quarantine): the slot to put on the magazine."""

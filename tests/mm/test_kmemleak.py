@@ -53,7 +53,7 @@ def test_a_leak_is_reported_in_kmemleaks_words() -> None:
     p = box["p"]
     (text,) = new
     lines = text.splitlines()
-    assert lines[0] == f"unreferenced object 0x{p:08x} (size 100):"
+    assert lines[0] == f"unreferenced object 0x{p:08x} (size 128):"  # the object: size-128's
     assert re.fullmatch(r'  comm "leaky_probe", pid \d+, jiffies \d+ \(age \d+\.\d{3}s\)', lines[1])
     assert lines[2] == "  hex dump (first 32 bytes):"
     assert lines[3].startswith("    44 43 42 41 ") and lines[3].endswith("  DCBA............")
