@@ -213,6 +213,8 @@ def test_atomic_on_freed_object_is_one_report() -> None:
     m.run(driver)
     (rep,) = m.reports
     assert rep.kind == "kasan_slab_use_after_free" and rep.lines[1] == "BUG: KASAN: slab-use-after-free in driver"
+    assert rep.lines[2].startswith("Write of size 4 at addr ")  # a read-modify-write is checked as a write
+    assert rep.count == 1
 
 
 def test_bad_write_is_not_performed() -> None:
