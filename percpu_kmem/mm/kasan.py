@@ -55,6 +55,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
+from ..runtime.errors import KernelBug
 from ..runtime.report import Frame, relpath, skip_frames_of
 from ..runtime.task import CURRENT
 from .context import stack_codes
@@ -414,7 +415,12 @@ class Kasan:
         lines.append(KASAN_RULE)
         self.nr_reports += 1
         kind = "kasan_" + bug_type.replace("-", "_")
-        rep = m.report(kind, lines, site=site, stack=False, extra=extra)
+        try:  # the stack is in the text where KASAN prints it; Report.stack gets it too
+            rep = m.report(kind, lines, site=site, stack=False, extra=extra)
+        except KernelBug as e:  # on_bug="raise"
+            if not e.report.stack:
+                e.report.stack = _frames(frames)
+            raise
         if not rep.stack:
             rep.stack = _frames(frames)
 

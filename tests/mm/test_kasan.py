@@ -372,3 +372,21 @@ def test_the_hooks_ride_the_slab_debug_gate() -> None:
         [(c.limit, c.batchcount, c.usable) for c in on.slab.caches]
     on.run(lambda: kmem_cache_destroy(kmem_cache_create("late", 24)))
     assert on.reports == []
+
+
+def test_on_bug_raise_stops_the_task_at_the_bad_access_with_its_stack() -> None:
+    from percpu_kmem import KernelBug
+    m = Machine(cpus=1, kasan=True, on_bug="raise")
+    seen: list[str] = []
+
+    def driver() -> None:
+        p = kmalloc(16, GFP_KERNEL)
+        kfree(p)
+        read_u32(p)
+        seen.append("went on")  # not reached
+
+    with pytest.raises(KernelBug) as e:
+        m.run(driver)
+    assert e.value.report.kind == "kasan_slab_use_after_free" and seen == []
+    assert e.value.report.stack and e.value.report.stack[0].function == "driver"
+    m.check()
