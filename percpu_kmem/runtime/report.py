@@ -134,7 +134,9 @@ def user_site(depth: int = 2) -> tuple[str, int, str]:
     the simulated code that called into the model (a driver's kmalloc line). Falls back
     to :func:`caller_site` when the call came from the package itself only."""
     f: Any = sys._getframe(depth)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep):
+    # the task's entry (_task_main) ends the walk: below it is the thread pool, not simulated code
+    while (f is not None and f.f_code.co_name != "_task_main"
+           and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep)):
         f = f.f_back
     if f is None or f.f_code.co_name == "_task_main":
         return caller_site(depth + 1)
