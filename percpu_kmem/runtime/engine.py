@@ -484,8 +484,7 @@ class BatonEngine(Engine):
         self._target: Task | None = None
         # options of the current placement (see _options)
         self._opts_at = -1
-        self._opts_running: list[Task] = []
-        self._opts_idle: list[CPU] = []
+        self._opts: tuple[Options, Options] = (Options([], [], [], [], False, []),) * 2
         self._irqs_seen = any(c.pending_irqs for c in self.cpus)
         #: the policy's clock limit is always "none" (every policy but virtual): no call per grant
         self._no_vlimit = type(policy).vlimit is Policy.vlimit
@@ -605,7 +604,9 @@ class BatonEngine(Engine):
         in the run so far (so no interrupt can be pending or injected) and no task spinning, the runnable
         tasks are exactly the tasks on CPUs and the idle CPUs are those without one:
         copies of ``on_cpus`` and ``idle`` made once per placement serve every decision
-        until the next placement. Otherwise the CPUs are scanned (``_scan_options``).
+        until the next placement (two Options objects, without and with a legal
+        preemption: policies treat Options as read-only). Otherwise the CPUs are scanned
+        (``_scan_options``).
         """
         if (self.spinners or self._irqs_seen or self.m.irq.actions
                 or (forced and t is not None and t.cpu is not None)):
@@ -614,16 +615,17 @@ class BatonEngine(Engine):
             return self._scan_options(t, forced)
         if self._opts_at != self.placements:
             self._opts_at = self.placements
-            self._opts_running = self.on_cpus.copy()
-            self._opts_idle = self.idle.copy()
-        idle = self._opts_idle
-        can_preempt = False
+            running = self.on_cpus.copy()
+            idle = self.idle.copy()
+            self._opts = (Options(running, self.ready, idle, _NO_CPUS, False, _NO_IRQS),
+                          Options(running, self.ready, idle, _NO_CPUS, True, _NO_IRQS))
+        opts = self._opts
         if t is not None and not forced:
             c = t.cpu
             if (c is not None and not c.irqs_off and c.preempt_count == 0 and not t.is_idle
-                    and (self.ready or idle)):
-                can_preempt = True
-        return Options(self._opts_running, self.ready, idle, _NO_CPUS, can_preempt, _NO_IRQS)
+                    and (self.ready or opts[0].idle_cpus)):
+                return opts[1]
+        return opts[0]
 
     def _scan_options(self, t: Task | None, forced: bool) -> Options:
         """The legal choices, from a scan of every CPU (spinners, interrupts)."""
@@ -655,24 +657,63 @@ class BatonEngine(Engine):
 
     # -- decisions ---------------------------------------------------------------
     def decide(self, t: Task, event: str) -> None:
-        """A scheduling point whose budget ran out: let the policy choose."""
+        """A scheduling point whose budget ran out: let the policy choose.
+
+        The hottest path of a run: _sync, the switch and the hand-off are written out
+        here rather than called (the same steps in the same order).
+        """
         if self.aborting:
             self._drain_point(t)
         if t.is_idle or t.spinning is not None:
             self._grant(t)
             return
-        self._sync(t, 0)
+        # _sync(t, 0)
+        n = self.granted - t.budget
+        self.points_run = n
+        self.steps += n
+        self.granted = t.budget
+        t.points += n
+        if t.relaxes == t.relaxes_seen:
+            t.relax_streak = 0
+        t.relaxes_seen = t.relaxes
         c = t.cpu
+        if self.charges_points:
+            c.clock += n * costs.POINT
         if c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
             self.m.irq.deliver_pending(c)
-        opts = self._options(t, forced=False)
-        if opts.runnable_count() <= 1 and not opts.can_preempt and not opts.irqs:
-            b = self.policy.quiet_budget(self, t)
+        opts = self._options(t, False)
+        policy = self.policy
+        if (len(opts.running) + len(opts.ready) + len(opts.idle_irq_cpus) <= 1 and not opts.can_preempt
+                and not opts.irqs):
+            b = policy.quiet_budget(self, t)
             t.budget = b
             self.granted = b
-            t.vlimit = _NO_VLIMIT if self._no_vlimit else self.policy.vlimit(self, t)
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
             return
-        action = self.policy.choose(self, t, event, opts, False)
+        action = policy.choose(self, t, event, opts, False)
+        if action[0] == "S":
+            u = action[1]
+            if u is not t:
+                # _switch + _handoff of a switch to a task already on a CPU
+                self.log.append((self.steps, t.pid, event, "S", u.pid, 0))
+                self._target = u
+                self.runner = u
+                self._pass_baton(t, u)
+            else:
+                self.log.append((self.steps, t.pid, event, "S", u.pid, 0))
+                self._target = u
+            # _resume(t)
+            self.runner = t
+            if self.aborting:
+                self._abort_point(t)
+            b = 1 if self.aborting else policy.budget(self, t)
+            t.budget = b
+            self.granted = b
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
+            c = t.cpu
+            if c is not None and c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
+                self.m.irq.deliver_pending(c)
+            return
         self._apply(t, event, action)
 
     def _drain_point(self, t: Task) -> None:
