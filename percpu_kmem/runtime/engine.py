@@ -601,24 +601,34 @@ class BatonEngine(Engine):
         """The legal choices at a decision of ``t`` (None: the start).
 
         Common case in O(1) of the number of CPUs: with no interrupt handler registered
-        in the run so far (so no interrupt can be pending or injected) and no task spinning, the runnable
-        tasks are exactly the tasks on CPUs and the idle CPUs are those without one:
-        copies of ``on_cpus`` and ``idle`` made once per placement serve every decision
-        until the next placement (two Options objects, without and with a legal
-        preemption: policies treat Options as read-only). Otherwise the CPUs are scanned
-        (``_scan_options``).
+        in the run so far (so no interrupt can be pending or injected) and no task
+        spinning, the runnable tasks are exactly the tasks on CPUs and the idle CPUs are
+        those without one: copies of ``on_cpus`` and ``idle`` made once per placement
+        serve every decision until the next placement (two Options objects, without and
+        with a legal preemption: policies treat Options as read-only). While tasks spin,
+        the tasks on CPUs are filtered (a spinner runs once its lock is free). With
+        interrupts, the CPUs are scanned (``_scan_options``).
         """
-        if (self.spinners or self._irqs_seen or self.m.irq.actions
-                or (forced and t is not None and t.cpu is not None)):
-            if self.m.irq.actions:
-                self._irqs_seen = True  # an interrupt may stay pending after free_irq()
+        if self._irqs_seen or self.m.irq.actions:
+            self._irqs_seen = True  # an interrupt may stay pending after free_irq()
             return self._scan_options(t, forced)
+        if forced and t is not None and t.cpu is not None and t.spinning is None:
+            return self._scan_options(t, forced)
+        if self.spinners:
+            # a spinner runs only once its lock is free: filter the tasks on CPUs
+            if self._opts_at != self.placements:
+                self._cache_options()
+            idle = self._opts[0].idle_cpus
+            running = [u for u in self.on_cpus if u.spinning is None or not u.spinning.locked()]
+            can_preempt = False
+            if t is not None and not forced:
+                c = t.cpu
+                if (c is not None and not c.irqs_off and c.preempt_count == 0 and not t.is_idle
+                        and (self.ready or idle)):
+                    can_preempt = True
+            return Options(running, self.ready, idle, _NO_CPUS, can_preempt, _NO_IRQS)
         if self._opts_at != self.placements:
-            self._opts_at = self.placements
-            running = self.on_cpus.copy()
-            idle = self.idle.copy()
-            self._opts = (Options(running, self.ready, idle, _NO_CPUS, False, _NO_IRQS),
-                          Options(running, self.ready, idle, _NO_CPUS, True, _NO_IRQS))
+            self._cache_options()
         opts = self._opts
         if t is not None and not forced:
             c = t.cpu
@@ -626,6 +636,14 @@ class BatonEngine(Engine):
                     and (self.ready or opts[0].idle_cpus)):
                 return opts[1]
         return opts[0]
+
+    def _cache_options(self) -> None:
+        """The options of the current placement, without and with a legal preemption."""
+        self._opts_at = self.placements
+        running = self.on_cpus.copy()
+        idle = self.idle.copy()
+        self._opts = (Options(running, self.ready, idle, _NO_CPUS, False, _NO_IRQS),
+                      Options(running, self.ready, idle, _NO_CPUS, True, _NO_IRQS))
 
     def _scan_options(self, t: Task | None, forced: bool) -> Options:
         """The legal choices, from a scan of every CPU (spinners, interrupts)."""

@@ -302,11 +302,17 @@ class VirtualTimePolicy(Policy):
 
     def vlimit(self, engine: BatonEngine, t: Task) -> int:
         lim = 1 << 62
+        ready = engine.ready
+        first_ready = -1  # the earliest ready_at of a ready task, once needed
         for c in engine.cpus:
             u = c.curr
             if u is None:
-                if engine.ready:
-                    lim = min(lim, max(c.clock, min(r.ready_at for r in engine.ready)))
+                if ready:
+                    if first_ready < 0:
+                        first_ready = min(r.ready_at for r in ready)
+                    at = c.clock if c.clock > first_ready else first_ready
+                    if at < lim:
+                        lim = at
             elif u is not t and (u.spinning is None or not u.spinning.locked()):
                 if c.clock < lim:
                     lim = c.clock
