@@ -709,7 +709,15 @@ class BatonEngine(Engine):
             t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
             return
         action = policy.choose(self, t, event, opts, False)
-        if action[0] == "S":
+        kind = action[0]
+        if kind == "C":
+            # _grant(t)
+            b = 1 if self.aborting else policy.budget(self, t)
+            t.budget = b
+            self.granted = b
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
+            return
+        if kind == "S":
             u = action[1]
             if u is not t:
                 # _switch + _handoff of a switch to a task already on a CPU

@@ -68,7 +68,6 @@ class GreenletEngine(BatonEngine):
     def __init__(self, machine: Machine, policy: Policy) -> None:
         super().__init__(machine, policy)
         self._next: Task | None = None  # the task the driver switches to next
-        self._glets: dict[int, Any] = {}  # id(task) -> its greenlet, made in the driver thread
         self._hub: Any = None
 
     # -- starting ------------------------------------------------------------
@@ -83,11 +82,11 @@ class GreenletEngine(BatonEngine):
         self._resume(t)
 
     def _glet(self, u: Task) -> Any:
-        g = self._glets.get(id(u))
+        """``u``'s greenlet (``u.glet``), made in the driver thread when ``u`` first runs."""
+        g = u.glet
         if g is None:
             from greenlet import greenlet
-            g = greenlet(lambda: self._task_main(u), parent=self._hub)
-            self._glets[id(u)] = g
+            g = u.glet = greenlet(lambda: self._task_main(u), parent=self._hub)
         return g
 
     # -- the baton --------------------------------------------------------------
@@ -95,7 +94,7 @@ class GreenletEngine(BatonEngine):
         self._next = u  # the driver switches to it once the caller's greenlet ends
 
     def _pass_baton(self, t: Task, u: Task) -> None:
-        g = self._glets.get(id(u))
+        g = u.glet
         if g is None:
             # a greenlet's stack begins where it is first switched to: start ``u`` from the
             # driver's shallow stack, not on top of ``t``'s (stacks started one on top of the
@@ -137,10 +136,12 @@ class GreenletEngine(BatonEngine):
                 self._glet(left[0]).switch()
         finally:
             CURRENT.task = NO_TASK
-            self._glets.clear()
+            for t in self.tasks:
+                t.glet = None  # a finished greenlet's frames go with it
 
-    def _ended(self, t: Task) -> bool:
-        g = self._glets.get(id(t))
+    @staticmethod
+    def _ended(t: Task) -> bool:
+        g = t.glet
         return g is not None and g.dead
 
 
