@@ -1,5 +1,5 @@
 """The speed yardstick: every target of the tracker issue "Structure and speed"
-(items 7-10) measured against its baseline, in one table.
+(items 7-11) measured against its baseline, in one table.
 
     python -m benchmarks [--quick] [--json]
 
@@ -33,6 +33,15 @@ several rounds; benchmarks/_measure.py):
     four tasks, each doing K rounds of kmalloc(64, GFP_KERNEL), spin_lock +
     spin_unlock of a shared lock, kfree (one operation per round).
     Target: at least 1/3.
+11  the optional greenlet engine (Machine(engine="greenlet"), when the greenlet
+    package is installed) against the default thread engine: runs/s of a
+    switch-heavy scenario (two tasks x 100 spin_lock/spin_unlock steps, mean_run=1:
+    a decision at every point, fresh Machine(cpus=2, boot=False) per seed).
+    Target (issue item 11, for adopting the engine): at least 3x. Beside it
+    (unranked) the ten-step scenario of row 9'.
+
+With the greenlet package installed, rows 8b-g, 8c-g and 10-g repeat 8b, 8c and 10
+on the greenlet engine (same decisions, same traces; only the hand-off differs).
 
 The table is plain text, or rich's if rich happens to be installed (it is not a
 dependency). ``--json`` prints the rows and the machine as JSON instead.

@@ -699,7 +699,13 @@ class BatonEngine(Engine):
             c.clock += n * costs.POINT
         if c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
             self.m.irq.deliver_pending(c)
-        opts = self._options(t, False)
+        if self._opts_at == self.placements and not (self.spinners or self._irqs_seen or self.m.irq.actions):
+            # _options(t, False) of an unchanged placement, inline
+            opts = self._opts[0]
+            if not c.irqs_off and c.preempt_count == 0 and not t.is_idle and (self.ready or opts.idle_cpus):
+                opts = self._opts[1]
+        else:
+            opts = self._options(t, False)
         policy = self.policy
         if (len(opts.running) + len(opts.ready) + len(opts.idle_irq_cpus) <= 1 and not opts.can_preempt
                 and not opts.irqs):

@@ -191,6 +191,17 @@ class RandomPolicy(Policy):
                 act = self._irq(engine, opts)
                 if act is not None:
                     return act
+        running = opts.running
+        n = len(running)
+        if n and not opts.ready and not opts.idle_irq_cpus:
+            # _pick_uniform among running tasks only (the same draw), without its call
+            getrandbits = rng.getrandbits
+            k = n.bit_length()
+            i = getrandbits(k)
+            while i >= n:
+                i = getrandbits(k)
+            u = running[i]
+            return CONTINUE if (u is t and not forced) else ("S", u)
         return self._pick_uniform(t, opts, forced)
 
 
