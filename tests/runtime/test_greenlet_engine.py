@@ -1,5 +1,8 @@
 """The optional greenlet engine: the same traces and reports as the thread engine, seed for seed.
 
+Every scenario of percpu_kmem.scenarios, the runtime workloads below and every zoo
+driver (both twins; stress/zoo) are run under each policy on both engines.
+
 Machine(engine="greenlet") runs the deterministic policies' tasks as greenlets of one
 driver thread instead of OS threads. Every decision is the baton engine's, so each
 scenario below must give, under each policy and seed, the same trace (byte for byte),
@@ -167,6 +170,24 @@ def test_the_greenlet_engine_gives_the_thread_engines_trace_and_reports(case: st
     want = outcome(case, "thread", policy, seed, cpus)
     got = outcome(case, "greenlet", policy, seed, cpus)
     assert len(want["trace"]) > 30  # the scenario did schedule
+    assert got == want
+
+
+def _zoo_twins() -> list[Any]:
+    from percpu_kmem.zoo import load_zoo
+    return [sc for d in load_zoo() if not d.unavailable() for sc in (d.buggy, d.fixed)]
+
+
+@pytest.mark.parametrize("twin", _zoo_twins(), ids=lambda sc: sc.name.rsplit("/", 1)[-1])
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual"])
+def test_every_zoo_driver_gives_the_same_verdict_and_schedule_on_both_engines(twin: Any, policy: str) -> None:
+    from dataclasses import replace
+
+    from percpu_kmem.campaign import run_one
+    seed = len(twin.name) % 3  # a seed per driver, spread
+    want = replace(run_one(twin, policy, {}, seed), seconds=0.0)
+    got = replace(run_one(twin, policy, {}, seed, engine="greenlet"), seconds=0.0)
+    assert want.schedule  # it did schedule
     assert got == want
 
 
