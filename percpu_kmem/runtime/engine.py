@@ -720,7 +720,8 @@ class BatonEngine(Engine):
         policy = self.policy
         if (len(opts.running) + len(opts.ready) + len(opts.idle_irq_cpus) <= 1 and not opts.can_preempt
                 and not opts.irqs):
-            b = policy.quiet_budget(self, t)
+            # while draining, every point is a chance to unwind: never grant more than one
+            b = 1 if self.aborting else policy.quiet_budget(self, t)
             t.budget = b
             self.granted = b
             t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
