@@ -752,8 +752,9 @@ class SlabAllocator:
         """/proc/slabinfo, version 2.1: newest cache first, the kernel's columns and widths.
 
         With ``Machine(slab_debug=True)`` (CONFIG_DEBUG_SLAB, hence STATS), or with
-        ``stats`` set (a study turns it on: STATS without the debugging), the header says "(statistics)" and each row adds 2.6.11's globalstat and
-        cpustat columns; cpustat sums every CPU's magazine hits and misses.
+        ``stats`` set (a study turns it on: STATS without the debugging), the header
+        says "(statistics)" and each row adds 2.6.11's globalstat and cpustat columns;
+        cpustat sums every CPU's magazine hits and misses.
         """
         stats = self.stats
         out = ["slabinfo - version: 2.1 (statistics)" if stats else "slabinfo - version: 2.1",
