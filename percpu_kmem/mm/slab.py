@@ -189,7 +189,7 @@ class kmem_cache_t:
         self.depot_full: list[list[int]] = []
         self.depot_empty: list[list[int]] = []
         self.cpu = [CpuMagazines() for _ in range(alloc.m.nr_cpus)]
-        self.limit, self.batchcount, self.shared = enable_cpucache_tunables(
+        self.limit, self.batchcount, self.shared = alloc.tunables or enable_cpucache_tunables(
             self.objsize, alloc.m.nr_cpus, bool(self.debug) or alloc.m.slab_debug)
         self.free_limit = (1 + alloc.m.nr_cpus) * self.batchcount + self.num
         # globalstat (STATS)
@@ -622,6 +622,8 @@ class SlabAllocator:
         self.kmalloc_dma: list[kmem_cache_t] = []
         #: STATS: /proc/slabinfo prints globalstat and cpustat (CONFIG_DEBUG_SLAB sets it)
         self.stats = m.slab_debug
+        #: (limit, batchcount, shared) every new cache gets instead of enable_cpucache's (a study's)
+        self.tunables: tuple[int, int, int] | None = None
         self.cache_cache = self.new_cache("kmem_cache", 4 * m.nr_cpus + 128, 0, SLAB_NO_REAP | SLAB_HWCACHE_ALIGN,
                                           None, None)
 

@@ -35,9 +35,9 @@ class CostModel:
     """Cycle costs of the machine's primitives (1 cycle = 1 ns of virtual time)."""
 
     #: an order-0 page taken from or put on this CPU's pcp list, cache hot
-    percpu_hit: int = 5
+    percpu_hit: int = 20
     #: an object popped from or pushed onto this CPU's loaded magazine, interrupts off
-    magazine_hit: int = 5
+    magazine_hit: int = 20
     #: spin_lock + spin_unlock, uncontended, the lock's line already in this CPU's cache
     lock: int = 20
     #: a cache line last written by another CPU of the same node
