@@ -17,8 +17,9 @@ mix where reclaim and kswapd run. Sizes and counts are scaled down (docs say how
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from ..linux import (
@@ -97,7 +98,7 @@ def _lock_counts(m: Machine) -> dict[Any, tuple[int, int]]:
     return {lk: (lk.acquisitions, lk.contentions) for lk in list(m.locks)}
 
 
-def measure(m: Machine, workers: list[Callable[[], Any]]) -> WorkloadRun:
+def measure(m: Machine, workers: Sequence[Callable[[], Any]]) -> WorkloadRun:
     """Run ``workers`` (one per CPU, pinned) from aligned clocks; the interval's figures."""
     from ..runtime.lockstat import class_name
     start = max(c.clock for c in m.cpus)
@@ -128,6 +129,11 @@ def measure(m: Machine, workers: list[Callable[[], Any]]) -> WorkloadRun:
     res.lock_acquisitions = sum(a for a, _ in per_class.values())
     res.lock_contentions = sum(c for _, c in per_class.values())
     return res
+
+
+def _each(fn: Callable[[int], Any], ids: Iterable[int]) -> list[Callable[[], Any]]:
+    """One callable per worker: ``fn(i)`` for each ``i``."""
+    return [partial(fn, i) for i in ids]
 
 
 def _setup(m: Machine, fn: Callable[[], Any]) -> Any:
@@ -190,7 +196,7 @@ def threadtest(m: Machine, ops: int, seed: int, batch: int, size: int) -> Worklo
         cnt.ops[i] = done
         cnt.frees[i] = done // 2
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 @workload("magazine-pairs", size=64)
@@ -202,11 +208,13 @@ def magazine_pairs(m: Machine, ops: int, seed: int, size: int) -> WorkloadRun:
 
     def worker(i: int) -> None:
         for _ in range(ops // 2):
-            kmem_cache_free(cache, kmem_cache_alloc(cache, GFP_KERNEL))
+            obj = kmem_cache_alloc(cache, GFP_KERNEL)
+            if obj is not None:
+                kmem_cache_free(cache, obj)
         cnt.ops[i] = 2 * (ops // 2)
         cnt.frees[i] = ops // 2
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 @workload("larson", slots=64, rounds=4, min_size=8, max_size=1000)
@@ -215,7 +223,7 @@ def larson(m: Machine, ops: int, seed: int, slots: int, rounds: int, min_size: i
     n = m.nr_cpus
     rng0 = random.Random(seed)
 
-    def init() -> list[list[tuple[int, int]]]:  # CPU 0 allocates every initial object
+    def init() -> list[list[tuple[Any, int]]]:  # CPU 0 allocates every initial object
         cpu = raw_smp_processor_id()
         return [[(kmalloc(rng0.randint(min_size, max_size), GFP_KERNEL), cpu) for _ in range(slots)]
                 for _ in range(n)]
@@ -241,7 +249,7 @@ def larson(m: Machine, ops: int, seed: int, slots: int, rounds: int, min_size: i
                 cnt.ops[i] += 2
             barrier.wait(r + 1)
 
-    res = cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    res = cnt.into(measure(m, _each(worker, range(n))))
 
     def cleanup() -> None:
         for arr in arrays:
@@ -260,7 +268,7 @@ def producer_consumer(m: Machine, ops: int, seed: int, size: int, batch: int, qu
     cache = _cache(m, f"xmalloc-{size}", size)
     n = m.nr_cpus
     cnt = _Counts(n)
-    q: list[tuple[list[int], int]] = []
+    q: list[tuple[list[Any], int]] = []
     qlock = spin_lock_init("xmalloc_queue")
     producers = max(1, n // 2)
     total_batches = max(1, (ops * n) // (2 * batch))
@@ -306,7 +314,6 @@ def producer_consumer(m: Machine, ops: int, seed: int, size: int, batch: int, qu
 
     if n == 1 or local:
         mine = [total_batches // n + (1 if i < total_batches % n else 0) for i in range(n)]
-        qs = [[] for _ in range(n)] if local else None
 
         def alone(i: int) -> None:  # produce a batch, then free it on this same CPU
             cpu = raw_smp_processor_id()
@@ -323,10 +330,9 @@ def producer_consumer(m: Machine, ops: int, seed: int, size: int, batch: int, qu
                 cnt.frees[i] += batch
                 if item[1] != cpu:
                     cnt.remote[i] += batch
-        del qs
-        return cnt.into(measure(m, [lambda i=i: alone(i) for i in range(n)]))
-    workers: list[Callable[[], Any]] = [lambda i=i: produce(i, per_producer[i]) for i in range(producers)]
-    workers += [lambda i=i: consume(i, total_batches) for i in range(producers, n)]
+        return cnt.into(measure(m, _each(alone, range(n))))
+    workers = [partial(produce, i, per_producer[i]) for i in range(producers)]
+    workers += [partial(consume, i, total_batches) for i in range(producers, n)]
     return cnt.into(measure(m, workers))
 
 
@@ -339,7 +345,7 @@ def net_rx(m: Machine, ops: int, seed: int, size: int, burst: int) -> WorkloadRu
     """A network receive storm: the RX hardirq allocates skbs GFP_ATOMIC; NET_RX softirq frees them on the next CPU."""
     n = m.nr_cpus
     cnt = _Counts(n)
-    backlog: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    backlog: list[list[tuple[Any, int]]] = [[] for _ in range(n)]
     locks = [spin_lock_init("softnet_data.lock") for _ in range(n)]
 
     def rx_handler(irq: int, dev: object) -> None:  # hardirq on this CPU: steer to the next one (RPS)
@@ -396,7 +402,7 @@ def net_rx(m: Machine, ops: int, seed: int, size: int, burst: int) -> WorkloadRu
             if not backlog[cpu]:
                 cpu_relax()
 
-    return cnt.into(measure(m, [lambda i=i: drain(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(drain, range(n))))
 
 
 @workload("page-churn", depth=0)
@@ -420,7 +426,7 @@ def page_churn(m: Machine, ops: int, seed: int, depth: int) -> WorkloadRun:
         cnt.ops[i] = done
         cnt.frees[i] = done // 2
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 @workload("shbench", slots=64, min_size=1, max_size=500, out_of_order=0.25)
@@ -450,7 +456,7 @@ def shbench(m: Machine, ops: int, seed: int, slots: int, min_size: int, max_size
             done += 1
         cnt.ops[i] = done
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 @workload("memory-pressure", fill=0.9, batch=32, size=256)
@@ -480,7 +486,7 @@ def memory_pressure(m: Machine, ops: int, seed: int, fill: float, batch: int, si
             fill_page_cache(batch // 2, "clean")  # the file reads that keep the pressure up
         cnt.ops[i] = done
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 @workload("critical-section", hold=1000, outside=3000, shared=1)
@@ -500,7 +506,7 @@ def critical_section(m: Machine, ops: int, seed: int, hold: int, outside: int, s
             charge(outside)
         cnt.ops[i] = ops
 
-    return cnt.into(measure(m, [lambda i=i: worker(i) for i in range(n)]))
+    return cnt.into(measure(m, _each(worker, range(n))))
 
 
 def get_workload(w: Workload | str) -> Workload:
