@@ -191,7 +191,8 @@ def threadtest(m: Machine, ops: int, seed: int, batch: int, size: int) -> Worklo
             k = min(batch, max(1, (ops - done) // 2))
             objs = [kmem_cache_alloc(cache, GFP_KERNEL) for _ in range(k)]
             for o in objs:
-                kmem_cache_free(cache, o)
+                if o is not None:
+                    kmem_cache_free(cache, o)
             done += 2 * k
         cnt.ops[i] = done
         cnt.frees[i] = done // 2
