@@ -17,6 +17,7 @@ what magazines, the depot and the pcp lists hold at the end of the run.
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -179,10 +180,10 @@ class StudyResult:
     def plot(self, path: Any, title: str | None = None) -> None:
         """A PNG: throughput and efficiency against CPUs, one line per configuration (needs the
         ``plot`` extra: ``pip install percpu-kmem[plot]``, i.e. matplotlib)."""
-        try:
-            import matplotlib
+        try:  # imported by name: an optional dependency, absent from the type check too
+            matplotlib = importlib.import_module("matplotlib")
             matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
+            plt = importlib.import_module("matplotlib.pyplot")
         except ImportError:
             raise KmemUsageError("StudyResult.plot needs matplotlib: install the 'plot' extra "
                                  "(pip install 'percpu-kmem[plot]'); table(), to_csv() and to_json() work "
