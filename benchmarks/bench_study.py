@@ -42,9 +42,9 @@ def docs_figures(cpus: list[int]) -> None:
     studies = [
         ("study-magazine-pairs", "magazine-pairs", {}, ["default", "no-magazines",
          StudyConfig("no-magazines-ticket", magazine=0, lock="ticket")], 200),
-        ("study-page-churn", "page-churn", {"depth": 32},
+        ("study-page-churn", "page-churn", {"depth": 64},
          [StudyConfig("pcp-16/96", pcp_batch=16, pcp_high=96), StudyConfig("pcp-8/48", pcp_batch=8, pcp_high=48),
-          "no-pcp"], 256),
+          StudyConfig("pcp-4/24", pcp_batch=4, pcp_high=24), "no-pcp"], 256),
         ("study-producer-consumer", "producer-consumer", {}, ["default", "no-depot", "no-magazines"], 256),
         ("study-magazine-ladder", "threadtest", {"batch": 100},
          ["mag-1", "mag-7", "mag-15", "mag-31", "mag-63", "mag-127"], 400),

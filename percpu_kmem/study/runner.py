@@ -143,24 +143,24 @@ class StudyResult:
 
     def table(self) -> str:
         """A fixed-width table: one row per (configuration, CPUs), then the USL fits."""
-        head = (f"{'config':<18} {'cpus':>4} {'ops/Mcyc':>10} {'speedup':>8} {'effic':>6} {'spin%':>6} "
+        head = (f"{'config':<20} {'cpus':>4} {'ops/Mcyc':>10} {'speedup':>8} {'effic':>6} {'spin%':>6} "
                 f"{'lock/op':>8} {'cont/op':>8} {'zone/op':>8} {'list/op':>8} {'depot/op':>8} {'remote':>6} "
                 f"{'pcpu KiB':>9}")
         out = [f"workload {self.workload}: {self.ops} ops per CPU, seeds {self.seeds}, virtual time", head,
                "-" * len(head)]
         for p in self.summary:
-            out.append(f"{p['config']:<18} {p['cpus']:>4} {p['throughput']:>10.1f} {p['speedup']:>8.2f} "
+            out.append(f"{p['config']:<20} {p['cpus']:>4} {p['throughput']:>10.1f} {p['speedup']:>8.2f} "
                        f"{p['efficiency']:>6.2f} {100 * p['spin_share']:>6.1f} {p['lock_acq_per_op']:>8.3f} "
                        f"{p['lock_con_per_op']:>8.3f} {p['zone_lock_per_op']:>8.3f} {p['list_lock_per_op']:>8.3f} "
                        f"{p['depot_lock_per_op']:>8.3f} {p['remote_free_ratio']:>6.2f} {p['percpu_cache_kb']:>9.1f}")
         out.append("")
-        out.append(f"{'USL fit':<18} {'alpha':>8} {'beta':>9} {'N*':>7} {'rms err':>8}")
+        out.append(f"{'USL fit':<20} {'alpha':>8} {'beta':>9} {'N*':>7} {'rms err':>8}")
         for name, f in self.fits.items():
             if f is None:
-                out.append(f"{name:<18} (one CPU count: no fit)")
+                out.append(f"{name:<20} (one CPU count: no fit)")
                 continue
             peak = "inf" if math.isinf(f.peak_cpus) else f"{f.peak_cpus:.1f}"
-            out.append(f"{name:<18} {f.alpha:>8.4f} {f.beta:>9.5f} {peak:>7} {100 * f.rms_rel_error:>7.1f}%")
+            out.append(f"{name:<20} {f.alpha:>8.4f} {f.beta:>9.5f} {peak:>7} {100 * f.rms_rel_error:>7.1f}%")
         return "\n".join(out) + "\n"
 
     def to_json(self) -> dict[str, Any]:

@@ -95,3 +95,48 @@ def test_the_cost_model_is_data_and_checked() -> None:
         Machine(cpus=1, boot=False, costs="cheap")
     m = Machine(cpus=1, boot=False, costs={"lock": 7})
     assert "costs=" in m.replay_hint() or m.shaping_args()["costs"]["lock"] == 7
+
+
+class _Cpu:
+    def __init__(self, cid: int, node: int) -> None:
+        self.id, self.node = cid, node
+
+
+class _Task:
+    """Just what SharedLine.touch reads: the machine, the CPU, charge()."""
+
+    def __init__(self, m: Machine, cpu: int) -> None:
+        self.machine, self.cpu, self.charged = m, m.cpus[cpu], 0
+
+    def charge(self, n: int) -> None:
+        self.charged += n
+
+
+def test_a_shared_line_charges_a_transfer_from_its_last_writer_by_node() -> None:
+    m = Machine(cpus=4, nodes=2, boot=False)
+    line = costs.SharedLine("list head")
+    a, b, c = _Task(m, 0), _Task(m, 1), _Task(m, 2)  # CPUs 0 and 1 on node 0, CPU 2 on node 1
+    line.touch(a)
+    line.touch(a)
+    assert a.charged == 0 and line.bounces == 0  # first and repeated touches are local
+    line.touch(b)
+    assert b.charged == DEFAULT.line_same_node
+    line.touch(c)
+    assert c.charged == DEFAULT.line_remote_node and line.bounces == 2 and line.last_cpu == 2
+
+
+def test_each_interrupt_charges_its_entry() -> None:
+    from percpu_kmem.linux import raise_irq
+
+    def clock(entry: int) -> int:
+        m = Machine(cpus=1, policy="virtual", seed=0, boot=False, costs={"irq_entry": entry})
+        m.request_irq(9, lambda irq, dev: None, "dev")
+
+        def worker() -> None:
+            for _ in range(10):
+                raise_irq(9)
+
+        m.run(worker)
+        return m.cpus[0].clock
+
+    assert clock(1000) - clock(0) == 10 * 1000
