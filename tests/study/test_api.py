@@ -199,6 +199,7 @@ def test_memory_pressure_runs_reclaim_and_kswapd() -> None:
     run = WORKLOADS["memory-pressure"](m, ops=256, fill=0.95)
     c = m.mm.counters()
     assert run.ops >= 256 and c["pgsteal"] > 0 and not m.reports
+    assert c["kswapd_runs"] > 0 and c["kswapd_steal"] > 0 and c["allocstall"] > 0  # kswapd and direct reclaim
     m.check()
 
 
