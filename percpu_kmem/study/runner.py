@@ -78,7 +78,7 @@ def run_point(workload: Workload | str, cpus: int, config: StudyConfig | str, se
     wl = get_workload(workload)
     cfg = as_config(config)
     m = Machine(cpus=cpus, nodes=cfg.nodes_for(cpus), memory=memory, policy="virtual", seed=seed,
-                costs=cfg.cost_model(), timeout=None)
+                costs=cfg.cost_model(), timeout=900.0)  # wall seconds: a stuck point fails, not hangs
     cfg.apply(m)
     warm = ops if warmup is None else warmup
     if warm:
