@@ -22,6 +22,8 @@ from typing import Any, Final
 
 from loguru import logger
 
+from .costs import DEFAULT as DEFAULT_COSTS
+from .costs import CostModel, check_costs
 from .engine import BatonEngine, Engine, FreeEngine, run_engine
 from .errors import (
     Deadlock,
@@ -104,7 +106,8 @@ class SmpMachine:
     def __init__(self, cpus: int = 1, *, nodes: int = 1, policy: str = "random", seed: int = 0,
                  replay: Trace | str | os.PathLike[str] | None = None, on_bug: str = "record",
                  timeout: float | None = 60.0, irq_rate: float = 0.0, lockdep: bool = False,
-                 engine: str = "thread", **policy_options: Any) -> None:
+                 engine: str = "thread", costs: CostModel | dict[str, int] | None = None,
+                 **policy_options: Any) -> None:
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= cpus:
@@ -124,6 +127,8 @@ class SmpMachine:
         if not isinstance(lockdep, bool):
             raise KmemUsageError(f"Machine: lockdep(={lockdep!r}) must be True or False")
         check_engine(engine, policy)
+        #: the cycle costs the virtual-time policy charges (runtime/costs.py)
+        self.costs: CostModel = check_costs(costs)
         if policy == "free":
             FreeEngine.check_options(policy_options)
         else:
@@ -348,6 +353,8 @@ class SmpMachine:
                                 "nodes": self.nr_nodes, "on_bug": self.on_bug, "irq_rate": self.irq_rate}
         if self.lockdep is not None:  # it shapes the reports, not the schedule
             args["lockdep"] = True
+        if self.costs != DEFAULT_COSTS:
+            args["costs"] = self.costs.as_dict()
         args.update(self.policy_options)
         return args
 
