@@ -6,8 +6,9 @@ The page is read as a reader follows it, in a fresh folder:
   (a later block with the same name replaces it, as the reader edits the file), and any
   module of that name already imported is forgotten, as a new Python session would;
 - any other ```python block is typed into the section's Python session: each top-level
-  statement is compiled on its own with the file name ``<stdin>``, as the interactive
-  interpreter does, so the simulated stacks in reports name the same lines the reader sees;
+  statement is compiled on its own with the file name ``<stdin>`` in "single" mode, as the
+  interactive interpreter does, so the simulated stacks in reports name the same lines the
+  reader sees and an expression's value is echoed;
   every ``## `` section starts a new session;
 - a ```sh block's ``python -m pytest ...`` lines run pytest (in process, with pytester) in
   that folder; its other lines (pip, git) are not run;
@@ -72,7 +73,7 @@ def run_session_block(src: str, ns: dict[str, object]) -> str:
             if getattr(node, "decorator_list", None):
                 start = min(d.lineno for d in node.decorator_list) - 1  # type: ignore[attr-defined]
             stmt = "".join(lines[start:node.end_lineno])
-            exec(compile(stmt, "<stdin>", "exec"), ns)
+            exec(compile(stmt, "<stdin>", "single"), ns)  # "single": a value is echoed, as at the prompt
     return buf.getvalue()
 
 
