@@ -34,7 +34,8 @@ Kept sound, and how:
   the allocators, waits, mutexes, an explicit ``preempt_point()`` (the way tests mark
   an access to a shared Python object) are opaque, so Python state they touch is
   never assumed independent. Kernel preemptions, CPU pick-ups, idle CPUs serving
-  interrupts and injected interrupts are opaque too.
+  interrupts, injected interrupts, and any step during which an interrupt handler ran
+  are opaque too.
 - Sleep sets and a preemption bound do not mix naively (Musuvathi and Qadeer,
   MSR-TR-2007-12): the schedule a sleeping step stands for may need more preemptions
   than the one it prunes. A step x explored first goes to sibling y's sleep set only
@@ -180,6 +181,7 @@ class ExhaustivePolicy(Policy):
         self._opaque = True  # the pending step (none yet)
         self._runner = -1
         self._last_event: dict[int, str] = {}
+        self._irqs = -1  # interrupts handled on every CPU, at the last decision
 
     # -- the engine's side -------------------------------------------------------
     def start(self, engine: Any) -> None:
@@ -203,8 +205,12 @@ class ExhaustivePolicy(Policy):
     def budget(self, engine: Any, t: Task) -> int:
         return 1
 
-    def _close_step(self, t: Task, event: str) -> Footprint:
-        if self._opaque or self._runner != t.pid or not tracked(event):
+    def _close_step(self, engine: Any, t: Task, event: str) -> Footprint:
+        irqs = 0
+        for c in engine.cpus:
+            irqs += c.nr_irqs
+        handled, self._irqs = irqs != self._irqs, irqs  # a handler ran in the step: it is opaque
+        if self._opaque or handled or self._runner != t.pid or not tracked(event):
             return None
         fp = self._fp
         fp.setdefault(("task", t.pid), False)
@@ -212,7 +218,7 @@ class ExhaustivePolicy(Policy):
 
     def choose(self, engine: Any, t: Task, event: str, opts: Options, forced: bool) -> tuple[Any, ...]:
         i = len(self.schedule)
-        step = self._close_step(t, event)
+        step = self._close_step(engine, t, event)
         if self.nodes and self.nodes[-1].index == i - 1:
             node = self.nodes[-1]
             node.step = step
