@@ -1,14 +1,36 @@
 """Runnable scenarios: the stress tests and demonstrations the command line runs.
 
-Each scenario builds its tasks on a given machine, runs them and returns a dict
-of results; ``explore_scenario`` runs one over many seeds and counts the runs in
-which the kernel-style reports it looks for appeared.
+Two kinds live here.
+
+*Stress scenarios* are what ``stress/`` holds and what a user writes: a function of a
+booted :class:`Machine` that runs its tasks (``m.run(...)``) and asserts what must
+hold, exactly the scenario :func:`percpu_kmem.testing.explore` takes, marked with
+:func:`stress` to say which machine it wants::
+
+    from percpu_kmem.scenarios import stress
+
+    @stress(cpus=2, slab_debug=True)
+    def double_free(m):
+        ...
+        m.run(driver)
+
+A run of one fails when the scenario raises, when ``m.check()`` finds an
+inconsistency, or when the machine recorded a report whose kind the scenario did
+not declare with ``expect=`` (percpu_kmem/campaign.py runs them over seeds).
+:func:`load_scenarios` finds them by path: a file (every marked function in it),
+``file.py::name``, or a folder (every file in it, recursively).
+
+*Built-in demonstrations* (:data:`SCENARIOS`) take parameters and a ``fixed`` flag
+and return a dict of results; ``explore_scenario`` runs one over many seeds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .linux import (
@@ -28,6 +50,133 @@ from .machine import Machine
 from .mm.gfp import GFP_ATOMIC, GFP_KERNEL
 from .mm.kmalloc import kfree, kmalloc
 from .mm.slab import SLAB_POISON, SLAB_RED_ZONE, kmem_cache_alloc, kmem_cache_create, kmem_cache_free
+from .runtime.errors import KmemUsageError
+
+#: Seeds a stress scenario runs over when it names no budget of its own.
+STRESS_SEEDS = 200
+#: The attribute :func:`stress` sets on a scenario function.
+_MARK = "__percpu_kmem_stress__"
+
+
+@dataclass(frozen=True)
+class StressScenario:
+    """A stress scenario: ``run(m)`` on a machine built with ``Machine(**machine)``.
+
+    ``name`` is ``file.py::function`` for one loaded from a file; ``expect`` the
+    report kinds that do not fail a run; ``seeds`` the scenario's own seed budget.
+    """
+
+    name: str
+    run: Callable[[Machine], Any]
+    doc: str = ""
+    machine: dict[str, Any] = field(default_factory=dict)
+    expect: frozenset[str] = frozenset()
+    seeds: int = STRESS_SEEDS
+
+    def make_machine(self, **overrides: Any) -> Machine:
+        """A fresh machine for one run: the scenario's arguments, then ``overrides``."""
+        return Machine(**{**self.machine, **overrides})
+
+
+def stress(*, expect: str | Iterable[str] = (), seeds: int = STRESS_SEEDS,
+           **machine: Any) -> Callable[[Callable[[Machine], Any]], Callable[[Machine], Any]]:
+    """Mark ``fn(m)`` as a stress scenario run on ``Machine(**machine)`` (cpus, memory, slab_debug, ...).
+
+    ``expect`` names the report kinds a run may show without failing (a kind or
+    several); ``seeds`` is how many seeds a campaign gives it by default. The
+    function itself is returned unchanged, so it still works with ``explore()``.
+    """
+    kinds = frozenset([expect] if isinstance(expect, str) else expect)
+    if not all(isinstance(k, str) and k for k in kinds):
+        raise KmemUsageError(f"stress(expect={expect!r}) takes report kinds (non-empty strings)")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds <= 0:
+        raise KmemUsageError(f"stress(seeds={seeds!r}) must be a positive int")
+    for bad in ("policy", "seed", "replay"):
+        if bad in machine:
+            raise KmemUsageError(f"stress({bad}=...): a campaign chooses the {bad} of each run")
+
+    def mark(fn: Callable[[Machine], Any]) -> Callable[[Machine], Any]:
+        if not callable(fn):
+            raise KmemUsageError(f"@stress marks a scenario function, got {fn!r}")
+        setattr(fn, _MARK, (dict(machine), kinds, seeds))
+        return fn
+    return mark
+
+
+def _doc_line(obj: Any) -> str:
+    lines = (getattr(obj, "__doc__", None) or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _scenario_of(fn: Callable[[Machine], Any], name: str) -> StressScenario:
+    machine, kinds, seeds = getattr(fn, _MARK)
+    return StressScenario(name, fn, _doc_line(fn), machine, kinds, seeds)
+
+
+def _import_file(path: Path) -> Any:
+    """Import a scenario file as a module of its own (its name derived from its path)."""
+    name = "percpu_kmem_stress_" + "_".join(p for p in path.resolve().with_suffix("").parts[1:])
+    name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise KmemUsageError(f"cannot import scenario file {str(path)!r}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def scenarios_in(module: Any, where: str) -> list[StressScenario]:
+    """The stress scenarios a module defines (functions marked with :func:`stress`), in file order."""
+    found = [(getattr(getattr(fn, "__code__", None), "co_firstlineno", 0), attr, fn)
+             for attr, fn in vars(module).items()
+             if callable(fn) and hasattr(fn, _MARK) and getattr(fn, "__module__", None) == module.__name__]
+    return [_scenario_of(fn, f"{where}::{attr}") for _, attr, fn in sorted(found, key=lambda t: t[:2])]
+
+
+def load_scenarios(spec: str | Path) -> list[StressScenario]:
+    """The stress scenarios ``spec`` names: a ``.py`` file, ``file.py::name`` or a folder.
+
+    A folder is searched recursively (files starting with ``_`` are skipped), in
+    sorted order. Raises KmemUsageError when nothing is found under ``spec``.
+    """
+    text = str(spec)
+    path_text, _, fn_name = text.partition("::")
+    path = Path(path_text)
+    if not path.exists():
+        raise KmemUsageError(f"no scenario file or folder {path_text!r}")
+    if path.is_dir():
+        if fn_name:
+            raise KmemUsageError(f"{text!r}: '::name' follows a file, not a folder")
+        found: list[StressScenario] = []
+        for f in sorted(path.rglob("*.py")):
+            if not any(part.startswith(("_", ".")) for part in f.relative_to(path).parts):
+                found.extend(scenarios_in(_import_file(f), str(f)))
+        if not found:
+            raise KmemUsageError(f"no @stress scenario in any file under {path_text!r}")
+        return found
+    if path.suffix != ".py":
+        raise KmemUsageError(f"{path_text!r} is not a Python file")
+    module = _import_file(path)
+    found = scenarios_in(module, path_text)
+    if fn_name:
+        fn = getattr(module, fn_name, None)
+        if fn is None:
+            raise KmemUsageError(f"{path_text!r} has no {fn_name!r}")
+        if not callable(fn):
+            raise KmemUsageError(f"{text!r} is not a function")
+        if hasattr(fn, _MARK):
+            return [_scenario_of(fn, text)]
+        return [StressScenario(text, fn, _doc_line(fn))]  # a plain explore()-style scenario
+    if not found:
+        raise KmemUsageError(f"no @stress scenario in {path_text!r} (mark one with @stress(...))")
+    return found
 
 
 @dataclass(frozen=True)
@@ -199,5 +348,6 @@ def explore_scenario(name: str, *, seeds: range, cpus: int, policy: str, tasks: 
             "report_kinds": kinds, "first": first}
 
 
-__all__ = ["Scenario", "SCENARIOS", "scenario", "percpu_counter", "irq_lock", "sleep_in_atomic", "free_race",
+__all__ = ["STRESS_SEEDS", "StressScenario", "stress", "scenarios_in", "load_scenarios",
+           "Scenario", "SCENARIOS", "scenario", "percpu_counter", "irq_lock", "sleep_in_atomic", "free_race",
            "irq_kmalloc", "DEFAULT_SCENARIO", "explore_scenario"]
