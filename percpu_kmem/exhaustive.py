@@ -71,7 +71,7 @@ from .runtime.errors import KmemUsageError
 from .runtime.policies import CONTINUE, Options, Policy
 from .runtime.task import Task
 from .runtime.trace import Trace
-from .testing import _annotate, _check_machine_kw, _expect_kinds, _raise_unexpected
+from .testing import _annotate, _expect_kinds, _raise_unexpected
 
 #: A choice at a decision, in pid terms (stable across runs): ("C",) the running task goes
 #: on, ("S", pid), ("D", pid, cpu), ("P",), ("V", cpu), ("I", irq).
@@ -400,7 +400,8 @@ def _run_one(scenario: Callable[[Machine], Any], m: Machine, check: bool,
 
 
 def _hint(m: Machine, schedule: list[Choice], cpus: int, daemons: bool, machine_kw: dict[str, Any]) -> str:
-    args = "".join(f", {k}={v!r}" for k, v in machine_kw.items())
+    args = "".join(f", {k}={v!r}" if v is None or isinstance(v, (bool, int, float, str)) else f", {k}=..."
+                   for k, v in machine_kw.items())  # functions (init=) are passed again as they were
     if not daemons:
         args += ", daemons=False"
     how = (f"explore_exhaustive: replay with percpu_kmem.exhaustive.replay_schedule(scenario, "
@@ -438,9 +439,9 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
     """
     _check_args(scenario, cpus, preemptions, max_schedules)
     expected = _expect_kinds(expect, "explore_exhaustive")
-    _check_machine_kw(machine_kw, "explore_exhaustive")
-    if "replay" in machine_kw:
-        raise KmemUsageError("explore_exhaustive() chooses every decision itself: it takes no replay=")
+    for k in ("policy", "seed", "replay"):
+        if k in machine_kw:
+            raise KmemUsageError(f"explore_exhaustive() chooses every decision itself: it takes no {k}=")
     t0 = time.perf_counter()
     heap: list[_Item] = [_Item(0, 0, [], {})]
     seq = 1

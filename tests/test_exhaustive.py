@@ -140,7 +140,7 @@ def test_schedule_text_round_trips_and_bad_arguments_are_refused() -> None:
             explore_exhaustive(counter(True), **kw)  # type: ignore[arg-type]
     with pytest.raises(KmemUsageError, match="scenario callable"):
         explore_exhaustive(42)  # type: ignore[arg-type]
-    with pytest.raises(KmemUsageError, match="seeds="):
+    with pytest.raises(KmemUsageError, match="takes no seed="):
         explore_exhaustive(counter(True), seed=3)
 
 
@@ -181,3 +181,14 @@ def test_the_reduction_reaches_every_outcome_the_full_search_reaches() -> None:
     (full, n_full), (reduced, n_reduced) = run(False), run(True)
     assert (1, 2) in full and reduced == full
     assert n_reduced < n_full
+
+
+def test_a_scenario_that_does_not_repeat_itself_is_refused_with_the_reason() -> None:
+    calls = [0]
+
+    def scenario(m: Machine) -> None:
+        calls[0] += 1
+        m.run(*[lambda: preempt_point()] * (1 + calls[0] % 2))  # a task more every other run
+
+    with pytest.raises(KmemUsageError, match="not deterministic"):
+        explore_exhaustive(scenario, cpus=2, preemptions=1, boot=False)
