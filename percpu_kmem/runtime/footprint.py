@@ -24,7 +24,9 @@ from typing import Any, Final
 
 from .task import CURRENT
 
-#: Runs being recorded in this process; the hooks do nothing while it is 0.
+#: Runs being recorded in this process; the hooks do nothing while it is 0. Searches
+#: counting it up and down from several threads at once may lose a count: run
+#: exhaustive searches from one thread.
 active = 0
 #: The cache-line shift of memory keys (64-byte lines).
 LINE_SHIFT: Final = 6
