@@ -192,3 +192,21 @@ def test_a_scenario_that_does_not_repeat_itself_is_refused_with_the_reason() -> 
 
     with pytest.raises(KmemUsageError, match="not deterministic"):
         explore_exhaustive(scenario, cpus=2, preemptions=1, boot=False)
+
+
+@pytest.mark.parametrize("name", ["depth3_ordering", "narrow_abba", "lost_wakeup"])
+def test_the_search_finds_the_zoo_bugs_that_need_an_order_and_the_lost_wakeup_fix_is_proved(name: str) -> None:
+    from percpu_kmem.zoo import load_zoo
+
+    driver = next(d for d in load_zoo() if d.name == name)
+    kw = dict(driver.buggy.machine)
+    cpus = kw.pop("cpus", 2)
+    res = explore_exhaustive(driver.buggy.run, cpus=cpus, preemptions=2, max_schedules=400,
+                             expect=driver.buggy.expect, **kw)
+    assert res.failures and driver.matches(res.failures[0].kind), res
+    assert res.failures[0].preemptions <= 1
+    if name == "lost_wakeup":
+        kw = dict(driver.fixed.machine)
+        cpus = kw.pop("cpus", 2)
+        fixed = explore_exhaustive(driver.fixed.run, cpus=cpus, preemptions=2, expect=driver.fixed.expect, **kw)
+        assert fixed.complete and not fixed.failures
