@@ -52,8 +52,8 @@ decision: with fewer CPUs than tasks, the first ones passed start first (a preem
 at a task's first point lets another go first), so a bug needing another start order
 may need one more preemption. A task that gets a CPU gets its last one if it is idle,
 else the lowest-numbered idle one it may use (a wake-up prefers the previous CPU);
-moving it to another idle CPU is not explored. Daemons (kswapd) do not run unless
-``daemons=True``.
+moving it to another idle CPU is not explored. A daemon (kswapd) waiting for a CPU gets
+one when one frees: no task is preempted for it.
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def _choices(t: Task, opts: Options, forced: bool, waiting: bool) -> list[tuple[
     for c in opts.idle_irq_cpus:
         out.append((("V", c.id), ("V", c)))
     if not forced:
-        if opts.can_preempt and waiting and not opts.idle_cpus:  # the kernel preempts for a waiting task
+        if opts.can_preempt and waiting and not opts.idle_cpus:  # for a task (not a daemon) waiting for a CPU
             out.append((("P",), ("P",)))
         for irq, _ in opts.irqs:
             out.append((("I", irq), ("I", irq, 1)))
@@ -226,7 +226,7 @@ class ExhaustivePolicy(Policy):
         if self.sleep and i >= len(self.prefix):
             self.sleep = {p: f for p, f in self.sleep.items() if independent(f, step)}
         self._last_event[t.pid] = event
-        choices = _choices(t, opts, forced, bool(engine.ready))
+        choices = _choices(t, opts, forced, any(not r.daemon for r in engine.ready))
         if i < len(self.prefix):
             want = self.prefix[i]
             pick = next((c for c in choices if c[0] == want), None)
@@ -424,7 +424,7 @@ def _failure_kind(m: Machine, e: BaseException, expected: frozenset[str]) -> str
 def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, preemptions: int = 2,
                        max_schedules: int = MAX_SCHEDULES, reduction: bool = True, check: bool = True,
                        expect: str | Collection[str] = (), stop_on_failure: bool = True,
-                       daemons: bool = False, **machine_kw: Any) -> ExhaustiveResult:
+                       daemons: bool = True, **machine_kw: Any) -> ExhaustiveResult:
     """Run ``scenario(machine)`` under every schedule with at most ``preemptions`` preemptions.
 
     Each run gets a fresh ``Machine(cpus=cpus, **machine_kw)``; the verdict of a run is
@@ -433,9 +433,9 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
     the search stops at the first failure (``stop_on_failure``) or after
     ``max_schedules`` runs (then ``complete`` is False). ``reduction=False`` runs every
     schedule, without the partial-order reduction (for comparison, or for scenarios that
-    share Python objects between tracked points). ``daemons=False`` (the default) keeps
-    kswapd from starting with the runs: a small scenario does not need background reclaim,
-    and every interleaving with it would be explored too.
+    share Python objects between tracked points). ``daemons=False`` keeps kswapd from
+    starting with the runs (fewer schedules: a small scenario seldom needs background
+    reclaim; but a failure's trace then replays only through ``replay_schedule``).
     """
     _check_args(scenario, cpus, preemptions, max_schedules)
     expected = _expect_kinds(expect, "explore_exhaustive")
@@ -489,7 +489,7 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
 
 
 def replay_schedule(scenario: Callable[[Machine], Any], schedule: list[Choice] | str, *, cpus: int = 2,
-                    daemons: bool = False, **machine_kw: Any) -> Machine:
+                    daemons: bool = True, **machine_kw: Any) -> Machine:
     """Run ``scenario`` once on the schedule of a failure (``ExhaustiveFailure.schedule`` or its
     text); returns the machine (its reports, its trace). The scenario's exception propagates.
     Every run of the scenario follows it (a multi-run scenario replays whole)."""

@@ -21,8 +21,8 @@ failure first (``settings(database=...)``); the falsifying example prints as
 
 The choices at each decision are the ones the exhaustive search enumerates
 (percpu_kmem/exhaustive.py): a task getting a CPU gets its last one when idle, a kernel
-preemption is offered only where a task waits for a CPU, daemons (kswapd) do not
-start unless ``machine(daemons=True)``.
+preemption is offered only where a task (not a daemon) waits for a CPU;
+``machine(daemons=False)`` keeps kswapd from starting with the runs.
 
 Hypothesis is a test dependency: this module imports it, and ``import percpu_kmem``
 does not import this module.
@@ -62,7 +62,7 @@ class Schedule:
     def __repr__(self) -> str:
         return f"Schedule({self.picks!r})"
 
-    def machine(self, cpus: int = 2, *, daemons: bool = False, **machine_kw: Any) -> Machine:
+    def machine(self, cpus: int = 2, *, daemons: bool = True, **machine_kw: Any) -> Machine:
         """A fresh ``Machine(cpus=cpus, **machine_kw)`` whose runs follow this schedule."""
         for k in ("policy", "seed", "replay"):
             if k in machine_kw:

@@ -14,6 +14,8 @@ from percpu_kmem.runtime import footprint
 pytestmark = pytest.mark.timeout(120)
 
 _AREAS: list[int] = []
+# The counter scenarios below search without kswapd (daemons=False: it takes no part and
+# would multiply the schedules); test_with_daemons... searches with it, the default.
 
 
 def _init() -> None:
@@ -53,8 +55,8 @@ def counter(locked: bool, order: int = 0) -> Callable[[Machine], None]:
 
 
 def test_the_locked_counter_is_clean_under_every_schedule_up_to_2_preemptions_and_reduction_runs_fewer() -> None:
-    full = explore_exhaustive(counter(True), cpus=2, preemptions=2, reduction=False, init=[_init])
-    reduced = explore_exhaustive(counter(True), cpus=2, preemptions=2, init=[_init])
+    full = explore_exhaustive(counter(True), cpus=2, preemptions=2, reduction=False, init=[_init], daemons=False)
+    reduced = explore_exhaustive(counter(True), cpus=2, preemptions=2, init=[_init], daemons=False)
     print(full)
     print(reduced)
     assert full.complete and reduced.complete
@@ -69,7 +71,7 @@ def test_the_locked_counter_is_clean_under_every_schedule_up_to_2_preemptions_an
 
 
 def test_the_buggy_twin_is_found_with_one_preemption_and_its_schedule_replays() -> None:
-    res = explore_exhaustive(counter(False), cpus=2, preemptions=2, init=[_init])
+    res = explore_exhaustive(counter(False), cpus=2, preemptions=2, init=[_init], daemons=False)
     assert not res.complete and len(res.failures) == 1
     f = res.failures[0]
     assert f.kind == "AssertionError" and f.preemptions == 1
@@ -77,9 +79,9 @@ def test_the_buggy_twin_is_found_with_one_preemption_and_its_schedule_replays() 
     assert "replay_schedule(scenario, " in f.hint
     assert parse_schedule(f.schedule_text) == f.schedule[:len(parse_schedule(f.schedule_text))]
     with pytest.raises(AssertionError, match="lost update"):
-        replay_schedule(counter(False), f.schedule_text, cpus=2, init=[_init])
+        replay_schedule(counter(False), f.schedule_text, cpus=2, init=[_init], daemons=False)
     # the bound is a bound: with no preemption at all, the bug cannot show
-    none = explore_exhaustive(counter(False), cpus=2, preemptions=0, init=[_init])
+    none = explore_exhaustive(counter(False), cpus=2, preemptions=0, init=[_init], daemons=False)
     assert none.complete and not none.failures and none.schedules == none.by_preemptions[0]
 
 
@@ -97,16 +99,16 @@ def test_with_daemons_the_failing_trace_replays_through_machine_replay() -> None
 @pytest.mark.parametrize(("reduction", "bound"), [(True, 2), (False, 1)])
 def test_the_result_does_not_depend_on_the_order_tasks_are_passed_in(reduction: bool, bound: int) -> None:
     clean = [explore_exhaustive(counter(True, order), cpus=2, preemptions=bound, reduction=reduction,
-                                init=[_init]) for order in (0, 1)]
+                                init=[_init], daemons=False) for order in (0, 1)]
     assert all(r.complete and not r.failures for r in clean)
     assert clean[0].schedules == clean[1].schedules
     buggy = [explore_exhaustive(counter(False, order), cpus=2, preemptions=bound, reduction=reduction,
-                                init=[_init]) for order in (0, 1)]
+                                init=[_init], daemons=False) for order in (0, 1)]
     assert all(r.failures and r.failures[0].preemptions == 1 for r in buggy)
 
 
 def test_on_one_cpu_the_lost_update_needs_a_kernel_preemption() -> None:
-    res = explore_exhaustive(counter(False), cpus=1, preemptions=1, init=[_init])
+    res = explore_exhaustive(counter(False), cpus=1, preemptions=1, init=[_init], daemons=False)
     assert res.failures and "P" in res.failures[0].schedule_text
 
 
@@ -145,7 +147,7 @@ def test_schedule_text_round_trips_and_bad_arguments_are_refused() -> None:
 
 
 def test_max_schedules_stops_the_search_and_says_it_is_not_complete() -> None:
-    res = explore_exhaustive(counter(True), cpus=2, preemptions=2, max_schedules=3, init=[_init])
+    res = explore_exhaustive(counter(True), cpus=2, preemptions=2, max_schedules=3, init=[_init], daemons=False)
     assert res.schedules == 3 and not res.complete and not res.failures
     assert "NOT complete" in str(res)
 
@@ -174,7 +176,7 @@ def test_the_reduction_reaches_every_outcome_the_full_search_reaches() -> None:
             m.run(reader, writer)
             outcomes.add(tuple(seen))
 
-        res = explore_exhaustive(scenario, cpus=2, preemptions=2, reduction=reduction, init=[_init])
+        res = explore_exhaustive(scenario, cpus=2, preemptions=2, reduction=reduction, init=[_init], daemons=False)
         assert res.complete
         return outcomes, res.schedules
 
@@ -202,11 +204,12 @@ def test_the_search_finds_the_zoo_bugs_that_need_an_order_and_the_lost_wakeup_fi
     kw = dict(driver.buggy.machine)
     cpus = kw.pop("cpus", 2)
     res = explore_exhaustive(driver.buggy.run, cpus=cpus, preemptions=2, max_schedules=400,
-                             expect=driver.buggy.expect, **kw)
+                             expect=driver.buggy.expect, daemons=False, **kw)  # kswapd takes no part
     assert res.failures and driver.matches(res.failures[0].kind), res
     assert res.failures[0].preemptions <= 1
     if name == "lost_wakeup":
         kw = dict(driver.fixed.machine)
         cpus = kw.pop("cpus", 2)
-        fixed = explore_exhaustive(driver.fixed.run, cpus=cpus, preemptions=2, expect=driver.fixed.expect, **kw)
+        fixed = explore_exhaustive(driver.fixed.run, cpus=cpus, preemptions=2, expect=driver.fixed.expect,
+                                   daemons=False, **kw)
         assert fixed.complete and not fixed.failures
