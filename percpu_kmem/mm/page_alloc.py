@@ -105,6 +105,7 @@ from .vmstat import (
 if TYPE_CHECKING:
     from ..machine import Machine
     from .access import IoMemory, TranslateHook
+    from .kcsan import Kcsan
 
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
@@ -215,6 +216,8 @@ class PageAllocator:
         self.iomem: IoMemory | None = None
         #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine (mm/access.py)
         self.die_counter = 0
+        #: the data-race detector (mm/kcsan.py) of a Machine(kcsan=True), read by the accessors
+        self.kcsan: Kcsan | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def setup_per_zone_pages_min(self) -> None:
@@ -425,6 +428,8 @@ class PageAllocator:
         mem.count[pfn] = cnt - 1
         if cnt - 1:
             return
+        if self.kcsan is not None:  # freed memory starts afresh for the race detector
+            self.kcsan.forget_pages(pfn, order)
         mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):

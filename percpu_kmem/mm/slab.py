@@ -649,6 +649,8 @@ class kmem_cache_t:
             if cc.loaded and cc.loaded[-1] == objp:
                 self._bad_free(objp, func, True)
                 return
+        if t.hb is not None:  # KCSAN: a freed object starts afresh (mm/kcsan.py)
+            t.hb.on_free(objp, self.objsize)
         irqs_were_off = c.irqs_off  # local_irq_save()
         c.irqs_off = True
         loaded = cc.loaded
