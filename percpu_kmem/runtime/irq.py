@@ -129,6 +129,7 @@ class Interrupts:
         t = CURRENT.task
         action = self.actions.get(irq)
         c.nr_irqs += 1
+        c.clock += self.m.costs.irq_entry  # virtual time: entry and exit (runtime/costs.py)
         saved_irqs = c.irqs_off
         c.preempt_count += HARDIRQ_OFFSET
         c.irqs_off = True

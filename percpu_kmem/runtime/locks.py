@@ -34,7 +34,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import costs
 from . import footprint as _fp
 from .errors import KmemUsageError
 from .kernel import (
@@ -197,19 +196,22 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
             lock.spinners -= 1
         if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (taken after spinning: a step of its own)
         c = t.cpu
-        cost = max(0, lock.released_at - c.clock) + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        cost = max(0, lock.released_at - c.clock) + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, cost)
         _contended(lock, c, c.clock - start)
     elif lock.released_at > c.clock:
         # free now, but on the virtual clock its holder let go only later: wait until then
         lock.contentions += 1
-        wait = lock.released_at - c.clock + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        wait = lock.released_at - c.clock + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, wait)
         _contended(lock, c, wait)
     elif lock.last_cpu in (c.id, -1):
-        engine.charge(t, costs.LOCK)
+        engine.charge(t, t.machine.costs.lock)
     else:
-        engine.charge(t, costs.LINE_TRANSFER)
+        m = t.machine
+        engine.charge(t, m.costs.line(c.node, m.cpus[lock.last_cpu].node))
         lock.acq_bounces += 1
     lock.owner = t
     lock.owner_cpu = c.id
