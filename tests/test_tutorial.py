@@ -140,8 +140,20 @@ def test_tutorial_runs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
 
 
 def test_blocks_are_fenced_for_what_they_are() -> None:
-    """Shell commands and outputs are not python blocks, so nothing meant to run is skipped."""
+    """Shell commands and outputs are not python blocks, so nothing meant to run is skipped;
+    and the blocks typed at the prompt paste there."""
     for sec, lang, body in blocks(TUTORIAL.read_text()):
         assert lang in ("python", "sh", "text"), f"section {sec!r}: a block fenced {lang!r}"
         if lang == "python":
-            ast.parse(body)  # every python block is Python
+            tree = ast.parse(body)  # every python block is Python
+            if FILE_LINE.match(body.splitlines()[0]):
+                continue
+            # typed at the prompt: a compound statement ends with a blank line, or the
+            # interactive interpreter takes the next line for part of it (a SyntaxError)
+            lines = body.splitlines()
+            for node in tree.body[:-1]:
+                if isinstance(node, ast.stmt) and hasattr(node, "body"):
+                    end = node.end_lineno or 0
+                    assert end < len(lines) and not lines[end].strip(), (
+                        f"section {sec!r}: a blank line must follow {lines[node.lineno - 1].strip()!r} "
+                        f"for the block to paste at the prompt")
