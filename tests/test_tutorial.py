@@ -122,9 +122,10 @@ def test_tutorial_runs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
                 if words[:3] == ["python", "-m", "pytest"]:
                     for mod in written:
                         sys.modules.pop(mod, None)
-                    # xdist and hypothesis add 1.5 s to each in-process run and nothing here
+                    # xdist and hypothesis add 1.5 s to each in-process run and nothing here;
+                    # pytest-benchmark, where installed, warns about the outer session's xdist
                     res = pytester.runpytest_inprocess(*words[3:], "-p", "no:cacheprovider", "-p", "no:xdist",
-                                                       "-p", "no:hypothesispytest")
+                                                       "-p", "no:hypothesispytest", "-p", "no:benchmark")
                     got += res.stdout.str() + "\n"
                     ran += 1
         elif lang == "text":
