@@ -362,6 +362,9 @@ class VmallocSpace:
             self.nr_vmalloc_pages += 1
             self._mark(pfn)
         self._map_vm_area(area)
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "alloc", f"vmalloc({size}) = {area.addr:#x} ({nr_pages} pages)")
         return area.addr
 
     def _alloc_failed(self, t: Any, area: vm_struct, gfp: int) -> None:
@@ -426,6 +429,9 @@ class VmallocSpace:
         if in_interrupt():
             self._bug_on_in_interrupt("vfree")
             return
+        ev = self.m.events
+        if ev is not None and addr:
+            ev.record(CURRENT.task, "free", f"vfree({addr:#x})")
         self.vunmap(addr, True, "vfree")
 
     def _bad_vfree(self, line: str) -> None:

@@ -127,6 +127,9 @@ class Interrupts:
         saved_irqs = c.irqs_off
         c.preempt_count += HARDIRQ_OFFSET
         c.irqs_off = True
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "irq", f"irq {irq}: {action.name if action else 'no handler'}")
         try:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
@@ -173,6 +176,9 @@ class Interrupts:
                     if pending & (1 << nr):
                         fn = self.softirq_vec[nr]
                         if fn is not None:
+                            ev = self.m.events
+                            if ev is not None:
+                                ev.record(t, "softirq", f"softirq {nr}: {getattr(fn, '__name__', 'action')}")
                             fn()
             finally:
                 if t and t.cpu is not None:

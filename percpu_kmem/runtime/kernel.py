@@ -357,7 +357,19 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     if event.__class__ is not str:
         check_str("block", "event", event)
     _schedule_debug(t)
+    ev = t.machine.events
+    if ev is not None:
+        _sleep_event(ev, t, on, timeout_ns, event)
     return t.engine.sleep(t, on, timeout_ns, event)
+
+
+def _sleep_event(ev: Any, t: Task, on: Any, timeout_ns: int | None, event: str) -> None:
+    """The event log's line for a sleep: where, on what, for how long at most."""
+    from .engine import describe_wait
+    what = f"{event}: sleeps on {describe_wait(on)}"
+    if timeout_ns is not None:
+        what += f" (timeout {timeout_ns // NSEC_PER_JIFFY} jiffies)"
+    ev.record(t, "sleep", what)
 
 
 def set_current_state(state: int) -> None:
@@ -386,7 +398,10 @@ def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
     me = _cur.task
     _task_arg("wake_up_process", t, me)
-    return me.engine.wake(me if me else None, t)
+    woke = me.engine.wake(me if me else None, t)
+    if woke and me.machine.events is not None:
+        me.machine.events.wake(me, t, "wake_up_process")
+    return woke
 
 
 def _task_arg(fn: str, t: Any, me: Any) -> None:
@@ -666,6 +681,8 @@ def printk(msg: str, level: str = "INFO") -> None:
     m = _cur.task.machine
     check_str("printk", "msg", msg)
     check_choice("printk", "level", level, PRINTK_LEVELS)
+    if m.events is not None:
+        m.events.record(_cur.task, "printk", msg.split("\n", 1)[0])
     m.printk(msg, level)
 
 

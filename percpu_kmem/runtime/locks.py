@@ -213,6 +213,9 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.acquisitions += 1
     lock.acquired_at = c.clock
     t.held.append(lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{event}({lock.name})")
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -246,8 +249,8 @@ def _forget(owner: Task, lock: Any) -> None:
         held.remove(lock)
 
 
-def _release(t: Task, lock: spinlock_t) -> None:
-    """debug_spin_unlock + arch_spin_unlock."""
+def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
+    """debug_spin_unlock + arch_spin_unlock (``fn``: the unlock function, for the event log)."""
     c = t.cpu
     if not lock.raw.locked():
         _spin_bug(t, lock, "already unlocked")
@@ -274,6 +277,9 @@ def _release(t: Task, lock: spinlock_t) -> None:
     lock.owner_cpu = -1
     lock.released_at = c.clock
     lock.raw.release()
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"{fn}({lock.name})")
     if lock.spinners:
         engine = t.engine
         if engine.policy_reopens_on_release:
@@ -314,6 +320,9 @@ def spin_trylock(lock: spinlock_t) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, lock, True)
+        ev = t.machine.events
+        if ev is not None:
+            ev.record(t, "lock", f"spin_trylock({lock.name})")
         return 1
     c.preempt_count -= 1
     return 0
@@ -334,7 +343,7 @@ def spin_unlock_irq(lock: spinlock_t) -> None:
     t = CURRENT.task
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irq", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_irq")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -358,7 +367,7 @@ def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
         check_int("spin_unlock_irqrestore", "flags", flags, 0, 0xFFFFFFFF, "the int spin_lock_irqsave() returned")
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irqrestore", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_irqrestore")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -379,7 +388,7 @@ def spin_unlock_bh(lock: spinlock_t) -> None:
     t = CURRENT.task
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_bh", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_bh")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -443,6 +452,9 @@ def mutex_lock(m: mutex) -> None:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
+            ev = t.machine.events
+            if ev is not None:
+                ev.record(t, "lock", f"mutex_lock({m.name})")
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -467,6 +479,9 @@ def mutex_lock(m: mutex) -> None:
                     t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"mutex_lock({m.name})")
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -482,6 +497,9 @@ def mutex_trylock(m: mutex) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, m, True)
+        ev = t.machine.events
+        if ev is not None:
+            ev.record(t, "lock", f"mutex_trylock({m.name})")
         return 1
     return 0
 
@@ -503,8 +521,12 @@ def mutex_unlock(m: mutex) -> None:
             ld.release(m.owner, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"mutex_unlock({m.name})")
     if nxt is not None:
-        t.engine.wake(t, nxt)
+        if t.engine.wake(t, nxt) and ev is not None:
+            ev.wake(t, nxt, f"mutex_unlock({m.name})")
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mutex_unlock")
@@ -651,8 +673,10 @@ def wake_up(wq: wait_queue_head_t) -> None:
         waiters = list(wq.waiters)
         wq.waiters.clear()
     engine = t.engine
+    ev = t.machine.events
     for w in waiters:
-        engine.wake(t, w)
+        if engine.wake(t, w) and ev is not None:
+            ev.wake(t, w, f"wake_up({wq.name})")
 
 
 wake_up_all = wake_up
@@ -666,8 +690,10 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
     with wq.guard:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
+    ev = t.machine.events
     for w in waiters:
-        t.engine.wake(t, w)
+        if t.engine.wake(t, w) and ev is not None:
+            ev.wake(t, w, f"wake_up_nr({wq.name})")
 
 
 def waitqueue_active(wq: wait_queue_head_t) -> bool:

@@ -10,6 +10,7 @@ functions (kmalloc, cache_grow, ...) and the test code that called them.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -134,11 +135,20 @@ def user_site(depth: int = 2) -> tuple[str, int, str]:
     the simulated code that called into the model (a driver's kmalloc line). Falls back
     to :func:`caller_site` when the call came from the package itself only."""
     f: Any = sys._getframe(depth)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep):
+    while f is not None and _in_package(f.f_code.co_filename):
+        if f.f_code.co_name == "_task_main":  # the task's thread entry: nothing outside above it
+            f = None
+            break
         f = f.f_back
-    if f is None or f.f_code.co_name == "_task_main":
+    if f is None:
         return caller_site(depth + 1)
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_package(filename: str) -> bool:
+    """Is ``filename`` a module of the package (cached: the event log asks per event)?"""
+    return os.path.abspath(filename).startswith(_PKG_DIR + os.sep)
 
 
 def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:
