@@ -345,7 +345,9 @@ class ReplayPolicy(Policy):
         super().__init__(trace.seed)
         self.name = trace.policy
         self.charges_points = fallback.charges_points
-        self.decisions = list(trace.decisions)
+        # "T" (the clock advanced to a timer) is the engine's own entry, not a choice: the
+        # replay advances the clock where the run did and records it again
+        self.decisions = [d for d in trace.decisions if d.action != "T"]
         self.pos = 0
         self.fallback = fallback
         self.diverged: str | None = None
