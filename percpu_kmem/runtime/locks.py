@@ -601,6 +601,8 @@ def finish_wait(wq: wait_queue_head_t) -> None:
     t = _wq_arg("finish_wait", wq)
     with wq.guard:
         t.kstate = TASK_RUNNING
+        if t.waiting_on is wq:
+            t.waiting_on = None  # a later sleep (msleep) is not on this queue
         if t in wq.waiters:
             wq.waiters.remove(t)
 

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from loguru import logger
 
+from .costs import POINT
 from .engine import BatonEngine, Engine, FreeEngine, run_engine
 from .errors import (
     Deadlock,
@@ -486,14 +487,23 @@ class SmpMachine:
 
     # -- reports and printk -----------------------------------------------------
     def uptime_ns(self) -> int:
-        """printk's clock, in virtual ns since boot: the furthest CPU clock (cycles = ns),
-        or the timer clock if it is ahead, plus the boot phase; it never goes back."""
+        """printk's clock, in virtual ns since boot: the furthest CPU clock (cycles = ns), or
+        the timer clock if it is ahead, plus the boot phase; under the policies that do not
+        charge scheduling points to the CPUs' clocks (random, pct), plus one ns (a point's
+        cost) per scheduling step of the run. It never goes back, and a replay gives the
+        same values: the CPUs' clocks hold only what was charged explicitly (locks, per-CPU
+        hits, udelay, ...), and the step is a report's step."""
         engine = self._engine
-        now = engine.now if engine is not None else 0
+        now = steps = 0
+        if engine is not None:
+            now = engine.now
+            policy = getattr(engine, "policy", None)
+            if policy is not None and not policy.charges_points:
+                steps = engine.current_step(CURRENT.task or None) * POINT
         for c in self.cpus:
             if c.clock > now:
                 now = c.clock
-        now += self._uptime_base
+        now += steps + self._uptime_base
         if now < self._printk_last:
             now = self._printk_last
         self._printk_last = now

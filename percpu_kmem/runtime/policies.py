@@ -78,11 +78,8 @@ class Policy:
     name = "policy"
     #: Deciding at every point (PCT) rather than after a drawn number of points.
     every_point = False
-    #: Scheduling points cost ``costs.POINT`` cycles of virtual time. Every deterministic
-    #: policy charges them: the CPUs' clocks then advance with the work done whatever the
-    #: policy (printk's timestamps and lock_stat read them); only the virtual policy also
-    #: chooses by them.
-    charges_points = True
+    #: Scheduling points cost ``costs.POINT`` cycles of virtual time (the virtual policy).
+    charges_points = False
     #: A lock released with spinners waiting ends the holder's budget (the virtual policy:
     #: a waiter earlier on the virtual clock must get the lock before the holder goes on).
     reopens_on_release = False
