@@ -154,24 +154,28 @@ class EventLog:
         return out
 
     def filter(self, *, task: Any = None, cpu: int | None = None, kind: str | Iterable[str] | None = None,
-               last: int | None = None, before: Report | int | None = None) -> EventView:
+               match: str | None = None, last: int | None = None,
+               before: Report | int | None = None) -> EventView:
         """The events of one task (a Task, "comm/pid", a comm or a pid), one CPU, one kind
-        or several (EVENT_KINDS), up to a report (the events leading to it, the report's
-        own line last; an int: up to that step), the last ``last`` of them."""
+        or several (EVENT_KINDS), whose text contains ``match`` (a lock's name, an address),
+        up to a report (the events leading to it, the report's own line last; an int: up to
+        that step), the last ``last`` of them."""
         kinds = _kinds_arg(kind)
+        if match is not None and (not isinstance(match, str) or not match):
+            raise KmemUsageError(f"event_log: match(={match!r}) must be a non-empty string")
         if cpu is not None and (cpu.__class__ is not int or not 0 <= cpu < self.m.nr_cpus):
             raise KmemUsageError(f"event_log: cpu(={cpu!r}) must be a CPU number from 0 to {self.m.nr_cpus - 1}")
         if last is not None and (last.__class__ is not int or last < 1):
             raise KmemUsageError(f"event_log: last(={last!r}) must be an int >= 1 (how many events to show)")
         if before is not None and not isinstance(before, Report) and (before.__class__ is not int or before < 0):
             raise KmemUsageError(f"event_log: before(={before!r}) must be a Report (m.reports[i]) or a step (int)")
-        match = _task_matcher(task)
+        of_task = _task_matcher(task)
         rows = self.merged()
         if before is not None:
             rows = _up_to(rows, before)
         out = [ev for ev in rows
                if (kinds is None or ev.kind in kinds) and (cpu is None or ev.cpu == cpu)
-               and (match is None or match(ev))]
+               and (match is None or match in ev.what) and (of_task is None or of_task(ev))]
         if last is not None:
             out = out[-last:]
         return EventView(out)

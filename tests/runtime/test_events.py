@@ -181,10 +181,14 @@ def test_filters_by_task_cpu_kind_and_last() -> None:
     assert all(e.cpu == 1 for e in m.event_log(cpu=1))
     locks = m.event_log(kind=("lock", "unlock"))
     assert locks.events and {e.kind for e in locks} == {"lock", "unlock"}
+    dev = m.event_log(match="dev_lock")
+    assert dev.events and all("dev_lock" in e.what for e in dev)
+    assert {e.what for e in m.event_log(match="dev_lock", kind="lock")} == {"spin_lock_irqsave(dev_lock)",
+                                                                            "spin_lock(dev_lock)"}
     tail = m.event_log(kind="alloc", last=3)
     assert len(tail) == 3 and list(tail) == list(m.event_log(kind="alloc"))[-3:]
     assert len(str(tail).splitlines()) == 3
-    for bad in ({"kind": "locks"}, {"cpu": 2}, {"last": 0}, {"task": 1.5}, {"before": "x"}):
+    for bad in ({"kind": "locks"}, {"cpu": 2}, {"last": 0}, {"task": 1.5}, {"before": "x"}, {"match": ""}):
         with pytest.raises(KmemUsageError):
             m.event_log(**bad)
 
