@@ -58,7 +58,7 @@ class Event(NamedTuple):
     what: str  #: the kernel event, e.g. "spin_lock(dev_lock)", "kmalloc(64, GFP_KERNEL) = 0xc1000040"
     site: str  #: "file:line" of the simulated code ("" for decisions)
     ctx: str = "..."  #: irqs-off ``d``, ``h``/``s`` hardirq/softirq, preempt depth (ftrace style)
-    ref: Any = None  #: the Report of a ``report`` event
+    ref: Any = None  #: the Report of a ``report`` event, the lock of a ``lock``/``unlock``, the Decision of a ``sched``
 
     def line(self) -> str:
         cpu = f"CPU{self.cpu}" if self.cpu >= 0 else "CPU-"
@@ -154,12 +154,15 @@ class EventLog:
         return out
 
     def filter(self, *, task: Any = None, cpu: int | None = None, kind: str | Iterable[str] | None = None,
-               match: str | None = None, last: int | None = None,
+               match: str | None = None, model: bool = True, last: int | None = None,
                before: Report | int | None = None) -> EventView:
         """The events of one task (a Task, "comm/pid", a comm or a pid), one CPU, one kind
         or several (EVENT_KINDS), whose text contains ``match`` (a lock's name, an address),
+        without the model's own locks (``model=False``: zone->lock, the caches' locks, ...),
         up to a report (the events leading to it, the report's own line last; an int: up to
         that step), the last ``last`` of them."""
+        if model is not True and model is not False:
+            raise KmemUsageError(f"event_log: model(={model!r}) must be True or False")
         kinds = _kinds_arg(kind)
         if match is not None and (not isinstance(match, str) or not match):
             raise KmemUsageError(f"event_log: match(={match!r}) must be a non-empty string")
@@ -175,7 +178,8 @@ class EventLog:
             rows = _up_to(rows, before)
         out = [ev for ev in rows
                if (kinds is None or ev.kind in kinds) and (cpu is None or ev.cpu == cpu)
-               and (match is None or match in ev.what) and (of_task is None or of_task(ev))]
+               and (match is None or match in ev.what) and (of_task is None or of_task(ev))
+               and (model or ev.kind not in ("lock", "unlock") or not getattr(ev.ref, "internal", False))]
         if last is not None:
             out = out[-last:]
         return EventView(out)

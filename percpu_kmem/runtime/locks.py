@@ -215,7 +215,7 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     t.held.append(lock)
     ev = t.machine.events
     if ev is not None:
-        ev.record(t, "lock", f"{event}({lock.name})")
+        ev.record(t, "lock", f"{event}({lock.name})", lock)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -279,7 +279,7 @@ def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
     lock.raw.release()
     ev = t.machine.events
     if ev is not None:
-        ev.record(t, "unlock", f"{fn}({lock.name})")
+        ev.record(t, "unlock", f"{fn}({lock.name})", lock)
     if lock.spinners:
         engine = t.engine
         if engine.policy_reopens_on_release:
@@ -322,7 +322,7 @@ def spin_trylock(lock: spinlock_t) -> int:
             ld.acquire(t, lock, True)
         ev = t.machine.events
         if ev is not None:
-            ev.record(t, "lock", f"spin_trylock({lock.name})")
+            ev.record(t, "lock", f"spin_trylock({lock.name})", lock)
         return 1
     c.preempt_count -= 1
     return 0
@@ -454,7 +454,7 @@ def mutex_lock(m: mutex) -> None:
             t.held.append(m)
             ev = t.machine.events
             if ev is not None:
-                ev.record(t, "lock", f"mutex_lock({m.name})")
+                ev.record(t, "lock", f"mutex_lock({m.name})", m)
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -481,7 +481,7 @@ def mutex_lock(m: mutex) -> None:
     t.held.append(m)
     ev = t.machine.events
     if ev is not None:
-        ev.record(t, "lock", f"mutex_lock({m.name})")
+        ev.record(t, "lock", f"mutex_lock({m.name})", m)
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -499,7 +499,7 @@ def mutex_trylock(m: mutex) -> int:
             ld.acquire(t, m, True)
         ev = t.machine.events
         if ev is not None:
-            ev.record(t, "lock", f"mutex_trylock({m.name})")
+            ev.record(t, "lock", f"mutex_trylock({m.name})", m)
         return 1
     return 0
 
@@ -523,7 +523,7 @@ def mutex_unlock(m: mutex) -> None:
         m.owner = nxt
     ev = t.machine.events
     if ev is not None:
-        ev.record(t, "unlock", f"mutex_unlock({m.name})")
+        ev.record(t, "unlock", f"mutex_unlock({m.name})", m)
     if nxt is not None:
         if t.engine.wake(t, nxt) and ev is not None:
             ev.wake(t, nxt, f"mutex_unlock({m.name})")

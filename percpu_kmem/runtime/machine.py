@@ -472,11 +472,12 @@ class SmpMachine:
         return self._engine.now if self._engine is not None else 0
 
     def event_log(self, *, task: Any = None, cpu: int | None = None, kind: str | Iterable[str] | None = None,
-                  match: str | None = None, last: int | None = None,
+                  match: str | None = None, model: bool = True, last: int | None = None,
                   before: Report | int | None = None) -> EventView:
         """The last run's events (``Machine(events=True)``), filtered: by ``task`` (a task,
         "comm/pid", a comm or a pid), ``cpu``, ``kind`` (one or several of EVENT_KINDS),
-        ``match`` (text the event contains: a lock's name, an address), ``before`` (a
+        ``match`` (text the event contains: a lock's name, an address), ``model=False``
+        (leave out the model's own locks: zone->lock, the caches' locks), ``before`` (a
         report: the events leading to it; an int: up to that step) and ``last`` (only the
         last N). ``str()`` of the answer gives one line per event."""
         log = self.events
@@ -485,7 +486,7 @@ class SmpMachine:
                    else "no run yet: call Machine.run() first")
             raise KmemUsageError(f"event_log(): no event log ({why}); Machine(..., events=True) keeps one, "
                                  f"and a replay with events=True shows the events of any failing run")
-        return log.filter(task=task, cpu=cpu, kind=kind, match=match, last=last, before=before)
+        return log.filter(task=task, cpu=cpu, kind=kind, match=match, model=model, last=last, before=before)
 
     # -- reports and printk -----------------------------------------------------
     def uptime_ns(self) -> int:

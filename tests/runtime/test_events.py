@@ -185,10 +185,13 @@ def test_filters_by_task_cpu_kind_and_last() -> None:
     assert dev.events and all("dev_lock" in e.what for e in dev)
     assert {e.what for e in m.event_log(match="dev_lock", kind="lock")} == {"spin_lock_irqsave(dev_lock)",
                                                                             "spin_lock(dev_lock)"}
+    mine_only = m.event_log(kind=("lock", "unlock"), model=False)
+    assert {e.what.split("(")[1] for e in mine_only} == {"dev_lock)", "dev_mutex)"}
+    assert len(mine_only) < len(locks)
     tail = m.event_log(kind="alloc", last=3)
     assert len(tail) == 3 and list(tail) == list(m.event_log(kind="alloc"))[-3:]
     assert len(str(tail).splitlines()) == 3
-    for bad in ({"kind": "locks"}, {"cpu": 2}, {"last": 0}, {"task": 1.5}, {"before": "x"}, {"match": ""}):
+    for bad in ({"kind": "locks"}, {"cpu": 2}, {"last": 0}, {"task": 1.5}, {"before": "x"}, {"match": ""}, {"model": 0}):
         with pytest.raises(KmemUsageError):
             m.event_log(**bad)
 
