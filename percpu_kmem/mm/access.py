@@ -4,6 +4,10 @@ Every access is a scheduling point (a real CPU can be interrupted between two
 memory accesses) and is checked: touching a page that is free is reported as a
 use-after-free in KASAN's words; an address nothing maps is a page fault (an
 Oops), never a Python crash. Addresses are kernel virtual addresses (ints).
+With ``Machine(kasan=True)`` every access is first checked against KASAN's shadow
+(mm/kasan.py: slab red zones, freed objects, free pages, vmalloc beyond its request);
+an access KASAN reports is not performed (a write is dropped, a read gets the bytes
+that are there). Without it the check costs one ``is None`` test.
 
 Bad pointers in simulated code (what the kernel would oops on) are Oopses here,
 in today's x86 wording with i386's 8-digit addresses (kept: the three ``BUG:`` /
@@ -177,6 +181,7 @@ def _uaf(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
 #: do_memset looks up the machine's memory size only for lengths above this (no machine is smaller)
 _MEMSET_CHECK_ABOVE: Final = 1 << 20
 _SLOW = -2  # _phys: the access is not inside the direct map; take the per-page path
+_KASAN_BAD = -3  # _phys: KASAN reported the access; a write is dropped, a read gets Kasan.bad_read
 
 
 def _phys(addr: int, size: int, write: bool) -> int:
@@ -190,7 +195,10 @@ def _phys(addr: int, size: int, write: bool) -> int:
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mem_write" if write else "mem_read")
-    pa = t.machine.mm
+    m = t.machine
+    if m.kasan is not None and m.kasan.check(addr, size, write):
+        return _KASAN_BAD  # reported (mm/kasan.py): the access is not performed
+    pa = m.mm
     mem = pa.mem
     if PAGE_OFFSET <= addr and addr + size <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
         paddr = addr - PAGE_OFFSET
@@ -269,6 +277,8 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     mem = pa.mem
     if p >= 0:
         return mem.read(p, n)
+    if p == _KASAN_BAD:
+        return pa.m.kasan.bad_read(addr, n)  # type: ignore[union-attr]
     ram_end = mem.nr_pages << PAGE_SHIFT
     out = bytearray()
     pieces = _pieces(pa, addr, n, False)
@@ -296,6 +306,8 @@ def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_wr
     mem = pa.mem
     if p >= 0:
         mem.write(p, data)
+        return
+    if p == _KASAN_BAD:
         return
     ram_end = mem.nr_pages << PAGE_SHIFT
     pieces = _pieces(pa, addr, n, True)
@@ -343,6 +355,8 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
     p = _phys(addr, n, True)
     if p >= 0:
         current_machine().mem.memset(p, c & 0xFF, n)
+        return addr
+    if p == _KASAN_BAD:
         return addr
     t = CURRENT.task
     t.budget += 1  # _write counts this access again

@@ -26,7 +26,10 @@ the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
   cache or for the whole machine with ``Machine(slab_debug=True)``, as
   CONFIG_DEBUG_SLAB forces them): poison checked at allocation, redzones checked
   at free, double frees, invalid and wrong-cache frees, each reported with
-  today's SLUB wording on the first line and 2.6's SLAB lines after it.
+  today's SLUB wording on the first line and 2.6's SLAB lines after it;
+- KASAN's and kmemleak's hooks (mm/kasan.py, mm/kmemleak.py) ride the same debug
+  path (``cachep.debug``), so the magazine fast path of a machine without them is
+  unchanged.
 
 Objects are kernel virtual addresses (ints) in the direct map. The slab headers
 and bufctl arrays are Python objects (on-slab ones still take their room in the
@@ -70,6 +73,8 @@ from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .fault_inject import FaultAttr, should_failslab
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
+from .kasan import SLAB_KASAN
+from .kmemleak import SLAB_KMEMLEAK
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
 from .slab_debug import SlabDebug, slub_bug
 from .slab_geometry import (
@@ -269,6 +274,7 @@ class kmem_cache_t:
         self.max_freeable = 0
         self.dead = False
         self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
+        self.debug |= alloc.debug_hook_bits  # KASAN's and kmemleak's hooks ride the debug path
 
     def __repr__(self) -> str:
         return f"<kmem_cache {self.name} objsize={self.objsize} num={self.num} order={self.gfporder}>"
@@ -459,6 +465,12 @@ class kmem_cache_t:
     def _init_objs(self, t: Task, slab: Slab, ctor_flags: int) -> None:
         """cache_init_objs: debug state, then the constructor on every object of the slab."""
         ctor, debug = self.ctor, self.debug
+        if ctor is not None and debug & SLAB_KASAN:  # the constructor touches unallocated objects
+            self.sa.m.kasan.unchecked(self._init_objs_loop, ctor, debug, slab, ctor_flags)  # type: ignore[union-attr]
+        else:
+            self._init_objs_loop(ctor, debug, slab, ctor_flags)
+
+    def _init_objs_loop(self, ctor: Callable[..., Any] | None, debug: int, slab: Slab, ctor_flags: int) -> None:
         for i in range(self.num):
             raw = slab.s_mem + i * self.objsize
             if debug:
@@ -475,8 +487,10 @@ class kmem_cache_t:
             for i in range(self.num):
                 sa.debug.check_freed_at_destroy(self, slab.s_mem + i * self.objsize)
         if self.dtor is not None and not self.flags & SLAB_POISON:
-            for i in range(self.num):
-                self.dtor(slab.s_mem + i * self.objsize + self.dbghead, self, 0)
+            if self.debug & SLAB_KASAN:  # the destructor touches freed objects
+                sa.m.kasan.unchecked(self._dtor_all, slab)  # type: ignore[union-attr]
+            else:
+                self._dtor_all(slab)
         mem = sa.mem
         for p in range(slab.head, slab.head + (1 << self.gfporder)):
             mem.flags[p] &= ~PG_slab
@@ -485,6 +499,10 @@ class kmem_cache_t:
         sa.nr_slab_pages -= 1 << self.gfporder
         self.reaped += 1
         sa.pa.put_page(t, slab.head, self.gfporder, False, "kmem_freepages")
+
+    def _dtor_all(self, slab: Slab) -> None:
+        for i in range(self.num):
+            self.dtor(slab.s_mem + i * self.objsize + self.dbghead, self, 0)  # type: ignore[misc]
 
     def drain_this_cpu(self, t: Task) -> int:
         """Give this CPU's magazines back to the slabs (interrupts off). Returns objects moved."""
@@ -658,6 +676,20 @@ class kmem_cache_t:
             if t.budget <= 0:
                 t.engine.decide(t, "local_irq_enable")
 
+    def hardened_free_ok(self, t: Task, objp: int, func: str) -> bool:
+        """The fast path's hardened free checks, for a free that took the debug path only for
+        kmemleak's hook: False after a report (refused)."""
+        slab = self.sa.slab_of.get(self.sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        off = objp - slab.s_mem if slab is not None else -1
+        if off < 0 or off % self.objsize or off >= self.num * self.objsize:
+            self._bad_free(objp, func, False)
+            return False
+        loaded = self.cpu[t.cpu.id].loaded
+        if loaded and loaded[-1] == objp:
+            self._bad_free(objp, func, True)
+            return False
+        return True
+
     def _bad_free(self, objp: int, func: str, double: bool) -> None:
         """The hardened free checks' reports: ``objp`` is not the start of an object of this
         cache (SLUB's "Invalid object pointer"), or is the object this CPU freed last
@@ -709,6 +741,8 @@ class SlabAllocator:
         self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
         self._next_id = 1
         self.debug = SlabDebug(self)
+        #: the kmem_cache_t.debug bits of the KASAN and kmemleak hooks this machine has
+        self.debug_hook_bits = (SLAB_KASAN if m.kasan is not None else 0) | (SLAB_KMEMLEAK if m.kmemleak else 0)
         #: failslab's knobs (mm/fault_inject.py): the Machine's ``failslab`` once booted
         self.failslab: FaultAttr | None = None
         #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
@@ -876,6 +910,10 @@ class SlabAllocator:
         """GET_PAGE_CACHE: the cache owning the slab page of ``objp``, or None after a report
         (a pointer outside the direct map or outside any slab page)."""
         pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+        if (objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn or not self.mem.flags[pfn] & PG_slab) \
+                and self.m.kasan is not None and func != "ksize":
+            self.m.kasan.report_free(objp, func, "invalid-free")  # kfree of what no slab gave
+            return None
         if objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn:
             self.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
                                                 f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
