@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 from .boot import boot_machine
 from .mm.fault_inject import FaultAttr, parse_fault_inject
 from .mm.kasan import Kasan, kasan_init
+from .mm.kcsan import Kcsan
 from .mm.kmemleak import KMEMLEAK_MODES, Kmemleak, kmemleak_init
 from .runtime.errors import KmemUsageError, NoMemoryLayers
 from .runtime.kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .mm.physmem import PhysMem
     from .mm.slab import SlabAllocator
     from .mm.vmalloc import VmallocSpace
+    from .runtime.hb import HappensBefore
 
 #: The memory subsystems boot.py gives a machine (absent with boot=False).
 MEMORY_LAYERS: Final = frozenset({"mem", "mm", "bootmem", "slab", "mempools", "vmalloc", "percpu",
@@ -61,6 +63,10 @@ class Machine(SmpMachine):
             after every run);
             ``"fail"`` also makes each leak a kernel report (kind "kmemleak"), so a run
             that leaks fails explore() as any unexpected report does.
+        kcsan: KCSAN-style data-race detection (mm/kcsan.py, runtime/hb.py): plain
+            accesses through the memory accessors that race with another access of
+            another task or interrupt handler, not ordered by happens-before, are
+            reported ("BUG: KCSAN: data-race in f / g"). Changes no schedule and no result.
     """
 
     # The memory subsystems, in boot order (percpu_kmem/boot.py assigns them).
@@ -78,7 +84,9 @@ class Machine(SmpMachine):
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, boot: bool = True,
                  init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
                  fault_inject: dict[str, dict[str, Any]] | str | None = None, kasan: bool = False,
-                 kmemleak: bool | str = False, **kw: Any) -> None:
+                 kmemleak: bool | str = False, kcsan: bool = False, **kw: Any) -> None:
+        if not isinstance(kcsan, bool):
+            raise KmemUsageError(f"Machine: kcsan(={kcsan!r}) must be True or False")
         if not isinstance(boot, bool):
             raise KmemUsageError(f"Machine: boot(={boot!r}) must be True or False")
         if not isinstance(kasan, bool):
@@ -119,6 +127,15 @@ class Machine(SmpMachine):
             self.mm.fail_page_alloc = self.fail_page_alloc
             if kmemleak:  # from here on: what boot allocated is the kernel's own, never a leak
                 self.kmemleak = kmemleak_init(self, fail=kmemleak == "fail")
+        #: the data-race detector (mm/kcsan.py), None unless kcsan=True; its happens-before
+        #: clocks (``hb``) are what every new task and the interrupts keep up to date
+        self.kcsan: Kcsan | None = None
+        self.hb: HappensBefore | None = None
+        if kcsan:
+            self.kcsan = Kcsan(self)
+            self.hb = self.irq.hb = self.kcsan.hb
+            if boot:
+                self.mm.kcsan = self.kcsan
 
     def run(self, *fns: Callable[[], Any], names: Iterable[str] | None = None) -> list[Any]:
         """SmpMachine.run, with the fault-injection draws seeded for this run."""
@@ -127,6 +144,8 @@ class Machine(SmpMachine):
         self.fail_page_alloc.reseed(seed)
         if self.kmemleak is not None:
             self.kmemleak.run_starts()
+        if self.kcsan is not None and (self._engine is None or self._engine.finished):
+            self.kcsan.reset()  # everything before the run happens before each of its tasks
         return super().run(*fns, names=names)
 
     def kmemleak_scan(self) -> list[str]:
@@ -148,6 +167,8 @@ class Machine(SmpMachine):
             extra["kmemleak"] = "fail" if self.kmemleak.fail else True
         if not self.booted:
             extra["boot"] = False
+        if self.kcsan is not None:  # it shapes the reports, not the schedule
+            extra["kcsan"] = True
         return {**head, **extra, **args}
 
     def _replay_caveats(self) -> str:

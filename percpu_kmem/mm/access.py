@@ -54,6 +54,7 @@ from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from .kcsan import Kcsan
     from .physmem import PhysMem
 
 
@@ -88,6 +89,8 @@ class MemoryMap(Protocol):
     iomem: IoMemory | None
     #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine
     die_counter: int
+    #: the data-race detector (mm/kcsan.py) when the machine has kcsan=True, else None
+    kcsan: Kcsan | None
 
 
 def _page_is_free(mem: PhysMem, pfn: int) -> bool:
@@ -275,6 +278,8 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     p = _phys(addr, n, False)
     pa = current_machine().mm
     mem = pa.mem
+    if pa.kcsan is not None and p != _KASAN_BAD:  # KCSAN (mm/kcsan.py)
+        pa.kcsan.access(addr, n, False, fn, p, None)
     if p >= 0:
         return mem.read(p, n)
     if p == _KASAN_BAD:
@@ -304,6 +309,8 @@ def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_wr
     p = _phys(addr, n, True)
     pa = current_machine().mm
     mem = pa.mem
+    if pa.kcsan is not None and p != _KASAN_BAD:  # KCSAN (mm/kcsan.py)
+        pa.kcsan.access(addr, n, True, fn, p, data)
     if p >= 0:
         mem.write(p, data)
         return
@@ -354,7 +361,10 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
     if p >= 0:
-        current_machine().mem.memset(p, c & 0xFF, n)
+        pa = current_machine().mm
+        if pa.kcsan is not None:  # KCSAN (mm/kcsan.py)
+            pa.kcsan.access(addr, n, True, fn, p, bytes([c & 0xFF]) * min(n, 8))
+        pa.mem.memset(p, c & 0xFF, n)
         return addr
     if p == _KASAN_BAD:
         return addr
@@ -379,6 +389,17 @@ def do_memcpy(fn: str, dst: int, src: int, n: int, nname: str = "n") -> int:
     data = _read(src, n, 0, fn)
     _write(dst, data, 0, fn)
     return dst
+
+
+def do_mem_read(fn: str, addr: int, n: int) -> bytes:
+    """mem_read() for a kernel function built on it: ``fn`` names it in a refusal and tells
+    the data-race detector which accessor this is (this_cpu_read is a marked access)."""
+    return _read(addr, n, 0, fn)
+
+
+def do_mem_write(fn: str, addr: int, data: bytes | bytearray) -> None:
+    """mem_write() for a kernel function built on it (see do_mem_read)."""
+    _write(addr, data, 0, fn)
 
 
 def _reader(size: int) -> Callable[[int], int]:

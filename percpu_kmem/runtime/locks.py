@@ -34,7 +34,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import costs
 from .errors import KmemUsageError
 from .kernel import (
     block,
@@ -194,19 +193,22 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         finally:
             lock.spinners -= 1
         c = t.cpu
-        cost = max(0, lock.released_at - c.clock) + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        cost = max(0, lock.released_at - c.clock) + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, cost)
         _contended(lock, c, c.clock - start)
     elif lock.released_at > c.clock:
         # free now, but on the virtual clock its holder let go only later: wait until then
         lock.contentions += 1
-        wait = lock.released_at - c.clock + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        wait = lock.released_at - c.clock + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, wait)
         _contended(lock, c, wait)
     elif lock.last_cpu in (c.id, -1):
-        engine.charge(t, costs.LOCK)
+        engine.charge(t, t.machine.costs.lock)
     else:
-        engine.charge(t, costs.LINE_TRANSFER)
+        m = t.machine
+        engine.charge(t, m.costs.line(c.node, m.cpus[lock.last_cpu].node))
         lock.acq_bounces += 1
     lock.owner = t
     lock.owner_cpu = c.id
@@ -214,6 +216,8 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.acquisitions += 1
     lock.acquired_at = c.clock
     t.held.append(lock)
+    if t.hb is not None:  # KCSAN: acquire the lock's clock (runtime/hb.py)
+        t.hb.acquire(t, lock)
     ev = t.machine.events
     if ev is not None:
         ev.record(t, "lock", f"{event}({lock.name})", lock)
@@ -266,6 +270,8 @@ def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(owner, lock)
+    if t.hb is not None:  # KCSAN: release into the lock's clock (runtime/hb.py)
+        t.hb.release(t, lock)
     held_for = c.clock - lock.acquired_at
     if held_for < 0:
         held_for = 0
@@ -321,6 +327,8 @@ def spin_trylock(lock: spinlock_t) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, lock, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, lock)
         ev = t.machine.events
         if ev is not None:
             ev.record(t, "lock", f"spin_trylock({lock.name})", lock)
@@ -453,6 +461,8 @@ def mutex_lock(m: mutex) -> None:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
+            if t.hb is not None:  # KCSAN
+                t.hb.acquire(t, m)
             ev = t.machine.events
             if ev is not None:
                 ev.record(t, "lock", f"mutex_lock({m.name})", m)
@@ -480,6 +490,8 @@ def mutex_lock(m: mutex) -> None:
                     t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
+    if t.hb is not None:  # KCSAN: the hand-over from the last owner
+        t.hb.acquire(t, m)
     ev = t.machine.events
     if ev is not None:
         ev.record(t, "lock", f"mutex_lock({m.name})", m)
@@ -498,6 +510,8 @@ def mutex_trylock(m: mutex) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, m, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, m)
         ev = t.machine.events
         if ev is not None:
             ev.record(t, "lock", f"mutex_trylock({m.name})", m)
@@ -520,6 +534,8 @@ def mutex_unlock(m: mutex) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(m.owner, m)
+        if t.hb is not None:  # KCSAN
+            t.hb.release(t, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     ev = t.machine.events
@@ -617,10 +633,15 @@ def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int |
         while True:
             prepare_to_wait(wq)
             if condition():
+                if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+                    t.hb.acquire(t, wq)
                 return True
             left = None if deadline is None else deadline - engine.now
             if left is not None and left <= 0:
-                return bool(condition())
+                ok = bool(condition())
+                if ok and t.hb is not None:  # KCSAN
+                    t.hb.acquire(t, wq)
+                return ok
             block(wq, left, event)
     finally:
         finish_wait(wq)
@@ -639,6 +660,9 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
     _condition_arg(fn, condition)
     might_sleep()
     if condition():
+        t = CURRENT.task
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return
     _wait(wq, condition, None, fn)
 
@@ -663,6 +687,8 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     engine = t.engine
     start = engine.now
     if condition():
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return max(1, timeout)
     ok = _wait(wq, condition, timeout * NSEC_PER_JIFFY, "wait_event_timeout")
     if not ok:
@@ -676,6 +702,8 @@ def wake_up(wq: wait_queue_head_t) -> None:
     with wq.guard:
         waiters = list(wq.waiters)
         wq.waiters.clear()
+    if t.hb is not None:  # KCSAN: the woken see what the waker did (runtime/hb.py)
+        t.hb.wake(t, waiters, wq)
     engine = t.engine
     ev = t.machine.events
     for w in waiters:
@@ -694,6 +722,8 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
     with wq.guard:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
+    if t.hb is not None:  # KCSAN
+        t.hb.wake(t, waiters, wq)
     ev = t.machine.events
     for w in waiters:
         if t.engine.wake(t, w) and ev is not None:
