@@ -82,13 +82,11 @@ class EventLog:
         self.m = machine
         #: (event, number of trace decisions recorded before it)
         self._rows: list[tuple[Event, int]] = []
-        self._decisions: list[Decision] = []
         self._engine: Engine | None = None
 
     def begin(self, engine: Engine) -> None:
         """A run starts: forget the last run's events."""
         self._rows = []
-        self._decisions = engine.decisions
         self._engine = engine
 
     # -- recording (called by the hooked primitives, only while events are on) --------
@@ -101,7 +99,7 @@ class EventLog:
         c = t.cpu
         file, line, _ = user_site(2)
         step = engine.current_step(t) if engine is not None else 0
-        ndec = len(engine.decisions) if engine is not None else 0
+        ndec = len(engine.log) if engine is not None else 0
         self._rows.append((Event(step, c.id if c is not None else -1, t.pid, t.name, kind, what,
                                  f"{file}:{line}", _ctx(c), ref), ndec))
 
@@ -118,7 +116,7 @@ class EventLog:
         if t:
             self.record(t, "report", first, rep)
         else:  # the run's end (a deadlock found by the engine) or outside any task
-            ndec = len(self._decisions)
+            ndec = len(self._engine.log) if self._engine is not None else 0
             self._rows.append((Event(rep.step, -1, 0, "-", "report", first, "", "...", rep), ndec))
 
     # -- the view --------------------------------------------------------------------------
@@ -132,12 +130,13 @@ class EventLog:
         return str(self.filter())
 
     def __repr__(self) -> str:
-        return f"<EventLog {len(self._rows)} events, {len(self._decisions)} decisions>"
+        n = len(self._engine.log) if self._engine is not None else 0
+        return f"<EventLog {len(self._rows)} events, {n} decisions>"
 
     def merged(self) -> list[Event]:
         """The events with the trace's decisions (kind ``sched``) merged in their place."""
         out: list[Event] = []
-        decisions = self._decisions
+        decisions = self._engine.decisions if self._engine is not None else []
         comms = {u.pid: u.comm for u in self._engine.tasks} if self._engine is not None else {}
         where: dict[int, int] = {}  # pid -> last CPU seen
         di = 0
