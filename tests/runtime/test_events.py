@@ -110,10 +110,13 @@ def _run(policy: str, seed: int, events: bool, **kw: object) -> Machine:
     return m
 
 
+@pytest.mark.parametrize("engine", ["thread", "greenlet"])
 @pytest.mark.parametrize("policy", ["random", "pct", "virtual"])
-def test_events_change_nothing_of_the_run(policy: str) -> None:
+def test_events_change_nothing_of_the_run(policy: str, engine: str) -> None:
+    if engine == "greenlet":
+        pytest.importorskip("greenlet")
     for seed in range(4):
-        off, on = _run(policy, seed, False), _run(policy, seed, True)
+        off, on = _run(policy, seed, False, engine=engine), _run(policy, seed, True, engine=engine)
         assert str(on.trace) == str(off.trace)
         assert [r.text for r in on.reports] == [r.text for r in off.reports]
         assert on.dmesg == off.dmesg
