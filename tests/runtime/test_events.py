@@ -38,6 +38,7 @@ from percpu_kmem.linux import (
     spin_lock_irqsave,
     spin_unlock,
     spin_unlock_irqrestore,
+    udelay,
     vfree,
     vmalloc,
     wait_event,
@@ -349,3 +350,43 @@ def test_a_run_that_waited_for_a_timer_replays(policy: str) -> None:
         r.run(sleeper, churn)
         assert r.diverged is None and str(r.trace) == str(m.trace)
         assert any(e.what.startswith("-> clock advances to 2000000 ns") for e in r.events)
+
+
+def test_the_documented_example_reads_as_docs_runtime_md_says() -> None:
+    """docs/runtime.md's example: a handler taking the lock process context holds with
+    interrupts on. The events before the report: the lock taken with irqs on (``..1``),
+    the interrupt decision, the handler (``dh1``), the report from hardirq context."""
+    def run(seed: int) -> Machine:
+        dev_lock = spin_lock_init("dev_lock")
+        ring: list[int | None] = []
+
+        def rx_irq(irq: int, dev: object) -> None:
+            buf = kmalloc(256, GFP_ATOMIC)
+            spin_lock(dev_lock)
+            ring.append(buf)
+            spin_unlock(dev_lock)
+
+        def reader() -> None:
+            for _ in range(20):
+                spin_lock(dev_lock)
+                buf = ring.pop() if ring else None
+                spin_unlock(dev_lock)
+                udelay(2)
+                kfree(buf)
+
+        m = Machine(cpus=2, seed=seed, events=True)
+        m.request_irq(11, rx_irq, "foo", rate=0.05)
+        m.run(reader, reader)
+        return m
+
+    for seed in (5, 1):
+        m = run(seed)
+        rep = m.reports_of("spinlock_cpu_recursion")[0] if m.reports_of("spinlock_cpu_recursion") else \
+            m.reports_of("spinlock_recursion")[0]
+        lead = [e for e in m.event_log(before=rep, model=False, task=rep.task) if e.kind != "alloc"]
+        assert [e.kind for e in lead[-4:]] == ["lock", "sched", "irq", "report"]
+        assert lead[-4].what == "spin_lock(dev_lock)" and lead[-4].ctx == "..1"
+        assert lead[-3].what.startswith("-> interrupt 11") and lead[-2].what == "irq 11: foo"
+        assert lead[-2].ctx == "dh1" and lead[-1].ctx[:2] == "dh" and lead[-1].cpu == rep.cpu
+        stamped = [ln for ln in m.dmesg if "spinlock recursion" in ln][0]
+        assert re.match(rf"\[    0\.0000\d\d\]\[    C{rep.cpu}\] BUG: spinlock recursion", stamped)
