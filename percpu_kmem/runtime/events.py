@@ -202,6 +202,10 @@ class EventView:
     def lines(self) -> list[str]:
         return [ev.line() for ev in self.events]
 
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """The events as JSON-ready dicts (step, cpu, pid, task, kind, what, site, ctx)."""
+        return [{k: v for k, v in ev._asdict().items() if k != "ref"} for ev in self.events]
+
     def __str__(self) -> str:
         return "\n".join(self.lines())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -221,6 +222,9 @@ def test_filters_by_task_cpu_kind_and_last() -> None:
     tail = m.event_log(kind="alloc", last=3)
     assert len(tail) == 3 and list(tail) == list(m.event_log(kind="alloc"))[-3:]
     assert len(str(tail).splitlines()) == 3
+    rows = json.loads(json.dumps(tail.as_dicts()))
+    assert [r["what"] for r in rows] == [e.what for e in tail] and set(rows[0]) == {
+        "step", "cpu", "pid", "task", "kind", "what", "site", "ctx"}
     for bad in ({"kind": "locks"}, {"cpu": 2}, {"last": 0}, {"task": 1.5}, {"before": "x"}, {"match": ""}, {"model": 0}):
         with pytest.raises(KmemUsageError):
             m.event_log(**bad)
