@@ -222,24 +222,27 @@ class Job:
 
 def jobs(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | None = None,
          policies: Sequence[str] | None = None, cpus: Sequence[int] | None = None,
-         runs: Sequence[tuple[str, dict[str, Any], int]] | None = None, **machine: Any) -> list[Job]:
+         runs: Sequence[tuple[str, dict[str, Any], int]] | None = None, first_seed: int = 0,
+         **machine: Any) -> list[Job]:
     """The runs of a campaign, in order: for every scenario, every CPU count (``cpus``; None:
     the scenario's own), every planned (policy, options, seed).
 
     ``runs`` is an explicit plan (``explore``'s PCT depth sweep); else :func:`plan` of
-    ``seeds`` (None: each scenario's own budget) and ``policies`` (None: the default campaign).
+    ``seeds`` (None: each scenario's own budget, from ``first_seed`` on) and ``policies``
+    (None: the default campaign).
     Checked before anything runs: a bad seed, policy or CPU count is a KmemUsageError.
     """
     if not scenarios:
         raise KmemUsageError("a campaign needs at least one scenario")
-    for c in cpus or ():
-        if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_CPUS:
-            raise KmemUsageError(f"cpus(={c!r}) must be an int from 1 to {MAX_CPUS}")
+    for n in cpus or ():
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CPUS:
+            raise KmemUsageError(f"cpus(={n!r}) must be an int from 1 to {MAX_CPUS}")
     fixed = list(runs) if runs is not None else (None if seeds is None else plan(seeds, policies))
     out: list[Job] = []
     for sc in scenarios:
-        planned = fixed if fixed is not None else plan(range(sc.seeds), policies)
-        for c in (cpus or (None,)):
+        planned = fixed if fixed is not None else plan(range(first_seed, first_seed + sc.seeds), policies)
+        counts: Sequence[int | None] = list(cpus) if cpus else [None]
+        for c in counts:
             over = dict(machine)
             if c is not None:
                 over["cpus"] = c

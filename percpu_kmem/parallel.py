@@ -69,7 +69,7 @@ def _check_specs(scenarios: Sequence[StressScenario]) -> None:
 def run_parallel(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | None = None,
                  policies: Sequence[str] | None = None, cpus: Sequence[int] | None = None,
                  runs: Sequence[tuple[str, dict[str, Any], int]] | None = None,
-                 jobs_n: int = 1, dask: str | None = None,
+                 first_seed: int = 0, jobs_n: int = 1, dask: str | None = None,
                  progress: Callable[[int, int], None] | None = None, **machine: Any) -> CampaignResult:
     """Run the campaign :func:`~percpu_kmem.campaign.jobs` plans, in ``jobs_n`` worker
     processes (1: in this process), or on Dask (``dask``: a scheduler address such as
@@ -80,9 +80,11 @@ def run_parallel(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | 
     """
     if isinstance(jobs_n, bool) or not isinstance(jobs_n, int) or jobs_n < 1:
         raise KmemUsageError(f"jobs(={jobs_n!r}) must be an int >= 1")
-    job_list = jobs(scenarios, seeds=seeds, policies=policies, cpus=cpus, runs=runs, **machine)
+    job_list = jobs(scenarios, seeds=seeds, policies=policies, cpus=cpus, runs=runs, first_seed=first_seed,
+                    **machine)
     if dask is None and jobs_n == 1:
-        return run_jobs(scenarios, job_list, progress=None if progress is None else (lambda o: progress(1, int(o.failed))))
+        each = None if progress is None else (lambda o: progress(1, int(o.failed)))
+        return run_jobs(scenarios, job_list, progress=each)
     _check_specs(scenarios)
     if dask is not None:
         return _run_dask(job_list, dask, jobs_n, progress)

@@ -12,8 +12,17 @@ Copy this file and change the workload: the shape (snapshot, run, free everythin
 assert_no_leaks) stays.
 """
 
-from percpu_kmem.linux import (GFP_ATOMIC, GFP_KERNEL, kfree, kmalloc, kzalloc, ksize, spin_lock_init,
-                               spin_lock_irqsave, spin_unlock_irqrestore)
+from percpu_kmem.linux import (
+    GFP_ATOMIC,
+    GFP_KERNEL,
+    kfree,
+    kmalloc,
+    ksize,
+    kzalloc,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 SIZES = (8, 24, 64, 100, 128, 250, 512, 1000, 2048, 4000)

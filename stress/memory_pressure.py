@@ -14,16 +14,29 @@ leaves the page cache out: reclaim owns it), ``m.check()``'s walk of the buddy l
 per-CPU lists and slabs, and that reclaim ran (``pgscan`` grew).
 """
 
-from percpu_kmem.linux import (GFP_KERNEL, __free_pages, alloc_pages, fill_page_cache, kfree, kmalloc,
-                               init_waitqueue_head, mutex_init, mutex_lock, mutex_unlock, page_address, wait_event,
-                               wake_up, write_u32)
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    __free_pages,
+    alloc_pages,
+    fill_page_cache,
+    init_waitqueue_head,
+    kfree,
+    kmalloc,
+    mutex_init,
+    mutex_lock,
+    mutex_unlock,
+    page_address,
+    wait_event,
+    wake_up,
+    write_u32,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 SETS = 3
 HELD_PAGES = 240
 
 
-@stress(cpus=2, memory="8M", seeds=100)
+@stress(cpus=2, memory="8M", seeds=50)
 def gfp_kernel_sleepers(m):
     """Three threads hold 80 pages at a time on a 8 MiB machine full of page cache: kswapd and direct reclaim."""
     before = leak_snapshot(m)

@@ -15,10 +15,24 @@ A bio is never lost (every submitted request completes), the pool ends full, and
 ``mempool_destroy`` and ``kmem_cache_destroy`` find nothing outstanding.
 """
 
-from percpu_kmem.linux import (GFP_NOIO, current, init_waitqueue_head, kmem_cache_create, kmem_cache_destroy,
-                               mempool_alloc, mempool_create_slab_pool, mempool_destroy, mempool_free,
-                               raise_irq, spin_lock_init, spin_lock_irqsave, spin_unlock_irqrestore,
-                               wait_event, wake_up, write_u32)
+from percpu_kmem.linux import (
+    GFP_NOIO,
+    current,
+    init_waitqueue_head,
+    kmem_cache_create,
+    kmem_cache_destroy,
+    mempool_alloc,
+    mempool_create_slab_pool,
+    mempool_destroy,
+    mempool_free,
+    raise_irq,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock_irqrestore,
+    wait_event,
+    wake_up,
+    write_u32,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 DISK_IRQ = 14

@@ -16,10 +16,28 @@ the readers stop when every packet has been consumed; a packet the allocator ref
 (GFP_ATOMIC may fail) is counted as dropped, as a driver counts rx_dropped.
 """
 
-from percpu_kmem.linux import (GFP_ATOMIC, kfree, kmalloc, memset, open_softirq, raise_irq, raise_softirq,
-                               read_u32, smp_processor_id, spin_lock, spin_lock_bh, spin_lock_init,
-                               spin_lock_irqsave, spin_unlock, spin_unlock_bh, spin_unlock_irqrestore,
-                               init_waitqueue_head, wait_event, wake_up, write_u32)
+from percpu_kmem.linux import (
+    GFP_ATOMIC,
+    init_waitqueue_head,
+    kfree,
+    kmalloc,
+    memset,
+    open_softirq,
+    raise_irq,
+    raise_softirq,
+    read_u32,
+    smp_processor_id,
+    spin_lock,
+    spin_lock_bh,
+    spin_lock_init,
+    spin_lock_irqsave,
+    spin_unlock,
+    spin_unlock_bh,
+    spin_unlock_irqrestore,
+    wait_event,
+    wake_up,
+    write_u32,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 NET_RX_SOFTIRQ = 3

@@ -15,10 +15,28 @@ The sums are exact: no update is lost (the buggy variant, ``raw_smp_processor_id
 without ``get_cpu()``, is the built-in ``percpu-kmem run percpu-counter`` demo).
 """
 
-from percpu_kmem.linux import (DEFINE_PER_CPU, alloc_percpu, c_long, free_irq, free_percpu, get_cpu, get_cpu_var,
-                               init_waitqueue_head, per_cpu, per_cpu_ptr, put_cpu, put_cpu_var, read_u32,
-                               spin_lock, spin_lock_init, spin_unlock, this_cpu_add, this_cpu_inc, wait_event,
-                               wake_up)
+from percpu_kmem.linux import (
+    DEFINE_PER_CPU,
+    alloc_percpu,
+    c_long,
+    free_irq,
+    free_percpu,
+    get_cpu,
+    get_cpu_var,
+    init_waitqueue_head,
+    per_cpu,
+    per_cpu_ptr,
+    put_cpu,
+    put_cpu_var,
+    read_u32,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    this_cpu_add,
+    this_cpu_inc,
+    wait_event,
+    wake_up,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 #: Per-CPU variables are laid out once per process, like the kernel image's .data.percpu.

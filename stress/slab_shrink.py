@@ -14,17 +14,33 @@ At the end the threads empty the LRU, ``kmem_cache_shrink`` gives the empty slab
 ``kmem_cache_destroy`` finds no object in use, and the shrinker ran at least once.
 """
 
-from percpu_kmem.linux import (GFP_KERNEL, __free_pages, alloc_pages, fill_page_cache, init_waitqueue_head,
-                               kmem_cache_alloc, kmem_cache_create, kmem_cache_destroy, kmem_cache_free,
-                               kmem_cache_shrink, read_u32, register_shrinker, spin_lock, spin_lock_init,
-                               spin_unlock, wait_event, wake_up, write_u32)
+from percpu_kmem.linux import (
+    GFP_KERNEL,
+    __free_pages,
+    alloc_pages,
+    fill_page_cache,
+    init_waitqueue_head,
+    kmem_cache_alloc,
+    kmem_cache_create,
+    kmem_cache_destroy,
+    kmem_cache_free,
+    kmem_cache_shrink,
+    read_u32,
+    register_shrinker,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    wait_event,
+    wake_up,
+    write_u32,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 LOOKUPS = 60
 PRESSURE_PAGES = 80
 
 
-@stress(cpus=2, memory="8M", seeds=100)
+@stress(cpus=2, memory="8M", seeds=50)
 def shrinker_under_pressure(m):
     """Three threads use a cached LRU of slab objects while reclaim shrinks it."""
     before = leak_snapshot(m)

@@ -10,8 +10,21 @@ given back (the leak check counts areas and pages; ``m.check()`` walks the
 page tables).
 """
 
-from percpu_kmem.linux import (GFP_KERNEL, PAGE_KERNEL, PAGE_SIZE, __GFP_ZERO, __vmalloc, page_to_pfn, read_u32,
-                               vfree, vmalloc, vmalloc_32, vmalloc_to_page, vmalloc_to_pfn, write_u32)
+from percpu_kmem.linux import (
+    __GFP_ZERO,
+    GFP_KERNEL,
+    PAGE_KERNEL,
+    PAGE_SIZE,
+    __vmalloc,
+    page_to_pfn,
+    read_u32,
+    vfree,
+    vmalloc,
+    vmalloc_32,
+    vmalloc_to_page,
+    vmalloc_to_pfn,
+    write_u32,
+)
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
 SIZES = (1, 3, 2, 16, 1, 5, 8, 2)  # in pages
