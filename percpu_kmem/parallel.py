@@ -13,9 +13,10 @@ Dask cluster.
     result = run_parallel(scenarios, seeds=range(1000), dask="local")   # a LocalCluster
     result = run_parallel(scenarios, seeds=range(1000), dask="tcp://scheduler:8786")
 
-On Dask the workers import the scenario files by the same paths: a cluster beyond this
-machine needs them at the same place (a shared file system or the same checkout), and
-percpu_kmem installed. Dask is an optional extra (``pip install 'percpu_kmem[dask]'``).
+On Dask the workers import the scenario files by the same paths (a relative one taken
+from the submitting process's working directory): a cluster beyond this machine needs
+them at the same place (a shared file system or the same checkout), and percpu_kmem
+installed. Dask is an optional extra (``pip install 'percpu_kmem[dask]'``).
 
 Ctrl-C: the chunks not started are cancelled, the running ones end at their next run
 (the workers get the signal too when they share the terminal) and what finished is
@@ -25,9 +26,12 @@ merged into an ``interrupted`` result.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from .campaign import CampaignResult, Job, jobs, run_jobs
@@ -40,15 +44,19 @@ CHUNK_MAX = 25
 CHUNKS_PER_WORKER = 4
 
 
-def run_chunk(chunk: Sequence[Job]) -> CampaignResult:
-    """Run a chunk of jobs in this process (a worker): load each scenario by its spec."""
+def run_chunk(chunk: Sequence[Job], base: str | None = None) -> CampaignResult:
+    """Run a chunk of jobs in this process (a worker): load each scenario by its spec, a
+    relative path taken from ``base`` (the submitting process's working directory)."""
     names = sorted({j.scenario for j in chunk})
     scenarios: list[StressScenario] = []
     for name in names:
-        found = load_scenarios(name)
+        spec = name
+        if base is not None and not Path(name.partition("::")[0]).is_absolute():
+            spec = str(Path(base) / name)
+        found = load_scenarios(spec)
         if len(found) != 1:
             raise KmemUsageError(f"scenario spec {name!r} names {len(found)} scenarios, not one")
-        scenarios.append(found[0])
+        scenarios.append(replace(found[0], name=name))
     return run_jobs(scenarios, chunk)
 
 
@@ -110,7 +118,7 @@ def _run_processes(job_list: list[Job], workers: int, progress: Callable[[int, i
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     pending: set[Future[CampaignResult]] = set()
     try:
-        pending = {pool.submit(run_chunk, c) for c in chunks(job_list, workers)}
+        pending = {pool.submit(run_chunk, c, os.getcwd()) for c in chunks(job_list, workers)}
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             result = _collect(done, result, progress)
@@ -150,7 +158,8 @@ def _run_dask(job_list: list[Job], address: str, workers: int,
         raise KmemUsageError(f"cannot reach the Dask scheduler at {address!r}: {e}") from None
     try:
         n_workers = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        futures = client.map(run_chunk, chunks(job_list, n_workers), pure=False)
+        parts = chunks(job_list, n_workers)
+        futures = client.map(run_chunk, parts, [os.getcwd()] * len(parts), pure=False)
         try:
             for f in as_completed(futures):
                 part = f.result()

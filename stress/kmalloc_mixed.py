@@ -46,7 +46,7 @@ def kmalloc_with_interrupts(m):
 
     def worker(n):
         def run():
-            for i in range(12):
+            for i in range(8):
                 size = SIZES[(n * 3 + i) % len(SIZES)]
                 buf = kzalloc(size, GFP_KERNEL) if i % 3 == 0 else kmalloc(size, GFP_KERNEL)
                 assert buf is not None and ksize(buf) >= size

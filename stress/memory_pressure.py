@@ -32,13 +32,13 @@ from percpu_kmem.linux import (
 )
 from percpu_kmem.scenarios import assert_no_leaks, leak_snapshot, stress
 
-SETS = 3
-HELD_PAGES = 240
+SETS = 2
+HELD_PAGES = 160
 
 
-@stress(cpus=2, memory="8M", seeds=50)
+@stress(cpus=2, memory="8M", seeds=21)
 def gfp_kernel_sleepers(m):
-    """Three threads hold 80 pages at a time on a 8 MiB machine full of page cache: kswapd and direct reclaim."""
+    """Three threads hold 80 pages at a time on an 8 MiB machine full of page cache: kswapd and direct reclaim."""
     before = leak_snapshot(m)
     scanned = m.mm.counters()["pgscan"]
     tally_lock = mutex_init("tally")

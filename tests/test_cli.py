@@ -237,8 +237,11 @@ def test_the_default_set_is_stress_without_the_zoo(tmp_path: Path) -> None:
 
 def test_every_stress_scenario_is_clean_under_the_default_campaign() -> None:
     scs = default_scenarios()
-    res = run_campaign(scs, seeds=range(7))  # one seed per entry of the default campaign
-    assert res.runs == 7 * len(scs)
+    light = [sc for sc in scs if "memory" not in sc.machine]
+    heavy = [sc for sc in scs if "memory" in sc.machine]  # the small-memory ones: ~0.4 s a run
+    assert len(light) >= 5 and len(heavy) >= 2
+    res = run_campaign(light, seeds=range(7)).merge(run_campaign(heavy, seeds=[1, 3, 4]))
+    assert res.runs == 7 * len(light) + 3 * len(heavy)  # one seed per entry of the default campaign
     assert not res.failures, res.summary() + "\n" + "\n".join(o.error or o.reports[0] for o in res.failures)
 
 
@@ -308,3 +311,16 @@ def test_parallel_needs_scenarios_from_files() -> None:
     with pytest.raises(KmemUsageError, match="no path spec"):
         run_parallel([sc], seeds=range(2), jobs_n=2)
     assert STRESS_DIR.name == "stress"
+
+
+def test_a_worker_loads_relative_specs_from_the_submitters_directory(driver: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from percpu_kmem.campaign import jobs
+    from percpu_kmem.parallel import run_chunk
+    monkeypatch.chdir(tmp_path)
+    scs = load_scenarios("driver.py::buggy")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a worker started in another directory
+    part = run_chunk(jobs(scs, seeds=range(2)), str(tmp_path))
+    assert [o.scenario for o in part.outcomes] == ["driver.py::buggy"] * 2 and len(part.failures) == 2
