@@ -4,7 +4,8 @@
 policies, interrupts, reports; it knows nothing about memory) with the memory
 subsystems declared below as typed fields, booted in start_kernel() order by
 :func:`percpu_kmem.boot.boot_machine`. A machine built with ``boot=False`` has none
-of them: touching one raises :class:`NoMemoryLayers`, a usage error that says so.
+of them: touching one raises :class:`NoMemoryLayers`, a usage error that says so (such a
+machine's class is a subclass of its own, made for the purpose: see ``_Unbooted``).
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ class Machine(SmpMachine):
         self.booted = boot
         self.boot_init: tuple[Callable[[], Any], ...] = boot_init
         self.slab_debug = slab_debug
+        if not boot:
+            self.__class__ = _unbooted(type(self))
         if boot:
             self.system_state = SYSTEM_BOOTING
             boot_machine(self)
@@ -101,13 +104,6 @@ class Machine(SmpMachine):
         self.fail_page_alloc.reseed(seed)
         return super().run(*fns, names=names)
 
-    def __getattr__(self, name: str) -> Any:
-        """Only for attributes that do not exist: a memory layer of a machine that never
-        booted is a clear NoMemoryLayers (a KmemUsageError), not an AttributeError."""
-        if name in MEMORY_LAYERS and self.__dict__.get("booted") is False:
-            raise NoMemoryLayers(name)
-        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
-
     def shaping_args(self) -> dict[str, Any]:
         args = super().shaping_args()
         head = {k: args.pop(k) for k in ("cpus", "policy", "seed")}
@@ -120,6 +116,37 @@ class Machine(SmpMachine):
 
     def _replay_caveats(self) -> str:
         return " (pass the same init= functions)" if self.boot_init else ""
+
+
+class _Unbooted:
+    """What a machine built with ``boot=False`` adds to its class: a memory layer it never
+    got is a clear NoMemoryLayers (a KmemUsageError), not a bare AttributeError.
+
+    A mixin of a subclass made for the occasion (:func:`_unbooted`), not a ``__getattr__``
+    of Machine itself: a class with ``__getattr__`` loses CPython's specialised attribute
+    loads, and the allocators' fast paths read ``machine.slab``, ``machine.mm`` and
+    ``machine.lockdep`` on every call.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name in MEMORY_LAYERS:
+            raise NoMemoryLayers(name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+
+
+#: the unbooted twin of each Machine class (Machine, or a user's subclass of it)
+_UNBOOTED: dict[type, type] = {}
+
+
+def _unbooted(cls: type) -> type:
+    """``cls`` with :class:`_Unbooted` mixed in, under the same name (made once per class)."""
+    if issubclass(cls, _Unbooted):  # type(m)(..., boot=False) of an unbooted machine m
+        return cls
+    sub = _UNBOOTED.get(cls)
+    if sub is None:
+        sub = _UNBOOTED[cls] = type(cls.__name__, (_Unbooted, cls), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
+    return sub
 
 
 __all__ = ["Machine", "MEMORY_LAYERS"]

@@ -18,8 +18,11 @@ from ..runtime.errors import KmemUsageError
 from ..runtime.task import CURRENT
 from .context import current_machine
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
 from .slab_geometry import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
+#: the bits no GFP mask has (every negative int has some of them too)
+_NOT_GFP: Final = ~GFP_BITS_MASK
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
 
@@ -47,7 +50,8 @@ def kmalloc(size: int, flags: int) -> int | None:
     ``flags`` has __GFP_ZERO (then the whole object is, as today's kernels do;
     with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
-    if type(size) is not int or type(flags) is not int or size < 0 or flags & ~GFP_BITS_MASK or flags < 0:
+    # (a negative int has bits outside GFP_BITS_MASK too: _NOT_GFP catches it)
+    if size.__class__ is not int or flags.__class__ is not int or size < 0 or flags & _NOT_GFP:
         _check_args(size, flags, "kmalloc")
     if size > KMALLOC_MAX_SIZE:
         return None
@@ -85,7 +89,13 @@ def kfree(objp: int | None) -> None:
     if type(objp) is not int:
         raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
     t = CURRENT.task
-    cachep = t.machine.slab.page_cache(objp, "kfree")
+    sa = t.machine.slab
+    mem = sa.mem
+    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+    if objp >= PAGE_OFFSET and pfn < mem.max_low_pfn and mem.flags[pfn] & PG_slab:
+        sa.by_id[mem.owner[pfn]].free(t, objp, "kfree")  # page_cache()'s answer, inline
+        return
+    cachep = sa.page_cache(objp, "kfree")  # reports why not
     if cachep is not None:
         cachep.free(t, objp, "kfree")
 

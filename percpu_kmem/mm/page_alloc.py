@@ -19,6 +19,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
+from ..runtime.costs import PERCPU_HIT
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     HUNG_TASK_TIMEOUT_NS,
@@ -41,7 +42,7 @@ from ..runtime.locks import (
     wait_event_timeout,
     wake_up,
 )
-from ..runtime.preempt import HZ
+from ..runtime.preempt import HARDIRQ_MASK, HZ
 from ..runtime.report import caller_site
 from ..runtime.task import CURRENT, Task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
@@ -49,6 +50,7 @@ from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
 from .fault_inject import FaultAttr, should_fail_alloc_page
 from .gfp import (
+    GFP_BITS_MASK,
     GFP_COLD,
     GFP_DMA,
     GFP_FS,
@@ -196,6 +198,9 @@ class PageAllocator:
         self.setup_per_zone_pages_min()
         self.setup_per_zone_lowmem_reserve()
         self._zonelists: dict[tuple[int, int], list[ZoneAlloc]] = {}
+        #: ``zonelists_by_node[nid][gfp & GFP_ZONEMASK]``: zonelist() for every node and zone mask
+        self.zonelists_by_node = [[self.zonelist(zm, nid) for zm in range(GFP_ZONEMASK + 1)]
+                                  for nid in range(len(self.node_zones))]
         for c in machine.cpus:
             c.data["vm_events"] = [0] * NR_VM_EVENTS
         self.reclaim_wait = init_waitqueue_head("reclaim_wait")
@@ -294,8 +299,9 @@ class PageAllocator:
         """Take a block from zone ``z``: order 0 through this CPU's hot or cold list."""
         pfn = None
         if order == 0:
-            flags = local_irq_save()
             c = t.cpu
+            irqs_were_off = c.irqs_off  # local_irq_save()
+            c.irqs_off = True
             pcp = z.pageset[c.id][1 if gfp & GFP_COLD else 0]
             if pcp.count <= pcp.low:
                 spin_lock(z.lock)
@@ -312,8 +318,17 @@ class PageAllocator:
             if pcp.count:
                 pfn = pcp.pfns.pop()
                 pcp.count -= 1
-                t.charge(costs.PERCPU_HIT)
-            local_irq_restore(flags)
+                c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+                if c.clock > t.vlimit and t.engine.deterministic:
+                    t.engine.reopen(t)
+            if not irqs_were_off:  # local_irq_restore()
+                c = t.cpu
+                c.irqs_off = False
+                if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                    t.machine.irq.deliver_pending(c)
+                t.budget -= 1  # local_irq_enable()'s scheduling point
+                if t.budget <= 0:
+                    t.engine.decide(t, "local_irq_enable")
         if pfn is None:
             flags = spin_lock_irqsave(z.lock)
             pfn = z.buddy.rmqueue(order)
@@ -321,7 +336,17 @@ class PageAllocator:
                 t.charge(costs.PAGE_STRUCT * (1 + order))
             spin_unlock_irqrestore(z.lock, flags)
         if pfn is not None:
-            self._prep_new_page(t, pfn, order, gfp)
+            if order == 0:  # _prep_new_page(), written out for a single page
+                mem = self.mem
+                if mem.count[pfn] != 0 or mem.flags[pfn] & _BAD_FLAGS:
+                    self._bad_page(t, pfn, "prep_new_page")
+                    mem.flags[pfn] &= ~_BAD_FLAGS
+                mem.count[pfn] = 1
+                mem.order[pfn] = 0
+                if gfp & GFP_ZERO:
+                    mem.clear_pages(pfn, 1)
+            else:
+                self._prep_new_page(t, pfn, order, gfp)
             t.cpu.data["vm_events"][PGALLOC + z.idx] += 1 << order
         return pfn
 
@@ -381,13 +406,14 @@ class PageAllocator:
         if not 0 <= pfn < mem.nr_pages:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
-        if cnt <= 1 and mem.flags[pfn] & _OWNED_FLAGS:  # the last reference (or a tail page)
+        fl = mem.flags[pfn]
+        if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
             self._bad_page_owned(t, pfn, order, where)
             return
-        if cnt <= 0 or mem.flags[pfn] & PG_private:
+        if cnt <= 0 or fl & PG_private:
             self._double_free(t, pfn, order, where)
             return
-        if mem.flags[pfn] & PG_reserved:
+        if fl & PG_reserved:
             self._bad_page(t, pfn, where)
             return
         if order != mem.order[pfn]:
@@ -399,7 +425,7 @@ class PageAllocator:
         mem.count[pfn] = cnt - 1
         if cnt - 1:
             return
-        mem.flags[pfn] &= ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
+        mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):
                 mem.flags[p] &= ~PG_compound
@@ -409,7 +435,37 @@ class PageAllocator:
         mem.owner[pfn] = 0
         t.cpu.data["vm_events"][PGFREE] += 1 << order
         if order == 0:
-            self.free_hot_cold_page(t, pfn, cold)
+            # free_hot_cold_page(), written out: the page goes on this CPU's hot (or cold)
+            # list, interrupts off; a full list first gives a batch back to the buddy. One
+            # scheduling point: the local_irq_restore() at the end (local_irq_save and the
+            # PERCPU_HIT charge written out too, with their semantics)
+            z = self.zones[mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
+            c = t.cpu
+            irqs_were_off = c.irqs_off  # local_irq_save()
+            c.irqs_off = True
+            pcp = z.pageset[c.id][1 if cold else 0]
+            if pcp.count >= pcp.high:
+                n = pcp.batch
+                batch = pcp.pfns[:n]
+                del pcp.pfns[:n]
+                pcp.count -= len(batch)
+                spin_lock(z.lock)
+                self._buddy_free_bulk(t, z, batch)
+                spin_unlock(z.lock)
+                c.data["vm_events"][PCP_DRAIN] += 1
+            pcp.pfns.append(pfn)
+            pcp.count += 1
+            c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if not irqs_were_off:  # local_irq_restore(): the point
+                c = t.cpu
+                c.irqs_off = False
+                if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                    t.machine.irq.deliver_pending(c)
+                t.budget -= 1
+                if t.budget <= 0:
+                    t.engine.decide(t, "local_irq_enable")
         else:
             self.free_pages_ok(t, pfn, order)
         if self.reclaim_wait.waiters:
@@ -438,25 +494,6 @@ class PageAllocator:
             f"page:(pfn {pfn:#x}) refcount:{self.mem.count[pfn]} order:{order}",
             f"page dumped because: {where}() of a page that is already free (double free)",
             f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}")
-
-    def free_hot_cold_page(self, t: Task, pfn: int, cold: bool) -> None:
-        z = self._by_zid[self.mem.zone_id[pfn]]
-        flags = local_irq_save()
-        c = t.cpu
-        pcp = z.pageset[c.id][1 if cold else 0]
-        if pcp.count >= pcp.high:
-            n = pcp.batch
-            batch = pcp.pfns[:n]
-            del pcp.pfns[:n]
-            pcp.count -= len(batch)
-            spin_lock(z.lock)
-            self._buddy_free_bulk(t, z, batch)
-            spin_unlock(z.lock)
-            c.data["vm_events"][PCP_DRAIN] += 1
-        pcp.pfns.append(pfn)
-        pcp.count += 1
-        t.charge(costs.PERCPU_HIT)
-        local_irq_restore(flags)
 
     def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
         for p in pfns:
@@ -507,7 +544,8 @@ class PageAllocator:
         ``what`` names the caller's kernel function in a refusal of its arguments.
         """
         t = CURRENT.task
-        check_gfp(gfp, what)
+        if gfp.__class__ is not int or not 0 <= gfp <= GFP_BITS_MASK:
+            check_gfp(gfp, what)
         if order.__class__ is not int or order < 0:
             check_int(what, "order", order, 0)
         if order >= MAX_ORDER:
@@ -515,8 +553,14 @@ class PageAllocator:
         if t.gfp_ctx:
             gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
-        if wait:
-            might_sleep()
+        if wait:  # might_sleep(), written out for its usual case
+            c = t.cpu
+            if c.preempt_count or c.irqs_off or t.is_idle:
+                might_sleep()  # the report (the rare case), and the point
+            else:
+                t.budget -= 1
+                if t.budget <= 0:
+                    t.engine.decide(t, "might_sleep")
             if t.machine.lockdep is not None:  # might_alloc(): this call could enter reclaim
                 fs_reclaim_acquire(gfp)
                 fs_reclaim_release(gfp)
@@ -529,18 +573,27 @@ class PageAllocator:
             return None  # prepare_alloc_pages(): should_fail_alloc_page() made it fail
         if nid < 0:
             nid = t.cpu.node
-        zones = self.zonelist(gfp, nid)
+        by_node = self.zonelists_by_node
+        zones = by_node[nid][gfp & GFP_ZONEMASK] if nid < len(by_node) else self.zonelist(gfp, nid)
         classzone_idx = zones[0].idx
+        if order == 0:  # the first pass for one page: watermark_ok(z, 0, pages_low, ...) written out
+            for z in zones:
+                if z.buddy.free_pages > z.pages_low + z.lowmem_reserve[classzone_idx]:
+                    pfn = self.buffered_rmqueue(t, z, 0, gfp)
+                    if pfn is not None:
+                        return pfn
         can_try_harder = not wait
         gfp_high = bool(gfp & GFP_HIGH)
         stall_start = None
         retries = 0
+        first = order != 0  # an order-0 request made its first pass above
         while True:  # restart:
-            for z in zones:
+            for z in zones if first else ():
                 if self.watermark_ok(z, order, z.pages_low, classzone_idx, False, False):
                     pfn = self.buffered_rmqueue(t, z, order, gfp)
                     if pfn is not None:
                         return pfn
+            first = True
             for z in zones:
                 self.wakeup_kswapd(t, z, order)
             for z in zones:
@@ -740,12 +793,15 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = current_machine().mm
-    check_gfp(gfp_mask, what)
+    pa = CURRENT.task.machine.mm
+    if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
+        check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
         check_int(what, "nid", nid, -1, len(pa.node_zones) - 1, "a node id (-1: this CPU's node)")
     pfn = pa.alloc_pages(gfp_mask, order, nid, what)
-    return None if pfn is None else pa.mem.page(pfn)
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)  # mem.page(pfn): the cached handle first
 
 
 def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
@@ -765,11 +821,19 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    return _alloc_pages_node("alloc_pages", -1, gfp_mask, order)
+    pa = CURRENT.task.machine.mm  # _alloc_pages_node(), written out for nid -1
+    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages")  # checks gfp_mask, then order
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    return _alloc_pages_node("alloc_page", -1, gfp_mask, 0)
+    pa = CURRENT.task.machine.mm
+    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page")
+    if pfn is None:
+        return None
+    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
@@ -841,10 +905,13 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    pa = current_machine().mm
-    p = _page_of(page, "__free_pages", pa)
-    _order_arg(order, "__free_pages")
-    pa.put_page(CURRENT.task, p.pfn, order, False, "__free_pages")
+    t = CURRENT.task
+    pa = t.machine.mm
+    if page.__class__ is not Page or page.mem is not pa.mem:
+        _page_of(page, "__free_pages", pa)
+    if order.__class__ is not int or not 0 <= order < MAX_ORDER:
+        _order_arg(order, "__free_pages")
+    pa.put_page(t, page.pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime import costs
+from ..runtime.costs import PERCPU_HIT
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     in_interrupt,
@@ -50,7 +51,17 @@ from ..runtime.kernel import (
     might_sleep,
 )
 from ..runtime.lockdep import fs_reclaim_acquire, fs_reclaim_release
-from ..runtime.locks import mutex_init, mutex_lock, mutex_trylock, mutex_unlock, spin_lock, spin_lock_init, spin_unlock
+from ..runtime.locks import (
+    mutex_init,
+    mutex_lock,
+    mutex_trylock,
+    mutex_unlock,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
+    spinlock_t,
+)
+from ..runtime.preempt import HARDIRQ_MASK
 from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import CURRENT, Task
@@ -118,6 +129,9 @@ class Slab:
         return f"<slab pfn={self.head:#x} s_mem={self.s_mem:#x} inuse={self.inuse}>"
 
 
+#: the bits no GFP mask has (every negative int has some of them too)
+_NOT_GFP: Final = ~GFP_BITS_MASK
+
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
 SLAB_FULL: Final = 2
@@ -145,37 +159,98 @@ class CpuMagazines:
         return len(self.loaded) + len(self.previous)
 
 
+class _CacheLock:
+    """A cache's spinlock (``<name>-><suffix>``), made at its first use and then an
+    ordinary attribute of the cache."""
+
+    def __init__(self, suffix: str) -> None:
+        self.suffix = suffix
+        self.attr = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = name
+
+    def __get__(self, cache: Any, owner: Any = None) -> spinlock_t:
+        if cache is None:
+            return self  # type: ignore[return-value]
+        lock = cache.__dict__[self.attr] = spin_lock_init(f"{cache.name}->{self.suffix}")
+        return lock
+
+
+#: kmem_cache_t's fields that depend only on its arguments (plain ints), per argument tuple
+_LAYOUTS: dict[tuple[int, ...], dict[str, int]] = {}
+
+
+def _layout(size: int, align: int, flags: int, break_order: int, offslab_limit: int, nr_cpus: int,
+            machine_debug: bool) -> dict[str, int]:
+    """The fields kmem_cache_create works out from its arguments: the geometry, the debug
+    flags, the usable size and the tunables; computed once per argument tuple (the dict
+    holds only ints: each cache copies it)."""
+    key = (size, align, flags, break_order, offslab_limit, nr_cpus, machine_debug)
+    d = _LAYOUTS.get(key)
+    if d is None:
+        geo = Geometry(size, align, flags, slab_break_order=break_order, offslab_limit=offslab_limit)
+        debug = geo.flags & SLAB_DEBUG_FLAGS
+        limit, batchcount, shared = enable_cpucache_tunables(geo.objsize, nr_cpus, bool(debug) or machine_debug)
+        d = {"flags": geo.flags, "objsize": geo.objsize, "reallen": geo.reallen, "dbghead": geo.dbghead,
+             "num": geo.num, "gfporder": geo.gfporder, "gfpflags": GFP_DMA if flags & SLAB_CACHE_DMA else 0,
+             "colour": geo.colour, "colour_off": geo.colour_off, "slab_size": geo.slab_size, "debug": debug,
+             # what kmem_cache_size()/ksize() return: obj_reallen() of 2.6.11, i.e. the padded
+             # objsize, or the size before the debug words when slab debugging is compiled in
+             "usable": geo.reallen if debug or machine_debug else geo.objsize,
+             "limit": limit, "batchcount": batchcount, "shared": shared,
+             "free_limit": (1 + nr_cpus) * batchcount + geo.num}
+        if len(_LAYOUTS) >= 4096:  # a bound for programs that make caches of ever new sizes
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = d
+    return d
+
+
 class kmem_cache_t:
-    """A slab cache. Make one with ``kmem_cache_create``; the fields are the kernel's."""
+    """A slab cache. Make one with ``kmem_cache_create``; the fields are the kernel's.
+
+    Boot makes some thirty caches per machine, so making one is cheap: the layout
+    (a pure function of the arguments) is worked out once per process and copied in,
+    and the two locks come into being at their first use (:class:`_CacheLock`), which no
+    one can observe: a lock is bound to a machine, and listed in its /proc/lock_stat,
+    only when a task first takes it. (No ``__getattr__`` here: a class with one loses
+    CPython's specialised attribute loads, and the fast paths read a dozen fields.)
+    """
+
+    # the layout and tunables (_layout: the same for every cache made with the same arguments)
+    flags: int
+    objsize: int
+    reallen: int
+    dbghead: int
+    num: int
+    gfporder: int
+    gfpflags: int
+    colour: int
+    colour_off: int
+    slab_size: int
+    debug: int
+    usable: int
+    limit: int
+    batchcount: int
+    shared: int
+    free_limit: int
+    #: the slab lists' lock and the depot's, made at first use
+    list_lock = _CacheLock("spinlock")
+    depot_lock = _CacheLock("depot_lock")
 
     def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
                  ctor: Callable[..., Any] | None, dtor: Callable[..., Any] | None) -> None:
+        m = alloc.m
+        self.__dict__.update(_layout(size, align, flags, alloc.slab_break_gfp_order, alloc.offslab_limit,
+                                     m.nr_cpus, m.slab_debug))
         self.sa = alloc
         #: the machine this cache belongs to; None once destroyed (one identity test on the fast path)
-        self.owner: Machine | None = alloc.m
+        self.owner: Machine | None = m
         self.id = cid
         self.name = name
-        geo = Geometry(size, align, flags, slab_break_order=alloc.slab_break_gfp_order,
-                       offslab_limit=alloc.offslab_limit)
-        self.flags = geo.flags
-        self.objsize = geo.objsize
-        self.reallen = geo.reallen
-        self.dbghead = geo.dbghead
-        self.num = geo.num
-        self.gfporder = geo.gfporder
-        self.gfpflags = GFP_DMA if flags & SLAB_CACHE_DMA else 0
-        self.colour = geo.colour
-        self.colour_off = geo.colour_off
         self.colour_next = 0
-        self.slab_size = geo.slab_size
         self.ctor = ctor
         self.dtor = dtor
-        self.debug = self.flags & SLAB_DEBUG_FLAGS
-        #: what kmem_cache_size()/ksize() return: obj_reallen() of 2.6.11, i.e. the padded
-        #: objsize, or the size before the debug words when slab debugging is compiled in
-        self.usable = self.reallen if self.debug or alloc.m.slab_debug else self.objsize
-        self.list_lock = spin_lock_init(f"{name}->spinlock")
-        self.depot_lock = spin_lock_init(f"{name}->depot_lock")
         self.slabs_full: OrderedDict[int, Slab] = OrderedDict()
         self.slabs_partial: OrderedDict[int, Slab] = OrderedDict()
         self.slabs_free: OrderedDict[int, Slab] = OrderedDict()
@@ -183,10 +258,7 @@ class kmem_cache_t:
         self.free_touched = 0
         self.depot_full: list[list[int]] = []
         self.depot_empty: list[list[int]] = []
-        self.cpu = [CpuMagazines() for _ in range(alloc.m.nr_cpus)]
-        self.limit, self.batchcount, self.shared = enable_cpucache_tunables(
-            self.objsize, alloc.m.nr_cpus, bool(self.debug) or alloc.m.slab_debug)
-        self.free_limit = (1 + alloc.m.nr_cpus) * self.batchcount + self.num
+        self.cpu = [CpuMagazines() for _ in range(m.nr_cpus)]
         # globalstat (STATS)
         self.grown = 0
         self.reaped = 0
@@ -477,17 +549,31 @@ class kmem_cache_t:
 
     def alloc(self, t: Task, flags: int, size: int = -1) -> int | None:
         """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
-        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc)."""
+        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc).
+
+        might_sleep, local_irq_save/restore and the PERCPU_HIT charge are written out here,
+        with their semantics and scheduling points: might_sleep()'s (a request that may
+        sleep) and local_irq_enable()'s at the restore, as before they were inlined, so
+        every seed's trace stays as it was.
+        """
+        c = t.cpu
         if flags & GFP_WAIT:
-            might_sleep()
+            if c.preempt_count or c.irqs_off or t.is_idle:
+                might_sleep()  # the report (the rare case), and the point
+            else:  # might_sleep() with nothing to report: its scheduling point
+                t.budget -= 1
+                if t.budget <= 0:
+                    t.engine.decide(t, "might_sleep")
             if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc()
                 fs_reclaim_acquire(flags)
                 fs_reclaim_release(flags)
+            c = t.cpu
         fs = self.sa.failslab
         if fs is not None and fs.probability | t.fail_nth and should_failslab(fs, self.objsize, flags):
             return None  # slab_pre_alloc_hook(): should_failslab() made it fail
-        irqs = local_irq_save()
-        cc = self.cpu[t.cpu.id]
+        irqs_were_off = c.irqs_off  # local_irq_save()
+        c.irqs_off = True
+        cc = self.cpu[c.id]
         objp: int | None
         if cc.loaded:
             objp = cc.loaded.pop()
@@ -495,8 +581,17 @@ class kmem_cache_t:
             cc.touched = 1
         else:
             objp = self.alloc_miss(t, flags)
-        t.charge(costs.PERCPU_HIT)
-        local_irq_restore(irqs)
+            c = t.cpu
+        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+        if c.clock > t.vlimit and t.engine.deterministic:
+            t.engine.reopen(t)
+        if not irqs_were_off:  # local_irq_restore(): interrupts on again, pending ones delivered
+            c.irqs_off = False
+            if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                t.machine.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
         if objp is not None and self.debug:
             objp = self.sa.debug.after_alloc(self, objp, flags, size)
         if flags & GFP_ZERO and objp is not None:  # as today's kernels: the object, or a debugged request
@@ -507,49 +602,71 @@ class kmem_cache_t:
 
     def free(self, t: Task, objp: int, func: str) -> None:
         """__cache_free(): the common free path of kmem_cache_free and kfree, ``objp`` already
-        known to be in a slab page of this cache; ``func`` names the caller in reports."""
+        known to be in a slab page of this cache; ``func`` names the caller in reports.
+
+        One scheduling point: the local_irq_restore() at the end (written out here, as
+        local_irq_save and the PERCPU_HIT charge, with their semantics).
+        """
+        c = t.cpu
+        cc = self.cpu[c.id]
         if self.debug:
             raw = self.sa.debug.before_free(self, objp, func)
             if raw is None:
                 return
             objp = raw
-        elif not self._hardened_free_ok(t, objp, func):
-            return
-        irqs = local_irq_save()
-        cc = self.cpu[t.cpu.id]
-        if len(cc.loaded) < self.batchcount:
-            cc.loaded.append(objp)
+            c = t.cpu
+            cc = self.cpu[c.id]
+        else:
+            # the checks a modern kernel makes on every free, debugging or not (see
+            # _bad_free): objp starts an object of this cache, and is not the object
+            # this CPU freed last
+            slab = self.sa.slab_of.get(self.sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+            if slab is None:
+                self._bad_free(objp, func, False)
+                return
+            off = objp - slab.s_mem
+            if off < 0 or off % self.objsize or off >= self.num * self.objsize:
+                self._bad_free(objp, func, False)
+                return
+            if cc.loaded and cc.loaded[-1] == objp:
+                self._bad_free(objp, func, True)
+                return
+        irqs_were_off = c.irqs_off  # local_irq_save()
+        c.irqs_off = True
+        loaded = cc.loaded
+        if len(loaded) < self.batchcount:
+            loaded.append(objp)
             cc.freehit += 1
         else:
             self.free_miss(t, cc, objp)
-        t.charge(costs.PERCPU_HIT)
-        local_irq_restore(irqs)
+            c = t.cpu
+        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+        if c.clock > t.vlimit and t.engine.deterministic:
+            t.engine.reopen(t)
+        if not irqs_were_off:  # local_irq_restore(): the point
+            c.irqs_off = False
+            if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                t.machine.irq.deliver_pending(c)
+            t.budget -= 1
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
 
-
-    def _hardened_free_ok(self, t: Task, objp: int, func: str) -> bool:
-        """The checks a modern kernel makes on every free, debugging or not: ``objp`` must be
-        the start of an object of this cache (SLUB's "Invalid object pointer"), and must not
-        be the object this CPU freed last (CONFIG_SLAB_FREELIST_HARDENED's naive double-free
-        check). A bad free is reported and refused, so the cache stays consistent."""
-        sa = self.sa
-        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
-        off = objp - slab.s_mem if slab is not None else -1
-        if slab is None or off < 0 or off % self.objsize or off // self.objsize >= self.num:
-            self.errors += 1
-            sa.m.report("slab_invalid_free", [
-                *slub_bug(self, f"Invalid object pointer 0x{objp:08x}"),
-                f"{func}: 0x{objp:08x} is not the start of an object of cache `{self.name}'"],
-                extra={"cache": self.name, "object": objp})
-            return False
-        loaded = self.cpu[t.cpu.id].loaded
-        if loaded and loaded[-1] == objp:
-            self.errors += 1
-            sa.m.report("slab_double_free", [
+    def _bad_free(self, objp: int, func: str, double: bool) -> None:
+        """The hardened free checks' reports: ``objp`` is not the start of an object of this
+        cache (SLUB's "Invalid object pointer"), or is the object this CPU freed last
+        (CONFIG_SLAB_FREELIST_HARDENED's naive double-free check). The free is refused, so
+        the cache stays consistent."""
+        self.errors += 1
+        if double:
+            self.sa.m.report("slab_double_free", [
                 *slub_bug(self, "Object already free"),
                 f"slab: double free detected in cache '{self.name}', objp {objp:08x}."],
                 extra={"cache": self.name, "object": objp})
-            return False
-        return True
+        else:
+            self.sa.m.report("slab_invalid_free", [
+                *slub_bug(self, f"Invalid object pointer 0x{objp:08x}"),
+                f"{func}: 0x{objp:08x} is not the start of an object of cache `{self.name}'"],
+                extra={"cache": self.name, "object": objp})
 
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
@@ -867,7 +984,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
         check_cache(cachep, "kmem_cache_alloc")
         if not t:
             raise NotInTaskError()
-    if type(flags) is not int or flags & ~GFP_BITS_MASK or flags < 0:
+    if flags.__class__ is not int or flags & _NOT_GFP:  # (a negative int has such bits too)
         raise KmemUsageError(f"kmem_cache_alloc: flags must be GFP_* bits (an int), got {flags!r}")
     return cachep.alloc(t, flags)
 

@@ -159,6 +159,8 @@ class Engine(ABC):
             try:
                 if normal and t.held and not self.finished:
                     self._held_at_exit(t)
+                elif normal and not self.finished:
+                    self._atomic_at_exit(t)
                 self.exit(t)
             except TaskAbort:
                 pass
@@ -174,6 +176,15 @@ class Engine(ABC):
             if not isinstance(e, TaskAbort):
                 t.exc = e
                 self.fail(e, f"{t.name} exited with locks held")
+
+    def _atomic_at_exit(self, t: Task) -> None:
+        """do_exit()'s notes: a task returned with preemption or interrupts disabled."""
+        try:
+            self.m.report_exit_atomic(t)
+        except BaseException as e:
+            if not isinstance(e, TaskAbort):
+                t.exc = e
+                self.fail(e, f"{t.name} exited in atomic context")
 
     def _thread_gone(self) -> None:
         with self._exit_lock:

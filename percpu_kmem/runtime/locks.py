@@ -45,6 +45,7 @@ from .kernel import (
     local_irq_save,
     might_sleep,
     preempt_enable,
+    preempt_point,
 )
 from .lockdep import lock_class_key
 from .preempt import NSEC_PER_JIFFY
@@ -566,6 +567,7 @@ def prepare_to_wait(wq: wait_queue_head_t, state: int = TASK_UNINTERRUPTIBLE) ->
         raise KmemUsageError(f"prepare_to_wait: state(={state!r}) must be TASK_INTERRUPTIBLE or "
                              f"TASK_UNINTERRUPTIBLE")
     t = _wq_arg("prepare_to_wait", wq)
+    preempt_point("prepare_to_wait")  # the kernel takes wq->lock here: a wake_up() can come first
     with wq.guard:
         t.woken = False
         t.kstate = state

@@ -541,6 +541,24 @@ class SmpMachine:
         lines += [f" #{i}: {lk.name}" for i, lk in enumerate(t.held)]
         return self.report("held_locks_at_exit", lines, extra={"locks": [lk.name for lk in t.held]})
 
+    def report_exit_atomic(self, t: Task) -> Report | None:
+        """do_exit()'s notes: ``t`` returned with preemption or interrupts still disabled (a
+        get_cpu() without put_cpu(), a local_irq_save() without restore). As the kernel does,
+        the count and the irq state are reset after the note; None if ``t`` exited clean."""
+        c = t.cpu
+        if c is None or (not c.preempt_count and not c.irqs_off) or self.system_state != SYSTEM_RUNNING:
+            return None  # boot code runs with preemption disabled, as start_kernel() does
+        lines = []
+        if c.irqs_off:
+            lines.append(f"note: {t.comm}[{t.pid}] exited with irqs disabled")
+        if c.preempt_count:
+            lines.append(f"note: {t.comm}[{t.pid}] exited with preempt_count {c.preempt_count}")
+        rep = self.report("exit_atomic", lines, extra={"preempt_count": c.preempt_count,
+                                                       "irqs_disabled": c.irqs_off})
+        c.preempt_count = 0
+        c.irqs_off = False
+        return rep
+
     def reports_of(self, kind: str) -> list[Report]:
         """The reports of one kind."""
         return [r for r in self.reports if r.kind == kind]
