@@ -109,7 +109,10 @@ def execute(sc: StressScenario, policy: str, options: dict[str, Any], seed: int,
     """Run ``sc`` once on a fresh machine; the machine (its dmesg, reports, /proc) and the
     verdict. The machine's arguments are checked before the run (KmemUsageError)."""
     t0 = time.perf_counter()
-    m = sc.make_machine(policy=policy, seed=seed, **options, **machine)
+    try:
+        m = sc.make_machine(policy=policy, seed=seed, **options, **machine)
+    except KmemUsageError as e:
+        raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
     failure: str | None = None
     error = ""
     try:
@@ -251,6 +254,28 @@ def jobs(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | None = N
     return out
 
 
+def check_machines(scenarios: Sequence[StressScenario], job_list: Iterable[Job]) -> None:
+    """Refuse a campaign whose machines cannot be built, before anything runs: every distinct
+    (scenario, machine, policy, options) of ``job_list`` is built unbooted (cheap), and a
+    refused one is a KmemUsageError naming the scenario (e.g. a ``Machine`` argument of a
+    detector this version does not have)."""
+    by_name = {sc.name: sc for sc in scenarios}
+    seen: set[tuple[Any, ...]] = set()
+    for job in job_list:
+        key = (job.scenario, job.overrides, job.policy, job.options)
+        if key in seen:
+            continue
+        seen.add(key)
+        sc = by_name[job.scenario]
+        try:
+            sc.make_machine(policy=job.policy, seed=job.seed, **dict(job.options),
+                            **{**dict(job.overrides), "boot": False})
+        except KmemUsageError as e:
+            raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
+        except TypeError as e:  # a keyword Machine() does not take at all
+            raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
+
+
 def run_jobs(scenarios: Sequence[StressScenario], job_list: Iterable[Job], *,
              progress: Callable[[Outcome], None] | None = None) -> CampaignResult:
     """Run ``job_list`` in this process (``scenarios`` resolve the jobs' names).
@@ -289,9 +314,10 @@ def run_campaign(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | 
     """
     if not scenarios:
         raise KmemUsageError("run_campaign() needs at least one scenario")
-    return run_jobs(scenarios, jobs(scenarios, seeds=seeds, policies=policies, cpus=cpus, **machine),
-                    progress=progress)
+    job_list = jobs(scenarios, seeds=seeds, policies=policies, cpus=cpus, **machine)
+    check_machines(scenarios, job_list)
+    return run_jobs(scenarios, job_list, progress=progress)
 
 
 __all__ = ["OUTCOME_REPORTS", "Outcome", "replay_command", "execute", "run_one", "plan", "CampaignResult", "Job",
-           "jobs", "run_jobs", "run_campaign"]
+           "jobs", "check_machines", "run_jobs", "run_campaign"]

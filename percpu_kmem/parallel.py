@@ -34,7 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .campaign import CampaignResult, Job, jobs, run_jobs
+from .campaign import CampaignResult, Job, check_machines, jobs, run_jobs
 from .runtime.errors import KmemUsageError
 from .scenarios import StressScenario, load_scenarios
 
@@ -90,6 +90,7 @@ def run_parallel(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | 
         raise KmemUsageError(f"jobs(={jobs_n!r}) must be an int >= 1")
     job_list = jobs(scenarios, seeds=seeds, policies=policies, cpus=cpus, runs=runs, first_seed=first_seed,
                     **machine)
+    check_machines(scenarios, job_list)
     if dask is None and jobs_n == 1:
         each = None if progress is None else (lambda o: progress(1, int(o.failed)))
         return run_jobs(scenarios, job_list, progress=each)

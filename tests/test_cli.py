@@ -324,3 +324,27 @@ def test_a_worker_loads_relative_specs_from_the_submitters_directory(driver: Pat
     monkeypatch.chdir(elsewhere)  # a worker started in another directory
     part = run_chunk(jobs(scs, seeds=range(2)), str(tmp_path))
     assert [o.scenario for o in part.outcomes] == ["driver.py::buggy"] * 2 and len(part.failures) == 2
+
+
+def test_a_zoo_driver_is_found_and_its_replay_gives_the_same_report() -> None:
+    spec = f"{STRESS_DIR / 'zoo' / 'double_kfree.py'}::buggy"
+    if not (STRESS_DIR / "zoo" / "double_kfree.py").exists():
+        pytest.skip("the zoo is not in this checkout")
+    res = invoke("stress", spec, "--seeds", "3", "--json")
+    assert res.exit_code == 1
+    doc = as_json(res)
+    first = doc["by_kind"]["slab_double_free"]["first"]
+    again = invoke(*shlex.split(doc["replay_command"])[1:], "--json")
+    assert again.exit_code == 1 and as_json(again)["reports"][0]["text"] == first["reports"][0]
+
+
+def test_a_machine_the_model_refuses_is_a_usage_error_naming_the_scenario(tmp_path: Path) -> None:
+    (tmp_path / "future.py").write_text(textwrap.dedent('''
+        from percpu_kmem.scenarios import stress
+
+        @stress(cpus=2, some_detector=True)
+        def needs_a_detector(m):
+            m.run(lambda: None)
+    '''))
+    res = CliRunner().invoke(main, ["stress", str(tmp_path / "future.py"), "--seeds", "2"])
+    assert res.exit_code == 2 and "needs_a_detector: its machine is refused" in res.output
