@@ -1,5 +1,5 @@
 """The speed yardstick: every target of the tracker issue "Structure and speed"
-(items 7-10) measured against its baseline, in one table.
+(items 7-11) measured against its baseline, in one table.
 
     python -m benchmarks [--quick] [--json]
 
@@ -33,6 +33,15 @@ several rounds; benchmarks/_measure.py):
     four tasks, each doing K rounds of kmalloc(64, GFP_KERNEL), spin_lock +
     spin_unlock of a shared lock, kfree (one operation per round).
     Target: at least 1/3.
+11  the optional greenlet engine (Machine(engine="greenlet"), when the greenlet
+    package is installed) against the default thread engine: runs/s of a
+    switch-heavy scenario (two tasks x 100 spin_lock/spin_unlock steps, mean_run=1:
+    a decision at every point, fresh Machine(cpus=2, boot=False) per seed).
+    Target (issue item 11, for adopting the engine): at least 3x. Beside it
+    (unranked) the ten-step scenario of row 9'.
+
+With the greenlet package installed, rows 8b-g, 8c-g and 10-g repeat 8b, 8c and 10
+on the greenlet engine (same decisions, same traces; only the hand-off differs).
 
 The table is plain text, or rich's if rich happens to be installed (it is not a
 dependency). ``--json`` prints the rows and the machine as JSON instead.
@@ -63,6 +72,7 @@ from percpu_kmem import (
     spin_lock_init,
     spin_unlock,
 )
+from percpu_kmem.runtime.greenlet_engine import greenlet_available
 
 
 @dataclass
@@ -155,18 +165,25 @@ def rows_8ab(s: Sizes) -> list[Row]:
     dflt = Machine(cpus=1, boot=False)
     e2, p2 = dflt.run(lambda: interleaved([lambda: empty_call(n), lambda: point_loop(n)], s.slices))[0]
     hn = s.handoff
-    bare, (ho, _sw) = interleaved([lambda: bare_baton(hn), lambda: bench_handoff(hn)], s.handoff_rounds)
+    fns = [lambda: bare_baton(hn), lambda: bench_handoff(hn)]
+    if GREENLET:
+        fns.append(lambda: bench_handoff(hn, "greenlet"))
+    bare, (ho, _sw), *more = interleaved(fns, s.handoff_rounds)
     call = "empty call f(x)"
-    return [Row("8a", "scheduling point, no switch (budget fast path)", p, "s", e, call, ("<=", 3)),
+    rows = [Row("8a", "scheduling point, no switch (budget fast path)", p, "s", e, call, ("<=", 3)),
             Row("8a'", "average point, default random policy, 1 CPU", p2, "s", e2, call),
             Row("8b", "deterministic hand-off between two CPUs, per switch", ho, "s", bare,
                 "bare 2-thread Lock baton", ("<=", 1.5))]
+    if more:
+        rows.append(Row("8b-g", "the same, engine='greenlet' (opt-in)", more[0][0], "s", bare,
+                        "bare 2-thread Lock baton", ("<=", 1.5)))
+    return rows
 
 
-def cpus_run(cpus: int, k: int) -> tuple[float, float]:
+def cpus_run(cpus: int, k: int, engine: str = "thread") -> tuple[float, float]:
     """(seconds per point, seconds per recorded decision) of two tasks per CPU, each
     passing ``k`` scheduling points, default random policy. Machine built outside the timing."""
-    m = Machine(cpus=cpus, boot=False, seed=cpus, timeout=None)
+    m = Machine(cpus=cpus, boot=False, seed=cpus, timeout=None, engine=engine)
 
     def body() -> None:
         for _ in range(k):
@@ -182,10 +199,19 @@ def cpus_run(cpus: int, k: int) -> tuple[float, float]:
 def rows_8c(s: Sizes) -> list[Row]:
     k = s.cpu_points
     # one 1-CPU run is short: its side keeps the best of several runs per round
-    one, many = interleaved([lambda: min(cpus_run(1, k) for _ in range(8)), lambda: cpus_run(64, k)], s.rep)
-    return [Row("8c", "per-op wall time, 64 CPUs (2 tasks/CPU, random)", many[0], "s", one[0],
+    fns = [lambda: min(cpus_run(1, k) for _ in range(8)), lambda: cpus_run(64, k)]
+    if GREENLET:
+        fns += [lambda: min(cpus_run(1, k, "greenlet") for _ in range(8)), lambda: cpus_run(64, k, "greenlet")]
+    one, many, *more = interleaved(fns, s.rep)
+    rows = [Row("8c", "per-op wall time, 64 CPUs (2 tasks/CPU, random)", many[0], "s", one[0],
                 "same at 1 CPU", ("<=", 1.2)),
             Row("8c'", "wall time per baton move (trace entry), 64 CPUs", many[1], "s", one[1], "same at 1 CPU")]
+    if more:
+        rows += [Row("8c-g", "per-op wall time, 64 CPUs, engine='greenlet'", more[1][0], "s", more[0][0],
+                     "same at 1 CPU", ("<=", 1.2)),
+                 Row("8c'-g", "wall time per baton move, 64 CPUs, engine='greenlet'", more[1][1], "s",
+                     more[0][1], "same at 1 CPU")]
+    return rows
 
 
 # -- 9: runs per second -------------------------------------------------------------
@@ -208,9 +234,9 @@ DETERMINISTIC = ("random", "pct", "virtual")
 CPUS_10 = 4
 
 
-def ops_run(policy: str, k: int) -> float:
+def ops_run(policy: str, k: int, engine: str = "thread") -> float:
     """Wall seconds per simulated operation of the policy workload (see the module doc)."""
-    m = Machine(cpus=CPUS_10, policy=policy, seed=1, timeout=None)
+    m = Machine(cpus=CPUS_10, policy=policy, seed=1, timeout=None, engine=engine)
     lock = spin_lock_init()
 
     def body() -> None:
@@ -229,13 +255,36 @@ def ops_run(policy: str, k: int) -> float:
 
 def rows_10(s: Sizes) -> list[Row]:
     k = s.ops
-    res = interleaved([lambda p=p: ops_run(p, k) for p in ("free", *DETERMINISTIC)], s.ops_rounds)
+    runs: list[tuple[str, str]] = [("free", "thread"), *((p, "thread") for p in DETERMINISTIC)]
+    if GREENLET:
+        runs += [(p, "greenlet") for p in DETERMINISTIC]
+    res = interleaved([lambda p=p, e=e: ops_run(p, k, e) for p, e in runs], s.ops_rounds)
     free = 1 / res[0]
-    return [Row("10", f"simulated ops per wall second, policy {p!r}", 1 / t, "/s", free,
-                "policy 'free'", (">=", 1 / 3)) for p, t in zip(DETERMINISTIC, res[1:])]
+    return [Row("10" if e == "thread" else "10-g",
+                f"simulated ops per wall second, policy {p!r}" + ("" if e == "thread" else ", engine='greenlet'"),
+                1 / t, "/s", free, "policy 'free'", (">=", 1 / 3)) for (p, e), t in zip(runs[1:], res[1:])]
 
 
-SECTIONS: tuple[Callable[[Sizes], list[Row]], ...] = (rows_7, rows_8ab, rows_8c, rows_9, rows_10)
+# -- 11: the greenlet engine against the thread engine --------------------------------
+def rows_11(s: Sizes) -> list[Row]:
+    if not GREENLET:
+        return []
+    n = s.runs
+    light = [lambda e=e: spin_lock_runs(8 * n, boot=False, engine=e) for e in ("thread", "greenlet")]
+    heavy = [lambda e=e: spin_lock_runs(n, boot=False, engine=e, steps=SWITCHY_STEPS, mean_run=1)
+             for e in ("thread", "greenlet")]
+    th, gl, th_h, gl_h = interleaved(light + heavy, s.runs_rounds)
+    return [Row("11", f"runs/s, 2 tasks x {SWITCHY_STEPS} spin_lock steps, mean_run=1 (switch-heavy), "
+                      "engine='greenlet'", 1 / gl_h, "/s", 1 / th_h, "engine='thread'", (">=", 3)),
+            Row("11'", "runs/s, 2 tasks x 10 spin_lock steps, boot=False, engine='greenlet'", 1 / gl, "/s",
+                1 / th, "engine='thread'")]
+
+
+#: the switch-heavy scenario of row 11: steps per task, a decision at every point
+SWITCHY_STEPS = 100
+GREENLET = greenlet_available()
+
+SECTIONS: tuple[Callable[[Sizes], list[Row]], ...] = (rows_7, rows_8ab, rows_8c, rows_9, rows_10, rows_11)
 
 
 # -- output --------------------------------------------------------------------------

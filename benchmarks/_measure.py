@@ -123,10 +123,12 @@ def machine_info() -> dict[str, str]:
     }
 
 
-def spin_lock_runs(n: int, *, boot: bool, policy: str = "random") -> float:
+def spin_lock_runs(n: int, *, boot: bool, policy: str = "random", engine: str = "thread",
+                   steps: int = 10, **options: Any) -> float:
     """Seconds per run of the two-task, ten-step spin_lock scenario on a fresh
     Machine(cpus=2, seed=s) per run, s = 0..n-1 (construction and boot included). A lock
-    belongs to the machine that first uses it: each run makes its own."""
+    belongs to the machine that first uses it: each run makes its own. ``engine``,
+    ``steps`` (per task) and the policy's ``options`` vary it."""
     from percpu_kmem import Machine
     from percpu_kmem.linux import spin_lock, spin_lock_init, spin_unlock
 
@@ -134,12 +136,12 @@ def spin_lock_runs(n: int, *, boot: bool, policy: str = "random") -> float:
 
     def body() -> None:
         lk = lock[0]
-        for _ in range(10):
+        for _ in range(steps):
             spin_lock(lk)
             spin_unlock(lk)
 
     t0 = time.perf_counter()
     for seed in range(n):
         lock[0] = spin_lock_init()
-        Machine(cpus=2, policy=policy, seed=seed, boot=boot).run(body, body)
+        Machine(cpus=2, policy=policy, seed=seed, boot=boot, engine=engine, **options).run(body, body)
     return (time.perf_counter() - t0) / n

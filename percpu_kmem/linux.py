@@ -87,6 +87,9 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
 
+# -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
+from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
+
 # -- slab caches and kmalloc (<linux/slab.h>)
 from .mm.slab import (kmem_cache_t, kmem_cache_create, kmem_cache_destroy, kmem_cache_alloc,
                       kmem_cache_free, kmem_cache_shrink, kmem_cache_size, kmem_cache_name,
@@ -191,6 +194,8 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # memory debugging: kmemleak annotations
+    "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc
     "kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc",
     "kmem_cache_free", "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune",

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .boot import boot_machine
 from .mm.fault_inject import FaultAttr, parse_fault_inject
+from .mm.kasan import Kasan, kasan_init
+from .mm.kcsan import Kcsan
+from .mm.kmemleak import KMEMLEAK_MODES, Kmemleak, kmemleak_init
 from .runtime.errors import KmemUsageError, NoMemoryLayers
 from .runtime.kernel import SYSTEM_BOOTING, SYSTEM_RUNNING
 from .runtime.machine import SmpMachine
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from .mm.physmem import PhysMem
     from .mm.slab import SlabAllocator
     from .mm.vmalloc import VmallocSpace
+    from .runtime.hb import HappensBefore
 
 #: The memory subsystems boot.py gives a machine (absent with boot=False).
 MEMORY_LAYERS: Final = frozenset({"mem", "mm", "bootmem", "slab", "mempools", "vmalloc", "percpu",
@@ -51,6 +55,18 @@ class Machine(SmpMachine):
             ``"failslab=<interval>,<probability>,<space>,<times> fail_page_alloc=..."``;
             ``m.failslab`` and ``m.fail_page_alloc`` change them at any time.
         lockdep: lockdep-style lock validation (runtime/lockdep.py).
+        kasan: KASAN-style checking of every access to simulated memory (mm/kasan.py):
+            out-of-bounds, use-after-free, double and invalid frees, in KASAN's words.
+        kmemleak: kmemleak-style leak detection (mm/kmemleak.py): ``True`` lists what a scan
+            finds in ``m.proc("kmemleak")``; a scan runs on demand (``m.kmemleak_scan()``) and
+            at the end of a scenario, when ``m.check()`` walks the machine (explore() does
+            after every run);
+            ``"fail"`` also makes each leak a kernel report (kind "kmemleak"), so a run
+            that leaks fails explore() as any unexpected report does.
+        kcsan: KCSAN-style data-race detection (mm/kcsan.py, runtime/hb.py): plain
+            accesses through the memory accessors that race with another access of
+            another task or interrupt handler, not ordered by happens-before, are
+            reported ("BUG: KCSAN: data-race in f / g"). Changes no schedule and no result.
     """
 
     # The memory subsystems, in boot order (percpu_kmem/boot.py assigns them).
@@ -62,12 +78,23 @@ class Machine(SmpMachine):
     vmalloc: VmallocSpace  #: the vmalloc/ioremap window and its page tables
     percpu: PerCpuState  #: per-CPU areas and alloc_percpu
     meminfo_hooks: list[Callable[[], list[tuple[str, int]]]]  #: extra /proc/meminfo lines
+    kasan: Kasan | None  #: the KASAN shadow (Machine(kasan=True)), else None
+    kmemleak: Kmemleak | None  #: the leak detector (Machine(kmemleak=...)), else None
 
     def __init__(self, cpus: int = 1, memory: int | str = "64M", *, boot: bool = True,
                  init: Iterable[Callable[[], Any]] = (), slab_debug: bool = False,
-                 fault_inject: dict[str, dict[str, Any]] | str | None = None, **kw: Any) -> None:
+                 fault_inject: dict[str, dict[str, Any]] | str | None = None, kasan: bool = False,
+                 kmemleak: bool | str = False, kcsan: bool = False, **kw: Any) -> None:
+        if not isinstance(kcsan, bool):
+            raise KmemUsageError(f"Machine: kcsan(={kcsan!r}) must be True or False")
         if not isinstance(boot, bool):
             raise KmemUsageError(f"Machine: boot(={boot!r}) must be True or False")
+        if not isinstance(kasan, bool):
+            raise KmemUsageError(f"Machine: kasan(={kasan!r}) must be True or False")
+        if kmemleak not in KMEMLEAK_MODES or (kmemleak.__class__ is not bool and not isinstance(kmemleak, str)):
+            raise KmemUsageError(f"Machine: kmemleak(={kmemleak!r}) must be False, True or \"fail\"")
+        if (kasan or kmemleak) and not boot:
+            raise KmemUsageError("Machine: kasan and kmemleak check simulated memory: they need boot=True")
         if not isinstance(slab_debug, bool):
             raise KmemUsageError(f"Machine: slab_debug(={slab_debug!r}) must be True or False")
         if isinstance(init, (str, bytes)) or not isinstance(init, Iterable):
@@ -88,6 +115,8 @@ class Machine(SmpMachine):
         self.booted = boot
         self.boot_init: tuple[Callable[[], Any], ...] = boot_init
         self.slab_debug = slab_debug
+        self.kasan = kasan_init(self) if kasan else None
+        self.kmemleak = None
         if not boot:
             self.__class__ = _unbooted(type(self))
         if boot:
@@ -96,13 +125,35 @@ class Machine(SmpMachine):
             self.system_state = SYSTEM_RUNNING
             self.slab.failslab = self.failslab
             self.mm.fail_page_alloc = self.fail_page_alloc
+            if kmemleak:  # from here on: what boot allocated is the kernel's own, never a leak
+                self.kmemleak = kmemleak_init(self, fail=kmemleak == "fail")
+        #: the data-race detector (mm/kcsan.py), None unless kcsan=True; its happens-before
+        #: clocks (``hb``) are what every new task and the interrupts keep up to date
+        self.kcsan: Kcsan | None = None
+        self.hb: HappensBefore | None = None
+        if kcsan:
+            self.kcsan = Kcsan(self)
+            self.hb = self.irq.hb = self.kcsan.hb
+            if boot:
+                self.mm.kcsan = self.kcsan
 
     def run(self, *fns: Callable[[], Any], names: Iterable[str] | None = None) -> list[Any]:
         """SmpMachine.run, with the fault-injection draws seeded for this run."""
         seed = self.seed if self._runs == 0 else self.seed * 1_000_003 + self._runs
         self.failslab.reseed(seed)
         self.fail_page_alloc.reseed(seed)
+        if self.kmemleak is not None:
+            self.kmemleak.run_starts()
+        if self.kcsan is not None and (self._engine is None or self._engine.finished):
+            self.kcsan.reset()  # everything before the run happens before each of its tasks
         return super().run(*fns, names=names)
+
+    def kmemleak_scan(self) -> list[str]:
+        """``echo scan > /sys/kernel/debug/kmemleak``: scan now; the texts of the leaks found
+        that were not reported before (see mm/kmemleak.py). Needs ``Machine(kmemleak=...)``."""
+        if self.kmemleak is None:
+            raise KmemUsageError("kmemleak_scan(): this machine has no kmemleak (Machine(kmemleak=True))")
+        return self.kmemleak.scan()
 
     def shaping_args(self) -> dict[str, Any]:
         args = super().shaping_args()
@@ -110,8 +161,14 @@ class Machine(SmpMachine):
         extra: dict[str, Any] = {"memory": self.memory_arg, "slab_debug": self.slab_debug}
         if self.fault_inject_arg is not None:
             extra["fault_inject"] = self.fault_inject_arg
+        if self.kasan is not None:
+            extra["kasan"] = True
+        if self.kmemleak is not None:
+            extra["kmemleak"] = "fail" if self.kmemleak.fail else True
         if not self.booted:
             extra["boot"] = False
+        if self.kcsan is not None:  # it shapes the reports, not the schedule
+            extra["kcsan"] = True
         return {**head, **extra, **args}
 
     def _replay_caveats(self) -> str:

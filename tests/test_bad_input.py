@@ -220,6 +220,7 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("mempool_free", "element"): lambda e: pk.mempool_alloc(e.mpool(), GFP_KERNEL),
     ("open_softirq", "nr"): lambda e: 7, ("raise_softirq", "nr"): lambda e: 7,
     ("cmpxchg", "ptr"): _addr, ("xchg", "ptr"): _addr,
+    ("kmemleak_not_leak", "ptr"): _addr, ("kmemleak_ignore", "ptr"): _addr,
     ("per_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("this_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
     ("free_percpu", "ptr"): lambda e: pk.alloc_percpu(int), ("__alloc_percpu", "align"): lambda e: 4,
     ("kthread_bind", "t"): lambda e: pk.kthread_run(lambda: None),

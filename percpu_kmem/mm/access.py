@@ -4,6 +4,10 @@ Every access is a scheduling point (a real CPU can be interrupted between two
 memory accesses) and is checked: touching a page that is free is reported as a
 use-after-free in KASAN's words; an address nothing maps is a page fault (an
 Oops), never a Python crash. Addresses are kernel virtual addresses (ints).
+With ``Machine(kasan=True)`` every access is first checked against KASAN's shadow
+(mm/kasan.py: slab red zones, freed objects, free pages, vmalloc beyond its request);
+an access KASAN reports is not performed (a write is dropped, a read gets the bytes
+that are there). Without it the check costs one ``is None`` test.
 
 Bad pointers in simulated code (what the kernel would oops on) are Oopses here,
 in today's x86 wording with i386's 8-digit addresses (kept: the three ``BUG:`` /
@@ -50,6 +54,7 @@ from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
 if TYPE_CHECKING:
     from ..machine import Machine
+    from .kcsan import Kcsan
     from .physmem import PhysMem
 
 
@@ -84,6 +89,8 @@ class MemoryMap(Protocol):
     iomem: IoMemory | None
     #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine
     die_counter: int
+    #: the data-race detector (mm/kcsan.py) when the machine has kcsan=True, else None
+    kcsan: Kcsan | None
 
 
 def _page_is_free(mem: PhysMem, pfn: int) -> bool:
@@ -177,6 +184,7 @@ def _uaf(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
 #: do_memset looks up the machine's memory size only for lengths above this (no machine is smaller)
 _MEMSET_CHECK_ABOVE: Final = 1 << 20
 _SLOW = -2  # _phys: the access is not inside the direct map; take the per-page path
+_KASAN_BAD = -3  # _phys: KASAN reported the access; a write is dropped, a read gets Kasan.bad_read
 
 
 def _phys(addr: int, size: int, write: bool) -> int:
@@ -190,7 +198,10 @@ def _phys(addr: int, size: int, write: bool) -> int:
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mem_write" if write else "mem_read")
-    pa = t.machine.mm
+    m = t.machine
+    if m.kasan is not None and m.kasan.check(addr, size, write):
+        return _KASAN_BAD  # reported (mm/kasan.py): the access is not performed
+    pa = m.mm
     mem = pa.mem
     if PAGE_OFFSET <= addr and addr + size <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
         paddr = addr - PAGE_OFFSET
@@ -267,8 +278,12 @@ def _read(addr: int, n: int, width: int = 0, fn: str = "mem_read") -> bytes:
     p = _phys(addr, n, False)
     pa = current_machine().mm
     mem = pa.mem
+    if pa.kcsan is not None and p != _KASAN_BAD:  # KCSAN (mm/kcsan.py)
+        pa.kcsan.access(addr, n, False, fn, p, None)
     if p >= 0:
         return mem.read(p, n)
+    if p == _KASAN_BAD:
+        return pa.m.kasan.bad_read(addr, n)  # type: ignore[union-attr]
     ram_end = mem.nr_pages << PAGE_SHIFT
     out = bytearray()
     pieces = _pieces(pa, addr, n, False)
@@ -294,8 +309,12 @@ def _write(addr: int, data: bytes | bytearray, width: int = 0, fn: str = "mem_wr
     p = _phys(addr, n, True)
     pa = current_machine().mm
     mem = pa.mem
+    if pa.kcsan is not None and p != _KASAN_BAD:  # KCSAN (mm/kcsan.py)
+        pa.kcsan.access(addr, n, True, fn, p, data)
     if p >= 0:
         mem.write(p, data)
+        return
+    if p == _KASAN_BAD:
         return
     ram_end = mem.nr_pages << PAGE_SHIFT
     pieces = _pieces(pa, addr, n, True)
@@ -342,7 +361,12 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
     if p >= 0:
-        current_machine().mem.memset(p, c & 0xFF, n)
+        pa = current_machine().mm
+        if pa.kcsan is not None:  # KCSAN (mm/kcsan.py)
+            pa.kcsan.access(addr, n, True, fn, p, bytes([c & 0xFF]) * min(n, 8))
+        pa.mem.memset(p, c & 0xFF, n)
+        return addr
+    if p == _KASAN_BAD:
         return addr
     t = CURRENT.task
     t.budget += 1  # _write counts this access again
@@ -365,6 +389,17 @@ def do_memcpy(fn: str, dst: int, src: int, n: int, nname: str = "n") -> int:
     data = _read(src, n, 0, fn)
     _write(dst, data, 0, fn)
     return dst
+
+
+def do_mem_read(fn: str, addr: int, n: int) -> bytes:
+    """mem_read() for a kernel function built on it: ``fn`` names it in a refusal and tells
+    the data-race detector which accessor this is (this_cpu_read is a marked access)."""
+    return _read(addr, n, 0, fn)
+
+
+def do_mem_write(fn: str, addr: int, data: bytes | bytearray) -> None:
+    """mem_write() for a kernel function built on it (see do_mem_read)."""
+    _write(addr, data, 0, fn)
 
 
 def _reader(size: int) -> Callable[[int], int]:

@@ -45,6 +45,10 @@ def _rmw(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
     ``op`` returning None stores nothing (a failed cmpxchg)."""
     preempt_point(fn)
     t = CURRENT.task
+    k = t.machine.kasan
+    if k is not None and v.__class__ is int and k.check(v, 4, True):  # instrument_atomic_read_write
+        old = _signed32(int.from_bytes(k.bad_read(v, 4), "little"))
+        return old, old  # reported as KASAN reports a lock-prefixed instruction: a write; not done
     budget = t.budget
     t.budget = 1 << 30  # no decision between the load and the store
     try:

@@ -64,6 +64,7 @@ from .physmem import Node
 if TYPE_CHECKING:
     from ..machine import Machine
     from .access import IoMemory, MemoryMap, TranslateHook
+    from .kcsan import Kcsan
     from .physmem import PhysMem
 
 # include/asm-i386/dma.h and arch/i386/kernel/setup.c
@@ -237,6 +238,7 @@ class _EarlyMM:
 
     translate_hook: TranslateHook | None = None
     iomem: IoMemory | None = None
+    kcsan: Kcsan | None = None  # no race detection in the boot phase
 
     def __init__(self, m: Machine, mem: PhysMem) -> None:
         self.m = m

@@ -115,6 +115,8 @@ class BuddyZone:
     def __init__(self, mem: PhysMem, zone: Zone) -> None:
         self.mem = mem
         self.zone = zone
+        #: split and merge steps (one per order) so far: the page allocator charges them
+        self.steps = 0
         self.start_pfn = zone.start_pfn
         self.end_pfn = zone.end_pfn
         self.free_lists: list[dict[int, None]] = [{} for _ in range(MAX_ORDER)]
@@ -159,6 +161,7 @@ class BuddyZone:
         flags = self.mem.flags
         orders = self.mem.order
         size = 1 << high
+        self.steps += high - low
         while high > low:
             high -= 1
             size >>= 1
@@ -225,6 +228,7 @@ class BuddyZone:
         flags = self.mem.flags
         orders = self.mem.order
         free_lists = self.free_lists
+        first = order
         while order < MAX_ORDER - 1:
             buddy = pfn ^ (1 << order)
             area = free_lists[order]
@@ -240,6 +244,7 @@ class BuddyZone:
         orders[pfn] = order
         free_lists[order][pfn] = None
         self.nr_free[order] += 1
+        self.steps += order - first
 
     def free_bulk(self, pfns: Iterable[int], order: int) -> int:
         """Free each block in turn (``free_pages_bulk``); returns how many were freed.

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.task import CURRENT
 
@@ -45,4 +45,20 @@ def mm_caller_frame() -> FrameType | None:
     return f
 
 
-__all__ = ["current_machine", "mm_caller_frame"]
+def stack_codes(depth: int, limit: int) -> list[tuple[Any, int]]:
+    """The calling thread's stack above the caller of this function, ``depth`` frames up
+    (1: the caller's caller), as (code object, line) pairs, innermost first, at most
+    ``limit`` of them, ending at the task's entry: what KASAN's and kmemleak's tracks keep
+    (formatted only when a report prints them)."""
+    out: list[tuple[Any, int]] = []
+    f: FrameType | None = sys._getframe(depth + 1)
+    while f is not None and len(out) < limit:
+        code = f.f_code
+        if code.co_name == "_task_main":
+            break
+        out.append((code, f.f_lineno))
+        f = f.f_back
+    return out
+
+
+__all__ = ["current_machine", "mm_caller_frame", "stack_codes"]

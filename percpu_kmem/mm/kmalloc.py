@@ -117,6 +117,8 @@ def ksize(objp: int | None) -> int:
         return 0
     if cachep.debug:
         cachep.sa.debug.kmalloc_req.pop(objp, None)
+        if cachep.sa.m.kasan is not None:  # ksize() unpoisons the whole object
+            cachep.sa.m.kasan.ksize(objp, cachep.usable)
     return cachep.usable
 
 

@@ -297,6 +297,8 @@ def _add_element(pool: mempool_t, element: Any) -> None:
         raise KmemInternalError(f"add_element: mempool {pool.id} is full ({pool.curr_nr}/{pool.min_nr})")
     if pool.poison_size:
         _poison_element(pool, element)
+    if pool.machine.kasan is not None:  # kasan_poison_element(): the reserve is not to be touched
+        pool.machine.kasan.mempool_poison(element)
     pool.elements.append(element)
     pool._reserve.add(_key(element))
     pool.curr_nr += 1
@@ -309,6 +311,8 @@ def _remove_element(pool: mempool_t) -> Any:
     element = pool.elements.pop()
     pool.curr_nr -= 1
     pool._reserve.discard(_key(element))
+    if pool.machine.kasan is not None:  # kasan_unpoison_element()
+        pool.machine.kasan.mempool_unpoison(element)
     if pool.poison_size:
         _check_element(pool, element)
     return element

@@ -18,8 +18,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime import costs
-from ..runtime.costs import PERCPU_HIT
+from ..runtime.costs import SharedLine
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     HUNG_TASK_TIMEOUT_NS,
@@ -105,6 +104,7 @@ from .vmstat import (
 if TYPE_CHECKING:
     from ..machine import Machine
     from .access import IoMemory, TranslateHook
+    from .kcsan import Kcsan
 
 LOWMEM_RESERVE_RATIO: Final = (256, 32)
 #: pages-to-check when a page comes out of the allocator dirty (free_pages_check/prep_new_page)
@@ -148,6 +148,10 @@ class ZoneAlloc:
         self.name = ZONE_NAMES[zone.idx]
         self.present = zone.present_pages
         self.lock = spin_lock_init(f"zone->lock({self.node}:{self.name})")
+        #: the cache line of the free-area list heads and free_pages (virtual time)
+        self.free_line = SharedLine(f"zone->free_area({self.node}:{self.name})")
+        #: per-zone pcp statistics: allocations served by a list, refills and drains of a list
+        self.pcp_hit = self.pcp_refill = self.pcp_drain = 0
         self.pages_min = self.pages_low = self.pages_high = 0
         self.lowmem_reserve = [0, 0, 0]
         batch = zone_batchsize(self.present)
@@ -183,6 +187,8 @@ class PageAllocator:
 
     def __init__(self, machine: Machine, mem: PhysMem) -> None:
         self.m = machine
+        #: a pcp list step's cost (the machine's cost table, read once: the fast paths add it)
+        self.hit_cost = machine.costs.percpu_hit
         self.mem = mem
         self.zones: list[ZoneAlloc] = [ZoneAlloc(z, machine.nr_cpus) for z in mem.zones]
         self._by_zid = {za.zone.id: za for za in self.zones}
@@ -215,6 +221,8 @@ class PageAllocator:
         self.iomem: IoMemory | None = None
         #: arch/x86 die_counter: the N of "Oops: 0000 [#N]", one count per machine (mm/access.py)
         self.die_counter = 0
+        #: the data-race detector (mm/kcsan.py) of a Machine(kcsan=True), read by the accessors
+        self.kcsan: Kcsan | None = None
 
     # -- set-up ---------------------------------------------------------------------------
     def setup_per_zone_pages_min(self) -> None:
@@ -305,20 +313,27 @@ class PageAllocator:
             pcp = z.pageset[c.id][1 if gfp & GFP_COLD else 0]
             if pcp.count <= pcp.low:
                 spin_lock(z.lock)
-                got = z.buddy.rmqueue_bulk(0, pcp.batch)
+                buddy = z.buddy
+                steps = buddy.steps
+                got = buddy.rmqueue_bulk(0, pcp.batch)
+                z.free_line.touch(t)
+                cm = t.machine.costs
+                t.charge(cm.page_struct * len(got) + cm.buddy_order * (buddy.steps - steps))
                 spin_unlock(z.lock)
+                c = t.cpu
                 if got:
                     # the refilled pages go behind the cached ones, in the order taken
                     pcp.pfns[0:0] = got[::-1]
                     pcp.count += len(got)
                     c.data["vm_events"][PCP_REFILL] += 1
-                    t.charge(costs.PAGE_STRUCT * len(got))
-            else:
+                    z.pcp_refill += 1
+            elif pcp.count:
                 c.data["vm_events"][PCP_HIT] += 1
+                z.pcp_hit += 1
             if pcp.count:
                 pfn = pcp.pfns.pop()
                 pcp.count -= 1
-                c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+                c.clock += self.hit_cost  # t.charge(costs.percpu_hit)
                 if c.clock > t.vlimit and t.engine.deterministic:
                     t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore()
@@ -331,9 +346,13 @@ class PageAllocator:
                     t.engine.decide(t, "local_irq_enable")
         if pfn is None:
             flags = spin_lock_irqsave(z.lock)
-            pfn = z.buddy.rmqueue(order)
+            buddy = z.buddy
+            steps = buddy.steps
+            pfn = buddy.rmqueue(order)
             if pfn is not None:
-                t.charge(costs.PAGE_STRUCT * (1 + order))
+                z.free_line.touch(t)
+                cm = t.machine.costs
+                t.charge(cm.page_struct * (1 + order) + cm.buddy_order * (buddy.steps - steps))
             spin_unlock_irqrestore(z.lock, flags)
         if pfn is not None:
             if order == 0:  # _prep_new_page(), written out for a single page
@@ -425,6 +444,8 @@ class PageAllocator:
         mem.count[pfn] = cnt - 1
         if cnt - 1:
             return
+        if self.kcsan is not None:  # freed memory starts afresh for the race detector
+            self.kcsan.forget_pages(pfn, order)
         mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):
@@ -438,13 +459,16 @@ class PageAllocator:
             # free_hot_cold_page(), written out: the page goes on this CPU's hot (or cold)
             # list, interrupts off; a full list first gives a batch back to the buddy. One
             # scheduling point: the local_irq_restore() at the end (local_irq_save and the
-            # PERCPU_HIT charge written out too, with their semantics)
+            # percpu_hit charge written out too, with their semantics)
             z = self.zones[mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
             c = t.cpu
             irqs_were_off = c.irqs_off  # local_irq_save()
             c.irqs_off = True
             pcp = z.pageset[c.id][1 if cold else 0]
-            if pcp.count >= pcp.high:
+            if pcp.count < pcp.high:
+                pcp.pfns.append(pfn)
+                pcp.count += 1
+            elif pcp.batch:
                 n = pcp.batch
                 batch = pcp.pfns[:n]
                 del pcp.pfns[:n]
@@ -453,9 +477,15 @@ class PageAllocator:
                 self._buddy_free_bulk(t, z, batch)
                 spin_unlock(z.lock)
                 c.data["vm_events"][PCP_DRAIN] += 1
-            pcp.pfns.append(pfn)
-            pcp.count += 1
-            c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+                z.pcp_drain += 1
+                pcp.pfns.append(pfn)
+                pcp.count += 1
+            else:  # per-CPU lists off (set_pagesets): straight to the buddy under zone->lock
+                spin_lock(z.lock)
+                self._buddy_free_bulk(t, z, [pfn])
+                spin_unlock(z.lock)
+            c = t.cpu
+            c.clock += self.hit_cost  # t.charge(costs.percpu_hit)
             if c.clock > t.vlimit and t.engine.deterministic:
                 t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore(): the point
@@ -496,9 +526,13 @@ class PageAllocator:
             f"at {file}:{line} in {func}"], site=f"{file}:{line}:{pfn}")
 
     def _buddy_free_bulk(self, t: Task, z: ZoneAlloc, pfns: list[int]) -> None:
+        """Free order-0 pages to the buddy (zone->lock held): struct pages and merges charged."""
+        steps = z.buddy.steps
         for p in pfns:
             self._buddy_free(t, z, p, 0)
-        t.charge(costs.PAGE_STRUCT * len(pfns))
+        z.free_line.touch(t)
+        cm = t.machine.costs
+        t.charge(cm.page_struct * len(pfns) + cm.buddy_order * (z.buddy.steps - steps))
 
     def _buddy_free(self, t: Task, z: ZoneAlloc, pfn: int, order: int) -> None:
         try:
@@ -509,8 +543,11 @@ class PageAllocator:
     def free_pages_ok(self, t: Task, pfn: int, order: int) -> None:
         z = self._by_zid[self.mem.zone_id[pfn]]
         flags = spin_lock_irqsave(z.lock)
+        steps = z.buddy.steps
         self._buddy_free(t, z, pfn, order)
-        t.charge(costs.PAGE_STRUCT * (1 + order))
+        z.free_line.touch(t)
+        cm = t.machine.costs
+        t.charge(cm.page_struct * (1 + order) + cm.buddy_order * (z.buddy.steps - steps))
         spin_unlock_irqrestore(z.lock, flags)
 
     def drain_cpu_pages(self, t: Task, cpu: int) -> int:
@@ -529,6 +566,49 @@ class PageAllocator:
         if n:
             self.m.cpus[cpu].data["vm_events"][PCP_DRAIN] += 1
         return n
+
+    def set_pagesets(self, t: Task, batch: int, high: int, low: int | None = None) -> None:
+        """Set every CPU's hot list of every zone to ``batch``/``high`` (the zone fields a
+        study tunes; ``low`` defaults to 0) and the cold list to batch/2 and 2*batch, then
+        drain the lists. ``batch == 0`` turns the per-CPU lists off: every order-0
+        allocation and free goes to the buddy under zone->lock (the boot pagesets' state,
+        made permanent). Call from a task on a quiet machine (boot-time tuning)."""
+        check_int("set_pagesets", "batch", batch, 0)
+        check_int("set_pagesets", "high", high, 0 if batch == 0 else batch,
+                  what="an int (at least batch)")
+        if low is not None:
+            check_int("set_pagesets", "low", low, 0, max(0, high - 1), what="an int (below high)")
+        for z in self.zones:
+            z.batch = batch
+            for hot, cold in z.pageset:
+                if batch == 0:
+                    hot.low = cold.low = -1
+                    hot.high = cold.high = hot.batch = cold.batch = 0
+                else:
+                    hot.low, hot.high, hot.batch = (low or 0), high, batch
+                    cold.low, cold.high, cold.batch = 0, 2 * batch, max(1, batch // 2)
+        flags = local_irq_save()
+        for cpu in range(self.m.nr_cpus):
+            self.drain_cpu_pages(t, cpu)
+        local_irq_restore(flags)
+
+    def percpu_pagelist_fraction(self, t: Task, fraction: int) -> None:
+        """The 2.6.16 sysctl vm.percpu_pagelist_fraction: each zone's hot lists get
+        high = present_pages / fraction and batch = max(1, high / 4), at most PAGE_SHIFT * 8
+        (setup_pagelist_highmark); fraction >= 8, as the sysctl's minimum."""
+        check_int("percpu_pagelist_fraction", "fraction", fraction, 8)
+        for z in self.zones:
+            high = z.present // fraction
+            batch = max(1, min(high // 4, PAGE_SHIFT * 8))
+            for hot, _cold in z.pageset:
+                hot.low, hot.high, hot.batch = 0, max(high, batch), batch
+
+    def pcp_stats(self) -> list[dict[str, int | str]]:
+        """Per zone: pages on the per-CPU lists, and the lists' hits, refills and drains."""
+        return [{"zone": f"{z.node}:{z.name}", "pcp_pages": z.pcp_pages(), "pcp_hit": z.pcp_hit,
+                 "pcp_refill": z.pcp_refill, "pcp_drain": z.pcp_drain,
+                 "lock_acquisitions": z.lock.acquisitions, "lock_contentions": z.lock.contentions,
+                 "line_bounces": z.free_line.bounces} for z in self.zones if z.present]
 
     def drain_local_pages(self) -> int:
         t = CURRENT.task

@@ -57,7 +57,7 @@ from ..runtime.locks import (
 from ..runtime.report import caller_site, skip_frames_of
 from ..runtime.task import CURRENT
 from ..runtime.validate import check_int
-from .access import mem_read, mem_write, memset
+from .access import do_mem_read, do_mem_write, mem_read, mem_write, memset
 from .context import current_machine
 from .ctype import (
     CArray,
@@ -612,7 +612,7 @@ def this_cpu_read(target: Any) -> Any:
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_read()")
-        v = ct.decode(mem_read(addr, ct.size))
+        v = ct.decode(do_mem_read("this_cpu_read", addr, ct.size))  # a marked access (KCSAN)
     finally:
         local_irq_restore(flags)
     return v
@@ -624,7 +624,7 @@ def this_cpu_write(target: Any, value: Any) -> None:
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_write()")
-        mem_write(addr, ct.encode(value))
+        do_mem_write("this_cpu_write", addr, ct.encode(value))  # a marked access (KCSAN)
     finally:
         local_irq_restore(flags)
 
@@ -642,8 +642,8 @@ def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
-        sc = _scalar(ct, f"{fn}()")
-        mem_write(addr, sc.encode(sc.decode(mem_read(addr, sc.size)) + n))
+        sc = _scalar(ct, f"{fn}()")  # one marked read-modify-write (KCSAN)
+        do_mem_write(fn, addr, sc.encode(sc.decode(do_mem_read(fn, addr, sc.size)) + n))
     finally:
         local_irq_restore(flags)
 

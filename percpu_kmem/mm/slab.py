@@ -19,14 +19,19 @@ the per-CPU layer of Bonwick and Adams, "Magazines and Vmem" (USENIX 2001):
   /proc/slabinfo prints map onto them: ``batchcount`` is the magazine size,
   ``limit`` (about two magazines) what a CPU may hold, ``sharedfactor`` how many
   full magazines the depot keeps (2.6's shared array held batchcount*shared
-  objects; the depot holds the same number, in magazines);
+  objects; the depot holds the same number, in magazines); a study may turn the
+  per-CPU layer off (``kmem_cache_tune_model`` with batchcount 0: every object
+  operation under list_lock, the 1994 slab) and count STATS without debugging;
 - other CPUs' magazines are only ever touched by their own CPU: draining them
   (kmem_cache_shrink, kmem_cache_destroy, tuning) is an IPI, as in the kernel;
 - slab debugging (``SLAB_POISON``, ``SLAB_RED_ZONE``, ``SLAB_STORE_USER``, per
   cache or for the whole machine with ``Machine(slab_debug=True)``, as
   CONFIG_DEBUG_SLAB forces them): poison checked at allocation, redzones checked
   at free, double frees, invalid and wrong-cache frees, each reported with
-  today's SLUB wording on the first line and 2.6's SLAB lines after it.
+  today's SLUB wording on the first line and 2.6's SLAB lines after it;
+- KASAN's and kmemleak's hooks (mm/kasan.py, mm/kmemleak.py) ride the same debug
+  path (``cachep.debug``), so the magazine fast path of a machine without them is
+  unchanged.
 
 Objects are kernel virtual addresses (ints) in the direct map. The slab headers
 and bufctl arrays are Python objects (on-slab ones still take their room in the
@@ -39,8 +44,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime import costs
-from ..runtime.costs import PERCPU_HIT
+from ..runtime.costs import SharedLine
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
     in_interrupt,
@@ -70,6 +74,8 @@ from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .fault_inject import FaultAttr, should_failslab
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
+from .kasan import SLAB_KASAN
+from .kmemleak import SLAB_KMEMLEAK
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
 from .slab_debug import SlabDebug, slub_bug
 from .slab_geometry import (
@@ -243,6 +249,14 @@ class kmem_cache_t:
         m = alloc.m
         self.__dict__.update(_layout(size, align, flags, alloc.slab_break_gfp_order, alloc.offslab_limit,
                                      m.nr_cpus, m.slab_debug))
+        if alloc.tunables is not None:  # a study's tunables for every new cache
+            self.limit, self.batchcount, self.shared = alloc.tunables
+            self.free_limit = (1 + m.nr_cpus) * self.batchcount + self.num
+        #: the magazine step's cost (the machine's cost table, read once: the fast paths add it)
+        self.hit_cost = m.costs.magazine_hit
+        #: the cache lines of the slab list heads and of the depot's lists (virtual time)
+        self.lists_line = SharedLine(f"{name}->lists")
+        self.depot_line = SharedLine(f"{name}->depot")
         self.sa = alloc
         #: the machine this cache belongs to; None once destroyed (one identity test on the fast path)
         self.owner: Machine | None = m
@@ -267,8 +281,15 @@ class kmem_cache_t:
         self.num_active = 0
         self.high_mark = 0
         self.max_freeable = 0
+        # the model's own counters (slow paths only): full magazines taken from and given to
+        # the depot, objects allocated and freed straight under list_lock with magazines off
+        self.depot_gets = 0
+        self.depot_puts = 0
+        self.direct_allocs = 0
+        self.direct_frees = 0
         self.dead = False
         self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
+        self.debug |= alloc.debug_hook_bits  # KASAN's and kmemleak's hooks ride the debug path
 
     def __repr__(self) -> str:
         return f"<kmem_cache {self.name} objsize={self.objsize} num={self.num} order={self.gfporder}>"
@@ -282,6 +303,8 @@ class kmem_cache_t:
         come back on another CPU: the loop re-reads its magazines each time.
         """
         self.cpu[t.cpu.id].allocmiss += 1
+        if not self.batchcount:
+            return self.alloc_direct(t, flags)
         while True:
             cc = self.cpu[t.cpu.id]
             if cc.loaded:
@@ -296,6 +319,8 @@ class kmem_cache_t:
                     self.depot_empty.append(cc.previous)
                     cc.previous = cc.loaded
                     cc.loaded = full
+                    self.depot_gets += 1
+                    self.depot_line.touch(t)
                     spin_unlock(self.depot_lock)
                     return full.pop()
                 spin_unlock(self.depot_lock)
@@ -312,6 +337,10 @@ class kmem_cache_t:
     def free_miss(self, t: Task, cc: CpuMagazines, objp: int) -> None:
         """The loaded magazine is full: swap, exchange with the depot, or flush to slabs."""
         cc.freemiss += 1
+        if not self.batchcount:
+            self.direct_frees += 1
+            self.free_block(t, [objp])
+            return
         loaded, prev = cc.loaded, cc.previous
         if not prev:
             cc.loaded, cc.previous = prev, loaded
@@ -322,6 +351,8 @@ class kmem_cache_t:
             if len(self.depot_full) < self.shared:
                 self.depot_full.append(prev)
                 empty = self.depot_empty.pop() if self.depot_empty else []
+                self.depot_puts += 1
+                self.depot_line.touch(t)
                 spin_unlock(self.depot_lock)
                 cc.previous = loaded
                 cc.loaded = empty
@@ -332,6 +363,20 @@ class kmem_cache_t:
         prev.clear()
         cc.loaded, cc.previous = prev, loaded
         prev.append(objp)
+
+    def alloc_direct(self, t: Task, flags: int) -> int | None:
+        """No per-CPU layer (batchcount 0, the 1994 slab): one object from the slabs under
+        list_lock, growing the cache when they are empty. Interrupts off, as alloc_miss."""
+        got: list[int] = []
+        while True:
+            spin_lock(self.list_lock)
+            self.take_from_slabs(t, got, 1)
+            spin_unlock(self.list_lock)
+            if got:
+                self.direct_allocs += 1
+                return got[0]
+            if not self.cache_grow(t, flags):
+                return None
 
     # -- the slab layer (list_lock held) -------------------------------------------------
     def take_from_slabs(self, t: Task, mag: list[int], want: int) -> None:
@@ -358,7 +403,8 @@ class kmem_cache_t:
             self.num_active += got
             if self.num_active > self.high_mark:
                 self.high_mark = self.num_active
-            t.charge(costs.PAGE_STRUCT * (1 + got // 8))
+            self.lists_line.touch(t)
+            t.charge(t.machine.costs.page_struct * (1 + got // 8))
 
     def _relist(self, slab: Slab, tail: bool = True) -> None:
         """Put ``slab`` on the list its use count says: a refill keeps it at the head of
@@ -397,8 +443,9 @@ class kmem_cache_t:
         self.num_active -= len(objs)
         if len(self.slabs_free) > self.max_freeable:
             self.max_freeable = len(self.slabs_free)
+        self.lists_line.touch(t)
         spin_unlock(self.list_lock)
-        t.charge(costs.PAGE_STRUCT * (1 + len(objs) // 8))
+        t.charge(t.machine.costs.page_struct * (1 + len(objs) // 8))
         for slab in doomed:
             self.slab_destroy(t, slab)
 
@@ -437,6 +484,8 @@ class kmem_cache_t:
         self.slabs_free[slab.head] = slab
         self.free_objects += self.num
         self.grown += 1
+        # the slab's set-up, charged before a point (spin_unlock) that counts in a replay
+        t.charge(t.machine.costs.slab_grow)
         spin_unlock(self.list_lock)
         return 1
 
@@ -459,6 +508,12 @@ class kmem_cache_t:
     def _init_objs(self, t: Task, slab: Slab, ctor_flags: int) -> None:
         """cache_init_objs: debug state, then the constructor on every object of the slab."""
         ctor, debug = self.ctor, self.debug
+        if ctor is not None and debug & SLAB_KASAN:  # the constructor touches unallocated objects
+            self.sa.m.kasan.unchecked(self._init_objs_loop, ctor, debug, slab, ctor_flags)  # type: ignore[union-attr]
+        else:
+            self._init_objs_loop(ctor, debug, slab, ctor_flags)
+
+    def _init_objs_loop(self, ctor: Callable[..., Any] | None, debug: int, slab: Slab, ctor_flags: int) -> None:
         for i in range(self.num):
             raw = slab.s_mem + i * self.objsize
             if debug:
@@ -475,8 +530,10 @@ class kmem_cache_t:
             for i in range(self.num):
                 sa.debug.check_freed_at_destroy(self, slab.s_mem + i * self.objsize)
         if self.dtor is not None and not self.flags & SLAB_POISON:
-            for i in range(self.num):
-                self.dtor(slab.s_mem + i * self.objsize + self.dbghead, self, 0)
+            if self.debug & SLAB_KASAN:  # the destructor touches freed objects
+                sa.m.kasan.unchecked(self._dtor_all, slab)  # type: ignore[union-attr]
+            else:
+                self._dtor_all(slab)
         mem = sa.mem
         for p in range(slab.head, slab.head + (1 << self.gfporder)):
             mem.flags[p] &= ~PG_slab
@@ -485,6 +542,10 @@ class kmem_cache_t:
         sa.nr_slab_pages -= 1 << self.gfporder
         self.reaped += 1
         sa.pa.put_page(t, slab.head, self.gfporder, False, "kmem_freepages")
+
+    def _dtor_all(self, slab: Slab) -> None:
+        for i in range(self.num):
+            self.dtor(slab.s_mem + i * self.objsize + self.dbghead, self, 0)  # type: ignore[misc]
 
     def drain_this_cpu(self, t: Task) -> int:
         """Give this CPU's magazines back to the slabs (interrupts off). Returns objects moved."""
@@ -551,7 +612,7 @@ class kmem_cache_t:
         """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
         already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc).
 
-        might_sleep, local_irq_save/restore and the PERCPU_HIT charge are written out here,
+        might_sleep, local_irq_save/restore and the magazine_hit charge are written out here,
         with their semantics and scheduling points: might_sleep()'s (a request that may
         sleep) and local_irq_enable()'s at the restore, as before they were inlined, so
         every seed's trace stays as it was.
@@ -582,7 +643,7 @@ class kmem_cache_t:
         else:
             objp = self.alloc_miss(t, flags)
             c = t.cpu
-        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+        c.clock += self.hit_cost  # t.charge(costs.magazine_hit)
         if c.clock > t.vlimit and t.engine.deterministic:
             t.engine.reopen(t)
         if not irqs_were_off:  # local_irq_restore(): interrupts on again, pending ones delivered
@@ -605,7 +666,7 @@ class kmem_cache_t:
         known to be in a slab page of this cache; ``func`` names the caller in reports.
 
         One scheduling point: the local_irq_restore() at the end (written out here, as
-        local_irq_save and the PERCPU_HIT charge, with their semantics).
+        local_irq_save and the magazine_hit charge, with their semantics).
         """
         c = t.cpu
         cc = self.cpu[c.id]
@@ -631,6 +692,8 @@ class kmem_cache_t:
             if cc.loaded and cc.loaded[-1] == objp:
                 self._bad_free(objp, func, True)
                 return
+        if t.hb is not None:  # KCSAN: a freed object starts afresh (mm/kcsan.py)
+            t.hb.on_free(objp, self.objsize)
         irqs_were_off = c.irqs_off  # local_irq_save()
         c.irqs_off = True
         loaded = cc.loaded
@@ -640,7 +703,7 @@ class kmem_cache_t:
         else:
             self.free_miss(t, cc, objp)
             c = t.cpu
-        c.clock += PERCPU_HIT  # t.charge(PERCPU_HIT)
+        c.clock += self.hit_cost  # t.charge(costs.magazine_hit)
         if c.clock > t.vlimit and t.engine.deterministic:
             t.engine.reopen(t)
         if not irqs_were_off:  # local_irq_restore(): the point
@@ -650,6 +713,20 @@ class kmem_cache_t:
             t.budget -= 1
             if t.budget <= 0:
                 t.engine.decide(t, "local_irq_enable")
+
+    def hardened_free_ok(self, t: Task, objp: int, func: str) -> bool:
+        """The fast path's hardened free checks, for a free that took the debug path only for
+        kmemleak's hook: False after a report (refused)."""
+        slab = self.sa.slab_of.get(self.sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        off = objp - slab.s_mem if slab is not None else -1
+        if off < 0 or off % self.objsize or off >= self.num * self.objsize:
+            self._bad_free(objp, func, False)
+            return False
+        loaded = self.cpu[t.cpu.id].loaded
+        if loaded and loaded[-1] == objp:
+            self._bad_free(objp, func, True)
+            return False
+        return True
 
     def _bad_free(self, objp: int, func: str, double: bool) -> None:
         """The hardened free checks' reports: ``objp`` is not the start of an object of this
@@ -693,11 +770,17 @@ class SlabAllocator:
         self.offslab_limit = (256 - SLAB_HEADER_SIZE) // BUFCTL_SIZE  # fits the largest on-slab size-N
         self._next_id = 1
         self.debug = SlabDebug(self)
+        #: the kmem_cache_t.debug bits of the KASAN and kmemleak hooks this machine has
+        self.debug_hook_bits = (SLAB_KASAN if m.kasan is not None else 0) | (SLAB_KMEMLEAK if m.kmemleak else 0)
         #: failslab's knobs (mm/fault_inject.py): the Machine's ``failslab`` once booted
         self.failslab: FaultAttr | None = None
         #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
         self.kmalloc_normal: list[kmem_cache_t] = []
         self.kmalloc_dma: list[kmem_cache_t] = []
+        #: STATS: /proc/slabinfo prints globalstat and cpustat (CONFIG_DEBUG_SLAB sets it)
+        self.stats = m.slab_debug
+        #: (limit, batchcount, shared) every new cache gets instead of enable_cpucache's (a study's)
+        self.tunables: tuple[int, int, int] | None = None
         self.cache_cache = self.new_cache("kmem_cache", 4 * m.nr_cpus + 128, 0, SLAB_NO_REAP | SLAB_HWCACHE_ALIGN,
                                           None, None)
 
@@ -712,6 +795,22 @@ class SlabAllocator:
         self.caches.append(c)
         self.by_id[c.id] = c
         return c
+
+    def cache_stats(self, c: kmem_cache_t) -> dict[str, int]:
+        """One cache's counters by name: 2.6's STATS (globalstat, cpustat summed over the
+        CPUs) and the model's own depot and direct-path counts and lock figures."""
+        cpus = c.cpu
+        return {"listallocs": c.listallocs, "maxobjs": c.high_mark, "grown": c.grown, "reaped": c.reaped,
+                "error": c.errors, "maxfreeable": c.max_freeable, "freelimit": c.free_limit,
+                "allochit": sum(cc.allochit for cc in cpus), "allocmiss": sum(cc.allocmiss for cc in cpus),
+                "freehit": sum(cc.freehit for cc in cpus), "freemiss": sum(cc.freemiss for cc in cpus),
+                "depot_gets": c.depot_gets, "depot_puts": c.depot_puts, "direct_allocs": c.direct_allocs,
+                "direct_frees": c.direct_frees, "cached_objects": c.cached_objects(),
+                "list_lock_acquisitions": c.list_lock.acquisitions,
+                "list_lock_contentions": c.list_lock.contentions,
+                "depot_lock_acquisitions": c.depot_lock.acquisitions,
+                "depot_lock_contentions": c.depot_lock.contentions,
+                "line_bounces": c.lists_line.bounces + c.depot_line.bounces}
 
     def find(self, name: str) -> kmem_cache_t | None:
         for c in self.caches:
@@ -811,11 +910,12 @@ class SlabAllocator:
     def slabinfo(self) -> str:
         """/proc/slabinfo, version 2.1: newest cache first, the kernel's columns and widths.
 
-        With ``Machine(slab_debug=True)`` (CONFIG_DEBUG_SLAB, hence STATS) the
-        header says "(statistics)" and each row adds 2.6.11's globalstat and
-        cpustat columns; cpustat sums every CPU's magazine hits and misses.
+        With ``Machine(slab_debug=True)`` (CONFIG_DEBUG_SLAB, hence STATS), or with
+        ``stats`` set (a study turns it on: STATS without the debugging), the header
+        says "(statistics)" and each row adds 2.6.11's globalstat and cpustat columns;
+        cpustat sums every CPU's magazine hits and misses.
         """
-        stats = self.m.slab_debug
+        stats = self.stats
         out = ["slabinfo - version: 2.1 (statistics)" if stats else "slabinfo - version: 2.1",
                "# name            <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab> : tunables "
                "<limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>"
@@ -860,6 +960,10 @@ class SlabAllocator:
         """GET_PAGE_CACHE: the cache owning the slab page of ``objp``, or None after a report
         (a pointer outside the direct map or outside any slab page)."""
         pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
+        if (objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn or not self.mem.flags[pfn] & PG_slab) \
+                and self.m.kasan is not None and func != "ksize":
+            self.m.kasan.report_free(objp, func, "invalid-free")  # kfree of what no slab gave
+            return None
         if objp < PAGE_OFFSET or pfn >= self.mem.max_low_pfn:
             self.m.report("slab_invalid_free", [f"kfree_debugcheck: out of range ptr {objp:x}h.",
                                                 f"{func}() of 0x{objp:08x}, outside the kernel's direct map"],
@@ -1098,6 +1202,18 @@ def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: i
     do_tune_cpucache(cachep, limit, batchcount, shared)
 
 
+def kmem_cache_tune_model(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
+    """The model's tuning, for studies: as kmem_cache_tune, and also ``limit = batchcount = 0``:
+    no per-CPU layer at all, every allocation and free under the cache's list_lock (the
+    single-lock slab of Bonwick 1994, which 2.6's slabinfo write refuses with -EINVAL)."""
+    check_cache(cachep, "kmem_cache_tune_model")
+    check_int("kmem_cache_tune_model", "limit", limit, 0)
+    check_int("kmem_cache_tune_model", "batchcount", batchcount, 0 if limit == 0 else 1, limit,
+              what="an int (at most limit; 0 only with limit 0)")
+    check_int("kmem_cache_tune_model", "shared", shared, 0)
+    do_tune_cpucache(cachep, limit, batchcount, shared)
+
+
 def kmem_cache_size(cachep: kmem_cache_t) -> int:
     """The usable size of the cache's objects: obj_reallen() of 2.6.11.
 
@@ -1123,6 +1239,7 @@ def kmem_cache_drain_local() -> None:
 
 __all__ = ["kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_free",
            "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune", "kmem_cache_drain_local",
+           "kmem_cache_tune_model",
            "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE", "SLAB_POISON", "SLAB_NO_REAP",
            "SLAB_HWCACHE_ALIGN", "SLAB_CACHE_DMA", "SLAB_MUST_HWCACHE_ALIGN", "SLAB_STORE_USER",
            "SLAB_RECLAIM_ACCOUNT", "SLAB_PANIC", "SLAB_DESTROY_BY_RCU", "SLAB_CTOR_CONSTRUCTOR",

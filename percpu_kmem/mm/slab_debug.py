@@ -20,9 +20,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.report import relpath
+from ..runtime.task import CURRENT
 from .context import mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import GFP_WAIT
+from .kasan import SLAB_KASAN
+from .kmemleak import SLAB_KMEMLEAK
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE
 from .slab_geometry import (
     BYTES_PER_WORD,
@@ -168,6 +171,9 @@ class SlabDebug:
         bytes from it to the end of the object become red zone too, as SLUB's
         kmalloc redzone does (filled with SLUB_RED_ACTIVE, checked at free).
         """
+        hooks = c.debug & (SLAB_KASAN | SLAB_KMEMLEAK)
+        if hooks:
+            self._alloc_hooks(c, raw + c.dbghead, size, hooks)
         if c.flags & SLAB_POISON:
             self.check_poison(c, raw, "allocation (a write to the object after it was freed)")
             self.poison(c, raw, POISON_INUSE)
@@ -192,6 +198,17 @@ class SlabDebug:
     def before_free(self, c: kmem_cache_t, objp: int, func: str) -> int | None:
         """cache_free_debugcheck: the raw slot address, or None when the free must be refused."""
         sa = self.sa
+        hooks = c.debug & (SLAB_KASAN | SLAB_KMEMLEAK)
+        if hooks:
+            if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
+                if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
+                    return None
+            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(CURRENT.task, objp, func):
+                return None
+            if hooks & SLAB_KMEMLEAK:
+                sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
+            if not c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK):
+                return self._free_hooks(c, objp, objp - c.dbghead, hooks)
         raw = objp - c.dbghead
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
         off = raw - slab.s_mem if slab is not None else -1
@@ -220,6 +237,21 @@ class SlabDebug:
             c.dtor(objp, c, 0)
         if c.flags & SLAB_POISON:
             self.poison(c, raw, POISON_FREE)
+        return self._free_hooks(c, objp, raw, hooks) if hooks else raw
+
+    def _alloc_hooks(self, c: kmem_cache_t, objp: int, size: int, hooks: int) -> None:
+        """kasan_slab_alloc / kmemleak_alloc for an object handed out (``size``: the kmalloc
+        request, -1 for kmem_cache_alloc)."""
+        m = self.sa.m
+        if hooks & SLAB_KASAN:
+            m.kasan.slab_alloc(c, objp, size)  # type: ignore[union-attr]
+        if hooks & SLAB_KMEMLEAK:
+            m.kmemleak.alloc(objp, c.reallen, "slab")  # type: ignore[union-attr]  # s->object_size
+
+    def _free_hooks(self, c: kmem_cache_t, objp: int, raw: int, hooks: int) -> int:
+        """kasan_slab_free (poison, track, quarantine): the slot to put on the magazine."""
+        if hooks & SLAB_KASAN:
+            return self.sa.m.kasan.slab_free(c, objp, raw)  # type: ignore[union-attr]
         return raw
 
     def _redzone_report(self, c: kmem_cache_t, raw: int, objp: int, r1: int, r2: int, func: str) -> None:
@@ -259,6 +291,8 @@ class SlabDebug:
     def check_freed_at_destroy(self, c: kmem_cache_t, raw: int) -> None:
         """slab_destroy under DEBUG: every object of the slab is free; its poison and both
         red zone words must be as the free left them."""
+        if c.debug & SLAB_KASAN:
+            self.sa.m.kasan.forget(raw + c.dbghead)  # type: ignore[union-attr]
         if c.flags & SLAB_POISON:
             self.check_poison(c, raw, "slab destruction (a write to the object after it was freed)")
         if c.flags & SLAB_RED_ZONE:

@@ -337,7 +337,7 @@ class VmallocSpace:
     def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str]) -> int | None:
         """__vmalloc: allocate the area, then one page at a time, then map them all."""
         might_sleep()  # get_vm_area kmallocs the descriptor with GFP_KERNEL
-        size = _page_align(size)
+        req, size = size, _page_align(size)
         if not size or (size >> PAGE_SHIFT) > self.pa.mem.nr_pages:
             return None
         area = self.get_vm_area(size, VM_ALLOC, caller)
@@ -362,7 +362,22 @@ class VmallocSpace:
             self.nr_vmalloc_pages += 1
             self._mark(pfn)
         self._map_vm_area(area)
+        if self.m.kasan is not None or self.m.kmemleak is not None:
+            self._debug_alloc(area.addr, req)
         return area.addr
+
+    def _debug_alloc(self, addr: int, req: int) -> None:
+        """KASAN unpoisons the ``req`` bytes asked for; kmemleak tracks the area."""
+        if self.m.kasan is not None:
+            self.m.kasan.vmalloc_alloc(addr, req)
+        if self.m.kmemleak is not None:
+            self.m.kmemleak.alloc(addr, req, "vmalloc")
+
+    def _debug_free(self, addr: int) -> None:
+        if self.m.kasan is not None:
+            self.m.kasan.vmalloc_free(addr)
+        if self.m.kmemleak is not None:
+            self.m.kmemleak.free(addr)
 
     def _alloc_failed(self, t: Any, area: vm_struct, gfp: int) -> None:
         """__vmalloc's fail path: vfree what was taken, then warn_alloc (unless __GFP_NOWARN)."""
@@ -414,6 +429,8 @@ class VmallocSpace:
             return
         for pfn in area.pages:
             self._unmark(pfn)
+        if self.m.kasan is not None or self.m.kmemleak is not None:
+            self._debug_free(addr)
         if area.flags & VM_ALLOC:
             t = CURRENT.task
             for pfn in area.pages:

@@ -44,6 +44,8 @@ import sys
 import threading
 import time
 from abc import ABC, abstractmethod
+from bisect import insort
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from . import costs, threadpool
@@ -68,6 +70,15 @@ STOP_GRACE: Final = 5.0
 LIVELOCK_RELAXES: Final = 20_000
 #: cpu_relax() calls between two livelock checks of one task.
 LIVELOCK_CHECK_EVERY: Final = 1024
+
+_CPU_ID: Final = attrgetter("cpu.id")
+_ID: Final = attrgetter("id")
+#: a task's clock limit when the policy sets none
+_NO_VLIMIT: Final = 1 << 62
+#: the interrupt sources of a decision where none may fire (never mutated)
+_NO_IRQS: Final[list[tuple[int, float]]] = []
+#: no idle CPU with interrupts to serve (never mutated)
+_NO_CPUS: Final[list[CPU]] = []
 
 _PKG_DIR: Final = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _MODEL_DIR: Final = os.path.join(_PKG_DIR, "mm") + os.sep
@@ -121,7 +132,23 @@ class Engine(ABC):
         self._live_threads = 0
         self.live_workers = 0
         self._all_exited = threading.Event()
-        self.decisions: list[Decision] = []
+        #: the decision log as plain tuples (Decision's fields): cheap to append at every
+        #: decision; ``decisions`` makes Decision objects of them
+        self.log: list[tuple[int, int, str, str, int, int]] = []
+        #: the tasks on CPUs, in CPU order, and the online idle CPUs, in id order: kept up to
+        #: date at every placement (_place/_unplace), so a decision need not scan the CPUs
+        self.on_cpus: list[Task] = [c.curr for c in self.cpus if c.curr is not None]
+        self.idle: list[CPU] = [c for c in self.cpus if c.curr is None and c.online]
+        #: bumped at every placement: the options built for one placement serve until the next
+        self.placements = 0
+        #: tasks spinning now (engine.spin): while any spins, options are built afresh
+        self.spinners = 0
+
+    @property
+    def decisions(self) -> list[Decision]:
+        """The decision log of the run so far."""
+        make = Decision._make
+        return [make(d) for d in self.log]
 
     # -- task life ---------------------------------------------------------
     def _register(self, t: Task) -> None:
@@ -349,6 +376,10 @@ class Engine(ABC):
         c.curr = t
         t.cpu = c
         t.state = T_ON_CPU
+        self.placements += 1
+        insort(self.on_cpus, t, key=_CPU_ID)
+        if c.online:
+            self.idle.remove(c)
         c.preempt_count = t.saved_count
         c.irqs_off = t.saved_irqs_off
         c.nr_switches += 1
@@ -364,12 +395,16 @@ class Engine(ABC):
         c.preempt_count = 0
         c.irqs_off = False
         c.curr = None
+        self.placements += 1
+        self.on_cpus.remove(t)
+        if c.online:
+            insort(self.idle, c, key=_ID)
         t.last_cpu = c.id
         t.cpu = None  # type: ignore[assignment]  # off its CPU
         t.ready_at = c.clock
 
     def idle_cpus(self) -> list[CPU]:
-        return [c for c in self.cpus if c.curr is None and c.online]
+        return list(self.idle)
 
     def blocked_summary(self) -> list[str]:
         """Who waits on what, one line per live task (for deadlock and livelock reports)."""
@@ -453,10 +488,17 @@ class BatonEngine(Engine):
         self.granted = 0
         self.runner: Task | None = None
         self.every_point = policy.every_point
+        self.charges_points = policy.charges_points
         self.policy_reopens_on_release = policy.reopens_on_release
         #: points the current runner passed since its last grant, handed to the policy
         self.points_run = 0
         self._target: Task | None = None
+        # options of the current placement (see _options)
+        self._opts_at = -1
+        self._opts: tuple[Options, Options] = (Options([], [], [], [], False, []),) * 2
+        self._irqs_seen = any(c.pending_irqs for c in self.cpus)
+        #: the policy's clock limit is always "none" (every policy but virtual): no call per grant
+        self._no_vlimit = type(policy).vlimit is Policy.vlimit
 
     # -- starting ------------------------------------------------------------
     def start(self, tasks: list[Task]) -> None:
@@ -483,7 +525,7 @@ class BatonEngine(Engine):
         action = self.policy.choose(self, tasks[0], "start", opts, True)
         first = self._apply_start(action, tasks[0].pid)
         self.runner = first
-        first.baton.release()
+        self._give_baton(first)
 
     def _apply_start(self, action: tuple[Any, ...], pid: int) -> Task:
         kind = action[0]
@@ -503,6 +545,26 @@ class BatonEngine(Engine):
         t.baton.acquire()
         self._resume(t)
 
+    # -- the baton (the greenlet engine passes it by switching greenlets instead) --------
+    def _give_baton(self, u: Task) -> None:
+        """Let ``u`` run; the caller does not wait for the baton (a start, an exit)."""
+        u.baton.release()
+
+    def _pass_baton(self, t: Task, u: Task) -> None:
+        """Let ``u`` run and block ``t`` until the baton comes back to it."""
+        u.baton.release()
+        t.baton.acquire()
+
+    def _release_parked(self) -> None:
+        """The run finished: every task thread still parked wakes up (and unwinds)."""
+        for t in self.tasks:
+            if t.state != T_DONE and t is not self.runner:
+                t.budget = 0
+                try:
+                    t.baton.release()
+                except RuntimeError:
+                    pass
+
     def _resume(self, t: Task) -> None:
         """``t`` holds the baton again: check the abort flag, grant a budget, take IRQs."""
         self.runner = t
@@ -517,7 +579,7 @@ class BatonEngine(Engine):
         b = 1 if self.aborting else self.policy.budget(self, t)
         t.budget = b
         self.granted = b
-        t.vlimit = self.policy.vlimit(self, t)
+        t.vlimit = _NO_VLIMIT if self._no_vlimit else self.policy.vlimit(self, t)
 
     def _sync(self, t: Task, extra: int = 1) -> None:
         """Count the points ``t`` passed since its last grant, plus this event.
@@ -525,13 +587,16 @@ class BatonEngine(Engine):
         A point whose budget ran out has already been counted in the budget
         (``extra=0``); a sleep, spin or exit is an event of its own (``extra=1``).
         """
-        ran = self.granted - t.budget
-        self.points_run = ran + extra
-        self.steps += ran + extra
+        n = self.granted - t.budget + extra
+        self.points_run = n
+        self.steps += n
         self.granted = t.budget
-        self._note_points(t, ran + extra)
-        if self.policy.charges_points and t.cpu is not None:
-            t.cpu.clock += (ran + extra) * costs.POINT
+        t.points += n  # _note_points, inline
+        if t.relaxes == t.relaxes_seen:
+            t.relax_streak = 0
+        t.relaxes_seen = t.relaxes
+        if self.charges_points and t.cpu is not None:
+            t.cpu.clock += n * costs.POINT
 
     def current_step(self, t: Task | None) -> int:
         """The step ``t`` is at now (a report's ``step``; the same in a run and its replay)."""
@@ -540,10 +605,59 @@ class BatonEngine(Engine):
         return self.steps
 
     def _record(self, pid: int, event: str, action: str, arg: int = 0, arg2: int = 0) -> None:
-        self.decisions.append(Decision(self.steps, pid, event, action, arg, arg2))
+        self.log.append((self.steps, pid, event, action, arg, arg2))
 
     # -- options ---------------------------------------------------------------
     def _options(self, t: Task | None, forced: bool) -> Options:
+        """The legal choices at a decision of ``t`` (None: the start).
+
+        Common case in O(1) of the number of CPUs: with no interrupt handler registered
+        in the run so far (so no interrupt can be pending or injected) and no task
+        spinning, the runnable tasks are exactly the tasks on CPUs and the idle CPUs are
+        those without one: copies of ``on_cpus`` and ``idle`` made once per placement
+        serve every decision until the next placement (two Options objects, without and
+        with a legal preemption: policies treat Options as read-only). While tasks spin,
+        the tasks on CPUs are filtered (a spinner runs once its lock is free). With
+        interrupts, the CPUs are scanned (``_scan_options``).
+        """
+        if self._irqs_seen or self.m.irq.actions:
+            self._irqs_seen = True  # an interrupt may stay pending after free_irq()
+            return self._scan_options(t, forced)
+        if forced and t is not None and t.cpu is not None and t.spinning is None:
+            return self._scan_options(t, forced)
+        if self.spinners:
+            # a spinner runs only once its lock is free: filter the tasks on CPUs
+            if self._opts_at != self.placements:
+                self._cache_options()
+            idle = self._opts[0].idle_cpus
+            running = [u for u in self.on_cpus if u.spinning is None or not u.spinning.locked()]
+            can_preempt = False
+            if t is not None and not forced:
+                c = t.cpu
+                if (c is not None and not c.irqs_off and c.preempt_count == 0 and not t.is_idle
+                        and (self.ready or idle)):
+                    can_preempt = True
+            return Options(running, self.ready, idle, _NO_CPUS, can_preempt, _NO_IRQS)
+        if self._opts_at != self.placements:
+            self._cache_options()
+        opts = self._opts
+        if t is not None and not forced:
+            c = t.cpu
+            if (c is not None and not c.irqs_off and c.preempt_count == 0 and not t.is_idle
+                    and (self.ready or opts[0].idle_cpus)):
+                return opts[1]
+        return opts[0]
+
+    def _cache_options(self) -> None:
+        """The options of the current placement, without and with a legal preemption."""
+        self._opts_at = self.placements
+        running = self.on_cpus.copy()
+        idle = self.idle.copy()
+        self._opts = (Options(running, self.ready, idle, _NO_CPUS, False, _NO_IRQS),
+                      Options(running, self.ready, idle, _NO_CPUS, True, _NO_IRQS))
+
+    def _scan_options(self, t: Task | None, forced: bool) -> Options:
+        """The legal choices, from a scan of every CPU (spinners, interrupts)."""
         running = []
         idle = []
         idle_irq = []
@@ -572,24 +686,78 @@ class BatonEngine(Engine):
 
     # -- decisions ---------------------------------------------------------------
     def decide(self, t: Task, event: str) -> None:
-        """A scheduling point whose budget ran out: let the policy choose."""
+        """A scheduling point whose budget ran out: let the policy choose.
+
+        The hottest path of a run: _sync, the switch and the hand-off are written out
+        here rather than called (the same steps in the same order).
+        """
         if self.aborting:
             self._drain_point(t)
         if t.is_idle or t.spinning is not None:
             self._grant(t)
             return
-        self._sync(t, 0)
+        # _sync(t, 0)
+        n = self.granted - t.budget
+        self.points_run = n
+        self.steps += n
+        self.granted = t.budget
+        t.points += n
+        if t.relaxes == t.relaxes_seen:
+            t.relax_streak = 0
+        t.relaxes_seen = t.relaxes
         c = t.cpu
+        if self.charges_points:
+            c.clock += n * costs.POINT
         if c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
             self.m.irq.deliver_pending(c)
-        opts = self._options(t, forced=False)
-        if opts.runnable_count() <= 1 and not opts.can_preempt and not opts.irqs:
-            b = self.policy.quiet_budget(self, t)
+        if self._opts_at == self.placements and not (self.spinners or self._irqs_seen or self.m.irq.actions):
+            # _options(t, False) of an unchanged placement, inline
+            opts = self._opts[0]
+            if not c.irqs_off and c.preempt_count == 0 and not t.is_idle and (self.ready or opts.idle_cpus):
+                opts = self._opts[1]
+        else:
+            opts = self._options(t, False)
+        policy = self.policy
+        if (len(opts.running) + len(opts.ready) + len(opts.idle_irq_cpus) <= 1 and not opts.can_preempt
+                and not opts.irqs):
+            # while draining, every point is a chance to unwind: never grant more than one
+            b = 1 if self.aborting else policy.quiet_budget(self, t)
             t.budget = b
             self.granted = b
-            t.vlimit = self.policy.vlimit(self, t)
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
             return
-        action = self.policy.choose(self, t, event, opts, False)
+        action = policy.choose(self, t, event, opts, False)
+        kind = action[0]
+        if kind == "C":
+            # _grant(t)
+            b = 1 if self.aborting else policy.budget(self, t)
+            t.budget = b
+            self.granted = b
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
+            return
+        if kind == "S":
+            u = action[1]
+            if u is not t:
+                # _switch + _handoff of a switch to a task already on a CPU
+                self.log.append((self.steps, t.pid, event, "S", u.pid, 0))
+                self._target = u
+                self.runner = u
+                self._pass_baton(t, u)
+            else:
+                self.log.append((self.steps, t.pid, event, "S", u.pid, 0))
+                self._target = u
+            # _resume(t)
+            self.runner = t
+            if self.aborting:
+                self._abort_point(t)
+            b = 1 if self.aborting else policy.budget(self, t)
+            t.budget = b
+            self.granted = b
+            t.vlimit = _NO_VLIMIT if self._no_vlimit else policy.vlimit(self, t)
+            c = t.cpu
+            if c is not None and c.pending_irqs and not c.irqs_off and not (c.preempt_count & HARDIRQ_MASK):
+                self.m.irq.deliver_pending(c)
+            return
         self._apply(t, event, action)
 
     def _drain_point(self, t: Task) -> None:
@@ -656,8 +824,7 @@ class BatonEngine(Engine):
             self._resume(t)
             return
         self.runner = u
-        u.baton.release()
-        t.baton.acquire()
+        self._pass_baton(t, u)
         self._resume(t)
 
     def _all_done(self) -> bool:
@@ -676,7 +843,7 @@ class BatonEngine(Engine):
                 assert target is not None
                 if t.state == T_DONE:
                     self.runner = target
-                    target.baton.release()
+                    self._give_baton(target)
                     return
                 self._handoff(t, target)
                 return
@@ -783,11 +950,13 @@ class BatonEngine(Engine):
             self._drain_point(t)
         self._sync(t)
         t.spinning = lock
+        self.spinners += 1
         try:
             while lock.locked():
                 self._reschedule(t, event)
         finally:
             t.spinning = None
+            self.spinners -= 1
 
     def relax(self, t: Task) -> None:
         """One turn of a busy-wait loop: charge the pause, look for a livelock now and then."""
@@ -846,13 +1015,7 @@ class BatonEngine(Engine):
             return
         self.finished = True
         self.aborting = True
-        for t in self.tasks:
-            if t.state != T_DONE and t is not self.runner:
-                t.budget = 0
-                try:
-                    t.baton.release()
-                except RuntimeError:
-                    pass
+        self._release_parked()
 
     def _deadlock(self, t: Task) -> None:
         self.m._report_deadlock(self.blocked_summary())

@@ -26,6 +26,7 @@ from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
 from .task import CPU, CURRENT, T_DONE, T_SLEEPING, Task
 
 if TYPE_CHECKING:
+    from .hb import HappensBefore
     from .machine import SmpMachine
 
 NR_SOFTIRQS: Final = 10
@@ -55,6 +56,8 @@ class Interrupts:
         #: (irq, rate) of every line the policies may raise, sorted by irq
         self.sources: list[tuple[int, float]] = []
         self.softirq_vec: list[Callable[[], Any] | None] = [None] * NR_SOFTIRQS
+        #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
+        self.hb: HappensBefore | None = None
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None) -> None:
@@ -95,6 +98,8 @@ class Interrupts:
         if irq not in self.actions:
             raise KmemUsageError(f"raise_irq({irq}): no handler registered")
         c = self.m.cpus[cpu]
+        if self.hb is not None:  # KCSAN: the handler sees what raised it
+            self.hb.irq_raise(irq, cpu)
         c.pending_irqs.append(irq)
         t = CURRENT.task
         if t and t.cpu is c:
@@ -124,9 +129,12 @@ class Interrupts:
         t = CURRENT.task
         action = self.actions.get(irq)
         c.nr_irqs += 1
+        c.clock += self.m.costs.irq_entry  # virtual time: entry and exit (runtime/costs.py)
         saved_irqs = c.irqs_off
         c.preempt_count += HARDIRQ_OFFSET
         c.irqs_off = True
+        if self.hb is not None:  # KCSAN
+            self.hb.irq_enter(c.id, irq)
         try:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
@@ -168,6 +176,8 @@ class Interrupts:
             c.preempt_count += SOFTIRQ_OFFSET
             saved = c.irqs_off
             c.irqs_off = False
+            if self.hb is not None:  # KCSAN
+                self.hb.softirq_enter(c.id)
             try:
                 for nr in range(NR_SOFTIRQS):
                     if pending & (1 << nr):

@@ -357,7 +357,10 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     if event.__class__ is not str:
         check_str("block", "event", event)
     _schedule_debug(t)
-    return t.engine.sleep(t, on, timeout_ns, event)
+    woke = t.engine.sleep(t, on, timeout_ns, event)
+    if t.hb is not None:  # KCSAN: acquire what the wakers released (runtime/hb.py)
+        t.hb.woke(t)
+    return woke
 
 
 def set_current_state(state: int) -> None:
@@ -386,6 +389,8 @@ def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
     me = _cur.task
     _task_arg("wake_up_process", t, me)
+    if me.hb is not None:  # KCSAN
+        me.hb.wake(me, [t])
     return me.engine.wake(me if me else None, t)
 
 
@@ -586,6 +591,8 @@ def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str
     check_str("kthread_run", "namefmt", namefmt)
     fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
     name = namefmt or getattr(threadfn, "__name__", "kthread")
+    if t.hb is not None:  # KCSAN: the new thread starts after what its spawner did
+        fn = t.hb.spawn(t, fn)
     return t.machine._spawn(fn, name)
 
 
@@ -656,6 +663,8 @@ def raise_softirq(nr: int) -> None:
     t = _cur.task
     c = t.cpu
     _softirq_nr("raise_softirq", nr)
+    if t.hb is not None:  # KCSAN: the bottom half sees what raised it
+        t.hb.softirq_raise(t, c.id)
     c.softirq_pending |= 1 << nr
     if not c.preempt_count & IRQ_MASK:
         t.machine.irq.do_softirq(c)

@@ -34,7 +34,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from . import costs
 from .errors import KmemUsageError
 from .kernel import (
     block,
@@ -194,19 +193,22 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         finally:
             lock.spinners -= 1
         c = t.cpu
-        cost = max(0, lock.released_at - c.clock) + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        cost = max(0, lock.released_at - c.clock) + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, cost)
         _contended(lock, c, c.clock - start)
     elif lock.released_at > c.clock:
         # free now, but on the virtual clock its holder let go only later: wait until then
         lock.contentions += 1
-        wait = lock.released_at - c.clock + costs.LOCK_HANDOFF
+        cm = t.machine.costs
+        wait = lock.released_at - c.clock + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
         engine.charge(t, wait)
         _contended(lock, c, wait)
     elif lock.last_cpu in (c.id, -1):
-        engine.charge(t, costs.LOCK)
+        engine.charge(t, t.machine.costs.lock)
     else:
-        engine.charge(t, costs.LINE_TRANSFER)
+        m = t.machine
+        engine.charge(t, m.costs.line(c.node, m.cpus[lock.last_cpu].node))
         lock.acq_bounces += 1
     lock.owner = t
     lock.owner_cpu = c.id
@@ -214,6 +216,8 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.acquisitions += 1
     lock.acquired_at = c.clock
     t.held.append(lock)
+    if t.hb is not None:  # KCSAN: acquire the lock's clock (runtime/hb.py)
+        t.hb.acquire(t, lock)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -263,6 +267,8 @@ def _release(t: Task, lock: spinlock_t) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(owner, lock)
+    if t.hb is not None:  # KCSAN: release into the lock's clock (runtime/hb.py)
+        t.hb.release(t, lock)
     held_for = c.clock - lock.acquired_at
     if held_for < 0:
         held_for = 0
@@ -315,6 +321,8 @@ def spin_trylock(lock: spinlock_t) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, lock, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, lock)
         return 1
     c.preempt_count -= 1
     return 0
@@ -444,6 +452,8 @@ def mutex_lock(m: mutex) -> None:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
+            if t.hb is not None:  # KCSAN
+                t.hb.acquire(t, m)
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -468,6 +478,8 @@ def mutex_lock(m: mutex) -> None:
                     t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
+    if t.hb is not None:  # KCSAN: the hand-over from the last owner
+        t.hb.acquire(t, m)
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -483,6 +495,8 @@ def mutex_trylock(m: mutex) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, m, True)
+        if t.hb is not None:  # KCSAN
+            t.hb.acquire(t, m)
         return 1
     return 0
 
@@ -502,6 +516,8 @@ def mutex_unlock(m: mutex) -> None:
         ld = t.machine.lockdep
         if ld is not None:
             ld.release(m.owner, m)
+        if t.hb is not None:  # KCSAN
+            t.hb.release(t, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
     if nxt is not None:
@@ -593,10 +609,15 @@ def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int |
         while True:
             prepare_to_wait(wq)
             if condition():
+                if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+                    t.hb.acquire(t, wq)
                 return True
             left = None if deadline is None else deadline - engine.now
             if left is not None and left <= 0:
-                return bool(condition())
+                ok = bool(condition())
+                if ok and t.hb is not None:  # KCSAN
+                    t.hb.acquire(t, wq)
+                return ok
             block(wq, left, event)
     finally:
         finish_wait(wq)
@@ -615,6 +636,9 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
     _condition_arg(fn, condition)
     might_sleep()
     if condition():
+        t = CURRENT.task
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return
     _wait(wq, condition, None, fn)
 
@@ -639,6 +663,8 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     engine = t.engine
     start = engine.now
     if condition():
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
         return max(1, timeout)
     ok = _wait(wq, condition, timeout * NSEC_PER_JIFFY, "wait_event_timeout")
     if not ok:
@@ -652,6 +678,8 @@ def wake_up(wq: wait_queue_head_t) -> None:
     with wq.guard:
         waiters = list(wq.waiters)
         wq.waiters.clear()
+    if t.hb is not None:  # KCSAN: the woken see what the waker did (runtime/hb.py)
+        t.hb.wake(t, waiters, wq)
     engine = t.engine
     for w in waiters:
         engine.wake(t, w)
@@ -668,6 +696,8 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
     with wq.guard:
         waiters = wq.waiters[:nr]
         del wq.waiters[:nr]
+    if t.hb is not None:  # KCSAN
+        t.hb.wake(t, waiters, wq)
     for w in waiters:
         t.engine.wake(t, w)
 

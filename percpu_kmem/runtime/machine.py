@@ -22,6 +22,8 @@ from typing import Any, Final
 
 from loguru import logger
 
+from .costs import DEFAULT as DEFAULT_COSTS
+from .costs import CostModel, check_costs
 from .engine import BatonEngine, Engine, FreeEngine, run_engine
 from .errors import (
     Deadlock,
@@ -34,6 +36,7 @@ from .errors import (
     Oops,
     TaskAbort,
 )
+from .greenlet_engine import GreenletEngine, check_engine
 from .irq import Interrupts
 from .kernel import SYSTEM_RUNNING
 from .lockdep import Lockdep
@@ -94,11 +97,16 @@ class SmpMachine:
             machine's runs; it changes no scheduling decision and no result.
         policy_options: passed to the policy (``depth``/``steps`` for PCT,
             ``mean_run``/``preempt_prob`` for random and free, ``quantum`` for virtual).
+        engine: how the tasks of a deterministic policy take turns: "thread" (default: an
+            OS thread per task, a lock as the baton) or "greenlet" (the optional greenlet
+            package: one OS thread, a greenlet per task; the same traces and reports, and
+            hand-offs several times cheaper). Policy "free" runs on threads only.
     """
 
     def __init__(self, cpus: int = 1, *, nodes: int = 1, policy: str = "random", seed: int = 0,
                  replay: Trace | str | os.PathLike[str] | None = None, on_bug: str = "record",
                  timeout: float | None = 60.0, irq_rate: float = 0.0, lockdep: bool = False,
+                 engine: str = "thread", costs: CostModel | dict[str, int] | None = None,
                  **policy_options: Any) -> None:
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
@@ -118,6 +126,9 @@ class SmpMachine:
             raise KmemUsageError(f"Machine: irq_rate(={irq_rate!r}) must be a number within [0, 1]")
         if not isinstance(lockdep, bool):
             raise KmemUsageError(f"Machine: lockdep(={lockdep!r}) must be True or False")
+        check_engine(engine, policy)
+        #: the cycle costs the virtual-time policy charges (runtime/costs.py)
+        self.costs: CostModel = check_costs(costs)
         if policy == "free":
             FreeEngine.check_options(policy_options)
         else:
@@ -127,6 +138,8 @@ class SmpMachine:
         per_node = -(-cpus // nodes)
         self.cpus: list[CPU] = [CPU(i, min(i // per_node, nodes - 1)) for i in range(cpus)]
         self.policy_name = policy
+        #: how the deterministic policies' tasks take turns: "thread" or "greenlet"
+        self.engine_kind = engine
         self.seed = seed
         self.on_bug = on_bug
         self.timeout = timeout
@@ -340,6 +353,8 @@ class SmpMachine:
                                 "nodes": self.nr_nodes, "on_bug": self.on_bug, "irq_rate": self.irq_rate}
         if self.lockdep is not None:  # it shapes the reports, not the schedule
             args["lockdep"] = True
+        if self.costs != DEFAULT_COSTS:
+            args["costs"] = self.costs.as_dict()
         args.update(self.policy_options)
         return args
 
@@ -387,6 +402,8 @@ class SmpMachine:
         policy: Policy = make_policy(self.policy_name, seed, **opts)
         if self._replay is not None and self._runs == 0:
             policy = ReplayPolicy(self._replay, policy)
+        if self.engine_kind == "greenlet":
+            return GreenletEngine(self, policy)
         return BatonEngine(self, policy)
 
     def _new_task(self, fn: Callable[[], Any], comm: str, daemon: bool = False) -> Task:
@@ -438,7 +455,7 @@ class SmpMachine:
         comms = {t.pid: t.comm for t in engine.tasks}
         name = self.policy_name
         seed = self.seed if self._runs == 0 else (self.seed * 1_000_003 + self._runs)
-        return Trace(name, seed, list(engine.decisions), comms)
+        return Trace(name, seed, engine.decisions, comms)
 
     @property
     def steps(self) -> int:

@@ -133,7 +133,12 @@ class Policy:
         n_run = len(opts.running)
         n_ready = len(opts.ready)
         total = n_run + n_ready + len(opts.idle_irq_cpus)
-        i = rng.randrange(total)
+        # rng.randrange(total), inline (see RandomPolicy.budget)
+        getrandbits = rng.getrandbits
+        k = total.bit_length()
+        i = getrandbits(k)
+        while i >= total:
+            i = getrandbits(k)
         if i < n_run:
             u = opts.running[i]
             return CONTINUE if (u is t and not forced) else ("S", u)
@@ -160,10 +165,19 @@ class RandomPolicy(Policy):
         super().__init__(seed)
         _check_int("random", "mean_run", mean_run, 1)
         self.span = max(1, 2 * mean_run - 1)
+        self.span_bits = self.span.bit_length()
         self.preempt_prob = _check_prob("random", "preempt_prob", preempt_prob)
 
     def budget(self, engine: BatonEngine, t: Task) -> int:
-        return self.rng.randrange(self.span) + 1
+        # rng.randrange(span) + 1, drawn as randrange draws it (the same stream), without
+        # its two Python-level calls: this runs at every decision
+        n = self.span
+        getrandbits = self.rng.getrandbits
+        k = self.span_bits
+        r = getrandbits(k)
+        while r >= n:
+            r = getrandbits(k)
+        return r + 1
 
     def quiet_budget(self, engine: BatonEngine, t: Task) -> int:
         return self.span
@@ -177,6 +191,17 @@ class RandomPolicy(Policy):
                 act = self._irq(engine, opts)
                 if act is not None:
                     return act
+        running = opts.running
+        n = len(running)
+        if n and not opts.ready and not opts.idle_irq_cpus:
+            # _pick_uniform among running tasks only (the same draw), without its call
+            getrandbits = rng.getrandbits
+            k = n.bit_length()
+            i = getrandbits(k)
+            while i >= n:
+                i = getrandbits(k)
+            u = running[i]
+            return CONTINUE if (u is t and not forced) else ("S", u)
         return self._pick_uniform(t, opts, forced)
 
 
@@ -288,11 +313,17 @@ class VirtualTimePolicy(Policy):
 
     def vlimit(self, engine: BatonEngine, t: Task) -> int:
         lim = 1 << 62
+        ready = engine.ready
+        first_ready = -1  # the earliest ready_at of a ready task, once needed
         for c in engine.cpus:
             u = c.curr
             if u is None:
-                if engine.ready:
-                    lim = min(lim, max(c.clock, min(r.ready_at for r in engine.ready)))
+                if ready:
+                    if first_ready < 0:
+                        first_ready = min(r.ready_at for r in ready)
+                    at = c.clock if c.clock > first_ready else first_ready
+                    if at < lim:
+                        lim = at
             elif u is not t and (u.spinning is None or not u.spinning.locked()):
                 if c.clock < lim:
                     lim = c.clock

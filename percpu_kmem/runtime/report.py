@@ -69,8 +69,22 @@ class Report:
         return self.text
 
 
+_RELPATHS: dict[tuple[str, str], str] = {}
+
+
 def relpath(filename: str) -> str:
-    """Shorten a source path the way kernel messages name files (mm/slab.c)."""
+    """Shorten a source path the way kernel messages name files (mm/slab.c).
+
+    Memoized per (file, working directory): report sites and lock_stat's contention
+    points ask for the same few files over and over."""
+    key = (filename, os.getcwd())
+    rel = _RELPATHS.get(key)
+    if rel is None:
+        rel = _RELPATHS[key] = _relpath(filename)
+    return rel
+
+
+def _relpath(filename: str) -> str:
     absf = os.path.abspath(filename)
     if absf.startswith(_PKG_DIR + os.sep):
         return os.path.relpath(absf, os.path.dirname(_PKG_DIR))
@@ -84,14 +98,26 @@ def relpath(filename: str) -> str:
 _SKIP_FILES: set[str] = set()
 
 
+#: _is_runtime_frame's answers for absolute file names (they do not depend on the working
+#: directory); cleared when skip_frames_of adds a file
+_RUNTIME_FRAME: dict[str, bool] = {}
+
+
 def skip_frames_of(filename: str) -> None:
     """Leave a module's frames out of report sites (memory accessors report their caller)."""
     _SKIP_FILES.add(os.path.abspath(filename))
+    _RUNTIME_FRAME.clear()
 
 
 def _is_runtime_frame(filename: str) -> bool:
+    known = _RUNTIME_FRAME.get(filename)
+    if known is not None:
+        return known
     absf = os.path.abspath(filename)
-    return absf.startswith(_RUNTIME_DIR + os.sep) or absf in _SKIP_FILES
+    known = absf.startswith(_RUNTIME_DIR + os.sep) or absf in _SKIP_FILES
+    if os.path.isabs(filename):
+        _RUNTIME_FRAME[filename] = known
+    return known
 
 
 def capture_stack(skip_runtime: bool = True, limit: int = 24) -> tuple[Frame, ...]:
@@ -134,7 +160,9 @@ def user_site(depth: int = 2) -> tuple[str, int, str]:
     the simulated code that called into the model (a driver's kmalloc line). Falls back
     to :func:`caller_site` when the call came from the package itself only."""
     f: Any = sys._getframe(depth)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep):
+    # the task's entry (_task_main) ends the walk: below it is the thread pool, not simulated code
+    while (f is not None and f.f_code.co_name != "_task_main"
+           and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep)):
         f = f.f_back
     if f is None or f.f_code.co_name == "_task_main":
         return caller_site(depth + 1)

@@ -85,7 +85,7 @@ class Task:
                  "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
                  "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
                  "held", "in_sleep", "kstate", "points", "relaxes", "relaxes_seen", "relax_streak",
-                 "relax_site", "granted", "engine", "fail_nth", "make_it_fail", "__weakref__")
+                 "relax_site", "granted", "engine", "fail_nth", "make_it_fail", "hb", "glet", "__weakref__")
 
     def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
                  *, is_idle: bool = False, daemon: bool = False) -> None:
@@ -139,6 +139,11 @@ class Task:
         #: this task fails (0: none); with a task filter, only tasks that set make_it_fail fail
         self.fail_nth = 0
         self.make_it_fail = False
+        #: the machine's happens-before clocks (runtime/hb.py) when it detects data races
+        #: (Machine(kcsan=True)), else None: the one test the synchronisation hooks make
+        self.hb: Any = getattr(machine, "hb", None)
+        #: the task's greenlet under the greenlet engine (None until it first runs)
+        self.glet: Any = None
 
     @property
     def name(self) -> str:

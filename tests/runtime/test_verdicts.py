@@ -728,3 +728,31 @@ def test_busy_waiting_for_a_task_that_sleeps_lets_virtual_time_pass(policy: str)
 
     _, woke_at = m.run(waiter, sleeper)
     assert woke_at >= 10 and not m.reports
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("work", [5, 6, 7])
+def test_a_drain_reaches_the_one_safe_point_of_a_loop_that_runs_alone(seed: int, work: int) -> None:
+    """While draining, a task left alone on the machine (nothing else to choose) gets a
+    budget of one point, not the policy's quiet budget: a loop whose only safe point
+    recurs at the quiet budget's period must still unwind there, not inside its lock."""
+    from percpu_kmem.linux import preempt_point, spin_lock, spin_lock_init, spin_unlock
+    m = Machine(cpus=2, policy="random", seed=seed)
+    lock = spin_lock_init("loop_lock")
+
+    def looper() -> None:
+        while True:
+            spin_lock(lock)
+            for _ in range(work):
+                preempt_point("inside")
+            spin_unlock(lock)
+
+    def failer() -> None:
+        for _ in range(20):
+            preempt_point("before")
+        raise ValueError("the driver's bug")
+
+    with pytest.raises(ValueError, match="the driver's bug"):
+        m.run(looper, failer)
+    m.check()  # no lock left held by the unwound looper
+    assert lock.owner is None

@@ -1,0 +1,507 @@
+"""KASAN-style memory checking: every access through the accessors is checked against a
+shadow of simulated memory, and bad ones are reported in KASAN's words.
+
+Models generic KASAN (mm/kasan/ of today's kernels, 6.5 and later: the era of
+"slab-use-after-free" and of the separate "double-free" and "invalid-free" titles).
+``Machine(kasan=True)`` turns it on for the whole life of the machine (boot included,
+so boot's own objects are known to be live).
+
+Kept:
+
+* the shadow's states and their codes (``KASAN_PAGE_FREE 0xff``, ``KASAN_SLAB_REDZONE
+  0xfc``, ``KASAN_SLAB_FREE 0xfb``, ``KASAN_VMALLOC_INVALID 0xf8``; ``00`` for a granule of
+  8 bytes that is all accessible, ``01``..``07`` for one whose first N bytes are): a slab
+  object is accessible up to its *requested* size (kmalloc(100) from size-128: bytes
+  100..127 are red zone), a freed object is ``KASAN_SLAB_FREE``, a free page
+  ``KASAN_PAGE_FREE``, a vmalloc area up to its requested size, the rest of the area and
+  its guard page ``KASAN_VMALLOC_INVALID``; slab management space and objects never
+  allocated are red zone;
+* the check at the time of the access (``kasan_check_range``), the bug type from the
+  shadow of the first bad byte, the report of ``mm/kasan/report.c``: the ``=`` rules,
+  "BUG: KASAN: <type> in <func>", "Read of size N at addr A by task comm/pid", the stack,
+  "Allocated by task N:" / "Freed by task N:" with the simulated stacks of both, "The
+  buggy address belongs to the object at A / which belongs to the cache C of size N",
+  "The buggy address is located N bytes to the right of / allocated N-byte region [A, B)",
+  the physical page, and "Memory state around the buggy address" (five rows of 16
+  shadow bytes, the caret under the first bad granule), addresses as i386's ``%px``;
+* double free and invalid free checked at kfree/kmem_cache_free (``check_slab_allocation``):
+  "BUG: KASAN: double-free in kfree", "Free of addr A by task comm/pid"; a double free
+  under KASAN is one KASAN report (it takes the place of the always-on hardening check);
+* a slab element in a mempool's reserve is freed for KASAN (``kasan_poison_element``),
+  allocated again when the pool hands it out.
+
+Simplified (docs/kasan.md says why):
+
+* the quarantine: KASAN parks freed objects in a global FIFO (1/32 of memory) before the
+  allocator may hand them out again. The model keeps the allocator's bookkeeping exactly
+  as without KASAN (so a run takes the same scheduling decisions with KASAN on or off)
+  and makes each CPU's magazine a FIFO instead: a freed object goes to the cold end,
+  behind every free object the CPU holds, and is handed out again last. Bounded (by
+  the magazine), FIFO, but no longer than what the CPU holds: an object freed into an
+  empty magazine can come straight back;
+* no redzone is added to a cache's objects (the geometry is 2.6's): an overflow past a
+  full-size object into a live neighbour is not seen;
+* a bad access is reported and not performed: a bad write is dropped, a bad read gets
+  the bytes that are there (zeros where nothing maps), so one bug gives one report and
+  the allocator's state stays sound; reports fold by (bug type, code line), as
+  ``kasan_multi_shot`` with a rate limit (the kernel's default stops after the first);
+* stacks are the simulated (Python) stacks, frames as ``func (file:line)``; the page
+  description is one line instead of ``dump_page``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from ..runtime.errors import KernelBug
+from ..runtime.report import Frame, relpath, skip_frames_of
+from ..runtime.task import CURRENT
+from .context import stack_codes
+from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved, PG_slab
+
+if TYPE_CHECKING:
+    from ..machine import Machine
+    from .slab import kmem_cache_t
+    from .vmalloc import vm_struct
+
+skip_frames_of(__file__)
+
+#: kmem_cache_t.debug bit: the cache's allocations and frees go through KASAN's hooks
+#: (the slab's debug path; never one of the SLAB_* flags a cache is created with)
+SLAB_KASAN: Final = 1 << 30
+
+KASAN_GRANULE_SIZE: Final = 8
+KASAN_PAGE_FREE: Final = 0xFF
+KASAN_PAGE_REDZONE: Final = 0xFE
+KASAN_SLAB_REDZONE: Final = 0xFC
+KASAN_SLAB_FREE: Final = 0xFB
+KASAN_VMALLOC_INVALID: Final = 0xF8
+#: the rule start_report()/end_report() print around every report
+KASAN_RULE: Final = "=" * 66
+META_BYTES_PER_ROW: Final = 16
+META_MEM_BYTES_PER_ROW: Final = META_BYTES_PER_ROW * KASAN_GRANULE_SIZE
+META_ROWS_AROUND_ADDR: Final = 2
+
+_BUG_TYPES: Final = {KASAN_PAGE_FREE: "use-after-free", KASAN_PAGE_REDZONE: "page-out-of-bounds",
+                     KASAN_SLAB_REDZONE: "slab-out-of-bounds", KASAN_SLAB_FREE: "slab-use-after-free",
+                     KASAN_VMALLOC_INVALID: "vmalloc-out-of-bounds"}
+_STACK_LIMIT: Final = 16
+#: frames a track keeps before filtering (the hooks' own frames are among them)
+_RAW_LIMIT: Final = 24
+_HERE: Final = os.path.dirname(os.path.abspath(__file__))
+#: frames a report's "in <func>" and stacks leave out: the accessors, the atomics, this module
+_SKIP_FILES: Final = frozenset(os.path.join(_HERE, f) for f in ("access.py", "atomic.py", "kasan.py",
+                                                                       "slab_debug.py", "kmemleak.py"))
+_RUNTIME_DIR: Final = os.path.join(os.path.dirname(_HERE), "runtime") + os.sep
+_INF: Final = 1 << 40
+
+T = TypeVar("T")
+
+
+class Track:
+    """kasan_track: who allocated or freed an object, and the simulated stack then."""
+
+    __slots__ = ("pid", "frames")
+
+    def __init__(self, pid: int, frames: tuple[tuple[Any, int], ...]) -> None:
+        self.pid = pid
+        self.frames = frames
+
+
+_skip_cache: dict[Any, bool] = {}
+
+
+def _skipped(code: Any) -> bool:
+    s = _skip_cache.get(code)
+    if s is None:
+        f = os.path.abspath(code.co_filename)
+        s = _skip_cache[code] = f in _SKIP_FILES or f.startswith(_RUNTIME_DIR)
+    return s
+
+
+def raw_stack(depth: int = 2) -> tuple[tuple[Any, int], ...]:
+    """The simulated stack as (code, line) pairs, innermost first: kept as it is (cheap) and
+    filtered and formatted only if a report prints it (``format_stack``)."""
+    return tuple(stack_codes(depth, _RAW_LIMIT))
+
+
+def _kept(frames: tuple[tuple[Any, int], ...]) -> list[tuple[Any, int]]:
+    """The frames a report shows: the model's checking machinery left out."""
+    return [fr for fr in frames if not _skipped(fr[0])][:_STACK_LIMIT]
+
+
+def format_stack(frames: tuple[tuple[Any, int], ...]) -> list[str]:
+    return [str(Frame(code.co_name, relpath(code.co_filename), line)) for code, line in _kept(frames)]
+
+
+def _frames(frames: tuple[tuple[Any, int], ...]) -> tuple[Frame, ...]:
+    return tuple(Frame(code.co_name, relpath(code.co_filename), line) for code, line in _kept(frames))
+
+
+class Kasan:
+    """The shadow of one machine (``m.kasan``) and its reports."""
+
+    def __init__(self, m: Machine) -> None:
+        self.m = m
+        #: live slab objects: object address -> requested size
+        self.live: dict[int, int] = {}
+        #: freed slab objects: object address -> the size it had
+        self.freed: dict[int, int] = {}
+        self.alloc_track: dict[int, Track] = {}
+        self.free_track: dict[int, Track] = {}
+        #: vmalloc areas: start -> requested size
+        self.vm_req: dict[int, int] = {}
+        #: tasks inside kasan_disable_current(): task -> depth
+        self.disabled: dict[Any, int] = {}
+        self.nr_reports = 0
+
+    # -- the allocators' hooks ------------------------------------------------------------
+    def track(self) -> Track:
+        t = CURRENT.task
+        return Track(t.pid if t else 0, raw_stack(3))
+
+    def slab_alloc(self, c: kmem_cache_t, objp: int, size: int) -> None:
+        """kasan_slab_alloc/kasan_kmalloc: unpoison the requested size, save the alloc track."""
+        self.live[objp] = size if size >= 0 else c.reallen
+        self.freed.pop(objp, None)
+        self.free_track.pop(objp, None)
+        self.alloc_track[objp] = self.track()
+
+    def ksize(self, objp: int, usable: int) -> None:
+        """ksize() unpoisons the whole object: its caller may use all of it."""
+        if objp in self.live:
+            self.live[objp] = usable
+
+    def slab_free_check(self, c: kmem_cache_t, objp: int, func: str) -> bool:
+        """check_slab_allocation at kfree/kmem_cache_free: False after a report (refused)."""
+        sa = c.sa
+        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        raw = objp - c.dbghead
+        off = raw - slab.s_mem if slab is not None else -1
+        if slab is None or off < 0 or off % c.objsize or off // c.objsize >= c.num:
+            c.errors += 1
+            self.report_free(objp, func, "invalid-free")
+            return False
+        if objp not in self.live:
+            c.errors += 1
+            self.report_free(objp, func, "double-free")
+            return False
+        return True
+
+    def slab_free(self, c: kmem_cache_t, objp: int, raw: int) -> int:
+        """kasan_slab_free: poison the object, save the free track, and quarantine it.
+
+        Returns the slot the allocator should put on this CPU's magazine: the free object
+        the CPU has held longest, whose place ``raw`` takes (the model's quarantine)."""
+        self.freed[objp] = self.live.pop(objp)
+        self.free_track[objp] = self.track()
+        t = CURRENT.task
+        cc = c.cpu[t.cpu.id]
+        mag = cc.loaded or cc.previous
+        if mag:
+            oldest = mag[0]
+            mag[0] = raw
+            return oldest
+        return raw
+
+    def mempool_poison(self, element: object) -> None:
+        """kasan_mempool_poison_object: a slab element going into a mempool's reserve is
+        freed for KASAN (no quarantine: the pool keeps it), with a free track."""
+        if isinstance(element, int) and element in self.live:
+            self.freed[element] = self.live.pop(element)
+            self.free_track[element] = self.track()
+
+    def mempool_unpoison(self, element: object) -> None:
+        """kasan_mempool_unpoison_object: the element leaves the reserve, allocated again."""
+        if isinstance(element, int) and element in self.freed:
+            self.live[element] = self.freed.pop(element)
+            self.free_track.pop(element, None)
+            self.alloc_track[element] = self.track()
+
+    def forget(self, objp: int) -> None:
+        """The object's slab goes back to the page allocator: its slot no longer exists."""
+        self.freed.pop(objp, None)
+        self.live.pop(objp, None)
+        self.alloc_track.pop(objp, None)
+        self.free_track.pop(objp, None)
+
+    def vmalloc_alloc(self, addr: int, size: int) -> None:
+        self.vm_req[addr] = size
+
+    def vmalloc_free(self, addr: int) -> None:
+        self.vm_req.pop(addr, None)
+
+    def unchecked(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` inside kasan_disable_current()/kasan_enable_current() (constructors and
+        destructors touch objects that are not allocated)."""
+        t = CURRENT.task
+        d = self.disabled
+        d[t] = d.get(t, 0) + 1
+        try:
+            return fn(*args)
+        finally:
+            n = d[t] - 1
+            if n:
+                d[t] = n
+            else:
+                del d[t]
+
+    # -- the shadow -----------------------------------------------------------------------
+    def region(self, a: int) -> tuple[int, int]:
+        """(shadow code, end): the state of byte ``a`` and the first address where it may
+        change. Code 0 is accessible."""
+        m = self.m
+        mem = m.mem
+        low_end = PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT)
+        if PAGE_OFFSET <= a < low_end:
+            pfn = (a - PAGE_OFFSET) >> PAGE_SHIFT
+            page_end = PAGE_OFFSET + ((pfn + 1) << PAGE_SHIFT)
+            flags = mem.flags[pfn]
+            if flags & PG_slab:
+                sa = m.slab
+                head = mem.private[pfn]
+                slab = sa.slab_of.get(head)
+                c = sa.by_id.get(mem.owner[pfn])
+                if slab is None or c is None:
+                    return KASAN_SLAB_REDZONE, page_end
+                if a < slab.s_mem:
+                    return KASAN_SLAB_REDZONE, slab.s_mem
+                idx = (a - slab.s_mem) // c.objsize
+                if idx >= c.num:
+                    return KASAN_SLAB_REDZONE, PAGE_OFFSET + ((head + (1 << c.gfporder)) << PAGE_SHIFT)
+                raw = slab.s_mem + idx * c.objsize
+                objp = raw + c.dbghead
+                if a < objp:
+                    return KASAN_SLAB_REDZONE, objp
+                n = self.live.get(objp)
+                if n is not None:
+                    return (0, objp + n) if a < objp + n else (KASAN_SLAB_REDZONE, raw + c.objsize)
+                n = self.freed.get(objp)
+                if n is not None and a < objp + max(n, 1):
+                    return KASAN_SLAB_FREE, objp + max(n, 1)
+                return KASAN_SLAB_REDZONE, raw + c.objsize
+            count = mem.count
+            if count[pfn] > 0 or flags & PG_reserved:
+                return 0, page_end
+            if flags & PG_compound and count[mem.private[pfn]] > 0:
+                return 0, page_end
+            return KASAN_PAGE_FREE, page_end
+        vm = getattr(m, "vmalloc", None)
+        if vm is not None and vm.start <= a < vm.end:
+            area = self._area(a)
+            if area is None:
+                return KASAN_VMALLOC_INVALID, (a | (PAGE_SIZE - 1)) + 1
+            if area.flags & 1:  # VM_IOREMAP: device memory, not checked
+                return 0, area.end
+            req = self.vm_req.get(area.addr, area.size - PAGE_SIZE)
+            if a < area.addr + req:
+                return 0, area.addr + req
+            return KASAN_VMALLOC_INVALID, area.end
+        return 0, _INF
+
+    def _area(self, a: int) -> vm_struct | None:
+        import bisect
+        vm = self.m.vmalloc
+        i = bisect.bisect_right(vm._addrs, a) - 1
+        if i >= 0:
+            area = vm.vmlist[i]
+            if area.addr <= a < area.end:
+                return area
+        return None
+
+    def first_bad(self, addr: int, size: int) -> tuple[int, int] | None:
+        """(first bad address, its shadow code) in [addr, addr + size), or None."""
+        a, end = addr, addr + size
+        while a < end:
+            code, stop = self.region(a)
+            if code:
+                return a, code
+            a = stop
+        return None
+
+    def shadow_byte(self, ga: int) -> int:
+        """The shadow byte of the granule at ``ga`` (8-aligned)."""
+        code, stop = self.region(ga)
+        if code:
+            return code
+        if stop >= ga + KASAN_GRANULE_SIZE:
+            return 0
+        return stop - ga
+
+    # -- the check ------------------------------------------------------------------------
+    def check(self, addr: int, size: int, write: bool) -> bool:
+        """kasan_check_range: True when the access is bad (reported; not to be performed)."""
+        if size <= 0:
+            return False
+        if self.disabled and CURRENT.task in self.disabled:
+            return False
+        m = self.m
+        mem = m.mem
+        if PAGE_OFFSET <= addr < PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
+            pfn = (addr - PAGE_OFFSET) >> PAGE_SHIFT
+            flags = mem.flags[pfn]
+            if flags & PG_slab:  # the common case: inside one live object
+                sa = m.slab
+                slab = sa.slab_of.get(mem.private[pfn])
+                c = sa.by_id.get(mem.owner[pfn])
+                if slab is not None and c is not None and addr >= slab.s_mem:
+                    idx = (addr - slab.s_mem) // c.objsize
+                    if idx < c.num:
+                        objp = slab.s_mem + idx * c.objsize + c.dbghead
+                        n = self.live.get(objp)
+                        if n is not None and objp <= addr and addr + size <= objp + n:
+                            return False
+            elif addr + size <= PAGE_OFFSET + ((pfn + 1) << PAGE_SHIFT) \
+                    and (mem.count[pfn] > 0 or flags & PG_reserved):
+                return False  # inside one page that someone holds
+        bad = self.first_bad(addr, size)
+        if bad is None:
+            return False
+        self.report_access(addr, size, write, bad[0], bad[1])
+        return True
+
+    def bad_read(self, addr: int, n: int) -> bytes:
+        """What a read KASAN reported returns: the bytes there, zeros where nothing maps."""
+        mem = self.m.mem
+        if PAGE_OFFSET <= addr and addr + n <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
+            return mem.read(addr - PAGE_OFFSET, n)
+        out = bytearray(n)
+        vm = getattr(self.m, "vmalloc", None)
+        ram = mem.nr_pages << PAGE_SHIFT
+        for i in range(n):
+            a = addr + i
+            pfn = vm.ptes.get(a >> PAGE_SHIFT) if vm is not None else None
+            if pfn is not None and (pfn << PAGE_SHIFT) < ram:
+                out[i] = mem.read((pfn << PAGE_SHIFT) | (a & (PAGE_SIZE - 1)), 1)[0]
+        return bytes(out)
+
+    # -- reports --------------------------------------------------------------------------
+    def _site(self) -> tuple[str, int, str, tuple[tuple[Any, int], ...]]:
+        frames = raw_stack(3)
+        kept = _kept(frames)
+        if kept:
+            code, line = kept[0]
+            return relpath(code.co_filename), line, code.co_name, frames
+        return "<unknown>", 0, "<unknown>", frames
+
+    def report_access(self, addr: int, size: int, write: bool, bad: int, code: int) -> None:
+        bug_type = _BUG_TYPES.get(code, "out-of-bounds")
+        t = CURRENT.task
+        file, line, func, frames = self._site()
+        head = [KASAN_RULE, f"BUG: KASAN: {bug_type} in {func}",
+                f"{'Write' if write else 'Read'} of size {size} at addr {addr:08x} by task {t.comm}/{t.pid}"]
+        self._emit(bug_type, head, addr, bad, frames, f"{bug_type}:{file}:{line}",
+                   {"bug_type": bug_type, "address": addr, "size": size, "write": write})
+
+    def report_free(self, ptr: int, func: str, bug_type: str) -> None:
+        """kasan_report_invalid_free: a double free or an invalid free (refused)."""
+        t = CURRENT.task
+        file, line, _, frames = self._site()
+        head = [KASAN_RULE, f"BUG: KASAN: {bug_type} in {func}",
+                f"Free of addr {ptr:08x} by task {t.comm}/{t.pid}"]
+        self._emit(bug_type, head, ptr, ptr, frames, f"{bug_type}:{file}:{line}",
+                   {"bug_type": bug_type, "address": ptr})
+
+    def _emit(self, bug_type: str, head: list[str], addr: int, bad: int,
+              frames: tuple[tuple[Any, int], ...], site: str, extra: dict[str, Any]) -> None:
+        m = self.m
+        t = CURRENT.task
+        lines = [*head, "", f"CPU: {t.cpu.id if t.cpu else -1} PID: {t.pid} Comm: {t.comm}", "Call Trace:",
+                 *format_stack(frames), ""]
+        lines += self._describe(addr, bug_type, extra)
+        lines += self.memory_state(bad)
+        lines.append(KASAN_RULE)
+        self.nr_reports += 1
+        kind = "kasan_" + bug_type.replace("-", "_")
+        try:  # the stack is in the text where KASAN prints it; Report.stack gets it too
+            rep = m.report(kind, lines, site=site, stack=False, extra=extra)
+        except KernelBug as e:  # on_bug="raise"
+            if not e.report.stack:
+                e.report.stack = _frames(frames)
+            raise
+        if not rep.stack:
+            rep.stack = _frames(frames)
+
+    def _describe(self, addr: int, bug_type: str, extra: dict[str, Any]) -> list[str]:
+        """print_address_description: the object and its tracks, the vmalloc area, the page."""
+        m = self.m
+        mem = m.mem
+        out: list[str] = []
+        if PAGE_OFFSET <= addr < PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
+            pfn = (addr - PAGE_OFFSET) >> PAGE_SHIFT
+            if mem.flags[pfn] & PG_slab:
+                sa = m.slab
+                slab = sa.slab_of.get(mem.private[pfn])
+                c = sa.by_id.get(mem.owner[pfn])
+                if slab is not None and c is not None:
+                    idx = min(max((addr - slab.s_mem) // c.objsize, 0), c.num - 1)
+                    objp = slab.s_mem + idx * c.objsize + c.dbghead
+                    out += self._describe_object(addr, objp, c, bug_type, extra)
+            state = "free" if self.region(PAGE_OFFSET + (pfn << PAGE_SHIFT))[0] == KASAN_PAGE_FREE else \
+                f"refcount:{mem.count[pfn]}"
+            out += ["The buggy address belongs to the physical page:",
+                    f"page: {state} pfn:{pfn:#x}{' slab' if mem.flags[pfn] & PG_slab else ''}",
+                    "page dumped because: kasan: bad access detected", ""]
+            return out
+        vm = getattr(m, "vmalloc", None)
+        if vm is not None and vm.start <= addr < vm.end:
+            area = self._area(addr)
+            if area is not None:
+                file, line, func = area.caller
+                out += ["The buggy address belongs to the virtual mapping at",
+                        f" [{area.addr:08x}, {area.end:08x}) created by:", f" {func} ({file}:{line})", ""]
+        return out
+
+    def _describe_object(self, addr: int, objp: int, c: kmem_cache_t, bug_type: str,
+                         extra: dict[str, Any]) -> list[str]:
+        out: list[str] = []
+        at = self.alloc_track.get(objp)
+        if at is not None:
+            out += [f"Allocated by task {at.pid}:", *format_stack(at.frames), ""]
+        ft = self.free_track.get(objp)
+        if ft is not None:
+            out += [f"Freed by task {ft.pid}:", *format_stack(ft.frames), ""]
+        n = self.live.get(objp)
+        if n is None:
+            n = self.freed.get(objp, c.reallen)
+        if addr < objp:
+            rel, nbytes = "to the left", objp - addr
+        elif addr >= objp + n:
+            rel, nbytes = "to the right", addr - (objp + n)
+        else:
+            rel, nbytes = "inside", addr - objp
+        state = "allocated " if bug_type == "slab-out-of-bounds" else \
+            "freed " if bug_type == "slab-use-after-free" else ""
+        extra.update({"cache": c.name, "object": objp, "alloc_size": n})
+        out += [f"The buggy address belongs to the object at {objp:08x}",
+                f" which belongs to the cache {c.name} of size {c.reallen}",
+                f"The buggy address is located {nbytes} bytes {rel} of",
+                f" {state}{n}-byte region [{objp:08x}, {objp + n:08x})", ""]
+        return out
+
+    def memory_state(self, bad: int) -> list[str]:
+        """print_memory_metadata: the shadow rows around the first bad address, with the caret."""
+        out = ["Memory state around the buggy address:"]
+        row = (bad & ~(META_MEM_BYTES_PER_ROW - 1)) - META_ROWS_AROUND_ADDR * META_MEM_BYTES_PER_ROW
+        for i in range(-META_ROWS_AROUND_ADDR, META_ROWS_AROUND_ADDR + 1):
+            row &= 0xFFFFFFFF
+            cells = " ".join(f"{self.shadow_byte(row + g * KASAN_GRANULE_SIZE):02x}"
+                             for g in range(META_BYTES_PER_ROW))
+            out.append(f"{'>' if i == 0 else ' '}{row:08x}: {cells}")
+            if row <= bad < row + META_MEM_BYTES_PER_ROW:
+                width = 3 + 8 + (bad - row) // KASAN_GRANULE_SIZE * 3 + 1
+                out.append(" " * (width - 1) + "^")
+            row += META_MEM_BYTES_PER_ROW
+        return out
+
+
+def kasan_init(m: Machine) -> Kasan:
+    """The shadow of machine ``m`` (Machine(kasan=True) stores it as ``m.kasan`` before boot)."""
+    return Kasan(m)
+
+
+__all__ = ["Kasan", "Track", "kasan_init", "raw_stack", "format_stack", "SLAB_KASAN", "KASAN_GRANULE_SIZE",
+           "KASAN_PAGE_FREE", "KASAN_PAGE_REDZONE", "KASAN_SLAB_REDZONE", "KASAN_SLAB_FREE",
+           "KASAN_VMALLOC_INVALID", "KASAN_RULE"]
