@@ -11,7 +11,9 @@ Two kinds of per-CPU counters, the way drivers keep statistics without a shared 
   over ``per_cpu_ptr`` at the end, then ``free_percpu``.
 
 Four threads on two CPUs (so they migrate between updates), and a random interrupt.
-The sums are exact: no update is lost (the buggy variant, ``raw_smp_processor_id()``
+The sums are exact: no update is lost (the owner reads the interrupt counters and the
+list of interrupts together under the lock the handler takes, since a handler may be
+running on the other CPU while it reads) (the buggy variant, ``raw_smp_processor_id()``
 without ``get_cpu()``, is the built-in ``percpu-kmem run percpu-counter`` demo).
 """
 
@@ -31,7 +33,9 @@ from percpu_kmem.linux import (
     read_u32,
     spin_lock,
     spin_lock_init,
+    spin_lock_irqsave,
     spin_unlock,
+    spin_unlock_irqrestore,
     this_cpu_add,
     this_cpu_inc,
     wait_event,
@@ -56,9 +60,13 @@ def counters_with_get_cpu(m):
     lock = spin_lock_init("done_lock")
     ready = init_waitqueue_head("ready")
 
+    irq_stat_lock = spin_lock_init("irq_stat_lock")
+
     def handler(irq, dev):
+        spin_lock(irq_stat_lock)  # hardirq: interrupts are off already
         this_cpu_inc(irq_events)
         fired.append(irq)
+        spin_unlock(irq_stat_lock)
 
     m.request_irq(15, handler, "timer", rate=0.05)
 
@@ -89,8 +97,11 @@ def counters_with_get_cpu(m):
         free_irq(15)
         counted = sum(per_cpu(packets, c).value for c in range(m.nr_cpus))
         assert counted == 2 * TASKS * ITERATIONS, f"lost per-CPU updates: {counted} of {2 * TASKS * ITERATIONS}"
+        flags = spin_lock_irqsave(irq_stat_lock)  # a handler on the other CPU may be counting now
         irqs = sum(per_cpu(irq_events, c).value for c in range(m.nr_cpus))
-        assert irqs == len(fired), f"interrupt counter {irqs}, interrupts {len(fired)}"
+        nr_fired = len(fired)
+        spin_unlock_irqrestore(irq_stat_lock, flags)
+        assert irqs == nr_fired, f"interrupt counter {irqs}, interrupts {nr_fired}"
         total = sum(read_u32(per_cpu_ptr(state["bytes"], c)) for c in range(m.nr_cpus))
         assert total == TASKS * sum(100 + i for i in range(ITERATIONS)), f"lost this_cpu_add()s: {total}"
         free_percpu(state["bytes"])
