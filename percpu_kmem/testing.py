@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from .machine import Machine
 from .runtime.errors import KmemError, KmemUsageError
@@ -93,6 +95,84 @@ class UnexpectedReport(KmemError):
             lines.append(f"{where}: {len(reports) - 1} more unexpected: {_kinds_summary(reports[1:])}")
         lines.append(replay)
         super().__init__("\n".join(lines))
+
+
+@dataclass
+class ExploreStats:
+    """What one ``explore(..., stats=True)`` campaign did: ``str()`` for people, ``as_dict()`` for JSON.
+
+    Attributes:
+        runs: scenario runs made (remembered failures rerun first included).
+        elapsed: wall seconds of the campaign.
+        schedules: hashes of the distinct schedules run (a trace's decisions; free-running
+            runs record none and are counted in ``unrecorded``).
+        policies: per policy and options (``"pct depth=2 steps=41"``), the runs made.
+        reports: per report kind, how many runs recorded one and the first such run
+            (policy, options, seed); the failing run's reports included.
+        failure: the failing run (kind, policy, options, seed), None if every run passed.
+    """
+
+    runs: int = 0
+    elapsed: float = 0.0
+    schedules: set[int] = field(default_factory=set)
+    unrecorded: int = 0
+    policies: dict[str, int] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: dict[str, Any] | None = None
+
+    @property
+    def runs_per_second(self) -> float:
+        return self.runs / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def distinct_schedules(self) -> int:
+        return len(self.schedules)
+
+    def _record(self, m: Machine, policy: str, options: dict[str, Any], seed: int) -> None:
+        self.runs += 1
+        pol = getattr(m.engine, "policy", None)
+        if policy == "pct" and pol is not None:  # the parameters PCT ran with, defaults included
+            options = {**options, "depth": getattr(pol, "depth", "?"), "steps": getattr(pol, "steps", "?")}
+        label = " ".join([policy, *(f"{k}={v}" for k, v in sorted(options.items()))])
+        self.policies[label] = self.policies.get(label, 0) + 1
+        trace = m.last_trace
+        if trace is None or m.policy_name == "free":
+            self.unrecorded += 1
+        else:
+            self.schedules.add(hash(tuple(trace.decisions)))
+        for kind in dict.fromkeys(r.kind for r in m.reports):
+            entry = self.reports.get(kind)
+            if entry is None:
+                self.reports[kind] = {"runs": 1, "first": {"policy": policy, "options": dict(options), "seed": seed}}
+            else:
+                entry["runs"] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        """The numbers for JSON (the command line prints them)."""
+        return {"mode": "explore", "runs": self.runs, "elapsed": round(self.elapsed, 3),
+                "runs_per_second": round(self.runs_per_second, 1),
+                "distinct_schedules": self.distinct_schedules, "unrecorded_schedules": self.unrecorded,
+                "policies": dict(self.policies),
+                "reports": {k: {"runs": v["runs"], "first": dict(v["first"])} for k, v in self.reports.items()},
+                "failure": dict(self.failure) if self.failure is not None else None}
+
+    def __str__(self) -> str:
+        lines = [f"explore: {self.runs} runs in {self.elapsed:.2f} s ({self.runs_per_second:.1f} runs/s), "
+                 f"{self.distinct_schedules} distinct schedules"
+                 + (f" (+{self.unrecorded} free-running, unrecorded)" if self.unrecorded else "")]
+        for label, n in self.policies.items():
+            lines.append(f"  {label}: {n} runs")
+        for kind, v in self.reports.items():
+            f = v["first"]
+            opts = "".join(f" {k}={x}" for k, x in sorted(f["options"].items()))
+            lines.append(f"  report {kind!r}: {v['runs']} runs, first under policy={f['policy']}{opts} "
+                         f"seed={f['seed']}")
+        if self.failure is not None:
+            f = self.failure
+            lines.append(f"  FAILED: {f['kind']} under policy={f['policy']} seed={f['seed']}")
+        else:
+            lines.append("  no failure")
+        return "\n".join(lines)
 
 
 def _kinds_summary(reports: Iterable[Report]) -> str:
@@ -193,9 +273,20 @@ def _raise_unexpected(m: Machine, expected: frozenset[str], policy: str, seed: i
                                replay=_hint(m, policy, seed), where=where)
 
 
+@overload
+def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None = ...,
+            policies: Iterable[str] | str | None = ..., check: bool = ...,
+            expect: str | Collection[str] = ..., shrink: bool = ..., stats: Literal[False] = ...,
+            **machine_kw: Any) -> int: ...
+@overload
+def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None = ...,
+            policies: Iterable[str] | str | None = ..., check: bool = ...,
+            expect: str | Collection[str] = ..., shrink: bool = ..., stats: Literal[True],
+            **machine_kw: Any) -> ExploreStats: ...
 def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None = None,
             policies: Iterable[str] | str | None = DEFAULT_POLICIES, check: bool = True,
-            expect: str | Collection[str] = (), shrink: bool = True, **machine_kw: Any) -> int:
+            expect: str | Collection[str] = (), shrink: bool = True, stats: bool = False,
+            **machine_kw: Any) -> int | ExploreStats:
     """Run ``scenario(machine)`` on a fresh machine for every (policy, seed).
 
     ``scenario`` calls ``m.run(...)`` and asserts what must hold; ``m.check()``
@@ -214,8 +305,11 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     report), the schedule is shrunk first (``shrink=True``, at most SHRINK_RUNS more
     runs, see percpu_kmem/shrink.py) and the note offers the shrunk replay.
 
-    Returns the number of runs. Raises the first failure, with notes carrying
-    the policy, the seed and the replay.
+    Returns the number of runs, or with ``stats=True`` an :class:`ExploreStats` (runs,
+    runs per second, distinct schedules, runs per policy and options, reports by kind
+    with the first seed of each). Raises the first failure, with notes carrying the
+    policy, the seed and the replay; with ``stats=True`` the exception carries the
+    campaign's statistics as ``e.explore_stats`` too.
     """
     if not callable(scenario):
         raise KmemUsageError(f"explore() takes a scenario callable, got {scenario!r}")
@@ -230,6 +324,10 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     planned = {(pp, json.dumps(oo, sort_keys=True), ss) for (pp, oo), ss in plan}
     remembered = [((p, o), s) for p, o, s in _failures_of(key) if (p, o, s) not in planned]
     plan = [((p, json.loads(o)), s) for (p, o), s in remembered] + plan  # earlier failures first
+    if not isinstance(stats, bool):
+        raise KmemUsageError(f"explore(stats={stats!r}) must be True or False")
+    st = ExploreStats() if stats else None
+    t0 = time.perf_counter()
     n = 0
     pct_steps = 0  # the most contended steps a PCT run of this scenario took
     for (policy, options), seed in plan:
@@ -243,6 +341,16 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
                 m.check()
             _raise_unexpected(m, expected, policy, seed, "explore")
         except BaseException as e:
+            if st is not None:
+                st._record(m, policy, opts, seed)
+                st.elapsed = time.perf_counter() - t0
+                first = _unexpected(m, expected)
+                st.failure = {"kind": first[0].kind if first and isinstance(e, UnexpectedReport)
+                              else type(e).__name__, "policy": policy, "options": opts, "seed": seed}
+                try:
+                    e.explore_stats = st  # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
             _annotate(e, m, policy, seed, expected, "explore")
             if isinstance(e, Exception):
                 _remember_failure(key, policy, options, seed)
@@ -251,7 +359,12 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
             raise
         if policy == "pct":
             pct_steps = max(pct_steps, getattr(getattr(m.engine, "policy", None), "pct_step", 0))
+        if st is not None:
+            st._record(m, policy, opts, seed)
         n += 1
+    if st is not None:
+        st.elapsed = time.perf_counter() - t0
+        return st
     return n
 
 
@@ -365,4 +478,5 @@ def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int
 
 
 __all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "CAMPAIGN", "SHRINK_RUNS", "FAILURES_FILE",
-           "FAILURES_KEPT", "UnexpectedReport", "seeds_from_env", "explore", "find_seed", "forget_failures"]
+           "FAILURES_KEPT", "UnexpectedReport", "ExploreStats", "seeds_from_env", "explore", "find_seed",
+           "forget_failures"]

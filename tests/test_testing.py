@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -243,3 +244,37 @@ def test_kmem_seeds_option_refuses_a_non_positive_count(pytester: pytest.Pyteste
     res = pytester.runpytest("--kmem-seeds", "0", "-p", "no:cacheprovider")
     assert res.ret != 0
     res.stderr.fnmatch_lines(["*--kmem-seeds takes a positive number of seeds, got '0'*"])
+
+
+def test_explore_stats_count_runs_schedules_policies_and_reports_with_their_first_seed() -> None:
+    def scenario(m: Machine) -> None:
+        m.run(quiet, sleeps_in_atomic)
+
+    st = explore(scenario, seeds=range(14), policies=None, cpus=2, expect="sleep_in_atomic", stats=True)
+    assert st.runs == 14 and st.elapsed > 0 and st.runs_per_second > 0
+    assert 1 <= st.distinct_schedules <= 14 and st.unrecorded == 0
+    assert sum(st.policies.values()) == 14
+    assert any(label.startswith("pct depth=3 steps=") for label in st.policies), st.policies
+    assert any(label == "random mean_run=1 preempt_prob=0.1" for label in st.policies), st.policies
+    rep = st.reports["sleep_in_atomic"]
+    assert rep["runs"] == 14 and rep["first"] == {"policy": "random", "options": {}, "seed": 0}
+    text = str(st)
+    assert "14 runs" in text and "distinct schedules" in text and "report 'sleep_in_atomic': 14 runs" in text
+    assert "no failure" in text
+    d = st.as_dict()
+    assert json.loads(json.dumps(d)) == d and d["runs"] == 14 and d["failure"] is None
+    assert explore(scenario, seeds=range(3), cpus=2, expect="sleep_in_atomic") == 6  # without stats: the count
+
+
+def test_explore_stats_name_the_failing_run_and_ride_on_its_exception() -> None:
+    def scenario(m: Machine) -> None:
+        m.run(quiet, sleeps_in_atomic)
+
+    with pytest.raises(UnexpectedReport) as ei:
+        explore(scenario, seeds=range(3), policies="pct", cpus=2, stats=True, shrink=False)
+    st = ei.value.explore_stats  # type: ignore[attr-defined]
+    assert st.runs == 1 and st.failure == {"kind": "sleep_in_atomic", "policy": "pct", "options": {}, "seed": 0}
+    assert "FAILED: sleep_in_atomic under policy=pct seed=0" in str(st)
+    assert st.policies == {"pct depth=2 steps=200": 1}
+    with pytest.raises(KmemUsageError, match="stats"):
+        explore(scenario, seeds=range(1), stats="yes")  # type: ignore[call-overload]

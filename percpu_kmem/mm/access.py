@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol, TypeAlias
 
+from ..runtime import footprint as _fp
 from ..runtime.errors import KmemUsageError, Oops
 from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
@@ -198,6 +199,7 @@ def _phys(addr: int, size: int, write: bool) -> int:
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mem_write" if write else "mem_read")
+    if _fp.active: _fp.touch_mem(addr, size, write)  # noqa: E701  (the exhaustive search's footprint)
     m = t.machine
     if m.kasan is not None and m.kasan.check(addr, size, write):
         return _KASAN_BAD  # reported (mm/kasan.py): the access is not performed

@@ -49,6 +49,7 @@ from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
 from . import costs, threadpool
+from . import footprint as _fp
 from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
 from .preempt import HARDIRQ_MASK
@@ -912,6 +913,7 @@ class BatonEngine(Engine):
 
     def wake(self, waker: Task | None, t: Task) -> bool:
         """try_to_wake_up(): make a sleeping (or preparing) task runnable; True if it was."""
+        if _fp.active: _fp.touch("task", t.pid)  # noqa: E701  (the exhaustive search's footprint)
         if t.state == T_SLEEPING and not t.is_idle:
             at = waker.cpu.clock if waker is not None and waker.cpu is not None else self.now
             self._make_ready(t, at)

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import footprint as _fp
 from .errors import KmemUsageError
 from .kernel import (
     block,
@@ -166,6 +167,7 @@ def _spin_bug(t: Task, lock: spinlock_t, msg: str, *, fatal: bool = False) -> No
 
 def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     """debug_spin_lock_before + arch_spin_lock: preemption is already off."""
+    if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (the exhaustive search's footprint)
     ld = t.machine.lockdep
     if ld is not None:
         ld.acquire(t, lock)  # before spinning, as spin_acquire() precedes do_raw_spin_lock()
@@ -192,6 +194,7 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
                     break
         finally:
             lock.spinners -= 1
+        if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (taken after spinning: a step of its own)
         c = t.cpu
         cm = t.machine.costs
         cost = max(0, lock.released_at - c.clock) + cm.lock_handoff + cm.handoff_per_waiter * lock.spinners
@@ -253,6 +256,7 @@ def _forget(owner: Task, lock: Any) -> None:
 
 def _release(t: Task, lock: spinlock_t) -> None:
     """debug_spin_unlock + arch_spin_unlock."""
+    if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701
     c = t.cpu
     if not lock.raw.locked():
         _spin_bug(t, lock, "already unlocked")
@@ -309,6 +313,7 @@ def spin_trylock(lock: spinlock_t) -> int:
     t = CURRENT.task
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_trylock", t, lock, spinlock_t)
+    if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701
     c = t.cpu
     c.preempt_count += 1
     if lock.raw.acquire(False):
