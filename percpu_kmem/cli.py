@@ -349,18 +349,30 @@ def stress_cmd(paths: tuple[str, ...], policies: tuple[str, ...], seeds: int | N
 @click.option("--depth", default="1-3", show_default=True, help="PCT depths: a depth or a range (1-3).")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="PCT's estimate of the run's length in contended steps (default: the policy's).")
+@click.option("--exhaustive", "bound", type=click.IntRange(min=0), default=None, metavar="K",
+              help="Instead of PCT: bounded exhaustive search, every schedule with at most K preemptions "
+                   "(percpu_kmem/exhaustive.py).")
+@click.option("--max-schedules", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="With --exhaustive: schedules to run at most per scenario.")
+@click.option("--no-reduction", is_flag=True, help="With --exhaustive: no partial-order reduction.")
 @_campaign_options
-def explore_cmd(paths: tuple[str, ...], depth: str, steps: int | None, seeds: int | None, first_seed: int,
-                cpus: str | None, jobs_n: int, dask: str | None, quiet: bool, as_json: bool) -> None:
-    """Systematic search: PCT at every depth of a range, each over the seeds.
+def explore_cmd(paths: tuple[str, ...], depth: str, steps: int | None, bound: int | None, max_schedules: int,
+                no_reduction: bool, seeds: int | None, first_seed: int, cpus: str | None, jobs_n: int,
+                dask: str | None, quiet: bool, as_json: bool) -> None:
+    """Systematic search: PCT at every depth of a range, each over the seeds; or, with
+    --exhaustive K, every schedule with at most K preemptions.
 
     PCT at depth d finds a bug that needs d-1 ordering constraints with a probability
     bounded below per run (Burckhardt et al.); a range of depths covers the shallow
-    bugs cheaply and the deeper ones too. Seeds default to 100 per depth.
+    bugs cheaply and the deeper ones too. Seeds default to 100 per depth. The
+    exhaustive search (CHESS-style iterative context bounding with sleep sets) runs in
+    this process, scenario by scenario; it says whether it was complete.
     """
     scenarios = _load(paths)
-    depths = _parse_depths(depth)
     cpu_list = _parse_cpus(cpus)
+    if bound is not None:
+        _explore_exhaustive(scenarios, bound, max_schedules, not no_reduction, cpu_list, as_json)
+    depths = _parse_depths(depth)
     n = seeds if seeds is not None else 100
     opts: dict[str, Any] = {} if steps is None else {"steps": steps}
     runs = [("pct", {"depth": d, **opts}, s) for d in depths for s in range(first_seed, first_seed + n)]
@@ -370,6 +382,49 @@ def explore_cmd(paths: tuple[str, ...], depth: str, steps: int | None, seeds: in
                 "steps": steps, "seeds": [first_seed, first_seed + n], "cpus": cpu_list or "per scenario",
                 "jobs": jobs_n, "dask": dask}
     _finish(result, "explore", plan_doc, as_json, f"explore (PCT depths {depths[0]}-{depths[-1]})")
+
+
+def _trace_replay_command(name: str, trace: Trace, cpus: int, options: dict[str, Any] | None = None) -> str:
+    """``percpu-kmem replay NAME --trace TRACE --cpus N``: the trace inline, or its saved file if long."""
+    arg = str(trace) if len(trace) <= REPLAY_INLINE_MAX else str(save_trace(trace))
+    cmd = f"percpu-kmem replay {shlex.quote(name)} --trace {shlex.quote(arg)} --cpus {cpus}"
+    for k, v in sorted((options or {}).items()):
+        cmd += f" --option {shlex.quote(f'{k}={v}')}"
+    return cmd
+
+
+def _explore_exhaustive(scenarios: list[StressScenario], bound: int, max_schedules: int, reduction: bool,
+                        cpu_list: list[int] | None, as_json: bool) -> NoReturn:
+    from .exhaustive import explore_exhaustive
+    rows: list[dict[str, Any]] = []
+    failing = 0
+    interrupted = False
+    try:
+        for sc in scenarios:
+            for c in cpu_list or [sc.machine.get("cpus", 1)]:
+                machine = {k: v for k, v in sc.machine.items() if k != "cpus"}
+                res = explore_exhaustive(sc.run, cpus=c, preemptions=bound, max_schedules=max_schedules,
+                                         reduction=reduction, expect=sc.expect, **machine)
+                failing += len(res.failures)
+                cmd = None
+                if res.failures and res.failures[0].trace is not None:
+                    cmd = _trace_replay_command(sc.name, res.failures[0].trace, c)
+                rows.append({"scenario": sc.name, "cpus": c, **res.as_dict(), "replay_command": cmd})
+                if not as_json:
+                    click.echo(f"{sc.name} (cpus={c}): {res}")
+                    if cmd:
+                        click.echo("replay it with:\n  " + cmd)
+    except KeyboardInterrupt:
+        interrupted = True
+    code = EXIT_FOUND if failing else EXIT_INTERRUPTED if interrupted else EXIT_CLEAN
+    if as_json:
+        _emit_json({"command": "explore", "mode": "exhaustive", "preemptions": bound, "reduction": reduction,
+                    "interrupted": interrupted, "results": rows, "failing": failing, "exit_code": code})
+    else:
+        click.echo(("interrupted; " if interrupted else "")
+                   + (f"{failing} failing schedule(s)" if failing else "nothing found")
+                   + f" in {sum(r['schedules'] for r in rows)} schedules")
+    sys.exit(code)
 
 
 # -- replay --------------------------------------------------------------------------------------
@@ -510,10 +565,7 @@ def shrink_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
                f"(make the scenario one m.run(...))")
     res = shrink_run(sc.run, m, max_runs=max_runs)
     shrunk = str(res.trace)
-    arg = shrunk if len(res.trace) <= REPLAY_INLINE_MAX else str(save_trace(res.trace))
-    cmd = f"percpu-kmem replay {shlex.quote(sc.name)} --trace {shlex.quote(arg)} --cpus {m.nr_cpus}"
-    for k, v in sorted(opts.items()):
-        cmd += f" --option {shlex.quote(f'{k}={v}')}"
+    cmd = _trace_replay_command(sc.name, res.trace, m.nr_cpus, opts)
     if as_json:
         _emit_json({"command": "shrink", "scenario": sc.name, "failure": list(res.failure),
                     "original": {"trace": str(res.original), "decisions": len(res.original),

@@ -348,3 +348,16 @@ def test_a_machine_the_model_refuses_is_a_usage_error_naming_the_scenario(tmp_pa
     '''))
     res = CliRunner().invoke(main, ["stress", str(tmp_path / "future.py"), "--seeds", "2"])
     assert res.exit_code == 2 and "needs_a_detector: its machine is refused" in res.output
+
+
+def test_explore_exhaustive_bounds_preemptions_and_its_replay_fails_the_same_way(driver: Path) -> None:
+    res = invoke("explore", str(driver), "--exhaustive", "1", "--json")
+    assert res.exit_code == 1
+    doc = as_json(res)
+    assert doc["mode"] == "exhaustive" and doc["preemptions"] == 1
+    buggy, fixed = doc["results"]
+    assert buggy["failures"][0]["kind"] == "sleep_in_atomic" and fixed["complete"] and not fixed["failures"]
+    again = invoke(*shlex.split(buggy["replay_command"])[1:], "--json")
+    assert again.exit_code == 1 and as_json(again)["failure"] == "sleep_in_atomic"
+    clean = invoke("explore", f"{driver}::fixed", "--exhaustive", "1")
+    assert clean.exit_code == 0 and "nothing found" in clean.stdout and "complete" in clean.stdout
