@@ -111,7 +111,7 @@ def execute(sc: StressScenario, policy: str, options: dict[str, Any], seed: int,
     t0 = time.perf_counter()
     try:
         m = sc.make_machine(policy=policy, seed=seed, **options, **machine)
-    except KmemUsageError as e:
+    except (KmemUsageError, TypeError) as e:  # TypeError: a keyword Machine() does not take at all
         raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
     failure: str | None = None
     error = ""
