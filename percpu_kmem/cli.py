@@ -41,7 +41,15 @@ from .runtime.errors import KmemUsageError
 from .runtime.machine import MAX_CPUS, REPLAY_INLINE_MAX, save_trace
 from .runtime.policies import POLICIES
 from .runtime.trace import TRACE_MAGIC, Trace
-from .scenarios import DEFAULT_SCENARIO, SCENARIOS, StressScenario, default_scenarios, explore_scenario, load_scenarios
+from .scenarios import (
+    DEFAULT_SCENARIO,
+    SCENARIOS,
+    STRESS_DIR,
+    StressScenario,
+    default_scenarios,
+    explore_scenario,
+    load_scenarios,
+)
 from .shrink import shrink as shrink_run
 
 #: Exit codes (documented in --help and docs/cli.md).
@@ -339,6 +347,16 @@ def stress_cmd(paths: tuple[str, ...], policies: tuple[str, ...], seeds: int | N
                 "seeds": [seed_range.start, seed_range.stop] if seed_range else "per scenario",
                 "policies": list(policies) or "default campaign", "cpus": cpu_list or "per scenario",
                 "jobs": jobs_n, "dask": dask}
+    if not paths and not as_json and not result.failures and (STRESS_DIR / "zoo").is_dir():
+        _print_campaign(result, "stress")
+        zoo_driver = STRESS_DIR / "zoo" / "double_kfree.py"
+        try:
+            shown = str(zoo_driver.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            shown = str(zoo_driver)
+        click.echo(f"(these scenarios are correct; to see what a find looks like: "
+                   f"percpu-kmem stress {shlex.quote(shown)})")
+        sys.exit(_exit_code(result))
     _finish(result, "stress", plan_doc, as_json, "stress")
 
 

@@ -361,3 +361,10 @@ def test_explore_exhaustive_bounds_preemptions_and_its_replay_fails_the_same_way
     assert again.exit_code == 1 and as_json(again)["failure"] == "sleep_in_atomic"
     clean = invoke("explore", f"{driver}::fixed", "--exhaustive", "1")
     assert clean.exit_code == 0 and "nothing found" in clean.stdout and "complete" in clean.stdout
+
+
+def test_first_seed_shifts_the_seeds(driver: Path) -> None:
+    doc = as_json(invoke("stress", f"{driver}::buggy", "--seeds", "2", "--first-seed", "5", "--json"))
+    assert doc["by_kind"]["sleep_in_atomic"]["seeds"] == [5, 6] and doc["plan"]["seeds"] == [5, 7]
+    per_scenario = as_json(invoke("stress", f"{driver}::buggy", "--first-seed", "10", "--json"))
+    assert per_scenario["by_kind"]["sleep_in_atomic"]["seeds"] == [10, 11, 12, 13]  # the scenario's 4 seeds
