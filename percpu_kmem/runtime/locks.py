@@ -178,9 +178,10 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         elif lock.owner_cpu == c.id:
             _spin_bug(t, lock, "cpu recursion", fatal=True)
     engine = t.engine
-    if t.budget <= 0:
+    if t.budget <= 0 or (engine.due_before_lock is not None and engine.due_before_lock(t, event)):
         # a decision is due (on the virtual clock this CPU ran past another): take it
-        # before the lock, so a CPU that is earlier in virtual time gets it first
+        # before the lock, so a CPU that is earlier in virtual time gets it first; a
+        # replay takes the recorded one here too
         engine.decide(t, event)
         c = t.cpu
     if not lock.raw.acquire(False):
