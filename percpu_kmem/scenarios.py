@@ -20,6 +20,12 @@ not declare with ``expect=`` (percpu_kmem/campaign.py runs them over seeds).
 :func:`load_scenarios` finds them by path: a file (every marked function in it),
 ``file.py::name``, or a folder (every file in it, recursively).
 
+:func:`default_scenarios` is the default set of ``percpu-kmem stress``: every file
+of the repository's ``stress/`` folder except ``stress/zoo/`` (buggy on purpose).
+:func:`leak_snapshot` and :func:`assert_no_leaks` are the leak check a scenario ends
+with: what it allocated (slab objects, caches, vmalloc areas, per-CPU areas, mempools,
+pages) is back where it was.
+
 *Built-in demonstrations* (:data:`SCENARIOS`) take parameters and a ``fixed`` flag
 and return a dict of results; ``explore_scenario`` runs one over many seeds.
 """
@@ -49,11 +55,16 @@ from .linux import (
 from .machine import Machine
 from .mm.gfp import GFP_ATOMIC, GFP_KERNEL
 from .mm.kmalloc import kfree, kmalloc
+from .mm.physmem import PAGE_SIZE
 from .mm.slab import SLAB_POISON, SLAB_RED_ZONE, kmem_cache_alloc, kmem_cache_create, kmem_cache_free
 from .runtime.errors import KmemUsageError
 
 #: Seeds a stress scenario runs over when it names no budget of its own.
 STRESS_SEEDS = 200
+#: The repository's folder of stress scenarios (next to the package).
+STRESS_DIR = Path(__file__).resolve().parent.parent / "stress"
+#: Sub-folders of stress/ left out of the default set: the zoo's drivers are buggy on purpose.
+DEFAULT_EXCLUDE = ("zoo",)
 #: The attribute :func:`stress` sets on a scenario function.
 _MARK = "__percpu_kmem_stress__"
 
@@ -177,6 +188,70 @@ def load_scenarios(spec: str | Path) -> list[StressScenario]:
     if not found:
         raise KmemUsageError(f"no @stress scenario in {path_text!r} (mark one with @stress(...))")
     return found
+
+
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it (shorter commands), else absolute."""
+    absolute = path.resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(absolute)
+
+
+def default_scenarios(folder: str | Path | None = None) -> list[StressScenario]:
+    """The default stress set: every scenario under ``folder`` (default: :data:`STRESS_DIR`)
+    except the sub-folders in :data:`DEFAULT_EXCLUDE`. Raises KmemUsageError when the folder
+    is missing (an installed package without the repository's stress/: pass a path)."""
+    root = Path(folder) if folder is not None else STRESS_DIR
+    if not root.is_dir():
+        raise KmemUsageError(f"no stress/ folder at {str(root)!r} (percpu_kmem installed without its "
+                             f"repository?): pass a scenario file or folder")
+    found: list[StressScenario] = []
+    for f in sorted(root.rglob("*.py")):
+        rel = f.relative_to(root).parts
+        if rel[0] in DEFAULT_EXCLUDE or any(part.startswith(("_", ".")) for part in rel):
+            continue
+        where = _display_path(f)
+        found.extend(scenarios_in(_import_file(Path(where)), where))
+    if not found:
+        raise KmemUsageError(f"no @stress scenario under {str(root)!r}")
+    return found
+
+
+def leak_snapshot(m: Machine) -> dict[str, int]:
+    """What is allocated on ``m`` now, counted per kind: take it before a scenario's run and
+    give it to :func:`assert_no_leaks` after. Read between runs (a quiet machine).
+
+    Counted: objects in use in every slab cache by name (allocated from the slabs, less the
+    ones cached in per-CPU magazines and the depot, which are free), vmalloc/ioremap areas,
+    dynamic per-CPU areas, mempools, and pages allocated outside the slab caches, the
+    vmalloc areas' own pages and the per-CPU chunks (page cache that reclaim may take is
+    left out: reclaim owns it).
+    """
+    snap: dict[str, int] = {}
+    for c in m.slab.caches:
+        active = c.counts()[0] - c.cached_objects()
+        snap[f"slab:{c.name}"] = snap.get(f"slab:{c.name}", 0) + active
+    snap["vmalloc areas"] = len(m.vmalloc.vmlist)
+    snap["percpu areas"] = sum(ch.nr_alloc for ch in m.percpu.chunks)
+    snap["mempools"] = len(m.mempools.pools)
+    used = m.mem.nr_pages - m.mm.nr_free_pages()
+    chunk_pages = sum(len(ch.pfns) for ch in m.percpu.chunks if not ch.dead) * (m.percpu.unit_size // PAGE_SIZE)
+    vm_pages = sum(len(a.pages) for a in m.vmalloc.vmlist)
+    reclaim = m.mm.reclaim
+    cache_pages = sum(reclaim.counts().values()) if reclaim is not None else 0
+    snap["pages"] = used - m.slab.nr_slab_pages - chunk_pages - vm_pages - cache_pages
+    return snap
+
+
+def assert_no_leaks(m: Machine, before: dict[str, int]) -> None:
+    """Raise AssertionError naming every count of :func:`leak_snapshot` that grew since ``before``
+    (a leak: something the scenario allocated and did not free)."""
+    after = leak_snapshot(m)
+    grown = [f"{k}: {before.get(k, 0)} -> {v}" for k, v in sorted(after.items()) if v > before.get(k, 0)]
+    if grown:
+        raise AssertionError("leak check: still allocated after the scenario: " + "; ".join(grown))
 
 
 @dataclass(frozen=True)
@@ -348,6 +423,7 @@ def explore_scenario(name: str, *, seeds: range, cpus: int, policy: str, tasks: 
             "report_kinds": kinds, "first": first}
 
 
-__all__ = ["STRESS_SEEDS", "StressScenario", "stress", "scenarios_in", "load_scenarios",
+__all__ = ["STRESS_SEEDS", "STRESS_DIR", "DEFAULT_EXCLUDE", "StressScenario", "stress", "scenarios_in",
+           "load_scenarios", "default_scenarios", "leak_snapshot", "assert_no_leaks",
            "Scenario", "SCENARIOS", "scenario", "percpu_counter", "irq_lock", "sleep_in_atomic", "free_race",
            "irq_kmalloc", "DEFAULT_SCENARIO", "explore_scenario"]

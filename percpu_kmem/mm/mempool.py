@@ -143,10 +143,16 @@ class mempool_t:
         with self._track:
             self._out[k] = self._out.get(k, 0) + 1
             self.nr_out += 1
+        ev = self.machine.events
+        if ev is not None:  # the event log's mempool_alloc line (Machine(events=True))
+            ev.record(CURRENT.task, "alloc", f"mempool_alloc(mempool{self.id}) = {_describe(element)}")
 
     def _track_in(self, element: Any) -> None:
         """An element comes back. One the pool never handed out is fine: elements are
         interchangeable, the kernel does not care where a freed element came from."""
+        ev = self.machine.events
+        if ev is not None:  # the event log's mempool_free line (Machine(events=True))
+            ev.record(CURRENT.task, "free", f"mempool_free({_describe(element)}, mempool{self.id})")
         k = _key(element)
         with self._track:
             n = self._out.get(k, 0)

@@ -367,6 +367,9 @@ class PageAllocator:
             else:
                 self._prep_new_page(t, pfn, order, gfp)
             t.cpu.data["vm_events"][PGALLOC + z.idx] += 1 << order
+            ev = self.m.events
+            if ev is not None:
+                ev.record(t, "alloc", f"alloc_pages({gfp_names(gfp)}, order {order}) = pfn {pfn:#x} [{z.name}]")
         return pfn
 
     def _prep_new_page(self, t: Task, pfn: int, order: int, gfp: int) -> None:
@@ -446,6 +449,9 @@ class PageAllocator:
             return
         if self.kcsan is not None:  # freed memory starts afresh for the race detector
             self.kcsan.forget_pages(pfn, order)
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "free", f"{where}(pfn {pfn:#x}, order {order})")
         mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):

@@ -659,6 +659,9 @@ class kmem_cache_t:
             n = size if size >= 0 and self.debug & SLAB_RED_ZONE else self.usable
             if n:
                 self.sa.mem.write(objp - PAGE_OFFSET, bytes(n))
+        ev = t.machine.events
+        if ev is not None:
+            _alloc_event(ev, t, self, flags, size, objp)
         return objp
 
     def free(self, t: Task, objp: int, func: str) -> None:
@@ -694,6 +697,10 @@ class kmem_cache_t:
                 return
         if t.hb is not None:  # KCSAN: a freed object starts afresh (mm/kcsan.py)
             t.hb.on_free(objp, self.objsize)
+        ev = t.machine.events
+        if ev is not None:
+            ev.record(t, "free", f"{func}({objp:#x})" if func == "kfree"
+                      else f"{func}({self.name}, {objp:#x})")
         irqs_were_off = c.irqs_off  # local_irq_save()
         c.irqs_off = True
         loaded = cc.loaded
@@ -744,6 +751,15 @@ class kmem_cache_t:
                 *slub_bug(self, f"Invalid object pointer 0x{objp:08x}"),
                 f"{func}: 0x{objp:08x} is not the start of an object of cache `{self.name}'"],
                 extra={"cache": self.name, "object": objp})
+
+
+def _alloc_event(ev: Any, t: Task, cachep: kmem_cache_t, flags: int, size: int, objp: int | None) -> None:
+    """The event log's line for an allocation (only while ``Machine(events=True)``)."""
+    got = "NULL" if objp is None else f"{objp:#x}"
+    if size >= 0:
+        ev.record(t, "alloc", f"kmalloc({size}, {gfp_names(flags)}) = {got} [{cachep.name}]")
+    else:
+        ev.record(t, "alloc", f"kmem_cache_alloc({cachep.name}, {gfp_names(flags)}) = {got}")
 
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:

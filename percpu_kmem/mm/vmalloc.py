@@ -364,6 +364,9 @@ class VmallocSpace:
         self._map_vm_area(area)
         if self.m.kasan is not None or self.m.kmemleak is not None:
             self._debug_alloc(area.addr, req)
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "alloc", f"vmalloc({req}) = {area.addr:#x} ({nr_pages} pages)")
         return area.addr
 
     def _debug_alloc(self, addr: int, req: int) -> None:
@@ -443,6 +446,9 @@ class VmallocSpace:
         if in_interrupt():
             self._bug_on_in_interrupt("vfree")
             return
+        ev = self.m.events
+        if ev is not None and addr:
+            ev.record(CURRENT.task, "free", f"vfree({addr:#x})")
         self.vunmap(addr, True, "vfree")
 
     def _bad_vfree(self, line: str) -> None:

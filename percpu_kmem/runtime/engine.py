@@ -45,6 +45,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from bisect import insort
+from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -122,6 +123,9 @@ class Engine(ABC):
         self._timer_seq = 0
         self.now = 0  # virtual ns, for timers
         self.steps = 0
+        #: a replay's test for a decision the recorded run took just before a spinlock
+        #: (``fn(t, event)``), None otherwise: see ReplayPolicy.due_before_lock
+        self.due_before_lock: Callable[[Task, str], bool] | None = None
         #: draining: tasks unwind at their next safe point (see the module docstring)
         self.aborting = False
         #: every task unwinds now

@@ -135,6 +135,9 @@ class Interrupts:
         c.irqs_off = True
         if self.hb is not None:  # KCSAN
             self.hb.irq_enter(c.id, irq)
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "irq", f"irq {irq}: {action.name if action else 'no handler'}")
         try:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
@@ -183,6 +186,9 @@ class Interrupts:
                     if pending & (1 << nr):
                         fn = self.softirq_vec[nr]
                         if fn is not None:
+                            ev = self.m.events
+                            if ev is not None:
+                                ev.record(t, "softirq", f"softirq {nr}: {getattr(fn, '__name__', 'action')}")
                             fn()
             finally:
                 if t and t.cpu is not None:

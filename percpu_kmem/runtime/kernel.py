@@ -357,10 +357,22 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     if event.__class__ is not str:
         check_str("block", "event", event)
     _schedule_debug(t)
+    ev = t.machine.events
+    if ev is not None:
+        _sleep_event(ev, t, on, timeout_ns, event)
     woke = t.engine.sleep(t, on, timeout_ns, event)
     if t.hb is not None:  # KCSAN: acquire what the wakers released (runtime/hb.py)
         t.hb.woke(t)
     return woke
+
+
+def _sleep_event(ev: Any, t: Task, on: Any, timeout_ns: int | None, event: str) -> None:
+    """The event log's line for a sleep: where, on what, for how long at most."""
+    from .engine import describe_wait
+    what = f"{event}: sleeps on {describe_wait(on)}"
+    if timeout_ns is not None:
+        what += f" (timeout {timeout_ns // NSEC_PER_JIFFY} jiffies)"
+    ev.record(t, "sleep", what)
 
 
 def set_current_state(state: int) -> None:
@@ -391,7 +403,10 @@ def wake_up_process(t: Task) -> bool:
     _task_arg("wake_up_process", t, me)
     if me.hb is not None:  # KCSAN
         me.hb.wake(me, [t])
-    return me.engine.wake(me if me else None, t)
+    woke = me.engine.wake(me if me else None, t)
+    if woke and me.machine.events is not None:
+        me.machine.events.wake(me, t, "wake_up_process")
+    return woke
 
 
 def _task_arg(fn: str, t: Any, me: Any) -> None:
@@ -675,6 +690,8 @@ def printk(msg: str, level: str = "INFO") -> None:
     m = _cur.task.machine
     check_str("printk", "msg", msg)
     check_choice("printk", "level", level, PRINTK_LEVELS)
+    if m.events is not None:
+        m.events.record(_cur.task, "printk", msg.split("\n", 1)[0])
     m.printk(msg, level)
 
 

@@ -178,9 +178,10 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
         elif lock.owner_cpu == c.id:
             _spin_bug(t, lock, "cpu recursion", fatal=True)
     engine = t.engine
-    if t.budget <= 0:
+    if t.budget <= 0 or (engine.due_before_lock is not None and engine.due_before_lock(t, event)):
         # a decision is due (on the virtual clock this CPU ran past another): take it
-        # before the lock, so a CPU that is earlier in virtual time gets it first
+        # before the lock, so a CPU that is earlier in virtual time gets it first; a
+        # replay takes the recorded one here too
         engine.decide(t, event)
         c = t.cpu
     if not lock.raw.acquire(False):
@@ -221,6 +222,9 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     t.held.append(lock)
     if t.hb is not None:  # KCSAN: acquire the lock's clock (runtime/hb.py)
         t.hb.acquire(t, lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{event}({lock.name})", lock)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -254,8 +258,8 @@ def _forget(owner: Task, lock: Any) -> None:
         held.remove(lock)
 
 
-def _release(t: Task, lock: spinlock_t) -> None:
-    """debug_spin_unlock + arch_spin_unlock."""
+def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
+    """debug_spin_unlock + arch_spin_unlock (``fn``: the unlock function, for the event log)."""
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701
     c = t.cpu
     if not lock.raw.locked():
@@ -285,6 +289,9 @@ def _release(t: Task, lock: spinlock_t) -> None:
     lock.owner_cpu = -1
     lock.released_at = c.clock
     lock.raw.release()
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"{fn}({lock.name})", lock)
     if lock.spinners:
         engine = t.engine
         if engine.policy_reopens_on_release:
@@ -328,6 +335,9 @@ def spin_trylock(lock: spinlock_t) -> int:
             ld.acquire(t, lock, True)
         if t.hb is not None:  # KCSAN
             t.hb.acquire(t, lock)
+        ev = t.machine.events
+        if ev is not None:
+            ev.record(t, "lock", f"spin_trylock({lock.name})", lock)
         return 1
     c.preempt_count -= 1
     return 0
@@ -348,7 +358,7 @@ def spin_unlock_irq(lock: spinlock_t) -> None:
     t = CURRENT.task
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irq", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_irq")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -372,7 +382,7 @@ def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
         check_int("spin_unlock_irqrestore", "flags", flags, 0, 0xFFFFFFFF, "the int spin_lock_irqsave() returned")
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irqrestore", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_irqrestore")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -393,7 +403,7 @@ def spin_unlock_bh(lock: spinlock_t) -> None:
     t = CURRENT.task
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_bh", t, lock, spinlock_t)
-    _release(t, lock)
+    _release(t, lock, "spin_unlock_bh")
     c = t.cpu
     if c.preempt_count & 0xFF:
         c.preempt_count -= 1
@@ -459,6 +469,9 @@ def mutex_lock(m: mutex) -> None:
             t.held.append(m)
             if t.hb is not None:  # KCSAN
                 t.hb.acquire(t, m)
+            ev = t.machine.events
+            if ev is not None:
+                ev.record(t, "lock", f"mutex_lock({m.name})", m)
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -485,6 +498,9 @@ def mutex_lock(m: mutex) -> None:
     t.held.append(m)
     if t.hb is not None:  # KCSAN: the hand-over from the last owner
         t.hb.acquire(t, m)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"mutex_lock({m.name})", m)
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -502,6 +518,9 @@ def mutex_trylock(m: mutex) -> int:
             ld.acquire(t, m, True)
         if t.hb is not None:  # KCSAN
             t.hb.acquire(t, m)
+        ev = t.machine.events
+        if ev is not None:
+            ev.record(t, "lock", f"mutex_trylock({m.name})", m)
         return 1
     return 0
 
@@ -525,8 +544,12 @@ def mutex_unlock(m: mutex) -> None:
             t.hb.release(t, m)
         nxt = m.waiters.pop(0) if m.waiters else None
         m.owner = nxt
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"mutex_unlock({m.name})", m)
     if nxt is not None:
-        t.engine.wake(t, nxt)
+        if t.engine.wake(t, nxt) and ev is not None:
+            ev.wake(t, nxt, f"mutex_unlock({m.name})")
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mutex_unlock")
@@ -602,6 +625,8 @@ def finish_wait(wq: wait_queue_head_t) -> None:
     t = _wq_arg("finish_wait", wq)
     with wq.guard:
         t.kstate = TASK_RUNNING
+        if t.waiting_on is wq:
+            t.waiting_on = None  # a later sleep (msleep) is not on this queue
         if t in wq.waiters:
             wq.waiters.remove(t)
 
@@ -686,8 +711,10 @@ def wake_up(wq: wait_queue_head_t) -> None:
     if t.hb is not None:  # KCSAN: the woken see what the waker did (runtime/hb.py)
         t.hb.wake(t, waiters, wq)
     engine = t.engine
+    ev = t.machine.events
     for w in waiters:
-        engine.wake(t, w)
+        if engine.wake(t, w) and ev is not None:
+            ev.wake(t, w, f"wake_up({wq.name})")
 
 
 wake_up_all = wake_up
@@ -703,8 +730,10 @@ def wake_up_nr(wq: wait_queue_head_t, nr: int) -> None:
         del wq.waiters[:nr]
     if t.hb is not None:  # KCSAN
         t.hb.wake(t, waiters, wq)
+    ev = t.machine.events
     for w in waiters:
-        t.engine.wake(t, w)
+        if t.engine.wake(t, w) and ev is not None:
+            ev.wake(t, w, f"wake_up_nr({wq.name})")
 
 
 def waitqueue_active(wq: wait_queue_head_t) -> bool:

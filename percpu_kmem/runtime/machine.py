@@ -23,7 +23,7 @@ from typing import Any, Final
 from loguru import logger
 
 from .costs import DEFAULT as DEFAULT_COSTS
-from .costs import CostModel, check_costs
+from .costs import POINT, CostModel, check_costs
 from .engine import BatonEngine, Engine, FreeEngine, run_engine
 from .errors import (
     Deadlock,
@@ -36,12 +36,14 @@ from .errors import (
     Oops,
     TaskAbort,
 )
+from .events import EventLog, EventView
 from .greenlet_engine import GreenletEngine, check_engine
 from .irq import Interrupts
 from .kernel import SYSTEM_RUNNING
 from .lockdep import Lockdep
 from .lockstat import lock_stat
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
+from .preempt import HARDIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Report, capture_stack, format_call_trace
 from .task import CPU, CURRENT, T_DONE, T_READY, Task
 from .trace import TRACE_MAGIC, Trace
@@ -95,6 +97,10 @@ class SmpMachine:
             (runtime/lockdep.py): circular dependencies, inconsistent irq usage,
             recursion, and the fs_reclaim annotation. Its graph persists across the
             machine's runs; it changes no scheduling decision and no result.
+        events: keep the event log of each run (runtime/events.py): per step the CPU,
+            the task, the kernel event (locks, allocations, interrupts, sleeps, wake-ups,
+            reports, the scheduler's decisions) and the simulated code's line; read it
+            with ``m.events`` / ``m.event_log(...)``. It changes nothing of the run.
         policy_options: passed to the policy (``depth``/``steps`` for PCT,
             ``mean_run``/``preempt_prob`` for random and free, ``quantum`` for virtual).
         engine: how the tasks of a deterministic policy take turns: "thread" (default: an
@@ -107,7 +113,7 @@ class SmpMachine:
                  replay: Trace | str | os.PathLike[str] | None = None, on_bug: str = "record",
                  timeout: float | None = 60.0, irq_rate: float = 0.0, lockdep: bool = False,
                  engine: str = "thread", costs: CostModel | dict[str, int] | None = None,
-                 **policy_options: Any) -> None:
+                 events: bool = False, **policy_options: Any) -> None:
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise KmemUsageError(f"Machine: cpus(={cpus!r}) must be an int from 1 to {MAX_CPUS}")
         if isinstance(nodes, bool) or not isinstance(nodes, int) or not 1 <= nodes <= cpus:
@@ -126,6 +132,8 @@ class SmpMachine:
             raise KmemUsageError(f"Machine: irq_rate(={irq_rate!r}) must be a number within [0, 1]")
         if not isinstance(lockdep, bool):
             raise KmemUsageError(f"Machine: lockdep(={lockdep!r}) must be True or False")
+        if not isinstance(events, bool):
+            raise KmemUsageError(f"Machine: events(={events!r}) must be True or False")
         check_engine(engine, policy)
         #: the cycle costs the virtual-time policy charges (runtime/costs.py)
         self.costs: CostModel = check_costs(costs)
@@ -146,6 +154,10 @@ class SmpMachine:
         self.irq_rate = float(irq_rate)
         #: the lock validator (runtime/lockdep.py), None unless lockdep=True
         self.lockdep: Lockdep | None = Lockdep(self) if lockdep else None
+        #: the event log of the last run (runtime/events.py), None unless events=True; the
+        #: hooked primitives test it for None (set at the first run: the boot is not logged)
+        self.events: EventLog | None = None
+        self._event_log: EventLog | None = EventLog(self) if events else None
         #: why this machine refuses further runs (None while it is usable)
         self.unusable: str | None = None
         #: (lock, task) pairs: a lock left held by a task of an earlier run that is gone
@@ -157,6 +169,10 @@ class SmpMachine:
         self.reports: list[Report] = []
         self._report_sites: dict[tuple[str, str], Report] = {}
         self.dmesg: list[str] = []
+        #: printk's clock: the uptime of the last stamp (stamps never go back), and the
+        #: virtual ns the boot phase took (added to the CPUs' clocks, which it leaves as they were)
+        self._printk_last = 0
+        self._uptime_base = 0
         self.irq = Interrupts(self)
         #: every spinlock a task of this machine has used (they bind at first use)
         self.locks: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -211,6 +227,7 @@ class SmpMachine:
             for fn in fns:
                 self._run_boot_thread(fn)
         finally:
+            self._uptime_base = self._printk_last  # the boot took this long on printk's clock
             for c, (clock, switches, irqs, preemptions) in zip(self.cpus, saved_cpus):
                 c.clock, c.nr_switches, c.nr_irqs, c.nr_preemptions = clock, switches, irqs, preemptions
                 c.idle = None
@@ -273,6 +290,9 @@ class SmpMachine:
             raise MachineUnusable(f"this machine refuses further runs: {self.unusable}; build a new Machine")
         engine = self._new_engine()
         self._engine = engine
+        if self._event_log is not None:
+            self._event_log.begin(engine)
+            self.events = self._event_log
         tasks = []
         for i, fn in enumerate(fns):
             comm = name_list[i] if i < len(name_list) else _comm_of(fn)
@@ -467,13 +487,63 @@ class SmpMachine:
         """Virtual time of the last run, in ns."""
         return self._engine.now if self._engine is not None else 0
 
+    def event_log(self, *, task: Any = None, cpu: int | None = None, kind: str | Iterable[str] | None = None,
+                  match: str | None = None, model: bool = True, last: int | None = None,
+                  before: Report | int | None = None) -> EventView:
+        """The last run's events (``Machine(events=True)``), filtered: by ``task`` (a task,
+        "comm/pid", a comm or a pid), ``cpu``, ``kind`` (one or several of EVENT_KINDS),
+        ``match`` (text the event contains: a lock's name, an address), ``model=False``
+        (leave out the model's own locks: zone->lock, the caches' locks), ``before`` (a
+        report: the events leading to it; an int: up to that step) and ``last`` (only the
+        last N). ``str()`` of the answer gives one line per event."""
+        log = self.events
+        if log is None:
+            why = ("this machine was made without events=True" if self._event_log is None
+                   else "no run yet: call Machine.run() first")
+            raise KmemUsageError(f"event_log(): no event log ({why}); Machine(..., events=True) keeps one, "
+                                 f"and a replay with events=True shows the events of any failing run")
+        return log.filter(task=task, cpu=cpu, kind=kind, match=match, model=model, last=last, before=before)
+
     # -- reports and printk -----------------------------------------------------
-    def printk(self, line: str, level: str = "INFO") -> None:
-        """Append to the dmesg buffer and log through loguru (disabled unless enabled)."""
+    def uptime_ns(self) -> int:
+        """printk's clock, in virtual ns since boot: the furthest CPU clock (cycles = ns), or
+        the timer clock if it is ahead, plus the boot phase; under the policies that do not
+        charge scheduling points to the CPUs' clocks (random, pct), plus one ns (a point's
+        cost) per scheduling step of the run. It never goes back, and a replay gives the
+        same values: the CPUs' clocks hold only what was charged explicitly (locks, per-CPU
+        hits, udelay, ...), and the step is a report's step."""
         engine = self._engine
-        now = engine.now if engine is not None else 0
+        now = steps = 0
+        if engine is not None:
+            now = engine.now
+            policy = getattr(engine, "policy", None)
+            if policy is not None and not policy.charges_points:
+                steps = engine.current_step(CURRENT.task or None) * POINT
+        for c in self.cpus:
+            if c.clock > now:
+                now = c.clock
+        now += steps + self._uptime_base
+        if now < self._printk_last:
+            now = self._printk_last
+        self._printk_last = now
+        return now
+
+    def printk(self, line: str, level: str = "INFO") -> None:
+        """Append to the dmesg buffer and log through loguru (disabled unless enabled).
+
+        Each line is stamped as the kernel's console prints it with CONFIG_PRINTK_TIME and
+        CONFIG_PRINTK_CALLER: ``[    0.000412][    T2] text``: seconds of virtual uptime,
+        then the caller, ``T<pid>`` in task context or ``C<cpu>`` in interrupt context."""
+        now = self.uptime_ns()
+        t = CURRENT.task
+        c = t.cpu if t else None
+        if c is not None and c.preempt_count & (HARDIRQ_MASK | SOFTIRQ_OFFSET):
+            caller = f"C{c.id}"
+        else:
+            caller = f"T{t.pid if t else 0}"
+        prefix = f"[{now // 1_000_000_000:5d}.{(now // 1000) % 1_000_000:06d}][{caller:>6}] "
         for ln in line.splitlines() or [""]:
-            self.dmesg.append(f"[{now // 1_000_000_000:5d}.{(now // 1000) % 1_000_000:06d}] {ln}")
+            self.dmesg.append(prefix + ln)
             _log.log(level, ln)
 
     def report(self, kind: str, lines: list[str], *, site: str = "", fatal: bool = False,
@@ -490,6 +560,8 @@ class SmpMachine:
         if site and key in self._report_sites:
             rep = self._report_sites[key]
             rep.count += 1
+            if self.events is not None:
+                self.events.report(rep)
             if not fatal and self.on_bug == "record":
                 return rep
         else:
@@ -508,6 +580,8 @@ class SmpMachine:
             if site:
                 self._report_sites[key] = rep
             self.printk(rep.text, "ERROR")
+            if self.events is not None:
+                self.events.report(rep)
         if self.on_bug == "panic" and t:
             self.panic(lines[0] if lines else kind, rep)
         if fatal:
@@ -544,6 +618,8 @@ class SmpMachine:
                      step=self._engine.steps if self._engine else 0, extra={"waits": waits})
         self.reports.append(rep)
         self.printk(rep.text, "ERROR")
+        if self.events is not None:
+            self.events.report(rep)
         self._deadlock_report = rep
         if self.on_bug == "panic" and self.panicked is None:
             self.panicked = kind

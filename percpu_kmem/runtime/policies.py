@@ -366,6 +366,10 @@ class VirtualTimePolicy(Policy):
         return best
 
 
+#: The events a decision taken before a spinlock is recorded with (runtime/locks.py _acquire).
+_PRELOCK_EVENTS: Final = frozenset({"spin_lock", "spin_lock_irq", "spin_lock_irqsave", "spin_lock_bh"})
+
+
 class ReplayPolicy(Policy):
     """Follows a recorded trace exactly; on divergence, says where and goes on randomly."""
 
@@ -373,13 +377,33 @@ class ReplayPolicy(Policy):
         super().__init__(trace.seed)
         self.name = trace.policy
         self.charges_points = fallback.charges_points
-        self.decisions = list(trace.decisions)
+        # "T" (the clock advanced to a timer) is the engine's own entry, not a choice: the
+        # replay advances the clock where the run did and records it again
+        self.decisions = [d for d in trace.decisions if d.action != "T"]
         self.pos = 0
         self.fallback = fallback
         self.diverged: str | None = None
 
     def _next(self) -> Decision | None:
         return self.decisions[self.pos] if self.pos < len(self.decisions) else None
+
+    def start(self, engine: BatonEngine) -> None:
+        self.fallback.start(engine)
+        engine.due_before_lock = self.due_before_lock
+
+    def due_before_lock(self, t: Task, event: str) -> bool:
+        """Did the recorded run decide right here, before taking a spinlock?
+
+        A policy whose clock limit ended a budget (a charge, not a point) decides at the
+        next spinlock before trying it, at the step of the last point passed. The replay
+        cannot grant a budget that ends there (budgets end at points), so it asks here:
+        the next recorded decision is at this very step, for this task and this lock event.
+        """
+        d = self._next()
+        if self.diverged is not None or d is None or d.pid != t.pid or d.event != event:
+            return False
+        engine = t.engine
+        return d.step == engine.steps + engine.granted - t.budget
 
     def budget(self, engine: BatonEngine, t: Task) -> int:
         if self.diverged is not None:
@@ -409,6 +433,10 @@ class ReplayPolicy(Policy):
         if d.step < engine.steps:
             self._diverge(engine, f"expected {d.token()}, but the run is at step {engine.steps}")
             return self.fallback.choose(engine, t, event, opts, forced)
+        if d.pid == t.pid and d.event != event and not forced and d.event in _PRELOCK_EVENTS:
+            # recorded just before a spinlock that comes after this point (see
+            # due_before_lock): go on one point; the lock's check takes it
+            return CONTINUE
         if d.pid != t.pid or d.event != event:
             self._diverge(engine, f"expected {d.token()}, got {engine.steps}:{t.pid}:{event}")
             return self.fallback.choose(engine, t, event, opts, forced)

@@ -10,6 +10,7 @@ functions (kmalloc, cache_grow, ...) and the test code that called them.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from dataclasses import dataclass, field
@@ -162,11 +163,17 @@ def user_site(depth: int = 2) -> tuple[str, int, str]:
     f: Any = sys._getframe(depth)
     # the task's entry (_task_main) ends the walk: below it is the thread pool, not simulated code
     while (f is not None and f.f_code.co_name != "_task_main"
-           and os.path.abspath(f.f_code.co_filename).startswith(_PKG_DIR + os.sep)):
+           and _in_package(f.f_code.co_filename)):
         f = f.f_back
     if f is None or f.f_code.co_name == "_task_main":
         return caller_site(depth + 1)
     return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_package(filename: str) -> bool:
+    """Is ``filename`` a module of the package (cached: the event log asks per event)?"""
+    return os.path.abspath(filename).startswith(_PKG_DIR + os.sep)
 
 
 def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:

@@ -756,3 +756,19 @@ def test_a_drain_reaches_the_one_safe_point_of_a_loop_that_runs_alone(seed: int,
         m.run(looper, failer)
     m.check()  # no lock left held by the unwound looper
     assert lock.owner is None
+
+
+@pytest.mark.parametrize("policy", ["virtual", "random", "pct"])
+def test_replays_of_lock_and_interrupt_runs_never_diverge(policy: str) -> None:
+    """Under the virtual policy a charge can end a budget between points, and the decision
+    is then taken just before the next spinlock: a replay takes it there too."""
+    from percpu_kmem.scenarios import SCENARIOS
+    for name in ("irq-lock", "irq-kmalloc", "percpu-counter"):
+        for seed in range(8):
+            m = Machine(cpus=2, policy=policy, seed=seed)
+            SCENARIOS[name].run(m)
+            again = Machine(cpus=2, policy=policy, seed=seed, replay=m.trace)
+            SCENARIOS[name].run(again)
+            assert again.diverged is None, f"{name} seed={seed}: {again.diverged}"
+            assert again.trace == m.trace
+            assert [r.text for r in again.reports] == [r.text for r in m.reports]

@@ -1,0 +1,370 @@
+"""The percpu-kmem command: stress, replay, explore, shrink, proc, list, run; JSON, exit codes,
+usage errors; the stress/ scenarios; campaigns in worker processes and on Dask."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from percpu_kmem import campaign
+from percpu_kmem.campaign import CampaignResult, run_campaign
+from percpu_kmem.cli import main, seed_ranges
+from percpu_kmem.parallel import chunks, run_parallel
+from percpu_kmem.scenarios import DEFAULT_EXCLUDE, STRESS_DIR, default_scenarios, load_scenarios
+
+pytestmark = pytest.mark.timeout(120)
+
+DRIVER = textwrap.dedent('''
+    """A driver that sleeps under its lock, its fixed twin, and one that runs twice."""
+    from percpu_kmem.scenarios import stress
+    from percpu_kmem.linux import spin_lock_init, spin_lock, spin_unlock, might_sleep, preempt_point
+
+    @stress(cpus=2, seeds=4)
+    def buggy(m):
+        """might_sleep() under a spinlock."""
+        lock = spin_lock_init("drv_lock")
+        def worker():
+            spin_lock(lock)
+            preempt_point("locked")
+            might_sleep()
+            spin_unlock(lock)
+        m.run(worker, worker)
+
+    @stress(cpus=2, seeds=4)
+    def fixed(m):
+        """might_sleep() after the unlock."""
+        lock = spin_lock_init("drv_lock")
+        def worker():
+            spin_lock(lock)
+            spin_unlock(lock)
+            might_sleep()
+        m.run(worker, worker)
+''')
+
+
+@pytest.fixture
+def driver(tmp_path: Path) -> Path:
+    p = tmp_path / "driver.py"
+    p.write_text(DRIVER)
+    return p
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def as_json(res: Result) -> Any:
+    return json.loads(res.stdout)
+
+
+# -- stress ---------------------------------------------------------------------------------------
+
+def test_stress_finds_the_bug_and_its_replay_reproduces_the_report(driver: Path) -> None:
+    res = invoke("stress", str(driver), "--json")
+    assert res.exit_code == 1, res.output
+    doc = as_json(res)
+    assert doc["exit_code"] == 1 and doc["runs"] == 8 and doc["failing"] == 4
+    kind = doc["by_kind"]["sleep_in_atomic"]
+    assert kind["seeds"] == [0, 1, 2, 3] and kind["scenarios"] == [f"{driver}::buggy"]
+    first = kind["first"]
+    assert first["reports"][0].startswith("BUG: sleeping function called from invalid context")
+    assert doc["replay_command"] == first["replay_command"]
+    for o in doc["outcomes"]:  # every failing run replays to the same first report
+        argv = shlex.split(o["replay_command"])
+        assert argv[:2] == ["percpu-kmem", "replay"]
+        again = invoke(*argv[1:], "--json")
+        assert again.exit_code == 1, again.output
+        rep = as_json(again)
+        assert rep["failure"] == o["failure"] and rep["reports"][0]["text"] == o["reports"][0]
+        assert rep["reports"][0]["stack"] and rep["dmesg"]
+
+
+def test_stress_text_output_lists_kinds_seeds_and_the_replay_command(driver: Path) -> None:
+    res = invoke("stress", str(driver), "--seeds", "3", "--policy", "pct", "--policy", "random")
+    assert res.exit_code == 1
+    out = res.stdout
+    assert "failures by kind" in out and "sleep_in_atomic" in out and "0-2" in out
+    assert "replay it with:" in out and "percpu-kmem replay" in out and "--policy pct" in out
+    assert "BUG: sleeping function called from invalid context" in out
+
+
+def test_a_clean_campaign_exits_zero(driver: Path) -> None:
+    res = invoke("stress", f"{driver}::fixed", "--seeds", "5", "--cpus", "1,3")
+    assert res.exit_code == 0, res.output
+    assert "nothing found: 10 runs" in res.stdout
+    doc = as_json(invoke("stress", f"{driver}::fixed", "--seeds", "2", "--cpus", "1,3", "--json"))
+    assert doc["exit_code"] == 0 and doc["scenarios"][0]["cpus"] == [1, 3] and doc["replay_command"] is None
+
+
+@pytest.mark.parametrize("args, words", [
+    (["stress", "--cpus", "300"], "300 CPUs is not within 1..256"),
+    (["stress", "--cpus", "two"], "--cpus takes CPU counts"),
+    (["stress", "/nonexistent/driver.py"], "no scenario file or folder"),
+    (["stress", "{d}::nothing"], "has no 'nothing'"),
+    (["stress", "--policy", "nope"], "Invalid value for '--policy'"),
+    (["replay", "{d}::buggy", "--trace", "pkt1 zz"], "not a percpu_kmem trace"),
+    (["replay", "{d}::buggy", "--trace", "no such file"], "neither a trace"),
+    (["replay", "{d}::buggy"], "give the run to repeat"),
+    (["replay", "{d}", "--seed", "1"], "holds 2 scenarios"),
+    (["replay", "{d}::buggy", "--seed", "1", "--policy", "pct", "--option", "depth=x"], "depth(='x')"),
+    (["replay", "{d}::buggy", "--seed", "1", "--option", "depth"], "--option takes name=value"),
+    (["explore", "{d}::buggy", "--depth", "3-1"], "--depth"),
+    (["shrink", "{d}::fixed", "--seed", "0"], "does not fail"),
+    (["proc", "--seed", "3"], "name the scenario"),
+])
+def test_usage_errors_are_messages_with_exit_2(driver: Path, args: list[str], words: str) -> None:
+    res = CliRunner().invoke(main, [a.format(d=driver) for a in args])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "Error:" in res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit)
+    assert "Traceback" not in res.output
+
+
+def test_a_scenario_file_that_does_not_import_is_a_usage_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("import no_such_module_anywhere\n")
+    res = CliRunner().invoke(main, ["stress", str(bad)])
+    assert res.exit_code == 2 and "ModuleNotFoundError" in res.output
+
+
+def test_ctrl_c_ends_the_campaign_with_what_it_found(driver: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = campaign.run_one
+    calls = []
+
+    def interrupted_after_three(*a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        if len(calls) > 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(campaign, "run_one", interrupted_after_three)
+    res = invoke("stress", f"{driver}::fixed", "--seeds", "50", "--json")
+    assert res.exit_code == 130
+    doc = as_json(res)
+    assert doc["interrupted"] and doc["runs"] == 3
+    calls.clear()
+    res = invoke("stress", f"{driver}::buggy", "--seeds", "50")
+    assert res.exit_code == 1 and "interrupted by Ctrl-C" in res.stdout and "replay it with" in res.stdout
+
+
+def test_seed_ranges() -> None:
+    assert seed_ranges([0, 1, 2, 5, 7, 8]) == "0-2 5 7-8"
+    assert seed_ranges([]) == ""
+
+
+# -- replay, explore, shrink, proc, list, run --------------------------------------------------------
+
+def test_replay_text_prints_dmesg_reports_and_stacks(driver: Path) -> None:
+    res = invoke("replay", f"{driver}::buggy", "--seed", "0", "--cpus", "2")
+    assert res.exit_code == 1
+    assert "-- dmesg --" in res.stdout and "[sleep_in_atomic]" in res.stdout and "Call Trace:" in res.stdout
+    assert "verdict: sleep_in_atomic" in res.stdout
+    clean = invoke("replay", f"{driver}::fixed", "--seed", "0")
+    assert clean.exit_code == 0 and "verdict: clean" in clean.stdout
+
+
+def test_replay_a_trace_string_and_a_trace_file(driver: Path, tmp_path: Path) -> None:
+    doc = as_json(invoke("replay", f"{driver}::buggy", "--seed", "2", "--policy", "pct", "--option", "depth=2",
+                         "--json"))
+    trace = doc["trace"]
+    again = as_json(invoke("replay", f"{driver}::buggy", "--trace", trace, "--json"))
+    assert again["reports"][0]["text"] == doc["reports"][0]["text"] and again["seed"] == 2
+    f = tmp_path / "t.pkt"
+    f.write_text(trace + "\n")
+    from_file = as_json(invoke("replay", f"{driver}::buggy", "--trace", str(f), "--json"))
+    assert from_file["trace"] == trace
+
+
+def test_explore_runs_pct_over_a_depth_range(driver: Path) -> None:
+    res = invoke("explore", f"{driver}::buggy", "--depth", "1-3", "--seeds", "2", "--json")
+    assert res.exit_code == 1
+    doc = as_json(res)
+    assert doc["runs"] == 6 and doc["plan"]["depths"] == [1, 2, 3]
+    assert {o["policy"] for o in doc["outcomes"]} == {"pct"}
+    assert sorted({o["options"]["depth"] for o in doc["outcomes"]}) == [1, 2, 3]
+
+
+def test_shrink_prints_a_smaller_trace_that_still_fails(driver: Path) -> None:
+    res = invoke("shrink", f"{driver}::buggy", "--seed", "3", "--policy", "random", "--json")
+    assert res.exit_code == 1, res.output
+    doc = as_json(res)
+    assert doc["failure"] == ["report", "sleep_in_atomic"]
+    assert doc["shrunk"]["preemptions"] <= doc["original"]["preemptions"]
+    argv = shlex.split(doc["replay_command"])
+    again = invoke(*argv[1:], "--json")
+    assert again.exit_code == 1 and as_json(again)["failure"] == "sleep_in_atomic"
+    text = invoke("shrink", f"{driver}::buggy", "--seed", "3")
+    assert "original:" in text.stdout and "shrunk in" in text.stdout and "replay the shrunk run" in text.stdout
+
+
+def test_proc_after_a_scenario_and_on_a_fresh_machine(driver: Path) -> None:
+    fresh = as_json(invoke("proc", "--json"))
+    assert {"slabinfo", "buddyinfo", "meminfo", "vmallocinfo", "zoneinfo", "vmstat", "lock_stat"} <= set(fresh["proc"])
+    assert fresh["proc"]["slabinfo"].startswith("slabinfo - version: 2.1")
+    after = invoke("proc", f"{driver}::buggy", "--file", "lock_stat", "--file", "meminfo")
+    assert after.exit_code == 1  # the run failed: said on stderr, the views are printed anyway
+    assert "==> /proc/lock_stat <==" in after.stdout and "drv_lock" in after.stdout
+    assert "==> /proc/slabinfo <==" not in after.stdout
+
+
+def test_list_and_the_demonstrations(driver: Path) -> None:
+    doc = as_json(invoke("list", str(driver), "--json"))
+    assert [s["name"].rsplit("::", 1)[1] for s in doc["scenarios"]] == ["buggy", "fixed"]
+    assert doc["scenarios"][0]["machine"] == {"cpus": 2} and "percpu-counter" in {d["name"] for d in doc["demos"]}
+    buggy = invoke("run", "sleep-in-atomic", "--seeds", "3", "--json")
+    assert buggy.exit_code == 1 and as_json(buggy)["buggy_seeds"] == [0, 1, 2]
+    assert invoke("run", "sleep-in-atomic", "--seeds", "3", "--fixed").exit_code == 0
+
+
+# -- the stress/ scenarios ----------------------------------------------------------------------------
+
+def test_the_default_set_is_stress_without_the_zoo(tmp_path: Path) -> None:
+    names = [sc.name for sc in default_scenarios()]
+    assert len(names) >= 7 and not any("/zoo/" in n for n in names)
+    assert all(Path(n.split("::")[0]).exists() for n in names)
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "bad.py").write_text(DRIVER)
+    (tmp_path / "good.py").write_text(DRIVER)
+    assert DEFAULT_EXCLUDE == ("zoo",)
+    assert [n.name.rsplit("::")[-1] for n in default_scenarios(tmp_path)] == ["buggy", "fixed"]
+
+
+def test_every_stress_scenario_is_clean_under_the_default_campaign() -> None:
+    scs = default_scenarios()
+    light = [sc for sc in scs if "memory" not in sc.machine]
+    heavy = [sc for sc in scs if "memory" in sc.machine]  # the small-memory ones: ~0.4 s a run
+    assert len(light) >= 5 and len(heavy) >= 2
+    res = run_campaign(light, seeds=range(7)).merge(run_campaign(heavy, seeds=[1, 3, 4]))
+    assert res.runs == 7 * len(light) + 3 * len(heavy)  # one seed per entry of the default campaign
+    assert not res.failures, res.summary() + "\n" + "\n".join(o.error or o.reports[0] for o in res.failures)
+
+
+LEAKY = textwrap.dedent('''
+    from percpu_kmem.scenarios import stress, leak_snapshot, assert_no_leaks
+    from percpu_kmem.linux import kmalloc, vmalloc, GFP_KERNEL
+
+    @stress(cpus=1, seeds=1)
+    def leaks_a_buffer(m):
+        before = leak_snapshot(m)
+        m.run(lambda: kmalloc(300, GFP_KERNEL))
+        assert_no_leaks(m, before)
+
+    @stress(cpus=1, seeds=1)
+    def leaks_an_area(m):
+        before = leak_snapshot(m)
+        m.run(lambda: vmalloc(8192))
+        assert_no_leaks(m, before)
+''')
+
+
+def test_the_leak_check_names_what_was_not_freed(tmp_path: Path) -> None:
+    (tmp_path / "leaky.py").write_text(LEAKY)
+    res = run_campaign(load_scenarios(tmp_path / "leaky.py"))
+    errors = [o.error for o in res.outcomes]
+    assert all(o.failure == "exception:AssertionError" for o in res.outcomes)
+    assert "slab:size-512: 0 -> 1" in errors[0]
+    assert "vmalloc areas: 0 -> 1" in errors[1] and "pages" not in errors[1].split("vmalloc areas")[0]
+
+
+# -- parallel campaigns -------------------------------------------------------------------------------
+
+def _strip(r: CampaignResult) -> list[dict[str, Any]]:
+    return [o.to_json() | {"seconds": 0} for o in r.outcomes]
+
+
+def test_chunks_cover_every_job_in_order(driver: Path) -> None:
+    from percpu_kmem.campaign import jobs
+    js = jobs(load_scenarios(driver), seeds=range(30))
+    parts = chunks(js, 2)
+    assert [j for c in parts for j in c] == js and len(parts) >= 8
+
+
+def test_two_worker_processes_give_the_result_of_one(driver: Path) -> None:
+    scs = load_scenarios(driver)
+    one = run_parallel(scs, seeds=range(6), cpus=[2, 3], jobs_n=1)
+    seen = []
+    two = run_parallel(scs, seeds=range(6), cpus=[2, 3], jobs_n=2, progress=lambda n, bad: seen.append((n, bad)))
+    assert one.runs == two.runs == 24 and _strip(one.merge(CampaignResult())) == _strip(two)
+    assert sum(n for n, _ in seen) == 24 and sum(b for _, b in seen) == len(two.failures) == 12
+
+
+def test_dask_gives_the_same_merged_result(driver: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    scs = load_scenarios(driver)
+    one = run_parallel(scs, seeds=range(6), jobs_n=1)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        on_dask = run_parallel(scs, seeds=range(6), dask=cluster.scheduler_address)
+    assert _strip(one.merge(CampaignResult())) == _strip(on_dask)
+
+
+def test_parallel_needs_scenarios_from_files() -> None:
+    from percpu_kmem.runtime.errors import KmemUsageError
+    from percpu_kmem.scenarios import StressScenario
+    sc = StressScenario("inline", lambda m: None)
+    with pytest.raises(KmemUsageError, match="no path spec"):
+        run_parallel([sc], seeds=range(2), jobs_n=2)
+    assert STRESS_DIR.name == "stress"
+
+
+def test_a_worker_loads_relative_specs_from_the_submitters_directory(driver: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from percpu_kmem.campaign import jobs
+    from percpu_kmem.parallel import run_chunk
+    monkeypatch.chdir(tmp_path)
+    scs = load_scenarios("driver.py::buggy")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # a worker started in another directory
+    part = run_chunk(jobs(scs, seeds=range(2)), str(tmp_path))
+    assert [o.scenario for o in part.outcomes] == ["driver.py::buggy"] * 2 and len(part.failures) == 2
+
+
+def test_a_zoo_driver_is_found_and_its_replay_gives_the_same_report() -> None:
+    spec = f"{STRESS_DIR / 'zoo' / 'double_kfree.py'}::buggy"
+    if not (STRESS_DIR / "zoo" / "double_kfree.py").exists():
+        pytest.skip("the zoo is not in this checkout")
+    res = invoke("stress", spec, "--seeds", "3", "--json")
+    assert res.exit_code == 1
+    doc = as_json(res)
+    first = doc["by_kind"]["slab_double_free"]["first"]
+    again = invoke(*shlex.split(doc["replay_command"])[1:], "--json")
+    assert again.exit_code == 1 and as_json(again)["reports"][0]["text"] == first["reports"][0]
+
+
+def test_a_machine_the_model_refuses_is_a_usage_error_naming_the_scenario(tmp_path: Path) -> None:
+    (tmp_path / "future.py").write_text(textwrap.dedent('''
+        from percpu_kmem.scenarios import stress
+
+        @stress(cpus=2, some_detector=True)
+        def needs_a_detector(m):
+            m.run(lambda: None)
+    '''))
+    res = CliRunner().invoke(main, ["stress", str(tmp_path / "future.py"), "--seeds", "2"])
+    assert res.exit_code == 2 and "needs_a_detector: its machine is refused" in res.output
+
+
+def test_explore_exhaustive_bounds_preemptions_and_its_replay_fails_the_same_way(driver: Path) -> None:
+    res = invoke("explore", str(driver), "--exhaustive", "1", "--json")
+    assert res.exit_code == 1
+    doc = as_json(res)
+    assert doc["mode"] == "exhaustive" and doc["preemptions"] == 1
+    buggy, fixed = doc["results"]
+    assert buggy["failures"][0]["kind"] == "sleep_in_atomic" and fixed["complete"] and not fixed["failures"]
+    again = invoke(*shlex.split(buggy["replay_command"])[1:], "--json")
+    assert again.exit_code == 1 and as_json(again)["failure"] == "sleep_in_atomic"
+    clean = invoke("explore", f"{driver}::fixed", "--exhaustive", "1")
+    assert clean.exit_code == 0 and "nothing found" in clean.stdout and "complete" in clean.stdout
+
+
+def test_first_seed_shifts_the_seeds(driver: Path) -> None:
+    doc = as_json(invoke("stress", f"{driver}::buggy", "--seeds", "2", "--first-seed", "5", "--json"))
+    assert doc["by_kind"]["sleep_in_atomic"]["seeds"] == [5, 6] and doc["plan"]["seeds"] == [5, 7]
+    per_scenario = as_json(invoke("stress", f"{driver}::buggy", "--first-seed", "10", "--json"))
+    assert per_scenario["by_kind"]["sleep_in_atomic"]["seeds"] == [10, 11, 12, 13]  # the scenario's 4 seeds
