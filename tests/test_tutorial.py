@@ -11,7 +11,9 @@ The page is read as a reader follows it, in a fresh folder:
   reader sees and an expression's value is echoed;
   every ``## `` section starts a new session;
 - a ```sh block's ``python -m pytest ...`` lines run pytest (in process, with pytester) in
-  that folder; its other lines (pip, git) are not run;
+  that folder, its ``python -m percpu_kmem ...`` lines the command line (in process, with
+  click's runner), and ``echo $?`` prints the last one's exit status; its other lines
+  (pip, git) are not run;
 - a ```text block is the output of what ran since the previous output block: each of its
   lines must be a line of that output (trailing spaces and pytest's timings aside); a line
   ending in ``...`` must start one, and a line that is only ``...`` stands for lines left out.
@@ -29,6 +31,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from percpu_kmem.cli import main as cli_main
 
 pytestmark = pytest.mark.timeout(60)
 pytest_plugins = ["pytester"]
@@ -99,6 +104,7 @@ def test_tutorial_runs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
     section = None
     got = ""
     ran = 0
+    status = 0
     for sec, lang, body in blocks(TUTORIAL.read_text()):
         where = f"docs/tutorial.md, section {sec!r}"
         if sec != section:
@@ -119,7 +125,14 @@ def test_tutorial_runs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
         elif lang == "sh":
             for line in body.splitlines():
                 words = shlex.split(line, comments=True)
-                if words[:3] == ["python", "-m", "pytest"]:
+                if words[:3] == ["python", "-m", "percpu_kmem"]:
+                    res_cli = CliRunner().invoke(cli_main, words[3:])
+                    got += res_cli.output
+                    status = res_cli.exit_code
+                    ran += 1
+                elif words == ["echo", "$?"]:
+                    got += f"{status}\n"
+                elif words[:3] == ["python", "-m", "pytest"]:
                     for mod in written:
                         sys.modules.pop(mod, None)
                     # xdist and hypothesis add 1.5 s to each in-process run and nothing here;
@@ -127,6 +140,7 @@ def test_tutorial_runs(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatc
                     res = pytester.runpytest_inprocess(*words[3:], "-p", "no:cacheprovider", "-p", "no:xdist",
                                                        "-p", "no:hypothesispytest", "-p", "no:benchmark")
                     got += res.stdout.str() + "\n"
+                    status = int(res.ret)
                     ran += 1
         elif lang == "text":
             if DUMP:  # writing the page: collect what each output block should show
