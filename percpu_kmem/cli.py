@@ -6,12 +6,17 @@
     percpu-kmem explore my_driver.py::probe --depth 1-3 --seeds 200
     percpu-kmem shrink my_driver.py::probe --seed 17 --policy pct --option depth=2
     percpu-kmem proc stress/vmalloc_churn.py --file vmallocinfo
+    percpu-kmem replay my_driver.py::probe --seed 17 --events     # with the event log
+    percpu-kmem study --workload larson --cpus 1,2,4,8 --plot larson.png
+    percpu-kmem zoo --seeds 200 --policy campaign --policy pct
     percpu-kmem list
 
 Every subcommand takes ``--json`` (one JSON document on stdout). Exit codes: 0 nothing
 found (a clean campaign, a clean replay), 1 something found (a failing run), 2 a usage
 error (a bad option, a missing file, a bad trace: a message, never a traceback), 130
 a campaign interrupted by Ctrl-C before it found anything (what it ran is printed).
+``zoo``'s exit code judges the detectors instead (0: every available buggy driver found,
+no twin reported), ``study``'s says whether a point recorded a kernel report.
 docs/cli.md describes every subcommand and the JSON shapes.
 
 The campaign logic lives in percpu_kmem/campaign.py and percpu_kmem/parallel.py; this
@@ -82,13 +87,15 @@ class _Group(click.Group):
     command_class = _Command
 
 
-@click.group(cls=_Group, epilog=EXIT_CODES_HELP)
+@click.group(cls=_Group, epilog=EXIT_CODES_HELP + " zoo and study give the codes their own meaning (see their "
+                                                  "--help).")
 @click.version_option(package_name="percpu_kmem")
 def main() -> None:
     """percpu_kmem: the kernel's memory allocation on a simulated SMP machine.
 
-    Stress campaigns over thousands of schedules, the replay of a failing run, the
-    systematic search, schedule shrinking and /proc views. `percpu-kmem stress` runs
+    Stress campaigns over thousands of schedules, the replay of a failing run (with
+    its event log), the systematic search, schedule shrinking, /proc views, the
+    scalability study and the bug zoo. `percpu-kmem stress` runs
     the scenarios of the repository's stress/ folder under the default campaign.
     """
 

@@ -602,3 +602,20 @@ def test_study_exits_one_when_a_point_recorded_a_report(monkeypatch: pytest.Monk
     monkeypatch.setattr(cli, "run_study", with_a_report)
     res = invoke("study", "--cpus", "1", "--ops", "2", "--config", "default")
     assert res.exit_code == 1 and "kernel reports during the study (sleep_in_atomic)" in res.stdout
+
+
+def test_study_progress_counts_every_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import percpu_kmem.cli as cli
+    seen = {"total": 0, "done": 0}
+
+    def fake_progress(total: int, label: str, quiet: bool, counter: str = "") -> Any:
+        seen["total"] = total
+
+        def advance(runs: int, counted: int) -> None:
+            seen["done"] += runs
+        return contextlib.nullcontext(), advance
+    monkeypatch.setattr(cli, "_progress", fake_progress)
+    assert invoke("study", "--cpus", "1,2", "--ops", "2", "--seeds", "2").exit_code == 0
+    assert seen["total"] == 2 * 2 * 2 == seen["done"]
