@@ -22,9 +22,10 @@ built by :func:`jobs`; :func:`run_jobs` runs such a list in this process and
 percpu_kmem/parallel.py runs the same list in worker processes or on Dask, so the
 merged result is the same however the jobs are split.
 
-Simplified: PCT's step count is not sized from earlier runs here (each run is
-independent, so a campaign's outcome does not depend on how its seeds are split
-between workers).
+A PCT run planned without ``steps`` gets the count sized to its scenario by one
+probe run (:func:`percpu_kmem.testing.pct_steps_of`, deterministic, remembered per
+process), so a campaign's outcome does not depend on how its seeds are split between
+workers; the outcome and its replay command carry the sized count.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .runtime.errors import InconsistentState, KmemUsageError
 from .runtime.machine import MAX_CPUS
 from .runtime.policies import POLICIES
 from .scenarios import StressScenario
-from .testing import CAMPAIGN
+from .testing import CAMPAIGN, pct_steps_of
 
 #: Report texts an outcome keeps (the first ones); the kinds are all kept.
 OUTCOME_REPORTS = 3
@@ -104,12 +105,27 @@ def _schedule_hash(m: Any) -> str:
     return hashlib.blake2b(" ".join(d.token() for d in trace.decisions).encode(), digest_size=8).hexdigest()
 
 
+_pct_steps: dict[tuple[str, str], int] = {}
+
+
+def sized_options(sc: StressScenario, policy: str, options: dict[str, Any], **machine: Any) -> dict[str, Any]:
+    """``options`` with PCT's step count sized to ``sc`` when the plan names none."""
+    if policy != "pct" or "steps" in options:
+        return options
+    key = (sc.name, repr(sorted({**sc.machine, **machine}.items())))
+    steps = _pct_steps.get(key)
+    if steps is None:
+        steps = _pct_steps[key] = pct_steps_of(sc.run, **{**sc.machine, **machine})
+    return {**options, "steps": steps}
+
+
 def execute(sc: StressScenario, policy: str, options: dict[str, Any], seed: int,
             **machine: Any) -> tuple[Machine, Outcome]:
     """Run ``sc`` once on a fresh machine; the machine (its dmesg, reports, /proc) and the
     verdict. The machine's arguments are checked before the run (KmemUsageError)."""
     t0 = time.perf_counter()
     try:
+        options = sized_options(sc, policy, options, **machine)
         m = sc.make_machine(policy=policy, seed=seed, **options, **machine)
     except (KmemUsageError, TypeError) as e:  # TypeError: a keyword Machine() does not take at all
         raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
@@ -319,5 +335,5 @@ def run_campaign(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | 
     return run_jobs(scenarios, job_list, progress=progress)
 
 
-__all__ = ["OUTCOME_REPORTS", "Outcome", "replay_command", "execute", "run_one", "plan", "CampaignResult", "Job",
-           "jobs", "check_machines", "run_jobs", "run_campaign"]
+__all__ = ["OUTCOME_REPORTS", "Outcome", "replay_command", "sized_options", "execute", "run_one", "plan",
+           "CampaignResult", "Job", "jobs", "check_machines", "run_jobs", "run_campaign"]

@@ -42,15 +42,23 @@ DEFAULT_POLICIES = ("random", "pct")
 #: bursts and deeper orderings in long runs; PCT at depths 1 to 3 finds ordering bugs of
 #: that depth; the virtual-time policy with a short tick preempts where tasks outnumber CPUs.
 #: Every run replays from its seed: the hint carries the policy and its options.
+#: Half the entries are PCT at depths 2 and 3, sized to the scenario (:func:`pct_steps_of`):
+#: an ordering of three events across three tasks is found about once in 70 such runs
+#: (docs/zoo.md), while the random walks find the zoo's other bugs within a few seeds.
 CAMPAIGN: tuple[tuple[str, dict[str, Any]], ...] = (
     ("random", {}),
     ("pct", {"depth": 2}),
     ("random", {"mean_run": 1, "preempt_prob": 0.1}),
     ("pct", {"depth": 3}),
     ("random", {"mean_run": 16, "preempt_prob": 0.3}),
-    ("pct", {"depth": 1}),
+    ("pct", {"depth": 2}),
+    ("pct", {"depth": 3}),
     ("virtual", {"tick": 20_000}),
 )
+#: The probe run that sizes PCT to a scenario: seed 0, no change point, room for any run.
+PCT_PROBE: dict[str, Any] = {"depth": 1, "steps": 1_000_000}
+#: PCT's smallest sized step count.
+PCT_MIN_STEPS = 10
 #: Scenario runs a failure's schedule shrinking may take (0: do not shrink).
 SHRINK_RUNS = 60
 #: Where explore() keeps the runs that failed, to rerun them first next time (under
@@ -298,8 +306,9 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     ``range(N)`` under ``--kmem-seeds N`` / ``PERCPU_KMEM_SEEDS=N``. An explicit
     ``seeds`` is used as given. ``policies`` is a policy name or several, each run
     over every seed; ``policies=None`` is the default campaign (:data:`CAMPAIGN`):
-    seed ``i`` runs under entry ``i % len(CAMPAIGN)``, and PCT's step count is sized
-    to the scenario from the contended steps its earlier PCT runs took.
+    seed ``s`` runs under entry ``s % len(CAMPAIGN)`` (as on the command line). A PCT
+    run without ``steps`` gets the count sized to the scenario (:func:`pct_steps_of`,
+    one probe run).
 
     On a failure of a deterministic run (the scenario raised, or an unexpected
     report), the schedule is shrunk first (``shrink=True``, at most SHRINK_RUNS more
@@ -317,7 +326,7 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     expected = _expect_kinds(expect, "explore")
     _check_machine_kw(machine_kw, "explore")
     if policies is None:
-        plan = [(CAMPAIGN[i % len(CAMPAIGN)], seed) for i, seed in enumerate(seed_list)]
+        plan = [(CAMPAIGN[seed % len(CAMPAIGN)], seed) for seed in seed_list]
     else:
         plan = [((policy, {}), seed) for policy in _policy_list(policies) for seed in seed_list]
     key = _scenario_key(scenario)
@@ -329,11 +338,13 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
     st = ExploreStats() if stats else None
     t0 = time.perf_counter()
     n = 0
-    pct_steps = 0  # the most contended steps a PCT run of this scenario took
+    pct_steps = 0  # PCT's step count sized to the scenario (probed at the first PCT run)
     for (policy, options), seed in plan:
         opts = dict(options)
-        if policy == "pct" and pct_steps:
-            opts["steps"] = max(10, pct_steps)
+        if policy == "pct" and "steps" not in opts:
+            if not pct_steps:
+                pct_steps = pct_steps_of(scenario, **machine_kw)
+            opts["steps"] = pct_steps
         m = Machine(policy=policy, seed=seed, **opts, **machine_kw)
         try:
             scenario(m)
@@ -357,8 +368,6 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
                 if shrink:
                     _offer_shrunk(e, scenario, m)
             raise
-        if policy == "pct":
-            pct_steps = max(pct_steps, getattr(getattr(m.engine, "policy", None), "pct_step", 0))
         if st is not None:
             st._record(m, policy, opts, seed)
         n += 1
@@ -366,6 +375,23 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
         st.elapsed = time.perf_counter() - t0
         return st
     return n
+
+
+def pct_steps_of(scenario: Callable[[Machine], Any], **machine_kw: Any) -> int:
+    """PCT's step count sized to ``scenario``: the contended steps (where more than one task
+    could run) of one probe run under PCT with seed 0 and no change point, at least
+    PCT_MIN_STEPS. PCT draws its change points in ``[1, steps]``, so a count much larger
+    than the run puts most of them after its end (the paper's ``k``).
+
+    Deterministic: every campaign run of the scenario gets the same count, however the
+    runs are split between processes. A probe that fails still counted its steps.
+    """
+    m = Machine(policy="pct", seed=0, **PCT_PROBE, **machine_kw)
+    try:
+        scenario(m)
+    except Exception:  # the probe only counts; the campaign's own runs give the verdicts
+        pass
+    return max(PCT_MIN_STEPS, getattr(getattr(m.engine, "policy", None), "pct_step", 0))
 
 
 def _scenario_key(scenario: Callable[..., Any]) -> str:
@@ -477,6 +503,6 @@ def find_seed(scenario: Callable[[Machine], bool | None], *, seeds: Iterable[int
     return None
 
 
-__all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "CAMPAIGN", "SHRINK_RUNS", "FAILURES_FILE",
-           "FAILURES_KEPT", "UnexpectedReport", "ExploreStats", "seeds_from_env", "explore", "find_seed",
-           "forget_failures"]
+__all__ = ["DEFAULT_POLICIES", "DEFAULT_SEEDS", "SEEDS_ENV", "CAMPAIGN", "PCT_PROBE", "PCT_MIN_STEPS", "pct_steps_of",
+           "SHRINK_RUNS", "FAILURES_FILE", "FAILURES_KEPT", "UnexpectedReport", "ExploreStats", "seeds_from_env",
+           "explore", "find_seed", "forget_failures"]

@@ -54,8 +54,8 @@ def test_fixture_marker_and_verdicts(pytester: pytest.Pytester) -> None:
     # the failure names the report, the run and how to repeat it
     assert "unexpected 'sleep_in_atomic' report" in out
     assert "BUG: sleeping function called from invalid context" in out
-    assert "failed under cpus=2 policy='pct' seed=5" in out  # seed 5 of the default campaign: PCT at depth 1
-    assert "rerun this case with: pytest 'test_drv.py::test_buggy[cpus2-pct-depth1-seed5]'" in out
+    assert "failed under cpus=2 policy='pct' seed=5" in out  # seed 5 of the default campaign: PCT at depth 2
+    assert "rerun this case with: pytest 'test_drv.py::test_buggy[cpus2-pct-depth2-seed5]'" in out
     assert "replay with Machine(cpus=2, policy='pct', seed=5" in out
     # an exception of the test itself keeps its own message and gains the notes
     assert "the driver's own assertion" in out and "failed under cpus=2 policy='random' seed=2" in out
@@ -64,7 +64,7 @@ def test_fixture_marker_and_verdicts(pytester: pytest.Pytester) -> None:
 def test_rerun_from_the_failure_message_repeats_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_drv=DRIVER)
     res = pytester.runpytest("-p", "no:cacheprovider",
-                             "test_drv.py::test_buggy[cpus2-pct-depth1-seed5]")
+                             "test_drv.py::test_buggy[cpus2-pct-depth2-seed5]")
     res.assert_outcomes(failed=1)
     assert "BUG: sleeping function called from invalid context" in res.stdout.str()
 

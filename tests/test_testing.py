@@ -129,7 +129,8 @@ def test_default_seed_range_honours_the_environment(monkeypatch: pytest.MonkeyPa
     ran.clear()
     monkeypatch.setenv(SEEDS_ENV, "3")
     assert explore(scenario) == 6
-    assert ran == [("random", 0), ("random", 1), ("random", 2), ("pct", 0), ("pct", 1), ("pct", 2)]
+    # ("pct", 0) twice: the probe run that sizes PCT to the scenario, then seed 0's run
+    assert ran == [("random", 0), ("random", 1), ("random", 2), ("pct", 0), ("pct", 0), ("pct", 1), ("pct", 2)]
     ran.clear()
     assert explore(scenario, seeds=[7], policies="random") == 1  # explicit seeds are kept
     assert ran == [("random", 7)]
@@ -168,7 +169,7 @@ def test_misuse_is_refused_before_any_run(kw: dict, message: str) -> None:
 def test_a_generator_of_seeds_serves_every_policy() -> None:
     ran: list[tuple[str, int]] = []
     explore(lambda m: ran.append((m.policy_name, m.seed)), seeds=(s for s in (4, 5)), check=False)
-    assert ran == [("random", 4), ("random", 5), ("pct", 4), ("pct", 5)]
+    assert ran == [("random", 4), ("random", 5), ("pct", 0), ("pct", 4), ("pct", 5)]  # ("pct", 0): PCT's probe
 
 
 # -- find_seed ---------------------------------------------------------------------------------
@@ -221,12 +222,12 @@ def test_kmem_seeds_option_changes_the_default_range_and_is_undone_after(pyteste
     pytester.makepyfile(test_inner=INNER)
     res = pytester.runpytest("-s", "--kmem-seeds", "3", "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)
-    assert "SEEN [('random', 0), ('random', 1), ('random', 2), ('pct', 0), ('pct', 1), ('pct', 2)]" \
-        in res.stdout.str()
+    assert "SEEN [('random', 0), ('random', 1), ('random', 2), ('pct', 0), ('pct', 0), ('pct', 1), ('pct', 2)]" \
+        in res.stdout.str()  # the first ('pct', 0) is the probe that sizes PCT
     assert SEEDS_ENV not in os.environ
     res = pytester.runpytest("-s", "-p", "no:cacheprovider")
     res.assert_outcomes(passed=1)
-    default = [(p, s) for p in ("random", "pct") for s in range(DEFAULT_SEEDS)]
+    default = [("random", s) for s in range(DEFAULT_SEEDS)] + [("pct", 0)] + [("pct", s) for s in range(DEFAULT_SEEDS)]
     assert f"SEEN {default}" in res.stdout.str()
 
 
@@ -235,7 +236,7 @@ def test_kmem_seeds_option_restores_a_variable_set_before(pytester: pytest.Pytes
     monkeypatch.setenv(SEEDS_ENV, "2")
     pytester.makepyfile(test_inner=INNER)
     res = pytester.runpytest("-s", "--kmem-seeds", "1", "-p", "no:cacheprovider")
-    assert "SEEN [('random', 0), ('pct', 0)]" in res.stdout.str()
+    assert "SEEN [('random', 0), ('pct', 0), ('pct', 0)]" in res.stdout.str()
     assert os.environ[SEEDS_ENV] == "2"
 
 
@@ -273,8 +274,9 @@ def test_explore_stats_name_the_failing_run_and_ride_on_its_exception() -> None:
     with pytest.raises(UnexpectedReport) as ei:
         explore(scenario, seeds=range(3), policies="pct", cpus=2, stats=True, shrink=False)
     st = ei.value.explore_stats  # type: ignore[attr-defined]
-    assert st.runs == 1 and st.failure == {"kind": "sleep_in_atomic", "policy": "pct", "options": {}, "seed": 0}
+    assert st.runs == 1
+    assert st.failure == {"kind": "sleep_in_atomic", "policy": "pct", "options": {"steps": 10}, "seed": 0}
     assert "FAILED: sleep_in_atomic under policy=pct seed=0" in str(st)
-    assert st.policies == {"pct depth=2 steps=200": 1}
+    assert st.policies == {"pct depth=2 steps=10": 1}  # PCT sized to the scenario (at least PCT_MIN_STEPS)
     with pytest.raises(KmemUsageError, match="stats"):
         explore(scenario, seeds=range(1), stats="yes")  # type: ignore[call-overload]

@@ -36,7 +36,7 @@ from .errors import KmemUsageError
 from .preempt import HARDIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Report, user_site
 from .task import CURRENT, Task
-from .trace import Decision
+from .trace import Decision, describe
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -216,19 +216,7 @@ class EventView:
 def _describe_decision(d: Decision, comms: dict[int, str]) -> str:
     def name(pid: int) -> str:
         return f"{comms.get(pid, '?')}/{pid}"
-    if d.action == "S":
-        what = f"switch to {name(d.arg)}"
-    elif d.action == "D":
-        what = f"CPU{d.arg2} picks up {name(d.arg)}"
-    elif d.action == "P":
-        what = "preempted"
-    elif d.action == "I":
-        what = f"interrupt {d.arg}" + (f" x{d.arg2}" if d.arg2 > 1 else "")
-    elif d.action == "V":
-        what = f"idle CPU{d.arg} serves interrupts"
-    else:
-        what = f"clock advances to {d.arg} ns"
-    return f"-> {what} (at {d.event})"
+    return f"-> {describe(d, name)} (at {d.event})"
 
 
 def _decision_event(d: Decision, comms: dict[int, str], where: dict[int, int]) -> Event:

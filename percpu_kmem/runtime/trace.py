@@ -19,7 +19,7 @@ the running task's CPU (``I<irq>x<n>``: n times in a row), ``V<cpu>`` let an idl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
@@ -70,6 +70,22 @@ class Decision(NamedTuple):
             raise KmemUsageError(f"bad trace token {token!r}: expected step:pid:event:action") from None
 
 
+def describe(d: Decision, name: Callable[[int], str]) -> str:
+    """What a decision did, for people ("switch to worker/2", "preempted", ...);
+    ``name(pid)`` names a task."""
+    if d.action == "S":
+        return f"switch to {name(d.arg)}"
+    if d.action == "D":
+        return f"CPU{d.arg2} picks up {name(d.arg)}"
+    if d.action == "P":
+        return "preempted"
+    if d.action == "I":
+        return f"interrupt {d.arg}" + (f" x{d.arg2}" if d.arg2 > 1 else "")
+    if d.action == "V":
+        return f"idle CPU{d.arg} serves interrupts"
+    return f"clock advances to {d.arg} ns"
+
+
 @dataclass
 class Trace:
     """The decision log of one run; ``Machine(..., replay=trace)`` repeats it."""
@@ -105,20 +121,7 @@ class Trace:
         """One line per decision, for people."""
         out = []
         for d in self.decisions:
-            who = self.name(d.pid)
-            if d.action == "S":
-                what = f"switch to {self.name(d.arg)}"
-            elif d.action == "D":
-                what = f"CPU#{d.arg2} picks up {self.name(d.arg)}"
-            elif d.action == "P":
-                what = "preempted"
-            elif d.action == "I":
-                what = f"interrupt {d.arg}" + (f" x{d.arg2}" if d.arg2 > 1 else "")
-            elif d.action == "V":
-                what = f"idle CPU#{d.arg} serves interrupts"
-            else:
-                what = f"clock advances to {d.arg} ns"
-            out.append(f"step {d.step:6d}  {who:>16} at {d.event:<18} {what}")
+            out.append(f"step {d.step:6d}  {self.name(d.pid):>16} at {d.event:<18} {describe(d, self.name)}")
         return "\n".join(out)
 
     @classmethod
@@ -140,4 +143,4 @@ class Trace:
         return cls(parts[1], seed, decisions, {})
 
 
-__all__ = ["TRACE_MAGIC", "Decision", "Trace"]
+__all__ = ["TRACE_MAGIC", "Decision", "describe", "Trace"]
