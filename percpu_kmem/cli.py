@@ -754,7 +754,7 @@ def _study_list(as_json: bool) -> NoReturn:
     for col in ("workload", "params (defaults)", "what"):
         wl.add_column(col, overflow="fold")
     for w in WORKLOADS.values():
-        wl.add_row(w.name, ", ".join(f"{k}={v}" for k, v in w.params.items()) or "-", w.doc)
+        wl.add_row(w.name, ", ".join(f"{k}={v}" for k, v in w.params.items()) or "-", w.doc.replace("``", ""))
     con.print(wl)
     cf = Table(title=f"configurations (--config NAME, repeatable; default {' and '.join(STUDY_CONFIGS)})",
                title_justify="left")
