@@ -6,12 +6,17 @@
     percpu-kmem explore my_driver.py::probe --depth 1-3 --seeds 200
     percpu-kmem shrink my_driver.py::probe --seed 17 --policy pct --option depth=2
     percpu-kmem proc stress/vmalloc_churn.py --file vmallocinfo
+    percpu-kmem replay my_driver.py::probe --seed 17 --events     # with the event log
+    percpu-kmem study --workload larson --cpus 1,2,4,8 --plot larson.png
+    percpu-kmem zoo --seeds 200 --policy campaign --policy pct
     percpu-kmem list
 
 Every subcommand takes ``--json`` (one JSON document on stdout). Exit codes: 0 nothing
 found (a clean campaign, a clean replay), 1 something found (a failing run), 2 a usage
 error (a bad option, a missing file, a bad trace: a message, never a traceback), 130
 a campaign interrupted by Ctrl-C before it found anything (what it ran is printed).
+``zoo``'s exit code judges the detectors instead (0: every available buggy driver found,
+no twin reported), ``study``'s says whether a point recorded a kernel report.
 docs/cli.md describes every subcommand and the JSON shapes.
 
 The campaign logic lives in percpu_kmem/campaign.py and percpu_kmem/parallel.py; this
@@ -21,6 +26,7 @@ module parses, runs and prints.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import shlex
 import sys
@@ -38,6 +44,7 @@ from .campaign import CampaignResult, Outcome, execute, jobs, replay_command
 from .machine import Machine
 from .parallel import run_parallel
 from .runtime.errors import KmemUsageError
+from .runtime.events import EVENT_KINDS
 from .runtime.machine import MAX_CPUS, REPLAY_INLINE_MAX, save_trace
 from .runtime.policies import POLICIES
 from .runtime.trace import TRACE_MAGIC, Trace
@@ -51,6 +58,8 @@ from .scenarios import (
     load_scenarios,
 )
 from .shrink import shrink as shrink_run
+from .study import PRESETS, WORKLOADS, run_study
+from .zoo import CAMPAIGN_COLUMN, ZOO_SEEDS, ZooDriver, ZooResult, load_zoo, run_zoo
 
 #: Exit codes (documented in --help and docs/cli.md).
 EXIT_CLEAN = 0
@@ -78,13 +87,15 @@ class _Group(click.Group):
     command_class = _Command
 
 
-@click.group(cls=_Group, epilog=EXIT_CODES_HELP)
+@click.group(cls=_Group, epilog=EXIT_CODES_HELP + " zoo and study give the codes their own meaning (see their "
+                                                  "--help).")
 @click.version_option(package_name="percpu_kmem")
 def main() -> None:
     """percpu_kmem: the kernel's memory allocation on a simulated SMP machine.
 
-    Stress campaigns over thousands of schedules, the replay of a failing run, the
-    systematic search, schedule shrinking and /proc views. `percpu-kmem stress` runs
+    Stress campaigns over thousands of schedules, the replay of a failing run (with
+    its event log), the systematic search, schedule shrinking, /proc views, the
+    scalability study and the bug zoo. `percpu-kmem stress` runs
     the scenarios of the repository's stress/ folder under the default campaign.
     """
 
@@ -145,12 +156,12 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+def _parse_options(pairs: Sequence[str], flag: str = "--option", example: str = "depth=2") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         key, eq, value = pair.partition("=")
         if not eq or not key.isidentifier():
-            _usage(f"--option takes name=value (e.g. depth=2), got {pair!r}")
+            _usage(f"{flag} takes name=value (e.g. {example}), got {pair!r}")
         out[key] = _parse_value(value)
     return out
 
@@ -176,12 +187,15 @@ def _console() -> Console:
     return Console(soft_wrap=False, highlight=False, width=None if probe.is_terminal else 120)
 
 
-def _progress(total: int, label: str, quiet: bool) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+def _progress(total: int, label: str, quiet: bool, counter: str = "runs  failing: {task.fields[failing]}"
+              ) -> tuple[Progress | None, Callable[[int, int], None] | None]:
+    """A progress bar on stderr (only on a terminal, not with --quiet) and its
+    ``advance(done, counted)``; ``counter`` is the text after the count."""
     err = Console(stderr=True)
     if quiet or not err.is_terminal:
         return None, None
     bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("runs  failing: {task.fields[failing]}"), TimeElapsedColumn(),
+                   TextColumn(counter), TimeElapsedColumn(),
                    TextColumn("eta"), TimeRemainingColumn(), console=err, transient=True)
     task = bar.add_task(label, total=total, failing=0)
     failing = [0]
@@ -510,11 +524,59 @@ def _multi_run(m: Machine) -> bool:
     return tr is not None and tr.seed != m.seed
 
 
+#: How many events ``replay --events`` shows by default (those leading to the first report).
+EVENTS_LAST = 40
+
+
+def _event_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed([
+        click.option("--events", "events", is_flag=True,
+                     help=f"Also print the run's event log (locks, allocations, frees, interrupts, sleeps, "
+                          f"wake-ups, decisions, with the simulated line): the last {EVENTS_LAST} events up to "
+                          f"the first report (the end of the run when there is none), without the model's own "
+                          f"locks."),
+        click.option("--events-all", is_flag=True, help="With the event log: every event of the run."),
+        click.option("--events-last", type=click.IntRange(min=1), default=None, metavar="N",
+                     help=f"With the event log: the last N events (default {EVENTS_LAST}; implies --events)."),
+        click.option("--events-task", default=None, metavar="TASK",
+                     help="With the event log: one task's events ('comm/pid', a comm or a pid; implies --events)."),
+        click.option("--events-kind", multiple=True, type=click.Choice(EVENT_KINDS),
+                     help="With the event log: only events of this kind (repeatable; implies --events)."),
+        click.option("--events-model", is_flag=True,
+                     help="With the event log: keep the model's own locks (zone->lock, the caches' locks)."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _event_view(m: Machine, events_all: bool, last: int | None, task: str | None, kinds: tuple[str, ...],
+                model: bool) -> tuple[Any, dict[str, Any]]:
+    """The filtered event log of the replayed run and the filter that made it. Without
+    --events-all: up to the first report of the logged run (the log holds the machine's last
+    run), the last ``last`` (default EVENTS_LAST) of them."""
+    task_arg: Any = int(task) if task is not None and task.isdigit() else task
+    if task_arg is not None and not len(m.event_log(task=task_arg)):
+        seen = sorted({ev.task for ev in m.event_log() if ev.task != "-"})
+        _usage(f"--events-task {task!r}: no such task in the run (its tasks: {', '.join(seen) or 'none'})")
+    first = None
+    if not events_all:
+        reports = m.event_log(kind="report")
+        first = reports[0].ref if len(reports) else None
+    n = None if events_all and last is None else (last or EVENTS_LAST)
+    view = m.event_log(task=task_arg, kind=list(kinds) or None, model=model, last=n, before=first)
+    shown = {"up_to": (f"the first report ({first.kind}, step {first.step})" if first is not None
+                       else "the end of the run"), "last": n, "task": task, "kinds": list(kinds) or None,
+             "model_locks": model, "total": len(m.event_log())}
+    return view, shown
+
+
 @main.command("replay", epilog=EXIT_CODES_HELP)
 @click.argument("scenario")
 @_run_options
+@_event_options
 def replay_cmd(scenario: str, seed: int | None, policy: str | None, options: tuple[str, ...], cpus: int | None,
-               trace: str | None, as_json: bool) -> None:
+               trace: str | None, as_json: bool, events: bool, events_all: bool, events_last: int | None,
+               events_task: str | None, events_kind: tuple[str, ...], events_model: bool) -> None:
     """Rerun one run of SCENARIO and print its dmesg and reports with their stacks.
 
     Give the run as `stress` printed it (--seed, --policy, --option, --cpus): the
@@ -523,17 +585,33 @@ def replay_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
     traces are saved under .percpu_kmem/): the machine follows its decisions (a
     scenario that runs its machine several times replays the first run from the
     trace). Exit code 1 when the run fails, 0 when it is clean.
+
+    --events adds the readable trace of the run (the machine records its event log,
+    which changes nothing of the run): by default the last 40 events leading to the
+    first report; --events-all, --events-last, --events-task, --events-kind and
+    --events-model choose others. A scenario that runs its machine several times
+    logs its last run only.
     """
+    want_events = events or events_all or events_last is not None or events_task is not None \
+        or bool(events_kind) or events_model
     sc = _one(scenario)
     pol, opts, s, over = _machine_args(seed, policy, options, cpus, trace)
+    if want_events:
+        over["events"] = True
     m, out = execute(sc, pol, opts, s, **over)
     cmd = replay_command(sc.name, pol, opts, s, m.nr_cpus)
+    view, shown = _event_view(m, events_all, events_last, events_task, events_kind, events_model) \
+        if want_events and m.events is not None else (None, None)
     if as_json:
-        _emit_json({"command": "replay", "scenario": sc.name, "policy": pol, "options": opts, "seed": s,
-                    "cpus": m.nr_cpus, "failed": out.failed, "failure": out.failure, "error": out.error,
-                    "dmesg": list(m.dmesg), "reports": [_report_json(r) for r in m.reports],
-                    "trace": str(m.last_trace) if m.last_trace is not None else None,
-                    "replay_command": cmd, "exit_code": EXIT_FOUND if out.failed else EXIT_CLEAN})
+        doc = {"command": "replay", "scenario": sc.name, "policy": pol, "options": opts, "seed": s,
+               "cpus": m.nr_cpus, "failed": out.failed, "failure": out.failure, "error": out.error,
+               "dmesg": list(m.dmesg), "reports": [_report_json(r) for r in m.reports],
+               "trace": str(m.last_trace) if m.last_trace is not None else None,
+               "replay_command": cmd, "exit_code": EXIT_FOUND if out.failed else EXIT_CLEAN}
+        if want_events:
+            doc["events"] = view.as_dicts() if view is not None else []
+            doc["events_shown"] = shown
+        _emit_json(doc)
         sys.exit(EXIT_FOUND if out.failed else EXIT_CLEAN)
     opts_s = " ".join(f"{k}={v}" for k, v in opts.items())
     click.echo(f"replay {sc.name}: policy={pol}{' ' + opts_s if opts_s else ''} seed={s} cpus={m.nr_cpus}"
@@ -550,6 +628,14 @@ def replay_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
                 click.echo("Call Trace:")
                 for f in r.stack:
                     click.echo(str(f))
+    if want_events:
+        if view is None or shown is None:
+            click.echo("\n-- events: none (the scenario ran no m.run()) --")
+        else:
+            click.echo(f"\n-- events: {len(view)} of {shown['total']}, up to {shown['up_to']}"
+                       + ("" if shown["model_locks"] else ", without the model's own locks") + " --")
+            if len(view):
+                click.echo(str(view))
     if out.error:
         click.echo("\n-- the scenario failed --\n" + out.error)
     click.echo(f"\nverdict: {out.failure or 'clean'}")
@@ -649,6 +735,259 @@ def proc_cmd(scenario: str | None, seed: int | None, policy: str | None, options
     sys.exit(code)
 
 
+# -- study ---------------------------------------------------------------------------------------
+
+#: The configurations ``study`` compares when no --config is given.
+STUDY_CONFIGS = ("default", "no-percpu")
+#: The largest CPU count run_study takes (its own check; the Machine takes up to MAX_CPUS).
+STUDY_MAX_CPUS = 64
+
+
+def _study_list(as_json: bool) -> NoReturn:
+    if as_json:
+        _emit_json({"command": "study", "workloads": [{"name": w.name, "doc": w.doc, "params": dict(w.params)}
+                                                      for w in WORKLOADS.values()],
+                    "configs": [c.describe() for c in PRESETS.values()], "default_configs": list(STUDY_CONFIGS)})
+        sys.exit(EXIT_CLEAN)
+    con = _console()
+    wl = Table(title="workloads (percpu-kmem study --workload NAME --param KEY=VALUE)", title_justify="left")
+    for col in ("workload", "params (defaults)", "what"):
+        wl.add_column(col, overflow="fold")
+    for w in WORKLOADS.values():
+        wl.add_row(w.name, ", ".join(f"{k}={v}" for k, v in w.params.items()) or "-", w.doc.replace("``", ""))
+    con.print(wl)
+    cf = Table(title=f"configurations (--config NAME, repeatable; default {' and '.join(STUDY_CONFIGS)})",
+               title_justify="left")
+    cf.add_column("config")
+    cf.add_column("knobs (the kernel's default otherwise)", overflow="fold")
+    for c in PRESETS.values():
+        knobs = {k: v for k, v in c.describe().items() if k != "name"}
+        cf.add_row(c.name, ", ".join(f"{k}={v}" for k, v in knobs.items()) or "-")
+    con.print(cf)
+    sys.exit(EXIT_CLEAN)
+
+
+def _writable(path: str, flag: str) -> None:
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        _usage(f"{flag} {path!r}: the folder {str(parent)!r} does not exist")
+
+
+@main.command("study", epilog="Exit codes: 0 the study ran; 1 a point recorded a kernel report (its numbers "
+                               "measure a buggy run); 2 usage error; 130 interrupted (Ctrl-C).")
+@click.option("--workload", type=click.Choice(list(WORKLOADS)), default="threadtest", show_default=True,
+              help="The workload to sweep (--list shows them).")
+@click.option("--cpus", default="1,2,4,8", show_default=True, metavar="N[,N...]", help="CPU counts.")
+@click.option("--config", "configs", multiple=True, type=click.Choice(list(PRESETS)),
+              help=f"A configuration to compare (repeatable; default: {', '.join(STUDY_CONFIGS)}).")
+@click.option("--seeds", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seeds per point (seeds 0..N-1; the table shows their means).")
+@click.option("--ops", type=click.IntRange(min=1), default=200, show_default=True, help="Operations per CPU.")
+@click.option("--memory", default="128M", show_default=True, help="Each machine's memory.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="A workload parameter (repeatable; values are Python literals: size=256).")
+@click.option("--csv", "csv_path", default=None, metavar="PATH", help="Write every point to a CSV file.")
+@click.option("--plot", "plot_path", default=None, metavar="PATH",
+              help="Write a PNG of throughput and efficiency (needs the [plot] extra: matplotlib).")
+@click.option("--list", "list_only", is_flag=True, help="List the workloads and configurations, run nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def study_cmd(workload: str, cpus: str, configs: tuple[str, ...], seeds: int, ops: int, memory: str,
+              params: tuple[str, ...], csv_path: str | None, plot_path: str | None, list_only: bool, quiet: bool,
+              as_json: bool) -> None:
+    """The scalability study: a workload swept over CPU counts and configurations, in
+    virtual time (docs/scalability.md).
+
+    Prints one row per (configuration, CPUs): throughput in operations per million
+    virtual cycles, speedup, efficiency, the share of time spent spinning and the
+    lock traffic per operation; then the Universal Scalability Law fit of each
+    configuration (alpha: contention, beta: coherency, N*: the CPU count of peak
+    throughput). --list shows the workloads, their parameters and the configurations.
+    """
+    if list_only:
+        _study_list(as_json)
+    cpu_list = _parse_cpus(cpus) or []
+    if len(set(cpu_list)) != len(cpu_list):
+        _usage(f"--cpus {cpus!r} names a CPU count twice")
+    if max(cpu_list) > STUDY_MAX_CPUS:
+        _usage(f"--cpus: the study runs at most {STUDY_MAX_CPUS} CPUs, got {max(cpu_list)}")
+    kw = _parse_options(params, "--param", "size=256")
+    known = WORKLOADS[workload].params
+    unknown = sorted(set(kw) - set(known))
+    if unknown:
+        _usage(f"--param {', '.join(unknown)}: workload {workload!r} takes "
+               + (", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "no parameter"))
+    cfgs = list(configs) or list(STUDY_CONFIGS)
+    if len(set(cfgs)) != len(cfgs):
+        _usage("--config names a configuration twice")
+    if csv_path is not None:
+        _writable(csv_path, "--csv")
+    if plot_path is not None:
+        _writable(plot_path, "--plot")
+        if importlib.util.find_spec("matplotlib") is None:
+            _usage("--plot needs matplotlib: install the 'plot' extra (pip install 'percpu-kmem[plot]'); "
+                   "the table, --csv and --json work without it")
+    total = len(cpu_list) * len(cfgs) * seeds
+    bar, advance = _progress(total, f"study {workload}", quiet, counter="points")
+    step = None if advance is None else (lambda done, tot: advance(1, 0))
+    try:
+        if bar is None:
+            res = run_study(workload, cpus=cpu_list, configs=cfgs, seeds=list(range(seeds)), ops=ops, memory=memory,
+                            params=kw or None)
+        else:
+            with bar:
+                res = run_study(workload, cpus=cpu_list, configs=cfgs, seeds=list(range(seeds)), ops=ops,
+                                memory=memory, params=kw or None, progress=step)
+    except KeyboardInterrupt:
+        click.echo("study interrupted (Ctrl-C): no result (a study's table needs every point)", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    buggy = sorted({k for r in res.rows for k in r["reports"]})
+    code = EXIT_FOUND if buggy else EXIT_CLEAN
+    if csv_path is not None:
+        res.to_csv(csv_path)
+    if plot_path is not None:
+        res.plot(plot_path)
+    if as_json:
+        _emit_json({"command": "study", **res.to_json(), "params": kw, "memory": memory, "csv": csv_path,
+                    "plot": plot_path, "reports": buggy, "exit_code": code})
+        sys.exit(code)
+    click.echo(res.table().rstrip("\n"))
+    for path, what in ((csv_path, "points"), (plot_path, "plot")):
+        if path is not None:
+            click.echo(f"{what} written to {path}")
+    if buggy:
+        click.echo(f"kernel reports during the study ({', '.join(buggy)}): its numbers measure a buggy run")
+    sys.exit(code)
+
+
+# -- zoo -----------------------------------------------------------------------------------------
+
+#: The zoo's columns: the default campaign, or one deterministic policy.
+ZOO_COLUMNS = (CAMPAIGN_COLUMN, *(p for p in POLICIES if p != "free"))
+
+ZOO_EXIT_HELP = ("Exit codes (about the detectors, not about bugs found): 0 every available buggy driver was "
+                 "found by its detector and no fixed twin was reported; 1 a driver was missed or a twin was "
+                 "reported (a false positive); 2 usage error; 130 interrupted (Ctrl-C) before either.")
+
+
+def _zoo_exit_code(res: ZooResult) -> int:
+    if res.false_positives:
+        return EXIT_FOUND
+    if res.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FOUND if res.missed else EXIT_CLEAN
+
+
+def _zoo_progress(drivers: list[ZooDriver], n_cols: int, n_seeds: int, twins: bool, quiet: bool
+                  ) -> tuple[Progress | None, Callable[[Outcome], None] | None]:
+    """A bar over the zoo's planned runs: a buggy column that finds its bug early counts its
+    remaining seeds as done; unavailable drivers make no run and are left out."""
+    ran = [d for d in drivers if not d.unavailable()]
+    total = len(ran) * n_cols * n_seeds * (2 if twins else 1)
+    bar, advance = _progress(total, "zoo", quiet, counter="runs  found: {task.fields[failing]}")
+    if advance is None:
+        return bar, None
+    buggy = {d.buggy.name: d for d in ran}
+    streak = [0]
+
+    def on_run(out: Outcome) -> None:
+        d = buggy.get(out.scenario)
+        if d is None:  # a twin's run
+            streak[0] = 0
+            advance(1, 0)
+            return
+        streak[0] += 1
+        if d.found_by(out):
+            advance(1 + n_seeds - streak[0], 1)
+            streak[0] = 0
+        else:
+            advance(1, 0)
+            if streak[0] == n_seeds:
+                streak[0] = 0
+    return bar, on_run
+
+
+def _select_drivers(all_drivers: list[ZooDriver], names: Sequence[str]) -> list[ZooDriver]:
+    if not names:
+        return all_drivers
+    by_name = {d.name: d for d in all_drivers}
+    unknown = [n for n in names if n.removesuffix(".py") not in by_name]
+    if unknown:
+        _usage(f"--driver {', '.join(unknown)}: no such zoo driver (the zoo has {', '.join(by_name)})")
+    wanted = {n.removesuffix(".py") for n in names}
+    return [d for d in all_drivers if d.name in wanted]
+
+
+@main.command("zoo", epilog=ZOO_EXIT_HELP)
+@click.option("--seeds", type=click.IntRange(min=1), default=ZOO_SEEDS, show_default=True,
+              help="Seeds per column (a buggy driver runs until its first find).")
+@click.option("--policy", "policies", multiple=True, type=click.Choice(ZOO_COLUMNS),
+              help="A column: the default campaign or one policy with its default options "
+                   "(repeatable; default: campaign). Found/missed is judged on the first.")
+@click.option("--driver", "drivers", multiple=True, metavar="NAME",
+              help="Only this driver (a file name of stress/zoo/, .py optional; repeatable).")
+@click.option("--zoo-dir", default=None, metavar="FOLDER", help="Another folder of zoo drivers (default stress/zoo/).")
+@click.option("--no-twins", is_flag=True, help="Do not run the fixed twins (no false-positive count).")
+@click.option("--bugs", is_flag=True, help="Add each driver's bug (its docstring's first line) to the table.")
+@click.option("--list", "list_only", is_flag=True, help="List the drivers, run nothing.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def zoo_cmd(seeds: int, policies: tuple[str, ...], drivers: tuple[str, ...], zoo_dir: str | None, no_twins: bool,
+            bugs: bool, list_only: bool, quiet: bool, as_json: bool) -> None:
+    """The bug zoo: every detector against the driver it is meant to catch (docs/zoo.md).
+
+    Each buggy driver of stress/zoo/ runs until its detector reports it (at most
+    --seeds runs per column); its fixed twin runs over every seed, and any failure
+    of a twin is a false positive. Prints the detection table (found or not, seeds
+    to the first find per column, the first failing seed, the twin's false
+    positives) and the counts. The exit code judges the detectors: 0 means every
+    available driver was found and no twin was reported.
+    """
+    if zoo_dir is not None and not Path(zoo_dir).is_dir():
+        _usage(f"--zoo-dir {zoo_dir!r} is not a folder")
+    all_drivers = load_zoo(zoo_dir)
+    chosen = _select_drivers(all_drivers, drivers)
+    if list_only:
+        if as_json:
+            _emit_json({"command": "zoo", "drivers": [{"driver": d.name, "bug": d.bug, "detector": d.detector,
+                                                        "reports": list(d.reports), "unavailable": d.unavailable()}
+                                                       for d in chosen]})
+            sys.exit(EXIT_CLEAN)
+        table = Table(title="zoo drivers (percpu-kmem zoo --driver NAME)", title_justify="left")
+        for col in ("driver", "detector", "bug"):
+            table.add_column(col, overflow="fold")
+        for d in chosen:
+            table.add_row(d.name, d.detector, d.bug + (f" ({d.unavailable()})" if d.unavailable() else ""))
+        _console().print(table)
+        sys.exit(EXIT_CLEAN)
+    cols = list(policies) or [CAMPAIGN_COLUMN]
+    if len(set(cols)) != len(cols):
+        _usage("--policy names a column twice")
+    bar, on_run = _zoo_progress(chosen, len(cols), seeds, not no_twins, quiet)
+    if bar is None:
+        res = run_zoo(chosen, seeds=seeds, policies=cols, twins=not no_twins)
+    else:
+        with bar:
+            res = run_zoo(chosen, seeds=seeds, policies=cols, progress=on_run, twins=not no_twins)
+    code = _zoo_exit_code(res)
+    if as_json:
+        _emit_json({"command": "zoo", **res.to_json(), "twins": not no_twins, "exit_code": code})
+        sys.exit(code)
+    click.echo(res.table(bugs=bugs))
+    click.echo("")
+    for dr in res.drivers:
+        for c in dr.columns:
+            for o in c.twin_failures[:1]:
+                click.echo(f"false positive: {dr.driver.name}'s fixed twin failed ({o.failure}) under {c.column}; "
+                           f"replay it with:\n  {o.replay_command()}")
+        if not dr.unavailable and not dr.found and dr.columns and dr.columns[0].other is not None:
+            o = dr.columns[0].other
+            click.echo(f"{dr.driver.name}: not found by {dr.driver.detector}, but it failed otherwise ({o.failure}):"
+                       f"\n  {o.replay_command()}")
+    click.echo(res.summary() + ("" if not no_twins else " (twins not run)") + f" in {res.seconds:.1f} s")
+    sys.exit(code)
+
+
 # -- list and the built-in demonstrations ------------------------------------------------------------
 
 @main.command("list")
@@ -722,4 +1061,5 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 __all__ = ["EXIT_CLEAN", "EXIT_FOUND", "EXIT_USAGE", "EXIT_INTERRUPTED", "PROC_FILES", "seed_ranges", "main",
-           "stress_cmd", "explore_cmd", "replay_cmd", "shrink_cmd", "proc_cmd", "list_scenarios", "run"]
+           "stress_cmd", "explore_cmd", "replay_cmd", "shrink_cmd", "proc_cmd", "study_cmd", "zoo_cmd",
+           "list_scenarios", "run"]

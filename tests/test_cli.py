@@ -368,3 +368,254 @@ def test_first_seed_shifts_the_seeds(driver: Path) -> None:
     assert doc["by_kind"]["sleep_in_atomic"]["seeds"] == [5, 6] and doc["plan"]["seeds"] == [5, 7]
     per_scenario = as_json(invoke("stress", f"{driver}::buggy", "--first-seed", "10", "--json"))
     assert per_scenario["by_kind"]["sleep_in_atomic"]["seeds"] == [10, 11, 12, 13]  # the scenario's 4 seeds
+
+
+# -- replay --events -------------------------------------------------------------------------------
+
+def test_replay_events_show_the_run_up_to_the_first_report(driver: Path) -> None:
+    res = invoke("replay", f"{driver}::buggy", "--seed", "1", "--events")
+    assert res.exit_code == 1
+    head, _, events = res.stdout.partition("\n-- events: ")
+    assert "-- dmesg --" in head and "] BUG: sleeping function called" in head  # dmesg, stamped
+    assert events.startswith("3 of ") and "up to the first report (sleep_in_atomic, step 3)" in events
+    lines = events.split("verdict:")[0].strip().splitlines()[1:]
+    assert "spin_lock(drv_lock)" in lines[-2] and "BUG: sleeping function called" in lines[-1]
+    assert "-> switch to worker/1" in lines[0]
+    plain = invoke("replay", f"{driver}::buggy", "--seed", "1")
+    assert "-- events" not in plain.stdout  # off unless asked
+
+
+def test_replay_events_json_filters_and_bad_task(driver: Path) -> None:
+    base = ["replay", f"{driver}::buggy", "--seed", "1", "--json"]
+    doc = as_json(invoke(*base, "--events"))
+    assert doc["events"][-1]["kind"] == "report" and doc["events"][-1]["what"].startswith("BUG: sleeping")
+    assert doc["events_shown"]["last"] == 40 and doc["events_shown"]["model_locks"] is False
+    assert "events" not in as_json(invoke(*base))
+    every = as_json(invoke(*base, "--events-all", "--events-model"))
+    assert every["events_shown"]["up_to"] == "the end of the run" and len(every["events"]) == every["events_shown"]["total"]
+    assert len(every["events"]) > len(doc["events"])
+    sched = as_json(invoke(*base, "--events-all", "--events-kind", "sched"))
+    assert sched["events"] and {e["kind"] for e in sched["events"]} == {"sched"}
+    one = as_json(invoke(*base, "--events-task", "worker/2", "--events-last", "2"))
+    assert len(one["events"]) <= 2 and all(e["task"] == "worker/2" or e["kind"] == "sched" for e in one["events"])
+    bad = CliRunner().invoke(main, [*base, "--events-task", "nosuch"])
+    assert bad.exit_code == 2 and "no such task in the run" in bad.output and "worker/1" in bad.output
+    assert bad.stdout == "" or "{" not in bad.stdout
+
+
+# -- study -----------------------------------------------------------------------------------------
+
+def test_study_prints_the_table_and_the_usl_fits() -> None:
+    res = invoke("study", "--cpus", "1,2", "--ops", "10", "-q")
+    assert res.exit_code == 0, res.output
+    assert "workload threadtest: 10 ops per CPU" in res.stdout and "USL fit" in res.stdout
+    rows = [ln.split()[:2] for ln in res.stdout.splitlines() if ln.startswith(("default ", "no-percpu "))]
+    assert ["default", "1"] in rows and ["no-percpu", "2"] in rows  # the default pair, both CPU counts
+
+
+def test_study_json_csv_configs_params_and_seeds(tmp_path: Path) -> None:
+    out = tmp_path / "points.csv"
+    res = invoke("study", "--workload", "magazine-pairs", "--cpus", "1,2", "--ops", "8", "--config", "default",
+                 "--config", "mag-7", "--param", "size=128", "--seeds", "2", "--csv", str(out), "--json")
+    assert res.exit_code == 0, res.output
+    doc = as_json(res)
+    assert doc["workload"] == "magazine-pairs" and doc["params"] == {"size": 128} and doc["exit_code"] == 0
+    assert [c["name"] for c in doc["configs"]] == ["default", "mag-7"] and doc["seeds"] == [0, 1]
+    assert len(doc["points"]) == 8 and len(doc["summary"]) == 4 and set(doc["usl"]) == {"default", "mag-7"}
+    assert len(out.read_text().splitlines()) == 1 + 8
+
+
+def test_study_list_names_every_workload_and_configuration() -> None:
+    from percpu_kmem.study import PRESETS, WORKLOADS
+    doc = as_json(invoke("study", "--list", "--json"))
+    assert [w["name"] for w in doc["workloads"]] == list(WORKLOADS)
+    assert [c["name"] for c in doc["configs"]] == list(PRESETS)
+    text = invoke("study", "--list")
+    assert text.exit_code == 0 and "threadtest" in text.stdout and "no-percpu" in text.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--param", "nope=1"], "--param nope: workload 'threadtest' takes batch (default 100)"),
+    (["--param", "size"], "--param takes name=value"),
+    (["--cpus", "1,1"], "names a CPU count twice"),
+    (["--cpus", "65"], "at most 64 CPUs"),
+    (["--cpus", "0"], "not within 1..256"),
+    (["--config", "bogus"], "Invalid value for '--config'"),
+    (["--config", "default", "--config", "default"], "names a configuration twice"),
+    (["--workload", "bogus"], "Invalid value for '--workload'"),
+    (["--csv", "/nonexistent/dir/x.csv"], "does not exist"),
+    (["--ops", "0"], "Invalid value for '--ops'"),
+])
+def test_study_usage_errors(args: list[str], words: str) -> None:
+    res = CliRunner().invoke(main, ["study", "--cpus", "1", "--ops", "2", *args])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "Traceback" not in res.output and res.stdout.count("\n") <= 3
+
+
+def test_study_plot_without_matplotlib_is_a_usage_error_before_the_sweep(monkeypatch: pytest.MonkeyPatch,
+                                                                        tmp_path: Path) -> None:
+    import percpu_kmem.cli as cli
+    find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    monkeypatch.setattr(cli, "run_study", lambda *a, **k: pytest.fail("the sweep ran"))
+    res = CliRunner().invoke(main, ["study", "--plot", str(tmp_path / "s.png")])
+    assert res.exit_code == 2 and "[plot]" in res.output and "matplotlib" in res.output
+
+
+def test_study_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    import percpu_kmem.cli as cli
+
+    def interrupted(*a: Any, **k: Any) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "run_study", interrupted)
+    res = CliRunner().invoke(main, ["study", "--cpus", "1"])
+    assert res.exit_code == 130 and "interrupted" in res.output
+
+
+# -- zoo -------------------------------------------------------------------------------------------
+
+ZOO_DRIVER = textwrap.dedent('''
+    """{bug}
+
+    A test driver for the zoo command.
+    """
+    from percpu_kmem.scenarios import stress
+    from percpu_kmem.linux import spin_lock_init, spin_lock, spin_unlock, might_sleep
+
+    DETECTOR = "might_sleep"
+    REPORTS = ("sleep_in_atomic",)
+
+    def _run(m, under):
+        lock = spin_lock_init("z_lock")
+        def worker():
+            spin_lock(lock)
+            if under:
+                might_sleep()
+            spin_unlock(lock)
+        m.run(worker)
+
+    @stress(cpus=1)
+    def buggy(m):
+        _run(m, {buggy})
+
+    @stress(cpus=1)
+    def fixed(m):
+        _run(m, {fixed})
+''')
+
+
+def _zoo(tmp_path: Path, buggy: bool, fixed: bool) -> str:
+    folder = tmp_path / "zoo"
+    folder.mkdir()
+    (folder / "drv.py").write_text(ZOO_DRIVER.format(bug="might_sleep() under a spinlock.", buggy=buggy,
+                                                     fixed=fixed))
+    return str(folder)
+
+
+def test_zoo_finds_the_drivers_and_exits_zero() -> None:
+    res = invoke("zoo", "--driver", "double_kfree", "--driver", "irq_gfp_kernel.py", "--seeds", "5",
+                 "--policy", "campaign", "--policy", "random", "-q")
+    assert res.exit_code == 0, res.output
+    assert "| driver | detector | found within 5 | seeds to find: campaign | seeds to find: random |" in res.stdout
+    assert "| double_kfree | hardening | yes |" in res.stdout
+    assert "zoo: 2 of 2 buggy drivers found within 5 seeds, 0 false positives" in res.stdout
+    doc = as_json(invoke("zoo", "--driver", "double_kfree", "--seeds", "3", "--json"))
+    assert doc["exit_code"] == 0 and doc["detections"] == 1 and doc["false_positives"] == 0 and doc["twins"]
+    col = doc["drivers"][0]["columns"]["campaign"]
+    assert col["seeds_to_first_find"] == 1 and col["twin_runs"] == 3
+
+
+@pytest.mark.parametrize("buggy, fixed, twins, code, words", [
+    (True, False, True, 0, "1 of 1 buggy drivers found within 4 seeds, 0 false positives"),
+    (False, False, True, 1, "not found: drv"),                   # a missed driver
+    (True, True, True, 1, "4 false positives"),                    # a twin reported, every seed
+    (True, True, False, 0, "(twins not run)"),                     # without twins: no false positive
+])
+def test_zoo_exit_code_judges_the_detectors(tmp_path: Path, buggy: bool, fixed: bool, twins: bool, code: int,
+                                           words: str) -> None:
+    args = ["zoo", "--zoo-dir", _zoo(tmp_path, buggy, fixed), "--seeds", "4"] + ([] if twins else ["--no-twins"])
+    res = invoke(*args)
+    assert res.exit_code == code, res.output
+    assert words in res.stdout
+    if buggy and fixed and twins:
+        assert "false positive: drv's fixed twin failed (sleep_in_atomic)" in res.stdout
+        assert "percpu-kmem replay" in res.stdout
+    assert as_json(invoke(*args, "--json"))["exit_code"] == code
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--driver", "nope"], "no such zoo driver (the zoo has abba_two_drivers"),
+    (["--policy", "free"], "Invalid value for '--policy'"),
+    (["--policy", "pct", "--policy", "pct"], "names a column twice"),
+    (["--seeds", "0"], "Invalid value for '--seeds'"),
+    (["--zoo-dir", "/nonexistent/zoo"], "--zoo-dir '/nonexistent/zoo' is not a folder"),
+])
+def test_zoo_usage_errors(args: list[str], words: str) -> None:
+    res = CliRunner().invoke(main, ["zoo", *args])
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "Traceback" not in res.output
+
+
+def test_zoo_list_and_ctrl_c(monkeypatch: pytest.MonkeyPatch) -> None:
+    doc = as_json(invoke("zoo", "--list", "--json", "--driver", "lost_wakeup"))
+    assert [d["driver"] for d in doc["drivers"]] == ["lost_wakeup"] and doc["drivers"][0]["detector"] == "hung_task"
+    import percpu_kmem.zoo as zoo
+
+    def interrupted(*a: Any, **k: Any) -> None:
+        raise KeyboardInterrupt
+    monkeypatch.setattr(zoo, "run_one", interrupted)
+    res = invoke("zoo", "--driver", "double_kfree", "--seeds", "2")
+    assert res.exit_code == 130 and "(interrupted)" in res.stdout
+
+
+def test_zoo_progress_counts_every_planned_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import percpu_kmem.cli as cli
+    seen: dict[str, int] = {"total": 0, "done": 0, "found": 0}
+
+    def fake_progress(total: int, label: str, quiet: bool, counter: str = "") -> Any:
+        seen["total"] = total
+
+        def advance(runs: int, counted: int) -> None:
+            seen["done"] += runs
+            seen["found"] += counted
+        return contextlib.nullcontext(), advance
+    monkeypatch.setattr(cli, "_progress", fake_progress)
+    res = invoke("zoo", "--driver", "double_kfree", "--driver", "lost_wakeup", "--seeds", "12",
+                 "--policy", "campaign", "--policy", "pct", "--json")
+    assert res.exit_code == 0, res.output
+    found = sum(c["found"] for d in as_json(res)["drivers"] for c in d["columns"].values())
+    assert found >= 2 and seen["found"] == found  # double_kfree is found at its first seed: 11 runs skipped
+    assert seen["total"] == 2 * 2 * 12 * 2 and seen["done"] == seen["total"]
+
+
+def test_study_exits_one_when_a_point_recorded_a_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    import percpu_kmem.cli as cli
+    real = cli.run_study
+
+    def with_a_report(*a: Any, **k: Any) -> Any:
+        res = real(*a, **k)
+        res.rows[0]["reports"] = ["sleep_in_atomic"]
+        return res
+    monkeypatch.setattr(cli, "run_study", with_a_report)
+    res = invoke("study", "--cpus", "1", "--ops", "2", "--config", "default")
+    assert res.exit_code == 1 and "kernel reports during the study (sleep_in_atomic)" in res.stdout
+
+
+def test_study_progress_counts_every_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    import percpu_kmem.cli as cli
+    seen = {"total": 0, "done": 0}
+
+    def fake_progress(total: int, label: str, quiet: bool, counter: str = "") -> Any:
+        seen["total"] = total
+
+        def advance(runs: int, counted: int) -> None:
+            seen["done"] += runs
+        return contextlib.nullcontext(), advance
+    monkeypatch.setattr(cli, "_progress", fake_progress)
+    assert invoke("study", "--cpus", "1,2", "--ops", "2", "--seeds", "2").exit_code == 0
+    assert seen["total"] == 2 * 2 * 2 == seen["done"]
