@@ -125,11 +125,18 @@ def _scenario_of(fn: Callable[[Machine], Any], name: str) -> StressScenario:
 
 
 def _import_file(path: Path) -> Any:
-    """Import a scenario file as a module of its own (its name derived from its path)."""
+    """Import a scenario file as a module of its own (its name derived from its path).
+
+    The file's folder goes on ``sys.path`` first, as pytest's default import mode does,
+    so a scenario file can import the driver module beside it.
+    """
     name = "percpu_kmem_stress_" + "_".join(p for p in path.resolve().with_suffix("").parts[1:])
     name = "".join(c if c.isalnum() or c == "_" else "_" for c in name)
     if name in sys.modules:
         return sys.modules[name]
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise KmemUsageError(f"cannot import scenario file {str(path)!r}")

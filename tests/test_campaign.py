@@ -142,3 +142,18 @@ def test_merge_is_order_independent(driver: Path) -> None:
     whole = run_campaign([buggy], seeds=range(6))
     strip = lambda r: [o.to_json() | {"seconds": 0} for o in r.outcomes]  # noqa: E731
     assert strip(a.merge(b)) == strip(b.merge(a)) == strip(whole.merge(CampaignResult()))
+
+
+def test_a_scenario_file_imports_the_driver_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "my_drv_beside.py").write_text("def probe():\n    return 42\n")
+    (tmp_path / "stress_it.py").write_text(textwrap.dedent('''
+        from my_drv_beside import probe
+        from percpu_kmem.scenarios import stress
+
+        @stress(cpus=1, seeds=1)
+        def uses_the_driver(m):
+            assert probe() == 42
+            m.run(lambda: None)
+    '''))
+    (sc,) = load_scenarios(tmp_path / "stress_it.py")
+    assert not run_one(sc, "random", {}, 0).failed

@@ -253,6 +253,26 @@ class _EarlyMM:
                 "the memory accessors; kmalloc/alloc_pages work in Machine.run()")
 
 
+class _EarlyLayer:
+    """What ``m.slab``, ``m.mempools`` and ``m.percpu`` are while only bootmem exists:
+    any use is refused with the same clear answer as ``m.mm``'s. (``m.vmalloc`` stays
+    absent: the accessors and KASAN ask ``getattr(m, "vmalloc", None)``.)"""
+
+    def __init__(self, layer: str) -> None:
+        self.layer = layer
+
+    if not TYPE_CHECKING:
+        def __getattr__(self, name: str) -> NoReturn:
+            raise _NoPageAllocatorYet(
+                f"the {self.layer} layer does not exist during the boot phase (wanted "
+                f"{self.layer}.{name}): init functions may use alloc_bootmem*(), reserve_bootmem(), "
+                "free_bootmem() and the memory accessors; kmalloc/alloc_pages work in Machine.run()")
+
+
+#: The layers booted after the boot phase, stood in for by _EarlyLayer during it.
+_LATER_LAYERS = ("slab", "mempools", "percpu")
+
+
 class Bootmem:
     """The boot allocator of one machine: a ``BootmemData`` per node with low memory.
 
@@ -593,11 +613,16 @@ def boot_phase(m: Machine, bm: Bootmem) -> Bootmem:
         # The one place m.mm is not a PageAllocator: during the boot phase only the accessors
         # reach it, and they need no more than a MemoryMap; the rest refuses (_EarlyMM).
         m.mm = early  # type: ignore[assignment]
+        for layer in _LATER_LAYERS:
+            setattr(m, layer, _EarlyLayer(layer))
         try:
             m.run_boot_threads(m.boot_init)
         finally:
             if getattr(m, "__dict__", {}).get("mm") is early:
                 del m.mm
+            for layer in _LATER_LAYERS:
+                if isinstance(getattr(m, "__dict__", {}).get(layer), _EarlyLayer):
+                    delattr(m, layer)
     if not bm.handed_over:
         bm.free_all_bootmem()
     return bm

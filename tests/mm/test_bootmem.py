@@ -438,3 +438,14 @@ def test_concurrent_runs_never_touch_boot_memory() -> None:
 
     explore(scenario, seeds=range(6), policies=("random", "pct"), cpus=2, memory="16M", init=[_early])
     explore(scenario, seeds=range(1), policies=("free",), cpus=2, memory="16M", init=[_early])
+
+
+@pytest.mark.parametrize("call", ["kmalloc", "kmem_cache_create", "alloc_percpu"])
+def test_slab_and_percpu_in_an_init_function_are_a_clear_usage_error(call: str) -> None:
+    from percpu_kmem.linux import GFP_KERNEL, alloc_percpu, kmalloc, kmem_cache_create
+    from percpu_kmem.mm.ctype import u32
+    fn = {"kmalloc": lambda: kmalloc(10, GFP_KERNEL),
+          "kmem_cache_create": lambda: kmem_cache_create("early", 32, 0, 0),
+          "alloc_percpu": lambda: alloc_percpu(u32)}[call]
+    with pytest.raises(KmemUsageError, match="does not exist during the boot phase"):
+        Machine(init=[fn])
