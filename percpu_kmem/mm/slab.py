@@ -673,6 +673,7 @@ class kmem_cache_t:
         """
         c = t.cpu
         cc = self.cpu[c.id]
+        user_ptr = objp  # what the caller freed (the event log names it, as kmalloc's line does)
         if self.debug:
             raw = self.sa.debug.before_free(self, objp, func)
             if raw is None:
@@ -699,8 +700,8 @@ class kmem_cache_t:
             t.hb.on_free(objp, self.objsize)
         ev = t.machine.events
         if ev is not None:
-            ev.record(t, "free", f"{func}({objp:#x})" if func == "kfree"
-                      else f"{func}({self.name}, {objp:#x})")
+            ev.record(t, "free", f"{func}({user_ptr:#x})" if func == "kfree"
+                      else f"{func}({self.name}, {user_ptr:#x})")
         irqs_were_off = c.irqs_off  # local_irq_save()
         c.irqs_off = True
         loaded = cc.loaded

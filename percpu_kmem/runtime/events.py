@@ -108,9 +108,11 @@ class EventLog:
         self.record(waker, "wake", f"{how} wakes {woken.name}")
 
     def report(self, rep: Report) -> None:
-        """A report was made (or repeated): its first line, linked to it."""
+        """A report was made (or repeated): its title (the first line that is not a rule of
+        '=' or '-', as KASAN's and SLUB's reports open), linked to it."""
         t = CURRENT.task
-        first = rep.text.split("\n", 1)[0]
+        lines = rep.text.split("\n")
+        first = next((ln for ln in lines if ln.strip("=- ")), lines[0])
         if rep.count > 1:
             first += f" (repeat {rep.count})"
         if t:
