@@ -398,8 +398,12 @@ class SmpMachine:
         how = f"{type(self).__name__}({_fmt_args(args)})"
         more = ""
         if run_no > 1:
-            more = (f" (this was run {run_no} of the machine: the earlier runs changed its state, "
-                    f"so run them first, or replay on a machine in the same state)")
+            # every run of a machine is a function of its seed and its run number, so the
+            # machine without replay= repeats the whole scenario, this run included
+            whole = {k: v for k, v in args.items() if k != "replay"}
+            more = (f" (this was run {run_no} of the machine: the replay= applies to a machine's first "
+                    f"run, so to repeat the whole scenario, every run of it, pass it "
+                    f"{type(self).__name__}({_fmt_args(whole)}))")
         more += self._replay_caveats()
         return f"percpu_kmem: seed={self.seed} policy={self.policy_name}; replay with {how}{more}"
 

@@ -772,3 +772,34 @@ def test_replays_of_lock_and_interrupt_runs_never_diverge(policy: str) -> None:
             assert again.diverged is None, f"{name} seed={seed}: {again.diverged}"
             assert again.trace == m.trace
             assert [r.text for r in again.reports] == [r.text for r in m.reports]
+
+
+def test_the_hint_of_a_later_run_offers_the_machine_that_repeats_every_run() -> None:
+    """replay= applies to a machine's first run; a scenario that runs its machine several
+    times is repeated whole by the same machine without it (each run's schedule is a
+    function of the seed and the run number): the hint of a later run says so, pasteable."""
+    import re
+
+    from percpu_kmem.linux import might_sleep, spin_lock, spin_lock_init, spin_unlock
+
+    def scenario(m: Machine) -> list[str]:
+        lock = spin_lock_init("two_runs")
+        m.run(lambda: None)  # set up
+
+        def worker() -> None:
+            spin_lock(lock)
+            might_sleep()
+            spin_unlock(lock)
+        m.run(worker, worker)
+        return [r.text for r in m.reports]
+
+    m = Machine(cpus=2, policy="pct", seed=4)
+    texts = scenario(m)
+    hint = m.replay_hint()
+    assert "this was run 2 of the machine" in hint
+    found = re.search(r"to repeat the whole scenario, every run of it, pass it (Machine\(.*\))\)$", hint)
+    assert found is not None, hint
+    again = eval(found.group(1), {"Machine": Machine})
+    assert "replay" not in found.group(1)
+    assert scenario(again) == texts
+    assert again.last_trace == m.last_trace
