@@ -157,3 +157,14 @@ def test_a_scenario_file_imports_the_driver_beside_it(tmp_path: Path) -> None:
     '''))
     (sc,) = load_scenarios(tmp_path / "stress_it.py")
     assert not run_one(sc, "random", {}, 0).failed
+
+
+def test_pct_runs_of_a_campaign_are_sized_to_the_scenario_and_carry_the_size(driver: Path) -> None:
+    from percpu_kmem.testing import PCT_MIN_STEPS, pct_steps_of
+    buggy = load_scenarios(f"{driver}::buggy")[0]
+    steps = pct_steps_of(buggy.run, **buggy.machine)
+    assert steps >= PCT_MIN_STEPS
+    out = run_one(buggy, "pct", {"depth": 2}, 3)
+    assert dict(out.options) == {"depth": 2, "steps": steps}
+    assert f"--option steps={steps}" in out.replay_command()
+    assert dict(run_one(buggy, "pct", {"depth": 2, "steps": 77}, 3).options)["steps"] == 77  # given: kept

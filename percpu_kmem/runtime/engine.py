@@ -190,9 +190,9 @@ class Engine(ABC):
         finally:
             try:
                 if normal and t.held and not self.finished:
-                    self._held_at_exit(t)
+                    self._exit_check(t, self.m.report_held_locks, "exited with locks held")
                 elif normal and not self.finished:
-                    self._atomic_at_exit(t)
+                    self._exit_check(t, self.m.report_exit_atomic, "exited in atomic context")
                 self.exit(t)
             except TaskAbort:
                 pass
@@ -200,23 +200,16 @@ class Engine(ABC):
                 CURRENT.task = NO_TASK
                 self._thread_gone()
 
-    def _held_at_exit(self, t: Task) -> None:
-        """lockdep's debug_check_no_locks_held(): a task returned with locks held."""
+    def _exit_check(self, t: Task, report: Callable[[Task], object], what: str) -> None:
+        """What a returning task left behind: lockdep's debug_check_no_locks_held() (locks
+        held) or do_exit()'s notes (preemption or interrupts disabled). A report that
+        raises (``on_bug="raise"``/``"panic"``) fails the run as ``"<task> <what>"``."""
         try:
-            self.m.report_held_locks(t)
+            report(t)
         except BaseException as e:
             if not isinstance(e, TaskAbort):
                 t.exc = e
-                self.fail(e, f"{t.name} exited with locks held")
-
-    def _atomic_at_exit(self, t: Task) -> None:
-        """do_exit()'s notes: a task returned with preemption or interrupts disabled."""
-        try:
-            self.m.report_exit_atomic(t)
-        except BaseException as e:
-            if not isinstance(e, TaskAbort):
-                t.exc = e
-                self.fail(e, f"{t.name} exited in atomic context")
+                self.fail(e, f"{t.name} {what}")
 
     def _thread_gone(self) -> None:
         with self._exit_lock:

@@ -165,6 +165,17 @@ def _spin_bug(t: Task, lock: spinlock_t, msg: str, *, fatal: bool = False) -> No
                      extra={"lock": lock.name, "owner": lock.owner_name()})
 
 
+def _acquired(t: Task, lock: Any, what: str) -> None:
+    """What an acquisition tells the detectors once the lock is ``t``'s: KCSAN's clocks
+    (runtime/hb.py: acquire the lock's clock) and the event log (``what(name)``). Callers
+    test ``t.hb``/``t.machine.events`` first, so a run with neither pays no call."""
+    if t.hb is not None:
+        t.hb.acquire(t, lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{what}({lock.name})", lock)
+
+
 def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     """debug_spin_lock_before + arch_spin_lock: preemption is already off."""
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (the exhaustive search's footprint)
@@ -220,11 +231,8 @@ def _acquire(t: Task, lock: spinlock_t, event: str) -> None:
     lock.acquisitions += 1
     lock.acquired_at = c.clock
     t.held.append(lock)
-    if t.hb is not None:  # KCSAN: acquire the lock's clock (runtime/hb.py)
-        t.hb.acquire(t, lock)
-    ev = t.machine.events
-    if ev is not None:
-        ev.record(t, "lock", f"{event}({lock.name})", lock)
+    if t.hb is not None or t.machine.events is not None:
+        _acquired(t, lock, event)
     t.budget -= 1
     if t.budget <= 0:
         engine.decide(t, event)
@@ -333,11 +341,7 @@ def spin_trylock(lock: spinlock_t) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, lock, True)
-        if t.hb is not None:  # KCSAN
-            t.hb.acquire(t, lock)
-        ev = t.machine.events
-        if ev is not None:
-            ev.record(t, "lock", f"spin_trylock({lock.name})", lock)
+        _acquired(t, lock, "spin_trylock")
         return 1
     c.preempt_count -= 1
     return 0
@@ -467,11 +471,7 @@ def mutex_lock(m: mutex) -> None:
         if m.owner is None:
             m.owner = t
             t.held.append(m)
-            if t.hb is not None:  # KCSAN
-                t.hb.acquire(t, m)
-            ev = t.machine.events
-            if ev is not None:
-                ev.record(t, "lock", f"mutex_lock({m.name})", m)
+            _acquired(t, m, "mutex_lock")
             return
         if m.owner is t:
             file, line, _ = caller_site(2)
@@ -496,11 +496,7 @@ def mutex_lock(m: mutex) -> None:
                     t.engine.wake(t, m.owner)
         raise
     t.held.append(m)
-    if t.hb is not None:  # KCSAN: the hand-over from the last owner
-        t.hb.acquire(t, m)
-    ev = t.machine.events
-    if ev is not None:
-        ev.record(t, "lock", f"mutex_lock({m.name})", m)
+    _acquired(t, m, "mutex_lock")  # KCSAN: the hand-over from the last owner
 
 
 def mutex_trylock(m: mutex) -> int:
@@ -516,11 +512,7 @@ def mutex_trylock(m: mutex) -> int:
         ld = t.machine.lockdep
         if ld is not None:
             ld.acquire(t, m, True)
-        if t.hb is not None:  # KCSAN
-            t.hb.acquire(t, m)
-        ev = t.machine.events
-        if ev is not None:
-            ev.record(t, "lock", f"mutex_trylock({m.name})", m)
+        _acquired(t, m, "mutex_trylock")
         return 1
     return 0
 
