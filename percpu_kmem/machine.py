@@ -121,7 +121,7 @@ class Machine(SmpMachine):
             self.__class__ = _unbooted(type(self))
         if boot:
             self.system_state = SYSTEM_BOOTING
-            boot_machine(self)
+            boot_machine(self, templated=type(self) is Machine)  # a subclass may override what boot calls
             self.system_state = SYSTEM_RUNNING
             self.slab.failslab = self.failslab
             self.mm.fail_page_alloc = self.fail_page_alloc

@@ -20,7 +20,7 @@ from percpu_kmem import linux
 PKG = Path(percpu_kmem.__file__).parent
 
 #: module -> layer; a module may import only from its own layer or below.
-LAYERS = {"runtime": 0, "mm": 1, "boot": 2, "machine": 3, "linux": 4, "testing": 5, "scenarios": 5, "shrink": 5,
+LAYERS = {"runtime": 0, "mm": 1, "boot": 2, "snapshot": 2, "machine": 3, "linux": 4, "testing": 5, "scenarios": 5, "shrink": 5,
           "campaign": 5, "zoo": 5, "study": 5, "exhaustive": 5, "strategies": 5,
           "parallel": 5,
           "cli": 6, "pytest_plugin": 6, "__init__": 6, "__main__": 7}

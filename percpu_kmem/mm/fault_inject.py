@@ -63,7 +63,7 @@ class FaultAttr:
         self.count = 0  # calls that passed the early checks (for interval)
         self.failures = 0  # failures injected so far
         self.seed = seed
-        self.rng = random.Random(f"{name}:{seed}")
+        self._rng: random.Random | None = None  # made at the first draw (see ``rng``)
 
     def configure(self, **knobs: Any) -> FaultAttr:
         """Set knobs as their debugfs files would be written; unknown or bad values are refused."""
@@ -90,7 +90,16 @@ class FaultAttr:
     def reseed(self, seed: int) -> None:
         """A new run: the draws start again from the machine's seed for that run."""
         self.seed = seed
-        self.rng = random.Random(f"{self.name}:{seed}")
+        self._rng = None
+
+    @property
+    def rng(self) -> random.Random:
+        """The draws' generator, seeded with the name and the seed, made at the first draw:
+        seeding one costs more than a short run's allocations, and most runs inject nothing."""
+        rng = self._rng
+        if rng is None:
+            rng = self._rng = random.Random(f"{self.name}:{self.seed}")
+        return rng
 
     def should_fail(self, t: Task, size: int, nowarn: bool) -> bool:
         """should_fail_ex(): fail this call?"""

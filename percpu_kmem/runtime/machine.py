@@ -74,6 +74,12 @@ class ReplayDivergedWarning(UserWarning):
 _log = logger.bind(subsystem="printk")
 
 
+def printk_log(text: str, level: str = "INFO") -> None:
+    """printk's loguru side alone: log one line's text (a boot template's dmesg lines,
+    percpu_kmem/boot.py, go through it as the boot's printk calls did)."""
+    _log.log(level, text)
+
+
 class SmpMachine:
     """A simulated SMP machine without memory: CPUs, tasks, policies, interrupts, reports.
 
@@ -765,4 +771,4 @@ def _comm_of(fn: Callable[..., Any]) -> str:
 
 
 __all__ = ["ON_BUG_MODES", "MAX_CPUS", "TASK_COMM_LEN", "BOOT_SEED", "BOOT_DMESG_TAIL", "REPLAY_INLINE_MAX",
-           "TRACE_DIR", "state_dir", "ReplayDivergedWarning", "SmpMachine", "save_trace"]
+           "TRACE_DIR", "state_dir", "printk_log", "ReplayDivergedWarning", "SmpMachine", "save_trace"]

@@ -23,6 +23,7 @@ from percpu_kmem import (
     kmem_cache_free,
     raise_irq,
 )
+from percpu_kmem.boot import boot_templates
 from percpu_kmem.mm import slab as slab_mod
 from percpu_kmem.runtime.errors import NoMemoryLayers
 
@@ -95,12 +96,14 @@ def test_fresh_machine_equals_one_booted_with_nothing_cached(kw: dict[str, Any])
 
     saved = dict(slab_mod._LAYOUTS)
     slab_mod._LAYOUTS.clear()
+    templates = boot_templates(False)  # both boot from scratch (tests/test_boot_template.py: templates)
     try:
         scratch = Machine(seed=3, **kw)
         assert slab_mod._LAYOUTS, "booting filled the layout cache"
         cached = Machine(seed=3, **kw)
     finally:
         slab_mod._LAYOUTS.update(saved)
+        boot_templates(templates)
     assert views(cached) == views(scratch)
     scratch.run(work)
     cached.run(work)
