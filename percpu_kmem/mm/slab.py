@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
 
 from ..runtime.costs import SharedLine
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
@@ -240,9 +240,17 @@ class kmem_cache_t:
     batchcount: int
     shared: int
     free_limit: int
-    #: the slab lists' lock and the depot's, made at first use
+    name: str
+    #: made at first use: the two locks, the slabs (pfn -> Slab), the depot, their lines (_FirstUse)
     list_lock = _CacheLock("spinlock")
     depot_lock = _CacheLock("depot_lock")
+    slabs_full: OrderedDict[int, Slab]
+    slabs_partial: OrderedDict[int, Slab]
+    slabs_free: OrderedDict[int, Slab]
+    depot_full: list[list[int]]
+    depot_empty: list[list[int]]
+    lists_line: SharedLine
+    depot_line: SharedLine
 
     def __init__(self, alloc: SlabAllocator, cid: int, name: str, size: int, align: int, flags: int,
                  ctor: Callable[..., Any] | None, dtor: Callable[..., Any] | None) -> None:
@@ -254,9 +262,6 @@ class kmem_cache_t:
             self.free_limit = (1 + m.nr_cpus) * self.batchcount + self.num
         #: the magazine step's cost (the machine's cost table, read once: the fast paths add it)
         self.hit_cost = m.costs.magazine_hit
-        #: the cache lines of the slab list heads and of the depot's lists (virtual time)
-        self.lists_line = SharedLine(f"{name}->lists")
-        self.depot_line = SharedLine(f"{name}->depot")
         self.sa = alloc
         #: the machine this cache belongs to; None once destroyed (one identity test on the fast path)
         self.owner: Machine | None = m
@@ -265,13 +270,8 @@ class kmem_cache_t:
         self.colour_next = 0
         self.ctor = ctor
         self.dtor = dtor
-        self.slabs_full: OrderedDict[int, Slab] = OrderedDict()
-        self.slabs_partial: OrderedDict[int, Slab] = OrderedDict()
-        self.slabs_free: OrderedDict[int, Slab] = OrderedDict()
         self.free_objects = 0
         self.free_touched = 0
-        self.depot_full: list[list[int]] = []
-        self.depot_empty: list[list[int]] = []
         self.cpu = [CpuMagazines() for _ in range(m.nr_cpus)]
         # globalstat (STATS)
         self.grown = 0
@@ -752,6 +752,42 @@ class kmem_cache_t:
                 *slub_bug(self, f"Invalid object pointer 0x{objp:08x}"),
                 f"{func}: 0x{objp:08x} is not the start of an object of cache `{self.name}'"],
                 extra={"cache": self.name, "object": objp})
+
+
+T = TypeVar("T")
+
+
+class _FirstUse(Generic[T]):
+    """A cache field that only slow paths use (the slab lists, the depot, their cache
+    lines), made at its first use by ``make(cache)`` and then an ordinary attribute of the
+    cache, as the locks are: boot makes some thirty caches, most of which a run never
+    grows, and every object a boot makes is one more to make (or copy: boot.py's
+    templates) and for the garbage collector to walk. No one can tell: the field is made
+    as ``__init__`` would have made it, before anything reads it."""
+
+    def __init__(self, attr: str, make: Callable[[kmem_cache_t], T]) -> None:
+        self.attr = attr
+        self.make = make
+
+    def __get__(self, cache: Any, owner: Any = None) -> T:
+        if cache is None:
+            return self  # type: ignore[return-value]
+        value = cache.__dict__[self.attr] = self.make(cache)
+        return value
+
+
+def _first_use(attr: str, make: Callable[[kmem_cache_t], T]) -> T:
+    """A :class:`_FirstUse` field, typed as the value it makes."""
+    return cast(T, _FirstUse(attr, make))
+
+
+kmem_cache_t.slabs_full = _first_use("slabs_full", lambda c: OrderedDict())
+kmem_cache_t.slabs_partial = _first_use("slabs_partial", lambda c: OrderedDict())
+kmem_cache_t.slabs_free = _first_use("slabs_free", lambda c: OrderedDict())
+kmem_cache_t.depot_full = _first_use("depot_full", lambda c: [])
+kmem_cache_t.depot_empty = _first_use("depot_empty", lambda c: [])
+kmem_cache_t.lists_line = _first_use("lists_line", lambda c: SharedLine(f"{c.name}->lists"))
+kmem_cache_t.depot_line = _first_use("depot_line", lambda c: SharedLine(f"{c.name}->depot"))
 
 
 def _alloc_event(ev: Any, t: Task, cachep: kmem_cache_t, flags: int, size: int, objp: int | None) -> None:
