@@ -51,7 +51,7 @@ TEMPLATE_AFTER: Final = 2
 #: memory sizes above this always boot from scratch (a template keeps a copy of the page arrays)
 TEMPLATE_MAX_BYTES: Final = 1 << 30
 #: at most this many templates are kept (the oldest goes first)
-TEMPLATE_MAX: Final = 16
+TEMPLATE_MAX: Final = 8
 #: printk's stamp of a dmesg line: uptime and caller
 _STAMP: Final = re.compile(r"^\[[^\]]*\]\[[^\]]*\] ")
 #: the runtime machine's fields a boot changes, each as the template puts it back (and the

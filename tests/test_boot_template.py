@@ -33,6 +33,7 @@ from percpu_kmem.linux import (
 )
 from percpu_kmem.machine import MEMORY_LAYERS
 from percpu_kmem.mm.physmem import parse_size
+from percpu_kmem.runtime.errors import KmemUsageError
 from percpu_kmem.snapshot import Unsupported, compile_graph, immutable
 
 PROCS = ("slabinfo", "buddyinfo", "zoneinfo", "meminfo", "vmstat", "vmallocinfo", "lock_stat")
@@ -137,7 +138,8 @@ CONFIGS = [
     {"cpus": 2, "slab_debug": True},
     {"cpus": 3, "lockdep": True, "costs": {"lock": 35}},
     {"cpus": 2, "kmemleak": True, "kcsan": True, "events": True, "policy": "virtual"},
-    {"cpus": 2, "fault_inject": "failslab=1,50,0,-1", "on_bug": "raise", "policy": "pct"},
+    {"cpus": 2, "fault_inject": "failslab=1,50,0,-1", "on_bug": "raise", "policy": "pct", "timeout": 5,
+     "irq_rate": 0.25},
 ]
 
 
@@ -302,3 +304,58 @@ def test_layers_are_what_boot_sets() -> None:
         m = Machine(cpus=2, seed=s)
     assert [k for k in vars(m) if k in MEMORY_LAYERS] == [
         "mem", "bootmem", "mm", "meminfo_hooks", "slab", "mempools", "vmalloc", "percpu"]
+
+
+def test_a_boot_that_changes_the_runtime_machine_is_not_templated(monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = boot_mod.boot_from_scratch
+
+    def boot_and_tick(m: Machine, size: int) -> None:
+        scratch(m, size)
+        m.cpus[1].clock += 5  # not one of the changes a template puts back
+
+    monkeypatch.setattr(boot_mod, "boot_from_scratch", boot_and_tick)
+    for s in range(boot_mod.TEMPLATE_AFTER + 1):
+        m = Machine(cpus=2, seed=s)
+        assert m.cpus[1].clock == 5  # every one booted from scratch
+    assert not boot_mod._templates
+    assert "changed the runtime machine" in boot_mod.template_refusals[_key(m)]
+
+
+def test_a_boot_state_the_snapshot_cannot_copy_is_not_templated(monkeypatch: pytest.MonkeyPatch) -> None:
+    scratch = boot_mod.boot_from_scratch
+
+    def boot_with_a_weakref(m: Machine, size: int) -> None:
+        scratch(m, size)
+        m.slab.watcher = weakref.ref(m.slab)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(boot_mod, "boot_from_scratch", boot_with_a_weakref)
+    for s in range(boot_mod.TEMPLATE_AFTER + 1):
+        m = Machine(cpus=2, seed=s)
+        assert m.slab.watcher() is m.slab  # type: ignore[attr-defined]
+    assert boot_mod.template_refusals[_key(m)].startswith("an object of weakref.ReferenceType")
+
+
+def test_boot_templates_takes_a_bool() -> None:
+    with pytest.raises(KmemUsageError, match="True or False"):
+        boot_mod.boot_templates(1)  # type: ignore[arg-type]
+
+
+def test_a_copy_logs_the_boot_lines_as_a_boot_does() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    logger.enable("percpu_kmem")
+    sink = logger.add(lambda msg: lines.append(f"{msg.record['level'].name} {msg.record['message']}"))
+    try:
+        boot_mod.boot_templates(False)
+        Machine(cpus=2)
+        fresh, lines[:] = list(lines), []
+        boot_mod.boot_templates(True)
+        for s in range(boot_mod.TEMPLATE_AFTER):
+            Machine(cpus=2, seed=s)
+        lines.clear()
+        Machine(cpus=2)
+    finally:
+        logger.remove(sink)
+        logger.disable("percpu_kmem")
+    assert lines == fresh and len(fresh) == 3
