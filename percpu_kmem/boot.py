@@ -21,11 +21,12 @@ own copy of that state instead of booting again: the same objects field for fiel
 same /proc files, dmesg lines, checks and kswapd daemon, nothing shared with any other
 machine. :func:`boot_from_scratch` is the boot itself; it is what the first machines of
 a key, every machine with ``init`` functions or KASAN (whose shadow the boot writes), a
-subclass of Machine, and a memory above :data:`TEMPLATE_MAX_BYTES` get, and every machine
-after ``boot_templates(False)``. A template is refused (and the key boots from scratch
-for good; :data:`template_refusals` says why) when its boot changed the runtime machine in
-any way but the known ones (the layers' fields, their /proc files, checks, daemons and
-dmesg lines), or its state holds an object the snapshot cannot copy.
+subclass of Machine, a memory above :data:`TEMPLATE_MAX_BYTES` and a machine made by a task
+of another machine get, and every machine after ``boot_templates(False)``. A template is
+refused (and the key boots from scratch for good; :data:`template_refusals` says why) when
+its boot changed the runtime machine in any way but the known ones (the layers' fields,
+their /proc files, checks, daemons, dmesg lines and per-CPU data), or its state holds an
+object the snapshot cannot copy. docs/bootmem.md, "Boot templates", says more.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .mm.physmem import PhysMem, parse_size
 from .mm.vmscan import Reclaim
 from .runtime.errors import KmemUsageError
 from .runtime.machine import printk_log
+from .runtime.task import CURRENT
 from .snapshot import Unsupported, compile_graph, immutable
 
 if TYPE_CHECKING:
@@ -123,8 +125,8 @@ def boot_from_scratch(m: Machine, size: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def template_key(m: Machine, size: int) -> Hashable | None:
     """What a boot without init functions depends on, or None when ``m`` cannot be templated."""
-    if m.boot_init or m.kasan is not None or size > TEMPLATE_MAX_BYTES:
-        return None
+    if m.boot_init or m.kasan is not None or size > TEMPLATE_MAX_BYTES or CURRENT.task:
+        return None  # (made by a task of another machine: its printk lines name that task)
     return (size, m.nr_nodes, m.nr_cpus, m.slab_debug, m.costs, m.lockdep is not None)
 
 
