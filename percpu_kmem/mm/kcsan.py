@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.hb import A_TASK, HappensBefore, RawStack, frames_of, join, raw_stack
 from ..runtime.report import Frame
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -188,7 +188,7 @@ class Kcsan:
         negative; ``data``: what a write stores, to show the value it changed)."""
         if n <= 0 or (p < 0 and addr < PAGE_OFFSET):
             return  # nothing, or a page fault (NULL and user addresses map nothing)
-        t = CURRENT.task
+        t = current_task()
         hb = self.hb
         info = MARKED.get(fn)
         typ = KCSAN_ACCESS_WRITE if write else 0
@@ -336,7 +336,7 @@ class Kcsan:
         if wr.old is not None and wr.new is not None:
             width = 2 * wr.size
             lines += [f"value changed: 0x{wr.old:0{width}x} -> 0x{wr.new:0{width}x}", ""]
-        t: Task = CURRENT.task
+        t: Task = current_task()
         lines += ["Reported by Kernel Concurrency Sanitizer on:",
                   f"CPU: {t.cpu.id} PID: {t.pid} Comm: {t.comm}", KCSAN_RULE]
         return lines

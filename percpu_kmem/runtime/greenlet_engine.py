@@ -16,8 +16,9 @@ driver thread, which runs the greenlets); a run's unwinding (draining, then
 finishing) follows the same rules, the parked tasks unwinding one after the other
 from the driver instead of at once.
 
-What is simplified: all tasks of a run share one OS thread (the driver), so
-``CURRENT`` is switched with the baton; a task stuck in a loop without a
+What is simplified: all tasks of a run share one OS thread (the driver); each
+greenlet has a context of its own, so ``current_task()`` answers per greenlet as it
+does per thread under threads. A task stuck in a loop without a
 scheduling point stops the whole run (under threads it stops only itself, and the
 run is then unusable either way). The free policy has no greenlet form: its point
 is real concurrency.
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import threadpool
 from .engine import BatonEngine
 from .errors import KmemUsageError
-from .task import CURRENT, NO_TASK, T_DONE, Task
+from .task import T_DONE, Task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine as Machine
@@ -103,7 +104,6 @@ class GreenletEngine(BatonEngine):
             self._hub.switch()
         else:
             g.switch()
-        CURRENT.task = t  # the baton is back: ``t`` is current on the driver thread again
 
     def _release_parked(self) -> None:
         """The run finished: the driver unwinds every parked task once the runner stops."""
@@ -135,7 +135,6 @@ class GreenletEngine(BatonEngine):
                     return
                 self._glet(left[0]).switch()
         finally:
-            CURRENT.task = NO_TASK
             for t in self.tasks:
                 t.glet = None  # a finished greenlet's frames go with it
 

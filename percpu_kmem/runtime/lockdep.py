@@ -68,7 +68,7 @@ from typing import Any, Final
 from .errors import KmemUsageError
 from .preempt import HARDIRQ_MASK, HARDIRQ_OFFSET, SOFTIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Frame, capture_stack, relpath
-from .task import CURRENT, Task
+from .task import Task, current_task
 from .validate import check_int
 
 # -- usage bits (kernel/locking/lockdep_states.h, lockdep_internals.h; no _READ bits) --------
@@ -520,7 +520,7 @@ def _narrow(t: Task, gfp: int) -> int:
 def current_gfp_context(gfp_mask: int) -> int:
     """``gfp_mask`` as the current task's memalloc scopes allow it: without __GFP_FS
     inside memalloc_nofs_save(), without __GFP_IO and __GFP_FS inside memalloc_noio_save()."""
-    t = CURRENT.task
+    t = current_task()
     t.gfp_ctx  # noqa: B018 - NotInTaskError first, outside a task
     _gfp_arg("current_gfp_context", gfp_mask)
     return _narrow(t, gfp_mask)
@@ -537,7 +537,7 @@ def fs_reclaim_acquire(gfp_mask: int) -> None:
     """Take the fs_reclaim pseudo-lock when an allocation with ``gfp_mask`` could enter
     filesystem reclaim (nothing when lockdep is off). The page allocator calls it, and
     fs_reclaim_release() at once, around every allocation; reclaim holds it throughout."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep  # NotInTaskError first, outside a task
     _gfp_arg("fs_reclaim_acquire", gfp_mask)
     if ld is not None and _takes_fs_reclaim(t, gfp_mask):
@@ -546,7 +546,7 @@ def fs_reclaim_acquire(gfp_mask: int) -> None:
 
 def fs_reclaim_release(gfp_mask: int) -> None:
     """Release what fs_reclaim_acquire(``gfp_mask``) took."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep  # NotInTaskError first, outside a task
     _gfp_arg("fs_reclaim_release", gfp_mask)
     if ld is not None and _takes_fs_reclaim(t, gfp_mask):
@@ -559,7 +559,7 @@ def fs_reclaim_release(gfp_mask: int) -> None:
 def fs_reclaim_enter() -> None:
     """__fs_reclaim_acquire(): reclaim itself (kswapd's balance_pgdat) holds fs_reclaim
     throughout, whatever its GFP mask; a lock a shrinker takes then depends on it."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep
     if ld is not None:
         ld._acquire(t, FS_RECLAIM_MAP, ld.class_of(FS_RECLAIM_MAP), False)
@@ -567,21 +567,21 @@ def fs_reclaim_enter() -> None:
 
 def fs_reclaim_exit() -> None:
     """__fs_reclaim_release(): the end of what fs_reclaim_enter() began."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep
     if ld is not None and ld.holds(t, FS_RECLAIM_MAP):
         ld.release(t, FS_RECLAIM_MAP)
 
 
 def _scope_save(bit: int) -> int:
-    t = CURRENT.task
+    t = current_task()
     flags = t.gfp_ctx & bit  # NotInTaskError outside a task
     t.gfp_ctx |= bit
     return flags
 
 
 def _scope_restore(fn: str, save: str, bit: int, flags: Any) -> None:
-    t = CURRENT.task
+    t = current_task()
     ctx = t.gfp_ctx  # NotInTaskError outside a task
     if flags.__class__ is not int or flags not in (0, bit):
         raise KmemUsageError(f"{fn}: flags(={flags!r}) must be what {save}() returned (0 or {bit:#x})")
