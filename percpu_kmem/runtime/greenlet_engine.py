@@ -39,6 +39,18 @@ if TYPE_CHECKING:
 
 ENGINES = ("thread", "greenlet")
 
+#: the greenlet package's ``greenlet`` and ``getcurrent``, imported on first use (an import
+#: statement inside a function costs microseconds at every call: these run at every run)
+_GREENLET: tuple[Any, Any] | None = None
+
+
+def _greenlet_api() -> tuple[Any, Any]:
+    global _GREENLET
+    if _GREENLET is None:
+        from greenlet import getcurrent, greenlet
+        _GREENLET = (greenlet, getcurrent)
+    return _GREENLET
+
 
 def greenlet_available() -> bool:
     """Is the optional ``greenlet`` package installed?"""
@@ -70,6 +82,7 @@ class GreenletEngine(BatonEngine):
         super().__init__(machine, policy)
         self._next: Task | None = None  # the task the driver switches to next
         self._hub: Any = None
+        self._greenlet = _greenlet_api()[0]
 
     # -- starting ------------------------------------------------------------
     def _launch(self, t: Task) -> None:
@@ -86,8 +99,7 @@ class GreenletEngine(BatonEngine):
         """``u``'s greenlet (``u.glet``), made in the driver thread when ``u`` first runs."""
         g = u.glet
         if g is None:
-            from greenlet import greenlet
-            g = u.glet = greenlet(lambda: self._task_main(u), parent=self._hub)
+            g = u.glet = self._greenlet(lambda: self._task_main(u), parent=self._hub)
         return g
 
     # -- the baton --------------------------------------------------------------
@@ -119,8 +131,7 @@ class GreenletEngine(BatonEngine):
         baton to the next task, ``_next``, or the run finished and the parked tasks are
         unwound one after the other), or to have a task started from here (``_next``).
         """
-        from greenlet import getcurrent
-        self._hub = getcurrent()
+        self._hub = _greenlet_api()[1]()
         try:
             while True:
                 u = self._next
