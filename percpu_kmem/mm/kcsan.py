@@ -92,6 +92,7 @@ _ORDERED_RMW: Final = ("atomic_add_return", "atomic_sub_return", "atomic_inc_ret
                        "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test",
                        "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg")
 _MARKED_ONE: Final = ("atomic_read", "atomic_set", "READ_ONCE", "WRITE_ONCE", "this_cpu_read", "this_cpu_write",
+                      "readb", "readw", "readl", "__raw_readb", "__raw_readw", "__raw_readl",
                       "writeb", "writew", "writel", "__raw_writeb", "__raw_writew", "__raw_writel",
                       "memcpy_fromio", "memcpy_toio", "memset_io")
 MARKED: Final[dict[str, tuple[bool, bool]]] = {
