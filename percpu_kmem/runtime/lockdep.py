@@ -7,11 +7,14 @@ persists across the runs of that machine.
 
 Kept from the kernel:
 
-- **Lock classes.** A lock created with a name belongs to the class of that name; an
-  auto-named one (``spin_lock_init()``) to the class of its initialisation site: file,
-  line and the call's bytecode offset, so two calls on one line are two classes and a
-  loop over one call is one class (the kernel's static ``lock_class_key`` per
-  ``spin_lock_init()`` expansion). The key is stored on the lock at init; the class of
+- **Lock classes.** A lock belongs to the class of its initialisation site: file, line
+  and the call's bytecode offset, so two calls on one line are two classes and a loop
+  over one call is one class (the kernel's static ``lock_class_key`` per
+  ``spin_lock_init()`` expansion); a named lock to the class of its site and name
+  (different names at one site, from a helper say, are different classes). A class is
+  printed by its name, or ``file:line`` for an unnamed lock; another class of a name
+  already printed gets ``#2``, ``#3`` (``name_version``), as two sites of one name do in
+  the kernel. The key is stored on the lock at init; the class of
   this machine is cached on the lock at its first acquisition (lockdep_map's
   ``class_cache``).
 - **Dependencies.** Acquiring B while holding A (in the same irq context, the nearest
@@ -169,17 +172,14 @@ FS_RECLAIM_MAP: Final = LockdepMap("fs_reclaim")
 
 
 def lock_class_key(kind: str, name: str | None, depth: int) -> Any:
-    """The class key of a lock being initialised: ``(kind, name)`` for a named lock,
-    else ``(kind, file, line, bytecode offset)`` of the first caller outside the runtime,
-    ``depth`` frames up (cold: once per lock)."""
-    if name is not None:
-        return (kind, name)
+    """The class key of a lock being initialised: ``(kind, file, line, bytecode offset)`` of
+    the first caller outside the runtime, ``depth`` frames up, and for a named lock its
+    name after that (cold: once per lock)."""
     f: Any = sys._getframe(depth)
     while f is not None and f.f_code.co_filename in _RUNTIME_FILES:
         f = f.f_back
-    if f is None:
-        return (kind, "<unknown>", 0, 0)
-    return (kind, f.f_code.co_filename, f.f_lineno, f.f_lasti)
+    site = ("<unknown>", 0, 0) if f is None else (f.f_code.co_filename, f.f_lineno, f.f_lasti)
+    return (kind, *site) if name is None else (kind, *site, name)
 
 
 class Lockdep:
@@ -211,10 +211,8 @@ class Lockdep:
 
     def _register(self, key: Any) -> LockClass:
         kind = key[0]
-        if len(key) == 2:
-            name = key[1]
-        else:
-            name = f"{relpath(key[1])}:{key[2]}"
+        # a named lock (kind, site, name), a lockdep map (kind, name), an unnamed lock (kind, site)
+        name = key[-1] if len(key) in (2, 5) else f"{relpath(key[1])}:{key[2]}"
         n = self._names.get(name, 0) + 1
         self._names[name] = n
         if n > 1:  # __print_lock_name(): name_version "#%d" for another key of one name
