@@ -255,7 +255,8 @@ class PCTPolicy(Policy):
             if p > best_prio:
                 cpus = opts.cpus_for(r) or opts.idle_cpus
                 best, best_prio = ("D", r, cpus[0]), p
-        if opts.can_preempt and engine.ready and not opts.idle_cpus and (best is CONTINUE or best[0] == "S"):
+        if (opts.can_preempt and engine.ready and not opts.idle_cpus and best is not None
+                and (best is CONTINUE or best[0] == "S")):
             # a task waiting for a CPU outranks the task that would run next: ``t`` (no higher
             # than that one) gives up its CPU. Checked for a switch too, not only when ``t``
             # would go on: busy-waiters that drop below every other (on_relax) only ever
