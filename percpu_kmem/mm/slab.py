@@ -514,6 +514,12 @@ class kmem_cache_t:
             self.sa.m.kasan.unchecked(self._init_objs_loop, ctor, debug, slab, ctor_flags)  # type: ignore[union-attr]
         else:
             self._init_objs_loop(ctor, debug, slab, ctor_flags)
+        if ctor is not None and t.hb is not None:
+            # KCSAN: what the constructor wrote is the objects' initial state, not an access
+            # that can race: no one else sees the slab before it is on the lists (a spinlock)
+            # and its objects in a CPU's magazine (interrupts off on that CPU). The kernel's
+            # KCSAN never reports a constructor against a later user: start the slab afresh
+            t.hb.on_free(slab.s_mem, self.num * self.objsize)
 
     def _init_objs_loop(self, ctor: Callable[..., Any] | None, debug: int, slab: Slab, ctor_flags: int) -> None:
         for i in range(self.num):

@@ -7,6 +7,7 @@ import pytest
 
 from percpu_kmem import GFP_ATOMIC, GFP_KERNEL, Machine
 from percpu_kmem.linux import (
+    SLAB_HWCACHE_ALIGN,
     free_irq,
     kmem_cache_alloc,
     kmem_cache_create,
@@ -15,7 +16,9 @@ from percpu_kmem.linux import (
     kmem_cache_shrink,
     kmem_cache_tune,
     raise_irq,
+    read_u32,
     request_irq,
+    write_u32,
 )
 
 SEEDS = range(3)
@@ -47,4 +50,25 @@ def test_shrink_tune_and_destroy_with_interrupts_on_are_not_inconsistent(policy:
     m.run(lambda: request_irq(9, handler, 0, "drv"))
     m.run(user, user)
     m.run(lambda: (free_irq(9), kmem_cache_destroy(cache)))
+    assert m.reports == [], m.reports[0].text
+
+
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_constructor_never_races_with_the_users_of_its_objects(policy: str, seed: int) -> None:
+    """An object a constructor initialised reaches another task through the slab lists (a
+    lock) or a CPU's magazine (interrupts off on that CPU): KCSAN reports no race between
+    the constructor's writes and the reads of the task that allocated the object."""
+    m = Machine(cpus=2, policy=policy, seed=seed, kcsan=True, timeout=60)
+    cache = m.run(lambda: kmem_cache_create("ctor_cache", 100, 0, SLAB_HWCACHE_ALIGN,
+                                            lambda obj, c, flags: write_u32(obj, 0x1234)))[0]
+
+    def user() -> None:
+        objs = [kmem_cache_alloc(cache, GFP_KERNEL) for _ in range(6)]
+        for obj in objs:
+            assert read_u32(obj) == 0x1234
+        for obj in objs:
+            kmem_cache_free(cache, obj)
+
+    m.run(user, user)
     assert m.reports == [], m.reports[0].text
