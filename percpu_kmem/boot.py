@@ -42,7 +42,7 @@ from .mm.physmem import PhysMem, parse_size
 from .mm.vmscan import Reclaim
 from .runtime.errors import KmemUsageError
 from .runtime.machine import printk_log
-from .runtime.task import CURRENT
+from .runtime.task import current_task
 from .snapshot import Unsupported, compile_graph, immutable
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ def boot_from_scratch(m: Machine, size: int) -> None:
 # ---------------------------------------------------------------------------------------------
 def template_key(m: Machine, size: int) -> Hashable | None:
     """What a boot without init functions depends on, or None when ``m`` cannot be templated."""
-    if m.boot_init or m.kasan is not None or size > TEMPLATE_MAX_BYTES or CURRENT.task:
+    if m.boot_init or m.kasan is not None or size > TEMPLATE_MAX_BYTES or current_task():
         return None  # (made by a task of another machine: its printk lines name that task)
     return (size, m.nr_nodes, m.nr_cpus, m.slab_debug, m.costs, m.lockdep is not None)
 
