@@ -13,7 +13,8 @@ What a copy is:
   another copy); the aliasing of the original is kept (an object reached twice is one
   object in the copy; cycles are fine);
 - immutable values (ints, strings, bytes, None, tuples and frozensets of immutables,
-  classes, functions without a closure, code, modules, enum members) are shared;
+  frozen dataclasses of immutables, classes, functions without a closure, code, modules,
+  enum members) are shared;
 - the *externals* (objects the caller names, e.g. the machine and its CPUs) are not
   copied: the copy refers to the objects given in their place at each call;
 - instances keep their attribute order (so their dicts are what ``__init__`` makes and
@@ -22,9 +23,11 @@ What a copy is:
 - containers: list, dict, OrderedDict, set, bytearray, array.array; ``threading.Lock`` /
   ``RLock`` objects become new, unlocked locks (a held one is refused).
 
-Anything else (a weak reference, a generator, a random.Random, an object of a class that
-overrides ``__setattr__`` or pickling, a lock that is held) raises :class:`Unsupported`:
-the caller then keeps building the state from scratch.
+Anything else (a weak reference, a generator, a random.Random, an instance of a builtin
+or C type or of a subclass of one, an object of a class with its own copying or pickling,
+a lock that is held, a chain of objects too deep to walk) raises :class:`Unsupported`:
+the caller then keeps building the state from scratch. Fields are stored as they are
+(``object.__setattr__`` where a class has its own ``__setattr__``), not through setters.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ _IMMUTABLE: Final = (int, float, complex, str, bytes, bool, type(None), range, t
 _LOCK_TYPES: Final = {_thread.LockType: _thread.allocate_lock, type(_thread.RLock()): _thread.RLock}
 _CONTAINERS: Final = (list, dict, OrderedDict, set)
 _INLINE_LITERALS: Final = (int, str, bool, type(None))
+_HEAPTYPE: Final = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made by a class statement (or type())
 
 
 class Unsupported(Exception):
@@ -57,6 +61,9 @@ def immutable(o: Any) -> bool:
         return all(immutable(x) for x in o)
     if t is types.FunctionType:
         return o.__closure__ is None
+    params = getattr(t, "__dataclass_params__", None)
+    if params is not None and params.frozen:  # a frozen dataclass of immutables (a cost table)
+        return all(immutable(getattr(o, f)) for f in t.__dataclass_fields__)
     return isinstance(o, _IMMUTABLE)
 
 
@@ -69,6 +76,22 @@ def _plain_setattr(cls: type, name: str) -> bool:
         if name in k.__dict__:
             d = k.__dict__[name]
             return type(d) is types.MemberDescriptorType or not hasattr(type(d), "__set__")
+    return True
+
+
+def _plain_class(cls: type) -> bool:
+    """Is an instance of ``cls`` all in its fields, so that ``object.__new__(cls)`` and the
+    fields make a copy? Not for builtin and C types and their subclasses (a list subclass
+    holds items), nor for classes with their own copying or pickling."""
+    if any(k is not object and not k.__flags__ & _HEAPTYPE for k in cls.__mro__) \
+            or cls.__module__ in ("builtins", "weakref", "_weakrefset", "random", "threading", "collections") \
+            or cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__ \
+            or any(hasattr(cls, n) for n in ("__copy__", "__deepcopy__", "__setstate__", "__getnewargs__")):
+        return False
+    try:
+        object.__new__(cls)
+    except TypeError:
+        return False
     return True
 
 
@@ -156,10 +179,10 @@ class _Compiler:
         return self._fields(o)[1]
 
     def _fields(self, o: Any) -> tuple[list[str], list[Any]]:
+        """An instance's fields (its ``__dict__`` in order, then its slots) and their values,
+        for a plain Python class: one whose state is those fields and nothing else."""
         cls = type(o)
-        if cls.__module__ in ("builtins", "weakref", "_weakrefset", "random", "threading", "collections") \
-                or cls.__reduce_ex__ is not object.__reduce_ex__ or cls.__reduce__ is not object.__reduce__ \
-                or "__copy__" in dir(cls) or "__deepcopy__" in dir(cls) or "__setstate__" in dir(cls):
+        if not _plain_class(cls):
             raise Unsupported(f"an object of {cls.__module__}.{cls.__qualname__}: {o!r}"[:200])
         names = list(getattr(o, "__dict__", {}))
         for n in _slots_of(cls):
@@ -270,7 +293,10 @@ def compile_graph(root: Any, externals: Mapping[int, int]) -> Callable[[list[Any
     """
     c = _Compiler(externals)
     c.count(root)
-    result = c.expr(root)
+    try:
+        result = c.expr(root)
+    except RecursionError:
+        raise Unsupported("the graph is too deep to copy (a chain of objects thousands long)") from None
     body = [*c.alloc, *c.build, *c.fill, f"return {result}"]
     src = "def rebuild(E):\n" + "".join(f"    {line}\n" for line in body)
     ns = c.namespace

@@ -296,6 +296,33 @@ def test_compile_graph_refuses_what_it_cannot_copy(bad: Any) -> None:
         compile_graph({"x": [bad]}, {})
 
 
+class _ListWithMore(list):  # type: ignore[type-arg]
+    pass
+
+
+class _Chain:
+    def __init__(self, nxt: Any) -> None:
+        self.nxt = nxt
+
+
+def test_compile_graph_refuses_builtin_subclasses_and_chains_too_deep() -> None:
+    with pytest.raises(Unsupported, match="_ListWithMore"):
+        compile_graph([_ListWithMore([1])], {})
+    head = None
+    for _ in range(20_000):
+        head = _Chain(head)
+    with pytest.raises(Unsupported, match="too deep"):
+        compile_graph(head, {})
+
+
+def test_compile_graph_shares_frozen_dataclasses_of_immutables() -> None:
+    from percpu_kmem.runtime.costs import DEFAULT
+
+    root = {"costs": DEFAULT, "list": [DEFAULT]}
+    copy = compile_graph(root, {})([])
+    assert copy["costs"] is DEFAULT and copy["list"][0] is DEFAULT and copy["list"] is not root["list"]
+
+
 def test_compile_graph_refuses_a_held_lock() -> None:
     lk = threading.Lock()
     with lk, pytest.raises(Unsupported, match="held"):
