@@ -14,7 +14,7 @@ files and invariant checks on the machine itself.
 Boot templates. A boot without ``init`` functions is a function of a few arguments only
 (the memory size, the nodes, the CPUs, slab debugging, the cost table, lockdep on or
 off: :func:`template_key`): every machine made with the same ones boots to the same state.
-So the second machine booted with a key (:data:`TEMPLATE_AFTER`) also compiles what its
+So the 32nd machine booted with a key (:data:`TEMPLATE_AFTER`) also compiles what its
 boot made into a template (percpu_kmem/snapshot.py: one function that builds a copy of
 every object the boot made), and from then on each new machine with that key gets its
 own copy of that state instead of booting again: the same objects field for field, the
@@ -48,8 +48,10 @@ from .snapshot import Unsupported, compile_graph, immutable
 if TYPE_CHECKING:
     from .machine import Machine
 
-#: a key's machines boot from scratch this many times; the last of them makes the template
-TEMPLATE_AFTER: Final = 2
+#: a key's machines boot from scratch this many times; the last of them makes the template.
+#: Making one costs about as much as 20 to 60 boots from scratch (the walk, the compile),
+#: so a key booted a few times only (most of a test suite's) never pays for one.
+TEMPLATE_AFTER: Final = 32
 #: memory sizes above this always boot from scratch (a template keeps a copy of the page arrays)
 TEMPLATE_MAX_BYTES: Final = 1 << 30
 #: at most this many templates are kept (the oldest goes first)
@@ -242,14 +244,14 @@ def _fingerprint(v: Any, depth: int, m: Machine) -> Any:
 
 def _runtime_mark(m: Machine) -> tuple[list[str], dict[str, Any], Any]:
     """The runtime machine's fields in order, copies of the ones a boot changes (and of each
-    CPU's per-CPU data), and a fingerprint of the others (three levels down)."""
+    CPU's per-CPU data), and a fingerprint of the others (two levels down)."""
     d = vars(m)
     changes = {k: (dict(d[k]) if isinstance(d[k], dict) else list(d[k]) if isinstance(d[k], list) else d[k])
                for k in _BOOT_CHANGES}
     changes["cpu_data"] = [dict(c.data) for c in m.cpus]
     rest: list[Any] = [[_fingerprint({a: getattr(c, a) for a in type(c).__slots__ if a != "data" and hasattr(c, a)},
                                      2, m) for c in m.cpus]]
-    rest += [(k, _fingerprint(v, 3, m)) for k, v in d.items() if k not in _BOOT_CHANGES and k != "cpus"]
+    rest += [(k, _fingerprint(v, 2, m)) for k, v in d.items() if k not in _BOOT_CHANGES and k != "cpus"]
     return list(d), changes, rest
 
 

@@ -44,6 +44,7 @@ from typing import Any, Final
 _IMMUTABLE: Final = (int, float, complex, str, bytes, bool, type(None), range, type, types.ModuleType,
                      types.BuiltinFunctionType, types.CodeType, types.MethodDescriptorType,
                      types.WrapperDescriptorType, enum.Enum, type(Ellipsis))
+_ATOMIC: Final = frozenset({int, float, str, bytes, bool, type(None), complex})
 _LOCK_TYPES: Final = {_thread.LockType: _thread.allocate_lock, type(_thread.RLock()): _thread.RLock}
 _CONTAINERS: Final = (list, dict, OrderedDict, set)
 _INLINE_LITERALS: Final = (int, str, bool, type(None))
@@ -57,6 +58,8 @@ class Unsupported(Exception):
 def immutable(o: Any) -> bool:
     """Is ``o`` a value a copy shares (it cannot change)?"""
     t = type(o)
+    if t in _ATOMIC:
+        return True
     if t in (tuple, frozenset):
         return all(immutable(x) for x in o)
     if t is types.FunctionType:
@@ -95,14 +98,14 @@ def _plain_class(cls: type) -> bool:
     return True
 
 
-def _slots_of(cls: type) -> list[str]:
+def _slots_of(cls: type) -> tuple[str, ...]:
     names: list[str] = []
     for k in reversed(cls.__mro__):
         s = k.__dict__.get("__slots__", ())
         for n in ([s] if isinstance(s, str) else s):
             if n not in ("__dict__", "__weakref__") and n not in names:
                 names.append(n)
-    return names
+    return tuple(names)
 
 
 class _Compiler:
@@ -118,6 +121,10 @@ class _Compiler:
         self.build: list[str] = []  # phase 1b: objects made from others (methods, closures, tuples, locks)
         self.fill: list[str] = []  # phase 2: fill them in
         self.refs: dict[int, int] = {}
+        #: per class: may it be copied (_plain_class), its slots, and per field whether a plain
+        #: store sets it (_plain_setattr): worked out once per class
+        self.classes: dict[type, tuple[bool, tuple[str, ...]]] = {}
+        self.setattr_ok: dict[tuple[type, str], bool] = {}
 
     # -- names ------------------------------------------------------------------------------
     def const(self, o: Any) -> str:
@@ -182,10 +189,13 @@ class _Compiler:
         """An instance's fields (its ``__dict__`` in order, then its slots) and their values,
         for a plain Python class: one whose state is those fields and nothing else."""
         cls = type(o)
-        if not _plain_class(cls):
+        info = self.classes.get(cls)
+        if info is None:
+            info = self.classes[cls] = (_plain_class(cls), _slots_of(cls))
+        if not info[0]:
             raise Unsupported(f"an object of {cls.__module__}.{cls.__qualname__}: {o!r}"[:200])
         names = list(getattr(o, "__dict__", {}))
-        for n in _slots_of(cls):
+        for n in info[1]:
             if hasattr(o, n):
                 names.append(n)
         return names, [object.__getattribute__(o, n) for n in names]
@@ -247,7 +257,10 @@ class _Compiler:
                 fields = list(zip(names, values))
             for n, x in fields:
                 e = self.expr(x)
-                if _plain_setattr(t, n):
+                plain = self.setattr_ok.get((t, n))
+                if plain is None:
+                    plain = self.setattr_ok[t, n] = _plain_setattr(t, n)
+                if plain:
                     self.fill.append(f"{v}.{n} = {e}")
                 elif n in getattr(o, "__dict__", {}):
                     self.fill.append(f"{v}.__dict__[{n!r}] = {e}")

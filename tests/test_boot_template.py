@@ -40,7 +40,8 @@ PROCS = ("slabinfo", "buddyinfo", "zoneinfo", "meminfo", "vmstat", "vmallocinfo"
 
 
 @pytest.fixture(autouse=True)
-def _fresh_templates() -> Iterator[None]:
+def _fresh_templates(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(boot_mod, "TEMPLATE_AFTER", 2)  # templates from the third machine (quick tests)
     was = boot_mod.boot_templates(True)
     boot_mod.clear_boot_templates()
     yield
@@ -156,6 +157,17 @@ def test_a_templated_machine_is_a_booted_machine(cfg: dict[str, Any]) -> None:
     assert same_state(fresh, copy) == shared, "a copy shares what booted machines do not"
     assert same_state(copy, twin) == shared
     assert machine_texts(copy) == machine_texts(fresh)
+
+
+def test_a_key_gets_its_template_at_its_32nd_boot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.undo()
+    assert boot_mod.TEMPLATE_AFTER == 32
+    key = _key(Machine(cpus=1, seed=0))
+    for s in range(1, 31):
+        Machine(cpus=1, seed=s)
+    assert boot_mod.template_for(key) is None
+    Machine(cpus=1, seed=31)
+    assert boot_mod.template_for(key) is not None
 
 
 def test_templates_are_used_from_the_third_machine_of_a_key() -> None:
