@@ -192,7 +192,9 @@ class BootTemplate:
             elif not isinstance(v, type) and hasattr(v, "__dict__"):
                 for a, x in vars(v).items():
                     external(x, (k, a))
-        self.rebuild = compile_graph((layers, added), ids)
+        self.rebuild, used = compile_graph((layers, added), ids)
+        #: the externals the state refers to (the machine, its CPUs, their per-CPU data, ...)
+        self.paths = [self.paths[i] for i in used]
 
     def apply(self, m: Machine) -> None:
         """Give ``m`` (booting, its layers not set) its own copy of the template's state."""

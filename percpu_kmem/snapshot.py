@@ -121,6 +121,7 @@ class _Compiler:
         self.build: list[str] = []  # phase 1b: objects made from others (methods, closures, tuples, locks)
         self.fill: list[str] = []  # phase 2: fill them in
         self.refs: dict[int, int] = {}
+        self.used: dict[int, int] = {}  # external's index -> its place in rebuild's E
         #: per class: may it be copied (_plain_class), its slots, and per field whether a plain
         #: store sets it (_plain_setattr): worked out once per class
         self.classes: dict[type, tuple[bool, tuple[str, ...]]] = {}
@@ -205,7 +206,7 @@ class _Compiler:
         i = id(o)
         ext = self.externals.get(i)
         if ext is not None:
-            return f"E[{ext}]"
+            return f"E[{self.used.setdefault(ext, len(self.used))}]"
         if immutable(o):
             return self.const(o)
         v = self.var.get(i)
@@ -296,10 +297,12 @@ class _Compiler:
         return f"{self.source(array.array(o.typecode, o))}[:]"  # array.array
 
 
-def compile_graph(root: Any, externals: Mapping[int, int]) -> Callable[[list[Any]], Any]:
-    """A function ``rebuild(E)`` that returns a new copy of ``root`` (see the module's
-    docstring), in which each object whose id is a key of ``externals`` is replaced by
-    ``E[externals[id]]``. The graph is read now: changing it later changes no copy.
+def compile_graph(root: Any, externals: Mapping[int, int]) -> tuple[Callable[[list[Any]], Any], tuple[int, ...]]:
+    """``(rebuild, used)``: ``rebuild(E)`` returns a new copy of ``root`` (see the module's
+    docstring), in which each object whose id is a key of ``externals`` is replaced by the
+    object given in its place: ``used`` lists the externals the graph refers to (their
+    values in ``externals``), and ``E[k]`` stands for the ``k``-th of them. The graph is read
+    now: changing it later changes no copy.
 
     Raises:
         Unsupported: the graph holds an object of a kind this module does not copy.
@@ -316,7 +319,7 @@ def compile_graph(root: Any, externals: Mapping[int, int]) -> Callable[[list[Any
     exec(compile(src, "<percpu_kmem.snapshot>", "exec"), ns)  # the code written above, from the graph
     rebuild: Callable[[list[Any]], Any] = ns["rebuild"]
     rebuild.__doc__ = f"{len(c.var)} objects copied, {len(body)} lines"
-    return rebuild
+    return rebuild, tuple(c.used)
 
 
 __all__ = ["Unsupported", "compile_graph", "immutable"]

@@ -283,7 +283,8 @@ def test_compile_graph_copies_keeping_aliasing_and_cycles() -> None:
 
     root = {"a": a, "s": s, "m": a.__init__, "f": reader, "buf": bytearray(b"xy"),
             "arr": array.array("i", [1, 2]), "od": OrderedDict(x=1), "lock": threading.Lock()}
-    rebuild = compile_graph(root, {id(ext): 0})
+    rebuild, used = compile_graph(root, {id(ext): 7})
+    assert used == (7,)
     new_ext = object()
     c = rebuild([new_ext])
     assert same_state(root, {**c, "lock": root["lock"]}) >= {id(root["lock"])}
@@ -331,7 +332,7 @@ def test_compile_graph_shares_frozen_dataclasses_of_immutables() -> None:
     from percpu_kmem.runtime.costs import DEFAULT
 
     root = {"costs": DEFAULT, "list": [DEFAULT]}
-    copy = compile_graph(root, {})([])
+    copy = compile_graph(root, {})[0]([])
     assert copy["costs"] is DEFAULT and copy["list"][0] is DEFAULT and copy["list"] is not root["list"]
 
 
@@ -431,3 +432,21 @@ def test_the_scenarios_run_alike_on_a_copy_and_on_a_booted_machine(policy: str) 
             assert [r.text for r in copy.reports] == [r.text for r in fresh.reports], name
             assert [copy.proc(p) for p in PROCS] == [fresh.proc(p) for p in PROCS], name
     assert boot_mod.template_for(_key(copy)) is not None
+
+
+def test_a_template_serves_machines_that_differ_in_what_the_boot_does_not_read() -> None:
+    """The template's machine had other runtime arguments (policy, seed, replay, ...): a copy
+    still is the machine its own arguments boot to."""
+    first = Machine(cpus=2, seed=9, policy="pct", on_bug="panic", events=True, depth=2)
+    first.run(lambda: None)
+    for _ in range(1, boot_mod.TEMPLATE_AFTER):
+        Machine(cpus=2, seed=9, policy="pct", on_bug="panic", events=True, depth=2, replay=first.trace)
+    assert boot_mod.template_for(_key(first)) is not None
+    for kw in ({"policy": "random", "seed": 4, "mean_run": 3}, {"policy": "virtual", "timeout": 3, "irq_rate": 0.5},
+               {"policy": "free", "seed": 2}, {"kmemleak": "fail", "fault_inject": "fail_page_alloc=1,100,0,1"}):
+        copy = Machine(cpus=2, **kw)
+        boot_mod.boot_templates(False)
+        fresh = Machine(cpus=2, **kw)
+        boot_mod.boot_templates(True)
+        same_state(copy, fresh)
+        assert machine_texts(copy) == machine_texts(fresh)
