@@ -119,17 +119,22 @@ if TYPE_CHECKING:
     from .page_alloc import PageAllocator
 
 class Slab:
-    """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes)."""
+    """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes).
 
-    __slots__ = ("head", "s_mem", "inuse", "free", "colouroff", "state")
+    ``cache`` and ``end`` (the address after its last object) are the model's: with them
+    kfree's fast path checks a pointer with one lookup (``SlabAllocator.slab_page``)."""
 
-    def __init__(self, head: int, s_mem: int, num: int, colouroff: int) -> None:
+    __slots__ = ("head", "s_mem", "inuse", "free", "colouroff", "state", "cache", "end")
+
+    def __init__(self, head: int, s_mem: int, num: int, colouroff: int, cache: kmem_cache_t) -> None:
         self.head = head  # pfn of the slab's first page
         self.s_mem = s_mem
         self.inuse = 0
         self.free = list(range(num - 1, -1, -1))  # pop() hands out object 0 first
         self.colouroff = colouroff
         self.state = SLAB_FREE
+        self.cache = cache
+        self.end = s_mem + num * cache.objsize
 
     def __repr__(self) -> str:
         return f"<slab pfn={self.head:#x} s_mem={self.s_mem:#x} inuse={self.inuse}>"
@@ -137,6 +142,8 @@ class Slab:
 
 #: the bits no GFP mask has (every negative int has some of them too)
 _NOT_GFP: Final = ~GFP_BITS_MASK
+#: the largest kmalloc size with an entry in SlabAllocator.kmalloc_small
+KMALLOC_SMALL: Final = 256
 
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
@@ -500,8 +507,11 @@ class kmem_cache_t:
         addr = PAGE_OFFSET + (pfn << PAGE_SHIFT)
         if not self.flags & CFLGS_OFF_SLAB:
             colouroff += self.slab_size  # struct slab and the bufctls live at the start
-        slab = Slab(pfn, addr + colouroff, self.num, colouroff)
+        slab = Slab(pfn, addr + colouroff, self.num, colouroff, self)
         sa.slab_of[pfn] = slab
+        slab_page = sa.slab_page
+        for p in range(pfn, pfn + (1 << self.gfporder)):
+            slab_page[p] = slab
         sa.nr_slab_pages += 1 << self.gfporder
         return slab
 
@@ -538,6 +548,7 @@ class kmem_cache_t:
         for p in range(slab.head, slab.head + (1 << self.gfporder)):
             mem.flags[p] &= ~PG_slab
             mem.owner[p] = 0
+            del sa.slab_page[p]
         del sa.slab_of[slab.head]
         sa.nr_slab_pages -= 1 << self.gfporder
         self.reaped += 1
@@ -780,6 +791,8 @@ class SlabAllocator:
         self.caches: list[kmem_cache_t] = []  # cache_chain, oldest first
         self.by_id: dict[int, kmem_cache_t] = {}
         self.slab_of: dict[int, Slab] = {}
+        #: every page of every slab (the pages marked PG_slab) -> its slab: kfree's one lookup
+        self.slab_page: dict[int, Slab] = {}
         self.nr_slab_pages = 0
         self.cache_chain_sem = mutex_init("cache_chain_sem")
         self.slab_break_gfp_order = BREAK_GFP_ORDER_HI if self.mem.nr_pages > (32 << 20) >> PAGE_SHIFT \
@@ -794,6 +807,8 @@ class SlabAllocator:
         #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
         self.kmalloc_normal: list[kmem_cache_t] = []
         self.kmalloc_dma: list[kmem_cache_t] = []
+        #: kmalloc's cache for each size 0..KMALLOC_SMALL without GFP_DMA (one index, no arithmetic)
+        self.kmalloc_small: tuple[kmem_cache_t, ...] = ()
         #: STATS: /proc/slabinfo prints globalstat and cpustat (CONFIG_DEBUG_SLAB sets it)
         self.stats = m.slab_debug
         #: (limit, batchcount, shared) every new cache gets instead of enable_cpucache's (a study's)
@@ -894,7 +909,7 @@ class SlabAllocator:
                         raise InconsistentState(f"{where}: bufctl chain corrupt {slab.free}")
                     for p in range(head, head + (1 << c.gfporder)):
                         if not mem.flags[p] & PG_slab or mem.owner[p] != c.id or mem.private[p] != head \
-                                or mem.count[head] != 1:
+                                or mem.count[head] != 1 or self.slab_page.get(p) is not slab:
                             raise InconsistentState(f"{where}: page {p:#x} not marked as this cache's slab")
                     free_objects += len(slab.free)
                     objs.update(slab.s_mem + i * c.objsize for i in slab.free)
@@ -902,6 +917,9 @@ class SlabAllocator:
                 raise InconsistentState(f"cache {c.name}: free_objects accounting error "
                                         f"({c.free_objects} counted, {free_objects} on the slabs)")
             self._check_magazines(c, objs)
+        if len(self.slab_page) != self.nr_slab_pages:
+            raise InconsistentState(f"{len(self.slab_page)} pages known as slab pages, "
+                                    f"{self.nr_slab_pages} in slabs")
 
     def _check_magazines(self, c: kmem_cache_t, free_in_slabs: set[int]) -> None:
         cached: set[int] = set()
@@ -1001,6 +1019,8 @@ def kmalloc_caches_init(sa: SlabAllocator) -> None:
         sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
         sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
                                            ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
+    sa.kmalloc_small = tuple(sa.kmalloc_normal[next(i for i, n in enumerate(KMALLOC_SIZES) if n >= size)]
+                             for size in range(KMALLOC_SMALL + 1))
 
 
 def kmem_cache_init(m: Machine) -> SlabAllocator:
@@ -1256,7 +1276,7 @@ def kmem_cache_drain_local() -> None:
 
 __all__ = ["kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_free",
            "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune", "kmem_cache_drain_local",
-           "kmem_cache_tune_model",
+           "kmem_cache_tune_model", "KMALLOC_SMALL",
            "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE", "SLAB_POISON", "SLAB_NO_REAP",
            "SLAB_HWCACHE_ALIGN", "SLAB_CACHE_DMA", "SLAB_MUST_HWCACHE_ALIGN", "SLAB_STORE_USER",
            "SLAB_RECLAIM_ACCOUNT", "SLAB_PANIC", "SLAB_DESTROY_BY_RCU", "SLAB_CTOR_CONSTRUCTOR",
