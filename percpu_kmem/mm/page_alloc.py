@@ -113,6 +113,10 @@ _BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | P
 #: A page with one of these still belongs to someone (free_pages_check's PAGE_FLAGS_CHECK_AT_FREE):
 #: the slab allocator, a vmalloc area or vmap, the LRU. Freeing it is refused with a report.
 _OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
+#: the flags put_page() checks before it frees a block
+_PUT_CHECK_FLAGS: Final = _OWNED_FLAGS | PG_private | PG_reserved
+#: the page flags a freed block keeps (the others are cleared when its last reference goes)
+_KEEP_AT_FREE: Final = ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
 _OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
                     (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
                     (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
@@ -337,7 +341,6 @@ class PageAllocator:
                 if c.clock > t.vlimit and t.engine.deterministic:
                     t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore()
-                c = t.cpu
                 c.irqs_off = False
                 if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
                     t.machine.irq.deliver_pending(c)
@@ -429,30 +432,32 @@ class PageAllocator:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
         fl = mem.flags[pfn]
-        if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
-            self._bad_page_owned(t, pfn, order, where)
+        if cnt != 1 or fl & _PUT_CHECK_FLAGS or order != mem.order[pfn]:
+            # not the clean last reference of the block: a report, or only a reference dropped
+            if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
+                self._bad_page_owned(t, pfn, order, where)
+                return
+            if cnt <= 0 or fl & PG_private:
+                self._double_free(t, pfn, order, where)
+                return
+            if fl & PG_reserved:
+                self._bad_page(t, pfn, where)
+                return
+            if order != mem.order[pfn]:
+                file, line, _ = caller_site(3)
+                self.m.report("bad_page_order", [
+                    f"BUG: Bad page state: {where}(pfn:{pfn:#x}, order:{order}) of a block allocated "
+                    f"with order {mem.order[pfn]}", f"at {file}:{line}"], site=f"{file}:{line}")
+                return
+            mem.count[pfn] = cnt - 1  # cnt > 1 here: the block stays
             return
-        if cnt <= 0 or fl & PG_private:
-            self._double_free(t, pfn, order, where)
-            return
-        if fl & PG_reserved:
-            self._bad_page(t, pfn, where)
-            return
-        if order != mem.order[pfn]:
-            file, line, _ = caller_site(3)
-            self.m.report("bad_page_order", [
-                f"BUG: Bad page state: {where}(pfn:{pfn:#x}, order:{order}) of a block allocated "
-                f"with order {mem.order[pfn]}", f"at {file}:{line}"], site=f"{file}:{line}")
-            return
-        mem.count[pfn] = cnt - 1
-        if cnt - 1:
-            return
+        mem.count[pfn] = 0
         if self.kcsan is not None:  # freed memory starts afresh for the race detector
             self.kcsan.forget_pages(pfn, order)
         ev = self.m.events
         if ev is not None:
             ev.record(t, "free", f"{where}(pfn {pfn:#x}, order {order})")
-        mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
+        mem.flags[pfn] = fl & _KEEP_AT_FREE
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):
                 mem.flags[p] &= ~PG_compound
@@ -460,14 +465,14 @@ class PageAllocator:
         mem.private[pfn] = 0
         mem.order[pfn] = 0
         mem.owner[pfn] = 0
-        t.cpu.data["vm_events"][PGFREE] += 1 << order
+        c = t.cpu
+        c.data["vm_events"][PGFREE] += 1 << order
         if order == 0:
             # free_hot_cold_page(), written out: the page goes on this CPU's hot (or cold)
             # list, interrupts off; a full list first gives a batch back to the buddy. One
             # scheduling point: the local_irq_restore() at the end (local_irq_save and the
             # percpu_hit charge written out too, with their semantics)
             z = self.zones[mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
-            c = t.cpu
             irqs_were_off = c.irqs_off  # local_irq_save()
             c.irqs_off = True
             pcp = z.pageset[c.id][1 if cold else 0]
@@ -486,16 +491,16 @@ class PageAllocator:
                 z.pcp_drain += 1
                 pcp.pfns.append(pfn)
                 pcp.count += 1
+                c = t.cpu
             else:  # per-CPU lists off (set_pagesets): straight to the buddy under zone->lock
                 spin_lock(z.lock)
                 self._buddy_free_bulk(t, z, [pfn])
                 spin_unlock(z.lock)
-            c = t.cpu
+                c = t.cpu
             c.clock += self.hit_cost  # t.charge(costs.percpu_hit)
             if c.clock > t.vlimit and t.engine.deterministic:
                 t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore(): the point
-                c = t.cpu
                 c.irqs_off = False
                 if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
                     t.machine.irq.deliver_pending(c)
@@ -624,12 +629,15 @@ class PageAllocator:
         return n
 
     # -- __alloc_pages ---------------------------------------------------------------------------
-    def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages") -> int | None:
+    def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages",
+                    t: Task | None = None) -> int | None:
         """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None.
 
-        ``what`` names the caller's kernel function in a refusal of its arguments.
+        ``what`` names the caller's kernel function in a refusal of its arguments; ``t`` is
+        the calling task, when the caller has it at hand (else it is looked up).
         """
-        t = CURRENT.task
+        if t is None:
+            t = CURRENT.task
         if gfp.__class__ is not int or not 0 <= gfp <= GFP_BITS_MASK:
             check_gfp(gfp, what)
         if order.__class__ is not int or order < 0:
@@ -907,19 +915,23 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    pa = CURRENT.task.machine.mm  # _alloc_pages_node(), written out for nid -1
-    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages")  # checks gfp_mask, then order
+    t = CURRENT.task
+    pa = t.machine.mm  # _alloc_pages_node(), written out for nid -1
+    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages", t)  # checks gfp_mask, then order
     if pfn is None:
         return None
-    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
+    mem = pa.mem
+    return mem._pages.get(pfn) or mem.page(pfn)
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    pa = CURRENT.task.machine.mm
-    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page")
+    t = CURRENT.task
+    pa = t.machine.mm
+    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page", t)
     if pfn is None:
         return None
-    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
+    mem = pa.mem
+    return mem._pages.get(pfn) or mem.page(pfn)
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
