@@ -113,6 +113,9 @@ _BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | P
 #: A page with one of these still belongs to someone (free_pages_check's PAGE_FLAGS_CHECK_AT_FREE):
 #: the slab allocator, a vmalloc area or vmap, the LRU. Freeing it is refused with a report.
 _OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
+#: the GFP bits that send an order-0 alloc_pages() past its fast path: bits outside the mask
+#: (a refusal, a negative int too), the cold list, zeroing
+_PCP_SLOW_FLAGS: Final = ~GFP_BITS_MASK | GFP_COLD | GFP_ZERO
 #: the flags put_page() checks before it frees a block
 _PUT_CHECK_FLAGS: Final = _OWNED_FLAGS | PG_private | PG_reserved
 #: the page flags a freed block keeps (the others are cleared when its last reference goes)
@@ -630,11 +633,12 @@ class PageAllocator:
 
     # -- __alloc_pages ---------------------------------------------------------------------------
     def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages",
-                    t: Task | None = None) -> int | None:
+                    t: Task | None = None, slept: bool = False) -> int | None:
         """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None.
 
         ``what`` names the caller's kernel function in a refusal of its arguments; ``t`` is
-        the calling task, when the caller has it at hand (else it is looked up).
+        the calling task, when the caller has it at hand (else it is looked up). ``slept``:
+        the caller (alloc_pages()'s fast path, without lockdep) has passed might_sleep().
         """
         if t is None:
             t = CURRENT.task
@@ -647,7 +651,7 @@ class PageAllocator:
         if t.gfp_ctx:
             gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
-        if wait:  # might_sleep(), written out for its usual case
+        if wait and not slept:  # might_sleep(), written out for its usual case
             c = t.cpu
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
@@ -916,8 +920,52 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
     t = CURRENT.task
-    pa = t.machine.mm  # _alloc_pages_node(), written out for nid -1
-    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages", t)  # checks gfp_mask, then order
+    m = t.machine
+    pa = m.mm  # _alloc_pages_node(), written out for nid -1
+    c = t.cpu
+    if order.__class__ is int and not order and gfp_mask.__class__ is int and not gfp_mask & _PCP_SLOW_FLAGS \
+            and not (c.preempt_count or c.irqs_off or t.is_idle or t.gfp_ctx) and m.lockdep is None:
+        # PageAllocator.alloc_pages() and buffered_rmqueue() written out for one page off this
+        # CPU's hot list, as they do it: in a task with interrupts on, preempt_count 0, no
+        # memalloc scope and no lockdep, might_sleep()'s point (GFP_WAIT); then, if the first
+        # zone of the zonelist is above pages_low, its hot list above its low mark, and no
+        # event log or injected failure is on, the pcp hit, the percpu_hit charge, the
+        # interrupts pending since, local_irq_restore()'s point and prep_new_page. (Setting
+        # irqs_off around the list step would be seen by nothing.) Else alloc_pages() goes on.
+        # (A list turned off by set_pagesets has low -1 and no pages.)
+        if gfp_mask & GFP_WAIT:
+            t.budget -= 1  # might_sleep()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "might_sleep")
+                c = t.cpu
+        z = pa.zonelists_by_node[c.node][gfp_mask & GFP_ZONEMASK][0]
+        pcp = z.pageset[c.id][0]
+        fpa = pa.fail_page_alloc
+        if 0 < pcp.count > pcp.low and z.buddy.free_pages > z.pages_low + z.lowmem_reserve[z.idx] \
+                and pa.fail_next[0] <= 0 and (fpa is None or not fpa.probability | t.fail_nth) and m.events is None:
+            c.data["vm_events"][PCP_HIT] += 1
+            z.pcp_hit += 1
+            pfn = pcp.pfns.pop()
+            pcp.count -= 1
+            c.clock += pa.hit_cost
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if c.pending_irqs:
+                m.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
+            mem = pa.mem
+            if mem.count[pfn] != 0 or mem.flags[pfn] & _BAD_FLAGS:
+                pa._bad_page(t, pfn, "prep_new_page")
+                mem.flags[pfn] &= ~_BAD_FLAGS
+            mem.count[pfn] = 1
+            mem.order[pfn] = 0
+            t.cpu.data["vm_events"][PGALLOC + z.idx] += 1
+            return mem._pages.get(pfn) or mem.page(pfn)
+        pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_pages", t, True)
+    else:
+        pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages", t)  # checks gfp_mask, then order
     if pfn is None:
         return None
     mem = pa.mem

@@ -25,16 +25,19 @@ from percpu_kmem import (
     spin_lock_init,
     spin_unlock,
 )
+from percpu_kmem.mm.slab import kmem_cache_tune_model
 from percpu_kmem.runtime.errors import InconsistentState
+from percpu_kmem.runtime.task import CURRENT
 
 PROCS = ("slabinfo", "buddyinfo", "meminfo", "vmstat")
 SIZES = (0, 8, 64, 64, 200, 256, 300, 64, 2000)
 
 
-def scenario(policy: str, seed: int, events: bool) -> tuple[Any, ...]:
+def scenario(policy: str, seed: int, events: bool, lists_off: bool = False) -> tuple[Any, ...]:
     """Three tasks on two CPUs and an interrupt that allocates: the fast paths' every
     condition both ways (irqs off, a spinlock held, GFP_ATOMIC and GFP_DMA, sizes above
-    the table, a budget ending at the might_sleep point, frees filling a magazine)."""
+    the table, a budget ending at the might_sleep point, frees filling a magazine);
+    ``lists_off``: no per-CPU page lists and no size-64 magazines (a study's tuning)."""
     opts = {"mean_run": 2} if policy == "random" else {}
     m = Machine(cpus=2, policy=policy, seed=seed, events=events, **opts)
     lock = spin_lock_init("t")
@@ -70,6 +73,13 @@ def scenario(policy: str, seed: int, events: bool) -> tuple[Any, ...]:
         for _ in range(40):  # fill the loaded magazine: the frees that miss it
             kfree(kmalloc(64, GFP_KERNEL))
 
+    if lists_off:
+        def tune() -> None:
+            m.mm.set_pagesets(CURRENT.task, 0, 0)
+            cache = m.slab.find("size-64")
+            assert cache is not None
+            kmem_cache_tune_model(cache, 0, 0, 0)
+        m.run(tune)
     m.run(body, body, body)
     m.slab.check()
     return (m.trace.decisions, m.now, [c.clock for c in m.cpus], {p: m.proc(p) for p in PROCS},
@@ -81,6 +91,14 @@ def scenario(policy: str, seed: int, events: bool) -> tuple[Any, ...]:
 def test_fast_paths_make_the_run_the_full_paths_make(policy: str, seed: int) -> None:
     fast = scenario(policy, seed, events=False)
     full = scenario(policy, seed, events=True)
+    assert fast[0] == full[0], "decisions differ"
+    assert fast[1:] == full[1:]
+
+
+@pytest.mark.parametrize("policy", ["random", "virtual"])
+def test_fast_paths_with_the_per_cpu_layers_off(policy: str) -> None:
+    fast = scenario(policy, 0, events=False, lists_off=True)
+    full = scenario(policy, 0, events=True, lists_off=True)
     assert fast[0] == full[0], "decisions differ"
     assert fast[1:] == full[1:]
 
