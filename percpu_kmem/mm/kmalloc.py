@@ -25,9 +25,9 @@ from .slab_geometry import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
 #: the bits no GFP mask has (every negative int has some of them too)
 _NOT_GFP: Final = ~GFP_BITS_MASK
-#: the flags whose requests kmalloc's fast path leaves to kmem_cache_t.alloc(): another
-#: cache (GFP_DMA) or more work (__GFP_ZERO)
-_SLOW_FLAGS: Final = GFP_DMA | GFP_ZERO
+#: the flags whose requests kmalloc's fast path leaves to kmem_cache_t.alloc(): bits outside
+#: the mask (a refusal), another cache (GFP_DMA), more work (__GFP_ZERO)
+_NOT_FAST: Final = _NOT_GFP | GFP_DMA | GFP_ZERO
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
 
@@ -56,43 +56,49 @@ def kmalloc(size: int, flags: int) -> int | None:
     with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
     # (a negative int has bits outside GFP_BITS_MASK too: _NOT_GFP catches it)
-    if size.__class__ is not int or flags.__class__ is not int or size < 0 or flags & _NOT_GFP:
-        _check_args(size, flags, "kmalloc")
-    if size > KMALLOC_MAX_SIZE:
-        return None
+    if size.__class__ is not int or flags.__class__ is not int or not 0 <= size <= KMALLOC_SMALL \
+            or flags & _NOT_FAST:
+        if size.__class__ is not int or flags.__class__ is not int or size < 0 or flags & _NOT_GFP:
+            _check_args(size, flags, "kmalloc")
+        if size > KMALLOC_MAX_SIZE:
+            return None
+        t = CURRENT.task
+        sa = t.machine.slab
+        idx = kmalloc_index(size)
+        return (sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]).alloc(t, flags, size)
     t = CURRENT.task
     m = t.machine
     sa = m.slab
-    if size > KMALLOC_SMALL or flags & _SLOW_FLAGS:
-        idx = kmalloc_index(size)
-        return (sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]).alloc(t, flags, size)
     cachep = sa.kmalloc_small[size]
-    # kmem_cache_t.alloc() written out for its common case, checked before anything is
-    # touched: a magazine hit in a task with interrupts on and preempt_count 0, a budget
-    # that the might_sleep() point cannot end, no slab debugging or KASAN/kmemleak hook,
-    # no lockdep, event log or failslab. Then it does what alloc() does, point for point
-    # and in the same order: might_sleep()'s point (GFP_WAIT), the pop, the magazine_hit
-    # charge, the interrupts pending since, local_irq_restore()'s point. (Setting irqs_off
-    # around the pop, as alloc() does, would be seen by nothing.) Anything else: alloc().
     c = t.cpu
-    cc = cachep.cpu[c.id]
-    fs = sa.failslab
-    if cc.loaded and t.budget > 1 and not (c.preempt_count or c.irqs_off or t.is_idle or cachep.debug) \
-            and m.lockdep is None and m.events is None and (fs is None or not fs.probability | t.fail_nth):
+    if not (c.preempt_count or c.irqs_off or t.is_idle) and m.lockdep is None:
+        # kmem_cache_t.alloc() written out for its common case, as it does it: in a task
+        # with interrupts on, preempt_count 0 and no lockdep, might_sleep()'s point
+        # (GFP_WAIT); then, on a magazine hit of a cache without slab debugging or a
+        # KASAN/kmemleak hook, with no event log or failslab on, the pop, the magazine_hit
+        # charge, the interrupts pending since and local_irq_restore()'s point. (Setting
+        # irqs_off around the pop would be seen by nothing.) Else alloc() goes on past the point.
         if flags & GFP_WAIT:
-            t.budget -= 1  # might_sleep()'s scheduling point (budget > 1: no decision)
-        objp = cc.loaded.pop()
-        cc.allochit += 1
-        cc.touched = 1
-        c.clock += cachep.hit_cost
-        if c.clock > t.vlimit and t.engine.deterministic:
-            t.engine.reopen(t)
-        if c.pending_irqs:
-            m.irq.deliver_pending(c)
-        t.budget -= 1  # local_irq_enable()'s scheduling point
-        if t.budget <= 0:
-            t.engine.decide(t, "local_irq_enable")
-        return objp
+            t.budget -= 1  # might_sleep()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "might_sleep")
+                c = t.cpu
+        cc = cachep.cpu[c.id]
+        fs = sa.failslab
+        if cc.loaded and not cachep.debug and m.events is None and (fs is None or not fs.probability | t.fail_nth):
+            objp = cc.loaded.pop()
+            cc.allochit += 1
+            cc.touched = 1
+            c.clock += cachep.hit_cost
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if c.pending_irqs:
+                m.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
+            return objp
+        return cachep.alloc(t, flags, size, True)
     return cachep.alloc(t, flags, size)
 
 

@@ -619,9 +619,10 @@ class kmem_cache_t:
         """Objects sitting in magazines and the depot (allocated from the slabs' view)."""
         return sum(cc.avail() for cc in self.cpu) + sum(len(m) for m in self.depot_full)
 
-    def alloc(self, t: Task, flags: int, size: int = -1) -> int | None:
+    def alloc(self, t: Task, flags: int, size: int = -1, slept: bool = False) -> int | None:
         """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
-        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc).
+        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc); ``slept``:
+        the caller (kmalloc()'s fast path, without lockdep) has passed might_sleep().
 
         might_sleep, local_irq_save/restore and the magazine_hit charge are written out here,
         with their semantics and scheduling points: might_sleep()'s (a request that may
@@ -629,7 +630,7 @@ class kmem_cache_t:
         every seed's trace stays as it was.
         """
         c = t.cpu
-        if flags & GFP_WAIT:
+        if flags & GFP_WAIT and not slept:
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
             else:  # might_sleep() with nothing to report: its scheduling point
