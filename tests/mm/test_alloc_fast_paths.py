@@ -50,7 +50,7 @@ def scenario(policy: str, seed: int, events: bool, lists_off: bool = False) -> t
 
     def body() -> None:
         held: list[int | None] = []
-        pages = []
+        pages: list[Any] = []
         for i, size in enumerate(SIZES * 3):
             if i % 7 == 3:
                 spin_lock(lock)
@@ -62,7 +62,9 @@ def scenario(policy: str, seed: int, events: bool, lists_off: bool = False) -> t
                 local_irq_enable()
             else:
                 held.append(kmalloc(size, GFP_KERNEL))
-            pages.append(alloc_pages(GFP_KERNEL if i % 3 else GFP_ATOMIC, 0))
+            pg = alloc_pages(GFP_KERNEL if i % 3 else GFP_ATOMIC, 0)
+            pg.private, pg.owner = i + 1, i + 2  # an upper layer's page fields: the free clears them
+            pages.append(pg)
             if i % 4 == 3:
                 kfree(held.pop(0))
                 __free_pages(pages.pop(0), 0)
@@ -82,8 +84,9 @@ def scenario(policy: str, seed: int, events: bool, lists_off: bool = False) -> t
         m.run(tune)
     m.run(body, body, body)
     m.slab.check()
+    mem = m.mem
     return (m.trace.decisions, m.now, [c.clock for c in m.cpus], {p: m.proc(p) for p in PROCS},
-            [r.text for r in m.reports])
+            [r.text for r in m.reports], [bytes(a) for a in (mem.flags, mem.count, mem.order, mem.private, mem.owner)])
 
 
 @pytest.mark.parametrize("policy", ["random", "pct", "virtual"])
