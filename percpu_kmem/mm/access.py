@@ -49,7 +49,7 @@ from ..runtime import footprint as _fp
 from ..runtime.errors import KmemUsageError, Oops
 from ..runtime.preempt import IRQ_MASK
 from ..runtime.report import caller_site, skip_frames_of
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .context import current_machine
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved
 
@@ -142,7 +142,7 @@ def _fault(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
     in interrupt context that is ``panic("Fatal exception in interrupt")``; otherwise
     the task is killed (``make_task_dead``) and everything else goes on.
     """
-    t = CURRENT.task
+    t = current_task()
     file, line, func = caller_site(3)
     err = X86_PF_WRITE if write else 0
     pa.die_counter += 1
@@ -173,7 +173,7 @@ def _fault(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
 
 
 def _uaf(pa: MemoryMap, addr: int, size: int, write: bool) -> None:
-    t = CURRENT.task
+    t = current_task()
     file, line, func = caller_site(3)
     pa.m.report("use_after_free", [
         f"BUG: KASAN: use-after-free in {func}",
@@ -195,7 +195,7 @@ def _phys(addr: int, size: int, write: bool) -> int:
     address for an access inside the lowmem direct map, else ``_SLOW``: the caller
     then goes page by page (``_pieces``).
     """
-    t = CURRENT.task
+    t = current_task()
     t.budget -= 1
     if t.budget <= 0:
         t.engine.decide(t, "mem_write" if write else "mem_read")
@@ -370,7 +370,7 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         return addr
     if p == _KASAN_BAD:
         return addr
-    t = CURRENT.task
+    t = current_task()
     t.budget += 1  # _write counts this access again
     _write(addr, bytes([c & 0xFF]) * n)
     return addr
@@ -442,7 +442,7 @@ def _writer(size: int) -> Callable[[int, int], None]:
 def value_arg(fn: str, value: object, name: str = "value") -> None:
     """A value to store must be an int (not a bool: True is no u32); it is truncated to the width."""
     if not isinstance(value, int) or isinstance(value, bool):
-        if not CURRENT.task:
+        if not current_task():
             from ..runtime.errors import NotInTaskError
             raise NotInTaskError()
         raise KmemUsageError(f"{fn}: {name}(={value!r}) must be an int (truncated to the access width)")

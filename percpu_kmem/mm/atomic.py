@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import Final
 
 from ..runtime.kernel import preempt_point
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from ..runtime.validate import bad, check_int
 from .access import do_read_int, do_write_int
 
@@ -44,7 +44,7 @@ def _rmw(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
     """One scheduling point, then load, ``op``, store as one step: (old, new) values.
     ``op`` returning None stores nothing (a failed cmpxchg)."""
     preempt_point(fn)
-    t = CURRENT.task
+    t = current_task()
     k = t.machine.kasan
     if k is not None and v.__class__ is int and k.check(v, 4, True):  # instrument_atomic_read_write
         old = _signed32(int.from_bytes(k.bad_read(v, 4), "little"))

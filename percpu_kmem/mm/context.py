@@ -4,12 +4,13 @@ Models ``current``: the kernel's free functions (kmalloc, alloc_pages, vmalloc, 
 on the machine of the task that calls them, as the kernel's act on the CPU and memory
 ``current`` runs on. Every mm module finds its layer through :func:`current_machine`
 (``current_machine().slab``, ``.mm``, ``.vmalloc``, ...); a hot path that needs the task
-as well writes ``t = CURRENT.task`` and then ``t.machine.<layer>``, which is the same way.
+as well writes ``t = current_task()`` and then ``t.machine.<layer>``, which is the same way.
 
-Kept: outside a kernel thread the lookup raises NotInTaskError (the runtime's ``CURRENT``
-does that on the first attribute read), and a machine built with ``boot=False`` answers
+Kept: outside a kernel thread the lookup raises NotInTaskError (the runtime's
+``NO_TASK`` does that on the first attribute read), and a machine built with ``boot=False`` answers
 NoMemoryLayers for a memory layer it never got.
-Simplified: nothing is cached per CPU; the lookup is one thread-local read.
+Simplified: nothing is cached per CPU; the lookup is one context-variable read
+(``current_task()``, per OS thread and per greenlet).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 def current_machine() -> Machine:
     """The Machine of the calling kernel thread (raises NotInTaskError outside one)."""
-    return CURRENT.task.machine
+    return current_task().machine
 
 
 #: The folders whose frames are the model's own: mm/ and runtime/.

@@ -30,7 +30,7 @@ import random
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import KmemUsageError
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .gfp import GFP_HIGHMEM, GFP_NOFAIL, GFP_NOWARN, GFP_WAIT
 
 if TYPE_CHECKING:
@@ -145,7 +145,7 @@ def should_failslab(attr: FaultAttr, object_size: int, gfp: int) -> bool:
         return False
     if attr.ignore_gfp_wait and gfp & GFP_WAIT:
         return False
-    return attr.should_fail(CURRENT.task, object_size, bool(gfp & GFP_NOWARN))
+    return attr.should_fail(current_task(), object_size, bool(gfp & GFP_NOWARN))
 
 
 def should_fail_alloc_page(attr: FaultAttr, gfp: int, order: int) -> bool:
@@ -157,7 +157,7 @@ def should_fail_alloc_page(attr: FaultAttr, gfp: int, order: int) -> bool:
         return False
     if attr.ignore_gfp_wait and gfp & GFP_WAIT:
         return False
-    return attr.should_fail(CURRENT.task, 1 << order, bool(gfp & GFP_NOWARN))
+    return attr.should_fail(current_task(), 1 << order, bool(gfp & GFP_NOWARN))
 
 
 def parse_fault_inject(spec: Any) -> dict[str, dict[str, Any]]:

@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ..runtime.errors import KernelBug
 from ..runtime.report import Frame, relpath, skip_frames_of
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .context import stack_codes
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved, PG_slab
 
@@ -159,7 +159,7 @@ class Kasan:
 
     # -- the allocators' hooks ------------------------------------------------------------
     def track(self) -> Track:
-        t = CURRENT.task
+        t = current_task()
         return Track(t.pid if t else 0, raw_stack(3))
 
     def slab_alloc(self, c: kmem_cache_t, objp: int, size: int) -> None:
@@ -197,7 +197,7 @@ class Kasan:
         the CPU has held longest, whose place ``raw`` takes (the model's quarantine)."""
         self.freed[objp] = self.live.pop(objp)
         self.free_track[objp] = self.track()
-        t = CURRENT.task
+        t = current_task()
         cc = c.cpu[t.cpu.id]
         mag = cc.loaded or cc.previous
         if mag:
@@ -236,7 +236,7 @@ class Kasan:
     def unchecked(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` inside kasan_disable_current()/kasan_enable_current() (constructors and
         destructors touch objects that are not allocated)."""
-        t = CURRENT.task
+        t = current_task()
         d = self.disabled
         d[t] = d.get(t, 0) + 1
         try:
@@ -335,7 +335,7 @@ class Kasan:
         """kasan_check_range: True when the access is bad (reported; not to be performed)."""
         if size <= 0:
             return False
-        if self.disabled and CURRENT.task in self.disabled:
+        if self.disabled and current_task() in self.disabled:
             return False
         m = self.m
         mem = m.mem
@@ -388,7 +388,7 @@ class Kasan:
 
     def report_access(self, addr: int, size: int, write: bool, bad: int, code: int) -> None:
         bug_type = _BUG_TYPES.get(code, "out-of-bounds")
-        t = CURRENT.task
+        t = current_task()
         file, line, func, frames = self._site()
         head = [KASAN_RULE, f"BUG: KASAN: {bug_type} in {func}",
                 f"{'Write' if write else 'Read'} of size {size} at addr {addr:08x} by task {t.comm}/{t.pid}"]
@@ -397,7 +397,7 @@ class Kasan:
 
     def report_free(self, ptr: int, func: str, bug_type: str) -> None:
         """kasan_report_invalid_free: a double free or an invalid free (refused)."""
-        t = CURRENT.task
+        t = current_task()
         file, line, _, frames = self._site()
         head = [KASAN_RULE, f"BUG: KASAN: {bug_type} in {func}",
                 f"Free of addr {ptr:08x} by task {t.comm}/{t.pid}"]
@@ -407,7 +407,7 @@ class Kasan:
     def _emit(self, bug_type: str, head: list[str], addr: int, bad: int,
               frames: tuple[tuple[Any, int], ...], site: str, extra: dict[str, Any]) -> None:
         m = self.m
-        t = CURRENT.task
+        t = current_task()
         lines = [*head, "", f"CPU: {t.cpu.id if t.cpu else -1} PID: {t.pid} Comm: {t.comm}", "Call Trace:",
                  *format_stack(frames), ""]
         lines += self._describe(addr, bug_type, extra)

@@ -69,7 +69,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.hb import A_TASK, HappensBefore, RawStack, frames_of, join, raw_stack
 from ..runtime.report import Frame
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -92,6 +92,7 @@ _ORDERED_RMW: Final = ("atomic_add_return", "atomic_sub_return", "atomic_inc_ret
                        "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test",
                        "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg")
 _MARKED_ONE: Final = ("atomic_read", "atomic_set", "READ_ONCE", "WRITE_ONCE", "this_cpu_read", "this_cpu_write",
+                      "readb", "readw", "readl", "__raw_readb", "__raw_readw", "__raw_readl",
                       "writeb", "writew", "writel", "__raw_writeb", "__raw_writew", "__raw_writel",
                       "memcpy_fromio", "memcpy_toio", "memset_io")
 MARKED: Final[dict[str, tuple[bool, bool]]] = {
@@ -188,7 +189,7 @@ class Kcsan:
         negative; ``data``: what a write stores, to show the value it changed)."""
         if n <= 0 or (p < 0 and addr < PAGE_OFFSET):
             return  # nothing, or a page fault (NULL and user addresses map nothing)
-        t = CURRENT.task
+        t = current_task()
         hb = self.hb
         info = MARKED.get(fn)
         typ = KCSAN_ACCESS_WRITE if write else 0
@@ -336,7 +337,7 @@ class Kcsan:
         if wr.old is not None and wr.new is not None:
             width = 2 * wr.size
             lines += [f"value changed: 0x{wr.old:0{width}x} -> 0x{wr.new:0{width}x}", ""]
-        t: Task = CURRENT.task
+        t: Task = current_task()
         lines += ["Reported by Kernel Concurrency Sanitizer on:",
                   f"CPU: {t.cpu.id} PID: {t.pid} Comm: {t.comm}", KCSAN_RULE]
         return lines

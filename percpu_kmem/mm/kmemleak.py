@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..runtime.errors import KmemUsageError
 from ..runtime.preempt import HARDIRQ_MASK, NSEC_PER_JIFFY, SOFTIRQ_OFFSET
 from ..runtime.report import skip_frames_of
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .kasan import format_stack, raw_stack
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved, PG_slab
 
@@ -111,14 +111,14 @@ class Kmemleak:
         return max(m.now, *(c.clock for c in m.cpus))
 
     def _now(self) -> int:
-        t = CURRENT.task
+        t = current_task()
         if t and t.cpu is not None:
             return self.clock_base + t.cpu.clock
         return self.clock_base + self._clock()
 
     def alloc(self, ptr: int, size: int, kind: str) -> None:
         """kmemleak_alloc / kmemleak_vmalloc: track a block allocated after boot."""
-        t = CURRENT.task
+        t = current_task()
         pid, comm = (t.pid, t.comm) if t else (0, "swapper")
         count = t.cpu.preempt_count if t and t.cpu is not None else 0
         if count & HARDIRQ_MASK:  # create_object(): no task owns what an interrupt allocates
@@ -337,7 +337,7 @@ def kmemleak_not_leak(ptr: int | None) -> None:
     see (a global variable, here: a Python one). Never reported, always scanned.
     Without kmemleak on the machine, a no-op (the kernel's stub)."""
     p = _ptr_arg("kmemleak_not_leak", ptr)
-    k = CURRENT.task.machine.kmemleak
+    k = current_task().machine.kmemleak
     if k is not None and p is not None:
         k.not_leak(p)
 
@@ -346,7 +346,7 @@ def kmemleak_ignore(ptr: int | None) -> None:
     """Never report the block at ``ptr`` and never scan it (it holds no pointer worth
     following). Without kmemleak on the machine, a no-op."""
     p = _ptr_arg("kmemleak_ignore", ptr)
-    k = CURRENT.task.machine.kmemleak
+    k = current_task().machine.kmemleak
     if k is not None and p is not None:
         k.ignore(p)
 

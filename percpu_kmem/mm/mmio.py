@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..runtime.errors import KmemUsageError
-from .access import do_memcpy, do_memset, do_write_int, read_u8, read_u16, read_u32
+from .access import do_memcpy, do_memset, do_read_int, do_write_int
 from .layout import PAGE_SHIFT, PAGE_SIZE
 
 
@@ -106,10 +106,25 @@ def unregister_io_device(m: Any, dev: IoDevice) -> None:
 
 
 # -- include/asm-i386/io.h: on i386, MMIO is plain memory access through the mapping ----------
-readb = read_u8
-readw = read_u16
-readl = read_u32
-__raw_readb, __raw_readw, __raw_readl = read_u8, read_u16, read_u32
+def _mmio_reader(name: str, size: int) -> Callable[[int], int]:
+    """readb/readw/readl and the __raw_ forms: one bus read of ``size`` bytes at ``addr``.
+
+    Functions of their own (not read_u8/16/32) so that the access carries its name: a
+    refusal names it ("readl: addr(=...)"), and KCSAN sees a marked access, as it sees the
+    MMIO writes (the kernel's accessors are volatile asm, which KCSAN does not treat as a
+    plain access): a driver's readl racing a writel of the same register is not a data race.
+    """
+
+    def read(addr: int) -> int:
+        return do_read_int(name, addr, size)
+    read.__name__ = read.__qualname__ = name
+    read.__doc__ = f"{name}(addr): one {size}-byte bus read."
+    return read
+
+
+readb, readw, readl = _mmio_reader("readb", 1), _mmio_reader("readw", 2), _mmio_reader("readl", 4)
+__raw_readb, __raw_readw, __raw_readl = (_mmio_reader("__raw_readb", 1), _mmio_reader("__raw_readw", 2),
+                                         _mmio_reader("__raw_readl", 4))
 
 
 def _mmio_writer(name: str, size: int) -> Callable[[int, int], None]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.report import relpath
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .context import mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .gfp import GFP_WAIT
@@ -203,7 +203,7 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(CURRENT.task, objp, func):
+            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(current_task(), objp, func):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]

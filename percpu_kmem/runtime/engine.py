@@ -54,7 +54,17 @@ from . import footprint as _fp
 from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
 from .preempt import HARDIRQ_MASK
-from .task import CPU, CURRENT, NO_TASK, T_DONE, T_ON_CPU, T_READY, T_SLEEPING, TASK_RUNNING, Task
+from .task import (
+    CPU,
+    NO_TASK,
+    T_DONE,
+    T_ON_CPU,
+    T_READY,
+    T_SLEEPING,
+    TASK_RUNNING,
+    Task,
+    set_current_task,
+)
 from .trace import Decision
 
 if TYPE_CHECKING:
@@ -174,7 +184,7 @@ class Engine(ABC):
         self._launch(t)
 
     def _task_main(self, t: Task) -> None:
-        CURRENT.task = t
+        set_current_task(t)
         normal = False
         try:
             self._first_turn(t)
@@ -197,7 +207,7 @@ class Engine(ABC):
             except TaskAbort:
                 pass
             finally:
-                CURRENT.task = NO_TASK
+                set_current_task(NO_TASK)
                 self._thread_gone()
 
     def _exit_check(self, t: Task, report: Callable[[Task], object], what: str) -> None:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from .errors import KmemUsageError
 from .preempt import HARDIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Report, user_site
-from .task import CURRENT, Task
+from .task import Task, current_task
 from .trace import Decision, describe
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class EventLog:
     def report(self, rep: Report) -> None:
         """A report was made (or repeated): its title (the first line that is not a rule of
         '=' or '-', as KASAN's and SLUB's reports open), linked to it."""
-        t = CURRENT.task
+        t = current_task()
         lines = rep.text.split("\n")
         first = next((ln for ln in lines if ln.strip("=- ")), lines[0])
         if rep.count > 1:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .task import CURRENT
+from .task import current_task
 
 #: Runs being recorded in this process; the hooks do nothing while it is 0. Searches
 #: counting it up and down from several threads at once may lose a count: run
@@ -34,7 +34,7 @@ LINE_SHIFT: Final = 6
 
 def touch(kind: str, key: Any, write: bool = True) -> None:
     """Record that the running step touched ``(kind, key)`` (read-only if not ``write``)."""
-    t = CURRENT.task
+    t = current_task()
     if not t:
         return
     rec = getattr(t.engine, "footprint", None)
@@ -44,7 +44,7 @@ def touch(kind: str, key: Any, write: bool = True) -> None:
 
 def touch_mem(addr: int, size: int, write: bool) -> None:
     """Record an access of ``size`` bytes at ``addr``: every cache line it covers."""
-    t = CURRENT.task
+    t = current_task()
     if not t:
         return
     rec = getattr(t.engine, "footprint", None)

@@ -16,8 +16,9 @@ driver thread, which runs the greenlets); a run's unwinding (draining, then
 finishing) follows the same rules, the parked tasks unwinding one after the other
 from the driver instead of at once.
 
-What is simplified: all tasks of a run share one OS thread (the driver), so
-``CURRENT`` is switched with the baton; a task stuck in a loop without a
+What is simplified: all tasks of a run share one OS thread (the driver); each
+greenlet has a context of its own, so ``current_task()`` answers per greenlet as it
+does per thread under threads. A task stuck in a loop without a
 scheduling point stops the whole run (under threads it stops only itself, and the
 run is then unusable either way). The free policy has no greenlet form: its point
 is real concurrency.
@@ -30,13 +31,25 @@ from typing import TYPE_CHECKING, Any
 from . import threadpool
 from .engine import BatonEngine
 from .errors import KmemUsageError
-from .task import CURRENT, NO_TASK, T_DONE, Task
+from .task import T_DONE, Task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine as Machine
     from .policies import Policy
 
 ENGINES = ("thread", "greenlet")
+
+#: the greenlet package's ``greenlet`` and ``getcurrent``, imported on first use (an import
+#: statement inside a function costs microseconds at every call: these run at every run)
+_GREENLET: tuple[Any, Any] | None = None
+
+
+def _greenlet_api() -> tuple[Any, Any]:
+    global _GREENLET
+    if _GREENLET is None:
+        from greenlet import getcurrent, greenlet
+        _GREENLET = (greenlet, getcurrent)
+    return _GREENLET
 
 
 def greenlet_available() -> bool:
@@ -69,6 +82,7 @@ class GreenletEngine(BatonEngine):
         super().__init__(machine, policy)
         self._next: Task | None = None  # the task the driver switches to next
         self._hub: Any = None
+        self._greenlet = _greenlet_api()[0]
 
     # -- starting ------------------------------------------------------------
     def _launch(self, t: Task) -> None:
@@ -85,8 +99,7 @@ class GreenletEngine(BatonEngine):
         """``u``'s greenlet (``u.glet``), made in the driver thread when ``u`` first runs."""
         g = u.glet
         if g is None:
-            from greenlet import greenlet
-            g = u.glet = greenlet(lambda: self._task_main(u), parent=self._hub)
+            g = u.glet = self._greenlet(lambda: self._task_main(u), parent=self._hub)
         return g
 
     # -- the baton --------------------------------------------------------------
@@ -103,7 +116,6 @@ class GreenletEngine(BatonEngine):
             self._hub.switch()
         else:
             g.switch()
-        CURRENT.task = t  # the baton is back: ``t`` is current on the driver thread again
 
     def _release_parked(self) -> None:
         """The run finished: the driver unwinds every parked task once the runner stops."""
@@ -119,8 +131,7 @@ class GreenletEngine(BatonEngine):
         baton to the next task, ``_next``, or the run finished and the parked tasks are
         unwound one after the other), or to have a task started from here (``_next``).
         """
-        from greenlet import getcurrent
-        self._hub = getcurrent()
+        self._hub = _greenlet_api()[1]()
         try:
             while True:
                 u = self._next
@@ -135,7 +146,6 @@ class GreenletEngine(BatonEngine):
                     return
                 self._glet(left[0]).switch()
         finally:
-            CURRENT.task = NO_TASK
             for t in self.tasks:
                 t.glet = None  # a finished greenlet's frames go with it
 

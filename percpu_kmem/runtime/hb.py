@@ -71,7 +71,7 @@ from typing import Any, Final
 
 from .preempt import HARDIRQ_MASK, PREEMPT_MASK, SOFTIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Frame, _is_runtime_frame, relpath
-from .task import CPU, CURRENT, Task
+from .task import CPU, Task, current_task
 
 #: per-CPU exclusion "locks": resource index = 3 * cpu + kind
 R_PREEMPT: Final = 0
@@ -297,14 +297,14 @@ class HappensBefore:
 
         def kthread() -> Any:
             with self.lock:
-                self.task_actor(CURRENT.task, base)
+                self.task_actor(current_task(), base)
             return fn()
         return kthread
 
     # -- hooks of runtime/irq.py ------------------------------------------------------------------
     def irq_raise(self, irq: int, cpu: int) -> None:
         """raise_irq() by the calling task or handler (none: the policy raised it, no edge)."""
-        t = CURRENT.task
+        t = current_task()
         if not t:
             return
         with self.lock:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .errors import KmemUsageError, Oops, TaskAbort
 from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
-from .task import CPU, CURRENT, T_DONE, T_SLEEPING, Task
+from .task import CPU, T_DONE, T_SLEEPING, Task, current_task
 
 if TYPE_CHECKING:
     from .hb import HappensBefore
@@ -101,7 +101,7 @@ class Interrupts:
         if self.hb is not None:  # KCSAN: the handler sees what raised it
             self.hb.irq_raise(irq, cpu)
         c.pending_irqs.append(irq)
-        t = CURRENT.task
+        t = current_task()
         if t and t.cpu is c:
             if not c.irqs_off and not (c.preempt_count & 0xF0000):
                 self.deliver_pending(c)
@@ -126,7 +126,7 @@ class Interrupts:
         handler fails the run without unwinding the code it interrupted, which runs on to
         a safe point; an Oops still kills the interrupted task, as the kernel's does.
         """
-        t = CURRENT.task
+        t = current_task()
         action = self.actions.get(irq)
         c.nr_irqs += 1
         c.clock += self.m.costs.irq_entry  # virtual time: entry and exit (runtime/costs.py)
@@ -170,7 +170,7 @@ class Interrupts:
         """Run the raised softirqs of ``c`` with SOFTIRQ_OFFSET held and irqs on.
 
         As in ``do_irq``, the softirq count follows the task if an action sleeps."""
-        t = CURRENT.task
+        t = current_task()
         for _ in range(MAX_SOFTIRQ_RESTART):
             pending = c.softirq_pending
             if not pending:

@@ -1,7 +1,7 @@
 """The kernel-style context API: current, preemption, interrupts, sleeping.
 
 Every function acts on the machine and CPU of the calling kernel thread, found
-through ``CURRENT`` as the kernel finds ``current``; called from plain Python
+through ``current_task()`` as the kernel finds ``current``; called from plain Python
 code they raise NotInTaskError. Scheduling points (``preempt_point``) are where
 the policy may switch CPUs, preempt the task (only with preempt_count == 0 and
 irqs on) or deliver an interrupt (only with irqs on).
@@ -27,10 +27,8 @@ from .preempt import (
     X86_EFLAGS_IF,
 )
 from .report import caller_site, user_site
-from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
+from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
 from .validate import bad, check_callable, check_choice, check_int, check_str
-
-_cur: Final = CURRENT
 
 
 # -- scheduling points -----------------------------------------------------------
@@ -40,11 +38,12 @@ def preempt_point(event: str = "preempt_point") -> None:
     The allocators call it inside their paths; simulated-memory accessors call it
     on every access. Cheap when the policy does not decide here.
     """
-    t = _cur.task
+    t = current_task()
     if event.__class__ is not str:
         check_str("preempt_point", "event", event)
-    t.budget -= 1
-    if t.budget <= 0:
+    b = t.budget - 1  # one attribute read fewer than ``t.budget -= 1`` and a test of it
+    t.budget = b
+    if b <= 0:
         t.engine.decide(t, event)
 
 
@@ -56,14 +55,14 @@ def _count_arg(fn: str, name: str, value: Any) -> None:
 
 def charge(cycles: int) -> None:
     """Charge ``cycles`` to this CPU's virtual clock (the virtual-time policy uses it)."""
-    t = _cur.task
+    t = current_task()
     _count_arg("charge", "cycles", cycles)
     t.charge(cycles)
 
 
 def current() -> Task:
     """The running kernel thread (``current``): ``.pid``, ``.comm``."""
-    t = _cur.task
+    t = current_task()
     if not t:
         raise NotInTaskError()
     return t
@@ -74,13 +73,13 @@ get_current = current
 
 def in_task_context() -> bool:
     """True when called from a simulated kernel thread (never raises)."""
-    return bool(_cur.task)
+    return bool(current_task())
 
 
 # -- CPU identity ------------------------------------------------------------------
 def raw_smp_processor_id() -> int:
     """This CPU's number, without the preemption check."""
-    return _cur.task.cpu.id
+    return current_task().cpu.id
 
 
 def smp_processor_id() -> int:
@@ -89,7 +88,7 @@ def smp_processor_id() -> int:
     Context: meaningful only with preemption disabled (get_cpu()), in interrupt
     context, or in a task bound to one CPU.
     """
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
         _debug_preempt_report(t, "smp_processor_id", "")
@@ -112,7 +111,7 @@ def _debug_preempt_report(t: Task, what1: str, what2: str) -> None:
 
 def debug_preempt_check(what1: str, what2: str = "") -> None:
     """check_preemption_disabled(): report use of this CPU's data from preemptible code."""
-    t = _cur.task
+    t = current_task()
     if what1.__class__ is not str or what2.__class__ is not str:
         check_str("debug_preempt_check", "what1", what1)
         check_str("debug_preempt_check", "what2", what2)
@@ -124,12 +123,12 @@ def debug_preempt_check(what1: str, what2: str = "") -> None:
 # -- preemption -------------------------------------------------------------------
 def preempt_disable() -> None:
     """Disable preemption on this CPU (nests)."""
-    _cur.task.cpu.preempt_count += 1
+    current_task().cpu.preempt_count += 1
 
 
 def preempt_enable() -> None:
     """Re-enable preemption; where it reaches 0 the task may be preempted."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if not c.preempt_count & PREEMPT_MASK:
         _underflow(t)
@@ -142,7 +141,7 @@ def preempt_enable() -> None:
 
 def preempt_enable_no_resched() -> None:
     """Re-enable preemption without a rescheduling point."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if not c.preempt_count & PREEMPT_MASK:
         _underflow(t)
@@ -159,7 +158,7 @@ def _underflow(t: Task) -> None:
 
 def get_cpu() -> int:
     """Disable preemption and return this CPU's number; pair with put_cpu()."""
-    c = _cur.task.cpu
+    c = current_task().cpu
     c.preempt_count += 1
     return c.id
 
@@ -170,20 +169,20 @@ def put_cpu() -> None:
 
 
 def preempt_count() -> int:
-    return _cur.task.cpu.preempt_count
+    return current_task().cpu.preempt_count
 
 
 def in_atomic() -> bool:
-    return _cur.task.cpu.preempt_count != 0
+    return current_task().cpu.preempt_count != 0
 
 
 def in_interrupt() -> bool:
     """Hardirq, softirq, or bottom halves disabled (irq_count() != 0)."""
-    return bool(_cur.task.cpu.preempt_count & IRQ_MASK)
+    return bool(current_task().cpu.preempt_count & IRQ_MASK)
 
 
 def in_irq() -> bool:
-    return bool(_cur.task.cpu.preempt_count & HARDIRQ_MASK)
+    return bool(current_task().cpu.preempt_count & HARDIRQ_MASK)
 
 
 in_hardirq = in_irq
@@ -191,35 +190,35 @@ in_hardirq = in_irq
 
 def in_softirq() -> bool:
     """Serving a softirq or with bottom halves disabled."""
-    return bool(_cur.task.cpu.preempt_count & SOFTIRQ_MASK)
+    return bool(current_task().cpu.preempt_count & SOFTIRQ_MASK)
 
 
 def in_serving_softirq() -> bool:
-    return bool(_cur.task.cpu.preempt_count & SOFTIRQ_OFFSET)
+    return bool(current_task().cpu.preempt_count & SOFTIRQ_OFFSET)
 
 
 def in_task() -> bool:
     """Process context: neither hardirq nor softirq being served."""
-    return not (_cur.task.cpu.preempt_count & (HARDIRQ_MASK | SOFTIRQ_OFFSET))
+    return not (current_task().cpu.preempt_count & (HARDIRQ_MASK | SOFTIRQ_OFFSET))
 
 
 def irqs_disabled() -> bool:
-    return _cur.task.cpu.irqs_off
+    return current_task().cpu.irqs_off
 
 
 def preemptible() -> bool:
-    c = _cur.task.cpu
+    c = current_task().cpu
     return c.preempt_count == 0 and not c.irqs_off
 
 
 # -- local interrupts ---------------------------------------------------------------
 def local_irq_disable() -> None:
-    _cur.task.cpu.irqs_off = True
+    current_task().cpu.irqs_off = True
 
 
 def local_irq_enable() -> None:
     """Enable interrupts on this CPU; pending ones are delivered now."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     c.irqs_off = False
     if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
@@ -231,7 +230,7 @@ def local_irq_enable() -> None:
 
 def local_irq_save() -> int:
     """Disable interrupts; return the flags that local_irq_restore() takes."""
-    c = _cur.task.cpu
+    c = current_task().cpu
     flags = 0 if c.irqs_off else X86_EFLAGS_IF
     c.irqs_off = True
     return flags
@@ -245,16 +244,16 @@ def local_irq_restore(flags: int) -> None:
     if flags & X86_EFLAGS_IF:
         local_irq_enable()
     else:
-        _cur.task.cpu.irqs_off = True
+        current_task().cpu.irqs_off = True
 
 
 def local_bh_disable() -> None:
-    _cur.task.cpu.preempt_count += SOFTIRQ_DISABLE_OFFSET
+    current_task().cpu.preempt_count += SOFTIRQ_DISABLE_OFFSET
 
 
 def local_bh_enable() -> None:
     """Re-enable bottom halves; raised softirqs run now if nothing else masks them."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if not c.preempt_count & SOFTIRQ_MASK:
         _underflow(t)
@@ -282,7 +281,7 @@ def might_sleep() -> None:
     system_state == SYSTEM_RUNNING && !oops_in_progress"): early boot runs with
     preemption disabled and knowingly calls functions that might sleep.
     """
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if (c.preempt_count != 0 or c.irqs_off or t.is_idle) and t.machine.system_state == SYSTEM_RUNNING:
         _sleeping_in_atomic(t, 3)
@@ -351,7 +350,7 @@ def block(on: Any, timeout_ns: int | None = None, event: str = "schedule") -> bo
     ``current().woken`` (set_current_state() and prepare_to_wait() do) before calling;
     a wake-up that came in between makes this return at once.
     """
-    t = _cur.task
+    t = current_task()
     if timeout_ns is not None and (timeout_ns.__class__ is not int or timeout_ns < 0):
         check_int("block", "timeout_ns", timeout_ns, 0, what="None or an int number of ns")
     if event.__class__ is not str:
@@ -388,7 +387,7 @@ def set_current_state(state: int) -> None:
     if state.__class__ is not int or state not in (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE):
         raise KmemUsageError(f"set_current_state: state(={state!r}) must be TASK_RUNNING, "
                              f"TASK_INTERRUPTIBLE or TASK_UNINTERRUPTIBLE")
-    t = _cur.task
+    t = current_task()
     t.kstate = state
     if state != TASK_RUNNING:
         t.woken = False
@@ -399,7 +398,7 @@ __set_current_state = set_current_state
 
 def wake_up_process(t: Task) -> bool:
     """try_to_wake_up(): wake a sleeping task (or one preparing to sleep); True if it was."""
-    me = _cur.task
+    me = current_task()
     _task_arg("wake_up_process", t, me)
     if me.hb is not None:  # KCSAN
         me.hb.wake(me, [t])
@@ -433,7 +432,7 @@ def schedule() -> None:
     """Give up the CPU. In TASK_RUNNING the task stays runnable (a voluntary switch) and
     returns soon; after set_current_state(TASK_(UN)INTERRUPTIBLE) it sleeps until woken,
     or returns at once if a wake-up already came."""
-    t = _cur.task
+    t = current_task()
     if t.kstate == TASK_RUNNING:
         _schedule_debug(t)
         t.engine.yield_cpu(t, "schedule")
@@ -444,7 +443,7 @@ def schedule() -> None:
 
 def cond_resched() -> None:
     """A voluntary preemption point; it may sleep, so atomic callers are reported."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     if c.preempt_count != 0 or c.irqs_off:
         _sleeping_in_atomic(t, 3)
@@ -484,7 +483,7 @@ def schedule_timeout(timeout: int) -> int:
 
 def _schedule_timeout(fn: str, timeout: int) -> int:
     _check_jiffies(fn, timeout)
-    t = _cur.task
+    t = current_task()
     engine = t.engine
     start = engine.now
     if t.kstate == TASK_RUNNING:
@@ -533,21 +532,21 @@ def msleep(msecs: int) -> None:
 
 def udelay(usecs: int) -> None:
     """Busy-wait: charges the cycles to this CPU, never sleeps."""
-    t = _cur.task
+    t = current_task()
     _count_arg("udelay", "usecs", usecs)
     t.charge(usecs * 1000)
     preempt_point("udelay")
 
 
 def ndelay(nsecs: int) -> None:
-    t = _cur.task
+    t = current_task()
     _count_arg("ndelay", "nsecs", nsecs)
     t.charge(nsecs)
     preempt_point("ndelay")
 
 
 def mdelay(msecs: int) -> None:
-    t = _cur.task
+    t = current_task()
     _count_arg("mdelay", "msecs", msecs)
     t.charge(msecs * 1_000_000)
     preempt_point("mdelay")
@@ -557,7 +556,7 @@ def cpu_relax() -> None:
     """The pause in a busy-wait loop: it costs cycles (costs.CPU_RELAX) and is a scheduling
     point, so the CPU that will end the wait gets to run. A loop in which every task only
     busy-waits (or spins, or sleeps) is reported as a livelock and ends the run."""
-    t = _cur.task
+    t = current_task()
     if t.relax_streak == 0:
         file, line, _ = caller_site(2)
         t.relax_site = f"{file}:{line}"
@@ -567,11 +566,11 @@ def cpu_relax() -> None:
 
 def jiffies() -> int:
     """The virtual clock in jiffies (HZ = 1000)."""
-    return _cur.task.engine.now // NSEC_PER_JIFFY
+    return current_task().engine.now // NSEC_PER_JIFFY
 
 
 def ktime_get_ns() -> int:
-    return _cur.task.engine.now
+    return current_task().engine.now
 
 
 # -- hung tasks ---------------------------------------------------------------------------
@@ -587,7 +586,7 @@ def report_hung_task(waited_ns: int, why: str) -> None:
     The model's one hung-task reporter: the allocators call it where a retry loop or a
     wait could only go on for ever (the kernel would leave the task in D state).
     """
-    t = _cur.task
+    t = current_task()
     t.machine.report("hung_task", [
         f"INFO: task {t.comm}:{t.pid} blocked for more than {waited_ns // (1000 * NSEC_PER_JIFFY)} seconds.",
         '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
@@ -600,7 +599,7 @@ _NO_DATA: Final = object()
 
 def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
     """Start ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread in this run."""
-    t = _cur.task
+    t = current_task()
     current()  # NotInTaskError first, outside a task
     check_callable("kthread_run", "threadfn", threadfn)
     check_str("kthread_run", "namefmt", namefmt)
@@ -612,7 +611,7 @@ def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str
 
 
 def kthread_bind(t: Task, cpu: int) -> None:
-    me = _cur.task
+    me = current_task()
     _task_arg("kthread_bind", t, me)
     check_int("kthread_bind", "cpu", cpu, 0, me.machine.nr_cpus - 1, "a CPU number")
     t.cpus_allowed = frozenset((cpu,))
@@ -620,7 +619,7 @@ def kthread_bind(t: Task, cpu: int) -> None:
 
 def set_cpus_allowed(t: Task, cpus: Any) -> None:
     """Let ``t`` run only on the CPUs of ``cpus`` (an iterable of CPU numbers, not empty)."""
-    me = _cur.task
+    me = current_task()
     _task_arg("set_cpus_allowed", t, me)
     if isinstance(cpus, (str, bytes)) or not hasattr(cpus, "__iter__"):
         raise bad("set_cpus_allowed", "cpus", cpus, "an iterable of CPU numbers")
@@ -637,14 +636,14 @@ def set_cpus_allowed(t: Task, cpus: Any) -> None:
 def request_irq(irq: int, handler: Callable[[int, Any], Any], flags: int = 0, name: str = "",
                 dev_id: Any = None) -> int:
     """Register an interrupt handler, kernel argument order; returns 0."""
-    m = _cur.task.machine
+    m = current_task().machine
     check_int("request_irq", "flags", flags, 0, what="an int of SA_* flags")
     m.request_irq(irq, handler, name, dev_id)
     return 0
 
 
 def free_irq(irq: int, dev_id: Any = None) -> None:
-    m = _cur.task.machine
+    m = current_task().machine
     check_int("free_irq", "irq", irq, 0)
     m.free_irq(irq)
 
@@ -652,7 +651,7 @@ def free_irq(irq: int, dev_id: Any = None) -> None:
 def raise_irq(irq: int, cpu: int | None = None) -> None:
     """Raise ``irq`` on CPU ``cpu`` (default: this one). It runs in hardirq context
     on that CPU as soon as its interrupts are enabled."""
-    t = _cur.task
+    t = current_task()
     m = t.machine
     check_int("raise_irq", "irq", irq, 0)
     if cpu is not None:
@@ -667,7 +666,7 @@ def _softirq_nr(fn: str, nr: Any) -> None:
 
 
 def open_softirq(nr: int, action: Callable[[], Any]) -> None:
-    m = _cur.task.machine
+    m = current_task().machine
     _softirq_nr("open_softirq", nr)
     check_callable("open_softirq", "action", action, how="action()")
     m.open_softirq(nr, action)
@@ -675,7 +674,7 @@ def open_softirq(nr: int, action: Callable[[], Any]) -> None:
 
 def raise_softirq(nr: int) -> None:
     """Mark softirq ``nr`` pending on this CPU; it runs on irq exit or local_bh_enable()."""
-    t = _cur.task
+    t = current_task()
     c = t.cpu
     _softirq_nr("raise_softirq", nr)
     if t.hb is not None:  # KCSAN: the bottom half sees what raised it
@@ -687,11 +686,11 @@ def raise_softirq(nr: int) -> None:
 
 def printk(msg: str, level: str = "INFO") -> None:
     """printk(): into the machine's dmesg buffer and loguru (``level``: a loguru level name)."""
-    m = _cur.task.machine
+    m = current_task().machine
     check_str("printk", "msg", msg)
     check_choice("printk", "level", level, PRINTK_LEVELS)
     if m.events is not None:
-        m.events.record(_cur.task, "printk", msg.split("\n", 1)[0])
+        m.events.record(current_task(), "printk", msg.split("\n", 1)[0])
     m.printk(msg, level)
 
 
@@ -701,7 +700,7 @@ PRINTK_LEVELS: Final = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR",
 
 def panic(msg: str) -> None:
     """panic(): the machine stops; Machine.run raises KernelPanic."""
-    m = _cur.task.machine
+    m = current_task().machine
     check_str("panic", "msg", msg)
     m.panic(msg)
 
@@ -711,7 +710,7 @@ def BUG(msg: str = "") -> None:
     current()  # NotInTaskError first, outside a task
     check_str("BUG", "msg", msg)
     file, line, _ = caller_site(2)
-    _cur.task.machine.report("bug", [f"kernel BUG at {file}:{line}!", *([msg] if msg else [])], fatal=True)
+    current_task().machine.report("bug", [f"kernel BUG at {file}:{line}!", *([msg] if msg else [])], fatal=True)
 
 
 def WARN_ON(cond: Any, msg: str = "") -> bool:
@@ -720,7 +719,7 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:
     if msg.__class__ is not str:
         check_str("WARN_ON", "msg", msg)
     if cond:
-        t = _cur.task
+        t = current_task()
         file, line, _ = caller_site(2)
         t.machine.report("warning", [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line}",
                                      *([msg] if msg else [])], site=f"{file}:{line}")

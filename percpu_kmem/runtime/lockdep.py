@@ -7,11 +7,14 @@ persists across the runs of that machine.
 
 Kept from the kernel:
 
-- **Lock classes.** A lock created with a name belongs to the class of that name; an
-  auto-named one (``spin_lock_init()``) to the class of its initialisation site: file,
-  line and the call's bytecode offset, so two calls on one line are two classes and a
-  loop over one call is one class (the kernel's static ``lock_class_key`` per
-  ``spin_lock_init()`` expansion). The key is stored on the lock at init; the class of
+- **Lock classes.** A lock belongs to the class of its initialisation site: file, line
+  and the call's bytecode offset, so two calls on one line are two classes and a loop
+  over one call is one class (the kernel's static ``lock_class_key`` per
+  ``spin_lock_init()`` expansion); a named lock to the class of its site and name
+  (different names at one site, from a helper say, are different classes). A class is
+  printed by its name, or ``file:line`` for an unnamed lock; another class of a name
+  already printed gets ``#2``, ``#3`` (``name_version``), as two sites of one name do in
+  the kernel. The key is stored on the lock at init; the class of
   this machine is cached on the lock at its first acquisition (lockdep_map's
   ``class_cache``).
 - **Dependencies.** Acquiring B while holding A (in the same irq context, the nearest
@@ -68,7 +71,7 @@ from typing import Any, Final
 from .errors import KmemUsageError
 from .preempt import HARDIRQ_MASK, HARDIRQ_OFFSET, SOFTIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Frame, capture_stack, relpath
-from .task import CURRENT, Task
+from .task import Task, current_task
 from .validate import check_int
 
 # -- usage bits (kernel/locking/lockdep_states.h, lockdep_internals.h; no _READ bits) --------
@@ -169,17 +172,14 @@ FS_RECLAIM_MAP: Final = LockdepMap("fs_reclaim")
 
 
 def lock_class_key(kind: str, name: str | None, depth: int) -> Any:
-    """The class key of a lock being initialised: ``(kind, name)`` for a named lock,
-    else ``(kind, file, line, bytecode offset)`` of the first caller outside the runtime,
-    ``depth`` frames up (cold: once per lock)."""
-    if name is not None:
-        return (kind, name)
+    """The class key of a lock being initialised: ``(kind, file, line, bytecode offset)`` of
+    the first caller outside the runtime, ``depth`` frames up, and for a named lock its
+    name after that (cold: once per lock)."""
     f: Any = sys._getframe(depth)
     while f is not None and f.f_code.co_filename in _RUNTIME_FILES:
         f = f.f_back
-    if f is None:
-        return (kind, "<unknown>", 0, 0)
-    return (kind, f.f_code.co_filename, f.f_lineno, f.f_lasti)
+    site = ("<unknown>", 0, 0) if f is None else (f.f_code.co_filename, f.f_lineno, f.f_lasti)
+    return (kind, *site) if name is None else (kind, *site, name)
 
 
 class Lockdep:
@@ -211,10 +211,8 @@ class Lockdep:
 
     def _register(self, key: Any) -> LockClass:
         kind = key[0]
-        if len(key) == 2:
-            name = key[1]
-        else:
-            name = f"{relpath(key[1])}:{key[2]}"
+        # a named lock (kind, site, name), a lockdep map (kind, name), an unnamed lock (kind, site)
+        name = key[-1] if len(key) in (2, 5) else f"{relpath(key[1])}:{key[2]}"
         n = self._names.get(name, 0) + 1
         self._names[name] = n
         if n > 1:  # __print_lock_name(): name_version "#%d" for another key of one name
@@ -520,7 +518,7 @@ def _narrow(t: Task, gfp: int) -> int:
 def current_gfp_context(gfp_mask: int) -> int:
     """``gfp_mask`` as the current task's memalloc scopes allow it: without __GFP_FS
     inside memalloc_nofs_save(), without __GFP_IO and __GFP_FS inside memalloc_noio_save()."""
-    t = CURRENT.task
+    t = current_task()
     t.gfp_ctx  # noqa: B018 - NotInTaskError first, outside a task
     _gfp_arg("current_gfp_context", gfp_mask)
     return _narrow(t, gfp_mask)
@@ -537,7 +535,7 @@ def fs_reclaim_acquire(gfp_mask: int) -> None:
     """Take the fs_reclaim pseudo-lock when an allocation with ``gfp_mask`` could enter
     filesystem reclaim (nothing when lockdep is off). The page allocator calls it, and
     fs_reclaim_release() at once, around every allocation; reclaim holds it throughout."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep  # NotInTaskError first, outside a task
     _gfp_arg("fs_reclaim_acquire", gfp_mask)
     if ld is not None and _takes_fs_reclaim(t, gfp_mask):
@@ -546,7 +544,7 @@ def fs_reclaim_acquire(gfp_mask: int) -> None:
 
 def fs_reclaim_release(gfp_mask: int) -> None:
     """Release what fs_reclaim_acquire(``gfp_mask``) took."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep  # NotInTaskError first, outside a task
     _gfp_arg("fs_reclaim_release", gfp_mask)
     if ld is not None and _takes_fs_reclaim(t, gfp_mask):
@@ -559,7 +557,7 @@ def fs_reclaim_release(gfp_mask: int) -> None:
 def fs_reclaim_enter() -> None:
     """__fs_reclaim_acquire(): reclaim itself (kswapd's balance_pgdat) holds fs_reclaim
     throughout, whatever its GFP mask; a lock a shrinker takes then depends on it."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep
     if ld is not None:
         ld._acquire(t, FS_RECLAIM_MAP, ld.class_of(FS_RECLAIM_MAP), False)
@@ -567,21 +565,21 @@ def fs_reclaim_enter() -> None:
 
 def fs_reclaim_exit() -> None:
     """__fs_reclaim_release(): the end of what fs_reclaim_enter() began."""
-    t = CURRENT.task
+    t = current_task()
     ld = t.machine.lockdep
     if ld is not None and ld.holds(t, FS_RECLAIM_MAP):
         ld.release(t, FS_RECLAIM_MAP)
 
 
 def _scope_save(bit: int) -> int:
-    t = CURRENT.task
+    t = current_task()
     flags = t.gfp_ctx & bit  # NotInTaskError outside a task
     t.gfp_ctx |= bit
     return flags
 
 
 def _scope_restore(fn: str, save: str, bit: int, flags: Any) -> None:
-    t = CURRENT.task
+    t = current_task()
     ctx = t.gfp_ctx  # NotInTaskError outside a task
     if flags.__class__ is not int or flags not in (0, bit):
         raise KmemUsageError(f"{fn}: flags(={flags!r}) must be what {save}() returned (0 or {bit:#x})")

@@ -50,7 +50,7 @@ from .kernel import (
 from .lockdep import lock_class_key
 from .preempt import NSEC_PER_JIFFY
 from .report import caller_site
-from .task import CURRENT, TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task
+from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
 from .validate import bad, check_callable, check_int, check_str
 
 SPINLOCK_MAGIC = 0xDEAD4EAD
@@ -308,7 +308,7 @@ def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
 
 def spin_lock(lock: spinlock_t) -> None:
     """Take ``lock`` with preemption disabled (interrupts stay as they are)."""
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_lock", t, lock, spinlock_t)
     t.cpu.preempt_count += 1
@@ -316,7 +316,7 @@ def spin_lock(lock: spinlock_t) -> None:
 
 
 def spin_unlock(lock: spinlock_t) -> None:
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock", t, lock, spinlock_t)
     _release(t, lock)
@@ -325,7 +325,7 @@ def spin_unlock(lock: spinlock_t) -> None:
 
 def spin_trylock(lock: spinlock_t) -> int:
     """Take ``lock`` if it is free: 1 on success, 0 (and nothing held) otherwise."""
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_trylock", t, lock, spinlock_t)
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701
@@ -349,7 +349,7 @@ def spin_trylock(lock: spinlock_t) -> int:
 
 def spin_lock_irq(lock: spinlock_t) -> None:
     """Disable local interrupts, then take ``lock``."""
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_lock_irq", t, lock, spinlock_t)
     c = t.cpu
@@ -359,7 +359,7 @@ def spin_lock_irq(lock: spinlock_t) -> None:
 
 
 def spin_unlock_irq(lock: spinlock_t) -> None:
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_irq", t, lock, spinlock_t)
     _release(t, lock, "spin_unlock_irq")
@@ -371,7 +371,7 @@ def spin_unlock_irq(lock: spinlock_t) -> None:
 
 def spin_lock_irqsave(lock: spinlock_t) -> int:
     """Save and disable local interrupts, take ``lock``; returns the flags to restore."""
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_lock_irqsave", t, lock, spinlock_t)
     flags = local_irq_save()
@@ -381,7 +381,7 @@ def spin_lock_irqsave(lock: spinlock_t) -> int:
 
 
 def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
-    t = CURRENT.task
+    t = current_task()
     if flags.__class__ is not int or not 0 <= flags <= 0xFFFFFFFF:
         check_int("spin_unlock_irqrestore", "flags", flags, 0, 0xFFFFFFFF, "the int spin_lock_irqsave() returned")
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
@@ -395,7 +395,7 @@ def spin_unlock_irqrestore(lock: spinlock_t, flags: int) -> None:
 
 def spin_lock_bh(lock: spinlock_t) -> None:
     """Disable bottom halves, then take ``lock``."""
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_lock_bh", t, lock, spinlock_t)
     local_bh_disable()
@@ -404,7 +404,7 @@ def spin_lock_bh(lock: spinlock_t) -> None:
 
 
 def spin_unlock_bh(lock: spinlock_t) -> None:
-    t = CURRENT.task
+    t = current_task()
     if lock.__class__ is not spinlock_t or lock.machine is not t.machine:
         lock_arg("spin_unlock_bh", t, lock, spinlock_t)
     _release(t, lock, "spin_unlock_bh")
@@ -447,7 +447,7 @@ class mutex:
 
 def _mutex_arg(fn: str, m: Any) -> Task:
     """current, with ``m`` checked (see lock_arg): NotInTaskError outside a task."""
-    t = CURRENT.task
+    t = current_task()
     if m.__class__ is not mutex or m.machine is not t.machine:
         lock_arg(fn, t, m, mutex, "m")
     return t
@@ -575,7 +575,7 @@ class wait_queue_head_t:
 
 def _wq_arg(fn: str, wq: Any) -> Task:
     """current, with ``wq`` checked (see lock_arg): NotInTaskError outside a task."""
-    t = CURRENT.task
+    t = current_task()
     if wq.__class__ is not wait_queue_head_t or wq.machine is not t.machine:
         lock_arg(fn, t, wq, wait_queue_head_t, "wq")
     return t
@@ -624,7 +624,7 @@ def finish_wait(wq: wait_queue_head_t) -> None:
 
 
 def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str) -> bool:
-    t = CURRENT.task
+    t = current_task()
     engine = t.engine
     deadline = None if timeout_ns is None else engine.now + timeout_ns
     try:
@@ -658,7 +658,7 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
     _condition_arg(fn, condition)
     might_sleep()
     if condition():
-        t = CURRENT.task
+        t = current_task()
         if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
             t.hb.acquire(t, wq)
         return

@@ -255,9 +255,14 @@ class PCTPolicy(Policy):
             if p > best_prio:
                 cpus = opts.cpus_for(r) or opts.idle_cpus
                 best, best_prio = ("D", r, cpus[0]), p
-        if best is CONTINUE and opts.can_preempt and engine.ready and not opts.idle_cpus:
+        if (opts.can_preempt and engine.ready and not opts.idle_cpus and best is not None
+                and (best is CONTINUE or best[0] == "S")):
+            # a task waiting for a CPU outranks the task that would run next: ``t`` (no higher
+            # than that one) gives up its CPU. Checked for a switch too, not only when ``t``
+            # would go on: busy-waiters that drop below every other (on_relax) only ever
+            # switch to each other, and would starve a waiting task for ever
             top = max(engine.ready, key=self._prio)
-            if self._prio(top) > self._prio(t):
+            if self._prio(top) > (self._prio(t) if best is CONTINUE else best_prio):
                 return ("P",)
         if best is None:
             return ("V", opts.idle_irq_cpus[0])

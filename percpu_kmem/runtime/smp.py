@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .kernel import WARN_ON, current, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
-from .task import CURRENT
+from .task import current_task
 from .validate import check_callable, check_type
 
 #: i386 CALL_FUNCTION_VECTOR: the IPI that runs smp_call_function_interrupt().
@@ -57,12 +57,12 @@ class call_data_struct:
 
 def smp_call_function_interrupt(irq: int, dev_id: Any) -> None:
     """The IPI handler: run every call queued for this CPU, in hardirq context."""
-    c = CURRENT.task.cpu
+    c = current_task().cpu
     queue = c.data.get(_QUEUE)
     while queue:
         data = queue.pop(0)
         data.func(data.info)
-        t = CURRENT.task
+        t = current_task()
         if t.hb is not None:  # KCSAN: the waiting caller sees what func did (runtime/hb.py)
             t.hb.release(t, data)
         with data.guard:
@@ -78,7 +78,7 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
     """
     check_callable("smp_call_function", "func", func)
     check_type("smp_call_function", "wait", wait, (bool, int), "True or False")
-    t = CURRENT.task
+    t = current_task()
     m = t.machine
     WARN_ON(irqs_disabled(), "smp_call_function() with interrupts disabled can deadlock")
     if CALL_FUNCTION_VECTOR not in m.irq.actions:

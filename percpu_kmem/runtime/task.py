@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -182,14 +183,36 @@ class _NoTask:
 NO_TASK: Final = _NoTask()
 
 
-class _Current(threading.local):
-    """Per-thread pointer to the simulated task, like the kernel's ``current``."""
+#: The running kernel thread of this OS thread (or of this greenlet, under the greenlet
+#: engine), NO_TASK elsewhere: the kernel's ``current``. A context variable rather than a
+#: ``threading.local``: each thread (and greenlet) has a context of its own, and reading
+#: one is a C call without a per-thread dictionary lookup (about 10 ns against 30 ns).
+_CURRENT: Final[ContextVar[Any]] = ContextVar("percpu_kmem.current", default=NO_TASK)
 
-    task: Any = NO_TASK
+#: ``current_task()``: the running task, NO_TASK outside kernel threads; the one way the
+#: layers find ``current`` (``runtime.kernel.current()`` raises NotInTaskError instead).
+current_task: Final = _CURRENT.get
+
+#: ``set_current_task(t)``: make ``t`` this thread's ``current`` (the engines, at a task's
+#: start and end and when a greenlet gets the baton back).
+set_current_task: Final = _CURRENT.set
 
 
-CURRENT: Final = _Current()
+class _CurrentShim:
+    """TEMPORARY (removed before landing): ``CURRENT.task`` for modules not yet converted."""
+
+    @property
+    def task(self) -> Any:
+        return _CURRENT.get()
+
+    @task.setter
+    def task(self, t: Any) -> None:
+        _CURRENT.set(t)
 
 
-__all__ = ["TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "T_NEW", "T_ON_CPU", "T_READY",
-           "T_SLEEPING", "T_DONE", "STATE_NAMES", "CPU", "Task", "NO_TASK", "CURRENT"]
+CURRENT: Final = _CurrentShim()
+
+
+__all__ = ["CURRENT", "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "T_NEW", "T_ON_CPU", "T_READY",
+           "T_SLEEPING", "T_DONE", "STATE_NAMES", "CPU", "Task", "NO_TASK", "current_task",
+           "set_current_task"]

@@ -23,7 +23,7 @@ from ..machine import Machine
 from ..mm.slab import kmem_cache_tune_model
 from ..runtime.costs import DEFAULT, CostModel
 from ..runtime.errors import KmemUsageError
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 
 LOCK_KINDS = ("queued", "ticket")
 
@@ -111,7 +111,7 @@ class StudyConfig:
         cfg = self
 
         def boot_tuning() -> None:
-            t = CURRENT.task
+            t = current_task()
             sa = m.slab
             sa.stats = True  # STATS: the study reads 2.6's cpustat/globalstat counters
             if cfg.magazine is not None or cfg.depot is not None:

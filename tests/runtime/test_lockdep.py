@@ -399,22 +399,28 @@ def test_two_locks_of_one_class_nested_is_recursive_locking() -> None:
 def test_classes_by_site_name_and_bytecode_offset() -> None:
     m = Machine(cpus=1, boot=False, lockdep=True)
     p, q = spin_lock_init(), spin_lock_init()  # two calls on one line: two classes
-    n1, n2 = spin_lock_init("same"), spin_lock_init("same")  # one name: one class
+    # one name at two sites: two classes, printed "same" and "same#2", as the kernel's
+    # "&dev->lock" initialised in two functions; nesting them is no recursion
+    n1, n2 = spin_lock_init("same"), spin_lock_init("same")
+    # one site (a loop, a helper): one class, whatever the instances, as the kernel's
+    # static lock_class_key per spin_lock_init() expansion; and a name is part of the class
+    looped = [spin_lock_init("dev") for _ in range(2)]
+    helper = [spin_lock_init(name) for name in ("A", "B")]
 
     def body() -> None:
-        spin_lock(p)
-        spin_lock(q)
-        spin_unlock(q)
-        spin_unlock(p)
-        spin_lock(n1)
-        spin_lock(n2)
-        spin_unlock(n2)
-        spin_unlock(n1)
+        for a, b in ((p, q), (n1, n2), helper, looped):
+            spin_lock(a)
+            spin_lock(b)
+            spin_unlock(b)
+            spin_unlock(a)
 
     m.run(body)
     assert p.dep_class is not q.dep_class and p.dep_class.name != q.dep_class.name
-    assert n1.dep_class is n2.dep_class
-    assert [r.extra["class"] for r in m.reports_of("lockdep_recursive")] == ["same"]
+    assert n1.dep_class is not n2.dep_class
+    assert (n1.dep_class.name, n2.dep_class.name) == ("same", "same#2")
+    assert helper[0].dep_class is not helper[1].dep_class
+    assert looped[0].dep_class is looped[1].dep_class
+    assert [r.extra["class"] for r in m.reports_of("lockdep_recursive")] == ["dev"]
 
 
 def test_the_same_instance_twice_is_the_spinlock_oops_not_a_lockdep_report() -> None:

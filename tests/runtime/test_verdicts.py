@@ -495,6 +495,34 @@ def test_every_task_busy_waiting_forever_is_a_livelock_report() -> None:
         m.run(lambda: None)  # the machine is usable
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_pct_busy_waiters_never_starve_a_task_waiting_for_a_cpu(seed: int) -> None:
+    """PCT drops a busy-waiter below every other task: two waiters then switch to each
+    other at every turn, and a third task waiting for a CPU must still get one (before,
+    it starved: a correct scenario ran into the wall-clock timeout). With a booted machine,
+    kswapd is such a task, and a true livelock must still be reported."""
+    m = Machine(cpus=2, policy="pct", seed=seed, boot=False, timeout=60)
+    flag = [0]
+
+    def waiter() -> None:
+        while not flag[0]:
+            cpu_relax()
+
+    def setter() -> None:
+        flag[0] = 1
+
+    m.run(waiter, waiter, setter)
+    assert m.reports == []
+    booted = Machine(cpus=2, policy="pct", seed=seed, timeout=60)
+
+    def spinner() -> None:
+        while True:
+            cpu_relax()
+
+    booted.run(spinner, spinner)
+    assert len(booted.reports_of("livelock")) == 1
+
+
 def test_a_livelock_raises_with_on_bug_raise() -> None:
     m = Machine(cpus=1, boot=False, on_bug="raise")
     lk = spin_lock_init("L")
