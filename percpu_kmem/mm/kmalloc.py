@@ -16,7 +16,7 @@ from typing import Final
 
 from ..runtime.errors import KmemUsageError
 from ..runtime.preempt import HARDIRQ_MASK
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .context import current_machine
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_WAIT, GFP_ZERO
 from .layout import PAGE_OFFSET, PAGE_SHIFT
@@ -62,11 +62,11 @@ def kmalloc(size: int, flags: int) -> int | None:
             _check_args(size, flags, "kmalloc")
         if size > KMALLOC_MAX_SIZE:
             return None
-        t = CURRENT.task
+        t = current_task()
         sa = t.machine.slab
         idx = kmalloc_index(size)
         return (sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]).alloc(t, flags, size)
-    t = CURRENT.task
+    t = current_task()
     m = t.machine
     sa = m.slab
     cachep = sa.kmalloc_small[size]
@@ -128,7 +128,7 @@ def kfree(objp: int | None) -> None:
         return
     if objp.__class__ is not int:
         raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
-    t = CURRENT.task
+    t = current_task()
     m = t.machine
     sa = m.slab
     slab = sa.slab_page.get((objp - PAGE_OFFSET) >> PAGE_SHIFT)  # page_cache()'s answer, and the slab

@@ -43,7 +43,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HARDIRQ_MASK, HZ
 from ..runtime.report import caller_site
-from ..runtime.task import CURRENT, Task
+from ..runtime.task import Task, current_task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
@@ -625,7 +625,7 @@ class PageAllocator:
                  "line_bounces": z.free_line.bounces} for z in self.zones if z.present]
 
     def drain_local_pages(self) -> int:
-        t = CURRENT.task
+        t = current_task()
         flags = local_irq_save()
         n = self.drain_cpu_pages(t, t.cpu.id)
         local_irq_restore(flags)
@@ -641,7 +641,7 @@ class PageAllocator:
         the caller (alloc_pages()'s fast path, without lockdep) has passed might_sleep().
         """
         if t is None:
-            t = CURRENT.task
+            t = current_task()
         if gfp.__class__ is not int or not 0 <= gfp <= GFP_BITS_MASK:
             check_gfp(gfp, what)
         if order.__class__ is not int or order < 0:
@@ -891,7 +891,7 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = CURRENT.task.machine.mm
+    pa = current_task().machine.mm
     if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
         check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
@@ -919,7 +919,7 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    t = CURRENT.task
+    t = current_task()
     m = t.machine
     pa = m.mm  # _alloc_pages_node(), written out for nid -1
     c = t.cpu
@@ -973,7 +973,7 @@ def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    t = CURRENT.task
+    t = current_task()
     pa = t.machine.mm
     pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page", t)
     if pfn is None:
@@ -1037,7 +1037,7 @@ def _free_pages(what: str, addr: Any, order: Any) -> None:
     if addr & ((1 << PAGE_SHIFT) - 1):
         pa.m.report("bad_free", [f"BUG: {what}() of unaligned address {addr:#x}"])
         return
-    pa.put_page(CURRENT.task, pfn, order, False, what)
+    pa.put_page(current_task(), pfn, order, False, what)
 
 
 def free_pages(addr: int | None, order: int) -> None:
@@ -1051,7 +1051,7 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    t = CURRENT.task
+    t = current_task()
     m = t.machine
     pa = m.mm
     mem = pa.mem
@@ -1094,19 +1094,19 @@ def __free_pages(page: Page, order: int) -> None:
 
 def __free_page(page: Page) -> None:
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
+    pa.put_page(current_task(), _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
 
 
 def free_hot_page(page: Page) -> None:
     """Free an order-0 page to this CPU's hot list (likely still in cache)."""
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
+    pa.put_page(current_task(), _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
 
 
 def free_cold_page(page: Page) -> None:
     """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
+    pa.put_page(current_task(), _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
 
 
 def get_page(page: Page) -> None:
@@ -1122,7 +1122,7 @@ def get_page(page: Page) -> None:
 def put_page(page: Page) -> None:
     pa = current_machine().mm
     p = _page_of(page, "put_page", pa)
-    pa.put_page(CURRENT.task, p.pfn, p.order if p.count == 1 else 0, False, "put_page")
+    pa.put_page(current_task(), p.pfn, p.order if p.count == 1 else 0, False, "put_page")
 
 
 def page_address(page: Page) -> int | None:
@@ -1181,7 +1181,7 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     ``count_objects(gfp_mask) -> int`` and ``scan_objects(nr_to_scan, gfp_mask) -> int``
     are checked to be callables here; what they return is checked when reclaim calls them.
     """
-    if not CURRENT.task:
+    if not current_task():
         raise NotInTaskError()
     check_str("register_shrinker", "name", name, empty=False)
     check_callable("register_shrinker", "count_objects", count_objects, how="count_objects(gfp_mask) -> int")

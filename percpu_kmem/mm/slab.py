@@ -68,7 +68,7 @@ from ..runtime.locks import (
 from ..runtime.preempt import HARDIRQ_MASK
 from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
-from ..runtime.task import CURRENT, Task
+from ..runtime.task import Task, current_task
 from ..runtime.validate import check_int
 from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
@@ -595,7 +595,7 @@ class kmem_cache_t:
 
     def drain_all(self) -> None:
         """drain_cpu_caches: every CPU empties its magazines (an IPI), then the depot."""
-        t = CURRENT.task
+        t = current_task()
         on_each_cpu(_drain_ipi, self)
         flags = local_irq_save()
         self.drain_depot(t)
@@ -776,7 +776,7 @@ def _alloc_event(ev: Any, t: Task, cachep: kmem_cache_t, flags: int, size: int, 
 
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
-    cachep.drain_this_cpu(CURRENT.task)
+    cachep.drain_this_cpu(current_task())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -867,7 +867,7 @@ class SlabAllocator:
         As cache_reap does for every cache but SLAB_NO_REAP ones; takes
         cache_chain_sem only if it is free, as cache_reap's down_trylock.
         """
-        t = CURRENT.task
+        t = current_task()
         if not mutex_trylock(self.cache_chain_sem):
             return 0
         freed = 0
@@ -1107,7 +1107,7 @@ def check_cache(cachep: Any, what: str) -> kmem_cache_t:
         raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
     if cachep.dead:
         raise KmemUsageError(f"{what}(): cache `{cachep.name}' was destroyed")
-    t = CURRENT.task
+    t = current_task()
     if t and t.machine is not cachep.owner:
         raise KmemUsageError(f"{what}(): cache `{cachep.name}' belongs to machine {machine_name(cachep.owner)}, "
                              f"but the calling task runs on machine {machine_name(t.machine)}")
@@ -1121,7 +1121,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     lock. Context: may sleep if ``flags`` has __GFP_WAIT (might_sleep() is called
     even when the magazine has an object); GFP_ATOMIC never sleeps.
     """
-    t = CURRENT.task
+    t = current_task()
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         check_cache(cachep, "kmem_cache_alloc")
         if not t:
@@ -1140,7 +1140,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     free and a redzone overwrite are reported too, and all but the overwrite
     refused. Context: any; interrupts are disabled inside.
     """
-    t = CURRENT.task
+    t = current_task()
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         check_cache(cachep, "kmem_cache_free")
         if not t:
@@ -1173,7 +1173,7 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     if in_interrupt():
         cachep._bug("kmem_cache_shrink() called from interrupt context")
         return 1
-    t = CURRENT.task
+    t = current_task()
     cachep.drain_all()
     cachep.destroy_free_slabs(t)
     return int(bool(cachep.slabs_full or cachep.slabs_partial))
@@ -1192,7 +1192,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
         cachep._bug("kmem_cache_destroy() called from interrupt context")
         return 1
     might_sleep()
-    t = CURRENT.task
+    t = current_task()
     mutex_lock(sa.cache_chain_sem)
     try:
         cachep.drain_all()
@@ -1267,7 +1267,7 @@ def kmem_cache_name(cachep: kmem_cache_t) -> str:
 
 def kmem_cache_drain_local() -> None:
     """Give this CPU's magazines of every cache back to the slabs (what a CPU going down does)."""
-    t = CURRENT.task
+    t = current_task()
     sa = current_machine().slab
     flags = local_irq_save()
     for c in sa.caches:

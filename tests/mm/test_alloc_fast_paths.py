@@ -27,7 +27,7 @@ from percpu_kmem import (
 )
 from percpu_kmem.mm.slab import kmem_cache_tune_model
 from percpu_kmem.runtime.errors import InconsistentState
-from percpu_kmem.runtime.task import CURRENT
+from percpu_kmem.runtime.task import current_task
 
 PROCS = ("slabinfo", "buddyinfo", "meminfo", "vmstat")
 SIZES = (0, 8, 64, 64, 200, 256, 300, 64, 2000)
@@ -77,7 +77,7 @@ def scenario(policy: str, seed: int, events: bool, lists_off: bool = False) -> t
 
     if lists_off:
         def tune() -> None:
-            m.mm.set_pagesets(CURRENT.task, 0, 0)
+            m.mm.set_pagesets(current_task(), 0, 0)
             cache = m.slab.find("size-64")
             assert cache is not None
             kmem_cache_tune_model(cache, 0, 0, 0)
