@@ -40,6 +40,7 @@ slab). See docs/slab.md for what is simplified and why.
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -144,6 +145,10 @@ class Slab:
 _NOT_GFP: Final = ~GFP_BITS_MASK
 #: the largest kmalloc size with an entry in SlabAllocator.kmalloc_small
 KMALLOC_SMALL: Final = 256
+#: kmalloc_normal -> kmalloc_small: the cache of each size 0..KMALLOC_SMALL (the first class
+#: that holds it; size 0 gets size-32), picked in C at boot (a few microseconds)
+_kmalloc_small_of: Final = operator.itemgetter(*(next(i for i, n in enumerate(KMALLOC_SIZES) if n >= max(size, 1))
+                                                 for size in range(KMALLOC_SMALL + 1)))
 
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
@@ -1020,8 +1025,7 @@ def kmalloc_caches_init(sa: SlabAllocator) -> None:
         sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
         sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
                                            ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
-    sa.kmalloc_small = tuple(sa.kmalloc_normal[next(i for i, n in enumerate(KMALLOC_SIZES) if n >= size)]
-                             for size in range(KMALLOC_SMALL + 1))
+    sa.kmalloc_small = _kmalloc_small_of(sa.kmalloc_normal)
 
 
 def kmem_cache_init(m: Machine) -> SlabAllocator:

@@ -25,7 +25,8 @@ from percpu_kmem import (
     spin_lock_init,
     spin_unlock,
 )
-from percpu_kmem.mm.slab import kmem_cache_tune_model
+from percpu_kmem.mm.kmalloc import kmalloc_index
+from percpu_kmem.mm.slab import KMALLOC_SMALL, kmem_cache_tune_model
 from percpu_kmem.runtime.errors import InconsistentState
 from percpu_kmem.runtime.task import current_task
 
@@ -119,3 +120,15 @@ def test_the_slab_checker_holds_the_page_table_of_kfree_to_the_slab_pages() -> N
     sa.slab_page[m.mem.nr_pages - 1] = slab  # a page no slab has
     with pytest.raises(InconsistentState, match="pages known as slab pages"):
         sa.check()
+
+
+def test_kmallocs_size_table_gives_the_class_kmalloc_index_gives() -> None:
+    m = Machine(cpus=1, seed=0)
+    sa = m.slab
+    assert len(sa.kmalloc_small) == KMALLOC_SMALL + 1
+    for size in range(KMALLOC_SMALL + 1):
+        assert sa.kmalloc_small[size] is sa.kmalloc_normal[kmalloc_index(size)], size
+    got = m.run(lambda: [kmalloc(size, GFP_KERNEL) for size in (0, 1, 32, 33, 96, 97, 192, 193, 256)])[0]
+    names = [sa.page_cache(p, "test").name for p in got]
+    assert names == ["size-32", "size-32", "size-32", "size-64", "size-96", "size-128", "size-192", "size-256",
+                     "size-256"]
