@@ -63,7 +63,9 @@ from ..runtime.locks import (
     mutex_unlock,
     spin_lock,
     spin_lock_init,
+    spin_lock_irq,
     spin_unlock,
+    spin_unlock_irq,
     spinlock_t,
 )
 from ..runtime.preempt import HARDIRQ_MASK
@@ -527,6 +529,12 @@ class kmem_cache_t:
             self.sa.m.kasan.unchecked(self._init_objs_loop, ctor, debug, slab, ctor_flags)  # type: ignore[union-attr]
         else:
             self._init_objs_loop(ctor, debug, slab, ctor_flags)
+        if ctor is not None and t.hb is not None:
+            # KCSAN: what the constructor wrote is the objects' initial state, not an access
+            # that can race: no one else sees the slab before it is on the lists (a spinlock)
+            # and its objects in a CPU's magazine (interrupts off on that CPU). The kernel's
+            # KCSAN never reports a constructor against a later user: start the slab afresh
+            t.hb.on_free(slab.s_mem, self.num * self.objsize)
 
     def _init_objs_loop(self, ctor: Callable[..., Any] | None, debug: int, slab: Slab, ctor_flags: int) -> None:
         for i in range(self.num):
@@ -585,15 +593,17 @@ class kmem_cache_t:
         return len(objs)
 
     def destroy_free_slabs(self, t: Task, max_slabs: int | None = None) -> int:
-        """Destroy empty slabs (all, or up to ``max_slabs``); returns pages freed."""
+        """Destroy empty slabs (all, or up to ``max_slabs``); returns pages freed. Process
+        context, interrupts on: the lists are taken with spin_lock_irq, as __cache_shrink and
+        cache_reap take cachep->spinlock (an IPI's drain takes it in hardirq context)."""
         doomed: list[Slab] = []
-        spin_lock(self.list_lock)
+        spin_lock_irq(self.list_lock)
         while self.slabs_free and (max_slabs is None or len(doomed) < max_slabs):
             _, slab = self.slabs_free.popitem(last=False)
             slab.state = -1
             self.free_objects -= self.num
             doomed.append(slab)
-        spin_unlock(self.list_lock)
+        spin_unlock_irq(self.list_lock)
         for slab in doomed:
             self.slab_destroy(t, slab)
         return len(doomed) << self.gfporder
@@ -1222,12 +1232,14 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
 
 
 def do_tune_cpucache(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
-    """Change a cache's tunables: drain every CPU and the depot, then resize the magazines."""
+    """Change a cache's tunables: drain every CPU and the depot, then resize the magazines
+    (under spin_lock_irq, as 2.6.11's: the lock is also taken where interrupts are off,
+    by an interrupt handler's allocation)."""
     cachep.drain_all()
-    spin_lock(cachep.depot_lock)
+    spin_lock_irq(cachep.depot_lock)
     cachep.limit, cachep.batchcount, cachep.shared = limit, batchcount, shared
     cachep.free_limit = (1 + cachep.sa.m.nr_cpus) * batchcount + cachep.num
-    spin_unlock(cachep.depot_lock)
+    spin_unlock_irq(cachep.depot_lock)
 
 
 def kmem_cache_tune(cachep: kmem_cache_t, limit: int, batchcount: int, shared: int) -> None:
