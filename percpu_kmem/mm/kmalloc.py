@@ -8,6 +8,10 @@ goes to the first class that holds it; ``kmalloc(0)`` gets a size-32 object and
 anything above 131072 bytes gets NULL (None) without a warning, as in 2.6.
 ``kfree`` finds the cache from the object's slab page, so it frees objects of
 any cache; ``kfree(None)`` does nothing.
+
+Both hold the slab layer's common case themselves (a magazine hit, written out
+with every check, scheduling point and charge of ``kmem_cache_t.alloc``/``free``,
+in the same order) and leave everything else to those; docs/slab.md, "Speed".
 """
 
 from __future__ import annotations

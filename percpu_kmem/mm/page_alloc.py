@@ -8,6 +8,10 @@ the ``__GFP_HIGH``/atomic discounts, direct reclaim, OOM, the retry rules),
 drained in batches under ``zone->lock``), ``free_hot_cold_page``, the watermark
 and lowmem_reserve set-up, and the zonelists' fallback order.
 
+``alloc_pages``/``__free_pages`` hold the order-0 per-CPU list's common case
+themselves (written out with every check, scheduling point and charge of the
+full path, in the same order); docs/page-allocator.md, "Figures".
+
 Simplified: no compound-page metadata beyond the order; ``blk_congestion_wait``
 is a sleep on the reclaim wait queue that any page free wakes; the OOM killer
 kills the allocating task (see docs/page-allocator.md).
