@@ -55,8 +55,10 @@ Simplified (docs/lockdep.md says more):
   lockdep after its first report. The offending edge is not added to the graph.
 - No read locks, no subclasses (``spin_lock_nested``), no lock chains cache, no
   ``irq event stamp`` lines, no kernel ident line, no ``... key at:`` lines. Usage is
-  marked at acquisition only (the kernel also marks the held locks when interrupts
-  are re-enabled under them).
+  marked at acquisition and, as the kernel's mark_held_locks(), on the locks held when
+  ``local_irq_enable()``/``local_irq_restore()`` or ``local_bh_enable()`` turn
+  interrupts or bottom halves back on (the unlock forms included); the allocators'
+  own save/restore pairs inside their fast paths restore a state and mark nothing.
 - Where the kernel prints a lock instance's address, the model prints the instance's
   name; where it prints an ``ip`` symbol, ``file:line``.
 - Lockdep costs no virtual time and takes no scheduling decision: a workload runs the
@@ -308,6 +310,28 @@ class Lockdep:
                     if not h[_H_TRY]:
                         break
         stack.append(entry)
+
+    def hardirqs_on(self, t: Task) -> None:
+        """lockdep_hardirqs_on(): interrupts were enabled while ``t`` holds locks: each one
+        becomes HARDIRQ-ON, and SOFTIRQ-ON if bottom halves are enabled too, as if it had
+        been taken now (mark_held_locks())."""
+        stack = self.held.get(t)
+        if stack:
+            pc = t.cpu.preempt_count
+            self._mark_held(t, stack, LOCK_ENABLED_HARDIRQ | (0 if pc & SOFTIRQ_MASK else LOCK_ENABLED_SOFTIRQ))
+
+    def softirqs_on(self, t: Task) -> None:
+        """trace_softirqs_on(): bottom halves were enabled, with interrupts on, while ``t``
+        holds locks: each one becomes SOFTIRQ-ON."""
+        stack = self.held.get(t)
+        if stack:
+            self._mark_held(t, stack, LOCK_ENABLED_SOFTIRQ)
+
+    def _mark_held(self, t: Task, stack: list[tuple[Any, ...]], new: int) -> None:
+        pc = t.cpu.preempt_count
+        for h in list(stack):
+            if new & ~h[_H_CLASS].usage and not self._mark(t, h, new, stack, pc, True):
+                return
 
     def release(self, t: Task, lock: Any) -> None:
         """lock_release(): ``lock`` is no longer held by ``t``."""

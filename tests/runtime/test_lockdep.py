@@ -15,6 +15,9 @@ from percpu_kmem import (
     init_waitqueue_head,
     local_bh_disable,
     local_bh_enable,
+    local_irq_disable,
+    local_irq_enable,
+    local_irq_restore,
     mutex_init,
     mutex_lock,
     mutex_unlock,
@@ -25,10 +28,12 @@ from percpu_kmem import (
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
+    spin_lock_irq,
     spin_lock_irqsave,
     spin_trylock,
     spin_unlock,
     spin_unlock_bh,
+    spin_unlock_irq,
     spin_unlock_irqrestore,
     wait_event,
     wake_up,
@@ -49,6 +54,7 @@ from percpu_kmem.linux import (
     memalloc_noio_save,
 )
 from percpu_kmem.runtime import lockdep as ld_mod
+from percpu_kmem.runtime.preempt import X86_EFLAGS_IF
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -327,6 +333,67 @@ def test_the_other_order_is_hardirq_on_then_in_hardirq_reported_from_the_handler
     assert rep.lines[4] == f"task/{rep.pid} [HC1[1]:SC0[0]:HE0:SE1] takes:"
     assert rep.lines[6] == "{HARDIRQ-ON-W} state was registered at:"
     assert rep.preempt_count & 0x10000
+
+
+@pytest.mark.parametrize("how", ["local_irq_enable", "local_irq_restore", "spin_unlock_irq", "fixed"])
+def test_enabling_interrupts_with_a_lock_held_marks_the_lock_hardirq_on(how: str) -> None:
+    """mark_held_locks(): a lock taken with interrupts off, held while they come back on,
+    is HARDIRQ-ON from then: with the handler taking it too, an inconsistent state."""
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock, inner = spin_lock_init("dev_lock"), spin_lock_init("inner_lock")
+    m.request_irq(5, lambda irq, dev: (spin_lock(lock), spin_unlock(lock)))
+
+    def task() -> None:
+        raise_irq(5)
+        preempt_point()  # the handler ran: dev_lock is IN-HARDIRQ-W
+        flags = spin_lock_irqsave(lock)
+        if how == "local_irq_enable":
+            local_irq_enable()
+            local_irq_disable()
+        elif how == "local_irq_restore":
+            local_irq_restore(X86_EFLAGS_IF)
+            local_irq_disable()
+        elif how == "spin_unlock_irq":
+            spin_lock_irq(inner)
+            spin_unlock_irq(inner)
+            local_irq_disable()
+        else:  # the inner lock's own flags: interrupts stay off
+            inner_flags = spin_lock_irqsave(inner)
+            spin_unlock_irqrestore(inner, inner_flags)
+        spin_unlock_irqrestore(lock, flags)
+
+    m.run(task)
+    reps = m.reports_of("lockdep_inconsistent")
+    if how == "fixed":
+        assert not _lockdep_reports(m)
+    else:
+        (rep,) = reps
+        assert rep.lines[3] == "inconsistent {IN-HARDIRQ-W} -> {HARDIRQ-ON-W} usage."
+        assert rep.lines[4].endswith(":HE1:SE1] takes:")
+        assert rep.lines[5].startswith("dev_lock (dev_lock)")
+
+
+def test_enabling_bottom_halves_with_a_lock_held_marks_the_lock_softirq_on() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock = spin_lock_init("queue_lock")
+
+    def action() -> None:
+        spin_lock(lock)
+        spin_unlock(lock)
+
+    def task() -> None:
+        open_softirq(3, action)
+        local_bh_disable()
+        raise_softirq(3)
+        local_bh_enable()  # queue_lock: IN-SOFTIRQ-W
+        spin_lock_bh(lock)
+        local_bh_enable()  # bottom halves on with queue_lock held
+        local_bh_disable()
+        spin_unlock_bh(lock)
+
+    m.run(task)
+    (rep,) = m.reports_of("lockdep_inconsistent")
+    assert rep.lines[3] == "inconsistent {IN-SOFTIRQ-W} -> {SOFTIRQ-ON-W} usage."
 
 
 def test_irqsave_in_process_context_is_consistent() -> None:
