@@ -2,7 +2,9 @@
 
     python -m benchmarks.bench_page_alloc [--quick]
 
-1. order-0 alloc+free through the per-CPU list (alloc_page/__free_page in a task)
+1. order-0 alloc+free through the per-CPU list (alloc_page/__free_page in a task),
+   and the same with alloc_pages(GFP_KERNEL, 0)/__free_pages(page, 0), which hold the
+   order-0 fast path themselves (row 7b of ``python -m benchmarks``)
    (each row's baseline is measured beside it, interleaved: benchmarks/_measure.py)
 2. order-0 rmqueue+free on the buddy alone (no runtime, no locks)
 3. baseline: list.pop() + list.append()
@@ -18,9 +20,9 @@ import sys
 import time
 
 from benchmarks._measure import bare_list, best_of, interleaved
-from percpu_kmem import GFP_KERNEL, Machine, __free_page, alloc_page
+from percpu_kmem import GFP_KERNEL, Machine, __free_page, __free_pages, alloc_page, alloc_pages
 
-__all__ = ["bare_list", "best_of", "pcp_loop", "pcp_pair", "buddy_pair", "boot", "main"]
+__all__ = ["bare_list", "best_of", "pcp_loop", "pages_loop", "pcp_pair", "buddy_pair", "boot", "main"]
 
 
 def pcp_loop(n: int) -> float:
@@ -31,12 +33,27 @@ def pcp_loop(n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def pages_loop(n: int) -> float:
+    """Seconds per alloc_pages(GFP_KERNEL, 0) + __free_pages(page, 0) pair; in a task."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        __free_pages(alloc_pages(GFP_KERNEL, 0), 0)
+    return (time.perf_counter() - t0) / n
+
+
 def pcp_pair(n: int, memory: str = "64M", rep: int = 1) -> tuple[float, float]:
     """(list baseline, per-CPU pair), interleaved in one task of a machine of ``memory``
     whose policy never decides."""
-    m = Machine(cpus=1, memory=memory, mean_run=10**9)
-    base, pcp = m.run(lambda: interleaved([lambda: bare_list(n), lambda: pcp_loop(n)], rep))[0]
+    base, pcp, _ = pcp_pairs(n, memory, rep)
     return base, pcp
+
+
+def pcp_pairs(n: int, memory: str = "64M", rep: int = 1) -> tuple[float, float, float]:
+    """(list baseline, alloc_page pair, alloc_pages pair), as pcp_pair."""
+    m = Machine(cpus=1, memory=memory, mean_run=10**9)
+    base, pcp, pages = m.run(lambda: interleaved([lambda: bare_list(n), lambda: pcp_loop(n),
+                                                  lambda: pages_loop(n)], rep))[0]
+    return base, pcp, pages
 
 
 def buddy_pair(n: int, rep: int = 1) -> tuple[float, float]:
@@ -73,11 +90,12 @@ def main() -> None:
     quick = "--quick" in sys.argv
     n = 2000 if quick else 20000
     rep = 3 if quick else 5
-    base, pcp = pcp_pair(n, rep=rep)
+    base, pcp, pages = pcp_pairs(n, rep=rep)
     bbase, bud = buddy_pair(n, rep)
     print(f"{'operation':48} {'ns/op':>10} {'x list':>8}")
     print(f"{'list.pop + list.append (baseline)':48} {base * 1e9:10.0f} {1.0:8.1f}")
     print(f"{'alloc_page + __free_page (per-CPU list)':48} {pcp * 1e9:10.0f} {pcp / base:8.1f}")
+    print(f"{'alloc_pages(.., 0) + __free_pages (fast path)':48} {pages * 1e9:10.0f} {pages / base:8.1f}")
     print(f"{'buddy rmqueue(0) + free (no runtime)':48} {bud * 1e9:10.0f} {bud / bbase:8.1f}")
     print()
     print(f"{'per-CPU pair as memory grows':48} {'ns/op':>10} {'x list':>8} {'x 64M':>8}")

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import BUG, panic
 from ..runtime.report import caller_site
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from ..runtime.validate import check_int
 from .context import current_machine
 from .layout import (
@@ -641,7 +641,7 @@ def _after_boot(bm: Bootmem, entry: str) -> bool:
     """
     if not bm.handed_over:
         return False
-    t = CURRENT.task
+    t = current_task()
     file, line, _ = caller_site(2)
     bm.m.report("bootmem_after_boot", [
         f"WARNING: CPU: {t.cpu.id if t.cpu else 0} PID: {t.pid} at {file}:{line} {entry}",

@@ -8,6 +8,10 @@ goes to the first class that holds it; ``kmalloc(0)`` gets a size-32 object and
 anything above 131072 bytes gets NULL (None) without a warning, as in 2.6.
 ``kfree`` finds the cache from the object's slab page, so it frees objects of
 any cache; ``kfree(None)`` does nothing.
+
+Both hold the slab layer's common case themselves (a magazine hit, written out
+with every check, scheduling point and charge of ``kmem_cache_t.alloc``/``free``,
+in the same order) and leave everything else to those; docs/slab.md, "Speed".
 """
 
 from __future__ import annotations
@@ -15,14 +19,19 @@ from __future__ import annotations
 from typing import Final
 
 from ..runtime.errors import KmemUsageError
-from ..runtime.task import CURRENT
+from ..runtime.preempt import HARDIRQ_MASK
+from ..runtime.task import current_task
 from .context import current_machine
-from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_ZERO
-from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab
+from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_WAIT, GFP_ZERO
+from .layout import PAGE_OFFSET, PAGE_SHIFT
+from .slab import KMALLOC_SMALL
 from .slab_geometry import KMALLOC_MAX_SIZE, KMALLOC_SIZES
 
 #: the bits no GFP mask has (every negative int has some of them too)
 _NOT_GFP: Final = ~GFP_BITS_MASK
+#: the flags whose requests kmalloc's fast path leaves to kmem_cache_t.alloc(): bits outside
+#: the mask (a refusal), another cache (GFP_DMA), more work (__GFP_ZERO)
+_NOT_FAST: Final = _NOT_GFP | GFP_DMA | GFP_ZERO
 # sizes 1..256 by (size - 1) >> 5: 32, 64, 96, 128, 192, 192, 256, 256
 _SMALL_INDEX: Final = (0, 1, 2, 3, 4, 4, 5, 5)
 
@@ -51,14 +60,49 @@ def kmalloc(size: int, flags: int) -> int | None:
     with slab debugging only the ``size`` bytes asked for, the rest being red zone).
     """
     # (a negative int has bits outside GFP_BITS_MASK too: _NOT_GFP catches it)
-    if size.__class__ is not int or flags.__class__ is not int or size < 0 or flags & _NOT_GFP:
-        _check_args(size, flags, "kmalloc")
-    if size > KMALLOC_MAX_SIZE:
-        return None
-    t = CURRENT.task
-    sa = t.machine.slab
-    idx = _SMALL_INDEX[(size - 1) >> 5] if 0 < size <= 256 else kmalloc_index(size)
-    cachep = sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]
+    if size.__class__ is not int or flags.__class__ is not int or not 0 <= size <= KMALLOC_SMALL \
+            or flags & _NOT_FAST:
+        if size.__class__ is not int or flags.__class__ is not int or size < 0 or flags & _NOT_GFP:
+            _check_args(size, flags, "kmalloc")
+        if size > KMALLOC_MAX_SIZE:
+            return None
+        t = current_task()
+        sa = t.machine.slab
+        idx = kmalloc_index(size)
+        return (sa.kmalloc_dma[idx] if flags & GFP_DMA else sa.kmalloc_normal[idx]).alloc(t, flags, size)
+    t = current_task()
+    m = t.machine
+    sa = m.slab
+    cachep = sa.kmalloc_small[size]
+    c = t.cpu
+    if not (c.preempt_count or c.irqs_off or t.is_idle) and m.lockdep is None:
+        # kmem_cache_t.alloc() written out for its common case, as it does it: in a task
+        # with interrupts on, preempt_count 0 and no lockdep, might_sleep()'s point
+        # (GFP_WAIT); then, on a magazine hit of a cache without slab debugging or a
+        # KASAN/kmemleak hook, with no event log or failslab on, the pop, the magazine_hit
+        # charge, the interrupts pending since and local_irq_restore()'s point. (Setting
+        # irqs_off around the pop would be seen by nothing.) Else alloc() goes on past the point.
+        if flags & GFP_WAIT:
+            t.budget -= 1  # might_sleep()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "might_sleep")
+                c = t.cpu
+        cc = cachep.cpu[c.id]
+        fs = sa.failslab
+        if cc.loaded and not cachep.debug and m.events is None and (fs is None or not fs.probability | t.fail_nth):
+            objp = cc.loaded.pop()
+            cc.allochit += 1
+            cc.touched = 1
+            c.clock += cachep.hit_cost
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if c.pending_irqs:
+                m.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
+            return objp
+        return cachep.alloc(t, flags, size, True)
     return cachep.alloc(t, flags, size)
 
 
@@ -86,18 +130,43 @@ def kfree(objp: int | None) -> None:
     """
     if not objp:
         return
-    if type(objp) is not int:
+    if objp.__class__ is not int:
         raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
-    t = CURRENT.task
-    sa = t.machine.slab
-    mem = sa.mem
-    pfn = (objp - PAGE_OFFSET) >> PAGE_SHIFT
-    if objp >= PAGE_OFFSET and pfn < mem.max_low_pfn and mem.flags[pfn] & PG_slab:
-        sa.by_id[mem.owner[pfn]].free(t, objp, "kfree")  # page_cache()'s answer, inline
+    t = current_task()
+    m = t.machine
+    sa = m.slab
+    slab = sa.slab_page.get((objp - PAGE_OFFSET) >> PAGE_SHIFT)  # page_cache()'s answer, and the slab
+    if slab is None:
+        cachep = sa.page_cache(objp, "kfree")  # reports why not
+        if cachep is not None:
+            cachep.free(t, objp, "kfree")
         return
-    cachep = sa.page_cache(objp, "kfree")  # reports why not
-    if cachep is not None:
-        cachep.free(t, objp, "kfree")
+    cachep = slab.cache
+    # kmem_cache_t.free() written out for its common case, checked before anything is
+    # touched: interrupts on, no slab debugging or KASAN/kmemleak hook, no KCSAN or event
+    # log, room in the loaded magazine, and a pointer that passes the hardened free checks
+    # (the start of an object of this slab, not the object this CPU freed last). Then it
+    # does what free() does: the push, the magazine_hit charge, the interrupts pending
+    # since, local_irq_restore()'s point. Anything else (a report among it): free().
+    c = t.cpu
+    cc = cachep.cpu[c.id]
+    loaded = cc.loaded
+    s_mem = slab.s_mem
+    if s_mem <= objp < slab.end and not (objp - s_mem) % cachep.objsize and not c.irqs_off \
+            and len(loaded) < cachep.batchcount and (not loaded or loaded[-1] != objp) \
+            and not cachep.debug and t.hb is None and m.events is None:
+        loaded.append(objp)
+        cc.freehit += 1
+        c.clock += cachep.hit_cost
+        if c.clock > t.vlimit and t.engine.deterministic:
+            t.engine.reopen(t)
+        if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+            m.irq.deliver_pending(c)
+        t.budget -= 1  # local_irq_enable()'s scheduling point
+        if t.budget <= 0:
+            t.engine.decide(t, "local_irq_enable")
+        return
+    cachep.free(t, objp, "kfree")
 
 
 def ksize(objp: int | None) -> int:

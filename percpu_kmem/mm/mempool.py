@@ -46,7 +46,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .access import mem_read, mem_write
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE
@@ -145,14 +145,14 @@ class mempool_t:
             self.nr_out += 1
         ev = self.machine.events
         if ev is not None:  # the event log's mempool_alloc line (Machine(events=True))
-            ev.record(CURRENT.task, "alloc", f"mempool_alloc(mempool{self.id}) = {_describe(element)}")
+            ev.record(current_task(), "alloc", f"mempool_alloc(mempool{self.id}) = {_describe(element)}")
 
     def _track_in(self, element: Any) -> None:
         """An element comes back. One the pool never handed out is fine: elements are
         interchangeable, the kernel does not care where a freed element came from."""
         ev = self.machine.events
         if ev is not None:  # the event log's mempool_free line (Machine(events=True))
-            ev.record(CURRENT.task, "free", f"mempool_free({_describe(element)}, mempool{self.id})")
+            ev.record(current_task(), "free", f"mempool_free({_describe(element)}, mempool{self.id})")
         k = _key(element)
         with self._track:
             n = self._out.get(k, 0)
@@ -368,7 +368,7 @@ def _pool_of(pool: Any, fn: str) -> mempool_t:
 
 
 def _use_after_destroy(pool: mempool_t, fn: str) -> None:
-    t = CURRENT.task
+    t = current_task()
     file, line, _ = caller_site(3)
     pool.machine.report("mempool_use_after_destroy", [
         f"BUG: KASAN: use-after-free in {fn}",
@@ -585,7 +585,7 @@ def mempool_free(element: Any, pool: mempool_t) -> None:
 
 
 def _double_free(pool: mempool_t, element: Any) -> None:
-    t = CURRENT.task
+    t = current_task()
     file, line, _func = caller_site(3)
     pool.machine.report("double_free", [
         "BUG: KASAN: double-free in mempool_free",

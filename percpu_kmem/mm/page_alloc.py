@@ -8,6 +8,10 @@ the ``__GFP_HIGH``/atomic discounts, direct reclaim, OOM, the retry rules),
 drained in batches under ``zone->lock``), ``free_hot_cold_page``, the watermark
 and lowmem_reserve set-up, and the zonelists' fallback order.
 
+``alloc_pages``/``__free_pages`` hold the order-0 per-CPU list's common case
+themselves (written out with every check, scheduling point and charge of the
+full path, in the same order); docs/page-allocator.md, "Figures".
+
 Simplified: no compound-page metadata beyond the order; ``blk_congestion_wait``
 is a sleep on the reclaim wait queue that any page free wakes; the OOM killer
 kills the allocating task (see docs/page-allocator.md).
@@ -43,7 +47,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HARDIRQ_MASK, HZ
 from ..runtime.report import caller_site
-from ..runtime.task import CURRENT, Task
+from ..runtime.task import Task, current_task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
@@ -113,6 +117,13 @@ _BAD_FLAGS: Final = (PG_lru | PG_private | PG_locked | PG_reserved | PG_slab | P
 #: A page with one of these still belongs to someone (free_pages_check's PAGE_FLAGS_CHECK_AT_FREE):
 #: the slab allocator, a vmalloc area or vmap, the LRU. Freeing it is refused with a report.
 _OWNED_FLAGS: Final = PG_slab | PG_vmalloc | PG_lru
+#: the GFP bits that send an order-0 alloc_pages() past its fast path: bits outside the mask
+#: (a refusal, a negative int too), the cold list, zeroing
+_PCP_SLOW_FLAGS: Final = ~GFP_BITS_MASK | GFP_COLD | GFP_ZERO
+#: the flags put_page() checks before it frees a block
+_PUT_CHECK_FLAGS: Final = _OWNED_FLAGS | PG_private | PG_reserved
+#: the page flags a freed block keeps (the others are cleared when its last reference goes)
+_KEEP_AT_FREE: Final = ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
 _OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_cache_free)"),
                     (PG_vmalloc, "is mapped into the vmalloc window (vfree/vunmap the area first)"),
                     (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
@@ -337,7 +348,6 @@ class PageAllocator:
                 if c.clock > t.vlimit and t.engine.deterministic:
                     t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore()
-                c = t.cpu
                 c.irqs_off = False
                 if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
                     t.machine.irq.deliver_pending(c)
@@ -429,45 +439,47 @@ class PageAllocator:
             raise KmemUsageError(f"{where}: pfn {pfn:#x} is not a page of this machine")
         cnt = mem.count[pfn]
         fl = mem.flags[pfn]
-        if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
-            self._bad_page_owned(t, pfn, order, where)
+        if cnt != 1 or fl & _PUT_CHECK_FLAGS or order != mem.order[pfn]:
+            # not the clean last reference of the block: a report, or only a reference dropped
+            if cnt <= 1 and fl & _OWNED_FLAGS:  # the last reference (or a tail page)
+                self._bad_page_owned(t, pfn, order, where)
+                return
+            if cnt <= 0 or fl & PG_private:
+                self._double_free(t, pfn, order, where)
+                return
+            if fl & PG_reserved:
+                self._bad_page(t, pfn, where)
+                return
+            if order != mem.order[pfn]:
+                file, line, _ = caller_site(3)
+                self.m.report("bad_page_order", [
+                    f"BUG: Bad page state: {where}(pfn:{pfn:#x}, order:{order}) of a block allocated "
+                    f"with order {mem.order[pfn]}", f"at {file}:{line}"], site=f"{file}:{line}")
+                return
+            mem.count[pfn] = cnt - 1  # cnt > 1 here: the block stays
             return
-        if cnt <= 0 or fl & PG_private:
-            self._double_free(t, pfn, order, where)
-            return
-        if fl & PG_reserved:
-            self._bad_page(t, pfn, where)
-            return
-        if order != mem.order[pfn]:
-            file, line, _ = caller_site(3)
-            self.m.report("bad_page_order", [
-                f"BUG: Bad page state: {where}(pfn:{pfn:#x}, order:{order}) of a block allocated "
-                f"with order {mem.order[pfn]}", f"at {file}:{line}"], site=f"{file}:{line}")
-            return
-        mem.count[pfn] = cnt - 1
-        if cnt - 1:
-            return
+        mem.count[pfn] = 0
         if self.kcsan is not None:  # freed memory starts afresh for the race detector
             self.kcsan.forget_pages(pfn, order)
         ev = self.m.events
         if ev is not None:
             ev.record(t, "free", f"{where}(pfn {pfn:#x}, order {order})")
-        mem.flags[pfn] = fl & ~(FREE_PAGE_BAD_FLAGS | PG_private | PG_compound)
+        mem.flags[pfn] = fl & _KEEP_AT_FREE
         if order:  # destroy_compound_page
             for p in range(pfn + 1, pfn + (1 << order)):
                 mem.flags[p] &= ~PG_compound
                 mem.private[p] = 0
+            mem.order[pfn] = 0  # (an order-0 page's is 0 already: checked above)
         mem.private[pfn] = 0
-        mem.order[pfn] = 0
         mem.owner[pfn] = 0
-        t.cpu.data["vm_events"][PGFREE] += 1 << order
+        c = t.cpu
+        c.data["vm_events"][PGFREE] += 1 << order
         if order == 0:
             # free_hot_cold_page(), written out: the page goes on this CPU's hot (or cold)
             # list, interrupts off; a full list first gives a batch back to the buddy. One
             # scheduling point: the local_irq_restore() at the end (local_irq_save and the
             # percpu_hit charge written out too, with their semantics)
             z = self.zones[mem.zone_id[pfn]]  # zone ids are indexes of mem.zones, and of self.zones
-            c = t.cpu
             irqs_were_off = c.irqs_off  # local_irq_save()
             c.irqs_off = True
             pcp = z.pageset[c.id][1 if cold else 0]
@@ -486,16 +498,16 @@ class PageAllocator:
                 z.pcp_drain += 1
                 pcp.pfns.append(pfn)
                 pcp.count += 1
+                c = t.cpu
             else:  # per-CPU lists off (set_pagesets): straight to the buddy under zone->lock
                 spin_lock(z.lock)
                 self._buddy_free_bulk(t, z, [pfn])
                 spin_unlock(z.lock)
-            c = t.cpu
+                c = t.cpu
             c.clock += self.hit_cost  # t.charge(costs.percpu_hit)
             if c.clock > t.vlimit and t.engine.deterministic:
                 t.engine.reopen(t)
             if not irqs_were_off:  # local_irq_restore(): the point
-                c = t.cpu
                 c.irqs_off = False
                 if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
                     t.machine.irq.deliver_pending(c)
@@ -617,19 +629,23 @@ class PageAllocator:
                  "line_bounces": z.free_line.bounces} for z in self.zones if z.present]
 
     def drain_local_pages(self) -> int:
-        t = CURRENT.task
+        t = current_task()
         flags = local_irq_save()
         n = self.drain_cpu_pages(t, t.cpu.id)
         local_irq_restore(flags)
         return n
 
     # -- __alloc_pages ---------------------------------------------------------------------------
-    def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages") -> int | None:
+    def alloc_pages(self, gfp: int, order: int, nid: int = -1, what: str = "alloc_pages",
+                    t: Task | None = None, slept: bool = False) -> int | None:
         """__alloc_pages of 2.6.11: returns the pfn of a 2**order block, or None.
 
-        ``what`` names the caller's kernel function in a refusal of its arguments.
+        ``what`` names the caller's kernel function in a refusal of its arguments; ``t`` is
+        the calling task, when the caller has it at hand (else it is looked up). ``slept``:
+        the caller (alloc_pages()'s fast path, without lockdep) has passed might_sleep().
         """
-        t = CURRENT.task
+        if t is None:
+            t = current_task()
         if gfp.__class__ is not int or not 0 <= gfp <= GFP_BITS_MASK:
             check_gfp(gfp, what)
         if order.__class__ is not int or order < 0:
@@ -639,7 +655,7 @@ class PageAllocator:
         if t.gfp_ctx:
             gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
-        if wait:  # might_sleep(), written out for its usual case
+        if wait and not slept:  # might_sleep(), written out for its usual case
             c = t.cpu
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
@@ -879,7 +895,7 @@ def _order_arg(order: Any, what: str) -> int:
 
 
 def _alloc_pages_node(what: str, nid: Any, gfp_mask: Any, order: Any) -> Page | None:
-    pa = CURRENT.task.machine.mm
+    pa = current_task().machine.mm
     if gfp_mask.__class__ is not int or not 0 <= gfp_mask <= GFP_BITS_MASK:
         check_gfp(gfp_mask, what)
     if nid.__class__ is not int or not -1 <= nid < len(pa.node_zones):
@@ -907,19 +923,67 @@ def alloc_pages_node(nid: int, gfp_mask: int, order: int) -> Page | None:
 
 def alloc_pages(gfp_mask: int, order: int = 0) -> Page | None:
     """alloc_pages_node() on the current CPU's node."""
-    pa = CURRENT.task.machine.mm  # _alloc_pages_node(), written out for nid -1
-    pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages")  # checks gfp_mask, then order
+    t = current_task()
+    m = t.machine
+    pa = m.mm  # _alloc_pages_node(), written out for nid -1
+    c = t.cpu
+    if order.__class__ is int and not order and gfp_mask.__class__ is int and not gfp_mask & _PCP_SLOW_FLAGS \
+            and not (c.preempt_count or c.irqs_off or t.is_idle or t.gfp_ctx) and m.lockdep is None:
+        # PageAllocator.alloc_pages() and buffered_rmqueue() written out for one page off this
+        # CPU's hot list, as they do it: in a task with interrupts on, preempt_count 0, no
+        # memalloc scope and no lockdep, might_sleep()'s point (GFP_WAIT); then, if the first
+        # zone of the zonelist is above pages_low, its hot list above its low mark, and no
+        # event log or injected failure is on, the pcp hit, the percpu_hit charge, the
+        # interrupts pending since, local_irq_restore()'s point and prep_new_page. (Setting
+        # irqs_off around the list step would be seen by nothing.) Else alloc_pages() goes on.
+        # (A list turned off by set_pagesets has low -1 and no pages.)
+        if gfp_mask & GFP_WAIT:
+            t.budget -= 1  # might_sleep()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "might_sleep")
+                c = t.cpu
+        z = pa.zonelists_by_node[c.node][gfp_mask & GFP_ZONEMASK][0]
+        pcp = z.pageset[c.id][0]
+        fpa = pa.fail_page_alloc
+        if 0 < pcp.count > pcp.low and z.buddy.free_pages > z.pages_low + z.lowmem_reserve[z.idx] \
+                and pa.fail_next[0] <= 0 and (fpa is None or not fpa.probability | t.fail_nth) and m.events is None:
+            c.data["vm_events"][PCP_HIT] += 1
+            z.pcp_hit += 1
+            pfn = pcp.pfns.pop()
+            pcp.count -= 1
+            c.clock += pa.hit_cost
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if c.pending_irqs:
+                m.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
+            mem = pa.mem
+            if mem.count[pfn] != 0 or mem.flags[pfn] & _BAD_FLAGS:
+                pa._bad_page(t, pfn, "prep_new_page")
+                mem.flags[pfn] &= ~_BAD_FLAGS
+            mem.count[pfn] = 1
+            mem.order[pfn] = 0
+            t.cpu.data["vm_events"][PGALLOC + z.idx] += 1
+            return mem._pages.get(pfn) or mem.page(pfn)
+        pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_pages", t, True)
+    else:
+        pfn = pa.alloc_pages(gfp_mask, order, -1, "alloc_pages", t)  # checks gfp_mask, then order
     if pfn is None:
         return None
-    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
+    mem = pa.mem
+    return mem._pages.get(pfn) or mem.page(pfn)
 
 
 def alloc_page(gfp_mask: int) -> Page | None:
-    pa = CURRENT.task.machine.mm
-    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page")
+    t = current_task()
+    pa = t.machine.mm
+    pfn = pa.alloc_pages(gfp_mask, 0, -1, "alloc_page", t)
     if pfn is None:
         return None
-    return pa.mem._pages.get(pfn) or pa.mem.page(pfn)
+    mem = pa.mem
+    return mem._pages.get(pfn) or mem.page(pfn)
 
 
 def _get_free_pages(what: str, gfp_mask: Any, order: Any) -> int | None:
@@ -977,7 +1041,7 @@ def _free_pages(what: str, addr: Any, order: Any) -> None:
     if addr & ((1 << PAGE_SHIFT) - 1):
         pa.m.report("bad_free", [f"BUG: {what}() of unaligned address {addr:#x}"])
         return
-    pa.put_page(CURRENT.task, pfn, order, False, what)
+    pa.put_page(current_task(), pfn, order, False, what)
 
 
 def free_pages(addr: int | None, order: int) -> None:
@@ -991,30 +1055,62 @@ def free_page(addr: int | None) -> None:
 
 def __free_pages(page: Page, order: int) -> None:
     """Drop a reference to a 2**order block; the last reference frees it (order 0: hot list)."""
-    t = CURRENT.task
-    pa = t.machine.mm
-    if page.__class__ is not Page or page.mem is not pa.mem:
+    t = current_task()
+    m = t.machine
+    pa = m.mm
+    mem = pa.mem
+    if page.__class__ is not Page or page.mem is not mem:
         _page_of(page, "__free_pages", pa)
     if order.__class__ is not int or not 0 <= order < MAX_ORDER:
         _order_arg(order, "__free_pages")
-    pa.put_page(t, page.pfn, order, False, "__free_pages")
+    pfn = page.pfn
+    c = t.cpu
+    if not order and not c.irqs_off and pa.kcsan is None and m.events is None:
+        # put_page() written out for the clean last reference of one page going on this
+        # CPU's hot list, checked before anything is touched: the page's count 1, no flag
+        # put_page() refuses, order 0, room on the list, interrupts on, no KCSAN or event
+        # log. Then what put_page() does: the page's fields, the list step, the percpu_hit
+        # charge, the interrupts pending since, local_irq_restore()'s point, the reclaim
+        # waiters. (Setting irqs_off around the list step would be seen by nothing.)
+        fl = mem.flags[pfn]
+        pcp = pa.zones[mem.zone_id[pfn]].pageset[c.id][0]
+        if mem.count[pfn] == 1 and not fl & _PUT_CHECK_FLAGS and not mem.order[pfn] and pcp.count < pcp.high:
+            mem.count[pfn] = 0
+            mem.flags[pfn] = fl & _KEEP_AT_FREE
+            mem.private[pfn] = 0
+            mem.owner[pfn] = 0
+            c.data["vm_events"][PGFREE] += 1
+            pcp.pfns.append(pfn)
+            pcp.count += 1
+            c.clock += pa.hit_cost
+            if c.clock > t.vlimit and t.engine.deterministic:
+                t.engine.reopen(t)
+            if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
+                m.irq.deliver_pending(c)
+            t.budget -= 1  # local_irq_enable()'s scheduling point
+            if t.budget <= 0:
+                t.engine.decide(t, "local_irq_enable")
+            if pa.reclaim_wait.waiters:
+                wake_up(pa.reclaim_wait)
+            return
+    pa.put_page(t, pfn, order, False, "__free_pages")
 
 
 def __free_page(page: Page) -> None:
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
+    pa.put_page(current_task(), _page_of(page, "__free_page", pa).pfn, 0, False, "__free_page")
 
 
 def free_hot_page(page: Page) -> None:
     """Free an order-0 page to this CPU's hot list (likely still in cache)."""
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
+    pa.put_page(current_task(), _page_of(page, "free_hot_page", pa).pfn, 0, False, "free_hot_page")
 
 
 def free_cold_page(page: Page) -> None:
     """Free an order-0 page to this CPU's cold list (handed out after the hot ones)."""
     pa = current_machine().mm
-    pa.put_page(CURRENT.task, _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
+    pa.put_page(current_task(), _page_of(page, "free_cold_page", pa).pfn, 0, True, "free_cold_page")
 
 
 def get_page(page: Page) -> None:
@@ -1030,7 +1126,7 @@ def get_page(page: Page) -> None:
 def put_page(page: Page) -> None:
     pa = current_machine().mm
     p = _page_of(page, "put_page", pa)
-    pa.put_page(CURRENT.task, p.pfn, p.order if p.count == 1 else 0, False, "put_page")
+    pa.put_page(current_task(), p.pfn, p.order if p.count == 1 else 0, False, "put_page")
 
 
 def page_address(page: Page) -> int | None:
@@ -1089,7 +1185,7 @@ def register_shrinker(name: str, count_objects: Any, scan_objects: Any, seeks: i
     ``count_objects(gfp_mask) -> int`` and ``scan_objects(nr_to_scan, gfp_mask) -> int``
     are checked to be callables here; what they return is checked when reclaim calls them.
     """
-    if not CURRENT.task:
+    if not current_task():
         raise NotInTaskError()
     check_str("register_shrinker", "name", name, empty=False)
     check_callable("register_shrinker", "count_objects", count_objects, how="count_objects(gfp_mask) -> int")

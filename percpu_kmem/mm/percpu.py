@@ -55,7 +55,7 @@ from ..runtime.locks import (
     spin_unlock_irqrestore,
 )
 from ..runtime.report import caller_site, skip_frames_of
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from ..runtime.validate import check_int
 from .access import do_mem_read, do_mem_write, mem_read, mem_write, memset
 from .context import current_machine
@@ -555,7 +555,7 @@ def _scalar(ct: CType, what: str) -> CScalar:
 def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
     """``per_cpu(var, cpu)``: the lvalue of CPU ``cpu``'s copy (no preemption check: naming a
     CPU explicitly is fine from anywhere; keeping it consistent is the caller's business)."""
-    t = CURRENT.task
+    t = current_task()
     var = _var_arg(var, "per_cpu()")
     st = t.machine.percpu
     return PerCpuRef(st.static_addr(var, _cpu_arg(st, cpu, f"per_cpu({var.name}, {cpu!r})")), var.ctype)
@@ -564,7 +564,7 @@ def per_cpu(var: PerCpuVar, cpu: int) -> PerCpuRef:
 def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
     """This CPU's copy. Under CONFIG_DEBUG_PREEMPT the offset comes from smp_processor_id(),
     so use from preemptible code is reported (BUG: using smp_processor_id() in preemptible)."""
-    t = CURRENT.task
+    t = current_task()
     var = _var_arg(var, "__get_cpu_var()")
     debug_preempt_check("smp_processor_id", "")
     return PerCpuRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -572,7 +572,7 @@ def __get_cpu_var(var: PerCpuVar) -> PerCpuRef:
 
 def get_cpu_var(var: PerCpuVar) -> CpuVarRef:
     """preempt_disable() and this CPU's copy; pair with put_cpu_var() (or use ``with``)."""
-    t = CURRENT.task
+    t = current_task()
     var = _var_arg(var, "get_cpu_var()")
     preempt_disable()
     return CpuVarRef(t.machine.percpu.static_addr(var, t.cpu.id), var.ctype)
@@ -586,7 +586,7 @@ def put_cpu_var(var: PerCpuVar) -> None:
 
 def this_cpu_ptr(ptr: Any) -> int:
     """This CPU's address of a per-CPU variable or dynamic pointer (DEBUG_PREEMPT checked)."""
-    t = CURRENT.task
+    t = current_task()
     debug_preempt_check("smp_processor_id", "")
     st = t.machine.percpu
     if isinstance(ptr, PerCpuVar):
@@ -597,7 +597,7 @@ def this_cpu_ptr(ptr: Any) -> int:
 def per_cpu_ptr(ptr: Any, cpu: int) -> int:
     """The kernel virtual address of CPU ``cpu``'s copy of a dynamic per-CPU area (or of a
     per-CPU variable): use it with mem_read, read_u32, ..."""
-    t = CURRENT.task
+    t = current_task()
     st = t.machine.percpu
     cpu = _cpu_arg(st, cpu, f"per_cpu_ptr(..., {cpu!r})")
     if isinstance(ptr, PerCpuVar):
@@ -608,7 +608,7 @@ def per_cpu_ptr(ptr: Any, cpu: int) -> int:
 # -- this_cpu_*: one step with local interrupts off (this_cpu_generic_to_op) -------------------
 def this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; safe against preemption and interrupts."""
-    t = CURRENT.task
+    t = current_task()
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_read()")
@@ -620,7 +620,7 @@ def this_cpu_read(target: Any) -> Any:
 
 def this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; safe against preemption and interrupts."""
-    t = CURRENT.task
+    t = current_task()
     flags = local_irq_save()
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "this_cpu_write()")
@@ -636,7 +636,7 @@ def this_cpu_add(target: Any, n: int) -> None:
 
 
 def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = CURRENT.task
+    t = current_task()
     if n.__class__ is not int:
         check_int(fn, "n", n)
     flags = local_irq_save()
@@ -666,7 +666,7 @@ def this_cpu_dec(target: Any) -> None:
 # -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
 def __this_cpu_read(target: Any) -> Any:
     """Read this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = CURRENT.task
+    t = current_task()
     debug_preempt_check("__this_cpu_", "read")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_read()")
     return ct.decode(mem_read(addr, ct.size))
@@ -674,7 +674,7 @@ def __this_cpu_read(target: Any) -> Any:
 
 def __this_cpu_write(target: Any, value: Any) -> None:
     """Write this CPU's copy; preemption must be off (reported under DEBUG_PREEMPT if not)."""
-    t = CURRENT.task
+    t = current_task()
     debug_preempt_check("__this_cpu_", "write")
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, "__this_cpu_write()")
     mem_write(addr, ct.encode(value))
@@ -688,7 +688,7 @@ def __this_cpu_add(target: Any, n: int) -> None:
 
 
 def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
-    t = CURRENT.task
+    t = current_task()
     if n.__class__ is not int:
         check_int(fn, "n", n)
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
@@ -720,7 +720,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
 
     ``fn`` names the caller's kernel function in a refusal of its arguments.
     """
-    t = CURRENT.task
+    t = current_task()
     check_int(fn, "size", size, 0)
     check_int(fn, "align", align, 0)
     check_gfp(gfp, fn, "gfp")
@@ -823,7 +823,7 @@ def free_percpu(ptr: Any) -> None:
     """Free a dynamic per-CPU area; None is a no-op. Context: any (also atomic)."""
     if ptr is None:
         return
-    t = CURRENT.task
+    t = current_task()
     if not isinstance(ptr, int) or isinstance(ptr, bool):
         raise KmemUsageError(f"free_percpu() takes a per-CPU pointer (from alloc_percpu), got {ptr!r}")
     st: PerCpuState = t.machine.percpu

@@ -40,6 +40,7 @@ slab). See docs/slab.md for what is simplified and why.
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar, cast
@@ -70,7 +71,7 @@ from ..runtime.locks import (
 from ..runtime.preempt import HARDIRQ_MASK
 from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
-from ..runtime.task import CURRENT, Task
+from ..runtime.task import Task, current_task
 from ..runtime.validate import check_int
 from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
@@ -121,17 +122,22 @@ if TYPE_CHECKING:
     from .page_alloc import PageAllocator
 
 class Slab:
-    """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes)."""
+    """struct slab: one slab's objects; ``free`` is the bufctl chain (LIFO of indexes).
 
-    __slots__ = ("head", "s_mem", "inuse", "free", "colouroff", "state")
+    ``cache`` and ``end`` (the address after its last object) are the model's: with them
+    kfree's fast path checks a pointer with one lookup (``SlabAllocator.slab_page``)."""
 
-    def __init__(self, head: int, s_mem: int, num: int, colouroff: int) -> None:
+    __slots__ = ("head", "s_mem", "inuse", "free", "colouroff", "state", "cache", "end")
+
+    def __init__(self, head: int, s_mem: int, num: int, colouroff: int, cache: kmem_cache_t) -> None:
         self.head = head  # pfn of the slab's first page
         self.s_mem = s_mem
         self.inuse = 0
         self.free = list(range(num - 1, -1, -1))  # pop() hands out object 0 first
         self.colouroff = colouroff
         self.state = SLAB_FREE
+        self.cache = cache
+        self.end = s_mem + num * cache.objsize
 
     def __repr__(self) -> str:
         return f"<slab pfn={self.head:#x} s_mem={self.s_mem:#x} inuse={self.inuse}>"
@@ -139,6 +145,12 @@ class Slab:
 
 #: the bits no GFP mask has (every negative int has some of them too)
 _NOT_GFP: Final = ~GFP_BITS_MASK
+#: the largest kmalloc size with an entry in SlabAllocator.kmalloc_small
+KMALLOC_SMALL: Final = 256
+#: kmalloc_normal -> kmalloc_small: the cache of each size 0..KMALLOC_SMALL (the first class
+#: that holds it; size 0 gets size-32), picked in C at boot (a few microseconds)
+_kmalloc_small_of: Final = operator.itemgetter(*(next(i for i, n in enumerate(KMALLOC_SIZES) if n >= max(size, 1))
+                                                 for size in range(KMALLOC_SMALL + 1)))
 
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
@@ -502,8 +514,11 @@ class kmem_cache_t:
         addr = PAGE_OFFSET + (pfn << PAGE_SHIFT)
         if not self.flags & CFLGS_OFF_SLAB:
             colouroff += self.slab_size  # struct slab and the bufctls live at the start
-        slab = Slab(pfn, addr + colouroff, self.num, colouroff)
+        slab = Slab(pfn, addr + colouroff, self.num, colouroff, self)
         sa.slab_of[pfn] = slab
+        slab_page = sa.slab_page
+        for p in range(pfn, pfn + (1 << self.gfporder)):
+            slab_page[p] = slab
         sa.nr_slab_pages += 1 << self.gfporder
         return slab
 
@@ -546,6 +561,7 @@ class kmem_cache_t:
         for p in range(slab.head, slab.head + (1 << self.gfporder)):
             mem.flags[p] &= ~PG_slab
             mem.owner[p] = 0
+            del sa.slab_page[p]
         del sa.slab_of[slab.head]
         sa.nr_slab_pages -= 1 << self.gfporder
         self.reaped += 1
@@ -594,7 +610,7 @@ class kmem_cache_t:
 
     def drain_all(self) -> None:
         """drain_cpu_caches: every CPU empties its magazines (an IPI), then the depot."""
-        t = CURRENT.task
+        t = current_task()
         on_each_cpu(_drain_ipi, self)
         flags = local_irq_save()
         self.drain_depot(t)
@@ -618,9 +634,10 @@ class kmem_cache_t:
         """Objects sitting in magazines and the depot (allocated from the slabs' view)."""
         return sum(cc.avail() for cc in self.cpu) + sum(len(m) for m in self.depot_full)
 
-    def alloc(self, t: Task, flags: int, size: int = -1) -> int | None:
+    def alloc(self, t: Task, flags: int, size: int = -1, slept: bool = False) -> int | None:
         """__cache_alloc(): the common allocation path of kmem_cache_alloc and kmalloc, arguments
-        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc).
+        already checked; ``size`` is the kmalloc request (-1: kmem_cache_alloc); ``slept``:
+        the caller (kmalloc()'s fast path, without lockdep) has passed might_sleep().
 
         might_sleep, local_irq_save/restore and the magazine_hit charge are written out here,
         with their semantics and scheduling points: might_sleep()'s (a request that may
@@ -628,7 +645,7 @@ class kmem_cache_t:
         every seed's trace stays as it was.
         """
         c = t.cpu
-        if flags & GFP_WAIT:
+        if flags & GFP_WAIT and not slept:
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
             else:  # might_sleep() with nothing to report: its scheduling point
@@ -810,7 +827,7 @@ def _alloc_event(ev: Any, t: Task, cachep: kmem_cache_t, flags: int, size: int, 
 
 
 def _drain_ipi(cachep: kmem_cache_t) -> None:
-    cachep.drain_this_cpu(CURRENT.task)
+    cachep.drain_this_cpu(current_task())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -826,6 +843,8 @@ class SlabAllocator:
         self.caches: list[kmem_cache_t] = []  # cache_chain, oldest first
         self.by_id: dict[int, kmem_cache_t] = {}
         self.slab_of: dict[int, Slab] = {}
+        #: every page of every slab (the pages marked PG_slab) -> its slab: kfree's one lookup
+        self.slab_page: dict[int, Slab] = {}
         self.nr_slab_pages = 0
         self.cache_chain_sem = mutex_init("cache_chain_sem")
         self.slab_break_gfp_order = BREAK_GFP_ORDER_HI if self.mem.nr_pages > (32 << 20) >> PAGE_SHIFT \
@@ -840,6 +859,8 @@ class SlabAllocator:
         #: the size-N and size-N(DMA) kmalloc caches, smallest first (kmalloc_caches_init)
         self.kmalloc_normal: list[kmem_cache_t] = []
         self.kmalloc_dma: list[kmem_cache_t] = []
+        #: kmalloc's cache for each size 0..KMALLOC_SMALL without GFP_DMA (one index, no arithmetic)
+        self.kmalloc_small: tuple[kmem_cache_t, ...] = ()
         #: STATS: /proc/slabinfo prints globalstat and cpustat (CONFIG_DEBUG_SLAB sets it)
         self.stats = m.slab_debug
         #: (limit, batchcount, shared) every new cache gets instead of enable_cpucache's (a study's)
@@ -897,7 +918,7 @@ class SlabAllocator:
         As cache_reap does for every cache but SLAB_NO_REAP ones; takes
         cache_chain_sem only if it is free, as cache_reap's down_trylock.
         """
-        t = CURRENT.task
+        t = current_task()
         if not mutex_trylock(self.cache_chain_sem):
             return 0
         freed = 0
@@ -940,7 +961,7 @@ class SlabAllocator:
                         raise InconsistentState(f"{where}: bufctl chain corrupt {slab.free}")
                     for p in range(head, head + (1 << c.gfporder)):
                         if not mem.flags[p] & PG_slab or mem.owner[p] != c.id or mem.private[p] != head \
-                                or mem.count[head] != 1:
+                                or mem.count[head] != 1 or self.slab_page.get(p) is not slab:
                             raise InconsistentState(f"{where}: page {p:#x} not marked as this cache's slab")
                     free_objects += len(slab.free)
                     objs.update(slab.s_mem + i * c.objsize for i in slab.free)
@@ -948,6 +969,9 @@ class SlabAllocator:
                 raise InconsistentState(f"cache {c.name}: free_objects accounting error "
                                         f"({c.free_objects} counted, {free_objects} on the slabs)")
             self._check_magazines(c, objs)
+        if len(self.slab_page) != self.nr_slab_pages:
+            raise InconsistentState(f"{len(self.slab_page)} pages known as slab pages, "
+                                    f"{self.nr_slab_pages} in slabs")
 
     def _check_magazines(self, c: kmem_cache_t, free_in_slabs: set[int]) -> None:
         cached: set[int] = set()
@@ -1047,6 +1071,7 @@ def kmalloc_caches_init(sa: SlabAllocator) -> None:
         sa.kmalloc_normal.append(sa.new_cache(f"size-{size}", size, 0, ARCH_KMALLOC_FLAGS | SLAB_PANIC, None, None))
         sa.kmalloc_dma.append(sa.new_cache(f"size-{size}(DMA)", size, 0,
                                            ARCH_KMALLOC_FLAGS | SLAB_PANIC | SLAB_CACHE_DMA, None, None))
+    sa.kmalloc_small = _kmalloc_small_of(sa.kmalloc_normal)
 
 
 def kmem_cache_init(m: Machine) -> SlabAllocator:
@@ -1132,7 +1157,7 @@ def check_cache(cachep: Any, what: str) -> kmem_cache_t:
         raise KmemUsageError(f"{what}() takes a cache from kmem_cache_create(), got {cachep!r}")
     if cachep.dead:
         raise KmemUsageError(f"{what}(): cache `{cachep.name}' was destroyed")
-    t = CURRENT.task
+    t = current_task()
     if t and t.machine is not cachep.owner:
         raise KmemUsageError(f"{what}(): cache `{cachep.name}' belongs to machine {machine_name(cachep.owner)}, "
                              f"but the calling task runs on machine {machine_name(t.machine)}")
@@ -1146,7 +1171,7 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     lock. Context: may sleep if ``flags`` has __GFP_WAIT (might_sleep() is called
     even when the magazine has an object); GFP_ATOMIC never sleeps.
     """
-    t = CURRENT.task
+    t = current_task()
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         check_cache(cachep, "kmem_cache_alloc")
         if not t:
@@ -1165,7 +1190,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     free and a redzone overwrite are reported too, and all but the overwrite
     refused. Context: any; interrupts are disabled inside.
     """
-    t = CURRENT.task
+    t = current_task()
     if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
         check_cache(cachep, "kmem_cache_free")
         if not t:
@@ -1198,7 +1223,7 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     if in_interrupt():
         cachep._bug("kmem_cache_shrink() called from interrupt context")
         return 1
-    t = CURRENT.task
+    t = current_task()
     cachep.drain_all()
     cachep.destroy_free_slabs(t)
     return int(bool(cachep.slabs_full or cachep.slabs_partial))
@@ -1217,7 +1242,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
         cachep._bug("kmem_cache_destroy() called from interrupt context")
         return 1
     might_sleep()
-    t = CURRENT.task
+    t = current_task()
     mutex_lock(sa.cache_chain_sem)
     try:
         cachep.drain_all()
@@ -1294,7 +1319,7 @@ def kmem_cache_name(cachep: kmem_cache_t) -> str:
 
 def kmem_cache_drain_local() -> None:
     """Give this CPU's magazines of every cache back to the slabs (what a CPU going down does)."""
-    t = CURRENT.task
+    t = current_task()
     sa = current_machine().slab
     flags = local_irq_save()
     for c in sa.caches:
@@ -1304,7 +1329,7 @@ def kmem_cache_drain_local() -> None:
 
 __all__ = ["kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_free",
            "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune", "kmem_cache_drain_local",
-           "kmem_cache_tune_model",
+           "kmem_cache_tune_model", "KMALLOC_SMALL",
            "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE", "SLAB_POISON", "SLAB_NO_REAP",
            "SLAB_HWCACHE_ALIGN", "SLAB_CACHE_DMA", "SLAB_MUST_HWCACHE_ALIGN", "SLAB_STORE_USER",
            "SLAB_RECLAIM_ACCOUNT", "SLAB_PANIC", "SLAB_DESTROY_BY_RCU", "SLAB_CTOR_CONSTRUCTOR",

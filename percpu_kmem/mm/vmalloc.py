@@ -34,7 +34,7 @@ from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
-from ..runtime.task import CURRENT
+from ..runtime.task import current_task
 from .context import current_machine, mm_caller_frame
 from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
@@ -346,7 +346,7 @@ class VmallocSpace:
         area.prot = prot
         nr_pages = size >> PAGE_SHIFT
         pa = self.pa
-        t = CURRENT.task
+        t = current_task()
         for _ in range(nr_pages):
             try:
                 pfn = pa.alloc_pages(gfp, 0, -1)
@@ -435,7 +435,7 @@ class VmallocSpace:
         if self.m.kasan is not None or self.m.kmemleak is not None:
             self._debug_free(addr)
         if area.flags & VM_ALLOC:
-            t = CURRENT.task
+            t = current_task()
             for pfn in area.pages:
                 self.pa.put_page(t, pfn, 0, False, "__free_page")
                 self.nr_vmalloc_pages -= 1
@@ -448,11 +448,11 @@ class VmallocSpace:
             return
         ev = self.m.events
         if ev is not None and addr:
-            ev.record(CURRENT.task, "free", f"vfree({addr:#x})")
+            ev.record(current_task(), "free", f"vfree({addr:#x})")
         self.vunmap(addr, True, "vfree")
 
     def _bad_vfree(self, line: str) -> None:
-        t = CURRENT.task
+        t = current_task()
         file, ln, _ = _user_site()
         self.m.report("bad_vfree", [line, f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{ln}"],
                       site=f"{file}:{ln}")
@@ -515,7 +515,7 @@ class VmallocSpace:
 
     # -- views ---------------------------------------------------------------------------------------
     def _snapshot(self) -> list[vm_struct]:
-        if not CURRENT.task:
+        if not current_task():
             return list(self.vmlist)
         spin_lock(self.vmlist_lock)
         areas = list(self.vmlist)
@@ -769,7 +769,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
         pfns.append(p.pfn)
     if flags & ~VM_MAP:
         might_sleep()
-        t = CURRENT.task
+        t = current_task()
         file, ln, _ = _user_site()
         sp.m.report("bad_vmap", [
             f"vmap: illegal flags {flags:#x}: only VM_MAP ({VM_MAP:#x}) may be passed "

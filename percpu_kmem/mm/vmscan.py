@@ -32,7 +32,7 @@ from ..runtime.locks import (
     wait_event,
     wake_up,
 )
-from ..runtime.task import CURRENT, Task
+from ..runtime.task import Task, current_task
 from .gfp import GFP_FS, GFP_HIGHMEM, GFP_HIGHUSER, GFP_IO, GFP_KERNEL, check_gfp
 from .layout import PG_anon, PG_dirty, PG_lru
 from .vmstat import KSWAPD_WAKE, PF_MEMALLOC, SWAP_CLUSTER_MAX
@@ -92,7 +92,7 @@ class Reclaim:
             raise KmemUsageError(f"kind(={kind!r}) must be one of {', '.join(KIND_NAMES)}")
         check_gfp(gfp)
         k = KIND_NAMES[kind]
-        t = CURRENT.task
+        t = current_task()
         mem = self.mem
         got = 0
         for _ in range(nr):
@@ -218,7 +218,7 @@ class Reclaim:
 
     def _kswapd_fn(self, nid: int) -> Callable[[], None]:
         def kswapd() -> None:
-            t = CURRENT.task
+            t = current_task()
             t.flags |= PF_MEMALLOC
             while True:
                 wait_event(self.kswapd_wait[nid], lambda: self.kswapd_pending[nid])

@@ -220,7 +220,11 @@ def local_irq_enable() -> None:
     """Enable interrupts on this CPU; pending ones are delivered now."""
     t = current_task()
     c = t.cpu
-    c.irqs_off = False
+    if c.irqs_off:
+        c.irqs_off = False
+        ld = t.machine.lockdep
+        if ld is not None:  # locks held across the enable become HARDIRQ-ON (mark_held_locks)
+            ld.hardirqs_on(t)
     if c.pending_irqs and not c.preempt_count & HARDIRQ_MASK:
         t.machine.irq.deliver_pending(c)
     t.budget -= 1
@@ -259,6 +263,10 @@ def local_bh_enable() -> None:
         _underflow(t)
         return
     c.preempt_count -= SOFTIRQ_DISABLE_OFFSET
+    if not c.preempt_count & SOFTIRQ_MASK and not c.irqs_off:
+        ld = t.machine.lockdep
+        if ld is not None:  # locks held across the enable become SOFTIRQ-ON (mark_held_locks)
+            ld.softirqs_on(t)
     if c.softirq_pending and not c.preempt_count & IRQ_MASK:
         t.machine.irq.do_softirq(c)
     t.budget -= 1

@@ -30,7 +30,12 @@ Kept from the kernel:
   with interrupts enabled) and SOFTIRQ-ON-W (taken with interrupts and softirqs
   enabled), each with the stack that first set it. A class that gets both bits of one
   kind is "WARNING: inconsistent lock state", whether or not the interrupt ever landed
-  inside the critical section.
+  inside the critical section. Across the graph: an edge that would connect an
+  irq-safe class (the held lock or one taken before it) with an irq-unsafe one (the
+  new lock or one taken after it) is "WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock
+  order detected" (check_irq_usage), and a class that gets a usage bit whose exclusive
+  bit a class it reaches (or that reaches it) has is "WARNING: possible irq lock
+  inversion dependency detected" (mark_lock_irq).
 - **Recursion.** Acquiring a lock whose class the task already holds (another
   instance: the same instance is CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops, or
   the mutex's own report) is "WARNING: possible recursive locking detected".
@@ -49,10 +54,11 @@ Simplified (docs/lockdep.md says more):
   class) and validation goes on; the kernel's ``debug_locks_off()`` instead stops
   lockdep after its first report. The offending edge is not added to the graph.
 - No read locks, no subclasses (``spin_lock_nested``), no lock chains cache, no
-  ``irq event stamp`` lines, no kernel ident line. Irq-safety is checked per class
-  only: the graph-wide "irq lock inversion" and "safe -> unsafe lock order" reports
-  are not made. Usage is marked at acquisition only (the kernel also marks the held
-  locks when interrupts are re-enabled under them).
+  ``irq event stamp`` lines, no kernel ident line, no ``... key at:`` lines. Usage is
+  marked at acquisition and, as the kernel's mark_held_locks(), on the locks held when
+  ``local_irq_enable()``/``local_irq_restore()`` or ``local_bh_enable()`` turn
+  interrupts or bottom halves back on (the unlock forms included); the allocators'
+  own save/restore pairs inside their fast paths restore a state and mark nothing.
 - Where the kernel prints a lock instance's address, the model prints the instance's
   name; where it prints an ``ip`` symbol, ``file:line``.
 - Lockdep costs no virtual time and takes no scheduling decision: a workload runs the
@@ -65,7 +71,7 @@ import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from .errors import KmemUsageError
@@ -87,6 +93,12 @@ _EXCLUSIVE: Final = {LOCK_USED_IN_HARDIRQ: LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_HA
                      LOCK_USED_IN_SOFTIRQ: LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ}
 #: the order mark_usage() marks them in
 _MARK_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ)
+#: the bit numbers' order (lockdep_states.h: HARDIRQ's used-in and enabled, then SOFTIRQ's)
+_USAGE_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_ENABLED_HARDIRQ, LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_SOFTIRQ)
+_USED_IN_IRQ_ALL: Final = LOCK_USED_IN_HARDIRQ | LOCK_USED_IN_SOFTIRQ
+#: state_name(): the irq class a usage bit belongs to
+_STATE_NAME: Final = {LOCK_USED_IN_HARDIRQ: "HARDIRQ", LOCK_ENABLED_HARDIRQ: "HARDIRQ",
+                      LOCK_USED_IN_SOFTIRQ: "SOFTIRQ", LOCK_ENABLED_SOFTIRQ: "SOFTIRQ"}
 
 # -- wait types, printed as {outer:inner} (include/linux/lockdep_types.h) ------------------
 LD_WAIT_INV: Final = 0  # not checked: lockdep maps such as fs_reclaim print {0:0}
@@ -120,9 +132,10 @@ _H_LOCK, _H_CLASS, _H_CTX, _H_TRY, _H_FILE, _H_LINE = range(6)
 
 class LockClass:
     """One lock class of one machine: its name, usage bits, and the edges to the
-    classes taken after it (``after``: class -> the stack where the edge was first seen)."""
+    classes taken after it (``after``: class -> the stack where the edge was first seen)
+    and from the classes taken before it (``before``, the same edges the other way)."""
 
-    __slots__ = ("name", "wait", "usage", "usage_stack", "after")
+    __slots__ = ("name", "wait", "usage", "usage_stack", "after", "before")
 
     def __init__(self, name: str, wait: int) -> None:
         self.name = name
@@ -130,6 +143,7 @@ class LockClass:
         self.usage = 0
         self.usage_stack: dict[int, tuple[Frame, ...]] = {}
         self.after: dict[LockClass, tuple[Frame, ...]] = {}
+        self.before: dict[LockClass, tuple[Frame, ...]] = {}
 
     def usage_chars(self) -> str:
         """get_usage_chars(): one char per state and its (absent) read form: '+' enabled,
@@ -149,6 +163,18 @@ class LockClass:
     def label(self) -> str:
         """print_lock_name(): ``(name){usage}-{outer:inner}``."""
         return f"({self.name}){{{self.usage_chars()}}}-{{{self.wait}:{self.wait}}}"
+
+    def header_lines(self, depth: int) -> list[str]:
+        """print_lock_class_header(): the class, then each usage bit it has with the stack
+        that set it (the kernel's ``... key at:`` line names a key address: left out)."""
+        pad = " " * depth
+        lines = [f"{pad}->{self.label()} {{"]
+        for bit in _USAGE_ORDER:
+            if self.usage & bit:
+                lines.append(f"{pad}   {USAGE_STR[bit]} at:")
+                lines += _trace_lines(self.usage_stack.get(bit, ()), depth + 6)
+        lines.append(f"{pad} }}")
+        return lines
 
     def __repr__(self) -> str:
         return f"<lock class {self.name}>"
@@ -285,6 +311,28 @@ class Lockdep:
                         break
         stack.append(entry)
 
+    def hardirqs_on(self, t: Task) -> None:
+        """lockdep_hardirqs_on(): interrupts were enabled while ``t`` holds locks: each one
+        becomes HARDIRQ-ON, and SOFTIRQ-ON if bottom halves are enabled too, as if it had
+        been taken now (mark_held_locks())."""
+        stack = self.held.get(t)
+        if stack:
+            pc = t.cpu.preempt_count
+            self._mark_held(t, stack, LOCK_ENABLED_HARDIRQ | (0 if pc & SOFTIRQ_MASK else LOCK_ENABLED_SOFTIRQ))
+
+    def softirqs_on(self, t: Task) -> None:
+        """trace_softirqs_on(): bottom halves were enabled, with interrupts on, while ``t``
+        holds locks: each one becomes SOFTIRQ-ON."""
+        stack = self.held.get(t)
+        if stack:
+            self._mark_held(t, stack, LOCK_ENABLED_SOFTIRQ)
+
+    def _mark_held(self, t: Task, stack: list[tuple[Any, ...]], new: int) -> None:
+        pc = t.cpu.preempt_count
+        for h in list(stack):
+            if new & ~h[_H_CLASS].usage and not self._mark(t, h, new, stack, pc, True):
+                return
+
     def release(self, t: Task, lock: Any) -> None:
         """lock_release(): ``lock`` is no longer held by ``t``."""
         stack = self.held.get(t)
@@ -310,9 +358,12 @@ class Lockdep:
     def _mark(self, t: Task, entry: tuple[Any, ...], new: int, stack: list[tuple[Any, ...]] | None,
               pc: int, irqs_on: bool) -> bool:
         """mark_lock(): set the new usage bits; an exclusive bit already set is an
-        inconsistent lock state. Returns False after a report."""
+        inconsistent lock state; an exclusive bit of a class that this one reaches in the
+        graph (a used-in-irq bit looks forwards, an irq-enabled bit backwards:
+        mark_lock_irq()) is an irq lock inversion. Returns False after a report."""
         cls: LockClass = entry[_H_CLASS]
         bad = None
+        inversion = None
         with self._graph_lock:
             for bit in _MARK_ORDER:
                 if new & bit and not cls.usage & bit:
@@ -322,6 +373,14 @@ class Lockdep:
                     if cls.usage & excl:
                         bad = (excl, bit)
                         break
+                    forwards = bool(bit & _USED_IN_IRQ_ALL)
+                    path = _bfs(cls, _has_usage(excl), forwards)
+                    if path is not None:
+                        inversion = (bit, excl, forwards, path)
+                        break
+        if inversion is not None:
+            self._inversion(t, entry, stack, *inversion)
+            return False
         if bad is None:
             return True
         key = ("inconsistent", cls, *bad)
@@ -376,18 +435,30 @@ class Lockdep:
 
     def _add_dep(self, t: Task, prev: tuple[Any, ...], entry: tuple[Any, ...],
                  stack: list[tuple[Any, ...]]) -> bool:
-        """check_prev_add(): add prev -> next unless next already leads to prev (a cycle,
-        reported). Returns False after a report."""
+        """check_prev_add(): add prev -> next unless next already leads to prev (a cycle)
+        or the edge would connect an irq-safe class with an irq-unsafe one
+        (check_irq_usage), both reported. Returns False after a report."""
         a: LockClass = prev[_H_CLASS]
         b: LockClass = entry[_H_CLASS]
+        irq = None
         with self._graph_lock:
             if b in a.after:
                 return True
-            path = _bfs(b, a)
+            path = _bfs(b, lambda c: c is a, True)
             if path is None:
-                a.after[b] = capture_stack()
-                return True
-            chain = [(cls, nxt.after[cls] if nxt is not None else ()) for nxt, cls in path]
+                irq = _irq_usage(a, b)
+                if irq is None:
+                    a.after[b] = b.before[a] = capture_stack()
+                    return True
+        if irq is not None:
+            key = ("irq_order", irq[0][-1][1], irq[1][-1][1])
+            if key in self.reported:
+                return False
+            self.reported.add(key)
+            self._bad_irq_dependency(t, prev, entry, stack, *irq)
+            return False
+        assert path is not None
+        chain = [(cls, nxt.after[cls] if nxt is not None else ()) for nxt, cls in path]
         key = ("circular", a, b)
         if key in self.reported:
             return False
@@ -429,6 +500,78 @@ class Lockdep:
                       extra={"chain": [cls.name for cls, _ in chain], "held": target.name,
                              "acquiring": source.name})
 
+    def _irq_state_line(self, t: Task) -> str:
+        c = t.cpu
+        pc = c.preempt_count
+        hc = 1 if pc & HARDIRQ_MASK else 0
+        sc = 1 if pc & SOFTIRQ_OFFSET else 0
+        se = 0 if pc & SOFTIRQ_MASK else 1
+        return (f"{t.comm}/{t.pid} [HC{hc}[{(pc & HARDIRQ_MASK) // HARDIRQ_OFFSET}]:"
+                f"SC{sc}[{(pc & SOFTIRQ_MASK) // SOFTIRQ_OFFSET}]:HE{int(not c.irqs_off)}:SE{se}]")
+
+    def _bad_irq_dependency(self, t: Task, prev: tuple[Any, ...], entry: tuple[Any, ...],
+                            stack: list[tuple[Any, ...]], back: _Path, fwd: _Path,
+                            safe_bit: int, unsafe_bit: int) -> None:
+        """print_bad_irq_dependency(): the new edge prev -> next would connect an irq-safe
+        class with an irq-unsafe one; the edge is not added."""
+        safe, unsafe = back[-1][1], fwd[-1][1]
+        a: LockClass = prev[_H_CLASS]
+        b: LockClass = entry[_H_CLASS]
+        irq = _STATE_NAME[safe_bit]
+        rule = "=" * 53
+        now = capture_stack()
+        lines = [rule, f"WARNING: {irq}-safe -> {irq}-unsafe lock order detected", "-" * 53,
+                 f"{self._irq_state_line(t)} is trying to acquire:", _lock_line(entry), "",
+                 "and this task is already holding:", _lock_line(prev),
+                 "which would create a new lock dependency:", f" {a.label()} -> {b.label()}", "",
+                 f"but this new dependency connects a {irq}-irq-safe lock:", f" {safe.label()}", "",
+                 f"... which became {irq}-irq-safe at:", *_trace_lines(safe.usage_stack.get(safe_bit, ()), 1), "",
+                 f"to a {irq}-irq-unsafe lock:", f" {unsafe.label()}", "",
+                 f"... which became {irq}-irq-unsafe at:", "...",
+                 *_trace_lines(unsafe.usage_stack.get(unsafe_bit, ()), 1), "",
+                 "other info that might help us debug this:", "",
+                 *_irq_scenario(safe, unsafe, a, b),
+                 *_held_lines(t, stack), "",
+                 f"the dependencies between {irq}-irq-safe lock and the holding lock:",
+                 *_dependency_lines(back, now, False), "",
+                 f"the dependencies between the lock to be acquired and {irq}-irq-unsafe lock:",
+                 *_dependency_lines(fwd, now, True), "",
+                 "stack backtrace:"]
+        self.m.report("lockdep_irq_order", lines, site=f"{safe.name}->{unsafe.name}:{irq}",
+                      extra={"irqclass": irq, "safe": safe.name, "unsafe": unsafe.name,
+                             "held": a.name, "acquiring": b.name})
+
+    def _inversion(self, t: Task, entry: tuple[Any, ...], stack: list[tuple[Any, ...]] | None,
+                   bit: int, excl: int, forwards: bool, path: _Path) -> None:
+        """print_irq_inversion_bug(): ``entry``'s class just got usage ``bit`` and reaches
+        (``forwards``) or is reached by a class with the exclusive usage ``excl``."""
+        this: LockClass = entry[_H_CLASS]
+        other = path[-1][1]
+        key = ("inversion", this, other, forwards)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        irq = _STATE_NAME[bit]
+        middle = path[1][1] if len(path) > 1 else this
+        scenario = (_irq_scenario(this, other, middle, other) if forwards
+                    else _irq_scenario(other, this, middle, this))
+        title = "WARNING: possible irq lock inversion dependency detected"
+        lines = ["=" * len(title), title, "-" * len(title),
+                 f"{t.comm}/{t.pid} just changed the state of lock:", _lock_line(entry),
+                 f"but this lock took another, {irq}-unsafe lock in the past:" if forwards
+                 else f"but this lock was taken by another, {irq}-safe lock in the past:",
+                 f" {other.label()}", "", "",
+                 "and interrupts could create inverse lock ordering between them.", "", "",
+                 "other info that might help us debug this:",
+                 *scenario, *_held_lines(t, stack), "",
+                 "the shortest dependencies between 2nd lock and 1st lock:",
+                 *_dependency_lines(path, capture_stack(), forwards), "",
+                 "stack backtrace:"]
+        safe, unsafe = (this, other) if forwards else (other, this)
+        self.m.report("lockdep_irq_inversion", lines, site=f"{safe.name}->{unsafe.name}:{irq}",
+                      extra={"irqclass": irq, "safe": safe.name, "unsafe": unsafe.name,
+                             "class": this.name, "usage": USAGE_STR[bit]})
+
     def bad_unlock(self, t: Task, lock: Any) -> None:
         """print_unlock_imbalance_bug(): ``t`` releases what it does not hold."""
         file, line = _site_of(2)
@@ -442,14 +585,16 @@ class Lockdep:
                       extra={"lock": _inst_name(lock)})
 
 
-def _bfs(start: LockClass, goal: LockClass) -> list[tuple[LockClass | None, LockClass]] | None:
-    """The shortest path start -> ... -> goal in the graph, as (parent, class) pairs from
-    ``(None, start)`` to ``(.., goal)``; None if there is none."""
+def _bfs(start: LockClass, match: Callable[[LockClass], bool],
+         forwards: bool) -> list[tuple[LockClass | None, LockClass]] | None:
+    """The shortest path from ``start`` (itself included) to a class ``match`` accepts,
+    along the edges (``forwards``) or against them, as (parent, class) pairs from
+    ``(None, start)`` to ``(.., found)``; None if there is none (__bfs())."""
     parents: dict[LockClass, LockClass | None] = {start: None}
     queue = deque([start])
     while queue:
         cls = queue.popleft()
-        if cls is goal:
+        if match(cls):
             path: list[tuple[LockClass | None, LockClass]] = []
             node: LockClass | None = cls
             while node is not None:
@@ -457,11 +602,84 @@ def _bfs(start: LockClass, goal: LockClass) -> list[tuple[LockClass | None, Lock
                 node = parents[node]
             path.reverse()
             return path
-        for nxt in cls.after:
+        for nxt in (cls.after if forwards else cls.before):
             if nxt not in parents:
                 parents[nxt] = cls
                 queue.append(nxt)
     return None
+
+
+_Path = list[tuple[LockClass | None, LockClass]]
+
+
+def _has_usage(mask: int) -> Callable[[LockClass], bool]:
+    """usage_match(): a class with a usage bit of ``mask``."""
+    return lambda cls: bool(cls.usage & mask)
+
+
+def _irq_usage(prev: LockClass, nxt: LockClass) -> tuple[_Path, _Path, int, int] | None:
+    """check_irq_usage(): would the edge prev -> nxt connect an irq-safe class (prev or a
+    class taken before it) with an irq-unsafe one (nxt or a class taken after it)? The
+    paths to the safe and the unsafe class and their usage bits, or None."""
+    used = 0
+    seen = {prev}
+    queue = deque([prev])
+    while queue:  # step 1: every used-in-irq bit of the backwards subgraph
+        cls = queue.popleft()
+        used |= cls.usage
+        for b in cls.before:
+            if b not in seen:
+                seen.add(b)
+                queue.append(b)
+    used &= _USED_IN_IRQ_ALL
+    if not used:
+        return None
+    forward_mask = sum(_EXCLUSIVE[bit] for bit in _MARK_ORDER if used & bit)
+    fwd = _bfs(nxt, _has_usage(forward_mask), True)  # step 2
+    if fwd is None:
+        return None
+    unsafe = fwd[-1][1]
+    backward_mask = sum(_EXCLUSIVE[bit] for bit in _MARK_ORDER if unsafe.usage & bit)
+    back = _bfs(prev, _has_usage(backward_mask & _USED_IN_IRQ_ALL), False)  # step 3
+    if back is None:
+        return None
+    safe = back[-1][1]
+    for bit in _MARK_ORDER:  # step 4: the pair of bits
+        if safe.usage & bit & _USED_IN_IRQ_ALL and unsafe.usage & _EXCLUSIVE[bit]:
+            return back, fwd, bit, _EXCLUSIVE[bit]
+    return None
+
+
+def _dependency_lines(path: _Path, now: tuple[Frame, ...], forwards: bool) -> list[str]:
+    """print_shortest_lock_dependencies(): from the class found back to the root, each
+    with its usage and the stack of the edge that reached it (the root: ``now``)."""
+    lines: list[str] = []
+    for depth in range(len(path) - 1, -1, -1):
+        parent, cls = path[depth]
+        if parent is None:
+            frames = now
+        else:
+            frames = parent.after[cls] if forwards else parent.before[cls]
+        lines += [*cls.header_lines(depth), f"{' ' * depth} ... acquired at:", *_trace_lines(frames, 2), ""]
+    return lines
+
+
+def _irq_scenario(safe: LockClass, unsafe: LockClass, prev: LockClass, nxt: LockClass) -> list[str]:
+    """print_irq_lock_scenario()."""
+    middle = nxt if prev is safe else prev
+    lines = []
+    if middle is not unsafe:
+        lines += ["Chain exists of:", f"  {safe.name} --> {middle.name} --> {unsafe.name}", ""]
+    return [*lines, " Possible interrupt unsafe locking scenario:", "",
+            "       CPU0                    CPU1",
+            "       ----                    ----",
+            f"  lock({unsafe.name});",
+            "                               local_irq_disable();",
+            f"                               lock({safe.name});",
+            f"                               lock({middle.name});",
+            "  <Interrupt>",
+            f"    lock({safe.name});",
+            "", " *** DEADLOCK ***", ""]
 
 
 def _inst_name(lock: Any) -> str:

@@ -15,6 +15,9 @@ from percpu_kmem import (
     init_waitqueue_head,
     local_bh_disable,
     local_bh_enable,
+    local_irq_disable,
+    local_irq_enable,
+    local_irq_restore,
     mutex_init,
     mutex_lock,
     mutex_unlock,
@@ -25,10 +28,12 @@ from percpu_kmem import (
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
+    spin_lock_irq,
     spin_lock_irqsave,
     spin_trylock,
     spin_unlock,
     spin_unlock_bh,
+    spin_unlock_irq,
     spin_unlock_irqrestore,
     wait_event,
     wake_up,
@@ -49,12 +54,14 @@ from percpu_kmem.linux import (
     memalloc_noio_save,
 )
 from percpu_kmem.runtime import lockdep as ld_mod
+from percpu_kmem.runtime.preempt import X86_EFLAGS_IF
 
 pytestmark = pytest.mark.timeout(60)
 
 SEEDS = range(6)
 POLICIES = ("random", "pct", "virtual")
-LOCKDEP_KINDS = ("lockdep_circular", "lockdep_inconsistent", "lockdep_recursive", "lockdep_bad_unlock")
+LOCKDEP_KINDS = ("lockdep_circular", "lockdep_inconsistent", "lockdep_irq_order", "lockdep_irq_inversion",
+                 "lockdep_recursive", "lockdep_bad_unlock")
 
 
 def _lockdep_reports(m: Machine) -> list[Any]:
@@ -328,6 +335,67 @@ def test_the_other_order_is_hardirq_on_then_in_hardirq_reported_from_the_handler
     assert rep.preempt_count & 0x10000
 
 
+@pytest.mark.parametrize("how", ["local_irq_enable", "local_irq_restore", "spin_unlock_irq", "fixed"])
+def test_enabling_interrupts_with_a_lock_held_marks_the_lock_hardirq_on(how: str) -> None:
+    """mark_held_locks(): a lock taken with interrupts off, held while they come back on,
+    is HARDIRQ-ON from then: with the handler taking it too, an inconsistent state."""
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock, inner = spin_lock_init("dev_lock"), spin_lock_init("inner_lock")
+    m.request_irq(5, lambda irq, dev: (spin_lock(lock), spin_unlock(lock)))
+
+    def task() -> None:
+        raise_irq(5)
+        preempt_point()  # the handler ran: dev_lock is IN-HARDIRQ-W
+        flags = spin_lock_irqsave(lock)
+        if how == "local_irq_enable":
+            local_irq_enable()
+            local_irq_disable()
+        elif how == "local_irq_restore":
+            local_irq_restore(X86_EFLAGS_IF)
+            local_irq_disable()
+        elif how == "spin_unlock_irq":
+            spin_lock_irq(inner)
+            spin_unlock_irq(inner)
+            local_irq_disable()
+        else:  # the inner lock's own flags: interrupts stay off
+            inner_flags = spin_lock_irqsave(inner)
+            spin_unlock_irqrestore(inner, inner_flags)
+        spin_unlock_irqrestore(lock, flags)
+
+    m.run(task)
+    reps = m.reports_of("lockdep_inconsistent")
+    if how == "fixed":
+        assert not _lockdep_reports(m)
+    else:
+        (rep,) = reps
+        assert rep.lines[3] == "inconsistent {IN-HARDIRQ-W} -> {HARDIRQ-ON-W} usage."
+        assert rep.lines[4].endswith(":HE1:SE1] takes:")
+        assert rep.lines[5].startswith("dev_lock (dev_lock)")
+
+
+def test_enabling_bottom_halves_with_a_lock_held_marks_the_lock_softirq_on() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock = spin_lock_init("queue_lock")
+
+    def action() -> None:
+        spin_lock(lock)
+        spin_unlock(lock)
+
+    def task() -> None:
+        open_softirq(3, action)
+        local_bh_disable()
+        raise_softirq(3)
+        local_bh_enable()  # queue_lock: IN-SOFTIRQ-W
+        spin_lock_bh(lock)
+        local_bh_enable()  # bottom halves on with queue_lock held
+        local_bh_disable()
+        spin_unlock_bh(lock)
+
+    m.run(task)
+    (rep,) = m.reports_of("lockdep_inconsistent")
+    assert rep.lines[3] == "inconsistent {IN-SOFTIRQ-W} -> {SOFTIRQ-ON-W} usage."
+
+
 def test_irqsave_in_process_context_is_consistent() -> None:
     m = Machine(cpus=1, boot=False, lockdep=True)
     _irq_then_process(m, "irqsave")
@@ -363,6 +431,155 @@ def test_softirq_usage_against_softirqs_on_and_spin_lock_bh() -> None:
             (rep,) = reps
             assert rep.lines[3] == "inconsistent {IN-SOFTIRQ-W} -> {SOFTIRQ-ON-W} usage."
             assert rep.lines[5].startswith("queue_lock (queue_lock){+.?.}-{2:2}, at: ")
+
+
+# -- irq safety across the graph (check_irq_usage, mark_lock_irq) -----------------------------
+def _irq_driver(m: Machine, order: str, fixed: bool = False, middle: bool = False) -> Any:
+    """A driver whose interrupt handler takes ``dev_lock`` (HARDIRQ-safe) and whose process
+    context takes ``list_lock`` under dev_lock (irqs saved) and, elsewhere, alone with
+    interrupts on (HARDIRQ-unsafe) - unless ``fixed``, where it saves irqs there too.
+    ``order`` says which of the three facts the validator learns last: the dependency
+    ("edge"), list_lock's irqs-on use ("unsafe") or dev_lock's use in the handler ("safe").
+    ``middle``: dev_lock -> stats_lock -> list_lock instead of dev_lock -> list_lock."""
+    dev, lst, stats = spin_lock_init("dev_lock"), spin_lock_init("list_lock"), spin_lock_init("stats_lock")
+    m.request_irq(5, lambda irq, d: (spin_lock(dev), spin_unlock(dev)))
+
+    def edge() -> None:
+        f = spin_lock_irqsave(dev)
+        if middle:
+            spin_lock(stats)
+        spin_lock(lst)
+        spin_unlock(lst)
+        if middle:
+            spin_unlock(stats)
+        spin_unlock_irqrestore(dev, f)
+
+    def unsafe() -> None:
+        if fixed:
+            f = spin_lock_irqsave(lst)
+            spin_unlock_irqrestore(lst, f)
+        else:
+            spin_lock(lst)
+            spin_unlock(lst)
+
+    def safe() -> None:
+        raise_irq(5)
+        preempt_point()
+
+    steps = {"edge": [safe, unsafe, edge], "unsafe": [safe, edge, unsafe], "safe": [unsafe, edge, safe]}[order]
+
+    def task() -> None:
+        for step in steps:
+            step()
+
+    m.run(task)
+    return _lockdep_reports(m)
+
+
+def test_a_hardirq_safe_lock_taking_a_hardirq_unsafe_one_is_reported_at_the_new_edge() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    (rep,) = _irq_driver(m, "edge")
+    pid = rep.pid
+    lines = rep.lines
+    assert rep.kind == "lockdep_irq_order"
+    assert lines[:5] == ["=====================================================",
+                         "WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected",
+                         "-----------------------------------------------------",
+                         f"task/{pid} [HC0[0]:SC0[0]:HE0:SE1] is trying to acquire:",
+                         lines[4]]
+    assert lines[4].startswith("list_lock (list_lock){+.+.}-{2:2}, at: tests/runtime/test_lockdep.py:")
+    i = lines.index("which would create a new lock dependency:")
+    assert lines[i - 2] == "and this task is already holding:"
+    assert lines[i + 1:i + 5] == [" (dev_lock){-...}-{2:2} -> (list_lock){+.+.}-{2:2}", "",
+                                  "but this new dependency connects a HARDIRQ-irq-safe lock:",
+                                  " (dev_lock){-...}-{2:2}"]
+    assert lines[i + 6] == "... which became HARDIRQ-irq-safe at:"
+    assert lines[i + 7].startswith(" <lambda> (tests/runtime/test_lockdep.py:")
+    j = lines.index("to a HARDIRQ-irq-unsafe lock:")
+    assert lines[j + 1:j + 5] == [" (list_lock){+.+.}-{2:2}", "", "... which became HARDIRQ-irq-unsafe at:", "..."]
+    k = lines.index(" Possible interrupt unsafe locking scenario:")
+    assert lines[k - 1] == "" and lines[k - 2] == "other info that might help us debug this:"
+    assert lines[k + 1:k + 14] == ["", "       CPU0                    CPU1",
+                                   "       ----                    ----",
+                                   "  lock(list_lock);",
+                                   "                               local_irq_disable();",
+                                   "                               lock(dev_lock);",
+                                   "                               lock(list_lock);",
+                                   "  <Interrupt>",
+                                   "    lock(dev_lock);", "", " *** DEADLOCK ***", "",
+                                   f"1 lock held by task/{pid}:"]
+    assert "the dependencies between HARDIRQ-irq-safe lock and the holding lock:" in lines
+    assert "the dependencies between the lock to be acquired and HARDIRQ-irq-unsafe lock:" in lines
+    assert "->(dev_lock){-...}-{2:2} {" in lines and "   IN-HARDIRQ-W at:" in lines
+    assert rep.extra == {"irqclass": "HARDIRQ", "safe": "dev_lock", "unsafe": "list_lock",
+                         "held": "dev_lock", "acquiring": "list_lock"}
+    assert ("dev_lock", "list_lock") not in m.lockdep.dependencies()  # the edge is not added
+
+
+@pytest.mark.parametrize("order, forwards", [("unsafe", False), ("safe", True)])
+def test_the_same_pair_found_when_a_usage_bit_changes_is_an_irq_lock_inversion(order: str, forwards: bool) -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    (rep,) = _irq_driver(m, order)
+    lines = rep.lines
+    title = "WARNING: possible irq lock inversion dependency detected"
+    assert rep.kind == "lockdep_irq_inversion"
+    assert lines[:3] == ["=" * len(title), title, "-" * len(title)]
+    assert lines[3].endswith(" just changed the state of lock:")
+    if forwards:  # dev_lock became HARDIRQ-safe in the handler, and it took list_lock before
+        assert lines[4].startswith("dev_lock (dev_lock){-...}-{2:2}, at: ")
+        assert lines[5:7] == ["but this lock took another, HARDIRQ-unsafe lock in the past:",
+                              " (list_lock){+.+.}-{2:2}"]
+    else:  # list_lock became HARDIRQ-unsafe, and dev_lock took it before
+        assert lines[4].startswith("list_lock (list_lock){+...}-{2:2}, at: ")
+        assert lines[5:7] == ["but this lock was taken by another, HARDIRQ-safe lock in the past:",
+                              " (dev_lock){-...}-{2:2}"]
+    assert lines[7:11] == ["", "", "and interrupts could create inverse lock ordering between them.", ""]
+    assert "the shortest dependencies between 2nd lock and 1st lock:" in lines
+    assert "  lock(list_lock);" in lines and "    lock(dev_lock);" in lines
+    assert rep.extra["safe"] == "dev_lock" and rep.extra["unsafe"] == "list_lock"
+
+
+@pytest.mark.parametrize("order", ["edge", "unsafe", "safe"])
+def test_the_fixed_driver_saves_irqs_everywhere_and_is_never_reported(order: str) -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    assert _irq_driver(m, order, fixed=True) == []
+    assert ("dev_lock", "list_lock") in m.lockdep.dependencies()
+
+
+def test_a_lock_between_the_safe_and_the_unsafe_one_prints_the_chain() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    (rep,) = _irq_driver(m, "edge", middle=True)
+    assert rep.kind == "lockdep_irq_order"
+    assert rep.extra["held"] == "stats_lock" and rep.extra["safe"] == "dev_lock"
+    i = rep.lines.index("Chain exists of:")
+    assert rep.lines[i + 1] == "  dev_lock --> stats_lock --> list_lock"
+    assert "                               lock(stats_lock);" in rep.lines
+
+
+def test_softirq_safe_to_softirq_unsafe_order() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    q, other = spin_lock_init("queue_lock"), spin_lock_init("other_lock")
+
+    def action() -> None:  # queue_lock: SOFTIRQ-safe
+        spin_lock(q)
+        spin_unlock(q)
+
+    def task() -> None:
+        open_softirq(3, action)
+        local_bh_disable()
+        raise_softirq(3)
+        local_bh_enable()
+        spin_lock(other)  # other_lock: SOFTIRQ-unsafe (and HARDIRQ-unsafe)
+        spin_unlock(other)
+        spin_lock_bh(q)
+        spin_lock(other)  # queue_lock -> other_lock
+        spin_unlock(other)
+        spin_unlock_bh(q)
+
+    m.run(task)
+    (rep,) = _lockdep_reports(m)
+    assert rep.lines[1] == "WARNING: SOFTIRQ-safe -> SOFTIRQ-unsafe lock order detected"
+    assert rep.extra["safe"] == "queue_lock" and rep.extra["unsafe"] == "other_lock"
 
 
 # -- recursion ------------------------------------------------------------------------------
