@@ -136,8 +136,8 @@ class BootTemplate:
     """The state one boot made (every object reachable from the memory layers, and what the
     boot added to the runtime machine), compiled into a function that builds a copy of it.
 
-    ``before``: :func:`_runtime_mark` of the machine taken just before its boot, which is
-    ``m`` itself, booted from scratch just now (the layers have not been used yet).
+    ``m`` has just been booted from scratch (its layers not used yet); ``before`` is
+    :func:`_runtime_mark` of ``m`` taken just before that boot.
 
     Raises:
         Unsupported: the boot changed the runtime machine beyond its known changes, or its

@@ -28,6 +28,14 @@ or C type or of a subclass of one, an object of a class with its own copying or 
 a lock that is held, a chain of objects too deep to walk) raises :class:`Unsupported`:
 the caller then keeps building the state from scratch. Fields are stored as they are
 (``object.__setattr__`` where a class has its own ``__setattr__``), not through setters.
+
+The function written has three parts: it makes every mutable object, empty (so cycles
+need nothing special); then the objects made from others (bound methods, closures,
+tuples holding mutable objects, locks); then it fills the objects in: an instance's dict
+in one ``update`` from a private dict of its immutable fields (its mutable ones set after,
+over placeholders, which keeps the order), a list or dict with one call. A container of
+immutables that only one object refers to is copied where it is used, in one call from a
+private constant (``list(_s3)``, ``_s4.copy()``, ``_s5[:]`` for an array).
 """
 
 from __future__ import annotations
