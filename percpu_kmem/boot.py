@@ -146,8 +146,8 @@ class BootTemplate:
 
     def __init__(self, m: Machine, before: tuple[list[str], dict[str, Any], Any]) -> None:
         names, changes, rest = before
-        after_names, after_changes, after_rest = _runtime_mark(m)
-        if after_rest[: len(rest)] != rest or after_names[: len(names)] != names:
+        after_names, after_changes, after_rest = _runtime_mark(m, names)
+        if after_rest != rest or after_names[: len(names)] != names:
             raise Unsupported("the boot changed the runtime machine beyond its known changes")
         #: the layers, in the order the boot set them (so every copy's __dict__ has m's order)
         layers = {k: getattr(m, k) for k in after_names[len(names):]}
@@ -244,16 +244,18 @@ def _fingerprint(v: Any, depth: int, m: Machine) -> Any:
     return (type(v).__name__, tuple((n, _fingerprint(x, depth - 1, m)) for n, x in fields.items()))
 
 
-def _runtime_mark(m: Machine) -> tuple[list[str], dict[str, Any], Any]:
+def _runtime_mark(m: Machine, only: list[str] | None = None) -> tuple[list[str], dict[str, Any], Any]:
     """The runtime machine's fields in order, copies of the ones a boot changes (and of each
-    CPU's per-CPU data), and a fingerprint of the others (two levels down)."""
+    CPU's per-CPU data), and a fingerprint of the others (two levels down; of the fields in
+    ``only``, if given: the layers are not looked at, nor their dicts made)."""
     d = vars(m)
     changes = {k: (dict(d[k]) if isinstance(d[k], dict) else list(d[k]) if isinstance(d[k], list) else d[k])
                for k in _BOOT_CHANGES}
     changes["cpu_data"] = [dict(c.data) for c in m.cpus]
     rest: list[Any] = [[_fingerprint({a: getattr(c, a) for a in type(c).__slots__ if a != "data" and hasattr(c, a)},
                                      2, m) for c in m.cpus]]
-    rest += [(k, _fingerprint(v, 2, m)) for k, v in d.items() if k not in _BOOT_CHANGES and k != "cpus"]
+    rest += [(k, _fingerprint(v, 2, m)) for k, v in d.items()
+             if k not in _BOOT_CHANGES and k != "cpus" and (only is None or k in only)]
     return list(d), changes, rest
 
 

@@ -33,7 +33,9 @@ The function written has three parts: it makes every mutable object, empty (so c
 need nothing special); then the objects made from others (bound methods, closures,
 tuples holding mutable objects, locks); then it fills the objects in: an instance's dict
 in one ``update`` from a private dict of its immutable fields (its mutable ones set after,
-over placeholders, which keeps the order), a list or dict with one call. A container of
+over placeholders, which keeps the order) when the original had a dict object of its own,
+else field by field, so that the copy keeps its attributes in the object itself as the
+original did (CPython's fastest attribute loads need that); a list or dict with one call. A container of
 immutables that only one object refers to is copied where it is used, in one call from a
 private constant (``list(_s3)``, ``_s4.copy()``, ``_s5[:]`` for an array).
 """
@@ -43,6 +45,7 @@ from __future__ import annotations
 import _thread
 import array
 import enum
+import gc
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -134,6 +137,8 @@ class _Compiler:
         #: store sets it (_plain_setattr): worked out once per class
         self.classes: dict[type, tuple[bool, tuple[str, ...]]] = {}
         self.setattr_ok: dict[tuple[type, str], bool] = {}
+        #: per instance: did it have a dict object of its own (see _fields)
+        self.dict_backed: dict[int, bool] = {}
 
     # -- names ------------------------------------------------------------------------------
     def const(self, o: Any) -> str:
@@ -203,6 +208,12 @@ class _Compiler:
             info = self.classes[cls] = (_plain_class(cls), _slots_of(cls))
         if not info[0]:
             raise Unsupported(f"an object of {cls.__module__}.{cls.__qualname__}: {o!r}"[:200])
+        if id(o) not in self.dict_backed:
+            # Did ``o`` have a dict object of its own before anything asked for its __dict__
+            # (which makes one)? CPython keeps the attributes of most instances in the object
+            # itself, which its fastest attribute loads need; the copy is made the same way.
+            refs = gc.get_referents(o)
+            self.dict_backed[id(o)] = any(r is o.__dict__ for r in refs) if hasattr(o, "__dict__") else False
         names = list(getattr(o, "__dict__", {}))
         for n in info[1]:
             if hasattr(o, n):
@@ -258,7 +269,8 @@ class _Compiler:
             self.alloc.append(f"{v} = _new({self.const(t)})")
             names, values = self._fields(o)
             inst = getattr(o, "__dict__", None)
-            if inst:  # the instance dict at once, in its order (mutable values: placeholders set below)
+            if inst and self.dict_backed[id(o)]:
+                # the instance dict at once, in its order (mutable values: placeholders set below)
                 self.fill.append(f"{v}.__dict__.update("
                                  f"{self.source({n: x if immutable(x) else None for n, x in inst.items()})})")
                 fields = [(n, x) for n, x in zip(names, values) if n not in inst or not immutable(x)]

@@ -450,3 +450,28 @@ def test_a_template_serves_machines_that_differ_in_what_the_boot_does_not_read()
         boot_mod.boot_templates(True)
         same_state(copy, fresh)
         assert machine_texts(copy) == machine_texts(fresh)
+
+
+def _dict_object(o: Any) -> bool:
+    """Has ``o`` a dict object of its own (not its attributes kept in the object itself)?
+    (Asked before anything reads ``o.__dict__``, which makes one.)"""
+    import gc
+
+    return any(r is o.__dict__ for r in gc.get_referents(o))
+
+
+def test_a_copy_keeps_its_attributes_where_a_booted_machine_does() -> None:
+    """CPython's fastest attribute loads need the attributes in the object itself: a copy
+    keeps them there where a boot does (the page allocator's fast paths read its objects)."""
+    for s in range(boot_mod.TEMPLATE_AFTER):
+        Machine(cpus=1, seed=s)
+    copy = Machine(cpus=1)
+    boot_mod.boot_templates(False)
+    fresh = Machine(cpus=1)
+    for get in (lambda m: m.mm, lambda m: m.mm.zones[0], lambda m: m.mem, lambda m: m.mem.zones[1].buddy,
+                lambda m: m.slab, lambda m: m.slab.caches[3], lambda m: m.mm.reclaim, lambda m: m.vmalloc):
+        assert _dict_object(get(copy)) == _dict_object(get(fresh)), get(fresh)
+    a, b = _Node(1), _Node(2)
+    assert b.__dict__  # b has a dict object now, a not
+    ca, cb = compile_graph([a, b], {})[0]([])
+    assert not _dict_object(ca) and _dict_object(cb)
