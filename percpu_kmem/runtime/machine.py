@@ -45,7 +45,7 @@ from .lockstat import lock_stat
 from .policies import POLICIES, Policy, ReplayPolicy, make_policy
 from .preempt import HARDIRQ_MASK, SOFTIRQ_OFFSET
 from .report import Report, capture_stack, format_call_trace
-from .task import CPU, CURRENT, T_DONE, T_READY, Task
+from .task import CPU, T_DONE, T_READY, Task, current_task
 from .trace import TRACE_MAGIC, Trace
 
 ON_BUG_MODES: Final = ("record", "raise", "panic")
@@ -455,7 +455,7 @@ class SmpMachine:
                 engine.ready.append(t)
         else:
             t.state = T_READY
-            t.ready_at = CURRENT.task.cpu.clock if CURRENT.task else 0
+            t.ready_at = current_task().cpu.clock if current_task() else 0
             engine.ready.append(t)
         engine.add_task(t)
         return t
@@ -528,7 +528,7 @@ class SmpMachine:
             now = engine.now
             policy = getattr(engine, "policy", None)
             if policy is not None and not policy.charges_points:
-                steps = engine.current_step(CURRENT.task or None) * POINT
+                steps = engine.current_step(current_task() or None) * POINT
         for c in self.cpus:
             if c.clock > now:
                 now = c.clock
@@ -545,7 +545,7 @@ class SmpMachine:
         CONFIG_PRINTK_CALLER: ``[    0.000412][    T2] text``: seconds of virtual uptime,
         then the caller, ``T<pid>`` in task context or ``C<cpu>`` in interrupt context."""
         now = self.uptime_ns()
-        t = CURRENT.task
+        t = current_task()
         c = t.cpu if t else None
         if c is not None and c.preempt_count & (HARDIRQ_MASK | SOFTIRQ_OFFSET):
             caller = f"C{c.id}"
@@ -564,7 +564,7 @@ class SmpMachine:
         as a rate limit would. ``fatal``: the task cannot go on (an Oops is raised
         whatever on_bug says).
         """
-        t = CURRENT.task
+        t = current_task()
         cpu = t.cpu if t else None
         key = (kind, site)
         if site and key in self._report_sites:
@@ -609,7 +609,7 @@ class SmpMachine:
             self.printk(f"Kernel panic - not syncing: {message}", "CRITICAL")
         engine = self._engine
         if engine is not None:
-            engine.request_abort(CURRENT.task or None)
+            engine.request_abort(current_task() or None)
         raise TaskAbort()
 
     def _report_deadlock(self, waits: list[str]) -> None:

@@ -194,25 +194,10 @@ _CURRENT: Final[ContextVar[Any]] = ContextVar("percpu_kmem.current", default=NO_
 current_task: Final = _CURRENT.get
 
 #: ``set_current_task(t)``: make ``t`` this thread's ``current`` (the engines, at a task's
-#: start and end and when a greenlet gets the baton back).
+#: start and end).
 set_current_task: Final = _CURRENT.set
 
 
-class _CurrentShim:
-    """TEMPORARY (removed before landing): ``CURRENT.task`` for modules not yet converted."""
-
-    @property
-    def task(self) -> Any:
-        return _CURRENT.get()
-
-    @task.setter
-    def task(self, t: Any) -> None:
-        _CURRENT.set(t)
-
-
-CURRENT: Final = _CurrentShim()
-
-
-__all__ = ["CURRENT", "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "T_NEW", "T_ON_CPU", "T_READY",
+__all__ = ["TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "T_NEW", "T_ON_CPU", "T_READY",
            "T_SLEEPING", "T_DONE", "STATE_NAMES", "CPU", "Task", "NO_TASK", "current_task",
            "set_current_task"]
