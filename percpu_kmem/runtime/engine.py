@@ -49,7 +49,7 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Final
 
-from . import costs, threadpool
+from . import affinity, costs, threadpool
 from . import footprint as _fp
 from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
@@ -121,6 +121,8 @@ class Engine(ABC):
     """
 
     deterministic = True
+    #: one task thread runs at a time: keep them on one core (runtime/affinity.py)
+    pins_threads = False
     #: a release with spinners waiting ends the holder's budget (the virtual policy)
     policy_reopens_on_release = False
 
@@ -177,7 +179,13 @@ class Engine(ABC):
             self._all_exited.clear()
 
     def _launch(self, t: Task) -> None:
-        threadpool.submit(lambda: self._task_main(t))
+        threadpool.submit(lambda: self._thread_main(t))
+
+    def _thread_main(self, t: Task) -> None:
+        """``t``'s pool thread: on the run's one core when only one thread runs at a time
+        (``pins_threads``, the baton engine), else where the host puts it (runtime/affinity.py)."""
+        affinity.place(self.pins_threads)
+        self._task_main(t)
 
     def add_task(self, t: Task) -> None:
         self._register(t)
@@ -489,6 +497,7 @@ class BatonEngine(Engine):
     """One thread at a time; the policy picks who holds the baton next."""
 
     deterministic = True
+    pins_threads = True
 
     def __init__(self, machine: Machine, policy: Policy) -> None:
         super().__init__(machine)
