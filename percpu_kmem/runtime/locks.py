@@ -49,7 +49,7 @@ from .kernel import (
 )
 from .lockdep import lock_class_key
 from .preempt import NSEC_PER_JIFFY
-from .report import caller_site
+from .report import caller_code, caller_site
 from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
 from .validate import bad, check_callable, check_int, check_str
 
@@ -106,7 +106,8 @@ class spinlock_t:
         # cache line coming from another CPU), and where contended acquisitions happened
         self.wait_min = self.wait_max = self.hold_min = self.hold_max = 0
         self.acq_bounces = self.con_bounces = 0
-        self.con_points: dict[str, int] | None = None
+        #: contention points: (code object, line) of the waiting caller -> count
+        self.con_points: dict[tuple[Any, int], int] | None = None
 
     def locked(self) -> bool:
         return self.raw.locked()
@@ -249,11 +250,10 @@ def _contended(lock: spinlock_t, c: Any, waited: int) -> None:
     if lock.last_cpu not in (c.id, -1):
         lock.con_bounces += 1
         lock.acq_bounces += 1
-    file, line, func = caller_site(3)
+    key = caller_code(3)  # the site, named when /proc/lock_stat prints it (code_site)
     points = lock.con_points
     if points is None:
         points = lock.con_points = {}
-    key = f"{func} ({file}:{line})"
     points[key] = points.get(key, 0) + 1
 
 

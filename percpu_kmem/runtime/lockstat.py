@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
+from .report import code_site
+
 WIDTH: Final = 40 + 1 + 12 * (14 + 1)
 LOCKSTAT_POINTS: Final = 4
 
@@ -56,7 +58,8 @@ class _Class:
             self.hold_max = max(self.hold_max, lk.hold_max)
             self.hold_total += lk.hold_cycles
             self.holds += holds
-        for site, n in (lk.con_points or {}).items():
+        for (code, line), n in (lk.con_points or {}).items():
+            site = code_site(code, line)
             self.points[site] = self.points.get(site, 0) + n
 
 

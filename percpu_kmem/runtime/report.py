@@ -145,15 +145,32 @@ def caller_site(depth: int = 2) -> tuple[str, int, str]:
     if depth.__class__ is not int or depth < 0:
         from .validate import check_int
         check_int("caller_site", "depth", depth, 0)
+    code, line = caller_code(depth + 1)
+    if code is None:
+        return ("<unknown>", 0, "<unknown>")
+    return (relpath(code.co_filename), line, code.co_name)
+
+
+def caller_code(depth: int) -> tuple[Any, int]:
+    """(code object, line) of the first frame outside the runtime, ``depth`` up; (None, 0)
+    if there is none. The raw form of :func:`caller_site`, for counters that name their
+    sites only when printed (lock_stat's contention points): no path is worked out here."""
     try:
         f = sys._getframe(depth)
     except ValueError:  # deeper than the stack
-        return ("<unknown>", 0, "<unknown>")
+        return (None, 0)
     while f is not None and _is_runtime_frame(f.f_code.co_filename):
         f = f.f_back  # type: ignore[assignment]
     if f is None:
-        return ("<unknown>", 0, "<unknown>")
-    return (relpath(f.f_code.co_filename), f.f_lineno, f.f_code.co_name)
+        return (None, 0)
+    return (f.f_code, f.f_lineno)
+
+
+def code_site(code: Any, line: int) -> str:
+    """``function (file:line)`` for a :func:`caller_code` answer, as a report prints a site."""
+    if code is None:
+        return "<unknown> (<unknown>:0)"
+    return f"{code.co_name} ({relpath(code.co_filename)}:{line})"
 
 
 def user_site(depth: int = 2) -> tuple[str, int, str]:
@@ -183,5 +200,5 @@ def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:
     return ["Call Trace:", *(str(fr) for fr in stack)]
 
 
-__all__ = ["Frame", "Report", "relpath", "skip_frames_of", "capture_stack", "caller_site", "user_site",
-           "format_call_trace"]
+__all__ = ["Frame", "Report", "relpath", "skip_frames_of", "capture_stack", "caller_site", "caller_code",
+           "code_site", "user_site", "format_call_trace"]
