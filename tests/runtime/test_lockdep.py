@@ -373,19 +373,25 @@ def test_enabling_interrupts_with_a_lock_held_marks_the_lock_hardirq_on(how: str
         assert rep.lines[5].startswith("dev_lock (dev_lock)")
 
 
-def test_enabling_bottom_halves_with_a_lock_held_marks_the_lock_softirq_on() -> None:
-    m = Machine(cpus=1, boot=False, lockdep=True)
-    lock = spin_lock_init("queue_lock")
-
+def _serve_softirq_taking(lock: Any) -> None:
+    """In a task: register softirq 3 with an action that takes ``lock``, and run it once
+    (``lock`` becomes IN-SOFTIRQ-W)."""
     def action() -> None:
         spin_lock(lock)
         spin_unlock(lock)
 
+    open_softirq(3, action)
+    local_bh_disable()
+    raise_softirq(3)
+    local_bh_enable()  # the softirq runs here
+
+
+def test_enabling_bottom_halves_with_a_lock_held_marks_the_lock_softirq_on() -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock = spin_lock_init("queue_lock")
+
     def task() -> None:
-        open_softirq(3, action)
-        local_bh_disable()
-        raise_softirq(3)
-        local_bh_enable()  # queue_lock: IN-SOFTIRQ-W
+        _serve_softirq_taking(lock)
         spin_lock_bh(lock)
         local_bh_enable()  # bottom halves on with queue_lock held
         local_bh_disable()
@@ -407,15 +413,8 @@ def test_softirq_usage_against_softirqs_on_and_spin_lock_bh() -> None:
         m = Machine(cpus=1, boot=False, lockdep=True)
         lock = spin_lock_init("queue_lock")
 
-        def action() -> None:
-            spin_lock(lock)
-            spin_unlock(lock)
-
         def task() -> None:
-            open_softirq(3, action)
-            local_bh_disable()
-            raise_softirq(3)
-            local_bh_enable()  # the softirq runs here
+            _serve_softirq_taking(lock)
             if bh:
                 spin_lock_bh(lock)
                 spin_unlock_bh(lock)
@@ -560,15 +559,8 @@ def test_softirq_safe_to_softirq_unsafe_order() -> None:
     m = Machine(cpus=1, boot=False, lockdep=True)
     q, other = spin_lock_init("queue_lock"), spin_lock_init("other_lock")
 
-    def action() -> None:  # queue_lock: SOFTIRQ-safe
-        spin_lock(q)
-        spin_unlock(q)
-
     def task() -> None:
-        open_softirq(3, action)
-        local_bh_disable()
-        raise_softirq(3)
-        local_bh_enable()
+        _serve_softirq_taking(q)  # queue_lock: SOFTIRQ-safe
         spin_lock(other)  # other_lock: SOFTIRQ-unsafe (and HARDIRQ-unsafe)
         spin_unlock(other)
         spin_lock_bh(q)
