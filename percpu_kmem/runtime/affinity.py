@@ -31,10 +31,12 @@ _core: frozenset[int] | None = None  # the one-core set, once chosen
 #: per thread: ``saved``, the affinity a pinned thread had before (None: not pinned)
 _thread_state = threading.local()
 _enabled: bool | None = None  # None: not decided yet (the environment, then the host)
+_pid = -1  # the process that chose: a forked child chooses again (its own pid, its own core)
 
 
 def _choose() -> bool:
-    global _core, _enabled
+    global _core, _enabled, _pid
+    _pid = os.getpid()
     if os.environ.get("PERCPU_KMEM_PIN", "1") == "0" or not hasattr(os, "sched_setaffinity"):
         _enabled = False
         return False
@@ -45,6 +47,13 @@ def _choose() -> bool:
     _enabled = len(allowed) > 1
     if _enabled:
         _core = frozenset({allowed[os.getpid() % len(allowed)]})
+    return _enabled
+
+
+def _on() -> bool:
+    """Is pinning on in this process (deciding it the first time, and again after a fork)?"""
+    if _enabled is None or _pid != os.getpid():
+        return _choose() if _enabled is not False else False
     return _enabled
 
 
@@ -64,7 +73,7 @@ def set_pinning(on: bool) -> None:
 def place(one_core: bool) -> None:
     """Put the calling task thread where its engine wants it: on the run's core
     (``one_core``, the baton engine, while pinning is on), else back where it was."""
-    if one_core and (_choose() if _enabled is None else _enabled):
+    if one_core and _on():
         pin()
     else:
         unpin()
@@ -74,7 +83,7 @@ def pin() -> None:
     """Move the calling thread to the run's core. A thread stays there until
     :func:`unpin`: pool threads are reused by the next run, and moving a thread costs a
     migration, so it is moved once, not at every task."""
-    if not (_choose() if _enabled is None else _enabled) or getattr(_thread_state, "saved", None) is not None:
+    if not _on() or getattr(_thread_state, "saved", None) is not None:
         return
     try:
         saved = os.sched_getaffinity(0)
@@ -99,7 +108,7 @@ def unpin() -> None:
 
 def pinned_core() -> int | None:
     """The core deterministic runs use now, or None when they are not pinned."""
-    if not (_choose() if _enabled is None else _enabled) or _core is None:
+    if not _on() or _core is None:
         return None
     return next(iter(_core))
 

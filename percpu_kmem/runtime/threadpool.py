@@ -20,7 +20,8 @@ What is bounded (the pool gives threads back):
   up with no pool threads at all. Back-to-back runs reuse threads long before that.
 
 Parked workers are reused last-in first-out: the most recently used threads are
-warm and the rest age out. ``configure`` changes both limits (tests use it).
+warm and the rest age out. ``configure`` changes both limits (tests use it). The child
+of a fork starts with an empty pool (the parent's threads do not exist there).
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ def submit(job: Callable[[], None]) -> None:
         _Worker(job)
     else:
         worker.jobs.put(job)
+
+
+def _forget_after_fork() -> None:
+    """In the child of a fork only the forking thread exists: the parked workers of the
+    parent are entries without threads, and a job handed to one would never run (the
+    child's first run would hang). The child starts with an empty pool."""
+    global _idle_lock, _live
+    _idle_lock = threading.Lock()
+    _idle.clear()
+    _live = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def pool_size() -> int:

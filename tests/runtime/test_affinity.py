@@ -4,6 +4,7 @@ policy's run where the host puts them; turning it off; the same runs either way.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -69,3 +70,23 @@ def test_set_pinning_takes_a_bool() -> None:
     from percpu_kmem import KmemUsageError
     with pytest.raises(KmemUsageError, match=r"set_pinning\(on=1\) takes True or False"):
         affinity.set_pinning(1)  # type: ignore[arg-type]
+
+
+def _child_core(q: Any) -> None:
+    m = Machine(cpus=2, boot=False)
+    q.put((os.getpid(), _where(m, n=2)))
+
+
+def test_a_forked_child_chooses_its_own_core(pinning: None) -> None:
+    """A child made by fork after the parent chose a core chooses again by its own pid,
+    so forked workers spread over the cores as spawned ones do."""
+    import multiprocessing
+    _where(Machine(cpus=2, boot=False))  # the parent has chosen
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child_core, args=(q,))
+    p.start()
+    pid, where = q.get(timeout=30)
+    p.join(30)
+    allowed = sorted(os.sched_getaffinity(0))
+    assert where == [frozenset({allowed[pid % len(allowed)]})] * 2

@@ -119,3 +119,25 @@ def test_free_run_keeps_tasks_that_start_after_the_first_one_ended(
     monkeypatch.setattr(threadpool, "submit", slow_submitter)
     m = Machine(cpus=2, policy="free", seed=0)
     assert m.run(lambda: "a", lambda: "b", lambda: "c") == ["a", "b", "c"]
+
+
+def _run_in_child(q: object) -> None:
+    m = Machine(cpus=2, boot=False)
+    q.put((m.run(lambda: 1, lambda: 2), threadpool.idle_threads() >= 0))  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="fork is POSIX")
+@pytest.mark.timeout(60)
+def test_a_forked_child_runs_machines_with_a_pool_of_its_own() -> None:
+    """The parent's parked workers do not exist in a forked child: handing them a job
+    would hang the child's first run. The child starts with an empty pool."""
+    import multiprocessing
+    Machine(cpus=2, boot=False).run(lambda: 1, lambda: 2)  # the parent has parked workers
+    assert threadpool.idle_threads() > 0
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_run_in_child, args=(q,))
+    p.start()
+    assert q.get(timeout=30) == ([1, 2], True)
+    p.join(30)
+    assert p.exitcode == 0
