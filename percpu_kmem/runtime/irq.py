@@ -106,7 +106,7 @@ class Interrupts:
             if not c.irqs_off and not (c.preempt_count & 0xF0000):
                 self.deliver_pending(c)
             return
-        engine = self.m._engine
+        engine = self.m.engine
         if c.curr is None and engine is not None and not engine.deterministic:
             engine.wake_idle(self.idle_task(c))
         elif c.curr is not None:
@@ -147,7 +147,7 @@ class Interrupts:
         except (TaskAbort, Oops):
             raise
         except BaseException as e:
-            engine = self.m._engine
+            engine = self.m.engine
             if engine is None:
                 raise
             e.add_note(f"percpu_kmem: raised by the handler of IRQ {irq} ({action.name if action else '?'}) "
@@ -200,7 +200,7 @@ class Interrupts:
         """The CPU's idle task (swapper/N), created when an interrupt first needs it."""
         if c.idle is not None and c.idle.state != T_DONE:
             return c.idle
-        engine = self.m._engine
+        engine = self.m.engine
         assert engine is not None
         holder: list[Task] = []
 

@@ -91,7 +91,8 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
         c.data.setdefault(_QUEUE, []).append(data)
         m.raise_irq(CALL_FUNCTION_VECTOR, c.id)
     if wait:
-        engine = m._engine
+        engine = m.engine
+        assert engine is not None
         while data.locked():
             engine.spin(t, data, "smp_call_function")
         if t.hb is not None:  # KCSAN
