@@ -59,7 +59,8 @@ def _on() -> bool:
 
 def set_pinning(on: bool) -> None:
     """Pin the task threads of deterministic runs to one core (the default on Linux
-    hosts with several cores) or not. For runs that start after the call."""
+    hosts with several cores) or not. For runs that start after the call; with
+    ``PERCPU_KMEM_PIN=0`` in the environment, True changes nothing."""
     global _enabled
     if not isinstance(on, bool):
         from .errors import KmemUsageError
