@@ -45,8 +45,8 @@ on the greenlet engine (same decisions, same traces; only the hand-off differs).
 
 The table is plain text, or rich's if rich happens to be installed (it is not a
 dependency). ``--json`` prints the rows and the machine as JSON instead.
-``--quick`` runs fewer rounds and shorter 64-CPU runs (3-9 s on a 2-core machine);
-the full run takes 30-45 s there.
+``--quick`` runs fewer rounds and shorter 64-CPU runs (15-25 s on a 2-core machine);
+the full run takes 70-80 s there.
 """
 
 from __future__ import annotations
