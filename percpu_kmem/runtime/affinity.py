@@ -51,10 +51,12 @@ def _choose() -> bool:
 
 
 def _on() -> bool:
-    """Is pinning on in this process (deciding it the first time, and again after a fork)?"""
+    """Is pinning on in this process? Decided at the first use, and again in a forked child."""
+    if _enabled is False:
+        return False
     if _enabled is None or _pid != os.getpid():
-        return _choose() if _enabled is not False else False
-    return _enabled
+        return _choose()
+    return True
 
 
 def set_pinning(on: bool) -> None:
@@ -73,33 +75,22 @@ def set_pinning(on: bool) -> None:
 
 def place(one_core: bool) -> None:
     """Put the calling task thread where its engine wants it: on the run's core
-    (``one_core``, the baton engine, while pinning is on), else back where it was."""
-    if one_core and _on():
-        pin()
-    else:
-        unpin()
+    (``one_core``, the baton engine, while pinning is on), else back where it was.
 
-
-def pin() -> None:
-    """Move the calling thread to the run's core. A thread stays there until
-    :func:`unpin`: pool threads are reused by the next run, and moving a thread costs a
-    migration, so it is moved once, not at every task."""
-    if not _on() or getattr(_thread_state, "saved", None) is not None:
-        return
-    try:
-        saved = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, _core)  # type: ignore[arg-type]
-    except OSError:
-        set_pinning(False)  # refused (a container's cgroup, say): run unpinned from now on
-        return
-    _thread_state.saved = saved
-
-
-def unpin() -> None:
-    """Give the calling thread back the affinity it had before :func:`pin` (a thread of
-    the free policy, which must run where the host's scheduler puts it)."""
+    A pinned thread stays pinned until a task of another kind runs on it: pool threads
+    are reused by the next run, and moving a thread costs a migration, so it is moved
+    once, not at every task."""
     saved = getattr(_thread_state, "saved", None)
-    if saved is not None:
+    if one_core and _on():
+        if saved is None:
+            try:
+                saved = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, _core)  # type: ignore[arg-type]
+            except OSError:
+                set_pinning(False)  # refused (a container's cgroup, say): run unpinned from now on
+                return
+            _thread_state.saved = saved
+    elif saved is not None:  # the free policy's thread, or pinning turned off: give it back
         _thread_state.saved = None
         try:
             os.sched_setaffinity(0, saved)
@@ -114,4 +105,4 @@ def pinned_core() -> int | None:
     return next(iter(_core))
 
 
-__all__ = ["set_pinning", "place", "pin", "unpin", "pinned_core"]
+__all__ = ["set_pinning", "place", "pinned_core"]
