@@ -57,9 +57,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from benchmarks._measure import bare_baton, bare_list, empty_call, interleaved, machine_info, spin_lock_runs
+from benchmarks._measure import (
+    bare_baton,
+    bare_list,
+    empty_call,
+    interleaved,
+    kmalloc_pair,
+    machine_info,
+    spin_lock_runs,
+)
 from benchmarks.bench_runtime import bench_handoff, point_loop
-from benchmarks.bench_slab import kmalloc_pair
 from percpu_kmem import (
     GFP_KERNEL,
     Machine,

@@ -66,6 +66,30 @@ def bare_list(n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+# -- the simulated operations several benchmarks time (in a task of a machine) -----------
+def kmalloc_pair(n: int) -> float:
+    """Seconds per kmalloc(64, GFP_KERNEL) + kfree pair on the magazine fast path, in a loop
+    of ``n`` (after 256 pairs that warm the size-64 magazines)."""
+    from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc
+    for _ in range(256):
+        kfree(kmalloc(64, GFP_KERNEL))
+    t0 = time.perf_counter()
+    for _ in range(n):
+        kfree(kmalloc(64, GFP_KERNEL))
+    return (time.perf_counter() - t0) / n
+
+
+def lock_pair(n: int) -> float:
+    """Seconds per spin_lock + spin_unlock pair of one uncontended lock, in a loop of ``n``."""
+    from percpu_kmem.linux import spin_lock, spin_lock_init, spin_unlock
+    lock = spin_lock_init("bench_lock")
+    t0 = time.perf_counter()
+    for _ in range(n):
+        spin_lock(lock)
+        spin_unlock(lock)
+    return (time.perf_counter() - t0) / n
+
+
 def _empty(ev: str) -> None:
     pass
 

@@ -25,19 +25,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks._measure import interleaved
+from benchmarks._measure import interleaved, kmalloc_pair
 from percpu_kmem import GFP_KERNEL, Machine, kfree, kmalloc, memcpy, read_u32, write_u32
 
-__all__ = ["kmalloc_loop", "access_loop", "memcpy_loop", "scan_cost", "bench", "main"]
-
-
-def kmalloc_loop(n: int) -> float:
-    for _ in range(256):
-        kfree(kmalloc(64, GFP_KERNEL))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        kfree(kmalloc(64, GFP_KERNEL))
-    return (time.perf_counter() - t0) / n
+__all__ = ["access_loop", "memcpy_loop", "scan_cost", "bench", "main"]
 
 
 def access_loop(n: int) -> float:
@@ -99,7 +90,7 @@ def main() -> None:
     rep = 3 if quick else 5
     print(f"{'detector cost (1 CPU, no decision in the loop)':44} {'off ns':>8} {'kasan':>8} {'x off':>6}"
           f" {'kmemleak':>9} {'x off':>6}")
-    for name, loop in (("kmalloc(64) + kfree", kmalloc_loop), ("write_u32 + read_u32 (live object)", access_loop),
+    for name, loop in (("kmalloc(64) + kfree", kmalloc_pair), ("write_u32 + read_u32 (live object)", access_loop),
                        ("memcpy 256 bytes", memcpy_loop)):
         off, kasan, leak = bench(loop, n, rep)
         print(f"{name:44} {off * 1e9:8.0f} {kasan * 1e9:8.0f} {kasan / off:6.2f} {leak * 1e9:9.0f} {leak / off:6.2f}")

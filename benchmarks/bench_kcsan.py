@@ -22,11 +22,11 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks._measure import interleaved
+from benchmarks._measure import interleaved, kmalloc_pair, lock_pair
 from percpu_kmem import GFP_KERNEL, Machine, kfree, kmalloc, spin_lock, spin_lock_init, spin_unlock
 from percpu_kmem.linux import mem_write, read_u32, write_u32
 
-__all__ = ["access_loop", "wide_write_loop", "lock_loop", "kmalloc_loop", "bench", "run_bench", "main"]
+__all__ = ["access_loop", "wide_write_loop", "bench", "run_bench", "main"]
 
 
 def access_loop(n: int) -> float:
@@ -52,25 +52,6 @@ def wide_write_loop(n: int) -> float:
     dt = time.perf_counter() - t0
     kfree(p)
     return dt / n
-
-
-def lock_loop(n: int) -> float:
-    """Seconds per spin_lock + spin_unlock pair."""
-    lock = spin_lock_init("bench_kcsan_lock")
-    t0 = time.perf_counter()
-    for _ in range(n):
-        spin_lock(lock)
-        spin_unlock(lock)
-    return (time.perf_counter() - t0) / n
-
-
-def kmalloc_loop(n: int) -> float:
-    """Seconds per kmalloc(64, GFP_KERNEL) + kfree pair on the magazine fast path."""
-    kfree(kmalloc(64, GFP_KERNEL))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        kfree(kmalloc(64, GFP_KERNEL))
-    return (time.perf_counter() - t0) / n
 
 
 def bench(loop: Callable[[int], float], n: int, rep: int) -> tuple[float, float]:
@@ -114,8 +95,8 @@ def main() -> None:
     print(f"{'kcsan on vs off (1 CPU, no decision in the loop)':52} {'off ns':>8} {'on ns':>8} {'x off':>7}")
     for name, loop in (("read_u32 + write_u32", access_loop),
                        ("mem_write of 64 bytes", wide_write_loop),
-                       ("spin_lock + spin_unlock", lock_loop),
-                       ("kmalloc(64) + kfree", kmalloc_loop)):
+                       ("spin_lock + spin_unlock", lock_pair),
+                       ("kmalloc(64) + kfree", kmalloc_pair)):
         off, on = bench(loop, n, rep)
         print(f"{name:52} {off * 1e9:8.0f} {on * 1e9:8.0f} {on / off:7.2f}")
     off, on = run_bench(40 if quick else 200, rep)

@@ -19,20 +19,10 @@ import sys
 import time
 from collections.abc import Callable
 
-from benchmarks._measure import interleaved
+from benchmarks._measure import interleaved, lock_pair
 from percpu_kmem import Machine, mutex_init, mutex_lock, mutex_unlock, spin_lock, spin_lock_init, spin_unlock
 
-__all__ = ["one_lock_loop", "nested_loop", "mutex_loop", "bench", "main"]
-
-
-def one_lock_loop(n: int) -> float:
-    """Seconds per spin_lock + spin_unlock pair, in a loop of ``n``; in a task."""
-    lock = spin_lock_init("bench_lock")
-    t0 = time.perf_counter()
-    for _ in range(n):
-        spin_lock(lock)
-        spin_unlock(lock)
-    return (time.perf_counter() - t0) / n
+__all__ = ["nested_loop", "mutex_loop", "bench", "main"]
 
 
 def nested_loop(n: int) -> float:
@@ -70,7 +60,7 @@ def main() -> None:
     n = 20000 if quick else 200000
     rep = 3 if quick else 5
     print(f"{'lockdep on vs off (1 CPU, no decision in the loop)':52} {'off ns':>8} {'on ns':>8} {'x off':>7}")
-    for name, loop in (("spin_lock + spin_unlock", one_lock_loop),
+    for name, loop in (("spin_lock + spin_unlock", lock_pair),
                        ("A then B nested (two pairs)", nested_loop),
                        ("mutex_lock + mutex_unlock", mutex_loop)):
         off, on = bench(loop, n, rep)

@@ -26,27 +26,16 @@ from __future__ import annotations
 import sys
 import time
 
-from benchmarks._measure import bare_list, best_of, interleaved
+from benchmarks._measure import bare_list, best_of, interleaved, kmalloc_pair
 from percpu_kmem import (
     GFP_KERNEL,
     Machine,
-    kfree,
-    kmalloc,
     kmem_cache_alloc,
     kmem_cache_create,
     kmem_cache_free,
     kmem_cache_shrink,
     kmem_cache_tune,
 )
-
-
-def kmalloc_pair(n: int) -> float:
-    for _ in range(256):  # warm: the size-64 magazines hold objects
-        kfree(kmalloc(64, GFP_KERNEL))
-    t0 = time.perf_counter()
-    for _ in range(n):
-        kfree(kmalloc(64, GFP_KERNEL))
-    return (time.perf_counter() - t0) / n
 
 
 def cache_pair(cache, n: int) -> float:  # type: ignore[no-untyped-def]
