@@ -841,3 +841,21 @@ def test_every_report_kind_is_named_in_the_docs(kind: str) -> None:
     from pathlib import Path
     doc = (Path(__file__).resolve().parents[2] / "docs" / "lockdep.md").read_text()
     assert f"`{kind}`" in doc
+
+
+@pytest.mark.parametrize("policy", ["random", "pct", "free"])
+def test_the_stock_stress_scenarios_report_nothing_with_lockdep_on(policy: str) -> None:
+    """The model's own locking (zone and cache lists, the depot, mempools, vmalloc, the per-CPU
+    allocator, reclaim, IPIs and interrupt handlers allocating) under every lockdep check:
+    correct scenarios are never reported."""
+    from pathlib import Path
+
+    from percpu_kmem.scenarios import load_scenarios
+    stress_dir = Path(__file__).resolve().parents[2] / "stress"
+    scenarios = [s for f in sorted(stress_dir.glob("*.py")) for s in load_scenarios(str(f))]  # not the zoo
+    assert len(scenarios) >= 7
+    for s in scenarios:
+        for seed in range(2):
+            m = s.make_machine(lockdep=True, seed=seed, policy=policy)
+            s.run(m)
+            assert _lockdep_reports(m) == [], (s.name, seed, _lockdep_reports(m)[0].text)
