@@ -279,7 +279,7 @@ class Lockdep:
             f = f.f_back
         entry = (lock, cls, ctx, trylock, f.f_code.co_filename, f.f_lineno)
         new = 0
-        if ctx:
+        if ctx and not trylock:  # mark_usage(): only a non-trylock use marks the class used in irq
             new = (LOCK_USED_IN_HARDIRQ if ctx & _CTX_HARDIRQ else 0) | (
                 LOCK_USED_IN_SOFTIRQ if ctx & _CTX_SOFTIRQ else 0)
         if not c.irqs_off:
@@ -297,7 +297,9 @@ class Lockdep:
         if ok and not trylock:
             for h in stack:
                 if h[_H_CLASS] is cls:
-                    if h[_H_LOCK] is not lock:
+                    # the same instance of a lock is its own debug check's Oops or report; a
+                    # lockdep map (fs_reclaim) has no other check: check_deadlock() reports it
+                    if h[_H_LOCK] is not lock or lock.__class__ is LockdepMap:
                         self._recursive(t, entry, h, stack)
                     break
             else:
