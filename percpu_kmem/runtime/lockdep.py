@@ -316,11 +316,28 @@ class Lockdep:
     def hardirqs_on(self, t: Task) -> None:
         """lockdep_hardirqs_on(): interrupts were enabled while ``t`` holds locks: each one
         becomes HARDIRQ-ON, and SOFTIRQ-ON if bottom halves are enabled too, as if it had
-        been taken now (mark_held_locks())."""
+        been taken now (mark_held_locks()). In hardirq context that is the handler's bug
+        (a spin_unlock_irq() or local_irq_enable() in an interrupt handler): lockdep warns,
+        DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context()), and marks nothing."""
+        pc = t.cpu.preempt_count
+        if pc & HARDIRQ_MASK:
+            self._irqs_on_in_hardirq(t)
+            return
         stack = self.held.get(t)
         if stack:
-            pc = t.cpu.preempt_count
             self._mark_held(t, stack, LOCK_ENABLED_HARDIRQ | (0 if pc & SOFTIRQ_MASK else LOCK_ENABLED_SOFTIRQ))
+
+    def _irqs_on_in_hardirq(self, t: Task) -> None:
+        """lockdep_hardirqs_on_prepare()'s "Can't allow enabling interrupts while in an
+        interrupt handler" (cold: a report), once per site."""
+        file, line = _site_of(3)
+        key = ("irqs_on_in_hardirq", file, line)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        self.m.report("lockdep_irqs_on_in_hardirq",
+                      [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} lockdep_hardirqs_on_prepare",
+                       "DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context())"], site=f"{file}:{line}")
 
     def softirqs_on(self, t: Task) -> None:
         """trace_softirqs_on(): bottom halves were enabled, with interrupts on, while ``t``

@@ -25,6 +25,7 @@ from percpu_kmem import (
     preempt_point,
     raise_irq,
     raise_softirq,
+    request_irq,
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
@@ -61,7 +62,7 @@ pytestmark = pytest.mark.timeout(60)
 SEEDS = range(6)
 POLICIES = ("random", "pct", "virtual")
 LOCKDEP_KINDS = ("lockdep_circular", "lockdep_inconsistent", "lockdep_irq_order", "lockdep_irq_inversion",
-                 "lockdep_recursive", "lockdep_bad_unlock")
+                 "lockdep_recursive", "lockdep_bad_unlock", "lockdep_irqs_on_in_hardirq")
 
 
 def _lockdep_reports(m: Machine) -> list[Any]:
@@ -371,6 +372,50 @@ def test_enabling_interrupts_with_a_lock_held_marks_the_lock_hardirq_on(how: str
         assert rep.lines[3] == "inconsistent {IN-HARDIRQ-W} -> {HARDIRQ-ON-W} usage."
         assert rep.lines[4].endswith(":HE1:SE1] takes:")
         assert rep.lines[5].startswith("dev_lock (dev_lock)")
+
+
+@pytest.mark.parametrize("how", ["spin_unlock_irq", "local_irq_enable", "fixed"])
+def test_enabling_interrupts_in_an_interrupt_handler_is_lockdeps_warning_and_marks_nothing(how: str) -> None:
+    """A handler that takes its lock with spin_lock_irq() re-enables interrupts on the way
+    out (a classic driver bug): lockdep_hardirqs_on_prepare()'s DEBUG_LOCKS_WARN_ON, once,
+    and no usage bit for what the handler or the interrupted task holds."""
+    for policy in POLICIES:
+        for seed in range(3):
+            m = Machine(cpus=2, policy=policy, seed=seed, boot=False, lockdep=True)
+            dev, outer = spin_lock_init("dev_lock"), spin_lock_init("outer_lock")
+
+            def handler(irq: int, dev_id: Any) -> None:
+                if how == "spin_unlock_irq":
+                    spin_lock_irq(dev)
+                    spin_unlock_irq(dev)
+                elif how == "local_irq_enable":
+                    spin_lock(dev)
+                    local_irq_enable()
+                    local_irq_disable()
+                    spin_unlock(dev)
+                else:
+                    flags = spin_lock_irqsave(dev)
+                    spin_unlock_irqrestore(dev, flags)
+
+            def task() -> None:
+                request_irq(5, handler)
+                raise_irq(5)
+                spin_lock_bh(outer)  # bottom halves off, interrupts on
+                raise_irq(5)  # the handler runs inside outer's section
+                spin_unlock_bh(outer)
+
+            m.run(task)
+            if how == "fixed":
+                assert m.reports == []
+                continue
+            (rep,) = m.reports
+            assert rep.kind == "lockdep_irqs_on_in_hardirq" and rep.count == 1
+            assert rep.lines[0] == (f"WARNING: CPU: {rep.cpu} PID: {rep.pid} at tests/runtime/test_lockdep.py:"
+                                    f"{rep.site.rsplit(':', 1)[1]} lockdep_hardirqs_on_prepare")
+            assert rep.lines[1] == "DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context())"
+            assert m.lockdep is not None
+            usage = {name: m.lockdep.class_named(name).usage_chars() for name in ("dev_lock", "outer_lock")}
+            assert usage == {"dev_lock": "-...", "outer_lock": "+..."}  # nothing marked by the enable
 
 
 def _serve_softirq_taking(lock: Any) -> None:
