@@ -542,6 +542,62 @@ def test_irq_safety_events_in_concurrent_tasks_fail_in_every_interleaving(family
                                          for kd in kinds), (policy, seed, kinds)
 
 
+# -- hardirq_unsafe_softirq_safe (5.13+: LOCKTYPE_SPECIAL, FAILURE) ------------------------------
+@pytest.mark.parametrize("fixed", [False, True])
+def test_hardirq_unsafe_softirq_safe_pairs_the_irq_states_right(fixed: bool) -> None:
+    """hardirq_deadlock_softirq_not_deadlock(): mutex_A -> lock_C -> lock_D is
+    softirq-unsafe -> softirq-safe (no deadlock), but lock_A -> lock_B -> lock_C -> lock_D
+    is hardirq-safe -> hardirq-unsafe: the new edge lock_C -> lock_D is reported, the safe
+    and unsafe classes of one irq state paired. The twin takes lock_D with interrupts off."""
+    def make() -> Callable[[], None]:
+        x = Ctx("hard")
+        k = x.k
+        mutex_a = mutex_init("mutex_A")
+
+        def nest(a: str, b: str) -> None:
+            local_irq_disable()
+            spin_lock(k[a])
+            spin_lock(k[b])
+            spin_unlock(k[b])
+            spin_unlock(k[a])
+            local_irq_enable()
+
+        def body() -> None:
+            x.setup()
+            mutex_lock(mutex_a)  # mutex_A: hardirq-unsafe and softirq-unsafe; mutex_A -> lock_C
+            local_irq_disable()
+            spin_lock(k["C"])
+            spin_unlock(k["C"])
+            local_irq_enable()
+            mutex_unlock(mutex_a)
+            x.hardirq(lambda: x.lu_plain("A"))  # lock_A: hardirq-safe
+            nest("A", "B")
+            nest("B", "C")
+            x.softirq(lambda: x.lu_plain("D"))  # lock_D: softirq-safe
+            if fixed:
+                f = spin_lock_irqsave(k["D"])
+                spin_unlock_irqrestore(k["D"], f)
+            else:
+                local_bh_disable()  # lock_D: hardirq-unsafe
+                spin_lock(k["D"])
+                spin_unlock(k["D"])
+                local_bh_enable()
+            nest("C", "D")
+        return body
+
+    m, verdict = _run_everywhere(make)
+    if fixed:
+        assert verdict == []
+        return
+    assert [v[0] for v in verdict] == ["lockdep_irq_order"]
+    rep = _first_lockdep(m)
+    assert rep.lines[1] == "WARNING: HARDIRQ-safe -> HARDIRQ-unsafe lock order detected"
+    assert rep.extra == {"irqclass": "HARDIRQ", "safe": "lock_A", "unsafe": "lock_D",
+                         "held": "lock_C", "acquiring": "lock_D"}
+    i = rep.lines.index("Chain exists of:")
+    assert rep.lines[i + 1] == "  lock_A --> lock_C --> lock_D"
+
+
 # -- trylock in irq context (mark_usage(): only a non-trylock use marks "used in irq") ----------
 @pytest.mark.parametrize("irq", ["hard", "soft"])
 def test_a_trylock_in_an_interrupt_does_not_make_the_lock_irq_safe(irq: str) -> None:
