@@ -37,8 +37,12 @@ Kept from the kernel:
   bit a class it reaches (or that reaches it) has is "WARNING: possible irq lock
   inversion dependency detected" (mark_lock_irq).
 - **Recursion.** Acquiring a lock whose class the task already holds (another
-  instance: the same instance is CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops, or
-  the mutex's own report) is "WARNING: possible recursive locking detected".
+  instance, or the same one: then, as in the kernel where lockdep speaks first, the
+  lock's own check follows, CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops or the
+  mutex's report, the model's stand-in for a CPU or task that would hang for ever) is
+  "WARNING: possible recursive locking detected"; so is the fs_reclaim map taken again.
+  A trylock is never checked for recursion and marks no used-in-irq usage
+  (mark_usage(): "non-trylock use in a hardirq or softirq context").
 - **fs_reclaim.** The pseudo-lock the page allocator takes around every allocation that
   may enter filesystem reclaim (``fs_reclaim_acquire``/``fs_reclaim_release``, which
   the mm layer calls): a lock taken inside reclaim gets the edge fs_reclaim -> L, and
@@ -297,10 +301,10 @@ class Lockdep:
         if ok and not trylock:
             for h in stack:
                 if h[_H_CLASS] is cls:
-                    # the same instance of a lock is its own debug check's Oops or report; a
-                    # lockdep map (fs_reclaim) has no other check: check_deadlock() reports it
-                    if h[_H_LOCK] is not lock or lock.__class__ is LockdepMap:
-                        self._recursive(t, entry, h, stack)
+                    # check_deadlock(): another instance of the class or the same one (then
+                    # the lock's own debug check follows: the spinlock Oops, the mutex's
+                    # report, the model's stand-ins for a CPU or task that would hang)
+                    self._recursive(t, entry, h, stack)
                     break
             else:
                 for i in range(len(stack) - 1, -1, -1):
