@@ -351,10 +351,15 @@ class Lockdep:
             self._mark_held(t, stack, LOCK_ENABLED_SOFTIRQ)
 
     def _mark_held(self, t: Task, stack: list[tuple[Any, ...]], new: int) -> None:
+        """mark_held_locks(), once per bit: every held lock HARDIRQ-ON first, then every
+        one SOFTIRQ-ON (__trace_hardirqs_on_caller()), stopping at the first report."""
         pc = t.cpu.preempt_count
-        for h in list(stack):
-            if new & ~h[_H_CLASS].usage and not self._mark(t, h, new, stack, pc, True):
-                return
+        held = list(stack)
+        for bit in (LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ):
+            if new & bit:
+                for h in held:
+                    if not h[_H_CLASS].usage & bit and not self._mark(t, h, bit, stack, pc, True):
+                        return
 
     def release(self, t: Task, lock: Any) -> None:
         """lock_release(): ``lock`` is no longer held by ``t``."""

@@ -682,3 +682,32 @@ def test_every_permutation_is_listed() -> None:
     for family, n in (("irqsafe1", 2), ("irqsafe2A", 2), ("irqsafe2B", 2), ("irqsafe3", 3), ("irqsafe4", 3)):
         perms = {"".join(p) for p in itertools.permutations("123"[:n])}
         assert {p for f, p in EXPECTED if f == family} == perms
+
+
+def test_interrupts_on_mark_every_held_lock_hardirq_on_before_any_softirq_on() -> None:
+    """__trace_hardirqs_on_caller(): mark_held_locks(HARDIRQ) over every held lock, then
+    mark_held_locks(SOFTIRQ). With a softirq-safe lock_A held outside a hardirq-safe
+    lock_B, turning interrupts on finds lock_B's HARDIRQ-ON first: that is the report."""
+    def make() -> Callable[[], None]:
+        x = Ctx("hard")
+        k = x.k
+
+        def body() -> None:
+            x.setup()
+            x.softirq(lambda: x.lu_plain("A"))  # lock_A: SOFTIRQ-safe
+            x.hardirq(lambda: x.lu_plain("B"))  # lock_B: HARDIRQ-safe
+            local_irq_disable()
+            spin_lock(k["A"])
+            spin_lock(k["B"])
+            local_irq_enable()  # both become HARDIRQ-ON, then both SOFTIRQ-ON
+            local_irq_disable()
+            spin_unlock(k["B"])
+            spin_unlock(k["A"])
+            local_irq_enable()
+        return body
+
+    m, verdict = _run_everywhere(make)
+    rep = _first_lockdep(m)
+    assert rep.kind == "lockdep_inconsistent"
+    assert rep.lines[3] == "inconsistent {IN-HARDIRQ-W} -> {HARDIRQ-ON-W} usage."
+    assert rep.extra["class"] == "lock_B"
