@@ -172,11 +172,14 @@ class LockClass:
         """print_lock_class_header(): the class, then each usage bit it has with the stack
         that set it (the kernel's ``... key at:`` line names a key address: left out)."""
         pad = " " * depth
-        lines = [f"{pad}->{self.label()} {{"]
+        lines = [f"{pad}-> {self.label()} {{"]  # "%*s->" then print_lock_name()'s " ("
         for bit in _USAGE_ORDER:
             if self.usage & bit:
-                lines.append(f"{pad}   {USAGE_STR[bit]} at:")
-                lines += _trace_lines(self.usage_stack.get(bit, ()), depth + 6)
+                head = f"{pad}   {USAGE_STR[bit]}"
+                lines.append(f"{head} at:")
+                # the trace is indented by what printk() returned for the two parts of the
+                # line before it, on top of the depth: 20 spaces at depth 0, 22 at depth 1
+                lines += _trace_lines(self.usage_stack.get(bit, ()), depth + len(head) + len(" at:"))
         lines.append(f"{pad} }}")
         return lines
 
@@ -561,8 +564,9 @@ class Lockdep:
                  *_irq_scenario(safe, unsafe, a, b),
                  *_held_lines(t, stack), "",
                  f"the dependencies between {irq}-irq-safe lock and the holding lock:",
-                 *_dependency_lines(back, now, False), "",
-                 f"the dependencies between the lock to be acquired and {irq}-irq-unsafe lock:",
+                 *_dependency_lines_backwards(back), "",
+                 # two pr_warn()s, two lines
+                 "the dependencies between the lock to be acquired", f" and {irq}-irq-unsafe lock:",
                  *_dependency_lines(fwd, now, True), "",
                  "stack backtrace:"]
         self.m.report("lockdep_irq_order", lines, site=f"{safe.name}->{unsafe.name}:{irq}",
@@ -692,6 +696,23 @@ def _dependency_lines(path: _Path, now: tuple[Frame, ...], forwards: bool) -> li
     return lines
 
 
+def _dependency_lines_backwards(path: _Path) -> list[str]:
+    """print_shortest_lock_dependencies_backwards(): from the irq-safe class found back to
+    the held lock; each class after the first is printed with the stack of the dependency
+    below it (the class found has none of its own), so the held lock shows how the class
+    above it was taken with it held."""
+    lines: list[str] = []
+    trace: tuple[Frame, ...] | None = None
+    for depth in range(len(path) - 1, -1, -1):
+        parent, cls = path[depth]
+        lines += cls.header_lines(depth)
+        if trace is not None:
+            lines += [f"{' ' * depth} ... acquired at:", *_trace_lines(trace, 2), ""]
+        if parent is not None:
+            trace = parent.before[cls]
+    return lines
+
+
 def _irq_scenario(safe: LockClass, unsafe: LockClass, prev: LockClass, nxt: LockClass) -> list[str]:
     """print_irq_lock_scenario()."""
     middle = nxt if prev is safe else prev
@@ -731,8 +752,9 @@ def _held_lines(t: Task, stack: Iterable[tuple[Any, ...]] | None) -> list[str]:
 
 
 def _trace_lines(frames: tuple[Frame, ...], spaces: int) -> list[str]:
-    """print_lock_trace(): one frame a line, indented."""
-    pad = " " * spaces
+    """print_lock_trace(..., spaces): one frame a line, indented by 1 + ``spaces``
+    (stack_trace_print()'s ``"%*c%pS"`` with ``1 + spaces``)."""
+    pad = " " * (spaces + 1)
     return [f"{pad}{fr.function} ({fr.file}:{fr.line})" for fr in frames]
 
 

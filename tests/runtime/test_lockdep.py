@@ -154,9 +154,9 @@ def test_circular_report_has_the_kernels_layout() -> None:
     assert lines[8:13] == ["", "which lock already depends on the new lock.", "", "",
                            "the existing dependency chain (in reverse order) is:"]
     assert lines[13:15] == ["", "-> #1 (B){+.+.}-{2:2}:"]
-    assert lines[15].startswith("      path (tests/runtime/test_lockdep.py:")
+    assert lines[15].startswith("       path (tests/runtime/test_lockdep.py:")  # print_lock_trace(, 6): 7 spaces
     i = lines.index("-> #0 (A){+.+.}-{2:2}:")
-    assert lines[i + 1].startswith("      path (tests/runtime/test_lockdep.py:")
+    assert lines[i + 1].startswith("       path (tests/runtime/test_lockdep.py:")
     j = lines.index("other info that might help us debug this:")
     assert "Chain exists of:" not in lines  # a cycle of two shows no chain line
     assert lines[j + 1:j + 17] == [
@@ -307,7 +307,7 @@ def test_a_lock_taken_in_hardirq_and_with_irqs_on_is_inconsistent_without_an_int
                          f"task/{pid} [HC0[0]:SC0[0]:HE1:SE1] takes:"]
     assert lines[5].startswith("dev_lock (dev_lock){?...}-{2:2}, at: tests/runtime/test_lockdep.py:")
     assert lines[6] == "{IN-HARDIRQ-W} state was registered at:"
-    assert lines[7].startswith(" <lambda> (tests/runtime/test_lockdep.py:")
+    assert lines[7].startswith("  <lambda> (tests/runtime/test_lockdep.py:")  # print_lock_trace(, 1): 2 spaces
     j = lines.index("other info that might help us debug this:")
     assert lines[j + 1:j + 15] == [" Possible unsafe locking scenario:", "",
                                    "       CPU0", "       ----",
@@ -538,7 +538,7 @@ def test_a_hardirq_safe_lock_taking_a_hardirq_unsafe_one_is_reported_at_the_new_
                                   "but this new dependency connects a HARDIRQ-irq-safe lock:",
                                   " (dev_lock){-...}-{2:2}"]
     assert lines[i + 6] == "... which became HARDIRQ-irq-safe at:"
-    assert lines[i + 7].startswith(" <lambda> (tests/runtime/test_lockdep.py:")
+    assert lines[i + 7].startswith("  <lambda> (tests/runtime/test_lockdep.py:")
     j = lines.index("to a HARDIRQ-irq-unsafe lock:")
     assert lines[j + 1:j + 5] == [" (list_lock){+.+.}-{2:2}", "", "... which became HARDIRQ-irq-unsafe at:", "..."]
     k = lines.index(" Possible interrupt unsafe locking scenario:")
@@ -553,8 +553,14 @@ def test_a_hardirq_safe_lock_taking_a_hardirq_unsafe_one_is_reported_at_the_new_
                                    "    lock(dev_lock);", "", " *** DEADLOCK ***", "",
                                    f"1 lock held by task/{pid}:"]
     assert "the dependencies between HARDIRQ-irq-safe lock and the holding lock:" in lines
-    assert "the dependencies between the lock to be acquired and HARDIRQ-irq-unsafe lock:" in lines
-    assert "->(dev_lock){-...}-{2:2} {" in lines and "   IN-HARDIRQ-W at:" in lines
+    d = lines.index("the dependencies between the lock to be acquired")  # two pr_warn()s: two lines
+    assert lines[d + 1:d + 4] == [" and HARDIRQ-irq-unsafe lock:", "-> (list_lock){+.+.}-{2:2} {", "   HARDIRQ-ON-W at:"]
+    assert lines[d + 4].startswith(" " * 20 + "unsafe (tests/runtime/test_lockdep.py:")  # indented as the kernel does
+    h = lines.index("the dependencies between HARDIRQ-irq-safe lock and the holding lock:")
+    # the safe lock is the held one: its class, and no "acquired at" (print_shortest_lock_dependencies_backwards)
+    assert lines[h + 1:h + 3] == ["-> (dev_lock){-...}-{2:2} {", "   IN-HARDIRQ-W at:"]
+    assert lines[lines.index(" }", h) + 1:lines.index(" }", h) + 3] == ["", "the dependencies between the lock to be acquired"]
+    assert lines[lines.index(" }", d) + 1] == " ... acquired at:"
     assert rep.extra == {"irqclass": "HARDIRQ", "safe": "dev_lock", "unsafe": "list_lock",
                          "held": "dev_lock", "acquiring": "list_lock"}
     assert ("dev_lock", "list_lock") not in m.lockdep.dependencies()  # the edge is not added
@@ -598,6 +604,14 @@ def test_a_lock_between_the_safe_and_the_unsafe_one_prints_the_chain() -> None:
     i = rep.lines.index("Chain exists of:")
     assert rep.lines[i + 1] == "  dev_lock --> stats_lock --> list_lock"
     assert "                               lock(stats_lock);" in rep.lines
+    # print_shortest_lock_dependencies_backwards(): the safe class one level in, without a
+    # stack of its own; the held lock below it with the stack of dev_lock -> stats_lock
+    h = rep.lines.index("the dependencies between HARDIRQ-irq-safe lock and the holding lock:")
+    assert rep.lines[h + 1:h + 3] == [" -> (dev_lock){-...}-{2:2} {", "    IN-HARDIRQ-W at:"]
+    assert rep.lines[h + 3].startswith(" " * 22 + "<lambda> (tests/runtime/test_lockdep.py:")
+    k = rep.lines.index("  }", h)
+    assert rep.lines[k + 1:k + 4] == ["-> (stats_lock){....}-{2:2} {", " }", " ... acquired at:"]
+    assert rep.lines[k + 4].startswith("   edge (tests/runtime/test_lockdep.py:")
 
 
 def test_softirq_safe_to_softirq_unsafe_order() -> None:
