@@ -418,6 +418,28 @@ def test_enabling_interrupts_in_an_interrupt_handler_is_lockdeps_warning_and_mar
             assert usage == {"dev_lock": "-...", "outer_lock": "+..."}  # nothing marked by the enable
 
 
+@pytest.mark.xfail(strict=True, reason="local_bh_enable() with interrupts disabled (spin_unlock_bh() in an "
+                   "interrupt handler, or inside spin_lock_irqsave()) is not warned (runtime/kernel.py: the "
+                   "kernel's WARN_ON_ONCE(in_hardirq()) / lockdep_assert_irqs_enabled() in __local_bh_enable_ip)")
+@pytest.mark.parametrize("where", ["hardirq_handler", "irqs_saved"])
+def test_bottom_halves_enabled_with_interrupts_disabled_is_warned(where: str) -> None:
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock, outer = spin_lock_init("dev_lock"), spin_lock_init("outer_lock")
+
+    def task() -> None:
+        if where == "hardirq_handler":
+            request_irq(5, lambda irq, dev: (spin_lock_bh(lock), spin_unlock_bh(lock)))
+            raise_irq(5)
+        else:
+            flags = spin_lock_irqsave(outer)
+            spin_lock_bh(lock)
+            spin_unlock_bh(lock)  # bottom halves back on with interrupts off
+            spin_unlock_irqrestore(outer, flags)
+
+    m.run(task)
+    assert any("local_bh_enable" in r.text for r in m.reports), [r.kind for r in m.reports]
+
+
 def _serve_softirq_taking(lock: Any) -> None:
     """In a task: register softirq 3 with an action that takes ``lock``, and run it once
     (``lock`` becomes IN-SOFTIRQ-W)."""
