@@ -338,20 +338,25 @@ class Ctx:
         self.ran = 0
         self._fn: list[Callable[[], None]] = []
 
+    def _hardirq_handler(self, irq: int, dev: Any) -> None:
+        self._fn.pop()()
+        self.ran += 1
+
+    def _softirq_action(self) -> None:
+        local_irq_disable()  # SOFTIRQ_ENTER(): local_bh_disable(); local_irq_disable(); ...
+        self._fn.pop()()
+        self.ran += 1
+        local_irq_enable()
+
     def setup(self) -> None:
         """In the task: the handler and the softirq action that run what enter() gives them."""
-        def hardirq_handler(irq: int, dev: Any) -> None:
-            self._fn.pop()()
-            self.ran += 1
+        request_irq(IRQ, self._hardirq_handler)
+        open_softirq(SOFTIRQ, self._softirq_action)
 
-        def softirq_action() -> None:
-            local_irq_disable()  # SOFTIRQ_ENTER(): local_bh_disable(); local_irq_disable(); ...
-            self._fn.pop()()
-            self.ran += 1
-            local_irq_enable()
-
-        request_irq(IRQ, hardirq_handler)
-        open_softirq(SOFTIRQ, softirq_action)
+    def setup_on(self, m: Machine) -> None:
+        """The same, before a run of several tasks (none may raise before it is done)."""
+        m.request_irq(IRQ, self._hardirq_handler)
+        m.open_softirq(SOFTIRQ, self._softirq_action)
 
     def hardirq(self, fn: Callable[[], None]) -> None:
         self._fn.append(fn)
@@ -530,15 +535,10 @@ def test_irq_safety_events_in_concurrent_tasks_fail_in_every_interleaving(family
             for seed in SEEDS:
                 m = Machine(cpus=2, policy=policy, seed=seed, boot=False, lockdep=True)
                 x = Ctx(irq, fixed)
-                set_up = [False]
+                x.setup_on(m)
 
                 def ev(e: str, x: Ctx = x) -> Callable[[], None]:
-                    def run() -> None:
-                        if not set_up[0]:
-                            set_up[0] = True
-                            x.setup()
-                        _events(family, x)[e]()
-                    return run
+                    return lambda: _events(family, x)[e]()
 
                 m.run(ev("1"), ev("2"), ev("3"))
                 kinds = [r.kind for r in m.reports]
