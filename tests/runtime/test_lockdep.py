@@ -49,6 +49,8 @@ from percpu_kmem.linux import (
     current_gfp_context,
     fs_reclaim_acquire,
     fs_reclaim_release,
+    kfree,
+    kmalloc,
     memalloc_nofs_restore,
     memalloc_nofs_save,
     memalloc_noio_restore,
@@ -777,6 +779,24 @@ def test_gfp_kernel_under_a_lock_reclaim_takes_is_a_cycle_through_fs_reclaim() -
     assert lines[7].startswith("sb->s_umount (sb->s_umount){+.+.}-{3:3}, at: ")
     assert "-> #1 (sb->s_umount){+.+.}-{3:3}:" in lines and "-> #0 (fs_reclaim){+.+.}-{0:0}:" in lines
     assert "  lock(fs_reclaim);" in lines
+
+
+@pytest.mark.xfail(strict=True, reason="mm/slab.py and mm/page_alloc.py call might_sleep() before the "
+                   "fs_reclaim annotation; the kernel's might_alloc() takes fs_reclaim first, so lockdep's "
+                   "report comes before 'sleeping function called from invalid context'")
+def test_a_gfp_kernel_allocation_in_an_interrupt_handler_is_lockdeps_report_first() -> None:
+    m = Machine(cpus=1, memory="16M", lockdep=True)
+
+    def handler(irq: int, dev: Any) -> None:
+        kfree(kmalloc(32, GFP_KERNEL))  # the bug: GFP_KERNEL in hardirq context
+
+    def task() -> None:
+        request_irq(3, handler)
+        kfree(kmalloc(32, GFP_KERNEL))  # fs_reclaim: HARDIRQ-ON-W
+        raise_irq(3)
+
+    m.run(task)
+    assert [r.kind for r in m.reports][:2] == ["lockdep_inconsistent", "sleep_in_atomic"]
 
 
 @pytest.mark.parametrize("how", ["nofs_scope", "noio_scope", "gfp_nofs", "gfp_noio", "gfp_atomic"])
