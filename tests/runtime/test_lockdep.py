@@ -973,3 +973,20 @@ def test_the_stock_stress_scenarios_report_nothing_with_lockdep_on(policy: str) 
             m = s.make_machine(lockdep=True, seed=seed, policy=policy)
             s.run(m)
             assert _lockdep_reports(m) == [], (s.name, seed, _lockdep_reports(m)[0].text)
+
+
+def test_a_lockdep_report_under_on_bug_panic_panics_with_its_title() -> None:
+    """The panic line names the report (its first line that is not a rule), not '====='."""
+    from percpu_kmem import KernelPanic
+    m = Machine(cpus=1, boot=False, lockdep=True, on_bug="panic")
+    a, b = spin_lock_init("panic_A"), spin_lock_init("panic_B")
+
+    def body() -> None:
+        for first, second in ((a, b), (b, a)):
+            spin_lock(first)
+            spin_lock(second)
+            spin_unlock(second)
+            spin_unlock(first)
+
+    with pytest.raises(KernelPanic, match="not syncing: WARNING: possible circular locking dependency detected"):
+        m.run(body)
