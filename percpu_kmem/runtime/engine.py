@@ -53,7 +53,7 @@ from . import affinity, costs, threadpool
 from . import footprint as _fp
 from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
-from .preempt import HARDIRQ_MASK
+from .preempt import HARDIRQ_MASK, NSEC_PER_JIFFY
 from .task import (
     CPU,
     NO_TASK,
@@ -80,8 +80,17 @@ STOP_GRACE: Final = 5.0
 #: A busy-wait is a livelock when every live task has been in one (or spins, or sleeps)
 #: for this many cpu_relax() calls of its own without doing anything else.
 LIVELOCK_RELAXES: Final = 20_000
+#: a cpu_relax() more than this many scheduling points after the task's previous one
+#: starts a new busy-wait streak (the loop did other work in between)
+RELAX_GAP: Final = 16
 #: cpu_relax() calls between two livelock checks of one task.
 LIVELOCK_CHECK_EVERY: Final = 1024
+#: cpu_relax() calls between two checks of a task that reads the clock in its busy-wait
+#: (it may wait for time: see Engine._pass_time)
+TIME_CHECK_EVERY: Final = 32
+#: the longest a busy-wait on the clock may make time pass while nothing else happens
+#: (khungtaskd's 120 s); past it, the livelock rules apply
+TIME_WAIT_LIMIT_NS: Final = 120_000 * NSEC_PER_JIFFY
 
 _CPU_ID: Final = attrgetter("cpu.id")
 _ID: Final = attrgetter("id")
@@ -365,12 +374,24 @@ class Engine(ABC):
         while timers and (timers[0][3].state != T_SLEEPING or timers[0][2] != timers[0][3].timer_seq):
             heapq.heappop(timers)
 
+    def advance(self, ns: int) -> None:
+        """A CPU read its clock at ``ns`` (jiffies, ktime_get_ns): virtual time is there for
+        everyone now, and the timers due by then fire."""
+        if ns > self.now:
+            self.now = ns
+            if self.timers and self.timers[0][0] <= ns:
+                self._fire_due()
+
     def _fire_timers(self) -> list[Task]:
         """Advance the clock to the earliest live timer and wake every task due then."""
         self._prune_timers()
         if not self.timers:
             return []
         self.now = max(self.now, self.timers[0][0])
+        return self._fire_due()
+
+    def _fire_due(self) -> list[Task]:
+        """Wake every task whose timer is due at ``now``."""
         woken = []
         while self.timers and self.timers[0][0] <= self.now:
             _, _, seq, t = heapq.heappop(self.timers)
@@ -446,12 +467,19 @@ class Engine(ABC):
 
     # -- busy-waiting and livelock ---------------------------------------------
     def _note_points(self, t: Task, points: int) -> None:
-        """At a decision: account ``points`` to ``t`` and end its busy-wait streak if it did
-        a whole budget without a cpu_relax()."""
+        """At a decision: account ``points`` to ``t``."""
         t.points += points
-        if t.relaxes == t.relaxes_seen:
+
+    @staticmethod
+    def _streak(t: Task, points: int) -> None:
+        """A cpu_relax() of ``t``, which has passed ``points`` scheduling points in all: one
+        more turn of its busy-wait, or the first of a new one if the loop did more than
+        RELAX_GAP points of other work since the previous cpu_relax()."""
+        if points - t.relax_points > RELAX_GAP:
             t.relax_streak = 0
-        t.relaxes_seen = t.relaxes
+        t.relax_points = points
+        t.relaxes += 1
+        t.relax_streak += 1
 
     def _livelocked(self, streak: int = LIVELOCK_RELAXES) -> bool:
         """Every live task busy-waits (``streak`` turns or more), spins or sleeps, or waits for
@@ -471,18 +499,45 @@ class Engine(ABC):
                 return False
         return True
 
+    @staticmethod
+    def _check_every(t: Task) -> int:
+        """cpu_relax() calls between two busy-wait checks of ``t``: fewer when the loop reads
+        the clock (it may wait for time to pass)."""
+        return TIME_CHECK_EVERY if t.clock_read > t.relaxes - t.relax_streak else LIVELOCK_CHECK_EVERY
+
     def _busy_waiting_check(self, t: Task) -> bool:
-        """Every LIVELOCK_CHECK_EVERY turns of ``t``'s busy-wait: if nobody does anything but
-        wait, let time pass to the next timer (sleepers wake, as they would while the CPUs
-        spin on real hardware). True when nothing is left to wake: then it is a livelock
-        once the busy-waiters have turned LIVELOCK_RELAXES times."""
-        if not self._livelocked(LIVELOCK_CHECK_EVERY):
+        """Every _check_every() turns of ``t``'s busy-wait: if nobody does anything but wait,
+        let time pass to the next timer (sleepers wake, as they would while the CPUs spin on
+        real hardware), or, with no timer, by _pass_time() if ``t`` polls the clock. True
+        when nothing is left to wake: then it is a livelock once the busy-waiters have
+        turned LIVELOCK_RELAXES times."""
+        every = self._check_every(t)
+        if not self._livelocked(every):
             return False
         self._prune_timers()
         if self.timers:
             self._fire_timers()
             return False
+        if every == TIME_CHECK_EVERY and self._pass_time(t):
+            return False
         return t.relax_streak >= LIVELOCK_RELAXES and self._livelocked()
+
+    def _pass_time(self, t: Task) -> bool:
+        """Everyone busy-waits or sleeps with no timer set, and ``t`` reads the clock in its
+        loop (LDD3's jitbusy: ``while (time_before(jiffies, j1)) cpu_relax();``): time passes
+        as the CPUs spin. The clock moves to the next jiffy, then by steps of 1/32 of the
+        wait so far (a long wait overshoots by at most that), and the busy-waiting CPUs'
+        clocks with it. False once the wait has passed TIME_WAIT_LIMIT_NS."""
+        waited = self.now - t.relax_t0
+        if waited >= TIME_WAIT_LIMIT_NS:
+            return False
+        step = max(1, waited // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
+        self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
+        for c in self.cpus:
+            u = c.curr
+            if u is not None and u.relax_streak and c.clock < self.now:
+                c.clock = self.now
+        return True
 
 
 def describe_wait(what: Any) -> str:
@@ -613,9 +668,6 @@ class BatonEngine(Engine):
         self.steps += n
         self.granted = t.budget
         t.points += n  # _note_points, inline
-        if t.relaxes == t.relaxes_seen:
-            t.relax_streak = 0
-        t.relaxes_seen = t.relaxes
         if self.charges_points and t.cpu is not None:
             t.cpu.clock += n * costs.POINT
 
@@ -723,9 +775,6 @@ class BatonEngine(Engine):
         self.steps += n
         self.granted = t.budget
         t.points += n
-        if t.relaxes == t.relaxes_seen:
-            t.relax_streak = 0
-        t.relaxes_seen = t.relaxes
         c = t.cpu
         if self.charges_points:
             c.clock += n * costs.POINT
@@ -990,11 +1039,12 @@ class BatonEngine(Engine):
 
     def relax(self, t: Task) -> None:
         """One turn of a busy-wait loop: charge the pause, look for a livelock now and then."""
-        t.relaxes += 1
-        t.relax_streak += 1
+        self._streak(t, t.points + self.granted - t.budget)
+        if t.relax_streak == 1:
+            t.relax_t0 = self.now
         self.policy.on_relax(self, t)
         self.charge(t, costs.CPU_RELAX)
-        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0 and self._busy_waiting_check(t):
+        if t.relax_streak % self._check_every(t) == 0 and self._busy_waiting_check(t):
             self.m._report_livelock(self.blocked_summary())
             self._finish()
             raise TaskAbort()
@@ -1262,10 +1312,11 @@ class FreeEngine(Engine):
             t.spinning = None
 
     def relax(self, t: Task) -> None:
-        t.relaxes += 1
-        t.relax_streak += 1
+        self._streak(t, t.points + t.granted - t.budget)
+        if t.relax_streak == 1:
+            t.relax_t0 = self.now
         t.cpu.clock += costs.CPU_RELAX
-        if t.relax_streak % LIVELOCK_CHECK_EVERY == 0:
+        if t.relax_streak % self._check_every(t) == 0:
             with self.cv:
                 if self._busy_waiting_check(t) and not self.aborting:
                     self.m._report_livelock(self.blocked_summary())
@@ -1368,6 +1419,12 @@ class FreeEngine(Engine):
     def charge(self, t: Task, cycles: int) -> None:
         t.cpu.clock += cycles
 
+    def advance(self, ns: int) -> None:
+        if ns > self.now:
+            with self.cv:
+                super().advance(ns)
+                self.cv.notify_all()
+
 
 def run_engine(engine: Engine, tasks: list[Task], timeout: float | None) -> None:
     """Start ``tasks`` on ``engine`` and wait for every thread to leave.
@@ -1402,4 +1459,5 @@ def _stop(engine: Engine, why: str) -> None:
 
 
 __all__ = ["Engine", "BatonEngine", "FreeEngine", "run_engine", "describe_wait", "in_model_code", "DRAIN_STEPS",
-           "DRAIN_STRICT_STEPS", "STOP_GRACE", "LIVELOCK_RELAXES", "LIVELOCK_CHECK_EVERY"]
+           "DRAIN_STRICT_STEPS", "STOP_GRACE", "LIVELOCK_RELAXES", "LIVELOCK_CHECK_EVERY", "RELAX_GAP",
+           "TIME_CHECK_EVERY", "TIME_WAIT_LIMIT_NS"]

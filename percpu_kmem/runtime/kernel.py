@@ -573,20 +573,35 @@ def cpu_relax() -> None:
     point, so the CPU that will end the wait gets to run. A loop in which every task only
     busy-waits (or spins, or sleeps) is reported as a livelock and ends the run."""
     t = current_task()
-    if t.relax_streak == 0:
+    t.engine.relax(t)
+    if t.relax_streak == 1:  # the first turn of a busy-wait: where its loop is
         file, line, _ = caller_site(2)
         t.relax_site = f"{file}:{line}"
-    t.engine.relax(t)
     preempt_point("cpu_relax")
 
 
+def _clock(t: Task) -> int:
+    """Virtual time as ``t``'s CPU reads it: the machine's clock, brought up to this CPU's
+    own (the work charged to it) if that is ahead, so that time passes in a loop that
+    only works or busy-waits (a udelay() poll with a jiffies timeout ends). The read is
+    remembered: a cpu_relax() loop that reads the clock may be waiting for time to pass
+    (runtime/engine.py, Engine._pass_time). Monotonic on every CPU."""
+    e = t.engine
+    c = t.cpu
+    t.clock_read = t.relaxes
+    if c is not None and c.clock > e.now:
+        e.advance(c.clock)
+    return e.now
+
+
 def jiffies() -> int:
-    """The virtual clock in jiffies (HZ = 1000)."""
-    return current_task().engine.now // NSEC_PER_JIFFY
+    """The virtual clock in jiffies (HZ = 1000), as this CPU reads it."""
+    return _clock(current_task()) // NSEC_PER_JIFFY
 
 
 def ktime_get_ns() -> int:
-    return current_task().engine.now
+    """The virtual clock in ns, as this CPU reads it."""
+    return _clock(current_task())
 
 
 # -- hung tasks ---------------------------------------------------------------------------

@@ -85,8 +85,9 @@ class Task:
                  "result", "spinning", "waiting_on", "woken", "timed_out", "saved_count",
                  "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
                  "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
-                 "held", "in_sleep", "kstate", "points", "relaxes", "relaxes_seen", "relax_streak",
-                 "relax_site", "granted", "engine", "fail_nth", "make_it_fail", "hb", "glet", "__weakref__")
+                 "held", "in_sleep", "kstate", "points", "relaxes", "relax_streak",
+                 "relax_site", "relax_t0", "relax_points", "clock_read", "granted", "engine", "fail_nth",
+                 "make_it_fail", "hb", "glet", "__weakref__")
 
     def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
                  *, is_idle: bool = False, daemon: bool = False) -> None:
@@ -130,9 +131,13 @@ class Task:
         self.kstate = 0
         self.points = 0  # scheduling points passed (synced at decisions)
         self.relaxes = 0  # cpu_relax() calls
-        self.relaxes_seen = 0  # ``relaxes`` at the last decision
-        self.relax_streak = 0  # cpu_relax() calls since the task last did a budget without one
+        #: cpu_relax() calls in a row with at most RELAX_GAP scheduling points between two
+        #: (a busy-wait loop; runtime/engine.py)
+        self.relax_streak = 0
+        self.relax_points = 0  # the task's points at its last cpu_relax()
         self.relax_site = ""  # where the current busy-wait loop calls cpu_relax()
+        self.relax_t0 = 0  # virtual time at the first cpu_relax() of the current streak
+        self.clock_read = -1  # ``relaxes`` when the task last read the clock (jiffies, ktime)
         self.granted = 0  # the budget of the last grant (free engine)
         #: the engine of the run this task belongs to (set when the run registers it)
         self.engine: Any = None

@@ -59,6 +59,7 @@ from percpu_kmem import (
     spin_lock,
     spin_lock_init,
     spin_unlock,
+    udelay,
     wake_up,
     wake_up_process,
 )
@@ -756,6 +757,71 @@ def test_busy_waiting_for_a_task_that_sleeps_lets_virtual_time_pass(policy: str)
 
     _, woke_at = m.run(waiter, sleeper)
     assert woke_at >= 10 and not m.reports
+
+
+@pytest.mark.parametrize(("policy", "delay"), [("random", 1000), ("pct", 1000), ("virtual", 1000), ("free", 100)])
+def test_a_busy_wait_on_jiffies_ends_when_its_time_has_come(policy: str, delay: int) -> None:
+    """LDD3's jitbusy: nothing else runs and no timer is set, so time passes as the CPU
+    spins, to the jiffy for a short wait and by 1/32 of the wait so far for a long one.
+    It used to be reported as a livelock (jiffies stood still)."""
+    def jitbusy() -> int:
+        j0 = jiffies()
+        j1 = j0 + delay
+        while jiffies() < j1:
+            cpu_relax()
+        return jiffies() - j0
+
+    for seed in range(2):
+        m = Machine(cpus=2, policy=policy, seed=seed, boot=False, timeout=60)
+        (waited,) = m.run(jitbusy)
+        assert delay <= waited <= delay * 1.04 and not m.reports, (seed, waited, m.reports)
+
+
+@pytest.mark.parametrize("policy", ["random", "free"])
+def test_a_udelay_poll_with_a_jiffies_timeout_times_out(policy: str) -> None:
+    """A register poll that never sees the device ready: udelay()'s busy-waiting moves the
+    CPU's clock, and jiffies read it, so the timeout is reached after 10 ms of polling
+    (it used to hang until the wall-clock timeout)."""
+    def wait_ready() -> tuple[int, int]:
+        timeout = jiffies() + 10
+        polls = 0
+        while jiffies() <= timeout:
+            udelay(10)
+            polls += 1
+        return -110, polls
+
+    m = Machine(cpus=1, policy=policy, seed=0, boot=False, timeout=30)
+    ((err, polls),) = m.run(wait_ready)
+    assert err == -110 and 1000 <= polls <= 1100 and not m.reports
+
+
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
+def test_a_busy_wait_that_reads_its_flag_between_relaxes_is_still_one_busy_wait(policy: str) -> None:
+    """``while (!READ_ONCE(flag)) cpu_relax();``: the READ_ONCE is a scheduling point of its
+    own. The loop is still one busy-wait (at most RELAX_GAP points between two relaxes),
+    so time passes to the msleep() of the task that sets the flag, and a flag nobody sets
+    is a livelock report. Both used to run into the wall-clock timeout."""
+    from percpu_kmem.linux import READ_ONCE, WRITE_ONCE, kfree, kzalloc
+    flag = [0]
+
+    def waiter() -> None:
+        while not READ_ONCE(flag[0]):
+            cpu_relax()
+
+    def setter() -> None:
+        msleep(1)
+        WRITE_ONCE(flag[0], 1)
+
+    m = Machine(cpus=2, policy=policy, seed=1, timeout=30)
+    m.run(lambda: flag.__setitem__(0, kzalloc(4, GFP_KERNEL)))
+    m.run(waiter, setter)
+    assert not m.reports
+    alone = Machine(cpus=2, policy=policy, seed=1, timeout=30)
+    alone.run(lambda: flag.__setitem__(0, kzalloc(4, GFP_KERNEL)))
+    alone.run(waiter)
+    assert [r.kind for r in alone.reports] == ["livelock"]
+    assert "cpu_relax" in alone.reports[0].text or "busy" in alone.reports[0].text
+    m.run(lambda: kfree(flag[0]))
 
 
 @pytest.mark.parametrize("seed", range(4))
