@@ -19,9 +19,11 @@ elements); the algorithm of ``mempool_alloc`` is the modern one (Nick Piggin's
 the lock) and wakes the waiters; any other element goes back with ``free_fn``.
 
 Model additions (see docs/mempool.md): the 2.6 GFP bits have no __GFP_NOMEMALLOC,
-so that part of the modern mask cannot be expressed; a waiter that nothing feeds
-for 120 s of virtual time is reported as a hung task and ended (the kernel would
-loop for ever); each machine keeps a registry of its pools with an invariant
+so that part of the modern mask cannot be expressed; a waiter that has waited 120 s
+of virtual time while no other task could still return an element (every other one
+ended, waits on a mempool, or sleeps with nobody left to wake it) is reported as a
+hung task and ended (the kernel would loop for ever); a long wait that something can
+still end is not; each machine keeps a registry of its pools with an invariant
 check, and an element freed while it already sits in the reserve is reported as
 a double free. Under ``Machine(slab_debug=True)`` reserve elements of the stock
 pools are poisoned and re-checked, as CONFIG_DEBUG_SLAB does since 4.2.
@@ -46,7 +48,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from ..runtime.task import current_task
+from ..runtime.task import T_DONE, T_SLEEPING, current_task
 from .access import mem_read, mem_write
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE
@@ -477,6 +479,27 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
     finish_wait(pool.wait)
 
 
+def _someone_may_feed(pool: mempool_t, engine: Any) -> bool:
+    """Can another task of the run still return an element? True while one is on a CPU or
+    runnable, or sleeps with a timeout (msleep, schedule_timeout) anywhere but on a mempool's
+    wait queue: it will run again, and may free. False when every other live task is done,
+    waits on a mempool itself, or sleeps with nothing but another task to wake it: then
+    nothing will ever come back (a leak, or pools waiting on each other) and the wait is a
+    livelock the model ends. A waiter's 5 s retries are not such a sign: the kernel's
+    khungtaskd never fires for them, so a long but finite wait is not reported."""
+    me = current_task()
+    pool_waits = {id(p.wait) for p in mempools_of(pool.machine)}
+    timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
+    for u in engine.tasks:
+        if u is me or u.is_idle or u.state == T_DONE:
+            continue
+        if u.state != T_SLEEPING:
+            return True
+        if id(u.waiting_on) not in pool_waits and id(u) in timed:
+            return True
+    return False
+
+
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
     report_hung_task(waited_ns, f"mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty "
                                 "and its allocator kept failing; nothing returned an element")
@@ -534,7 +557,7 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
         assert engine is not None, "a task that may sleep runs on its machine's engine"
         if waited_since is None:
             waited_since = engine.now
-        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS:
+        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS and not _someone_may_feed(pool, engine):
             spin_unlock_irqrestore(pool.lock, flags)
             _mempool_hung(pool, engine.now - waited_since)
         _mempool_wait(pool, flags)
