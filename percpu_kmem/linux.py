@@ -124,7 +124,10 @@ from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var,
                         put_cpu_var, per_cpu_ptr, this_cpu_ptr, this_cpu_read, this_cpu_write,
                         this_cpu_add, this_cpu_sub, this_cpu_inc, this_cpu_dec, __this_cpu_read,
                         __this_cpu_write, __this_cpu_add, __this_cpu_sub, __this_cpu_inc,
-                        __this_cpu_dec, alloc_percpu, alloc_percpu_gfp, __alloc_percpu,
+                        __this_cpu_dec, this_cpu_add_return, this_cpu_sub_return,
+                        this_cpu_inc_return, this_cpu_dec_return, __this_cpu_add_return,
+                        __this_cpu_sub_return, __this_cpu_inc_return, __this_cpu_dec_return,
+                        alloc_percpu, alloc_percpu_gfp, __alloc_percpu,
                         __alloc_percpu_gfp, free_percpu, PERCPU_ENOUGH_ROOM, PCPU_MIN_UNIT_SIZE)
 
 # -- C types of per-CPU variables and simulated structs (<linux/types.h>)
@@ -224,7 +227,9 @@ __all__ = [
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
     "per_cpu_ptr", "this_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add",
     "this_cpu_sub", "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write",
-    "__this_cpu_add", "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "alloc_percpu",
+    "__this_cpu_add", "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "this_cpu_add_return",
+    "this_cpu_sub_return", "this_cpu_inc_return", "this_cpu_dec_return", "__this_cpu_add_return",
+    "__this_cpu_sub_return", "__this_cpu_inc_return", "__this_cpu_dec_return", "alloc_percpu",
     "alloc_percpu_gfp", "__alloc_percpu", "__alloc_percpu_gfp", "free_percpu", "PERCPU_ENOUGH_ROOM",
     "PCPU_MIN_UNIT_SIZE",
     # C types of per-CPU variables and simulated structs

@@ -33,7 +33,11 @@ from percpu_kmem.linux import (
     __pa,
     __this_cpu_add,
     __this_cpu_dec,
+    __this_cpu_dec_return,
+    __this_cpu_inc_return,
+    __this_cpu_read,
     __this_cpu_sub,
+    __this_cpu_sub_return,
     __this_cpu_write,
     __vmalloc,
     alloc_bootmem,
@@ -68,6 +72,7 @@ from percpu_kmem.linux import (
     memset,
     msleep,
     page_address,
+    per_cpu,
     per_cpu_ptr,
     preempt_disable,
     preempt_enable,
@@ -76,8 +81,12 @@ from percpu_kmem.linux import (
     readl,
     register_io_device,
     reserve_bootmem,
+    this_cpu_add_return,
+    this_cpu_dec_return,
+    this_cpu_inc_return,
     this_cpu_read,
     this_cpu_sub,
+    this_cpu_sub_return,
     vfree,
     vmalloc,
     vmap,
@@ -505,7 +514,8 @@ ULONG_MAX = 0xFFFFFFFF
 
 
 def test_percpu_test_arithmetic_wraps_as_i386_long() -> None:
-    """percpu_test_init's sequence. On i386 long and unsigned int are both 32 bits, so
+    """percpu_test_init's sequence, CHECK() reading with __this_cpu_read, ending with
+    this_cpu_sub_return and __this_cpu_sub_return. On i386 long and unsigned int are both 32 bits, so
     -ui_one added to a long is -1 and (long)0x100000000LL is 0 (the CHECK()s the 64-bit
     build writes with 0xffffffff and 0x100000000 read that way here)."""
     m = Machine(cpus=2, memory="16M", seed=0)
@@ -515,7 +525,7 @@ def test_percpu_test_arithmetic_wraps_as_i386_long() -> None:
         bad: list[tuple[int, object, object]] = []
 
         def check(step: int, native: int, pcp, expected: int) -> None:  # type: ignore[no-untyped-def]
-            got = this_cpu_read(pcp)
+            got = __this_cpu_read(pcp)
             if (got - native) % 2**32 or (native - expected) % 2**32:
                 bad.append((step, got, expected))
 
@@ -565,6 +575,15 @@ def test_percpu_test_arithmetic_wraps_as_i386_long() -> None:
         ul -= ui_one
         __this_cpu_sub(ulong_counter, ui_one)
         check(12, ul, ulong_counter, ULONG_MAX)
+        ul = 3
+        __this_cpu_write(ulong_counter, 3)
+        ul = this_cpu_sub_return(ulong_counter, ui_one)
+        check(13, ul, ulong_counter, 2)
+        ul = __this_cpu_sub_return(ulong_counter, ui_one)
+        check(14, ul, ulong_counter, 1)
+        if (this_cpu_add_return(long_counter, 5), __this_cpu_dec_return(ulong_counter),
+                this_cpu_dec_return(ulong_counter)) != (4, 0, ULONG_MAX):
+            bad.append((15, __this_cpu_read(long_counter), __this_cpu_read(ulong_counter)))
         preempt_enable()
         return bad
 
@@ -855,3 +874,63 @@ def test_two_pools_waiting_on_each_other_are_reported_hung() -> None:
     m.run(one("A", "B"), one("B", "A"))
     assert sorted(r.kind for r in m.reports) == ["hung_task", "hung_task"]
     assert all(r.text.startswith("INFO: task holds") for r in m.reports)
+
+
+@pytest.mark.xfail(strict=True, reason="page allocator/proc: MemTotal counts bootmem-reserved pages; 2.6.11 "
+                                       "prints totalram_pages (what free_all_bootmem handed over)")
+def test_meminfo_memtotal_leaves_out_what_bootmem_kept() -> None:
+    """mem_init: totalram_pages += free_all_bootmem(); si_meminfo: totalram = totalram_pages.
+    Pages bootmem kept for good are not in MemTotal, as the boot line "Memory: %luk/%luk
+    available" already says."""
+    def init() -> None:
+        alloc_bootmem_pages(64 * PAGE)
+
+    m = Machine(cpus=1, memory="16M", seed=0, init=[init])
+    avail = re.search(r"Memory: (\d+)k/(\d+)k available", "\n".join(m.dmesg))
+    assert avail is not None and avail[1] == "16128"
+    assert meminfo(m)["MemTotal"] == int(avail[1])
+
+
+def test_this_cpu_return_ops_from_preemptible_code_are_reported_as_add_return() -> None:
+    """__this_cpu_{sub,inc,dec}_return expand to __this_cpu_add_return: DEBUG_PREEMPT names that.
+    The this_cpu_*_return forms are silent anywhere."""
+    m = Machine(cpus=2, memory="16M", seed=0)
+
+    def body() -> list[int]:
+        return [this_cpu_inc_return(long_counter) - this_cpu_dec_return(long_counter),
+                __this_cpu_inc_return(long_counter) - __this_cpu_sub_return(long_counter, 1)]
+
+    assert in_task(m, body) == [1, 1]
+    texts = [r.text.splitlines()[0] for r in m.reports]
+    assert texts == ["BUG: using __this_cpu_add_return() in preemptible [00000000] code: body/1"]
+    assert [r.kind for r in m.reports] == ["preempt_this_cpu"]
+
+
+hits = DEFINE_PER_CPU(c_ulong, "selftest_hits")
+
+
+def _inc_return_scenario(m: Machine) -> None:
+    """this_cpu_inc_return from four tasks on two CPUs (they migrate) and an interrupt handler:
+    no update is lost, and on each CPU every value is returned once."""
+    got: list[int] = []
+
+    def handler(irq: int, dev: object) -> None:
+        got.append(this_cpu_inc_return(hits))
+
+    m.request_irq(9, handler, "tick", None, rate=0.05)
+
+    def worker() -> None:
+        for _ in range(15):
+            got.append(this_cpu_inc_return(hits))
+
+    m.run(worker, worker, worker, worker)
+    m.free_irq(9)
+    counts = in_task(m, lambda: [per_cpu(hits, c).value for c in range(m.nr_cpus)])
+    assert sum(counts) == len(got) >= 60
+    assert sorted(got) == sorted(v for n in counts for v in range(1, n + 1))
+    assert m.reports == []
+
+
+@pytest.mark.parametrize("policy", CONCURRENT)
+def test_this_cpu_inc_return_loses_nothing(policy: str) -> None:
+    explore(_inc_return_scenario, seeds=SEEDS, policies=policy, cpus=2, memory="16M")
