@@ -66,7 +66,7 @@ from .ctype import (
     CType,
     ctype_of,
 )
-from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
+from .gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
@@ -390,11 +390,13 @@ class PerCpuState:
     def has_empty_chunk(self) -> bool:
         return any(c.nr_alloc == 0 for c in self.chunks)
 
-    def create_chunk(self, t: Task, gfp: int) -> PcpuChunk | None:
+    def create_chunk(self, t: Task, gfp: int, first: bool = False) -> PcpuChunk | None:
         """pcpu_create_chunk + populate: one unit per CPU, from that CPU's node. Runs under
-        pcpu_alloc_mutex with pcpu_lock released; may sleep."""
+        pcpu_alloc_mutex with pcpu_lock released; may sleep. ``first``: the first chunk,
+        which the kernel sets up at boot; the model builds it at the first allocation,
+        atomic ones included, so its pages are taken with GFP_ATOMIC (never sleeping)."""
         pfns: list[int] = []
-        page_gfp = GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
+        page_gfp = GFP_ATOMIC | GFP_NOWARN if first else GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
         for cpu in range(self.nr_cpus):
             pfn = self.pa.alloc_pages(page_gfp, _UNIT_ORDER, self.m.cpus[cpu].node)
             if pfn is None:
@@ -796,8 +798,23 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
         found = st.find_area(size, align)
         if found is not None:
             break
+        searched_none = not st.chunks  # seen under pcpu_lock, with the search
         spin_unlock_irqrestore(st.pcpu_lock, flags)
         if is_atomic:
+            if searched_none:  # the first chunk: in the kernel it is there from boot
+                chunk = None if st.chunks else st.create_chunk(t, gfp, first=True)
+                if chunk is None and st.chunks:  # another CPU built it meanwhile: search it
+                    flags = spin_lock_irqsave(st.pcpu_lock)
+                    continue
+                if chunk is not None:
+                    flags = spin_lock_irqsave(st.pcpu_lock)
+                    if st.chunks:  # another CPU built it meanwhile: give ours back
+                        spin_unlock_irqrestore(st.pcpu_lock, flags)
+                        st.destroy_chunk(t, chunk)
+                        flags = spin_lock_irqsave(st.pcpu_lock)
+                    else:
+                        st.link(chunk)
+                    continue
             err = "atomic alloc failed, no space left"
             break
         # No space left: create a chunk, unless a free one appeared meanwhile.
@@ -841,7 +858,7 @@ def __alloc_percpu_gfp(size: int, align: int, gfp: int) -> PercpuPtr | None:
     Returns:
         a per-CPU pointer (use per_cpu_ptr()), or None on failure.
     Context: without all of GFP_KERNEL the allocation is atomic: it never sleeps and never
-    creates a chunk (so it fails when the existing chunks are full). ``__GFP_NOWARN``
+    creates a chunk beyond the first (so it fails when the existing chunks are full). ``__GFP_NOWARN``
     silences the warnings.
     """
     return pcpu_alloc(size, align, gfp, "__alloc_percpu_gfp")
