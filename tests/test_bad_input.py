@@ -587,7 +587,7 @@ def test_named_functions_check_their_arguments(call: Callable[[], Any]) -> None:
     (lambda: pk.mempool_alloc_slab(GFP_KERNEL, None), r"^mempool_alloc_slab: kmem_cache_alloc"),
     (lambda: pk.mempool_free_slab(1.5, pk.kmem_cache_create("h8_slab", 32)), r"^mempool_free_slab: kmem_cache_free"),
     (lambda: pk.mempool_kfree("x", 64), r"^mempool_kfree: kfree: objp"),
-    (lambda: pk.mempool_create_kmalloc_pool(0, 64), r"^mempool_create_kmalloc_pool: min_nr\(=0\)"),
+    (lambda: pk.mempool_create_kmalloc_pool(-1, 64), r"^mempool_create_kmalloc_pool: min_nr\(=-1\)"),
     (lambda: pk.mempool_create_page_pool(None, 0), r"^mempool_create_page_pool: min_nr must be an int"),
     (lambda: pk.mempool_create_slab_pool(True, None), r"^mempool_create_slab_pool: min_nr must be an int"),
 ])

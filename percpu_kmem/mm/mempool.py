@@ -341,11 +341,11 @@ def _free_pool(pool: mempool_t) -> None:
 # ---------------------------------------------------------------------------------------------
 # Python-side argument checks (KmemUsageError)
 # ---------------------------------------------------------------------------------------------
-def _check_min_nr(fn: str, name: str, value: Any) -> int:
+def _check_min_nr(fn: str, name: str, value: Any, least: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise KmemUsageError(f"{fn}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise KmemUsageError(f"{fn}: {name}(={value}) must be >= 1 (a pool guarantees at least one element)")
+    if value < least:
+        raise KmemUsageError(f"{fn}: {name}(={value}) must be >= {least} (the number of elements kept in reserve)")
     return value
 
 
@@ -385,7 +385,8 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     """Create a pool that guarantees ``min_nr`` preallocated elements.
 
     Args:
-        min_nr: the number of elements kept in reserve (an int >= 1).
+        min_nr: the number of elements kept in reserve (an int >= 0; 0 is a pool with no
+            reserve, as the kernel allows: its GFP_KERNEL callers wait for the allocator).
         alloc_fn: ``alloc_fn(gfp_mask, pool_data)`` returns a new element or None.
         free_fn: ``free_fn(element, pool_data)`` gives an element back to its allocator.
         pool_data: passed to both functions (an order, a size, a kmem_cache, ...).
@@ -397,7 +398,8 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
         Should the caller end inside preallocation (an OOM kill, an exception from
         ``alloc_fn``), the same is handed back before the exception goes on.
     Raises:
-        KmemUsageError: ``min_nr`` is not an int >= 1 or a function is not callable.
+        KmemUsageError: ``min_nr`` is not an int >= 0 or a function is not callable (the
+            kernel's kmalloc of a negative count's array would fail: NULL).
     Context: process context; might sleep (preallocation uses GFP_KERNEL).
     """
     _check_min_nr("mempool_create", "min_nr", min_nr)
@@ -630,15 +632,21 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     old min_nr, the elements it added handed back.
     Returns:
         0, or -ENOMEM when the new elements array cannot be allocated.
+    ``new_min_nr <= 0`` is the kernel's ``BUG_ON(new_min_nr <= 0)``: reported as a kernel BUG,
+    the calling task ends with an Oops and the pool is left as it was.
     Raises:
-        KmemUsageError: ``new_min_nr`` is not an int >= 1 (the kernel's BUG_ON).
+        KmemUsageError: ``new_min_nr`` is not an int.
     Context: may sleep if ``gfp_mask`` has __GFP_WAIT.
     """
     pool = _pool_of(pool, "mempool_resize")
-    _check_min_nr("mempool_resize", "new_min_nr", new_min_nr)
+    _check_min_nr("mempool_resize", "new_min_nr", new_min_nr, least=-(1 << 31))
     check_gfp(gfp_mask, "mempool_resize")
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_resize")
+        return -ENOMEM
+    if new_min_nr <= 0:
+        BUG(f"BUG_ON(new_min_nr <= 0): mempool_resize(mempool {pool.id}, {new_min_nr}): a pool cannot be "
+            "resized to no reserve")
         return -ENOMEM
     if gfp_mask & GFP_WAIT:
         might_sleep()

@@ -65,6 +65,7 @@ from percpu_kmem.linux import (
     mem_write,
     mempool_alloc,
     mempool_create,
+    mempool_create_kmalloc_pool,
     mempool_create_page_pool,
     mempool_destroy,
     mempool_free,
@@ -934,3 +935,28 @@ def _inc_return_scenario(m: Machine) -> None:
 @pytest.mark.parametrize("policy", CONCURRENT)
 def test_this_cpu_inc_return_loses_nothing(policy: str) -> None:
     explore(_inc_return_scenario, seeds=SEEDS, policies=policy, cpus=2, memory="16M")
+
+
+def test_mempool_with_no_reserve_is_legal_and_resize_to_zero_is_a_bug() -> None:
+    """2.6.11 mempool_create takes min_nr 0 (kmalloc(0) of the elements array succeeds): a pool
+    that only forwards to its allocator. mempool_resize(pool, 0) is BUG_ON(new_min_nr <= 0)."""
+    m = Machine(cpus=1, memory="16M", seed=0)
+    st: dict[str, object] = {}
+
+    def body() -> None:
+        pool = mempool_create_kmalloc_pool(0, 100)
+        assert pool is not None and pool.min_nr == pool.curr_nr == 0
+        e = mempool_alloc(pool, GFP_KERNEL)
+        mempool_free(e, pool)  # reserve full (0 of 0): back to kfree
+        st["curr"] = pool.curr_nr
+        st["pool"] = pool
+        mempool_resize(pool, 0, GFP_KERNEL)
+        st["after"] = "not reached"
+
+    m.run(body)
+    assert st["curr"] == 0 and "after" not in st
+    (rep,) = m.reports
+    assert rep.kind == "bug" and re.match(r"kernel BUG at \S*mempool\.py:\d+!$", rep.text.splitlines()[0])
+    assert "BUG_ON(new_min_nr <= 0)" in rep.text
+    m.run(lambda: mempool_destroy(st["pool"]))
+    assert len(m.reports) == 1
