@@ -28,6 +28,7 @@ from percpu_kmem.linux import (
     GFP_NOIO,
     PAGE_SIZE,
     SLAB_CTOR_CONSTRUCTOR,
+    SLAB_DESTROY_BY_RCU,
     __alloc_percpu,
     __free_pages,
     __pa,
@@ -960,3 +961,31 @@ def test_mempool_with_no_reserve_is_legal_and_resize_to_zero_is_a_bug() -> None:
     assert "BUG_ON(new_min_nr <= 0)" in rep.text
     m.run(lambda: mempool_destroy(st["pool"]))
     assert len(m.reports) == 1
+
+
+@pytest.mark.parametrize("kasan", [False, pytest.param(True, marks=pytest.mark.xfail(
+    strict=True, reason="kasan/slab: a read of a freed SLAB_DESTROY_BY_RCU object is reported as "
+                        "slab-use-after-free; KASAN leaves type-safe-by-RCU objects unpoisoned"))])
+def test_meminit_rcu_cache_keeps_contents_after_free(kasan: bool) -> None:
+    """do_kmem_cache_size(want_rcu) and do_kmem_cache_rcu_persistent: an object of a
+    SLAB_DESTROY_BY_RCU cache may be read after kmem_cache_free (inside rcu_read_lock, which
+    the model does not have), its bytes intact, and when handed out again it still holds them
+    (no ctor, no __GFP_ZERO). Also with slab debugging: 2.6.11 never poisons such caches."""
+    m = Machine(cpus=1, memory="16M", seed=0, kasan=kasan)
+    m2 = Machine(cpus=1, memory="16M", seed=0, slab_debug=True)
+
+    def body() -> tuple[bool, bool]:
+        c = kmem_cache_create("test_cache", 64, 0, SLAB_DESTROY_BY_RCU, None, None)
+        buf = kmem_cache_alloc(c, GFP_KERNEL)
+        fill_with_garbage(buf, 64)
+        kmem_cache_free(c, buf)
+        intact = nonzero(buf, 64) == 64 and read_u32(buf) == GARBAGE_INT
+        again = kmem_cache_alloc(c, GFP_KERNEL)
+        persistent = again != buf or read_u32(again) == GARBAGE_INT
+        kmem_cache_free(c, again)
+        kmem_cache_destroy(c)
+        return intact, persistent
+
+    for mm_ in (m2, m):
+        assert in_task(mm_, body) == (True, True)
+        assert mm_.reports == []
