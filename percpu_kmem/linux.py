@@ -109,9 +109,11 @@ from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
                          mempool_free_pages)
 
 # -- vmalloc and ioremap (<linux/vmalloc.h>, <asm/io.h>)
-from .mm.vmalloc import (vmalloc, vmalloc_32, vmalloc_exec, __vmalloc, vfree, vmap, vunmap,
+from .mm.vmalloc import (vmalloc, vzalloc, vmalloc_user, vmalloc_32, vmalloc_exec, __vmalloc, vfree,
+                         vmap, vunmap,
                          vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
-                         iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VMALLOC_OFFSET, IOREMAP_MAX_ORDER,
+                         iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VM_USERMAP, VMALLOC_OFFSET,
+                         IOREMAP_MAX_ORDER,
                          PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE)
 
 # -- MMIO: devices and their accessors (<asm/io.h>)
@@ -215,9 +217,10 @@ __all__ = [
     "mempool_free", "mempool_alloc_slab", "mempool_free_slab", "mempool_kmalloc", "mempool_kfree",
     "mempool_alloc_pages", "mempool_free_pages",
     # vmalloc and ioremap
-    "vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+    "vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap",
+    "vunmap",
     "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
-    "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",
+    "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",
     "PAGE_KERNEL_EXEC", "PAGE_KERNEL_NOCACHE",
     # MMIO: devices and their accessors
     "register_io_device", "unregister_io_device", "readb", "readw", "readl", "writeb", "writew",

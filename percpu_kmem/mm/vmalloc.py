@@ -36,7 +36,7 @@ from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import current_task
 from .context import current_machine, mm_caller_frame
-from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
+from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, GFP_ZERO, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
 from .mmio import IoDevice
 from .physmem import Page
@@ -58,6 +58,7 @@ ADDR_LIMIT: Final = 1 << 32
 VM_IOREMAP: Final = 0x00000001  # ioremap() and friends
 VM_ALLOC: Final = 0x00000002  # vmalloc()
 VM_MAP: Final = 0x00000004  # vmap()ed pages
+VM_USERMAP: Final = 0x00000008  # suitable for remap_vmalloc_range (vmalloc_user, 2.6.18)
 IOREMAP_MAX_ORDER: Final = 7 + PAGE_SHIFT  # 128 pages
 
 # -- pgprot values (include/asm-i386/pgtable.h): only their identity matters here -------------
@@ -312,6 +313,14 @@ class VmallocSpace:
                           "WARNING")
         return area
 
+    def set_area_flags(self, addr: int, flags: int) -> None:
+        """``__find_vm_area(addr)->flags |= flags`` under vmlist_lock (vmalloc_user)."""
+        spin_lock(self.vmlist_lock)
+        i = bisect.bisect_left(self._addrs, addr)
+        if i < len(self._addrs) and self._addrs[i] == addr:
+            self.vmlist[i].flags |= flags
+        spin_unlock(self.vmlist_lock)
+
     def remove_vm_area(self, addr: int, refuse: int = 0) -> vm_struct | None:
         """Find the area starting at ``addr``, clear its PTEs and unlink it (under vmlist_lock).
 
@@ -540,6 +549,8 @@ class VmallocSpace:
                 line += " vmalloc"
             if a.flags & VM_MAP:
                 line += " vmap"
+            if a.flags & VM_USERMAP:
+                line += " user"
             if numa and a.flags & VM_ALLOC:
                 counts: dict[int, int] = {}
                 for pfn in list(a.pages):
@@ -721,6 +732,33 @@ def vmalloc_32(size: int) -> int | None:
     return sp.vmalloc(n, GFP_KERNEL, PAGE_KERNEL, _user_site())
 
 
+def vzalloc(size: int) -> int | None:
+    """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL): vmalloc, zeroed
+    (2.6.37 and later; here for the code that uses it)."""
+    sp = current_machine().vmalloc
+    n = _check_size(size, "vzalloc")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM | GFP_ZERO, PAGE_KERNEL, _user_site())
+
+
+def vmalloc_user(size: int) -> int | None:
+    """Zeroed vmalloc memory that may be mapped to user space (2.6.18): ``__vmalloc(size,
+    GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL)``, then VM_USERMAP set on the area
+    under vmlist_lock (/proc/vmallocinfo says ``user``). The model has no user mappings, so
+    nothing else tells it apart from vzalloc."""
+    sp = current_machine().vmalloc
+    n = _check_size(size, "vmalloc_user")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    addr = sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM | GFP_ZERO, PAGE_KERNEL, _user_site())
+    if addr is not None:
+        sp.set_area_flags(addr, VM_USERMAP)
+    return addr
+
+
 def vmalloc_exec(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL_EXEC)."""
     sp = current_machine().vmalloc
@@ -853,7 +891,7 @@ def iounmap(addr: int | None) -> None:
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 
-__all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+__all__ = ["vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
            "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
-           "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
+           "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
            "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

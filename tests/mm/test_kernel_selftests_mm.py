@@ -91,8 +91,10 @@ from percpu_kmem.linux import (
     this_cpu_sub_return,
     vfree,
     vmalloc,
+    vmalloc_user,
     vmap,
     vunmap,
+    vzalloc,
     write_u8,
     write_u32,
     writel,
@@ -107,7 +109,7 @@ CONCURRENT = ("random", "pct", "free")
 SEEDS = range(3)
 GARBAGE_INT = 0x09A7BA9E
 VMALLOCINFO = re.compile(r"^0x([0-9a-f]{8})-0x([0-9a-f]{8}) +(\d+) \S+@\S+:\d+( pages=\d+)?( phys=0x[0-9a-f]{8})?"
-                         r"( ioremap| vmalloc| vmap)$")
+                         r"( ioremap| vmalloc| vmap)( user)?$")
 
 
 def in_task(m: Machine, fn):  # type: ignore[no-untyped-def]
@@ -361,6 +363,36 @@ def test_vmalloc_with_gfp_zero_reads_zero_after_garbage() -> None:
 
     assert in_task(m, body) == [0] * 7
     assert m.reports == []
+
+
+def test_vzalloc_and_vmalloc_user_are_zeroed_and_vmalloc_user_is_listed_as_user() -> None:
+    """do_vmalloc_size with the zeroing interfaces: vzalloc and vmalloc_user hand out zeros
+    where garbage just was; /proc/vmallocinfo marks the vmalloc_user area ``user`` (VM_USERMAP)."""
+    m = Machine(cpus=1, memory="32M", seed=0)
+
+    def body() -> tuple[list[int], list[str]]:
+        counts = []
+        for order in (0, 6, 12, 14, 17):
+            size = 1 << order
+            for zalloc in (vzalloc, vmalloc_user):
+                buf = vmalloc(size)
+                fill_with_garbage(buf, size)
+                vfree(buf)
+                buf = zalloc(size)
+                counts.append(nonzero(buf, size))
+                vfree(buf)
+        a, b = vzalloc(3 * PAGE), vmalloc_user(PAGE + 1)
+        lines = m.proc("vmallocinfo").splitlines()
+        vfree(a)
+        vfree(b)
+        return counts, lines
+
+    counts, lines = in_task(m, body)
+    assert counts == [0] * 10
+    assert [ln.split()[-1] for ln in lines] == ["vmalloc", "user"]
+    assert lines[1].endswith(" pages=2 vmalloc user") and lines[0].endswith(" pages=3 vmalloc")
+    assert all(VMALLOCINFO.match(ln) for ln in lines)
+    assert m.reports == [] and vmallocinfo(m) == []
 
 
 # ================================================================================================
