@@ -106,7 +106,7 @@ pytestmark = pytest.mark.timeout(120)
 
 PAGE = PAGE_SIZE
 CONCURRENT = ("random", "pct", "free")
-SEEDS = range(3)
+SEEDS = range(5)
 GARBAGE_INT = 0x09A7BA9E
 VMALLOCINFO = re.compile(r"^0x([0-9a-f]{8})-0x([0-9a-f]{8}) +(\d+) \S+@\S+:\d+( pages=\d+)?( phys=0x[0-9a-f]{8})?"
                          r"( ioremap| vmalloc| vmap)( user)?$")
@@ -746,6 +746,8 @@ def _mempool_pressure(m: Machine) -> None:
                     e = mempool_alloc(pool, GFP_KERNEL if (i + k) % 2 else GFP_NOIO)
                     assert e is not None
                 write_u32(e, i)
+                if i != 4:
+                    msleep(1)  # hold it a while (a request in flight): the others must wait
                 assert read_u32(e) == i
                 mempool_free(e, pool)
         fn.__name__ = f"mp{i}"
@@ -753,6 +755,10 @@ def _mempool_pressure(m: Machine) -> None:
 
     m.run(*(worker(i) for i in range(5)))
     assert pool.curr_nr == pool.min_nr == 2 and pool.nr_out == 0
+    sleeps = {t.comm: t.nvcsw for t in m.engine.tasks if t.comm.startswith("mp")}
+    assert sum(sleeps.values()) > 0  # someone waited on pool->wait (or in msleep)
+    if m.policy_name != "free":  # the GFP_ATOMIC caller never slept (free runs count host switches)
+        assert sleeps["mp4"] == 0
     m.run(lambda: mempool_destroy(pool))
     assert m.reports == []
 
