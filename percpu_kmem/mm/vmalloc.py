@@ -157,6 +157,10 @@ class VmallocSpace:
         self.ram_end = mem.nr_pages << PAGE_SHIFT
         self.vmlist: list[vm_struct] = []  # sorted by address
         self._addrs: list[int] = []  # the same, addresses only (bisect)
+        #: how many areas at the head of vmlist lie back to back from VMALLOC_START: no gap
+        #: there can take an area, so the first-fit scan starts after them (the same result
+        #: as the kernel's scan from the head, without walking thousands of packed areas)
+        self._packed = 0
         self.vmlist_lock = spin_lock_init("vmlist_lock")
         #: the kernel page tables of the window: virtual page number -> physical frame number
         self.ptes: dict[int, int] = {}
@@ -287,9 +291,18 @@ class VmallocSpace:
         start, end = self.start, self.end
         spin_lock(self.vmlist_lock)
         try:
-            addr = _align(start, align)
-            pos = len(self.vmlist)
-            for i, tmp in enumerate(self.vmlist):
+            vmlist = self.vmlist
+            k = self._packed
+            prev_end = vmlist[k - 1].end if k else start
+            while k < len(vmlist) and vmlist[k].addr == prev_end:
+                prev_end = vmlist[k].end
+                k += 1
+            self._packed = k
+            # The kernel's loop over the packed head ends with addr = ALIGN(its end, align).
+            addr = _align(prev_end, align)
+            pos = len(vmlist)
+            for i in range(k, len(vmlist)):
+                tmp = vmlist[i]
                 if tmp.addr < addr:
                     if tmp.end >= addr:
                         addr = _align(tmp.end, align)
@@ -337,6 +350,8 @@ class VmallocSpace:
                 return area
             self._clear_ptes(area)
             del self.vmlist[i]
+            if i < self._packed:
+                self._packed = i
             del self._addrs[i]
             return area
         finally:
@@ -583,6 +598,10 @@ class VmallocSpace:
         mem = self.pa.mem
         if [a.addr for a in self.vmlist] != self._addrs:
             raise InconsistentState("vmalloc: the address index does not match vmlist")
+        ends = [self.start] + [a.end for a in self.vmlist[:self._packed]]
+        if self._packed > len(self.vmlist) or any(a.addr != e for a, e in zip(self.vmlist, ends[:-1])):
+            raise InconsistentState(f"vmalloc: the first {self._packed} areas are taken as back to back "
+                                    "from VMALLOC_START, but they are not")
         prev_end = self.start
         expected: dict[int, int] = {}
         owned: dict[int, vm_struct] = {}

@@ -282,6 +282,77 @@ def test_full_fit_reuses_the_exact_holes_first_fit() -> None:
     assert m.reports == []
 
 
+def _first_fit(areas: list[tuple[int, int, str]], start: int, end: int, size: int, align: int) -> int | None:
+    """2.6.11 __get_vm_area's loop over the address-sorted vmlist, written out plainly."""
+    def up(x: int) -> int:
+        return (x + align - 1) & ~(align - 1)
+
+    size += PAGE  # the guard page
+    addr = up(start)
+    for a, e, _ in areas:
+        if a < addr:
+            if e >= addr:
+                addr = up(e)
+            continue
+        if addr + size <= a:
+            break
+        addr = up(e)
+        if addr > end - size:
+            break
+    return None if addr > end - size else addr
+
+
+def test_long_busy_list_and_random_churn_place_areas_where_the_kernels_first_fit_does() -> None:
+    """long_busy_list_alloc_test (5000 packed one-page areas, then 100-page and one-page areas
+    behind them) and a random churn of vmalloc, ioremap (aligned to its size), vfree and
+    iounmap: every area lands at the address the kernel's first-fit loop gives."""
+    m = Machine(cpus=1, memory="64M", seed=0)
+    register_io_device(m, 0xF0000000, 0x01000000, name="bar")
+    sp = m.vmalloc
+    rng = random.Random(3)
+
+    def body() -> list[tuple[str, int, int | None]]:
+        wrong = []
+
+        def place(what: str, size: int, align: int, call, check: bool = True):  # type: ignore[no-untyped-def]
+            want = _first_fit([(a.addr, a.end, "") for a in sp.vmlist], sp.start, sp.end, size, align) \
+                if check else None
+            got = call()
+            if check and got != want:
+                wrong.append((what, got, want))
+            return got
+
+        busy = [place("busy", PAGE, 1, lambda: vmalloc(PAGE), i % 500 == 0) for i in range(5000)]
+        for _ in range(3):
+            p1 = place("100 pages", 100 * PAGE, 1, lambda: vmalloc(100 * PAGE))
+            p2 = place("1 page", PAGE, 1, lambda: vmalloc(PAGE))
+            write_u8(p1, 0)
+            write_u8(p2, 1)
+            vfree(p1)
+            vfree(p2)
+        for p in busy[::3]:
+            vfree(p)
+        live: list[tuple[str, int]] = [("v", p) for i, p in enumerate(busy) if i % 3]
+        for _ in range(300):
+            r = rng.random()
+            if r < 0.4:
+                n = rng.randint(1, 6) * PAGE
+                live.append(("v", place("vmalloc", n, 1, lambda n=n: vmalloc(n))))
+            elif r < 0.55:
+                n = rng.choice([1, 2, 5, 16, 40]) * PAGE
+                bit = min(max(n.bit_length(), 12), 19)
+                live.append(("io", place("ioremap", n, 1 << bit, lambda n=n: ioremap(0xF0000000, n))))
+            elif live:
+                kind, p = live.pop(rng.randrange(len(live)))
+                (vfree if kind == "v" else iounmap)(p)
+        for kind, p in live:
+            (vfree if kind == "v" else iounmap)(p)
+        return wrong
+
+    assert in_task(m, body) == []
+    assert vmallocinfo(m) == [] and m.reports == []
+
+
 def test_vm_map_ram_test_with_vmap() -> None:
     """vm_map_ram_test: map the caller's pages, write through the mapping, unmap; the pages
     stay the caller's and keep the bytes."""
