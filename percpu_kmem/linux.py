@@ -109,7 +109,8 @@ from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
                          mempool_free_pages)
 
 # -- vmalloc and ioremap (<linux/vmalloc.h>, <asm/io.h>)
-from .mm.vmalloc import (vmalloc, vzalloc, vmalloc_user, vmalloc_32, vmalloc_exec, __vmalloc, vfree,
+from .mm.vmalloc import (vmalloc, vzalloc, vmalloc_user, vmalloc_32, vmalloc_exec, __vmalloc,
+                         __vmalloc_node, vfree,
                          vmap, vunmap,
                          vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
                          iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VM_USERMAP, VMALLOC_OFFSET,
@@ -217,7 +218,8 @@ __all__ = [
     "mempool_free", "mempool_alloc_slab", "mempool_free_slab", "mempool_kmalloc", "mempool_kfree",
     "mempool_alloc_pages", "mempool_free_pages",
     # vmalloc and ioremap
-    "vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap",
+    "vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
+    "vfree", "vmap",
     "vunmap",
     "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
     "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",

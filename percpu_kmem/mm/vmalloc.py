@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import InconsistentState, KmemUsageError
-from ..runtime.kernel import in_interrupt, might_sleep
+from ..runtime.kernel import BUG, in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import current_task
@@ -280,9 +280,9 @@ class VmallocSpace:
         d.write(paddr - d.phys_addr, width, value)
 
     # -- __get_vm_area / remove_vm_area ---------------------------------------------------------
-    def get_vm_area(self, size: int, flags: int, caller: tuple[str, int, str]) -> vm_struct | None:
-        """__get_vm_area(size, flags, VMALLOC_START, VMALLOC_END): first fit, guard page added."""
-        align = 1
+    def get_vm_area(self, size: int, flags: int, caller: tuple[str, int, str], align: int = 1) -> vm_struct | None:
+        """__get_vm_area(size, flags, VMALLOC_START, VMALLOC_END): first fit, guard page added.
+        ``align`` (a power of two) is __vmalloc_node's; VM_IOREMAP areas get ioremap's own."""
         if flags & VM_IOREMAP:
             bit = fls(size)
             bit = IOREMAP_MAX_ORDER if bit > IOREMAP_MAX_ORDER else max(bit, PAGE_SHIFT)
@@ -358,13 +358,15 @@ class VmallocSpace:
             spin_unlock(self.vmlist_lock)
 
     # -- __vmalloc / vmap / vfree -----------------------------------------------------------------
-    def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str]) -> int | None:
-        """__vmalloc: allocate the area, then one page at a time, then map them all."""
+    def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str], align: int = 1,
+                node: int = -1) -> int | None:
+        """__vmalloc: allocate the area, then one page at a time (from ``node`` first, -1: the
+        calling CPU's), then map them all."""
         might_sleep()  # get_vm_area kmallocs the descriptor with GFP_KERNEL
         req, size = size, _page_align(size)
         if not size or (size >> PAGE_SHIFT) > self.pa.mem.nr_pages:
             return None
-        area = self.get_vm_area(size, VM_ALLOC, caller)
+        area = self.get_vm_area(size, VM_ALLOC, caller, align)
         if area is None:
             return None
         area.prot = prot
@@ -373,7 +375,7 @@ class VmallocSpace:
         t = current_task()
         for _ in range(nr_pages):
             try:
-                pfn = pa.alloc_pages(gfp, 0, -1)
+                pfn = pa.alloc_pages(gfp, 0, node)
             except BaseException:
                 # The task dies (OOM kill, on_bug="raise"): what it took goes back first.
                 self.vunmap(area.addr, True, "vfree")
@@ -751,6 +753,38 @@ def vmalloc_32(size: int) -> int | None:
     return sp.vmalloc(n, GFP_KERNEL, PAGE_KERNEL, _user_site())
 
 
+def __vmalloc_node(size: int, align: int, gfp_mask: int, node: int, caller: Any = None) -> int | None:
+    """The form lib/test_vmalloc.c calls (5.8 and later): ``size`` bytes aligned to ``align``,
+    pages taken with ``gfp_mask`` from ``node`` first (NUMA_NO_NODE, -1: the calling CPU's).
+
+    ``align`` must be a power of two (``BUG_ON(!is_power_of_2(align))`` in alloc_vmap_area:
+    reported, None); one no area of the window can meet gives None and the "out of vmalloc
+    space" line, as any full window. ``caller`` is the kernel's ``__builtin_return_address``:
+    accepted and unused (/proc/vmallocinfo names the Python caller).
+    Context: may sleep (process context only).
+    """
+    m = current_machine()
+    sp = m.vmalloc
+    check_gfp(gfp_mask, "__vmalloc_node")
+    n = _check_size(size, "__vmalloc_node")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 1:
+        raise KmemUsageError(f"__vmalloc_node: align must be an int >= 1 (a power of two), got {align!r}")
+    if not isinstance(node, int) or isinstance(node, bool) or not -1 <= node < len(m.mem.nodes):
+        raise KmemUsageError(f"__vmalloc_node: node must be -1 (NUMA_NO_NODE) or a node of this machine "
+                             f"(0-{len(m.mem.nodes) - 1}), got {node!r}")
+    if align & (align - 1):
+        BUG(f"BUG_ON(!is_power_of_2(align)): __vmalloc_node(size={size}, align={align})")
+        return None
+    if n == 0 and size:
+        might_sleep()
+        return None
+    if align >= ADDR_LIMIT:  # no address of a 32-bit window is aligned so (but 0)
+        might_sleep()
+        m.printk("allocation failed: out of vmalloc space - use vmalloc=<size> to increase size.", "WARNING")
+        return None
+    return sp.vmalloc(n, gfp_mask, PAGE_KERNEL, _user_site(), align, node)
+
+
 def vzalloc(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL): vmalloc, zeroed
     (2.6.37 and later; here for the code that uses it)."""
@@ -910,7 +944,8 @@ def iounmap(addr: int | None) -> None:
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 
-__all__ = ["vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+__all__ = ["vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
+           "vfree", "vmap", "vunmap",
            "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
            "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
            "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

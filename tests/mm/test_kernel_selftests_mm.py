@@ -41,6 +41,7 @@ from percpu_kmem.linux import (
     __this_cpu_sub_return,
     __this_cpu_write,
     __vmalloc,
+    __vmalloc_node,
     alloc_bootmem,
     alloc_bootmem_low,
     alloc_bootmem_pages,
@@ -1098,3 +1099,51 @@ def test_meminit_rcu_cache_keeps_contents_after_free(kasan: bool) -> None:
     for mm_ in (m2, m):
         assert in_task(mm_, body) == (True, True)
         assert mm_.reports == []
+
+
+def test_vmalloc_align_tests_with_vmalloc_node() -> None:
+    """fix_align_alloc_test, random_size_align_alloc_test and align_shift_alloc_test ("supposed
+    to be failed"): __vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, NUMA_NO_NODE, caller)
+    returns zeroed areas at that alignment while the window can offer one, None past that."""
+    m = Machine(cpus=1, memory="64M", seed=0)
+    rng = random.Random(9)
+
+    def body() -> tuple[list[tuple[int, int]], list[int], int]:
+        bad = []
+        for _ in range(6):  # fix_align_alloc_test: THREAD_ALIGN << 1 (16 KiB on i386)
+            p = __vmalloc_node(5 * PAGE, 16384, GFP_KERNEL | __GFP_ZERO, -1, None)
+            if p is None or p % 16384 or nonzero(p, 5 * PAGE):
+                bad.append((p or 0, 16384))
+            fill_with_garbage(p, 5 * PAGE)
+            vfree(p)
+        for _ in range(12):  # random_size_align_alloc_test, aligns up to 1024 pages
+            rnd = rng.randrange(256)
+            align, size = 1 << (rnd % 23), (rnd % 10 + 1) * PAGE
+            p = __vmalloc_node(size, align, GFP_KERNEL | __GFP_ZERO, -1, None)
+            if p is None or p % align or nonzero(p, size):
+                bad.append((p or 0, align))
+            vfree(p)
+        shifts = []  # align_shift_alloc_test: 1 << 0 .. 1 << 31 on a 32-bit kernel
+        for i in range(32):
+            p = __vmalloc_node(PAGE, 1 << i, GFP_KERNEL | __GFP_ZERO, -1, None)
+            if p is None:
+                shifts.append(i)
+            elif p % (1 << i):
+                bad.append((p, 1 << i))
+            vfree(p)
+        return bad, shifts, len(vmallocinfo(m))
+
+    bad, shifts, left = in_task(m, body)
+    assert bad == [] and left == 0
+    # the window 0xc4800000-0xff7fe000 holds a 2**29-aligned address (0xe0000000) but none at 2**30
+    assert shifts == [30, 31]
+    assert not m.reports
+    assert sum("out of vmalloc space" in ln for ln in m.dmesg) == 2
+
+
+def test_vmalloc_node_alignment_that_is_not_a_power_of_two_is_a_bug() -> None:
+    m = Machine(cpus=1, memory="16M", seed=0)
+    m.run(lambda: __vmalloc_node(PAGE, 3 * PAGE, GFP_KERNEL, -1, None))
+    (rep,) = m.reports
+    assert rep.kind == "bug" and "BUG_ON(!is_power_of_2(align))" in rep.text
+    assert vmallocinfo(m) == []
