@@ -71,6 +71,10 @@ SIZEOF_MEMPOOL_T: Final = 40
 SIZEOF_POINTER: Final = 4
 #: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
 MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
+#: The longest a waiter waits while other tasks still run or sleep with a timeout (10 minutes of
+#: virtual time): an element held longer than that is taken as never coming back, so two tasks
+#: that wait on each other in a polling loop end instead of looping for ever
+MEMPOOL_WAIT_LIMIT_NS: Final = 600 * 1000 * NSEC_PER_JIFFY
 #: BITS_PER_LONG / 8 on the modelled i386: bytes shown either side of a poison mismatch
 _POISON_CONTEXT: Final = 4
 
@@ -488,7 +492,8 @@ def _someone_may_feed(pool: mempool_t, engine: Any) -> bool:
     waits on a mempool itself, or sleeps with nothing but another task to wake it: then
     nothing will ever come back (a leak, or pools waiting on each other) and the wait is a
     livelock the model ends. A waiter's 5 s retries are not such a sign: the kernel's
-    khungtaskd never fires for them, so a long but finite wait is not reported."""
+    khungtaskd never fires for them, so a long but finite wait is not reported (up to
+    MEMPOOL_WAIT_LIMIT_NS)."""
     me = current_task()
     pool_waits = {id(p.wait) for p in mempools_of(pool.machine)}
     timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
@@ -559,7 +564,8 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
         assert engine is not None, "a task that may sleep runs on its machine's engine"
         if waited_since is None:
             waited_since = engine.now
-        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS and not _someone_may_feed(pool, engine):
+        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS and (
+                engine.now - waited_since >= MEMPOOL_WAIT_LIMIT_NS or not _someone_may_feed(pool, engine)):
             spin_unlock_irqrestore(pool.lock, flags)
             _mempool_hung(pool, engine.now - waited_since)
         _mempool_wait(pool, flags)

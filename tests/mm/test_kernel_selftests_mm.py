@@ -1147,3 +1147,33 @@ def test_vmalloc_node_alignment_that_is_not_a_power_of_two_is_a_bug() -> None:
     (rep,) = m.reports
     assert rep.kind == "bug" and "BUG_ON(!is_power_of_2(align))" in rep.text
     assert vmallocinfo(m) == []
+
+
+def test_a_waiter_and_a_poller_waiting_on_each_other_end_after_ten_minutes() -> None:
+    """A worker waits for an element nothing will return; the remover polls with msleep() for
+    the worker to finish. Each keeps the other going, so the model ends the waiter after 10
+    minutes of virtual time (hung_task), and the poller then sees it gone."""
+    m = Machine(cpus=2, memory="16M", policy="random", seed=2)
+    a = Allocator()
+    st: dict[str, object] = {"done": False}
+
+    def setup() -> None:
+        st["pool"] = mempool_create(1, a.alloc, a.free, None)
+        a.failing = True
+        st["lost"] = mempool_alloc(st["pool"], GFP_KERNEL)  # the only element, never freed
+
+    m.run(setup)
+
+    def worker() -> None:
+        try:
+            mempool_alloc(st["pool"], GFP_KERNEL)
+        finally:
+            st["done"] = True
+
+    def remover() -> None:
+        while not st["done"]:
+            msleep(1000)
+
+    m.run(worker, remover)
+    assert [r.kind for r in m.reports] == ["hung_task"]
+    assert 600 <= m.now // 10**9 < 700
