@@ -1177,3 +1177,14 @@ def test_a_waiter_and_a_poller_waiting_on_each_other_end_after_ten_minutes() -> 
     m.run(worker, remover)
     assert [r.kind for r in m.reports] == ["hung_task"]
     assert 600 <= m.now // 10**9 < 700
+
+
+@pytest.mark.xfail(strict=True, reason="kmalloc: kfree() of an alloc_percpu() pointer raises KmemUsageError "
+                                       "(a Python error) where a kernel bug should get a report")
+def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
+    """The classic slip: kfree(p) for a pointer from alloc_percpu (free_percpu was meant). In C it
+    compiles (sparse warns); the kernel's kfree then works on a bogus address. vfree() of it is
+    reported ("Trying to vfree() bad address"); kfree() should be reported too, not raise."""
+    m = Machine(cpus=1, memory="16M", seed=0)
+    m.run(lambda: kfree(alloc_percpu(c_long)))
+    assert len(m.reports) == 1
