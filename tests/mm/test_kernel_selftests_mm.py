@@ -28,6 +28,7 @@ from percpu_kmem.linux import (
     GFP_NOIO,
     PAGE_OFFSET,
     PAGE_SIZE,
+    PCPU_MIN_UNIT_SIZE,
     SLAB_CTOR_CONSTRUCTOR,
     SLAB_DESTROY_BY_RCU,
     __alloc_percpu,
@@ -702,6 +703,7 @@ def _percpu_alloc_scenario(m: Machine) -> None:
     """alloc_percpu from every CPU at once: every possible CPU's copy is zeroed, private to its
     allocation; each task writes its own pattern into every CPU's copy and reads it back."""
     errors: list[str] = []
+    free0 = meminfo(m)["MemFree"]
 
     def worker(i: int):  # type: ignore[no-untyped-def]
         def fn() -> None:
@@ -730,6 +732,9 @@ def _percpu_alloc_scenario(m: Machine) -> None:
     assert errors == []
     assert m.reports == []
     assert m.percpu.nr_allocs == 0
+    # one spare chunk stays: a 32 KiB unit per CPU; nothing else is held
+    assert len(m.percpu.chunks) == 1
+    assert free0 - meminfo(m)["MemFree"] == m.nr_cpus * PCPU_MIN_UNIT_SIZE // 1024
 
 
 @pytest.mark.parametrize("policy", CONCURRENT)
