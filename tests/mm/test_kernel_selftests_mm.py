@@ -21,6 +21,7 @@ import pytest
 from percpu_kmem import Machine
 from percpu_kmem.linux import (
     __GFP_HIGHMEM,
+    __GFP_NOWARN,
     __GFP_ZERO,
     DEFINE_PER_CPU,
     GFP_ATOMIC,
@@ -1192,3 +1193,34 @@ def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
     m = Machine(cpus=1, memory="16M", seed=0)
     m.run(lambda: kfree(alloc_percpu(c_long)))
     assert len(m.reports) == 1
+
+
+@pytest.mark.xfail(strict=True, reason="page_alloc: a GFP_NOIO allocation that waits 130 s for pages another "
+                                       "task frees is reported as a hung task and ended; its 20 ms "
+                                       "congestion waits keep khungtaskd quiet in the kernel")
+def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> None:
+    """The page allocator's counterpart of the mempool case: 2.6.11 loops for an order-0
+    GFP_NOIO allocation (no OOM kill without __GFP_FS), sleeping 20 ms in blk_congestion_wait
+    each time; a task that frees its pages after 130 s lets it succeed, without a report."""
+    m = Machine(cpus=2, memory="16M", policy="virtual", seed=0)
+    st: dict[str, object] = {"held": [], "filled": False, "got": None}
+
+    def holder() -> None:
+        held: list = []
+        while (p := alloc_pages(GFP_ATOMIC | __GFP_NOWARN, 0)) is not None:
+            held.append(p)
+        st["filled"] = True
+        msleep(130_000)
+        for p in held:
+            __free_pages(p, 0)
+
+    def waiter() -> None:
+        while not st["filled"]:
+            msleep(10)
+        p = alloc_pages(GFP_NOIO, 0)
+        st["got"] = p
+        __free_pages(p, 0)
+
+    m.run(holder, waiter)
+    assert [r.kind for r in m.reports] == []
+    assert st["got"] is not None
