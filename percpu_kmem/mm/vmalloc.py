@@ -556,7 +556,7 @@ class VmallocSpace:
         for a in self._snapshot():
             line = f"0x{a.addr:08x}-0x{a.end:08x} {a.size:7d}"
             line += f" {_caller_token(a.caller)}"
-            if a.nr_pages:
+            if a.nr_pages and a.flags & VM_ALLOC:  # vmap() leaves the kernel's nr_pages at 0
                 line += f" pages={a.nr_pages}"
             if a.phys_addr:
                 line += f" phys=0x{a.phys_addr:08x}"

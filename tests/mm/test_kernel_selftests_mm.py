@@ -1224,3 +1224,23 @@ def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> N
     m.run(holder, waiter)
     assert [r.kind for r in m.reports] == []
     assert st["got"] is not None
+
+
+def test_vmallocinfo_lists_no_page_count_for_vmap_areas() -> None:
+    """s_show prints ``pages=%d`` when vm_struct.nr_pages is set: __vmalloc sets it, vmap()
+    does not (only VM_MAP_PUT_PAGES users, later), so a vmap line has no pages= field."""
+    m = Machine(cpus=1, memory="16M", seed=0)
+
+    def body() -> list[str]:
+        pages = [alloc_pages(GFP_KERNEL, 0) for _ in range(2)]
+        v, a = vmap(pages, 2), vmalloc(2 * PAGE)
+        lines = m.proc("vmallocinfo").splitlines()
+        vunmap(v)
+        vfree(a)
+        for p in pages:
+            __free_pages(p, 0)
+        return lines
+
+    lines = in_task(m, body)
+    assert [ln.split()[-1] for ln in lines] == ["vmap", "vmalloc"]
+    assert "pages=" not in lines[0] and lines[1].endswith(" pages=2 vmalloc")
