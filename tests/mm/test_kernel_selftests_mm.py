@@ -1244,3 +1244,19 @@ def test_vmallocinfo_lists_no_page_count_for_vmap_areas() -> None:
     lines = in_task(m, body)
     assert [ln.split()[-1] for ln in lines] == ["vmap", "vmalloc"]
     assert "pages=" not in lines[0] and lines[1].endswith(" pages=2 vmalloc")
+
+
+def test_vmalloc_node_takes_pages_from_the_node_asked() -> None:
+    m = Machine(cpus=2, memory="64M", nodes=2, seed=0)
+
+    def body() -> list[str]:
+        a = __vmalloc_node(3 * PAGE, PAGE, GFP_KERNEL, 1, None)
+        b = __vmalloc_node(3 * PAGE, PAGE, GFP_KERNEL, 0, None)
+        lines = m.proc("vmallocinfo").splitlines()
+        vfree(a)
+        vfree(b)
+        return lines
+
+    lines = in_task(m, body)
+    assert [ln.split()[-1] for ln in lines] == ["N1=3", "N0=3"]
+    assert m.reports == []
