@@ -109,9 +109,12 @@ from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
                          mempool_free_pages)
 
 # -- vmalloc and ioremap (<linux/vmalloc.h>, <asm/io.h>)
-from .mm.vmalloc import (vmalloc, vmalloc_32, vmalloc_exec, __vmalloc, vfree, vmap, vunmap,
+from .mm.vmalloc import (vmalloc, vzalloc, vmalloc_user, vmalloc_32, vmalloc_exec, __vmalloc,
+                         __vmalloc_node, vfree,
+                         vmap, vunmap,
                          vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
-                         iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VMALLOC_OFFSET, IOREMAP_MAX_ORDER,
+                         iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VM_USERMAP, VMALLOC_OFFSET,
+                         IOREMAP_MAX_ORDER,
                          PAGE_KERNEL, PAGE_KERNEL_EXEC, PAGE_KERNEL_NOCACHE)
 
 # -- MMIO: devices and their accessors (<asm/io.h>)
@@ -124,7 +127,10 @@ from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var,
                         put_cpu_var, per_cpu_ptr, this_cpu_ptr, this_cpu_read, this_cpu_write,
                         this_cpu_add, this_cpu_sub, this_cpu_inc, this_cpu_dec, __this_cpu_read,
                         __this_cpu_write, __this_cpu_add, __this_cpu_sub, __this_cpu_inc,
-                        __this_cpu_dec, alloc_percpu, alloc_percpu_gfp, __alloc_percpu,
+                        __this_cpu_dec, this_cpu_add_return, this_cpu_sub_return,
+                        this_cpu_inc_return, this_cpu_dec_return, __this_cpu_add_return,
+                        __this_cpu_sub_return, __this_cpu_inc_return, __this_cpu_dec_return,
+                        alloc_percpu, alloc_percpu_gfp, __alloc_percpu,
                         __alloc_percpu_gfp, free_percpu, PERCPU_ENOUGH_ROOM, PCPU_MIN_UNIT_SIZE)
 
 # -- C types of per-CPU variables and simulated structs (<linux/types.h>)
@@ -212,9 +218,11 @@ __all__ = [
     "mempool_free", "mempool_alloc_slab", "mempool_free_slab", "mempool_kmalloc", "mempool_kfree",
     "mempool_alloc_pages", "mempool_free_pages",
     # vmalloc and ioremap
-    "vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+    "vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
+    "vfree", "vmap",
+    "vunmap",
     "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
-    "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",
+    "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER", "PAGE_KERNEL",
     "PAGE_KERNEL_EXEC", "PAGE_KERNEL_NOCACHE",
     # MMIO: devices and their accessors
     "register_io_device", "unregister_io_device", "readb", "readw", "readl", "writeb", "writew",
@@ -224,7 +232,9 @@ __all__ = [
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
     "per_cpu_ptr", "this_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add",
     "this_cpu_sub", "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write",
-    "__this_cpu_add", "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "alloc_percpu",
+    "__this_cpu_add", "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "this_cpu_add_return",
+    "this_cpu_sub_return", "this_cpu_inc_return", "this_cpu_dec_return", "__this_cpu_add_return",
+    "__this_cpu_sub_return", "__this_cpu_inc_return", "__this_cpu_dec_return", "alloc_percpu",
     "alloc_percpu_gfp", "__alloc_percpu", "__alloc_percpu_gfp", "free_percpu", "PERCPU_ENOUGH_ROOM",
     "PCPU_MIN_UNIT_SIZE",
     # C types of per-CPU variables and simulated structs

@@ -54,6 +54,7 @@ FREE_PARAMS: dict[str, set[str]] = {
     "this_cpu_write": {"value"},
     "__this_cpu_write": {"value"},
     "mempool_create": {"pool_data"},
+    "__vmalloc_node": {"caller"},
     "smp_call_function": {"info"},
     "on_each_cpu": {"info"},
 }
@@ -211,6 +212,7 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
     ("kmem_cache_create", "flags"): lambda e: 0, ("kmem_cache_create", "offset"): lambda e: 0,
     ("__ioremap", "flags"): lambda e: 0, ("vmap", "flags"): lambda e: 4,
+    ("__vmalloc_node", "node"): lambda e: -1, ("__vmalloc_node", "align"): lambda e: 4096,
     ("memcpy_fromio", "dst"): _addr, ("memcpy_toio", "src"): _addr,
     ("ioremap", "offset"): lambda e: 0xF0000000, ("ioremap_nocache", "offset"): lambda e: 0xF0000000,
     ("__ioremap", "offset"): lambda e: 0xF0000000, ("mempool_alloc_slab", "pool_data"): lambda e: e.kcache(),
@@ -587,7 +589,7 @@ def test_named_functions_check_their_arguments(call: Callable[[], Any]) -> None:
     (lambda: pk.mempool_alloc_slab(GFP_KERNEL, None), r"^mempool_alloc_slab: kmem_cache_alloc"),
     (lambda: pk.mempool_free_slab(1.5, pk.kmem_cache_create("h8_slab", 32)), r"^mempool_free_slab: kmem_cache_free"),
     (lambda: pk.mempool_kfree("x", 64), r"^mempool_kfree: kfree: objp"),
-    (lambda: pk.mempool_create_kmalloc_pool(0, 64), r"^mempool_create_kmalloc_pool: min_nr\(=0\)"),
+    (lambda: pk.mempool_create_kmalloc_pool(-1, 64), r"^mempool_create_kmalloc_pool: min_nr\(=-1\)"),
     (lambda: pk.mempool_create_page_pool(None, 0), r"^mempool_create_page_pool: min_nr must be an int"),
     (lambda: pk.mempool_create_slab_pool(True, None), r"^mempool_create_slab_pool: min_nr must be an int"),
 ])

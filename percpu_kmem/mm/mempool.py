@@ -19,9 +19,11 @@ elements); the algorithm of ``mempool_alloc`` is the modern one (Nick Piggin's
 the lock) and wakes the waiters; any other element goes back with ``free_fn``.
 
 Model additions (see docs/mempool.md): the 2.6 GFP bits have no __GFP_NOMEMALLOC,
-so that part of the modern mask cannot be expressed; a waiter that nothing feeds
-for 120 s of virtual time is reported as a hung task and ended (the kernel would
-loop for ever); each machine keeps a registry of its pools with an invariant
+so that part of the modern mask cannot be expressed; a waiter that has waited 120 s
+of virtual time while no other task could still return an element (every other one
+ended, waits on a mempool, or sleeps with nobody left to wake it) is reported as a
+hung task and ended (the kernel would loop for ever); a long wait that something can
+still end is not; each machine keeps a registry of its pools with an invariant
 check, and an element freed while it already sits in the reserve is reported as
 a double free. Under ``Machine(slab_debug=True)`` reserve elements of the stock
 pools are poisoned and re-checked, as CONFIG_DEBUG_SLAB does since 4.2.
@@ -46,7 +48,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from ..runtime.task import current_task
+from ..runtime.task import T_DONE, T_SLEEPING, current_task
 from .access import mem_read, mem_write
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE
@@ -69,6 +71,10 @@ SIZEOF_MEMPOOL_T: Final = 40
 SIZEOF_POINTER: Final = 4
 #: io_schedule_timeout(5*HZ) in mempool_alloc ("a workaround for some DM problems in 2.6.18")
 MEMPOOL_WAIT_JIFFIES: Final = 5 * HZ
+#: The longest a waiter waits while other tasks still run or sleep with a timeout (10 minutes of
+#: virtual time): an element held longer than that is taken as never coming back, so two tasks
+#: that wait on each other in a polling loop end instead of looping for ever
+MEMPOOL_WAIT_LIMIT_NS: Final = 600 * 1000 * NSEC_PER_JIFFY
 #: BITS_PER_LONG / 8 on the modelled i386: bytes shown either side of a poison mismatch
 _POISON_CONTEXT: Final = 4
 
@@ -339,11 +345,11 @@ def _free_pool(pool: mempool_t) -> None:
 # ---------------------------------------------------------------------------------------------
 # Python-side argument checks (KmemUsageError)
 # ---------------------------------------------------------------------------------------------
-def _check_min_nr(fn: str, name: str, value: Any) -> int:
+def _check_min_nr(fn: str, name: str, value: Any, least: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise KmemUsageError(f"{fn}: {name} must be an int, got {value!r}")
-    if value < 1:
-        raise KmemUsageError(f"{fn}: {name}(={value}) must be >= 1 (a pool guarantees at least one element)")
+    if value < least:
+        raise KmemUsageError(f"{fn}: {name}(={value}) must be >= {least} (the number of elements kept in reserve)")
     return value
 
 
@@ -383,7 +389,8 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
     """Create a pool that guarantees ``min_nr`` preallocated elements.
 
     Args:
-        min_nr: the number of elements kept in reserve (an int >= 1).
+        min_nr: the number of elements kept in reserve (an int >= 0; 0 is a pool with no
+            reserve, as the kernel allows: its GFP_KERNEL callers wait for the allocator).
         alloc_fn: ``alloc_fn(gfp_mask, pool_data)`` returns a new element or None.
         free_fn: ``free_fn(element, pool_data)`` gives an element back to its allocator.
         pool_data: passed to both functions (an order, a size, a kmem_cache, ...).
@@ -395,7 +402,8 @@ def mempool_create(min_nr: int, alloc_fn: AllocFn, free_fn: FreeFn, pool_data: A
         Should the caller end inside preallocation (an OOM kill, an exception from
         ``alloc_fn``), the same is handed back before the exception goes on.
     Raises:
-        KmemUsageError: ``min_nr`` is not an int >= 1 or a function is not callable.
+        KmemUsageError: ``min_nr`` is not an int >= 0 or a function is not callable (the
+            kernel's kmalloc of a negative count's array would fail: NULL).
     Context: process context; might sleep (preallocation uses GFP_KERNEL).
     """
     _check_min_nr("mempool_create", "min_nr", min_nr)
@@ -477,6 +485,28 @@ def _mempool_wait(pool: mempool_t, flags: int) -> None:
     finish_wait(pool.wait)
 
 
+def _someone_may_feed(pool: mempool_t, engine: Any) -> bool:
+    """Can another task of the run still return an element? True while one is on a CPU or
+    runnable, or sleeps with a timeout (msleep, schedule_timeout) anywhere but on a mempool's
+    wait queue: it will run again, and may free. False when every other live task is done,
+    waits on a mempool itself, or sleeps with nothing but another task to wake it: then
+    nothing will ever come back (a leak, or pools waiting on each other) and the wait is a
+    livelock the model ends. A waiter's 5 s retries are not such a sign: the kernel's
+    khungtaskd never fires for them, so a long but finite wait is not reported (up to
+    MEMPOOL_WAIT_LIMIT_NS)."""
+    me = current_task()
+    pool_waits = {id(p.wait) for p in mempools_of(pool.machine)}
+    timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
+    for u in engine.tasks:
+        if u is me or u.is_idle or u.state == T_DONE:
+            continue
+        if u.state != T_SLEEPING:
+            return True
+        if id(u.waiting_on) not in pool_waits and id(u) in timed:
+            return True
+    return False
+
+
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:
     report_hung_task(waited_ns, f"mempool_alloc: mempool {pool.id} (created at {pool.site}) stayed empty "
                                 "and its allocator kept failing; nothing returned an element")
@@ -534,7 +564,8 @@ def mempool_alloc(pool: mempool_t, gfp_mask: int) -> Any:
         assert engine is not None, "a task that may sleep runs on its machine's engine"
         if waited_since is None:
             waited_since = engine.now
-        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS:
+        elif engine.now - waited_since >= HUNG_TASK_TIMEOUT_NS and (
+                engine.now - waited_since >= MEMPOOL_WAIT_LIMIT_NS or not _someone_may_feed(pool, engine)):
             spin_unlock_irqrestore(pool.lock, flags)
             _mempool_hung(pool, engine.now - waited_since)
         _mempool_wait(pool, flags)
@@ -607,15 +638,21 @@ def mempool_resize(pool: mempool_t, new_min_nr: int, gfp_mask: int) -> int:
     old min_nr, the elements it added handed back.
     Returns:
         0, or -ENOMEM when the new elements array cannot be allocated.
+    ``new_min_nr <= 0`` is the kernel's ``BUG_ON(new_min_nr <= 0)``: reported as a kernel BUG,
+    the calling task ends with an Oops and the pool is left as it was.
     Raises:
-        KmemUsageError: ``new_min_nr`` is not an int >= 1 (the kernel's BUG_ON).
+        KmemUsageError: ``new_min_nr`` is not an int.
     Context: may sleep if ``gfp_mask`` has __GFP_WAIT.
     """
     pool = _pool_of(pool, "mempool_resize")
-    _check_min_nr("mempool_resize", "new_min_nr", new_min_nr)
+    _check_min_nr("mempool_resize", "new_min_nr", new_min_nr, least=-(1 << 31))
     check_gfp(gfp_mask, "mempool_resize")
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_resize")
+        return -ENOMEM
+    if new_min_nr <= 0:
+        BUG(f"BUG_ON(new_min_nr <= 0): mempool_resize(mempool {pool.id}, {new_min_nr}): a pool cannot be "
+            "resized to no reserve")
         return -ENOMEM
     if gfp_mask & GFP_WAIT:
         might_sleep()

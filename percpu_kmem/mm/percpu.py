@@ -66,7 +66,7 @@ from .ctype import (
     CType,
     ctype_of,
 )
-from .gfp import GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
+from .gfp import GFP_ATOMIC, GFP_KERNEL, GFP_NORETRY, GFP_NOWARN, GFP_ZERO, check_gfp
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, get_order
 
 if TYPE_CHECKING:
@@ -390,11 +390,13 @@ class PerCpuState:
     def has_empty_chunk(self) -> bool:
         return any(c.nr_alloc == 0 for c in self.chunks)
 
-    def create_chunk(self, t: Task, gfp: int) -> PcpuChunk | None:
+    def create_chunk(self, t: Task, gfp: int, first: bool = False) -> PcpuChunk | None:
         """pcpu_create_chunk + populate: one unit per CPU, from that CPU's node. Runs under
-        pcpu_alloc_mutex with pcpu_lock released; may sleep."""
+        pcpu_alloc_mutex with pcpu_lock released; may sleep. ``first``: the first chunk,
+        which the kernel sets up at boot; the model builds it at the first allocation,
+        atomic ones included, so its pages are taken with GFP_ATOMIC (never sleeping)."""
         pfns: list[int] = []
-        page_gfp = GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
+        page_gfp = GFP_ATOMIC | GFP_NOWARN if first else GFP_KERNEL | (gfp & (GFP_NORETRY | GFP_NOWARN))
         for cpu in range(self.nr_cpus):
             pfn = self.pa.alloc_pages(page_gfp, _UNIT_ORDER, self.m.cpus[cpu].node)
             if pfn is None:
@@ -635,7 +637,8 @@ def this_cpu_add(target: Any, n: int) -> None:
     _this_cpu_add("this_cpu_add", target, n)
 
 
-def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
+def _this_cpu_add(fn: str, target: Any, n: Any) -> Any:
+    """One step with local interrupts off; returns the new value, as the type reads it back."""
     t = current_task()
     if n.__class__ is not int:
         check_int(fn, "n", n)
@@ -643,9 +646,11 @@ def _this_cpu_add(fn: str, target: Any, n: Any) -> None:
     try:
         addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
         sc = _scalar(ct, f"{fn}()")  # one marked read-modify-write (KCSAN)
-        do_mem_write(fn, addr, sc.encode(sc.decode(do_mem_read(fn, addr, sc.size)) + n))
+        new = sc.encode(sc.decode(do_mem_read(fn, addr, sc.size)) + n)
+        do_mem_write(fn, addr, new)
     finally:
         local_irq_restore(flags)
+    return sc.decode(new)
 
 
 def this_cpu_sub(target: Any, n: int) -> None:
@@ -661,6 +666,28 @@ def this_cpu_inc(target: Any) -> None:
 
 def this_cpu_dec(target: Any) -> None:
     _this_cpu_add("this_cpu_dec", target, -1)
+
+
+def this_cpu_add_return(target: Any, n: int) -> Any:
+    """Add ``n`` to this CPU's copy in one step and return the new value (wrapped to the
+    variable's C type, as the kernel's ``typeof(pcp)`` result is)."""
+    return _this_cpu_add("this_cpu_add_return", target, n)
+
+
+def this_cpu_sub_return(target: Any, n: int) -> Any:
+    """this_cpu_add_return(pcp, -(typeof(pcp))(n))."""
+    if n.__class__ is not int:
+        current_machine()  # outside a task, NotInTaskError comes first
+        check_int("this_cpu_sub_return", "n", n)
+    return _this_cpu_add("this_cpu_sub_return", target, -n)
+
+
+def this_cpu_inc_return(target: Any) -> Any:
+    return _this_cpu_add("this_cpu_inc_return", target, 1)
+
+
+def this_cpu_dec_return(target: Any) -> Any:
+    return _this_cpu_add("this_cpu_dec_return", target, -1)
 
 
 # -- __this_cpu_*: the caller must have preemption (or irqs) off ----------------------------------
@@ -687,16 +714,20 @@ def __this_cpu_add(target: Any, n: int) -> None:
     _raw_this_cpu_add("__this_cpu_add", target, n)
 
 
-def _raw_this_cpu_add(fn: str, target: Any, n: Any) -> None:
+def _raw_this_cpu_add(fn: str, target: Any, n: Any, op: str = "add") -> Any:
+    """Read, add, write (a scheduling point between them); returns the new value. ``op`` is
+    what DEBUG_PREEMPT names (``__this_cpu_add()`` or ``__this_cpu_add_return()``)."""
     t = current_task()
     if n.__class__ is not int:
         check_int(fn, "n", n)
     addr, ct = _resolve(t.machine.percpu, target, t.cpu.id, f"{fn}()")
     sc = _scalar(ct, f"{fn}()")
-    debug_preempt_check("__this_cpu_", "add")
+    debug_preempt_check("__this_cpu_", op)
     v = sc.decode(mem_read(addr, sc.size))
     preempt_point("__this_cpu_add")
-    mem_write(addr, sc.encode(v + n))
+    new = sc.encode(v + n)
+    mem_write(addr, new)
+    return sc.decode(new)
 
 
 def __this_cpu_sub(target: Any, n: int) -> None:
@@ -712,6 +743,28 @@ def __this_cpu_inc(target: Any) -> None:
 
 def __this_cpu_dec(target: Any) -> None:
     _raw_this_cpu_add("__this_cpu_dec", target, -1)
+
+
+def __this_cpu_add_return(target: Any, n: int) -> Any:
+    """__this_cpu_add, returning the new value; preemption must be off (reported as
+    ``__this_cpu_add_return()`` under DEBUG_PREEMPT: the kernel's sub/inc/dec_return
+    variants expand to it and report the same name)."""
+    return _raw_this_cpu_add("__this_cpu_add_return", target, n, "add_return")
+
+
+def __this_cpu_sub_return(target: Any, n: int) -> Any:
+    if n.__class__ is not int:
+        current_machine()  # outside a task, NotInTaskError comes first
+        check_int("__this_cpu_sub_return", "n", n)
+    return _raw_this_cpu_add("__this_cpu_sub_return", target, -n, "add_return")
+
+
+def __this_cpu_inc_return(target: Any) -> Any:
+    return _raw_this_cpu_add("__this_cpu_inc_return", target, 1, "add_return")
+
+
+def __this_cpu_dec_return(target: Any) -> Any:
+    return _raw_this_cpu_add("__this_cpu_dec_return", target, -1, "add_return")
 
 
 # -- the dynamic allocator ------------------------------------------------------------------------
@@ -745,8 +798,23 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
         found = st.find_area(size, align)
         if found is not None:
             break
+        searched_none = not st.chunks  # seen under pcpu_lock, with the search
         spin_unlock_irqrestore(st.pcpu_lock, flags)
         if is_atomic:
+            if searched_none:  # the first chunk: in the kernel it is there from boot
+                chunk = None if st.chunks else st.create_chunk(t, gfp, first=True)
+                if chunk is None and st.chunks:  # another CPU built it meanwhile: search it
+                    flags = spin_lock_irqsave(st.pcpu_lock)
+                    continue
+                if chunk is not None:
+                    flags = spin_lock_irqsave(st.pcpu_lock)
+                    if st.chunks:  # another CPU built it meanwhile: give ours back
+                        spin_unlock_irqrestore(st.pcpu_lock, flags)
+                        st.destroy_chunk(t, chunk)
+                        flags = spin_lock_irqsave(st.pcpu_lock)
+                    else:
+                        st.link(chunk)
+                    continue
             err = "atomic alloc failed, no space left"
             break
         # No space left: create a chunk, unless a free one appeared meanwhile.
@@ -790,7 +858,7 @@ def __alloc_percpu_gfp(size: int, align: int, gfp: int) -> PercpuPtr | None:
     Returns:
         a per-CPU pointer (use per_cpu_ptr()), or None on failure.
     Context: without all of GFP_KERNEL the allocation is atomic: it never sleeps and never
-    creates a chunk (so it fails when the existing chunks are full). ``__GFP_NOWARN``
+    creates a chunk beyond the first (so it fails when the existing chunks are full). ``__GFP_NOWARN``
     silences the warnings.
     """
     return pcpu_alloc(size, align, gfp, "__alloc_percpu_gfp")
@@ -861,6 +929,8 @@ __all__ = [
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
     "this_cpu_ptr", "per_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add", "this_cpu_sub",
     "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write", "__this_cpu_add",
-    "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "alloc_percpu", "alloc_percpu_gfp",
+    "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "this_cpu_add_return", "this_cpu_sub_return",
+    "this_cpu_inc_return", "this_cpu_dec_return", "__this_cpu_add_return", "__this_cpu_sub_return",
+    "__this_cpu_inc_return", "__this_cpu_dec_return", "alloc_percpu", "alloc_percpu_gfp",
     "__alloc_percpu", "__alloc_percpu_gfp", "free_percpu", "PERCPU_ENOUGH_ROOM", "PCPU_MIN_UNIT_SIZE",
 ]

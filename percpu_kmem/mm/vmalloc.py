@@ -31,12 +31,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import InconsistentState, KmemUsageError
-from ..runtime.kernel import in_interrupt, might_sleep
+from ..runtime.kernel import BUG, in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import current_task
 from .context import current_machine, mm_caller_frame
-from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, c_hex, check_gfp, gfp_names
+from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, GFP_ZERO, c_hex, check_gfp, gfp_names
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_reserved, PG_vmalloc
 from .mmio import IoDevice
 from .physmem import Page
@@ -58,6 +58,7 @@ ADDR_LIMIT: Final = 1 << 32
 VM_IOREMAP: Final = 0x00000001  # ioremap() and friends
 VM_ALLOC: Final = 0x00000002  # vmalloc()
 VM_MAP: Final = 0x00000004  # vmap()ed pages
+VM_USERMAP: Final = 0x00000008  # suitable for remap_vmalloc_range (vmalloc_user, 2.6.18)
 IOREMAP_MAX_ORDER: Final = 7 + PAGE_SHIFT  # 128 pages
 
 # -- pgprot values (include/asm-i386/pgtable.h): only their identity matters here -------------
@@ -156,6 +157,10 @@ class VmallocSpace:
         self.ram_end = mem.nr_pages << PAGE_SHIFT
         self.vmlist: list[vm_struct] = []  # sorted by address
         self._addrs: list[int] = []  # the same, addresses only (bisect)
+        #: how many areas at the head of vmlist lie back to back from VMALLOC_START: no gap
+        #: there can take an area, so the first-fit scan starts after them (the same result
+        #: as the kernel's scan from the head, without walking thousands of packed areas)
+        self._packed = 0
         self.vmlist_lock = spin_lock_init("vmlist_lock")
         #: the kernel page tables of the window: virtual page number -> physical frame number
         self.ptes: dict[int, int] = {}
@@ -275,9 +280,9 @@ class VmallocSpace:
         d.write(paddr - d.phys_addr, width, value)
 
     # -- __get_vm_area / remove_vm_area ---------------------------------------------------------
-    def get_vm_area(self, size: int, flags: int, caller: tuple[str, int, str]) -> vm_struct | None:
-        """__get_vm_area(size, flags, VMALLOC_START, VMALLOC_END): first fit, guard page added."""
-        align = 1
+    def get_vm_area(self, size: int, flags: int, caller: tuple[str, int, str], align: int = 1) -> vm_struct | None:
+        """__get_vm_area(size, flags, VMALLOC_START, VMALLOC_END): first fit, guard page added.
+        ``align`` (a power of two) is __vmalloc_node's; VM_IOREMAP areas get ioremap's own."""
         if flags & VM_IOREMAP:
             bit = fls(size)
             bit = IOREMAP_MAX_ORDER if bit > IOREMAP_MAX_ORDER else max(bit, PAGE_SHIFT)
@@ -286,9 +291,18 @@ class VmallocSpace:
         start, end = self.start, self.end
         spin_lock(self.vmlist_lock)
         try:
-            addr = _align(start, align)
-            pos = len(self.vmlist)
-            for i, tmp in enumerate(self.vmlist):
+            vmlist = self.vmlist
+            k = self._packed
+            prev_end = vmlist[k - 1].end if k else start
+            while k < len(vmlist) and vmlist[k].addr == prev_end:
+                prev_end = vmlist[k].end
+                k += 1
+            self._packed = k
+            # The kernel's loop over the packed head ends with addr = ALIGN(its end, align).
+            addr = _align(prev_end, align)
+            pos = len(vmlist)
+            for i in range(k, len(vmlist)):
+                tmp = vmlist[i]
                 if tmp.addr < addr:
                     if tmp.end >= addr:
                         addr = _align(tmp.end, align)
@@ -312,6 +326,14 @@ class VmallocSpace:
                           "WARNING")
         return area
 
+    def set_area_flags(self, addr: int, flags: int) -> None:
+        """``__find_vm_area(addr)->flags |= flags`` under vmlist_lock (vmalloc_user)."""
+        spin_lock(self.vmlist_lock)
+        i = bisect.bisect_left(self._addrs, addr)
+        if i < len(self._addrs) and self._addrs[i] == addr:
+            self.vmlist[i].flags |= flags
+        spin_unlock(self.vmlist_lock)
+
     def remove_vm_area(self, addr: int, refuse: int = 0) -> vm_struct | None:
         """Find the area starting at ``addr``, clear its PTEs and unlink it (under vmlist_lock).
 
@@ -328,19 +350,23 @@ class VmallocSpace:
                 return area
             self._clear_ptes(area)
             del self.vmlist[i]
+            if i < self._packed:
+                self._packed = i
             del self._addrs[i]
             return area
         finally:
             spin_unlock(self.vmlist_lock)
 
     # -- __vmalloc / vmap / vfree -----------------------------------------------------------------
-    def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str]) -> int | None:
-        """__vmalloc: allocate the area, then one page at a time, then map them all."""
+    def vmalloc(self, size: int, gfp: int, prot: int, caller: tuple[str, int, str], align: int = 1,
+                node: int = -1) -> int | None:
+        """__vmalloc: allocate the area, then one page at a time (from ``node`` first, -1: the
+        calling CPU's), then map them all."""
         might_sleep()  # get_vm_area kmallocs the descriptor with GFP_KERNEL
         req, size = size, _page_align(size)
         if not size or (size >> PAGE_SHIFT) > self.pa.mem.nr_pages:
             return None
-        area = self.get_vm_area(size, VM_ALLOC, caller)
+        area = self.get_vm_area(size, VM_ALLOC, caller, align)
         if area is None:
             return None
         area.prot = prot
@@ -349,7 +375,7 @@ class VmallocSpace:
         t = current_task()
         for _ in range(nr_pages):
             try:
-                pfn = pa.alloc_pages(gfp, 0, -1)
+                pfn = pa.alloc_pages(gfp, 0, node)
             except BaseException:
                 # The task dies (OOM kill, on_bug="raise"): what it took goes back first.
                 self.vunmap(area.addr, True, "vfree")
@@ -530,7 +556,7 @@ class VmallocSpace:
         for a in self._snapshot():
             line = f"0x{a.addr:08x}-0x{a.end:08x} {a.size:7d}"
             line += f" {_caller_token(a.caller)}"
-            if a.nr_pages:
+            if a.nr_pages and a.flags & VM_ALLOC:  # vmap() leaves the kernel's nr_pages at 0
                 line += f" pages={a.nr_pages}"
             if a.phys_addr:
                 line += f" phys=0x{a.phys_addr:08x}"
@@ -540,6 +566,8 @@ class VmallocSpace:
                 line += " vmalloc"
             if a.flags & VM_MAP:
                 line += " vmap"
+            if a.flags & VM_USERMAP:
+                line += " user"
             if numa and a.flags & VM_ALLOC:
                 counts: dict[int, int] = {}
                 for pfn in list(a.pages):
@@ -572,6 +600,10 @@ class VmallocSpace:
         mem = self.pa.mem
         if [a.addr for a in self.vmlist] != self._addrs:
             raise InconsistentState("vmalloc: the address index does not match vmlist")
+        ends = [self.start] + [a.end for a in self.vmlist[:self._packed]]
+        if self._packed > len(self.vmlist) or any(a.addr != e for a, e in zip(self.vmlist, ends[:-1])):
+            raise InconsistentState(f"vmalloc: the first {self._packed} areas are taken as back to back "
+                                    "from VMALLOC_START, but they are not")
         prev_end = self.start
         expected: dict[int, int] = {}
         owned: dict[int, vm_struct] = {}
@@ -721,6 +753,65 @@ def vmalloc_32(size: int) -> int | None:
     return sp.vmalloc(n, GFP_KERNEL, PAGE_KERNEL, _user_site())
 
 
+def __vmalloc_node(size: int, align: int, gfp_mask: int, node: int, caller: Any = None) -> int | None:
+    """The form lib/test_vmalloc.c calls (5.8 and later): ``size`` bytes aligned to ``align``,
+    pages taken with ``gfp_mask`` from ``node`` first (NUMA_NO_NODE, -1: the calling CPU's).
+
+    ``align`` must be a power of two (``BUG_ON(!is_power_of_2(align))`` in alloc_vmap_area:
+    reported, None); one no area of the window can meet gives None and the "out of vmalloc
+    space" line, as any full window. ``caller`` is the kernel's ``__builtin_return_address``:
+    accepted and unused (/proc/vmallocinfo names the Python caller).
+    Context: may sleep (process context only).
+    """
+    m = current_machine()
+    sp = m.vmalloc
+    check_gfp(gfp_mask, "__vmalloc_node")
+    n = _check_size(size, "__vmalloc_node")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 1:
+        raise KmemUsageError(f"__vmalloc_node: align must be an int >= 1 (a power of two), got {align!r}")
+    if not isinstance(node, int) or isinstance(node, bool) or not -1 <= node < len(m.mem.nodes):
+        raise KmemUsageError(f"__vmalloc_node: node must be -1 (NUMA_NO_NODE) or a node of this machine "
+                             f"(0-{len(m.mem.nodes) - 1}), got {node!r}")
+    if align & (align - 1):
+        BUG(f"BUG_ON(!is_power_of_2(align)): __vmalloc_node(size={size}, align={align})")
+        return None
+    if n == 0 and size:
+        might_sleep()
+        return None
+    if align >= ADDR_LIMIT:  # no address of a 32-bit window is aligned so (but 0)
+        might_sleep()
+        m.printk("allocation failed: out of vmalloc space - use vmalloc=<size> to increase size.", "WARNING")
+        return None
+    return sp.vmalloc(n, gfp_mask, PAGE_KERNEL, _user_site(), align, node)
+
+
+def vzalloc(size: int) -> int | None:
+    """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL): vmalloc, zeroed
+    (2.6.37 and later; here for the code that uses it)."""
+    sp = current_machine().vmalloc
+    n = _check_size(size, "vzalloc")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM | GFP_ZERO, PAGE_KERNEL, _user_site())
+
+
+def vmalloc_user(size: int) -> int | None:
+    """Zeroed vmalloc memory that may be mapped to user space (2.6.18): ``__vmalloc(size,
+    GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL)``, then VM_USERMAP set on the area
+    under vmlist_lock (/proc/vmallocinfo says ``user``). The model has no user mappings, so
+    nothing else tells it apart from vzalloc."""
+    sp = current_machine().vmalloc
+    n = _check_size(size, "vmalloc_user")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    addr = sp.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM | GFP_ZERO, PAGE_KERNEL, _user_site())
+    if addr is not None:
+        sp.set_area_flags(addr, VM_USERMAP)
+    return addr
+
+
 def vmalloc_exec(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM, PAGE_KERNEL_EXEC)."""
     sp = current_machine().vmalloc
@@ -853,7 +944,8 @@ def iounmap(addr: int | None) -> None:
     sp.iounmap(_check_addr(addr, "iounmap"))
 
 
-__all__ = ["vmalloc", "vmalloc_32", "vmalloc_exec", "__vmalloc", "vfree", "vmap", "vunmap",
+__all__ = ["vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
+           "vfree", "vmap", "vunmap",
            "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
-           "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
+           "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
            "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

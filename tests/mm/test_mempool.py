@@ -509,13 +509,13 @@ def test_python_misuse_raises_precise_errors() -> None:
         errors.append(str(ei.value))
 
     def body() -> None:
-        expect(mempool_create, 0, sw.alloc, sw.free, None)
+        expect(mempool_create, -1, sw.alloc, sw.free, None)
         expect(mempool_create, 2.0, sw.alloc, sw.free, None)
         expect(mempool_create, True, sw.alloc, sw.free, None)
         expect(mempool_create, 2, "kmalloc", sw.free, None)
         expect(mempool_create, 2, sw.alloc, None, None)
         pool = mempool_create(1, sw.alloc, sw.free, None)
-        expect(mempool_resize, pool, 0, GFP_KERNEL)
+        expect(mempool_resize, pool, 0.5, GFP_KERNEL)
         expect(mempool_alloc, "pool", GFP_KERNEL)
         expect(mempool_alloc, pool, "GFP_KERNEL")
         expect(mempool_create_page_pool, 1, 11)
@@ -524,12 +524,12 @@ def test_python_misuse_raises_precise_errors() -> None:
 
     m.run(body)
     assert errors == [
-        "mempool_create: min_nr(=0) must be >= 1 (a pool guarantees at least one element)",
+        "mempool_create: min_nr(=-1) must be >= 0 (the number of elements kept in reserve)",
         "mempool_create: min_nr must be an int, got 2.0",
         "mempool_create: min_nr must be an int, got True",
         "mempool_create: alloc_fn must be callable as alloc_fn(gfp_mask, pool_data), got 'kmalloc'",
         "mempool_create: free_fn must be callable as free_fn(element, pool_data), got None",
-        "mempool_resize: new_min_nr(=0) must be >= 1 (a pool guarantees at least one element)",
+        "mempool_resize: new_min_nr must be an int, got 0.5",
         "mempool_alloc() takes a mempool_t from mempool_create(), got 'pool'",
         "mempool_alloc: gfp_mask(='GFP_KERNEL') must be an int of GFP_* flags",
         "mempool_create_page_pool: order(=11) must be an int in [0, 11)",

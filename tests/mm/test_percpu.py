@@ -359,7 +359,10 @@ def test_illegal_size_or_align_is_warned_and_returns_null() -> None:
     assert m.reports_of("percpu_illegal_size")[0].text.splitlines()[1].startswith("WARNING: CPU: 0 PID: ")
 
 
-def test_atomic_allocation_never_creates_a_chunk_but_uses_existing_ones_from_irq() -> None:
+def test_atomic_allocation_never_creates_a_chunk_beyond_the_first_and_uses_existing_ones_from_irq() -> None:
+    """The kernel's first chunk is there from boot, so the first allocation succeeds even
+    atomic (the model builds that chunk then, from GFP_ATOMIC pages); a full chunk is never
+    followed by a new one for an atomic caller, only for GFP_KERNEL."""
     m = Machine(cpus=2, seed=0)
     got: list = []
 
@@ -373,18 +376,41 @@ def test_atomic_allocation_never_creates_a_chunk_but_uses_existing_ones_from_irq
     def body() -> list:
         pages = nr_free_pages()
         first = __alloc_percpu_gfp(16, 8, GFP_ATOMIC)
-        no_chunks = (len(m.percpu.chunks), pages - nr_free_pages())
-        keep = __alloc_percpu(16, 8)  # GFP_KERNEL creates the chunk
+        one_chunk = (len(m.percpu.chunks), pages - nr_free_pages())
+        fill = [__alloc_percpu_gfp(PCPU_MIN_UNIT_SIZE // 4, 4, GFP_ATOMIC) for _ in range(4)]
+        still_one = len(m.percpu.chunks)
+        keep = __alloc_percpu(16, 8)  # GFP_KERNEL creates the next chunk
         raise_irq(IRQ)
-        free_percpu(keep)
-        return [first, no_chunks]
+        for p in [first, keep, *fill]:
+            free_percpu(p)
+        return [first, one_chunk, fill.count(None), still_one]
 
-    first, no_chunks = in_task(m, body)
-    assert first is None and no_chunks == (0, 0)
+    first, one_chunk, failed, still_one = in_task(m, body)
+    assert first is not None and one_chunk == (1, 2 * 8)
+    assert failed == 1 and still_one == 1
     assert got and got[0] is not None
     firsts = [r.text.splitlines()[0] for r in m.reports_of("percpu_alloc_failure")]
-    assert firsts == ["percpu: allocation failed, size=16 align=8 atomic=1, atomic alloc failed, no space left"]
+    size = PCPU_MIN_UNIT_SIZE // 4
+    assert firsts == [f"percpu: allocation failed, size={size} align=4 atomic=1, atomic alloc failed, no space left"]
     assert not m.reports_of("sleep_in_atomic")
+
+
+def test_first_atomic_allocation_races_build_one_first_chunk() -> None:
+    """Two CPUs allocate atomically (GFP_ATOMIC) before any chunk exists: one first
+    chunk survives, the other is given back, nothing leaks."""
+    def scenario(m: Machine) -> None:
+        got: list = []
+
+        def worker() -> None:
+            p = __alloc_percpu_gfp(8, 4, GFP_ATOMIC)
+            got.append(p)
+
+        m.run(worker, worker)
+        assert None not in got and len(m.percpu.chunks) == 1
+        m.run(lambda: [free_percpu(p) for p in got])
+        assert m.reports == []
+
+    explore(scenario, seeds=range(4), policies=("random", "pct", "free"), cpus=2)
 
 
 def test_gfp_kernel_allocation_in_atomic_context_is_reported() -> None:
