@@ -203,12 +203,16 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(current_task(), objp, func):
+            elif not c.flags & SLAB_RED_ZONE and not c.hardened_free_ok(current_task(), objp, func):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
             if not c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK):
                 return self._free_hooks(c, objp, objp - c.dbghead, hooks)
+        elif not c.flags & SLAB_RED_ZONE and not c.hardened_free_ok(current_task(), objp, func):
+            # no red zone to tell a double free (a poison-only cache: size-4096 and up under
+            # slab_debug): the always-on hardened checks, as on the fast path
+            return None
         raw = objp - c.dbghead
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
         off = raw - slab.s_mem if slab is not None else -1
@@ -246,7 +250,7 @@ class SlabDebug:
         if hooks & SLAB_KASAN:
             m.kasan.slab_alloc(c, objp, size)  # type: ignore[union-attr]
         if hooks & SLAB_KMEMLEAK:
-            m.kmemleak.alloc(objp, c.reallen, "slab")  # type: ignore[union-attr]  # s->object_size
+            m.kmemleak.alloc(objp, c.object_size, "slab")  # type: ignore[union-attr]  # s->object_size
 
     def _free_hooks(self, c: kmem_cache_t, objp: int, raw: int, hooks: int) -> int:
         """kasan_slab_free (poison, track, quarantine): the slot to put on the magazine."""
