@@ -60,6 +60,7 @@ from ..runtime.report import Frame, relpath, skip_frames_of
 from ..runtime.task import current_task
 from .context import stack_codes
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved, PG_slab
+from .slab_geometry import SLAB_DESTROY_BY_RCU
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -204,6 +205,8 @@ class Kasan:
         the CPU has held longest, whose place ``raw`` takes (the model's quarantine)."""
         self.freed[objp] = self.live.pop(objp)
         self.free_track[objp] = self.track()
+        if c.flags & SLAB_DESTROY_BY_RCU:  # may be read after free: not poisoned, no quarantine
+            return raw
         t = current_task()
         cc = c.cpu[t.cpu.id]
         mag = cc.loaded or cc.previous
@@ -286,6 +289,9 @@ class Kasan:
                 if n is not None:
                     return (0, objp + n) if a < objp + n else (KASAN_SLAB_REDZONE, raw + c.objsize)
                 if objp in self.freed:  # the whole object, as poison_slab_object() poisons it
+                    if c.flags & SLAB_DESTROY_BY_RCU:  # not poisoned: as the free left it
+                        n = self.freed[objp]
+                        return (0, objp + n) if a < objp + n else (KASAN_SLAB_REDZONE, raw + c.objsize)
                     end = min(objp + _granule_up(c.object_size), raw + c.objsize)
                     if a < end:
                         return KASAN_SLAB_FREE, end

@@ -604,6 +604,31 @@ def test_the_memmove_of_an_invalid_size_is_reported_and_not_performed() -> None:
     assert " 64-byte region" in "\n".join(rep.lines)  # no region state for "out-of-bounds"
 
 
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
+def test_a_slab_destroy_by_rcu_object_may_be_read_after_free(policy: str, seed: int) -> None:
+    """KASAN leaves a SLAB_DESTROY_BY_RCU (SLAB_TYPESAFE_BY_RCU) object unpoisoned at free
+    ("RCU slabs could be legally used after free within the RCU period"): a lockless reader
+    that finds a freed object and rechecks it is correct code. It used to be reported as a
+    slab-use-after-free. A read past the object is still out of bounds."""
+    box: dict[str, int] = {}
+
+    def rcu_reader() -> None:
+        c = kmem_cache_create("rcu_cache", 60, 0, SLAB_DESTROY_BY_RCU, None, None)
+        p = kmem_cache_alloc(c, GFP_KERNEL)
+        write_u32(p, 1)
+        kmem_cache_free(c, p)
+        assert read_u32(p) == 1  # freed, and still a rcu_cache object
+        box["addr"] = p + 60
+        read_u8(p + 60)
+        kmem_cache_destroy(c)
+
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(rcu_reader)
+    m.check()
+    assert [r.kind for r in m.reports] == ["kasan_slab_out_of_bounds"]
+    assert m.reports[0].lines[2].startswith(f"Read of size 1 at addr {box['addr']:08x} ")
+
+
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
                                        "next page's (use-after-free if free, nothing if held)")
 def test_kmalloc_node_oob_right() -> None:
