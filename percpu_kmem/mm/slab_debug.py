@@ -9,7 +9,10 @@ report opens with today's SLUB lines (the ``====`` rule, "BUG <cache> (Not taint
 search for.
 
 Kept: the poison and red-zone values of include/linux/poison.h, where 2.6.11 puts each
-debug word, what each check looks at. Simplified: the debug words live in simulated
+debug word, what each check looks at; SLAB_DEBUG_INITIAL (each free calls the constructor
+with SLAB_CTOR_CONSTRUCTOR | SLAB_CTOR_VERIFY, to check the object is back in its
+constructed state); a cache without red zones (size-4096 and up under slab_debug) keeps
+the always-on hardened double-free check. Simplified: the debug words live in simulated
 memory but the bookkeeping (which object was requested at which size) is Python-side;
 reports are made through the machine's report machinery, so ``on_bug`` decides what
 they do.
@@ -31,6 +34,8 @@ from .slab_geometry import (
     BYTES_PER_WORD,
     SLAB_CTOR_ATOMIC,
     SLAB_CTOR_CONSTRUCTOR,
+    SLAB_CTOR_VERIFY,
+    SLAB_DEBUG_INITIAL,
     SLAB_POISON,
     SLAB_RED_ZONE,
     SLAB_STORE_USER,
@@ -237,6 +242,8 @@ class SlabDebug:
                     self._check_kmalloc_redzone(c, objp, size, func)
         if c.flags & SLAB_STORE_USER:
             self._set_word(self.userword(c, raw), self.caller_id())
+        if c.flags & SLAB_DEBUG_INITIAL and c.ctor is not None:  # the object must be as constructed
+            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | SLAB_CTOR_VERIFY)
         if c.dtor is not None and c.flags & SLAB_POISON:
             c.dtor(objp, c, 0)
         if c.flags & SLAB_POISON:
