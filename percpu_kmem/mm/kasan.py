@@ -177,10 +177,14 @@ class Kasan:
         self.free_track.pop(objp, None)
         self.alloc_track[objp] = self.track()
 
-    def ksize(self, objp: int, usable: int) -> None:
-        """ksize() unpoisons the whole object: its caller may use all of it."""
+    def ksize(self, objp: int, usable: int) -> bool:
+        """ksize(): kasan_check_byte() of the pointer first (ksize of a freed object is a
+        slab-use-after-free "in ksize", a read of size 1: ksize_uaf), then the whole object
+        is unpoisoned (its caller may use all of it). False after a report."""
         if objp in self.live:
             self.live[objp] = usable
+            return True
+        return not self.check(objp, 1, False)
 
     def slab_free_check(self, c: kmem_cache_t, objp: int, func: str) -> bool:
         """check_slab_allocation at kfree/kmem_cache_free: False after a report (refused)."""

@@ -37,17 +37,31 @@ from percpu_kmem.linux import (
     GFP_ATOMIC,
     GFP_KERNEL,
     PAGE_SIZE,
+    READ_ONCE,
     SLAB_CTOR_VERIFY,
     SLAB_DEBUG_INITIAL,
     SLAB_DESTROY_BY_RCU,
     SLAB_HWCACHE_ALIGN,
+    WRITE_ONCE,
     __free_pages,
     __get_free_page,
     __pa,
     __va,
     alloc_pages,
+    atomic_add,
+    atomic_add_negative,
+    atomic_add_return,
+    atomic_cmpxchg,
+    atomic_dec,
+    atomic_dec_and_test,
     atomic_inc,
+    atomic_inc_and_test,
+    atomic_read,
+    atomic_set,
+    atomic_sub,
+    atomic_sub_and_test,
     atomic_xchg,
+    cmpxchg,
     free_irq,
     free_page,
     get_cpu,
@@ -88,6 +102,7 @@ from percpu_kmem.linux import (
     wake_up,
     write_u8,
     write_u32,
+    xchg,
 )
 from percpu_kmem.mm.kasan import KASAN_RULE
 from percpu_kmem.testing import explore
@@ -636,6 +651,87 @@ def test_a_slab_destroy_by_rcu_object_may_be_read_after_free(policy: str, seed: 
     m.check()
     assert [r.kind for r in m.reports] == ["kasan_slab_out_of_bounds"]
     assert m.reports[0].lines[2].startswith(f"Read of size 1 at addr {box['addr']:08x} ")
+
+
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
+def test_ksize_uaf(policy: str, seed: int) -> None:
+    """ksize() of a freed object is a slab-use-after-free "in ksize" (kasan_check_byte), then
+    each read of it is one more; before the free, ksize and the reads are fine."""
+    box: dict[str, int] = {}
+
+    def ksize_uaf(bug: bool) -> None:
+        size = 128 - KASAN_GRANULE_SIZE
+        ptr = kmalloc(size, GFP_KERNEL)
+        box["ptr"] = ptr
+        if bug:
+            kfree(ptr)
+        ksize(ptr)
+        read_u8(ptr)
+        read_u8(ptr + size)
+        if not bug:
+            kfree(ptr)
+
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(ksize_uaf, True), names=["ksize_uaf"])
+    m.check()
+    p = box["ptr"]
+    assert [r.lines[1:3] for r in m.reports] == [
+        ["BUG: KASAN: slab-use-after-free in ksize", f"Read of size 1 at addr {p:08x} by task ksize_uaf/{m.reports[0].pid}"],
+        ["BUG: KASAN: slab-use-after-free in ksize_uaf", f"Read of size 1 at addr {p:08x} by task ksize_uaf/{m.reports[0].pid}"],
+        ["BUG: KASAN: slab-use-after-free in ksize_uaf",
+         f"Read of size 1 at addr {p + 120:08x} by task ksize_uaf/{m.reports[0].pid}"]]
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(ksize_uaf, False), names=["ksize_uaf"])
+    m.check()
+    assert m.reports == []
+
+
+def kasan_atomics_helper(unsafe: int, safe: int) -> None:
+    """6.x's kasan_atomics: every atomic operation on the word past a 48-byte object."""
+    atomic_read(unsafe)
+    atomic_set(unsafe, 42)
+    atomic_add(42, unsafe)
+    atomic_sub(42, unsafe)
+    atomic_inc(unsafe)
+    atomic_dec(unsafe)
+    atomic_add_return(42, unsafe)
+    atomic_sub_and_test(42, unsafe)
+    atomic_dec_and_test(unsafe)
+    atomic_inc_and_test(unsafe)
+    atomic_add_negative(42, unsafe)
+    atomic_xchg(unsafe, 42)
+    atomic_cmpxchg(unsafe, 21, 42)
+    cmpxchg(unsafe, 21, 42)
+    xchg(unsafe, 42)
+    READ_ONCE(unsafe)
+    WRITE_ONCE(unsafe, 42)
+    atomic_inc(safe)
+
+
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
+def test_kasan_atomics(policy: str, seed: int) -> None:
+    box: dict[str, int] = {}
+
+    def kasan_atomics(bug: bool) -> None:
+        a1 = kmalloc(48 if bug else 52, GFP_KERNEL)
+        a2 = kzalloc(4, GFP_KERNEL)
+        box["addr"] = a1 + 48
+        kasan_atomics_helper(a1 + 48, a2)
+        kfree(a1)
+        kfree(a2)
+
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(kasan_atomics, True), names=["kasan_atomics"])
+    m.check()
+    assert {r.kind for r in m.reports} == {"kasan_slab_out_of_bounds"}
+    assert {r.lines[1] for r in m.reports} == {"BUG: KASAN: slab-out-of-bounds in kasan_atomics_helper"}
+    ops = [r.lines[2].split(" at addr ")[0] for r in m.reports]
+    assert ops == ["Read of size 4", *["Write of size 4"] * 14, "Read of size 4", "Write of size 4"]
+    assert {r.extra["address"] for r in m.reports} == {box["addr"]}
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(kasan_atomics, False), names=["kasan_atomics"])
+    m.check()
+    assert m.reports == []
 
 
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
