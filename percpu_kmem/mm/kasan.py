@@ -15,13 +15,17 @@ Kept:
   100..127 are red zone), a freed object is ``KASAN_SLAB_FREE``, a free page
   ``KASAN_PAGE_FREE``, a vmalloc area up to its requested size, the rest of the area and
   its guard page ``KASAN_VMALLOC_INVALID``; slab management space and objects never
-  allocated are red zone;
+  allocated are red zone; a kmem_cache_alloc object is accessible up to the size its
+  cache was created with (``s->object_size``), a freed object is ``KASAN_SLAB_FREE`` all
+  of it, except in a SLAB_DESTROY_BY_RCU cache (not poisoned: it may be read after free);
 * the check at the time of the access (``kasan_check_range``), the bug type from the
   shadow of the first bad byte, the report of ``mm/kasan/report.c``: the ``=`` rules,
   "BUG: KASAN: <type> in <func>", "Read of size N at addr A by task comm/pid", the stack,
   "Allocated by task N:" / "Freed by task N:" with the simulated stacks of both, "The
   buggy address belongs to the object at A / which belongs to the cache C of size N",
-  "The buggy address is located N bytes to the right of / allocated N-byte region [A, B)",
+  "The buggy address is located N bytes to the right of / allocated N-byte region [A, B)"
+  (a freed object's region is its object size: ``kasan_get_alloc_size`` finds no size in
+  its shadow), an access whose size wraps the address space "out-of-bounds",
   the physical page, and "Memory state around the buggy address" (five rows of 16
   shadow bytes, the caret under the first bad granule), addresses as i386's ``%px``;
 * double free and invalid free checked at kfree/kmem_cache_free (``check_slab_allocation``):
@@ -40,7 +44,10 @@ Simplified (docs/kasan.md says why):
   the magazine), FIFO, but no longer than what the CPU holds: an object freed into an
   empty magazine can come straight back;
 * no redzone is added to a cache's objects (the geometry is 2.6's): an overflow past a
-  full-size object into a live neighbour is not seen;
+  full-size object into a live neighbour is not seen, and one off the end of a slab
+  lands in the next page (use-after-free if it is free); a red-zone byte in a slot with
+  no live object is described against the nearest live object, the one the access ran
+  off, as the kernel's layout (a red zone after each object) would have it;
 * a bad access is reported and not performed: a bad write is dropped, a bad read gets
   the bytes that are there (zeros where nothing maps), so one bug gives one report and
   the allocator's state stays sound; reports fold by (bug type, code line), as
