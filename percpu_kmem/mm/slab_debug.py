@@ -151,23 +151,38 @@ class SlabDebug:
                  f"INFO: 0x{start + first:08x}-0x{start + last:08x} @offset={first}. "
                  f"First byte 0x{data[first]:x} instead of 0x{want:x}",
                  f"Slab corruption: start={start:08x}, len={c.reallen}"]
-        if c.flags & SLAB_RED_ZONE:
-            lines.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
-        if c.flags & SLAB_STORE_USER:
-            uid = self._word(self.userword(c, raw))
-            lines.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
-        row = first & ~15
-        for _ in range(5):
-            if row > last or row >= len(data):
-                break
-            chunk = data[row:row + 16]
-            lines.append(f"{row:03x}:" + "".join(f" {b:02x}" for b in chunk))
-            row += 16
+        lines += self._objinfo(c, raw, data, 0)
+        # the lines holding a mismatch, each once, at most six (2.6.11: "Limit to 5 lines",
+        # tested after the sixth)
+        want_all = bytes((POISON_FREE,)) * (c.reallen - 1) + bytes((POISON_END,))
+        rows = [r for r in range(first & ~15, last + 1, 16) if data[r:r + 16] != want_all[r:r + 16]]
+        lines += [_dump_line(data, r) for r in rows[:6]]
+        # the neighbouring objects, as check_poison_obj prints them
+        slab = self.sa.slab_of.get(self.sa.mem.private[(raw - PAGE_OFFSET) >> PAGE_SHIFT])
+        if slab is not None:
+            objnr = (raw - slab.s_mem) // c.objsize
+            for nr, what in ((objnr - 1, "Prev"), (objnr + 1, "Next")):
+                if 0 <= nr < c.num:
+                    nraw = slab.s_mem + nr * c.objsize
+                    lines.append(f"{what} obj: start={nraw + c.dbghead:08x}, len={c.reallen}")
+                    ndata = self.mem.read(nraw + c.dbghead - PAGE_OFFSET, min(c.reallen, 32))
+                    lines += self._objinfo(c, nraw, ndata, 2)
         lines.append(f"detected at {when}")
         c.errors += 1
         self.sa.m.report("slab_poison", lines, site=f"{c.name}:poison:{raw:#x}",
                          extra={"cache": c.name, "object": start})
         return False
+
+    def _objinfo(self, c: kmem_cache_t, raw: int, data: bytes, nlines: int) -> list[str]:
+        """print_objinfo(): the red zone words, the last user, ``nlines`` lines of the object."""
+        out: list[str] = []
+        if c.flags & SLAB_RED_ZONE:
+            out.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
+        if c.flags & SLAB_STORE_USER:
+            uid = self._word(self.userword(c, raw))
+            out.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
+        out += [_dump_line(data, r) for r in range(0, min(len(data), 16 * nlines), 16)]
+        return out
 
     def after_alloc(self, c: kmem_cache_t, raw: int, flags: int, size: int = -1) -> int:
         """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user.
@@ -322,6 +337,11 @@ class SlabDebug:
                         f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}."],
                         site=f"{c.name}:destroy_redzone:{where}:{objp:#x}",
                         extra={"cache": c.name, "object": objp})
+
+
+def _dump_line(data: bytes, offset: int) -> str:
+    """dump_line(): "%03x:" and up to 16 bytes " %02x"."""
+    return f"{offset:03x}:" + "".join(f" {b:02x}" for b in data[offset:offset + 16])
 
 
 def slub_bug(c: kmem_cache_t, what: str) -> list[str]:

@@ -1142,3 +1142,36 @@ def test_slab_debug_initial_calls_the_constructor_to_verify_at_free(policy: str,
     box = {}
     m.run(partial(_debug_initial, True, box))
     assert "verified" not in box and m.reports == []
+
+
+def test_slab_corruption_dumps_the_bad_lines_and_the_neighbours_as_check_poison_obj() -> None:
+    """2.6.11's check_poison_obj: "Slab corruption: start=%p, len=%d", print_objinfo (red
+    zones, last user), each 16-byte line holding a bad byte ("%03x:" " %02x"...) and no
+    other, then "Prev obj:" / "Next obj:" with their red zones, last user and two lines."""
+    box: dict[str, Any] = {}
+
+    def corrupt() -> None:
+        c = kmem_cache_create("test_cache", 200, 0, 0, None, None)
+        a, b, d = (kmem_cache_alloc(c, GFP_KERNEL) for _ in range(3))
+        kmem_cache_free(c, b)
+        write_u8(b + 8, 0x41)  # row 000
+        write_u8(b + 100, 0x42)  # row 060: the rows between are intact
+        box.update(c=c, objs=sorted((a, b, d)), b=b)
+        kmem_cache_free(c, a)
+        kmem_cache_free(c, d)
+        kmem_cache_destroy(c)  # slab_destroy checks the poison of every object
+
+    m = Machine(cpus=1, slab_debug=True)
+    m.run(corrupt)
+    (rep,) = m.reports
+    lines, b, objsize = rep.lines, box["b"], box["c"].objsize
+    i = lines.index(f"Slab corruption: start={b:08x}, len=200")
+    assert lines[i + 1] == "Redzone: 0x5a2cf071/0x5a2cf071."
+    assert lines[i + 2].startswith("Last user: [<")
+    assert lines[i + 3] == "000: 6b 6b 6b 6b 6b 6b 6b 6b 41 6b 6b 6b 6b 6b 6b 6b"
+    assert lines[i + 4] == "060: 6b 6b 6b 6b 42 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b 6b"
+    assert lines[i + 5] == f"Prev obj: start={b - objsize:08x}, len=200"
+    assert lines[i + 6:i + 8] == ["Redzone: 0x5a2cf071/0x5a2cf071.", lines[i + 7]] and lines[i + 7].startswith("Last")
+    assert lines[i + 8].startswith("000: 6b 6b") and lines[i + 9].startswith("010: 6b 6b")
+    assert lines[i + 10] == f"Next obj: start={b + objsize:08x}, len=200"
+    assert box["objs"] == [b - objsize, b, b + objsize]
