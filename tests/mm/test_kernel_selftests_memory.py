@@ -654,6 +654,35 @@ def test_a_slab_destroy_by_rcu_object_may_be_read_after_free(policy: str, seed: 
 
 
 @pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
+def test_kmalloc_oob_right_of_6x(policy: str, seed: int) -> None:
+    """6.x's kmalloc_oob_right: three accesses past a 115-byte request, the unaligned one,
+    the one in the next granule, and one past the 128-byte object; each a report naming
+    the object the access ran off, N bytes to its right."""
+    box: dict[str, int] = {}
+
+    def kmalloc_oob_right() -> None:
+        size = 128 - KASAN_GRANULE_SIZE - 5
+        ptr = kmalloc(size, GFP_KERNEL)
+        box["ptr"] = ptr
+        write_u8(ptr + size, ord("x"))
+        write_u8(ptr + size + 5, ord("y"))
+        write_u8(ptr, read_u8(ptr + size + KASAN_GRANULE_SIZE + 5))
+        kfree(ptr)
+
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(kmalloc_oob_right)
+    m.check()
+    p = box["ptr"]
+    assert [r.lines[2].split(" by task")[0] for r in m.reports] == [
+        f"Write of size 1 at addr {p + 115:08x}", f"Write of size 1 at addr {p + 120:08x}",
+        f"Read of size 1 at addr {p + 128:08x}"]
+    for rep, right in zip(m.reports, (0, 5, 13)):
+        i = rep.lines.index(f"The buggy address belongs to the object at {p:08x}")
+        assert rep.lines[i + 2:i + 4] == [f"The buggy address is located {right} bytes to the right of",
+                                          f" allocated 115-byte region [{p:08x}, {p + 115:08x})"]
+
+
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
 def test_ksize_uaf(policy: str, seed: int) -> None:
     """ksize() of a freed object is a slab-use-after-free "in ksize" (kasan_check_byte), then
     each read of it is one more; before the free, ksize and the reads are fine."""
