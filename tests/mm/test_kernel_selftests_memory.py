@@ -236,6 +236,27 @@ def kmalloc_memmove_invalid_size(bug: bool, box: dict[str, int]) -> None:
     kfree(ptr)
 
 
+def kmalloc_memmove_invalid_size_6x(bug: bool, box: dict[str, int]) -> None:
+    """6.x's kmalloc_memmove_invalid_size: memmove(ptr, ptr + 4, 64) reads 4 bytes past."""
+    ptr = kmalloc(64, GFP_KERNEL)
+    memset(ptr, 0, 64)
+    box["addr"] = ptr + 4
+    memcpy(ptr, ptr + 4, 64 if bug else 60)
+    kfree(ptr)
+
+
+def kmalloc_uaf3(bug: bool, box: dict[str, int]) -> None:
+    ptr1 = kmalloc(100, GFP_KERNEL)
+    if bug:
+        kfree(ptr1)
+    ptr2 = kmalloc(100, GFP_KERNEL)
+    kfree(ptr2)
+    box["addr"] = ptr1 + 8
+    read_u8(ptr1 + 8)
+    if not bug:
+        kfree(ptr1)
+
+
 def kmalloc_uaf(bug: bool, box: dict[str, int]) -> None:
     ptr = kmalloc(10, GFP_KERNEL)
     box["addr"] = ptr + 8
@@ -498,9 +519,11 @@ KASAN_CASES = [
     KasanCase(kmalloc_oob_in_memset, "slab-out-of-bounds", "Write", 666 + 5),
     # the size wraps the address space: "out-of-bounds" whatever the shadow says
     KasanCase(kmalloc_memmove_invalid_size, "out-of-bounds", "Read", -2 & 0xFFFFFFFF),
+    KasanCase(kmalloc_memmove_invalid_size_6x, "slab-out-of-bounds", "Read", 64),
     KasanCase(kmalloc_uaf, "slab-use-after-free", "Write"),
     KasanCase(kmalloc_uaf_memset, "slab-use-after-free", "Write", 33),
     KasanCase(kmalloc_uaf2, "slab-use-after-free", "Write"),
+    KasanCase(kmalloc_uaf3, "slab-use-after-free", "Read"),
     KasanCase(kmem_cache_oob, "slab-out-of-bounds", "Read"),
     KasanCase(kmem_cache_oob_unaligned, "slab-out-of-bounds", "Read"),
     KasanCase(ksize_unpoisons_memory, "slab-out-of-bounds", "Write"),
@@ -761,6 +784,22 @@ def test_kasan_atomics(policy: str, seed: int) -> None:
     m.run(partial(kasan_atomics, False), names=["kasan_atomics"])
     m.check()
     assert m.reports == []
+
+
+@pytest.mark.xfail(strict=True, reason="slab.py: kmem_cache_destroy() of a destroyed cache raises KmemUsageError "
+                                       "(a Python misuse error) for a bug in simulated kernel code")
+def test_kmem_cache_double_destroy() -> None:
+    """6.x's kmem_cache_double_destroy: the second destroy uses the freed kmem_cache
+    descriptor, a slab-use-after-free in kmem_cache_destroy (a kernel report, not a Python
+    exception: the driver's bug, not a misuse of the model's API)."""
+    def kmem_cache_double_destroy() -> None:
+        c = kmem_cache_create("test_cache", 200, 0, 0, None, None)
+        kmem_cache_destroy(c)
+        kmem_cache_destroy(c)
+
+    m = Machine(cpus=1, kasan=True)
+    m.run(kmem_cache_double_destroy)
+    assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: slab-use-after-free in kmem_cache_destroy"]
 
 
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
