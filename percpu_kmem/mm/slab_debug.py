@@ -12,7 +12,8 @@ Kept: the poison and red-zone values of include/linux/poison.h, where 2.6.11 put
 debug word, what each check looks at; SLAB_DEBUG_INITIAL (each free calls the constructor
 with SLAB_CTOR_CONSTRUCTOR | SLAB_CTOR_VERIFY, to check the object is back in its
 constructed state); a cache without red zones (size-4096 and up under slab_debug) keeps
-the always-on hardened double-free check. Simplified: the debug words live in simulated
+the always-on hardened checks and 2.6.11's free_block() double-free test ("slab: double
+free detected in cache"), made at the free. Simplified: the debug words live in simulated
 memory but the bookkeeping (which object was requested at which size) is Python-side;
 reports are made through the machine's report machinery, so ``on_bug`` decides what
 they do.
@@ -223,15 +224,13 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.flags & SLAB_RED_ZONE and not c.hardened_free_ok(current_task(), objp, func):
+            elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
             if not c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK):
                 return self._free_hooks(c, objp, objp - c.dbghead, hooks)
-        elif not c.flags & SLAB_RED_ZONE and not c.hardened_free_ok(current_task(), objp, func):
-            # no red zone to tell a double free (a poison-only cache: size-4096 and up under
-            # slab_debug): the always-on hardened checks, as on the fast path
+        elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func):
             return None
         raw = objp - c.dbghead
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
@@ -264,6 +263,30 @@ class SlabDebug:
         if c.flags & SLAB_POISON:
             self.poison(c, raw, POISON_FREE)
         return self._free_hooks(c, objp, raw, hooks) if hooks else raw
+
+    def _free_ok_without_redzone(self, c: kmem_cache_t, objp: int, func: str) -> bool:
+        """The free checks of a cache with no red zone to tell a double free (a poison-only
+        cache: size-4096 and up under slab_debug): the always-on hardened checks, then
+        2.6.11's free_block() test under DEBUG (the object must not be free already: "slab:
+        double free detected in cache '%s', objp %p."), made at the free instead of when
+        the per-CPU array drains, and the free refused. False after a report."""
+        if not c.hardened_free_ok(current_task(), objp, func):
+            return False
+        sa = self.sa
+        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        raw = objp - c.dbghead
+        free = slab is not None and (raw - slab.s_mem) // c.objsize in slab.free
+        if not free:
+            free = any(raw in cc.loaded or raw in cc.previous for cc in c.cpu) \
+                or any(raw in mag for mag in c.__dict__.get("depot_full", ()))
+        if not free:
+            return True
+        c.errors += 1
+        sa.m.report("slab_double_free", [
+            *slub_bug(c, "Object already free"),
+            f"slab: double free detected in cache '{c.name}', objp {objp:08x}."],
+            site=f"{c.name}:slab_double_free:{objp:#x}", extra={"cache": c.name, "object": objp})
+        return False
 
     def _alloc_hooks(self, c: kmem_cache_t, objp: int, size: int, hooks: int) -> None:
         """kasan_slab_alloc / kmemleak_alloc for an object handed out (``size``: the kmalloc
