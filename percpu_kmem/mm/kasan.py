@@ -479,8 +479,11 @@ class Kasan:
                 if slab is not None and c is not None:
                     objp = self._nearest_obj(addr, slab.s_mem, c, bug_type)
                     out += self._describe_object(addr, objp, c, bug_type, extra)
+            # a page of a multi-page slab or compound block counts on its head (the folio's
+            # refcount, as today's dump_page prints it)
+            head = mem.private[pfn] if mem.flags[pfn] & (PG_slab | PG_compound) else pfn
             state = "free" if self.region(PAGE_OFFSET + (pfn << PAGE_SHIFT))[0] == KASAN_PAGE_FREE else \
-                f"refcount:{mem.count[pfn]}"
+                f"refcount:{mem.count[head]}"
             out += ["The buggy address belongs to the physical page:",
                     f"page: {state} pfn:{pfn:#x}{' slab' if mem.flags[pfn] & PG_slab else ''}",
                     "page dumped because: kasan: bad access detected", ""]

@@ -1262,3 +1262,21 @@ def test_slab_corruption_dumps_the_bad_lines_and_the_neighbours_as_check_poison_
     assert lines[i + 8].startswith("000: 6b 6b") and lines[i + 9].startswith("010: 6b 6b")
     assert lines[i + 10] == f"Next obj: start={b + objsize:08x}, len=200"
     assert box["objs"] == [b - objsize, b, b + objsize]
+
+
+def test_the_page_line_of_a_multi_page_slab_counts_on_its_head() -> None:
+    """The buggy address in the last page of a 32-page slab (size-131072): the page line
+    gives the head's refcount (the folio's, as dump_page prints it), not the tail's 0."""
+    box: dict[str, int] = {}
+
+    def kmalloc_large_oob_right() -> None:
+        ptr = kmalloc(131072 - 256, GFP_KERNEL)
+        box["addr"] = ptr + 131072 - 256
+        write_u8(box["addr"], 0)
+        kfree(ptr)
+
+    m = Machine(cpus=1, kasan=True)
+    m.run(kmalloc_large_oob_right)
+    (rep,) = m.reports
+    pfn = (box["addr"] - 0xC0000000) >> 12
+    assert f"page: refcount:1 pfn:{pfn:#x} slab" in rep.lines
