@@ -229,10 +229,21 @@ class Kasan:
 
     def mempool_poison(self, element: object) -> None:
         """kasan_mempool_poison_object: a slab element going into a mempool's reserve is
-        freed for KASAN (no quarantine: the pool keeps it), with a free track."""
-        if isinstance(element, int) and element in self.live:
+        freed for KASAN (no quarantine: the pool keeps it), with a free track. It is checked
+        first, as check_slab_allocation checks a kfree: a pointer into a slab that is not an
+        object's start is an invalid-free "in mempool_free", an object that is not allocated
+        a double-free (an element the pool handed to its free function already)."""
+        if element.__class__ is not int:
+            return
+        if element in self.live:
             self.freed[element] = self.live.pop(element)
             self.free_track[element] = self.track()
+            return
+        if not PAGE_OFFSET <= element < PAGE_OFFSET + (self.m.mem.max_low_pfn << PAGE_SHIFT):
+            return
+        slab = self.m.slab.slab_page.get((element - PAGE_OFFSET) >> PAGE_SHIFT)
+        if slab is not None:  # (elements of a pool of the caller's own, from pages, are its business)
+            self.slab_free_check(slab.cache, element, "mempool_free")
 
     def mempool_unpoison(self, element: object) -> None:
         """kasan_mempool_unpoison_object: the element leaves the reserve, allocated again."""

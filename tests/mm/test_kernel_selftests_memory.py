@@ -676,6 +676,71 @@ def test_a_slab_destroy_by_rcu_object_may_be_read_after_free(policy: str, seed: 
     assert m.reports[0].lines[2].startswith(f"Read of size 1 at addr {box['addr']:08x} ")
 
 
+def _reserve_pool(min_nr: int) -> tuple[Any, list[bool]]:
+    """A kmalloc pool of 128-byte elements whose allocator can be made to fail, so that
+    mempool_alloc() takes from the reserve (6.8's mempool_alloc_preallocated)."""
+    fail = [False]
+
+    def alloc(gfp: int, data: Any) -> Any:
+        return None if fail[0] else mempool_kmalloc(gfp, data)
+
+    return mempool_create(min_nr, alloc, mempool_kfree, 128), fail
+
+
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
+def test_mempool_kmalloc_invalid_free_into_the_reserve(policy: str, seed: int) -> None:
+    """6.8's mempool_kmalloc_invalid_free: elem + 1 given back while the pool is below
+    min_nr goes to the reserve, and kasan_mempool_poison_object() reports it at once:
+    "invalid-free in mempool_free" (it used to be seen only when the pool was destroyed)."""
+    box: dict[str, int] = {}
+
+    def mempool_kmalloc_invalid_free(bug: bool) -> None:
+        pool, fail = _reserve_pool(4)
+        fail[0] = True
+        extra = mempool_alloc(pool, GFP_ATOMIC)
+        elem = mempool_alloc(pool, GFP_ATOMIC)
+        box["addr"] = elem + 1
+        if bug:
+            mempool_free(elem + 1, pool)
+        mempool_free(elem, pool)
+        mempool_free(extra, pool)
+        if not bug:
+            mempool_destroy(pool)
+
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(mempool_kmalloc_invalid_free, True), names=["mempool_kmalloc"])
+    rep = m.reports[0]
+    assert rep.kind == "kasan_invalid_free"
+    assert rep.lines[1:3] == ["BUG: KASAN: invalid-free in mempool_free",
+                              f"Free of addr {box['addr']:08x} by task mempool_kmalloc/{rep.pid}"]
+    m = Machine(cpus=2, kasan=True, policy=policy, seed=seed)
+    m.run(partial(mempool_kmalloc_invalid_free, False), names=["mempool_kmalloc"])
+    m.check()
+    assert m.reports == []
+
+
+def test_mempool_element_freed_twice_once_to_the_allocator_once_to_the_reserve() -> None:
+    """The pool is full at the first mempool_free (kfree'd), below min_nr at the second
+    (the reserve): KASAN's check of the element going into the reserve finds it freed."""
+    box: dict[str, int] = {}
+
+    def double_free() -> None:
+        pool, fail = _reserve_pool(2)
+        elem = mempool_alloc(pool, GFP_KERNEL)  # from kmalloc: the pool stays full
+        box["addr"] = elem
+        mempool_free(elem, pool)  # full: kfree()d
+        fail[0] = True
+        mempool_alloc(pool, GFP_ATOMIC)  # the pool below min_nr now
+        mempool_free(elem, pool)
+
+    m = Machine(cpus=1, kasan=True)
+    m.run(double_free)
+    rep = m.reports[0]
+    assert rep.kind == "kasan_double_free"
+    assert rep.lines[1:3] == ["BUG: KASAN: double-free in mempool_free",
+                              f"Free of addr {box['addr']:08x} by task double_free/{rep.pid}"]
+
+
 @pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
 def test_kmalloc_oob_right_of_6x(policy: str, seed: int) -> None:
     """6.x's kmalloc_oob_right: three accesses past a 115-byte request, the unaligned one,
