@@ -132,22 +132,24 @@ class Kmemleak:
         if self.objects.pop(ptr, None) is not None:
             self.leaks.pop(ptr, None)
 
-    def _find(self, ptr: int, fn: str) -> LeakObject | None:
+    def _find(self, ptr: int, color: str) -> LeakObject | None:
+        """find_and_get_object() for paint_ptr(): kmemleak_warn()'s words for a pointer no
+        tracked block starts at ("as Grey" for kmemleak_not_leak, "as Black" for ignore)."""
         o = self.objects.get(ptr)
         if o is None:
-            self.m.printk(f"kmemleak: {fn}: unknown object at 0x{ptr:08x}", "WARNING")
+            self.m.printk(f"kmemleak: Trying to color unknown object at 0x{ptr:08x} as {color}", "WARNING")
         return o
 
     def not_leak(self, ptr: int) -> None:
         """kmemleak_not_leak: never report this block, and scan it always (a global holds it)."""
-        o = self._find(ptr, "kmemleak_not_leak")
+        o = self._find(ptr, "Grey")
         if o is not None:
             o.not_leak = True
             self.leaks.pop(ptr, None)
 
     def ignore(self, ptr: int) -> None:
         """kmemleak_ignore: never report this block and never scan it."""
-        o = self._find(ptr, "kmemleak_ignore")
+        o = self._find(ptr, "Black")
         if o is not None:
             o.ignore = True
             self.leaks.pop(ptr, None)

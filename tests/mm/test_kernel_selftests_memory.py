@@ -72,6 +72,8 @@ from percpu_kmem.linux import (
     kmem_cache_create,
     kmem_cache_destroy,
     kmem_cache_free,
+    kmemleak_ignore,
+    kmemleak_not_leak,
     ksize,
     kzalloc,
     memcpy,
@@ -1345,3 +1347,24 @@ def test_the_page_line_of_a_multi_page_slab_counts_on_its_head() -> None:
     (rep,) = m.reports
     pfn = (box["addr"] - 0xC0000000) >> 12
     assert f"page: refcount:1 pfn:{pfn:#x} slab" in rep.lines
+
+
+def test_kmemleak_annotation_of_an_unknown_object_warns_in_kmemleaks_words() -> None:
+    """kmemleak_not_leak()/kmemleak_ignore() of a pointer no tracked block starts at:
+    kmemleak_warn("Trying to color unknown object at 0x%08lx as %s") of paint_ptr()."""
+    box: dict[str, int] = {}
+
+    def annotate() -> None:
+        p = kmalloc(64, GFP_KERNEL)
+        box["p"] = p
+        kmemleak_not_leak(p + 8)
+        kmemleak_ignore(p + 8)
+        kfree(p)
+
+    m = Machine(cpus=1, kmemleak=True)
+    m.run(annotate)
+    m.check()
+    want = [f"kmemleak: Trying to color unknown object at 0x{box['p'] + 8:08x} as {c}" for c in ("Grey", "Black")]
+    assert [ln for ln in m.dmesg if "unknown object" in ln and not ln.endswith(tuple(want))] == []
+    assert sum(ln.endswith(w) for ln in m.dmesg for w in want) == 2
+    assert m.reports == []
