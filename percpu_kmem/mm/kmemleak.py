@@ -206,7 +206,7 @@ class Kmemleak:
             found = self._unreferenced()
         old, self.leaks = self.leaks, {}
         new: list[str] = []
-        for o in sorted(found, key=lambda o: o.ptr):
+        for o in found:  # object_list order: the order the blocks were allocated in
             if o.reported:
                 self.leaks[o.ptr] = old[o.ptr] if o.ptr in old else self._text(o, now)
                 continue
@@ -309,8 +309,9 @@ class Kmemleak:
         self.scan()
 
     def proc(self) -> str:
-        """/sys/kernel/debug/kmemleak: every leak the last scan found that is still allocated."""
-        return "".join(t + "\n" for _, t in sorted(self.leaks.items()))
+        """/sys/kernel/debug/kmemleak: every leak the last scan found that is still allocated,
+        in the order they were allocated (kmemleak's object_list)."""
+        return "".join(t + "\n" for t in self.leaks.values())
 
 
 def kmemleak_init(m: Machine, fail: bool = False) -> Kmemleak:
