@@ -2,22 +2,25 @@
 
 Three sources, one section each:
 
-1. lib/test_kasan.c (the KUnit suite of 5.x, plus the mempool cases of 6.8): every case the
-   model can express, named as the kernel names it, with its correct twin (the access in
-   bounds, before the free; the one right free). The bug must be one KASAN report whose
-   first lines are the kernel's ("BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right",
-   "Write of size 1 at addr ... by task ..."); the twin must report nothing. Each runs
-   under the four policies, a seed each, and m.check() after it.
-   Not expressible, so not here: krealloc (the model has none: 2.6.11 had none either),
-   kmalloc_node, kzfree/kfree_sensitive, memchr/memcmp/str* and the bitops (no such
-   accessors: the atomics stand in for the bitops, as both are instrument_atomic_*),
-   globals, stack and alloca (nothing of them is in simulated memory), SLAB_ACCOUNT.
+1. lib/test_kasan.c (the KUnit suite of 5.x, plus 6.x's kmalloc_oob_right, ksize_uaf,
+   kasan_atomics, kmalloc_uaf3 and mempool cases): every case the model can express,
+   named as the kernel names it, with its correct twin (the access in bounds, before the
+   free; the one right free). The bug must be one KASAN report whose first lines are the
+   kernel's ("BUG: KASAN: slab-out-of-bounds in kmalloc_oob_right", "Write of size 1 at
+   addr ... by task ..."); the twin must report nothing. Each runs under the four
+   policies, a seed each (the last with slab debugging on as well), and m.check() after.
+   kmalloc_node_oob_right and kmem_cache_double_destroy are xfail (what is wrong: their
+   reasons). Not expressible, so not here: krealloc (2.6.11 had none), kzfree, memchr,
+   memcmp, str* and the bitops (no such accessors: the atomics stand in for the bitops,
+   as both are instrument_atomic_*), globals, stack and alloca (nothing of them is in
+   simulated memory), SLAB_ACCOUNT, kmem_cache_alloc_bulk.
 2. mm/kmemleak-test.c: its orphans (kmalloc of 32..4096, kmem_cache_alloc, vmalloc(64)) are
    reported as "unreferenced object 0x... (size N):", what it keeps (a list from a static
    list head, a pointer in a DEFINE_PER_CPU) is not, until module exit drops the list.
 3. 2.6.11's SLAB debugging (mm/slab.c with DEBUG; Machine(slab_debug=True)): writes before
    and after an object, writes after free seen at allocation and at slab destruction,
-   double frees, each in the kernel's words; correct code under concurrency silent.
+   double frees (with red zones, and without: free_block()'s test), SLAB_DEBUG_INITIAL's
+   verifying constructor, each in the kernel's words; correct code under concurrency silent.
 """
 
 from __future__ import annotations
