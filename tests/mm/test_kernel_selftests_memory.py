@@ -46,6 +46,8 @@ from percpu_kmem.linux import (
     SLAB_DEBUG_INITIAL,
     SLAB_DESTROY_BY_RCU,
     SLAB_HWCACHE_ALIGN,
+    SLAB_POISON,
+    SLAB_RED_ZONE,
     WRITE_ONCE,
     __free_pages,
     __get_free_page,
@@ -1383,5 +1385,80 @@ def test_the_vmalloc_churn_stress_scenario_is_clean_under_kasan() -> None:
     (sc,) = load_scenarios(Path(__file__).parents[2] / "stress" / "vmalloc_churn.py")
     m = sc.make_machine(policy="random", seed=0, kasan=True)
     sc.run(m)
+    m.check()
+    assert m.reports == []
+
+
+# mm/slub_kunit.c (5.14 and later), the same checks on caches created with the debug flags;
+# validate_slab_cache() has no counterpart: the free, or the destroy, checks instead.
+def test_clobber_zone(bug: bool) -> None:
+    s = kmem_cache_create("TestSlub_RZ_alloc", 64, 0, SLAB_RED_ZONE, None, None)
+    p = kmem_cache_alloc(s, GFP_KERNEL)
+    write_u8(p + (64 if bug else 63), 0x12)
+    kmem_cache_free(s, p)
+    kmem_cache_destroy(s)
+
+
+def test_first_word(bug: bool) -> None:
+    s = kmem_cache_create("TestSlub_1th_word_free", 64, 0, SLAB_POISON, None, None)
+    p = kmem_cache_alloc(s, GFP_KERNEL)
+    if not bug:
+        write_u8(p, 0x78)
+    kmem_cache_free(s, p)
+    if bug:
+        write_u8(p, 0x78)
+    kmem_cache_destroy(s)
+
+
+def test_clobber_50th_byte(bug: bool) -> None:
+    s = kmem_cache_create("TestSlub_50th_word_free", 64, 0, SLAB_POISON, None, None)
+    p = kmem_cache_alloc(s, GFP_KERNEL)
+    if not bug:
+        write_u8(p + 50, 0x9A)
+    kmem_cache_free(s, p)
+    if bug:
+        write_u8(p + 50, 0x9A)
+    kmem_cache_destroy(s)
+
+
+def test_clobber_redzone_free(bug: bool) -> None:
+    s = kmem_cache_create("TestSlub_RZ_free", 64, 0, SLAB_RED_ZONE, None, None)
+    p = kmem_cache_alloc(s, GFP_KERNEL)
+    if not bug:
+        write_u8(p + 63, 0xAB)
+    kmem_cache_free(s, p)
+    if bug:
+        write_u8(p + 64, 0xAB)
+    kmem_cache_destroy(s)
+
+
+def test_kmalloc_redzone_access(bug: bool) -> None:
+    p = kmalloc(18 if bug else 20, GFP_KERNEL)
+    write_u8(p + 18, 0xAB)
+    write_u8(p + 19, 0xAB)
+    kfree(p)
+
+
+SLUB_KUNIT = [
+    (test_clobber_zone, "slab_redzone", "BUG TestSlub_RZ_alloc (Not tainted): Right Redzone overwritten"),
+    (test_first_word, "slab_poison", "BUG TestSlub_1th_word_free (Not tainted): Poison overwritten"),
+    (test_clobber_50th_byte, "slab_poison", "BUG TestSlub_50th_word_free (Not tainted): Poison overwritten"),
+    (test_clobber_redzone_free, "slab_redzone", "BUG TestSlub_RZ_free (Not tainted): Right Redzone overwritten"),
+    (test_kmalloc_redzone_access, "slab_redzone", "BUG size-32 (Not tainted): kmalloc Redzone overwritten"),
+]
+for _case, _, _ in SLUB_KUNIT:  # the kernel's names, not pytest's tests
+    _case.__test__ = False  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("policy,seed", POLICY_SEEDS[:2])
+@pytest.mark.parametrize("case,kind,bug_line", SLUB_KUNIT, ids=[c[0].__name__ for c in SLUB_KUNIT])
+def test_slub_kunit_case(case: Callable[[bool], None], kind: str, bug_line: str, policy: str, seed: int) -> None:
+    slab_debug = case is test_kmalloc_redzone_access  # its cache is a kmalloc cache: debugged machine-wide
+    m = Machine(cpus=2, slab_debug=slab_debug, policy=policy, seed=seed)
+    m.run(partial(case, True), names=[case.__name__])
+    m.check()
+    assert [(r.kind, r.lines[1]) for r in m.reports] == [(kind, bug_line)]
+    m = Machine(cpus=2, slab_debug=slab_debug, policy=policy, seed=seed)
+    m.run(partial(case, False), names=[case.__name__])
     m.check()
     assert m.reports == []
