@@ -658,6 +658,15 @@ def test_the_memmove_of_an_invalid_size_is_reported_and_not_performed() -> None:
     assert "The buggy address is located 4 bytes inside of" in rep.lines
     assert " 64-byte region" in "\n".join(rep.lines)  # no region state for "out-of-bounds"
 
+    def larger_than_memory() -> None:  # no wrap, but more than all of memory: not copied either
+        ptr = kmalloc(64, GFP_KERNEL)
+        memcpy(ptr, ptr + 4, 0x30000000)
+        kfree(ptr)
+
+    m = Machine(cpus=1, kasan=True)
+    m.run(larger_than_memory)
+    assert [r.lines[2].split(" at ")[0] for r in m.reports] == ["Read of size 805306368"]
+
 
 @pytest.mark.parametrize("policy,seed", POLICY_SEEDS)
 def test_a_slab_destroy_by_rcu_object_may_be_read_after_free(policy: str, seed: int) -> None:
