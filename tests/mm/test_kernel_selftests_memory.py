@@ -884,6 +884,21 @@ def test_kmem_cache_double_destroy() -> None:
     assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: slab-use-after-free in kmem_cache_destroy"]
 
 
+@pytest.mark.xfail(strict=True, reason="access.py: memset() of a size larger than memory raises KmemUsageError "
+                                       "before KASAN checks it; a driver's bad size is a kernel bug, not API misuse")
+def test_memset_of_an_invalid_size_is_a_kasan_report() -> None:
+    """memset(ptr, 0, (size_t)-2): KASAN's memset() checks the range first, reports it
+    out-of-bounds (the size wraps) and returns without writing, as memmove() does."""
+    def kmalloc_memset_invalid_size() -> None:
+        ptr = kmalloc(64, GFP_KERNEL)
+        memset(ptr, 0, -2 & 0xFFFFFFFF)
+        kfree(ptr)
+
+    m = Machine(cpus=1, kasan=True)
+    m.run(kmalloc_memset_invalid_size)
+    assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: out-of-bounds in kmalloc_memset_invalid_size"]
+
+
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
                                        "next page's (use-after-free if free, nothing if held)")
 def test_kmalloc_node_oob_right() -> None:
