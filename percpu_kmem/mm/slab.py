@@ -1232,13 +1232,17 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     return int(bool(cachep.slabs_full or cachep.slabs_partial))
 
 
-def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
+def kmem_cache_destroy(cachep: kmem_cache_t | None) -> int:
     """Destroy a cache whose objects have all been freed; 0 on success.
 
     A cache with objects still allocated is not destroyed: the kernel's message,
-    1 returned, and the cache stays usable, losing nothing.
+    1 returned, and the cache stays usable, losing nothing. ``None`` (NULL) does
+    nothing, as since 4.3, so that an error path may destroy a cache it never made
+    (2.6.11 BUG()s; mempool_destroy(), free_percpu() and vfree() take NULL here too).
     Context: process context; may sleep.
     """
+    if cachep is None:
+        return 0
     check_cache(cachep, "kmem_cache_destroy")
     sa = cachep.sa
     if in_interrupt():
