@@ -404,9 +404,8 @@ class Kasan:
     def bad_read(self, addr: int, n: int) -> bytes:
         """What a read KASAN reported returns: the bytes there, zeros where nothing maps,
         page by page; nothing for a read whose size wraps the address space or is larger
-        than all of memory (KASAN's
-        memmove()/memcpy() return without copying when the check fails: so does the model's
-        memcpy, which then writes nothing)."""
+        than all of memory (KASAN's memmove()/memcpy() return without copying when the
+        check fails: so does the model's memcpy, which then writes nothing)."""
         mem = self.m.mem
         if addr + n > _ADDR_LIMIT or n > mem.nr_pages << PAGE_SHIFT:  # (nor one larger than all memory)
             return b""
