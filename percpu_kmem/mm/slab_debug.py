@@ -224,13 +224,14 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func):
+            elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(
+                    c, objp, func, bool(c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK))):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
             if not c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK):
                 return self._free_hooks(c, objp, objp - c.dbghead, hooks)
-        elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func):
+        elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func, True):
             return None
         raw = objp - c.dbghead
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
@@ -264,14 +265,17 @@ class SlabDebug:
             self.poison(c, raw, POISON_FREE)
         return self._free_hooks(c, objp, raw, hooks) if hooks else raw
 
-    def _free_ok_without_redzone(self, c: kmem_cache_t, objp: int, func: str) -> bool:
+    def _free_ok_without_redzone(self, c: kmem_cache_t, objp: int, func: str, debugged: bool) -> bool:
         """The free checks of a cache with no red zone to tell a double free (a poison-only
-        cache: size-4096 and up under slab_debug): the always-on hardened checks, then
-        2.6.11's free_block() test under DEBUG (the object must not be free already: "slab:
-        double free detected in cache '%s', objp %p."), made at the free instead of when
-        the per-CPU array drains, and the free refused. False after a report."""
+        cache: size-4096 and up under slab_debug; or one on the debug path for kmemleak's
+        hook alone): the always-on hardened checks, then, if the cache is debugged, 2.6.11's
+        free_block() test under DEBUG (the object must not be free already: "slab: double
+        free detected in cache '%s', objp %p."), made at the free instead of when the
+        per-CPU array drains, and the free refused. False after a report."""
         if not c.hardened_free_ok(current_task(), objp, func):
             return False
+        if not debugged:
+            return True
         sa = self.sa
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
         raw = objp - c.dbghead
