@@ -649,15 +649,15 @@ class kmem_cache_t:
         """
         c = t.cpu
         if flags & GFP_WAIT and not slept:
+            if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc(): fs_reclaim,
+                fs_reclaim_acquire(flags)      # then might_sleep_if(); lockdep reports first
+                fs_reclaim_release(flags)
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
             else:  # might_sleep() with nothing to report: its scheduling point
                 t.budget -= 1
                 if t.budget <= 0:
                     t.engine.decide(t, "might_sleep")
-            if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc()
-                fs_reclaim_acquire(flags)
-                fs_reclaim_release(flags)
             c = t.cpu
         fs = self.sa.failslab
         if fs is not None and fs.probability | t.fail_nth and should_failslab(fs, self.objsize, flags):

@@ -420,11 +420,10 @@ def test_enabling_interrupts_in_an_interrupt_handler_is_lockdeps_warning_and_mar
             assert usage == {"dev_lock": "-...", "outer_lock": "+..."}  # nothing marked by the enable
 
 
-@pytest.mark.xfail(strict=True, reason="local_bh_enable() with interrupts disabled (spin_unlock_bh() in an "
-                   "interrupt handler, or inside spin_lock_irqsave()) is not warned (runtime/kernel.py: the "
-                   "kernel's WARN_ON_ONCE(in_hardirq()) / lockdep_assert_irqs_enabled() in __local_bh_enable_ip)")
 @pytest.mark.parametrize("where", ["hardirq_handler", "irqs_saved"])
 def test_bottom_halves_enabled_with_interrupts_disabled_is_warned(where: str) -> None:
+    """spin_unlock_bh() in an interrupt handler, or inside spin_lock_irqsave(): the
+    kernel's WARN_ON(irqs_disabled()) in local_bh_enable(), at the driver's line."""
     m = Machine(cpus=1, boot=False, lockdep=True)
     lock, outer = spin_lock_init("dev_lock"), spin_lock_init("outer_lock")
 
@@ -440,6 +439,8 @@ def test_bottom_halves_enabled_with_interrupts_disabled_is_warned(where: str) ->
 
     m.run(task)
     assert any("local_bh_enable" in r.text for r in m.reports), [r.kind for r in m.reports]
+    warning = next(r for r in m.reports if r.kind == "warning")
+    assert warning.site.startswith("tests/runtime/test_lockdep.py:"), warning.site
 
 
 def _serve_softirq_taking(lock: Any) -> None:
@@ -781,10 +782,8 @@ def test_gfp_kernel_under_a_lock_reclaim_takes_is_a_cycle_through_fs_reclaim() -
     assert "  lock(fs_reclaim);" in lines
 
 
-@pytest.mark.xfail(strict=True, reason="mm/slab.py and mm/page_alloc.py call might_sleep() before the "
-                   "fs_reclaim annotation; the kernel's might_alloc() takes fs_reclaim first, so lockdep's "
-                   "report comes before 'sleeping function called from invalid context'")
 def test_a_gfp_kernel_allocation_in_an_interrupt_handler_is_lockdeps_report_first() -> None:
+    """might_alloc() takes fs_reclaim before might_sleep_if(): lockdep speaks first."""
     m = Machine(cpus=1, memory="16M", lockdep=True)
 
     def handler(irq: int, dev: Any) -> None:
@@ -974,3 +973,20 @@ def test_the_stock_stress_scenarios_report_nothing_with_lockdep_on(policy: str) 
             m = s.make_machine(lockdep=True, seed=seed, policy=policy)
             s.run(m)
             assert _lockdep_reports(m) == [], (s.name, seed, _lockdep_reports(m)[0].text)
+
+
+def test_a_lockdep_report_under_on_bug_panic_panics_with_its_title() -> None:
+    """The panic line names the report (its first line that is not a rule), not '====='."""
+    from percpu_kmem import KernelPanic
+    m = Machine(cpus=1, boot=False, lockdep=True, on_bug="panic")
+    a, b = spin_lock_init("panic_A"), spin_lock_init("panic_B")
+
+    def body() -> None:
+        for first, second in ((a, b), (b, a)):
+            spin_lock(first)
+            spin_lock(second)
+            spin_unlock(second)
+            spin_unlock(first)
+
+    with pytest.raises(KernelPanic, match="not syncing: WARNING: possible circular locking dependency detected"):
+        m.run(body)
