@@ -631,6 +631,12 @@ def test_the_object_a_report_describes_is_the_one_the_access_ran_off() -> None:
     assert lines[i + 1:i + 4] == [" which belongs to the cache test_cache of size 200",
                                   "The buggy address is located 0 bytes to the right of",
                                   f" allocated 200-byte region [{p:08x}, {p + 200:08x})"]
+    m, box = _run_case(kmalloc_oob_left, True, "random", 0)
+    p = box["addr"] + 1
+    lines = m.reports[0].lines
+    i = lines.index(f"The buggy address belongs to the object at {p:08x}")
+    assert lines[i + 2:i + 4] == ["The buggy address is located 1 bytes to the left of",
+                                  f" allocated 15-byte region [{p:08x}, {p + 15:08x})"]
     m, box = _run_case(kmem_cache_oob_unaligned, True, "random", 0)
     p = box["addr"] - 123
     assert " which belongs to the cache test_cache of size 123" in m.reports[0].lines
