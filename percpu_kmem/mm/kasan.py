@@ -15,13 +15,17 @@ Kept:
   100..127 are red zone), a freed object is ``KASAN_SLAB_FREE``, a free page
   ``KASAN_PAGE_FREE``, a vmalloc area up to its requested size, the rest of the area and
   its guard page ``KASAN_VMALLOC_INVALID``; slab management space and objects never
-  allocated are red zone;
+  allocated are red zone; a kmem_cache_alloc object is accessible up to the size its
+  cache was created with (``s->object_size``), a freed object is ``KASAN_SLAB_FREE`` all
+  of it, except in a SLAB_DESTROY_BY_RCU cache (not poisoned: it may be read after free);
 * the check at the time of the access (``kasan_check_range``), the bug type from the
   shadow of the first bad byte, the report of ``mm/kasan/report.c``: the ``=`` rules,
   "BUG: KASAN: <type> in <func>", "Read of size N at addr A by task comm/pid", the stack,
   "Allocated by task N:" / "Freed by task N:" with the simulated stacks of both, "The
   buggy address belongs to the object at A / which belongs to the cache C of size N",
-  "The buggy address is located N bytes to the right of / allocated N-byte region [A, B)",
+  "The buggy address is located N bytes to the right of / allocated N-byte region [A, B)"
+  (a freed object's region is its object size: ``kasan_get_alloc_size`` finds no size in
+  its shadow), an access whose size wraps the address space "out-of-bounds",
   the physical page, and "Memory state around the buggy address" (five rows of 16
   shadow bytes, the caret under the first bad granule), addresses as i386's ``%px``;
 * double free and invalid free checked at kfree/kmem_cache_free (``check_slab_allocation``):
@@ -40,7 +44,10 @@ Simplified (docs/kasan.md says why):
   the magazine), FIFO, but no longer than what the CPU holds: an object freed into an
   empty magazine can come straight back;
 * no redzone is added to a cache's objects (the geometry is 2.6's): an overflow past a
-  full-size object into a live neighbour is not seen;
+  full-size object into a live neighbour is not seen, and one off the end of a slab
+  lands in the next page (use-after-free if it is free); a red-zone byte in a slot with
+  no live object is described against the nearest live object, the one the access ran
+  off, as the kernel's layout (a red zone after each object) would have it;
 * a bad access is reported and not performed: a bad write is dropped, a bad read gets
   the bytes that are there (zeros where nothing maps), so one bug gives one report and
   the allocator's state stays sound; reports fold by (bug type, code line), as
@@ -60,6 +67,7 @@ from ..runtime.report import Frame, relpath, skip_frames_of
 from ..runtime.task import current_task
 from .context import stack_codes
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PG_compound, PG_reserved, PG_slab
+from .slab_geometry import SLAB_DESTROY_BY_RCU
 
 if TYPE_CHECKING:
     from ..machine import Machine
@@ -84,7 +92,7 @@ META_BYTES_PER_ROW: Final = 16
 META_MEM_BYTES_PER_ROW: Final = META_BYTES_PER_ROW * KASAN_GRANULE_SIZE
 META_ROWS_AROUND_ADDR: Final = 2
 
-_BUG_TYPES: Final = {KASAN_PAGE_FREE: "use-after-free", KASAN_PAGE_REDZONE: "page-out-of-bounds",
+_BUG_TYPES: Final = {KASAN_PAGE_FREE: "use-after-free", KASAN_PAGE_REDZONE: "slab-out-of-bounds",
                      KASAN_SLAB_REDZONE: "slab-out-of-bounds", KASAN_SLAB_FREE: "slab-use-after-free",
                      KASAN_VMALLOC_INVALID: "vmalloc-out-of-bounds"}
 _STACK_LIMIT: Final = 16
@@ -96,8 +104,15 @@ _SKIP_FILES: Final = frozenset(os.path.join(_HERE, f) for f in ("access.py", "at
                                                                        "slab_debug.py", "kmemleak.py"))
 _RUNTIME_DIR: Final = os.path.join(os.path.dirname(_HERE), "runtime") + os.sep
 _INF: Final = 1 << 40
+#: i386: the address space an access may not run past (an access whose end wraps is
+#: "out-of-bounds" before any shadow is looked at, as kasan_check_range/get_bug_type say)
+_ADDR_LIMIT: Final = 1 << 32
 
 T = TypeVar("T")
+
+
+def _granule_up(n: int) -> int:
+    return (n + KASAN_GRANULE_SIZE - 1) & -KASAN_GRANULE_SIZE
 
 
 class Track:
@@ -164,15 +179,19 @@ class Kasan:
 
     def slab_alloc(self, c: kmem_cache_t, objp: int, size: int) -> None:
         """kasan_slab_alloc/kasan_kmalloc: unpoison the requested size, save the alloc track."""
-        self.live[objp] = size if size >= 0 else c.reallen
+        self.live[objp] = size if size >= 0 else c.object_size
         self.freed.pop(objp, None)
         self.free_track.pop(objp, None)
         self.alloc_track[objp] = self.track()
 
-    def ksize(self, objp: int, usable: int) -> None:
-        """ksize() unpoisons the whole object: its caller may use all of it."""
+    def ksize(self, objp: int, usable: int) -> bool:
+        """ksize(): kasan_check_byte() of the pointer first (ksize of a freed object is a
+        slab-use-after-free "in ksize", a read of size 1: ksize_uaf), then the whole object
+        is unpoisoned (its caller may use all of it). False after a report."""
         if objp in self.live:
             self.live[objp] = usable
+            return True
+        return not self.check(objp, 1, False)
 
     def slab_free_check(self, c: kmem_cache_t, objp: int, func: str) -> bool:
         """check_slab_allocation at kfree/kmem_cache_free: False after a report (refused)."""
@@ -197,6 +216,8 @@ class Kasan:
         the CPU has held longest, whose place ``raw`` takes (the model's quarantine)."""
         self.freed[objp] = self.live.pop(objp)
         self.free_track[objp] = self.track()
+        if c.flags & SLAB_DESTROY_BY_RCU:  # may be read after free: not poisoned, no quarantine
+            return raw
         t = current_task()
         cc = c.cpu[t.cpu.id]
         mag = cc.loaded or cc.previous
@@ -208,10 +229,21 @@ class Kasan:
 
     def mempool_poison(self, element: object) -> None:
         """kasan_mempool_poison_object: a slab element going into a mempool's reserve is
-        freed for KASAN (no quarantine: the pool keeps it), with a free track."""
-        if isinstance(element, int) and element in self.live:
+        freed for KASAN (no quarantine: the pool keeps it), with a free track. It is checked
+        first, as check_slab_allocation checks a kfree: a pointer into a slab that is not an
+        object's start is an invalid-free "in mempool_free", an object that is not allocated
+        a double-free (an element the pool handed to its free function already)."""
+        if element.__class__ is not int:
+            return
+        if element in self.live:
             self.freed[element] = self.live.pop(element)
             self.free_track[element] = self.track()
+            return
+        if not PAGE_OFFSET <= element < PAGE_OFFSET + (self.m.mem.max_low_pfn << PAGE_SHIFT):
+            return
+        slab = self.m.slab.slab_page.get((element - PAGE_OFFSET) >> PAGE_SHIFT)
+        if slab is not None:  # (elements of a pool of the caller's own, from pages, are its business)
+            self.slab_free_check(slab.cache, element, "mempool_free")
 
     def mempool_unpoison(self, element: object) -> None:
         """kasan_mempool_unpoison_object: the element leaves the reserve, allocated again."""
@@ -278,9 +310,13 @@ class Kasan:
                 n = self.live.get(objp)
                 if n is not None:
                     return (0, objp + n) if a < objp + n else (KASAN_SLAB_REDZONE, raw + c.objsize)
-                n = self.freed.get(objp)
-                if n is not None and a < objp + max(n, 1):
-                    return KASAN_SLAB_FREE, objp + max(n, 1)
+                if objp in self.freed:  # the whole object, as poison_slab_object() poisons it
+                    if c.flags & SLAB_DESTROY_BY_RCU:  # not poisoned: as the free left it
+                        n = self.freed[objp]
+                        return (0, objp + n) if a < objp + n else (KASAN_SLAB_REDZONE, raw + c.objsize)
+                    end = min(objp + _granule_up(c.object_size), raw + c.objsize)
+                    if a < end:
+                        return KASAN_SLAB_FREE, end
                 return KASAN_SLAB_REDZONE, raw + c.objsize
             count = mem.count
             if count[pfn] > 0 or flags & PG_reserved:
@@ -356,6 +392,9 @@ class Kasan:
             elif addr + size <= PAGE_OFFSET + ((pfn + 1) << PAGE_SHIFT) \
                     and (mem.count[pfn] > 0 or flags & PG_reserved):
                 return False  # inside one page that someone holds
+        if addr + size > _ADDR_LIMIT:  # the size wraps the address space (memmove(p, q, -2))
+            self.report_access(addr, size, write, addr, 0)
+            return True
         bad = self.first_bad(addr, size)
         if bad is None:
             return False
@@ -363,18 +402,31 @@ class Kasan:
         return True
 
     def bad_read(self, addr: int, n: int) -> bytes:
-        """What a read KASAN reported returns: the bytes there, zeros where nothing maps."""
+        """What a read KASAN reported returns: the bytes there, zeros where nothing maps,
+        page by page; nothing for a read whose size wraps the address space or is larger
+        than all of memory (KASAN's memmove()/memcpy() return without copying when the
+        check fails: so does the model's memcpy, which then writes nothing)."""
         mem = self.m.mem
-        if PAGE_OFFSET <= addr and addr + n <= PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
+        if addr + n > _ADDR_LIMIT or n > mem.nr_pages << PAGE_SHIFT:  # (nor one larger than all memory)
+            return b""
+        low_end = PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT)
+        if PAGE_OFFSET <= addr and addr + n <= low_end:
             return mem.read(addr - PAGE_OFFSET, n)
-        out = bytearray(n)
+        out = bytearray()
         vm = getattr(self.m, "vmalloc", None)
         ram = mem.nr_pages << PAGE_SHIFT
-        for i in range(n):
-            a = addr + i
-            pfn = vm.ptes.get(a >> PAGE_SHIFT) if vm is not None else None
-            if pfn is not None and (pfn << PAGE_SHIFT) < ram:
-                out[i] = mem.read((pfn << PAGE_SHIFT) | (a & (PAGE_SIZE - 1)), 1)[0]
+        a, end = addr, addr + n
+        while a < end:
+            step = min(end, (a | (PAGE_SIZE - 1)) + 1) - a
+            if PAGE_OFFSET <= a < low_end:
+                out += mem.read(a - PAGE_OFFSET, step)
+            else:
+                pfn = vm.ptes.get(a >> PAGE_SHIFT) if vm is not None else None
+                if pfn is not None and (pfn << PAGE_SHIFT) < ram:
+                    out += mem.read((pfn << PAGE_SHIFT) | (a & (PAGE_SIZE - 1)), step)
+                else:
+                    out += bytes(step)
+            a += step
         return bytes(out)
 
     # -- reports --------------------------------------------------------------------------
@@ -436,11 +488,13 @@ class Kasan:
                 slab = sa.slab_of.get(mem.private[pfn])
                 c = sa.by_id.get(mem.owner[pfn])
                 if slab is not None and c is not None:
-                    idx = min(max((addr - slab.s_mem) // c.objsize, 0), c.num - 1)
-                    objp = slab.s_mem + idx * c.objsize + c.dbghead
+                    objp = self._nearest_obj(addr, slab.s_mem, c, bug_type)
                     out += self._describe_object(addr, objp, c, bug_type, extra)
+            # a page of a multi-page slab or compound block counts on its head (the folio's
+            # refcount, as today's dump_page prints it)
+            head = mem.private[pfn] if mem.flags[pfn] & (PG_slab | PG_compound) else pfn
             state = "free" if self.region(PAGE_OFFSET + (pfn << PAGE_SHIFT))[0] == KASAN_PAGE_FREE else \
-                f"refcount:{mem.count[pfn]}"
+                f"refcount:{mem.count[head]}"
             out += ["The buggy address belongs to the physical page:",
                     f"page: {state} pfn:{pfn:#x}{' slab' if mem.flags[pfn] & PG_slab else ''}",
                     "page dumped because: kasan: bad access detected", ""]
@@ -454,6 +508,32 @@ class Kasan:
                         f" [{area.addr:08x}, {area.end:08x}) created by:", f" {func} ({file}:{line})", ""]
         return out
 
+    def _nearest_obj(self, addr: int, s_mem: int, c: kmem_cache_t, bug_type: str) -> int:
+        """The object a report describes: nearest_obj(), the slot ``addr`` is in, except for a
+        red-zone byte in a slot that holds no live object (the model adds no red zone to
+        each object, so the byte past an object is the next slot's): then the live object
+        of the slab nearest to it, the one the access ran off (kmalloc_oob_right,
+        kmem_cache_oob) or ran in front of (kmalloc_oob_left), as the kernel's layout, with
+        a red zone after every object, would have it."""
+        idx = min(max((addr - s_mem) // c.objsize, 0), c.num - 1)
+        objp = s_mem + idx * c.objsize + c.dbghead
+        if objp in self.live or bug_type != "slab-out-of-bounds":
+            return objp
+        best, dist = objp, _INF
+        live = self.live
+        for j in range(idx - 1, -1, -1):  # the live object before, and how far past its end
+            o = s_mem + j * c.objsize + c.dbghead
+            if o in live:
+                best, dist = o, addr - (o + live[o])
+                break
+        for j in range(idx + 1, c.num):  # the live object after, and how far before its start
+            o = s_mem + j * c.objsize + c.dbghead
+            if o in live:
+                if o - addr < dist:
+                    best = o
+                break
+        return best
+
     def _describe_object(self, addr: int, objp: int, c: kmem_cache_t, bug_type: str,
                          extra: dict[str, Any]) -> list[str]:
         out: list[str] = []
@@ -463,9 +543,11 @@ class Kasan:
         ft = self.free_track.get(objp)
         if ft is not None:
             out += [f"Freed by task {ft.pid}:", *format_stack(ft.frames), ""]
+        # kasan_get_alloc_size(): the accessible bytes of a live object; nothing for a freed
+        # one (its shadow keeps no size), which falls back to the cache's object size
         n = self.live.get(objp)
         if n is None:
-            n = self.freed.get(objp, c.reallen)
+            n = c.object_size
         if addr < objp:
             rel, nbytes = "to the left", objp - addr
         elif addr >= objp + n:
@@ -476,7 +558,7 @@ class Kasan:
             "freed " if bug_type == "slab-use-after-free" else ""
         extra.update({"cache": c.name, "object": objp, "alloc_size": n})
         out += [f"The buggy address belongs to the object at {objp:08x}",
-                f" which belongs to the cache {c.name} of size {c.reallen}",
+                f" which belongs to the cache {c.name} of size {c.object_size}",
                 f"The buggy address is located {nbytes} bytes {rel} of",
                 f" {state}{n}-byte region [{objp:08x}, {objp + n:08x})", ""]
         return out

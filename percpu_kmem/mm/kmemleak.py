@@ -132,22 +132,24 @@ class Kmemleak:
         if self.objects.pop(ptr, None) is not None:
             self.leaks.pop(ptr, None)
 
-    def _find(self, ptr: int, fn: str) -> LeakObject | None:
+    def _find(self, ptr: int, color: str) -> LeakObject | None:
+        """find_and_get_object() for paint_ptr(): kmemleak_warn()'s words for a pointer no
+        tracked block starts at ("as Grey" for kmemleak_not_leak, "as Black" for ignore)."""
         o = self.objects.get(ptr)
         if o is None:
-            self.m.printk(f"kmemleak: {fn}: unknown object at 0x{ptr:08x}", "WARNING")
+            self.m.printk(f"kmemleak: Trying to color unknown object at 0x{ptr:08x} as {color}", "WARNING")
         return o
 
     def not_leak(self, ptr: int) -> None:
         """kmemleak_not_leak: never report this block, and scan it always (a global holds it)."""
-        o = self._find(ptr, "kmemleak_not_leak")
+        o = self._find(ptr, "Grey")
         if o is not None:
             o.not_leak = True
             self.leaks.pop(ptr, None)
 
     def ignore(self, ptr: int) -> None:
         """kmemleak_ignore: never report this block and never scan it."""
-        o = self._find(ptr, "kmemleak_ignore")
+        o = self._find(ptr, "Black")
         if o is not None:
             o.ignore = True
             self.leaks.pop(ptr, None)
@@ -204,7 +206,7 @@ class Kmemleak:
             found = self._unreferenced()
         old, self.leaks = self.leaks, {}
         new: list[str] = []
-        for o in sorted(found, key=lambda o: o.ptr):
+        for o in found:  # object_list order: the order the blocks were allocated in
             if o.reported:
                 self.leaks[o.ptr] = old[o.ptr] if o.ptr in old else self._text(o, now)
                 continue
@@ -307,8 +309,9 @@ class Kmemleak:
         self.scan()
 
     def proc(self) -> str:
-        """/sys/kernel/debug/kmemleak: every leak the last scan found that is still allocated."""
-        return "".join(t + "\n" for _, t in sorted(self.leaks.items()))
+        """/sys/kernel/debug/kmemleak: every leak the last scan found that is still allocated,
+        in the order they were allocated (kmemleak's object_list)."""
+        return "".join(t + "\n" for t in self.leaks.values())
 
 
 def kmemleak_init(m: Machine, fail: bool = False) -> Kmemleak:

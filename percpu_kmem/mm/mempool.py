@@ -262,7 +262,7 @@ def _poison_size_for(alloc_fn: AllocFn, pool_data: Any) -> int:
     if alloc_fn is mempool_alloc_slab:
         if type(pool_data) is not kmem_cache_t or pool_data.ctor is not None:
             return 0
-        return pool_data.usable
+        return pool_data.object_size
     return 0
 
 

@@ -255,6 +255,8 @@ class kmem_cache_t:
     shared: int
     free_limit: int
     name: str
+    #: the size kmem_cache_create() was given (the kernel's s->object_size: KASAN and kmemleak use it)
+    object_size: int
     #: made at first use: the two locks, the slabs (pfn -> Slab), the depot, their lines (_FirstUse)
     list_lock = _CacheLock("spinlock")
     depot_lock = _CacheLock("depot_lock")
@@ -281,6 +283,7 @@ class kmem_cache_t:
         self.owner: Machine | None = m
         self.id = cid
         self.name = name
+        self.object_size = size
         self.colour_next = 0
         self.ctor = ctor
         self.dtor = dtor

@@ -9,7 +9,11 @@ report opens with today's SLUB lines (the ``====`` rule, "BUG <cache> (Not taint
 search for.
 
 Kept: the poison and red-zone values of include/linux/poison.h, where 2.6.11 puts each
-debug word, what each check looks at. Simplified: the debug words live in simulated
+debug word, what each check looks at; SLAB_DEBUG_INITIAL (each free calls the constructor
+with SLAB_CTOR_CONSTRUCTOR | SLAB_CTOR_VERIFY, to check the object is back in its
+constructed state); a cache without red zones (size-4096 and up under slab_debug) keeps
+the always-on hardened checks and 2.6.11's free_block() double-free test ("slab: double
+free detected in cache"), made at the free. Simplified: the debug words live in simulated
 memory but the bookkeeping (which object was requested at which size) is Python-side;
 reports are made through the machine's report machinery, so ``on_bug`` decides what
 they do.
@@ -31,6 +35,8 @@ from .slab_geometry import (
     BYTES_PER_WORD,
     SLAB_CTOR_ATOMIC,
     SLAB_CTOR_CONSTRUCTOR,
+    SLAB_CTOR_VERIFY,
+    SLAB_DEBUG_INITIAL,
     SLAB_POISON,
     SLAB_RED_ZONE,
     SLAB_STORE_USER,
@@ -146,23 +152,38 @@ class SlabDebug:
                  f"INFO: 0x{start + first:08x}-0x{start + last:08x} @offset={first}. "
                  f"First byte 0x{data[first]:x} instead of 0x{want:x}",
                  f"Slab corruption: start={start:08x}, len={c.reallen}"]
-        if c.flags & SLAB_RED_ZONE:
-            lines.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
-        if c.flags & SLAB_STORE_USER:
-            uid = self._word(self.userword(c, raw))
-            lines.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
-        row = first & ~15
-        for _ in range(5):
-            if row > last or row >= len(data):
-                break
-            chunk = data[row:row + 16]
-            lines.append(f"{row:03x}:" + "".join(f" {b:02x}" for b in chunk))
-            row += 16
+        lines += self._objinfo(c, raw, data, 0)
+        # the lines holding a mismatch, each once, at most six (2.6.11: "Limit to 5 lines",
+        # tested after the sixth)
+        want_all = bytes((POISON_FREE,)) * (c.reallen - 1) + bytes((POISON_END,))
+        rows = [r for r in range(first & ~15, last + 1, 16) if data[r:r + 16] != want_all[r:r + 16]]
+        lines += [_dump_line(data, r) for r in rows[:6]]
+        # the neighbouring objects, as check_poison_obj prints them
+        slab = self.sa.slab_of.get(self.sa.mem.private[(raw - PAGE_OFFSET) >> PAGE_SHIFT])
+        if slab is not None:
+            objnr = (raw - slab.s_mem) // c.objsize
+            for nr, what in ((objnr - 1, "Prev"), (objnr + 1, "Next")):
+                if 0 <= nr < c.num:
+                    nraw = slab.s_mem + nr * c.objsize
+                    lines.append(f"{what} obj: start={nraw + c.dbghead:08x}, len={c.reallen}")
+                    ndata = self.mem.read(nraw + c.dbghead - PAGE_OFFSET, min(c.reallen, 32))
+                    lines += self._objinfo(c, nraw, ndata, 2)
         lines.append(f"detected at {when}")
         c.errors += 1
         self.sa.m.report("slab_poison", lines, site=f"{c.name}:poison:{raw:#x}",
                          extra={"cache": c.name, "object": start})
         return False
+
+    def _objinfo(self, c: kmem_cache_t, raw: int, data: bytes, nlines: int) -> list[str]:
+        """print_objinfo(): the red zone words, the last user, ``nlines`` lines of the object."""
+        out: list[str] = []
+        if c.flags & SLAB_RED_ZONE:
+            out.append(f"Redzone: 0x{self._word(self.redzone1(c, raw)):x}/0x{self._word(self.redzone2(c, raw)):x}.")
+        if c.flags & SLAB_STORE_USER:
+            uid = self._word(self.userword(c, raw))
+            out.append(f"Last user: [<{uid:08x}>]({self.callers[uid] if uid < len(self.callers) else '?'})")
+        out += [_dump_line(data, r) for r in range(0, min(len(data), 16 * nlines), 16)]
+        return out
 
     def after_alloc(self, c: kmem_cache_t, raw: int, flags: int, size: int = -1) -> int:
         """cache_alloc_debugcheck_after: check poison, mark redzones active, note the user.
@@ -203,12 +224,15 @@ class SlabDebug:
             if hooks & SLAB_KASAN:  # KASAN's words for a bad free, and only KASAN's
                 if not sa.m.kasan.slab_free_check(c, objp, func):  # type: ignore[union-attr]
                     return None
-            elif not c.debug & ~SLAB_KMEMLEAK and not c.hardened_free_ok(current_task(), objp, func):
+            elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(
+                    c, objp, func, bool(c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK))):
                 return None
             if hooks & SLAB_KMEMLEAK:
                 sa.m.kmemleak.free(objp)  # type: ignore[union-attr]
             if not c.debug & ~(SLAB_KASAN | SLAB_KMEMLEAK):
                 return self._free_hooks(c, objp, objp - c.dbghead, hooks)
+        elif not c.flags & SLAB_RED_ZONE and not self._free_ok_without_redzone(c, objp, func, True):
+            return None
         raw = objp - c.dbghead
         slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
         off = raw - slab.s_mem if slab is not None else -1
@@ -233,11 +257,40 @@ class SlabDebug:
                     self._check_kmalloc_redzone(c, objp, size, func)
         if c.flags & SLAB_STORE_USER:
             self._set_word(self.userword(c, raw), self.caller_id())
+        if c.flags & SLAB_DEBUG_INITIAL and c.ctor is not None:  # the object must be as constructed
+            c.ctor(objp, c, SLAB_CTOR_CONSTRUCTOR | SLAB_CTOR_VERIFY)
         if c.dtor is not None and c.flags & SLAB_POISON:
             c.dtor(objp, c, 0)
         if c.flags & SLAB_POISON:
             self.poison(c, raw, POISON_FREE)
         return self._free_hooks(c, objp, raw, hooks) if hooks else raw
+
+    def _free_ok_without_redzone(self, c: kmem_cache_t, objp: int, func: str, debugged: bool) -> bool:
+        """The free checks of a cache with no red zone to tell a double free (a poison-only
+        cache: size-4096 and up under slab_debug; or one on the debug path for kmemleak's
+        hook alone): the always-on hardened checks, then, if the cache is debugged, 2.6.11's
+        free_block() test under DEBUG (the object must not be free already: "slab: double
+        free detected in cache '%s', objp %p."), made at the free instead of when the
+        per-CPU array drains, and the free refused. False after a report."""
+        if not c.hardened_free_ok(current_task(), objp, func):
+            return False
+        if not debugged:
+            return True
+        sa = self.sa
+        slab = sa.slab_of.get(sa.mem.private[(objp - PAGE_OFFSET) >> PAGE_SHIFT])
+        raw = objp - c.dbghead
+        free = slab is not None and (raw - slab.s_mem) // c.objsize in slab.free
+        if not free:
+            free = any(raw in cc.loaded or raw in cc.previous for cc in c.cpu) \
+                or any(raw in mag for mag in c.__dict__.get("depot_full", ()))
+        if not free:
+            return True
+        c.errors += 1
+        sa.m.report("slab_double_free", [
+            *slub_bug(c, "Object already free"),
+            f"slab: double free detected in cache '{c.name}', objp {objp:08x}."],
+            site=f"{c.name}:slab_double_free:{objp:#x}", extra={"cache": c.name, "object": objp})
+        return False
 
     def _alloc_hooks(self, c: kmem_cache_t, objp: int, size: int, hooks: int) -> None:
         """kasan_slab_alloc / kmemleak_alloc for an object handed out (``size``: the kmalloc
@@ -246,7 +299,7 @@ class SlabDebug:
         if hooks & SLAB_KASAN:
             m.kasan.slab_alloc(c, objp, size)  # type: ignore[union-attr]
         if hooks & SLAB_KMEMLEAK:
-            m.kmemleak.alloc(objp, c.reallen, "slab")  # type: ignore[union-attr]  # s->object_size
+            m.kmemleak.alloc(objp, c.object_size, "slab")  # type: ignore[union-attr]  # s->object_size
 
     def _free_hooks(self, c: kmem_cache_t, objp: int, raw: int, hooks: int) -> int:
         """kasan_slab_free (poison, track, quarantine): the slot to put on the magazine."""
@@ -311,6 +364,11 @@ class SlabDebug:
                         f"{objp:08x}: redzone 1: 0x{r1:x}, redzone 2: 0x{r2:x}."],
                         site=f"{c.name}:destroy_redzone:{where}:{objp:#x}",
                         extra={"cache": c.name, "object": objp})
+
+
+def _dump_line(data: bytes, offset: int) -> str:
+    """dump_line(): "%03x:" and up to 16 bytes " %02x"."""
+    return f"{offset:03x}:" + "".join(f" {b:02x}" for b in data[offset:offset + 16])
 
 
 def slub_bug(c: kmem_cache_t, what: str) -> list[str]:

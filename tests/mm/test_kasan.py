@@ -99,7 +99,8 @@ def test_use_after_free_with_both_stacks_and_the_quarantine() -> None:
     assert f"Allocated by task {rep.pid}:" in text and f"Freed by task {rep.pid}:" in text
     freed = rep.lines.index(f"Freed by task {rep.pid}:")
     assert any(ln.startswith(" kfree (") for ln in rep.lines[freed:freed + 5])
-    assert "The buggy address is located 8 bytes inside of\n freed 100-byte region" in text
+    # a freed object keeps no size in its shadow: kasan_get_alloc_size() falls back to the object size
+    assert "The buggy address is located 8 bytes inside of\n freed 128-byte region" in text
     assert "fb fb" in text
     m.check()
 
