@@ -32,16 +32,18 @@ from percpu_kmem.linux import (
     GFP_KERNEL,
     PAGE_SIZE,
     READ_ONCE,
+    SLAB_DESTROY_BY_RCU,
     WRITE_ONCE,
     __get_free_page,
     atomic_dec_and_test,
     atomic_inc,
     atomic_set,
     c_ulong,
+    free_irq,
     free_page,
     get_cpu_var,
-    iounmap,
     ioremap,
+    iounmap,
     kfree,
     kmalloc,
     kmem_cache_alloc,
@@ -53,17 +55,17 @@ from percpu_kmem.linux import (
     local_irq_restore,
     local_irq_save,
     mem_read,
-    memset,
     mempool_alloc,
     mempool_create_kmalloc_pool,
-    mempool_create_slab_pool,
     mempool_destroy,
     mempool_free,
+    memset,
     msleep,
     mutex_init,
     mutex_lock,
     mutex_unlock,
     open_softirq,
+    preempt_point,
     put_cpu_var,
     raise_irq,
     raise_softirq,
@@ -89,6 +91,9 @@ DETECTORS: dict[str, Any] = {"lockdep": True, "kasan": True, "kmemleak": "fail"}
 #: The policies and seeds every fixed twin must be clean under.
 TWIN_POLICIES = ("random", "pct", "free", "virtual")
 TWIN_SEEDS = range(5)
+#: Twins whose free-policy runs hit a model problem an xfail test below shows (the lead fixes it; then
+#: the entry goes): the free policy is left out for them, so the suite stays deterministic.
+FREE_POLICY_KNOWN = {"cache_free_to_wrong_cache": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock"}
 
 
 # -- LDD3 scull: quantum sets under a mutex ----------------------------------------------
@@ -743,6 +748,135 @@ def test_the_buggy_driver_is_reported_by_the_default_campaign(name: str) -> None
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_the_fixed_twin_is_clean_under_every_policy(name: str) -> None:
     sc = PAIRS[name].scenario(False)
-    for policy, opts, seed in plan(TWIN_SEEDS, TWIN_POLICIES):
+    policies = [p for p in TWIN_POLICIES if not (p == "free" and name in FREE_POLICY_KNOWN)]
+    for policy, opts, seed in plan(TWIN_SEEDS, policies):
         out = run_one(sc, policy, opts, seed)
         assert not out.failed, f"{name} fixed, {policy} seed {seed}: {out.failure} {out.error} {out.reports[:1]}"
+
+
+# -- model problems this audit found (outside the tests' scope: the lead fixes them) -----------
+
+def _run_one_cpu(fn: Callable[[], Any], **machine: Any) -> Machine:
+    m = Machine(cpus=1, policy="random", seed=0, **machine)
+    m.run(fn)
+    return m
+
+
+@pytest.mark.xfail(strict=True, reason="free_irq() does not wait for the handler running on another CPU "
+                   "(the kernel's free_irq() does synchronize_irq()): correct remove() paths get KASAN "
+                   "slab-use-after-free reports")
+def test_free_irq_waits_for_a_handler_running_on_another_cpu() -> None:
+    def scenario(m: Machine) -> None:
+        box: dict[str, int] = {}
+
+        def handler(irq: int, dev: Any) -> None:
+            d = box.get("dev")
+            if d:
+                for i in range(4):
+                    write_u32(d + 4 * i, read_u32(d + 4 * i) + 1)     # dev->stats[i]++
+
+        def probe() -> None:
+            box["dev"] = kzalloc(32, GFP_KERNEL)
+
+        def remove() -> None:                 # the correct order: free_irq() first, then kfree()
+            d = box["dev"]
+            free_irq(11)
+            del box["dev"]
+            kfree(d)
+
+        def other() -> None:                  # whatever runs on the other CPU, interrupted there
+            for _ in range(20):
+                preempt_point()
+
+        m.run(probe)
+        m.request_irq(11, handler, "card", rate=0.3)
+        m.run(remove, other)
+
+    bad = []
+    for policy in ("random", "pct"):
+        for seed in range(15):
+            m = Machine(cpus=2, policy=policy, seed=seed, kasan=True)
+            scenario(m)
+            bad += [(policy, seed, r.text.splitlines()[1]) for r in m.reports]
+    assert not bad, bad      # random seed 2: "BUG: KASAN: slab-use-after-free in handler" on CPU 1
+
+
+@pytest.mark.xfail(strict=True, reason="KASAN reports a read of a freed object of a SLAB_DESTROY_BY_RCU cache; "
+                   "the kernel's KASAN does not poison those objects on free (type-safe memory)")
+def test_kasan_allows_reading_a_freed_object_of_a_destroy_by_rcu_cache() -> None:
+    def lookup() -> None:
+        cache = kmem_cache_create("pairs_rcu_obj", 64, 0, SLAB_DESTROY_BY_RCU)
+        obj = kmem_cache_alloc(cache, GFP_KERNEL)
+        keep = kmem_cache_alloc(cache, GFP_KERNEL)      # the slab stays
+        kmem_cache_free(cache, obj)
+        read_u32(obj)                 # a lockless lookup reads it, then re-validates its key
+        kmem_cache_free(cache, keep)
+        kmem_cache_destroy(cache)
+
+    m = _run_one_cpu(lookup, kasan=True)
+    assert not m.reports, m.reports[0].text
+
+
+@pytest.mark.xfail(strict=True, reason="the 2.6 line of slab_wrong_cache swaps its caches: the kernel prints "
+                   "'expected cache <the object's cache>, got <the cache passed>'")
+def test_wrong_cache_message_names_the_objects_cache_as_expected() -> None:
+    def free_wrong() -> None:
+        ca = kmem_cache_create("pairs_obj_cache", 64)
+        cb = kmem_cache_create("pairs_passed_cache", 64)
+        obj = kmem_cache_alloc(ca, GFP_KERNEL)
+        kmem_cache_free(cb, obj)
+
+    m = _run_one_cpu(free_wrong)
+    text = m.reports_of("slab_wrong_cache")[0].text
+    # 2.6.11 cache_free_debugcheck(): printk(..., GET_PAGE_CACHE(page), cachep)
+    assert "mismatch in kmem_cache_free: expected cache pairs_obj_cache, got pairs_passed_cache" in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="mempool_destroy() with an element from the allocator still out says "
+                   "'curr_nr 2 != min_nr 2', a test that did not fail")
+def test_mempool_destroy_bug_line_does_not_claim_an_equal_count_differs() -> None:
+    def exit_early() -> None:
+        pool = mempool_create_kmalloc_pool(2, 64)
+        mempool_alloc(pool, GFP_KERNEL)
+        mempool_destroy(pool)
+
+    m = _run_one_cpu(exit_early)
+    text = m.reports_of("bug")[0].text
+    assert "curr_nr 2 != min_nr 2" not in text, text
+
+
+@pytest.mark.xfail(strict=True, reason="kmem_cache_destroy(NULL) raises KmemUsageError; the kernel returns "
+                   "(if (unlikely(!s)) return;), as the model's kfree(NULL) and mempool_destroy(NULL) do")
+def test_kmem_cache_destroy_of_null_is_ignored() -> None:
+    def exit_after_failed_init() -> None:
+        kmem_cache_destroy(None)      # type: ignore[arg-type]
+
+    m = _run_one_cpu(exit_after_failed_init)
+    assert not m.reports
+
+
+@pytest.mark.xfail(strict=True, reason="free policy: a task waiting in smp_call_function() for an IPI that has "
+                   "completed ('1/1 CPUs done') is declared deadlocked (kmem_cache_destroy's drain IPI, lockdep on)")
+def test_free_policy_does_not_call_a_completed_ipi_a_deadlock() -> None:
+    def scenario(m: Machine) -> None:
+        box: dict[str, Any] = {}
+
+        def init() -> None:
+            box["caches"] = [kmem_cache_create(f"pairs_ipi_{i}", 64) for i in range(6)]
+
+        def io() -> None:                   # leaves objects in both CPUs' magazines
+            for c in box["caches"]:
+                kmem_cache_free(c, kmem_cache_alloc(c, GFP_KERNEL))
+
+        def exit_module() -> None:          # each destroy drains every CPU by IPI
+            for c in box["caches"]:
+                kmem_cache_destroy(c)
+
+        m.run(init)
+        m.run(io, io)
+        m.run(exit_module)
+
+    for seed in range(150):                 # about 1 run in 4 fails; stop at the first
+        m = Machine(cpus=2, policy="free", seed=seed, lockdep=True)
+        scenario(m)
+        assert not m.reports, m.reports[0].text
