@@ -71,6 +71,7 @@ from percpu_kmem.linux import (
     raise_softirq,
     read_u8,
     read_u32,
+    request_irq,
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
@@ -880,3 +881,30 @@ def test_free_policy_does_not_call_a_completed_ipi_a_deadlock() -> None:
         m = Machine(cpus=2, policy="free", seed=seed, lockdep=True)
         scenario(m)
         assert not m.reports, m.reports[0].text
+
+
+@pytest.mark.xfail(strict=True, reason="free_irq() from simulated code on a line with no handler raises "
+                   "KmemUsageError; the kernel WARNs 'Trying to free already-free IRQ %d' and returns")
+def test_free_irq_twice_is_a_kernel_warning() -> None:
+    m = Machine(cpus=1, policy="random", seed=0)
+    m.request_irq(5, lambda irq, dev: None, "card")
+
+    def remove_after_error_path() -> None:
+        free_irq(5)                   # probe()'s error path
+        free_irq(5)                   # remove(): the classic double free_irq()
+
+    m.run(remove_after_error_path)
+    assert any("Trying to free already-free IRQ 5" in r.text for r in m.reports), m.dmesg
+
+
+@pytest.mark.xfail(strict=True, reason="request_irq() from simulated code on a line already taken raises "
+                   "KmemUsageError; the kernel returns -EBUSY for the driver's error path")
+def test_request_irq_of_a_busy_line_returns_ebusy() -> None:
+    got: list[int] = []
+
+    def probe_two_cards() -> None:
+        got.append(request_irq(5, lambda irq, dev: None, 0, "card0"))
+        got.append(request_irq(5, lambda irq, dev: None, 0, "card1"))   # not SA_SHIRQ: the line is busy
+
+    m = _run_one_cpu(probe_two_cards)
+    assert got == [0, -16] and not m.reports, (got, m.reports)
