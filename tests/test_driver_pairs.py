@@ -39,12 +39,14 @@ from percpu_kmem.linux import (
     atomic_inc,
     atomic_set,
     c_ulong,
+    cpu_relax,
     free_irq,
     free_page,
     get_cpu_var,
     init_waitqueue_head,
     ioremap,
     iounmap,
+    jiffies,
     kfree,
     kmalloc,
     kmem_cache_alloc,
@@ -80,6 +82,7 @@ from percpu_kmem.linux import (
     spin_unlock,
     spin_unlock_bh,
     spin_unlock_irqrestore,
+    udelay,
     vfree,
     vmalloc,
     wait_event_interruptible,
@@ -944,3 +947,52 @@ def test_a_reader_waiting_for_a_device_interrupt_is_not_deadlocked() -> None:
             short(m)
             hung += [(policy, seed) for r in m.reports if r.kind == "deadlock"]
     assert not hung, hung     # "INFO: task hung: every task is blocked and nothing can wake one (deadlock)"
+
+
+@pytest.mark.xfail(strict=True, reason="jiffies do not advance while a task busy-waits: LDD3's jitbusy loop "
+                   "(while (time_before(jiffies, j1)) cpu_relax();) is reported as a livelock")
+def test_jiffies_advance_in_a_cpu_relax_busy_wait() -> None:
+    def jitbusy() -> None:
+        j1 = jiffies() + 10                     # HZ / 100
+        while jiffies() < j1:
+            cpu_relax()
+
+    m = _run_one_cpu(jitbusy)
+    assert not m.reports, m.reports[0].text
+
+
+@pytest.mark.xfail(strict=True, reason="jiffies do not advance with udelay(): a register poll with a jiffies "
+                   "timeout never times out and the run hangs until the wall-clock timeout")
+def test_a_udelay_poll_with_a_jiffies_timeout_ends() -> None:
+    def wait_ready() -> int:
+        timeout = jiffies() + 100               # HZ / 10; the device never becomes ready
+        while True:
+            if jiffies() > timeout:
+                return -110                     # -ETIMEDOUT: the error path under test
+            udelay(10)
+
+    m = Machine(cpus=1, policy="random", seed=0, timeout=1.0)
+    assert m.run(wait_ready) == [-110]
+
+
+@pytest.mark.xfail(strict=True, reason="a busy-wait that polls with READ_ONCE() between cpu_relax() calls never "
+                   "lets virtual time pass: the msleep() of the task that would end it never returns (a hang)")
+def test_a_busy_wait_for_a_flag_set_after_msleep_ends() -> None:
+    box: dict[str, int] = {}
+
+    def setup() -> None:
+        box["flag"] = kzalloc(4, GFP_KERNEL)
+
+    def waiter() -> None:
+        while not READ_ONCE(box["flag"]):
+            cpu_relax()
+
+    def setter() -> None:
+        msleep(1)
+        WRITE_ONCE(box["flag"], 1)
+
+    m = Machine(cpus=2, policy="random", seed=0, timeout=1.0)
+    m.run(setup)
+    m.run(waiter, setter)
+    m.run(lambda: kfree(box["flag"]))
+    assert not m.reports
