@@ -27,11 +27,14 @@ import pytest
 
 from percpu_kmem.campaign import Outcome, plan, run_one
 from percpu_kmem.linux import (
+    BUG,
     DEFINE_PER_CPU,
     GFP_ATOMIC,
     GFP_KERNEL,
     PAGE_SIZE,
     READ_ONCE,
+    SLAB_CTOR_VERIFY,
+    SLAB_DEBUG_INITIAL,
     SLAB_DESTROY_BY_RCU,
     WRITE_ONCE,
     __get_free_page,
@@ -42,6 +45,7 @@ from percpu_kmem.linux import (
     cpu_relax,
     free_irq,
     free_page,
+    get_cpu,
     get_cpu_var,
     init_waitqueue_head,
     ioremap,
@@ -60,6 +64,7 @@ from percpu_kmem.linux import (
     mem_read,
     mempool_alloc,
     mempool_create_kmalloc_pool,
+    mempool_create_slab_pool,
     mempool_destroy,
     mempool_free,
     memset,
@@ -68,7 +73,9 @@ from percpu_kmem.linux import (
     mutex_lock,
     mutex_unlock,
     open_softirq,
+    per_cpu_ptr,
     preempt_point,
+    put_cpu,
     put_cpu_var,
     raise_irq,
     raise_softirq,
@@ -102,7 +109,8 @@ TWIN_POLICIES = ("random", "pct", "free", "virtual")
 TWIN_SEEDS = range(5)
 #: Twins whose free-policy runs hit a model problem an xfail test below shows (the lead fixes it; then
 #: the entry goes): the free policy is left out for them, so the suite stays deterministic.
-FREE_POLICY_KNOWN = {"cache_free_to_wrong_cache": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock"}
+FREE_POLICY_KNOWN = {"cache_free_to_wrong_cache": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock",
+                     "mempool_free_to_wrong_pool": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock"}
 
 
 # -- LDD3 scull: quantum sets under a mutex ----------------------------------------------
@@ -315,6 +323,29 @@ def percpu_sleep_under_get_cpu_var(m: Machine, bug: bool) -> None:
     m.run(xmit, xmit)
 
 
+rx_stats = DEFINE_PER_CPU(c_ulong, "pairs_rx_stats")
+
+
+def percpu_ptr_across_sleep(m: Machine, bug: bool) -> None:
+    """The receive thread takes its CPU's statistics pointer with get_cpu(), puts the CPU
+    back, sleeps, and updates through the pointer afterwards: by then it may run on the
+    other CPU, while a thread there updates the same copy. KCSAN reports the data race.
+    The fix updates the copy between get_cpu() and put_cpu()."""
+    def rx() -> None:
+        for _ in range(2):
+            cpu = get_cpu()
+            ptr = per_cpu_ptr(rx_stats, cpu)
+            if bug:
+                put_cpu()
+                msleep(1)                            # wait for the next frame
+                write_u32(ptr, read_u32(ptr) + 1)
+            else:
+                write_u32(ptr, read_u32(ptr) + 1)
+                put_cpu()
+                msleep(1)
+    m.run(rx, rx, rx)
+
+
 # -- mempools ------------------------------------------------------------------------------
 
 def mempool_destroy_outstanding(m: Machine, bug: bool) -> None:
@@ -375,6 +406,34 @@ def mempool_alloc_under_spinlock(m: Machine, bug: bool) -> None:
 
     m.run(init)
     m.run(make_request, make_request)
+    m.run(exit_module)
+
+
+def mempool_free_to_wrong_pool(m: Machine, bug: bool) -> None:
+    """The completion gives a header element back to the data pool (both are slab pools,
+    of two caches): the data pool is full, so it frees the element into its own cache, the
+    wrong one. The fix frees each element to the pool it came from."""
+    box: dict[str, Any] = {}
+
+    def init() -> None:
+        box["hdr_cache"] = kmem_cache_create("pairs_hdr", 64)
+        box["data_cache"] = kmem_cache_create("pairs_data", 512)
+        box["hdr"] = mempool_create_slab_pool(2, box["hdr_cache"])
+        box["data"] = mempool_create_slab_pool(2, box["data_cache"])
+
+    def io() -> None:
+        hdr = mempool_alloc(box["hdr"], GFP_KERNEL)
+        data = mempool_alloc(box["data"], GFP_KERNEL)
+        mempool_free(data, box["data"])
+        mempool_free(hdr, box["data"] if bug else box["hdr"])
+
+    def exit_module() -> None:
+        for pool, cache in (("hdr", "hdr_cache"), ("data", "data_cache")):
+            mempool_destroy(box[pool])
+            kmem_cache_destroy(box[cache])
+
+    m.run(init)
+    m.run(io, io)
     m.run(exit_module)
 
 
@@ -714,7 +773,10 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
     Pair(short_bh_list_without_bh, ("lockdep_inconsistent",), "WARNING: inconsistent lock state"),
     Pair(percpu_sleep_under_get_cpu_var, ("sleep_in_atomic", "scheduling_while_atomic"),
          "BUG: sleeping function called from invalid context at "),
+    Pair(percpu_ptr_across_sleep, ("kcsan_data_race",), "BUG: KCSAN: data-race in rx / rx",
+         machine={"kcsan": True, "lockdep": True}),
     Pair(mempool_destroy_outstanding, ("bug",), "kernel BUG at "),
+    Pair(mempool_free_to_wrong_pool, ("slab_wrong_cache",), "cache_from_obj: Wrong slab cache. pairs_data but object is from pairs_hdr"),
     Pair(mempool_alloc_under_spinlock, ("sleep_in_atomic",),
          "BUG: sleeping function called from invalid context at "),
     Pair(cache_destroy_with_live_object, ("slab_destroy_busy",), "kmem_cache_destroy pairs_req: Slab cache still has objects"),
@@ -996,3 +1058,25 @@ def test_a_busy_wait_for_a_flag_set_after_msleep_ends() -> None:
     m.run(waiter, setter)
     m.run(lambda: kfree(box["flag"]))
     assert not m.reports
+
+
+@pytest.mark.xfail(strict=True, reason="slab_debug with SLAB_DEBUG_INITIAL never calls the constructor with "
+                   "SLAB_CTOR_VERIFY at kmem_cache_free (2.6.11's cache_free_debugcheck does): an object freed "
+                   "out of its constructed state is not caught")
+def test_slab_debug_initial_verifies_the_constructed_state_at_free() -> None:
+    def ctor(obj: int, cache: Any, flags: int) -> None:
+        if flags & SLAB_CTOR_VERIFY:
+            if read_u32(obj) != 0:             # the object's list must be empty when freed
+                BUG()
+            return
+        write_u32(obj, 0)                      # INIT_LIST_HEAD, once per object
+
+    def use() -> None:
+        cache = kmem_cache_create("pairs_ctor_verify", 64, 0, SLAB_DEBUG_INITIAL, ctor)
+        obj = kmem_cache_alloc(cache, GFP_KERNEL)
+        write_u32(obj, 7)                      # queued on a list ...
+        kmem_cache_free(cache, obj)            # ... and freed without list_del_init()
+        kmem_cache_destroy(cache)
+
+    m = _run_one_cpu(use, slab_debug=True)
+    assert m.reports_of("bug"), "the constructor's SLAB_CTOR_VERIFY call never came"
