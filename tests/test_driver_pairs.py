@@ -85,9 +85,11 @@ from percpu_kmem.linux import (
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
+    spin_lock_irq,
     spin_lock_irqsave,
     spin_unlock,
     spin_unlock_bh,
+    spin_unlock_irq,
     spin_unlock_irqrestore,
     udelay,
     vfree,
@@ -1080,3 +1082,18 @@ def test_slab_debug_initial_verifies_the_constructed_state_at_free() -> None:
 
     m = _run_one_cpu(use, slab_debug=True)
     assert m.reports_of("bug"), "the constructor's SLAB_CTOR_VERIFY call never came"
+
+
+@pytest.mark.xfail(strict=True, reason="a hardirq handler that returns with interrupts enabled (spin_unlock_irq() "
+                   "in the handler) is not reported; the kernel WARNs 'irq %u handler %pS enabled interrupts'")
+def test_a_handler_that_enables_interrupts_is_reported() -> None:
+    m = Machine(cpus=1, policy="random", seed=0)
+    lock = spin_lock_init("pairs_handler_lock")
+
+    def card_interrupt(irq: int, dev: Any) -> None:
+        spin_lock_irq(lock)                    # should be spin_lock(): irqs are off in a handler
+        spin_unlock_irq(lock)                  # ... and this turns them on
+
+    m.request_irq(5, card_interrupt, "card")
+    m.run(lambda: raise_irq(5))
+    assert any("irq 5 handler" in r.text and "enabled interrupts" in r.text for r in m.reports), m.dmesg
