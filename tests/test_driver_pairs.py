@@ -101,6 +101,7 @@ from percpu_kmem.linux import (
 from percpu_kmem.machine import Machine
 from percpu_kmem.mm.mmio import register_io_device
 from percpu_kmem.scenarios import StressScenario
+from percpu_kmem.testing import DEFAULT_SEEDS, UnexpectedReport, explore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -816,6 +817,20 @@ def test_the_buggy_driver_is_reported_by_the_default_campaign(name: str) -> None
         Outcome(out.scenario, out.policy, out.options, out.seed, out.cpus, k)))
     headline = next(line for line in text.splitlines() if line.strip(" =-"))   # KASAN, lockdep: after a rule
     assert headline.startswith(p.first_line), f"{name}: the report reads\n{text}"
+
+
+#: The pairs whose bug needs an unlucky schedule (the others are found by any run).
+RACES = ["close_race_double_free_page", "kref_get_after_lookup_unlocked", "open_count_unlocked",
+         "scull_read_outside_mutex"]
+
+
+@pytest.mark.parametrize("name", RACES)
+def test_a_race_is_found_by_explore_with_its_defaults(name: str) -> None:
+    """explore() as a test author calls it (random, then pct, 20 seeds each) fails on the race."""
+    p = PAIRS[name]
+    with pytest.raises(UnexpectedReport) as e:
+        explore(lambda m: p.body(m, True), seeds=range(DEFAULT_SEEDS), cpus=2, shrink=False, **p.machine)
+    assert p.found_by(Outcome(name, e.value.policy, (), e.value.seed, 2, e.value.report.kind)), e.value
 
 
 @pytest.mark.parametrize("name", sorted(PAIRS))
