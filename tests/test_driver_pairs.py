@@ -36,6 +36,7 @@ from percpu_kmem.linux import (
     SLAB_CTOR_VERIFY,
     SLAB_DEBUG_INITIAL,
     SLAB_DESTROY_BY_RCU,
+    TASK_INTERRUPTIBLE,
     WRITE_ONCE,
     __get_free_page,
     atomic_dec_and_test,
@@ -43,6 +44,7 @@ from percpu_kmem.linux import (
     atomic_set,
     c_ulong,
     cpu_relax,
+    finish_wait,
     free_irq,
     free_page,
     get_cpu,
@@ -75,6 +77,7 @@ from percpu_kmem.linux import (
     open_softirq,
     per_cpu_ptr,
     preempt_point,
+    prepare_to_wait,
     put_cpu,
     put_cpu_var,
     raise_irq,
@@ -82,6 +85,7 @@ from percpu_kmem.linux import (
     read_u8,
     read_u32,
     request_irq,
+    schedule,
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
@@ -95,6 +99,7 @@ from percpu_kmem.linux import (
     vfree,
     vmalloc,
     wait_event_interruptible,
+    wake_up_all,
     wake_up_interruptible,
     write_u32,
 )
@@ -347,6 +352,63 @@ def percpu_ptr_across_sleep(m: Machine, bug: bool) -> None:
                 put_cpu()
                 msleep(1)
     m.run(rx, rx, rx)
+
+
+def wakeup_without_recheck(m: Machine, bug: bool) -> None:
+    """Two readers sleep until the ring has a buffer; the interrupt side posts one and
+    wakes them all (wake_up_all). A reader that does not re-check the condition after
+    schedule() takes the slot the other reader already emptied and dereferences NULL.
+    The fix is wait_event()'s loop: re-check under the lock, sleep again if empty."""
+    lock = spin_lock_init("pairs_ring_lock")
+    wq = init_waitqueue_head()
+    box: dict[str, int] = {}
+
+    def setup() -> None:
+        ring = kzalloc(4, GFP_KERNEL)          # one slot: a buffer pointer, 0 when empty
+        kmemleak_not_leak(ring)
+        box["ring"] = ring
+
+    def take() -> int:
+        spin_lock(lock)
+        buf = read_u32(box["ring"])
+        write_u32(box["ring"], 0)
+        spin_unlock(lock)
+        if buf:
+            wake_up_all(wq)                    # the writer waits for the slot to empty
+        return buf
+
+    def reader() -> None:
+        if bug:
+            spin_lock(lock)
+            empty = not read_u32(box["ring"])
+            spin_unlock(lock)
+            if empty:
+                prepare_to_wait(wq, TASK_INTERRUPTIBLE)
+                if not READ_ONCE(box["ring"]):
+                    schedule()
+                finish_wait(wq)
+            buf = take()                       # assumes the wake-up means "a buffer for me"
+        else:
+            while True:
+                buf = take()
+                if buf:
+                    break
+                wait_event_interruptible(wq, lambda: READ_ONCE(box["ring"]) != 0)
+        read_u8(buf)                           # consume it
+        kfree(buf)
+
+    def writer() -> None:
+        for _ in range(2):
+            buf = kmalloc(64, GFP_KERNEL)
+            wait_event_interruptible(wq, lambda: READ_ONCE(box["ring"]) == 0)
+            spin_lock(lock)
+            write_u32(box["ring"], buf)
+            spin_unlock(lock)
+            wake_up_all(wq)
+
+    m.run(setup)
+    m.run(reader, reader, writer)
+    m.run(lambda: kfree(box["ring"]))
 
 
 # -- mempools ------------------------------------------------------------------------------
@@ -778,6 +840,7 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
          "BUG: sleeping function called from invalid context at "),
     Pair(percpu_ptr_across_sleep, ("kcsan_data_race",), "BUG: KCSAN: data-race in rx / rx",
          machine={"kcsan": True, "lockdep": True}),
+    Pair(wakeup_without_recheck, ("page_fault",), "BUG: kernel NULL pointer dereference", seeds=64),
     Pair(mempool_destroy_outstanding, ("bug",), "kernel BUG at "),
     Pair(mempool_free_to_wrong_pool, ("slab_wrong_cache",), "cache_from_obj: Wrong slab cache. pairs_data but object is from pairs_hdr"),
     Pair(mempool_alloc_under_spinlock, ("sleep_in_atomic",),
@@ -821,7 +884,7 @@ def test_the_buggy_driver_is_reported_by_the_default_campaign(name: str) -> None
 
 #: The pairs whose bug needs an unlucky schedule (the others are found by any run).
 RACES = ["close_race_double_free_page", "kref_get_after_lookup_unlocked", "open_count_unlocked",
-         "scull_read_outside_mutex"]
+         "scull_read_outside_mutex", "wakeup_without_recheck"]
 
 
 @pytest.mark.parametrize("name", RACES)
