@@ -379,7 +379,7 @@ def wakeup_without_recheck(m: Machine, bug: bool) -> None:
     def take() -> int:
         spin_lock(lock)
         buf = read_u32(box["ring"])
-        write_u32(box["ring"], 0)
+        WRITE_ONCE(box["ring"], 0)             # the waiters read it locklessly
         spin_unlock(lock)
         if buf:
             wake_up_all(wq)                    # the writer waits for the slot to empty
@@ -410,7 +410,7 @@ def wakeup_without_recheck(m: Machine, bug: bool) -> None:
             buf = kmalloc(64, GFP_KERNEL)
             wait_event_interruptible(wq, lambda: READ_ONCE(box["ring"]) == 0)
             spin_lock(lock)
-            write_u32(box["ring"], buf)
+            WRITE_ONCE(box["ring"], buf)
             spin_unlock(lock)
             wake_up_all(wq)
 
