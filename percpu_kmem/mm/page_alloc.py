@@ -655,17 +655,17 @@ class PageAllocator:
         if t.gfp_ctx:
             gfp = current_gfp_context(gfp)  # memalloc_nofs/noio scopes narrow the mask
         wait = gfp & GFP_WAIT
-        if wait and not slept:  # might_sleep(), written out for its usual case
+        if wait and not slept:  # might_alloc(): fs_reclaim (lockdep reports first), might_sleep()
+            if t.machine.lockdep is not None:  # this call could enter reclaim
+                fs_reclaim_acquire(gfp)
+                fs_reclaim_release(gfp)
             c = t.cpu
-            if c.preempt_count or c.irqs_off or t.is_idle:
+            if c.preempt_count or c.irqs_off or t.is_idle:  # might_sleep(), written out
                 might_sleep()  # the report (the rare case), and the point
             else:
                 t.budget -= 1
                 if t.budget <= 0:
                     t.engine.decide(t, "might_sleep")
-            if t.machine.lockdep is not None:  # might_alloc(): this call could enter reclaim
-                fs_reclaim_acquire(gfp)
-                fs_reclaim_release(gfp)
         if self.fail_next[0] > 0 and not gfp & GFP_NOFAIL:
             self.fail_next[0] -= 1
             self._nopage(t, gfp, order)

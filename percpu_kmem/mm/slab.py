@@ -646,15 +646,15 @@ class kmem_cache_t:
         """
         c = t.cpu
         if flags & GFP_WAIT and not slept:
+            if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc(): fs_reclaim,
+                fs_reclaim_acquire(flags)      # then might_sleep_if(); lockdep reports first
+                fs_reclaim_release(flags)
             if c.preempt_count or c.irqs_off or t.is_idle:
                 might_sleep()  # the report (the rare case), and the point
             else:  # might_sleep() with nothing to report: its scheduling point
                 t.budget -= 1
                 if t.budget <= 0:
                     t.engine.decide(t, "might_sleep")
-            if t.machine.lockdep is not None:  # slab_pre_alloc_hook's might_alloc()
-                fs_reclaim_acquire(flags)
-                fs_reclaim_release(flags)
             c = t.cpu
         fs = self.sa.failslab
         if fs is not None and fs.probability | t.fail_nth and should_failslab(fs, self.objsize, flags):
@@ -1229,13 +1229,17 @@ def kmem_cache_shrink(cachep: kmem_cache_t) -> int:
     return int(bool(cachep.slabs_full or cachep.slabs_partial))
 
 
-def kmem_cache_destroy(cachep: kmem_cache_t) -> int:
+def kmem_cache_destroy(cachep: kmem_cache_t | None) -> int:
     """Destroy a cache whose objects have all been freed; 0 on success.
 
     A cache with objects still allocated is not destroyed: the kernel's message,
-    1 returned, and the cache stays usable, losing nothing.
+    1 returned, and the cache stays usable, losing nothing. ``None`` (NULL) does
+    nothing, as since 4.3, so that an error path may destroy a cache it never made
+    (2.6.11 BUG()s; mempool_destroy(), free_percpu() and vfree() take NULL here too).
     Context: process context; may sleep.
     """
+    if cachep is None:
+        return 0
     check_cache(cachep, "kmem_cache_destroy")
     sa = cachep.sa
     if in_interrupt():

@@ -272,11 +272,15 @@ class Engine(ABC):
             return True
         if t.held:
             return False
+        c = t.cpu
+        if t.is_idle and c is not None and c.pending_irqs:
+            # an idle task's one job in a drain: the interrupts pending on its CPU (an IPI
+            # that a task unwinding elsewhere waits for in smp_call_function())
+            return False
         if t.in_sleep:
             return True
         if not in_model_code():
             return True
-        c = t.cpu
         return (self.steps - self.abort_step > DRAIN_STRICT_STEPS and c is not None
                 and c.preempt_count == 0 and not c.irqs_off)
 
@@ -780,10 +784,15 @@ class BatonEngine(Engine):
     def _drain_point(self, t: Task) -> None:
         """A point while draining: unwind if safe; end the drain if it takes too long."""
         self._abort_point(t)
+        self._drain_limit(t)
+
+    def _drain_limit(self, t: Task) -> None:
+        """End a drain that has taken DRAIN_STEPS steps: every task unwinds now."""
         if not self.finished and self.steps - self.abort_step > DRAIN_STEPS:
             self.abort_reason += f"; still draining after {DRAIN_STEPS} steps"
             self._finish()
-            raise TaskAbort()
+            if t.state != T_DONE:
+                raise TaskAbort()
 
     def _apply(self, t: Task, event: str, action: tuple[Any, ...]) -> None:
         kind = action[0]
@@ -850,6 +859,9 @@ class BatonEngine(Engine):
     def _reschedule(self, t: Task, event: str) -> None:
         """``t`` cannot go on now: pick someone else (advancing the clock if all sleep)."""
         while True:
+            if self.aborting and not self.finished and self.steps - self.abort_step > DRAIN_STEPS:
+                self._drain_limit(t)  # every task unwinds; ``t`` (done) just leaves
+                return
             opts = self._options(t, forced=True)
             if opts.runnable_count():
                 action = self.policy.choose(self, t, event, opts, True)

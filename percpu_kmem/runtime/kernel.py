@@ -256,12 +256,20 @@ def local_bh_disable() -> None:
 
 
 def local_bh_enable() -> None:
-    """Re-enable bottom halves; raised softirqs run now if nothing else masks them."""
+    """Re-enable bottom halves; raised softirqs run now if nothing else masks them.
+
+    With interrupts disabled (in a hardirq handler, or inside spin_lock_irqsave()) it
+    warns, as 2.6.11's ``WARN_ON(irqs_disabled())`` and today's
+    ``lockdep_assert_irqs_enabled()`` in ``__local_bh_enable_ip`` do: softirqs run here
+    would run with interrupts off.
+    """
     t = current_task()
     c = t.cpu
     if not c.preempt_count & SOFTIRQ_MASK:
         _underflow(t)
         return
+    if c.irqs_off:
+        WARN_ON(True, "local_bh_enable() with interrupts disabled")
     c.preempt_count -= SOFTIRQ_DISABLE_OFFSET
     if not c.preempt_count & SOFTIRQ_MASK and not c.irqs_off:
         ld = t.machine.lockdep

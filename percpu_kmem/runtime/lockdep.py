@@ -37,8 +37,12 @@ Kept from the kernel:
   bit a class it reaches (or that reaches it) has is "WARNING: possible irq lock
   inversion dependency detected" (mark_lock_irq).
 - **Recursion.** Acquiring a lock whose class the task already holds (another
-  instance: the same instance is CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops, or
-  the mutex's own report) is "WARNING: possible recursive locking detected".
+  instance, or the same one: then, as in the kernel where lockdep speaks first, the
+  lock's own check follows, CONFIG_DEBUG_SPINLOCK's "spinlock recursion" Oops or the
+  mutex's report, the model's stand-in for a CPU or task that would hang for ever) is
+  "WARNING: possible recursive locking detected"; so is the fs_reclaim map taken again.
+  A trylock is never checked for recursion and marks no used-in-irq usage
+  (mark_usage(): "non-trylock use in a hardirq or softirq context").
 - **fs_reclaim.** The pseudo-lock the page allocator takes around every allocation that
   may enter filesystem reclaim (``fs_reclaim_acquire``/``fs_reclaim_release``, which
   the mm layer calls): a lock taken inside reclaim gets the edge fs_reclaim -> L, and
@@ -168,11 +172,14 @@ class LockClass:
         """print_lock_class_header(): the class, then each usage bit it has with the stack
         that set it (the kernel's ``... key at:`` line names a key address: left out)."""
         pad = " " * depth
-        lines = [f"{pad}->{self.label()} {{"]
+        lines = [f"{pad}-> {self.label()} {{"]  # "%*s->" then print_lock_name()'s " ("
         for bit in _USAGE_ORDER:
             if self.usage & bit:
-                lines.append(f"{pad}   {USAGE_STR[bit]} at:")
-                lines += _trace_lines(self.usage_stack.get(bit, ()), depth + 6)
+                head = f"{pad}   {USAGE_STR[bit]}"
+                lines.append(f"{head} at:")
+                # the trace is indented by what printk() returned for the two parts of the
+                # line before it, on top of the depth: 20 spaces at depth 0, 22 at depth 1
+                lines += _trace_lines(self.usage_stack.get(bit, ()), depth + len(head) + len(" at:"))
         lines.append(f"{pad} }}")
         return lines
 
@@ -279,7 +286,7 @@ class Lockdep:
             f = f.f_back
         entry = (lock, cls, ctx, trylock, f.f_code.co_filename, f.f_lineno)
         new = 0
-        if ctx:
+        if ctx and not trylock:  # mark_usage(): only a non-trylock use marks the class used in irq
             new = (LOCK_USED_IN_HARDIRQ if ctx & _CTX_HARDIRQ else 0) | (
                 LOCK_USED_IN_SOFTIRQ if ctx & _CTX_SOFTIRQ else 0)
         if not c.irqs_off:
@@ -297,8 +304,10 @@ class Lockdep:
         if ok and not trylock:
             for h in stack:
                 if h[_H_CLASS] is cls:
-                    if h[_H_LOCK] is not lock:
-                        self._recursive(t, entry, h, stack)
+                    # check_deadlock(): another instance of the class or the same one (then
+                    # the lock's own debug check follows: the spinlock Oops, the mutex's
+                    # report, the model's stand-ins for a CPU or task that would hang)
+                    self._recursive(t, entry, h, stack)
                     break
             else:
                 for i in range(len(stack) - 1, -1, -1):
@@ -314,11 +323,28 @@ class Lockdep:
     def hardirqs_on(self, t: Task) -> None:
         """lockdep_hardirqs_on(): interrupts were enabled while ``t`` holds locks: each one
         becomes HARDIRQ-ON, and SOFTIRQ-ON if bottom halves are enabled too, as if it had
-        been taken now (mark_held_locks())."""
+        been taken now (mark_held_locks()). In hardirq context that is the handler's bug
+        (a spin_unlock_irq() or local_irq_enable() in an interrupt handler): lockdep warns,
+        DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context()), and marks nothing."""
+        pc = t.cpu.preempt_count
+        if pc & HARDIRQ_MASK:
+            self._irqs_on_in_hardirq(t)
+            return
         stack = self.held.get(t)
         if stack:
-            pc = t.cpu.preempt_count
             self._mark_held(t, stack, LOCK_ENABLED_HARDIRQ | (0 if pc & SOFTIRQ_MASK else LOCK_ENABLED_SOFTIRQ))
+
+    def _irqs_on_in_hardirq(self, t: Task) -> None:
+        """lockdep_hardirqs_on_prepare()'s "Can't allow enabling interrupts while in an
+        interrupt handler" (cold: a report), once per site."""
+        file, line = _site_of(3)
+        key = ("irqs_on_in_hardirq", file, line)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        self.m.report("lockdep_irqs_on_in_hardirq",
+                      [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} lockdep_hardirqs_on_prepare",
+                       "DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context())"], site=f"{file}:{line}")
 
     def softirqs_on(self, t: Task) -> None:
         """trace_softirqs_on(): bottom halves were enabled, with interrupts on, while ``t``
@@ -328,10 +354,15 @@ class Lockdep:
             self._mark_held(t, stack, LOCK_ENABLED_SOFTIRQ)
 
     def _mark_held(self, t: Task, stack: list[tuple[Any, ...]], new: int) -> None:
+        """mark_held_locks(), once per bit: every held lock HARDIRQ-ON first, then every
+        one SOFTIRQ-ON (__trace_hardirqs_on_caller()), stopping at the first report."""
         pc = t.cpu.preempt_count
-        for h in list(stack):
-            if new & ~h[_H_CLASS].usage and not self._mark(t, h, new, stack, pc, True):
-                return
+        held = list(stack)
+        for bit in (LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ):
+            if new & bit:
+                for h in held:
+                    if not h[_H_CLASS].usage & bit and not self._mark(t, h, bit, stack, pc, True):
+                        return
 
     def release(self, t: Task, lock: Any) -> None:
         """lock_release(): ``lock`` is no longer held by ``t``."""
@@ -533,8 +564,9 @@ class Lockdep:
                  *_irq_scenario(safe, unsafe, a, b),
                  *_held_lines(t, stack), "",
                  f"the dependencies between {irq}-irq-safe lock and the holding lock:",
-                 *_dependency_lines(back, now, False), "",
-                 f"the dependencies between the lock to be acquired and {irq}-irq-unsafe lock:",
+                 *_dependency_lines_backwards(back), "",
+                 # two pr_warn()s, two lines
+                 "the dependencies between the lock to be acquired", f" and {irq}-irq-unsafe lock:",
                  *_dependency_lines(fwd, now, True), "",
                  "stack backtrace:"]
         self.m.report("lockdep_irq_order", lines, site=f"{safe.name}->{unsafe.name}:{irq}",
@@ -664,6 +696,23 @@ def _dependency_lines(path: _Path, now: tuple[Frame, ...], forwards: bool) -> li
     return lines
 
 
+def _dependency_lines_backwards(path: _Path) -> list[str]:
+    """print_shortest_lock_dependencies_backwards(): from the irq-safe class found back to
+    the held lock; each class after the first is printed with the stack of the dependency
+    below it (the class found has none of its own), so the held lock shows how the class
+    above it was taken with it held."""
+    lines: list[str] = []
+    trace: tuple[Frame, ...] | None = None
+    for depth in range(len(path) - 1, -1, -1):
+        parent, cls = path[depth]
+        lines += cls.header_lines(depth)
+        if trace is not None:
+            lines += [f"{' ' * depth} ... acquired at:", *_trace_lines(trace, 2), ""]
+        if parent is not None:
+            trace = parent.before[cls]
+    return lines
+
+
 def _irq_scenario(safe: LockClass, unsafe: LockClass, prev: LockClass, nxt: LockClass) -> list[str]:
     """print_irq_lock_scenario()."""
     middle = nxt if prev is safe else prev
@@ -703,8 +752,9 @@ def _held_lines(t: Task, stack: Iterable[tuple[Any, ...]] | None) -> list[str]:
 
 
 def _trace_lines(frames: tuple[Frame, ...], spaces: int) -> list[str]:
-    """print_lock_trace(): one frame a line, indented."""
-    pad = " " * spaces
+    """print_lock_trace(..., spaces): one frame a line, indented by 1 + ``spaces``
+    (stack_trace_print()'s ``"%*c%pS"`` with ``1 + spaces``)."""
+    pad = " " * (spaces + 1)
     return [f"{pad}{fr.function} ({fr.file}:{fr.line})" for fr in frames]
 
 

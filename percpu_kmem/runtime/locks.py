@@ -267,8 +267,13 @@ def _forget(owner: Task, lock: Any) -> None:
 
 
 def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
-    """debug_spin_unlock + arch_spin_unlock (``fn``: the unlock function, for the event log)."""
+    """lock_release + debug_spin_unlock + arch_spin_unlock (``fn``: the unlock function, for
+    the event log). Lockdep speaks first, as spin_release() comes before the debug checks:
+    an unlock of a lock ``t`` does not hold is its "bad unlock balance detected!"."""
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701
+    ld = t.machine.lockdep
+    if ld is not None and not ld.holds(t, lock):
+        ld.bad_unlock(t, lock)
     c = t.cpu
     if not lock.raw.locked():
         _spin_bug(t, lock, "already unlocked")
@@ -280,7 +285,6 @@ def _release(t: Task, lock: spinlock_t, fn: str = "spin_unlock") -> None:
         _spin_bug(t, lock, "wrong CPU")
     if owner is not None:
         _forget(owner, lock)
-        ld = t.machine.lockdep
         if ld is not None:
             ld.release(owner, lock)
     if t.hb is not None:  # KCSAN: release into the lock's clock (runtime/hb.py)
@@ -519,6 +523,9 @@ def mutex_trylock(m: mutex) -> int:
 
 def mutex_unlock(m: mutex) -> None:
     t = _mutex_arg("mutex_unlock", m)
+    ld = t.machine.lockdep
+    if ld is not None and not ld.holds(t, m):  # mutex_release() before the owner check
+        ld.bad_unlock(t, m)
     with m.guard:
         if m.owner is not t:
             file, line, _ = caller_site(2)
@@ -529,7 +536,6 @@ def mutex_unlock(m: mutex) -> None:
             if m.owner is None:
                 return
         _forget(m.owner, m)
-        ld = t.machine.lockdep
         if ld is not None:
             ld.release(m.owner, m)
         if t.hb is not None:  # KCSAN

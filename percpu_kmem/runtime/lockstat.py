@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from .report import code_site
+from .report import code_site, relpath
 
 WIDTH: Final = 40 + 1 + 12 * (14 + 1)
 LOCKSTAT_POINTS: Final = 4
@@ -74,8 +74,10 @@ def class_name(lock: Any) -> str:
     cls = getattr(lock, "dep_class", None)
     if cls is not None and getattr(cls, "name", None):
         return str(cls.name)
-    key = lock.dep_key
-    return key if isinstance(key, str) else lock.name
+    key = lock.dep_key  # (kind, file, line, bytecode offset[, name]): runtime/lockdep.py
+    if len(key) == 4:  # created without a name: its site, as lockdep prints an unnamed class
+        return f"{relpath(key[1])}:{key[2]}"
+    return str(lock.name)
 
 
 def lock_stat(locks: Iterable[Any]) -> str:

@@ -593,7 +593,8 @@ class SmpMachine:
             if self.events is not None:
                 self.events.report(rep)
         if self.on_bug == "panic" and t:
-            self.panic(lines[0] if lines else kind, rep)
+            # the report's title: its first line that is not a rule (lockdep's start with one)
+            self.panic(next((ln for ln in lines if ln.strip("=-")), kind), rep)
         if fatal:
             raise Oops(rep)
         if self.on_bug == "raise" and t:

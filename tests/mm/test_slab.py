@@ -208,6 +208,21 @@ def test_destroy_with_live_objects_is_refused_and_loses_nothing() -> None:
     m.check()
 
 
+def test_an_error_path_may_destroy_a_cache_it_never_made() -> None:
+    """kmem_cache_destroy(NULL) does nothing (4.3 and later), like mempool_destroy(NULL):
+    the unwinding of a failed module init, in the kernel's usual shape, reports nothing."""
+    def init() -> int:
+        a = kmem_cache_create("drv_a", 64, 0, 0)
+        b = None  # its kmem_cache_create() failed
+        kmem_cache_destroy(b)
+        assert kmem_cache_destroy(None) == 0
+        return kmem_cache_destroy(a)
+
+    m, rc = run1(init)
+    assert rc == 0 and not m.reports
+    m.check()
+
+
 # -- kmalloc --------------------------------------------------------------------------------------
 def test_kmalloc_size_classes_dma_twins_and_limits() -> None:
     def body() -> None:

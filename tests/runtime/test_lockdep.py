@@ -25,6 +25,7 @@ from percpu_kmem import (
     preempt_point,
     raise_irq,
     raise_softirq,
+    request_irq,
     spin_lock,
     spin_lock_bh,
     spin_lock_init,
@@ -48,6 +49,8 @@ from percpu_kmem.linux import (
     current_gfp_context,
     fs_reclaim_acquire,
     fs_reclaim_release,
+    kfree,
+    kmalloc,
     memalloc_nofs_restore,
     memalloc_nofs_save,
     memalloc_noio_restore,
@@ -61,7 +64,7 @@ pytestmark = pytest.mark.timeout(60)
 SEEDS = range(6)
 POLICIES = ("random", "pct", "virtual")
 LOCKDEP_KINDS = ("lockdep_circular", "lockdep_inconsistent", "lockdep_irq_order", "lockdep_irq_inversion",
-                 "lockdep_recursive", "lockdep_bad_unlock")
+                 "lockdep_recursive", "lockdep_bad_unlock", "lockdep_irqs_on_in_hardirq")
 
 
 def _lockdep_reports(m: Machine) -> list[Any]:
@@ -153,9 +156,9 @@ def test_circular_report_has_the_kernels_layout() -> None:
     assert lines[8:13] == ["", "which lock already depends on the new lock.", "", "",
                            "the existing dependency chain (in reverse order) is:"]
     assert lines[13:15] == ["", "-> #1 (B){+.+.}-{2:2}:"]
-    assert lines[15].startswith("      path (tests/runtime/test_lockdep.py:")
+    assert lines[15].startswith("       path (tests/runtime/test_lockdep.py:")  # print_lock_trace(, 6): 7 spaces
     i = lines.index("-> #0 (A){+.+.}-{2:2}:")
-    assert lines[i + 1].startswith("      path (tests/runtime/test_lockdep.py:")
+    assert lines[i + 1].startswith("       path (tests/runtime/test_lockdep.py:")
     j = lines.index("other info that might help us debug this:")
     assert "Chain exists of:" not in lines  # a cycle of two shows no chain line
     assert lines[j + 1:j + 17] == [
@@ -306,7 +309,7 @@ def test_a_lock_taken_in_hardirq_and_with_irqs_on_is_inconsistent_without_an_int
                          f"task/{pid} [HC0[0]:SC0[0]:HE1:SE1] takes:"]
     assert lines[5].startswith("dev_lock (dev_lock){?...}-{2:2}, at: tests/runtime/test_lockdep.py:")
     assert lines[6] == "{IN-HARDIRQ-W} state was registered at:"
-    assert lines[7].startswith(" <lambda> (tests/runtime/test_lockdep.py:")
+    assert lines[7].startswith("  <lambda> (tests/runtime/test_lockdep.py:")  # print_lock_trace(, 1): 2 spaces
     j = lines.index("other info that might help us debug this:")
     assert lines[j + 1:j + 15] == [" Possible unsafe locking scenario:", "",
                                    "       CPU0", "       ----",
@@ -371,6 +374,73 @@ def test_enabling_interrupts_with_a_lock_held_marks_the_lock_hardirq_on(how: str
         assert rep.lines[3] == "inconsistent {IN-HARDIRQ-W} -> {HARDIRQ-ON-W} usage."
         assert rep.lines[4].endswith(":HE1:SE1] takes:")
         assert rep.lines[5].startswith("dev_lock (dev_lock)")
+
+
+@pytest.mark.parametrize("how", ["spin_unlock_irq", "local_irq_enable", "fixed"])
+def test_enabling_interrupts_in_an_interrupt_handler_is_lockdeps_warning_and_marks_nothing(how: str) -> None:
+    """A handler that takes its lock with spin_lock_irq() re-enables interrupts on the way
+    out (a classic driver bug): lockdep_hardirqs_on_prepare()'s DEBUG_LOCKS_WARN_ON, once,
+    and no usage bit for what the handler or the interrupted task holds."""
+    for policy in POLICIES:
+        for seed in range(3):
+            m = Machine(cpus=2, policy=policy, seed=seed, boot=False, lockdep=True)
+            dev, outer = spin_lock_init("dev_lock"), spin_lock_init("outer_lock")
+
+            def handler(irq: int, dev_id: Any) -> None:
+                if how == "spin_unlock_irq":
+                    spin_lock_irq(dev)
+                    spin_unlock_irq(dev)
+                elif how == "local_irq_enable":
+                    spin_lock(dev)
+                    local_irq_enable()
+                    local_irq_disable()
+                    spin_unlock(dev)
+                else:
+                    flags = spin_lock_irqsave(dev)
+                    spin_unlock_irqrestore(dev, flags)
+
+            def task() -> None:
+                request_irq(5, handler)
+                raise_irq(5)
+                spin_lock_bh(outer)  # bottom halves off, interrupts on
+                raise_irq(5)  # the handler runs inside outer's section
+                spin_unlock_bh(outer)
+
+            m.run(task)
+            if how == "fixed":
+                assert m.reports == []
+                continue
+            (rep,) = m.reports
+            assert rep.kind == "lockdep_irqs_on_in_hardirq" and rep.count == 1
+            assert rep.lines[0] == (f"WARNING: CPU: {rep.cpu} PID: {rep.pid} at tests/runtime/test_lockdep.py:"
+                                    f"{rep.site.rsplit(':', 1)[1]} lockdep_hardirqs_on_prepare")
+            assert rep.lines[1] == "DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context())"
+            assert m.lockdep is not None
+            usage = {name: m.lockdep.class_named(name).usage_chars() for name in ("dev_lock", "outer_lock")}
+            assert usage == {"dev_lock": "-...", "outer_lock": "+..."}  # nothing marked by the enable
+
+
+@pytest.mark.parametrize("where", ["hardirq_handler", "irqs_saved"])
+def test_bottom_halves_enabled_with_interrupts_disabled_is_warned(where: str) -> None:
+    """spin_unlock_bh() in an interrupt handler, or inside spin_lock_irqsave(): the
+    kernel's WARN_ON(irqs_disabled()) in local_bh_enable(), at the driver's line."""
+    m = Machine(cpus=1, boot=False, lockdep=True)
+    lock, outer = spin_lock_init("dev_lock"), spin_lock_init("outer_lock")
+
+    def task() -> None:
+        if where == "hardirq_handler":
+            request_irq(5, lambda irq, dev: (spin_lock_bh(lock), spin_unlock_bh(lock)))
+            raise_irq(5)
+        else:
+            flags = spin_lock_irqsave(outer)
+            spin_lock_bh(lock)
+            spin_unlock_bh(lock)  # bottom halves back on with interrupts off
+            spin_unlock_irqrestore(outer, flags)
+
+    m.run(task)
+    assert any("local_bh_enable" in r.text for r in m.reports), [r.kind for r in m.reports]
+    warning = next(r for r in m.reports if r.kind == "warning")
+    assert warning.site.startswith("tests/runtime/test_lockdep.py:"), warning.site
 
 
 def _serve_softirq_taking(lock: Any) -> None:
@@ -493,7 +563,7 @@ def test_a_hardirq_safe_lock_taking_a_hardirq_unsafe_one_is_reported_at_the_new_
                                   "but this new dependency connects a HARDIRQ-irq-safe lock:",
                                   " (dev_lock){-...}-{2:2}"]
     assert lines[i + 6] == "... which became HARDIRQ-irq-safe at:"
-    assert lines[i + 7].startswith(" <lambda> (tests/runtime/test_lockdep.py:")
+    assert lines[i + 7].startswith("  <lambda> (tests/runtime/test_lockdep.py:")
     j = lines.index("to a HARDIRQ-irq-unsafe lock:")
     assert lines[j + 1:j + 5] == [" (list_lock){+.+.}-{2:2}", "", "... which became HARDIRQ-irq-unsafe at:", "..."]
     k = lines.index(" Possible interrupt unsafe locking scenario:")
@@ -508,8 +578,14 @@ def test_a_hardirq_safe_lock_taking_a_hardirq_unsafe_one_is_reported_at_the_new_
                                    "    lock(dev_lock);", "", " *** DEADLOCK ***", "",
                                    f"1 lock held by task/{pid}:"]
     assert "the dependencies between HARDIRQ-irq-safe lock and the holding lock:" in lines
-    assert "the dependencies between the lock to be acquired and HARDIRQ-irq-unsafe lock:" in lines
-    assert "->(dev_lock){-...}-{2:2} {" in lines and "   IN-HARDIRQ-W at:" in lines
+    d = lines.index("the dependencies between the lock to be acquired")  # two pr_warn()s: two lines
+    assert lines[d + 1:d + 4] == [" and HARDIRQ-irq-unsafe lock:", "-> (list_lock){+.+.}-{2:2} {", "   HARDIRQ-ON-W at:"]
+    assert lines[d + 4].startswith(" " * 20 + "unsafe (tests/runtime/test_lockdep.py:")  # indented as the kernel does
+    h = lines.index("the dependencies between HARDIRQ-irq-safe lock and the holding lock:")
+    # the safe lock is the held one: its class, and no "acquired at" (print_shortest_lock_dependencies_backwards)
+    assert lines[h + 1:h + 3] == ["-> (dev_lock){-...}-{2:2} {", "   IN-HARDIRQ-W at:"]
+    assert lines[lines.index(" }", h) + 1:lines.index(" }", h) + 3] == ["", "the dependencies between the lock to be acquired"]
+    assert lines[lines.index(" }", d) + 1] == " ... acquired at:"
     assert rep.extra == {"irqclass": "HARDIRQ", "safe": "dev_lock", "unsafe": "list_lock",
                          "held": "dev_lock", "acquiring": "list_lock"}
     assert ("dev_lock", "list_lock") not in m.lockdep.dependencies()  # the edge is not added
@@ -553,6 +629,14 @@ def test_a_lock_between_the_safe_and_the_unsafe_one_prints_the_chain() -> None:
     i = rep.lines.index("Chain exists of:")
     assert rep.lines[i + 1] == "  dev_lock --> stats_lock --> list_lock"
     assert "                               lock(stats_lock);" in rep.lines
+    # print_shortest_lock_dependencies_backwards(): the safe class one level in, without a
+    # stack of its own; the held lock below it with the stack of dev_lock -> stats_lock
+    h = rep.lines.index("the dependencies between HARDIRQ-irq-safe lock and the holding lock:")
+    assert rep.lines[h + 1:h + 3] == [" -> (dev_lock){-...}-{2:2} {", "    IN-HARDIRQ-W at:"]
+    assert rep.lines[h + 3].startswith(" " * 22 + "<lambda> (tests/runtime/test_lockdep.py:")
+    k = rep.lines.index("  }", h)
+    assert rep.lines[k + 1:k + 4] == ["-> (stats_lock){....}-{2:2} {", " }", " ... acquired at:"]
+    assert rep.lines[k + 4].startswith("   edge (tests/runtime/test_lockdep.py:")
 
 
 def test_softirq_safe_to_softirq_unsafe_order() -> None:
@@ -632,18 +716,32 @@ def test_classes_by_site_name_and_bytecode_offset() -> None:
     assert [r.extra["class"] for r in m.reports_of("lockdep_recursive")] == ["dev"]
 
 
-def test_the_same_instance_twice_is_the_spinlock_oops_not_a_lockdep_report() -> None:
+@pytest.mark.parametrize("kind", ["spinlock", "mutex"])
+def test_the_same_instance_twice_is_lockdeps_recursion_first_then_the_locks_own_check(kind: str) -> None:
+    """spin_acquire()/mutex_acquire() come before the lock is taken: with lockdep on, the
+    kernel prints "possible recursive locking detected" first (and its debug_locks_off()
+    silences the spinlock's own "spinlock recursion"; the CPU then spins for ever, the
+    task of a mutex sleeps for ever). The model then ends the task with the lock's own
+    report, its stand-in for the hang."""
     m = Machine(cpus=1, boot=False, lockdep=True)
-    lock = spin_lock_init("L")
+    lock = spin_lock_init("L") if kind == "spinlock" else mutex_init("L")
 
     def body() -> None:
-        spin_lock(lock)
-        spin_lock(lock)
+        if kind == "spinlock":
+            spin_lock(lock)
+            spin_lock(lock)
+        else:
+            mutex_lock(lock)
+            mutex_lock(lock)
 
     m.run(body)  # the Oops kills the task, as the kernel's does; the run goes on
-    assert len(m.reports_of("spinlock_recursion")) == 1
+    assert [r.kind for r in m.reports] == ["lockdep_recursive", f"{kind}_recursion"]
+    rep = m.reports[0]
+    assert rep.lines[1] == "WARNING: possible recursive locking detected"
+    assert rep.lines[4].startswith("L (L){+.+.}-")
+    assert rep.lines[7].startswith("L (L){+.+.}-")
+    assert rep.extra == {"class": "L", "instances": ["L", "L"]}
     assert m.engine is not None and isinstance(m.engine.tasks[0].exc, Oops)
-    assert not _lockdep_reports(m)
 
 
 # -- fs_reclaim and the memalloc scopes -------------------------------------------------------
@@ -682,6 +780,22 @@ def test_gfp_kernel_under_a_lock_reclaim_takes_is_a_cycle_through_fs_reclaim() -
     assert lines[7].startswith("sb->s_umount (sb->s_umount){+.+.}-{3:3}, at: ")
     assert "-> #1 (sb->s_umount){+.+.}-{3:3}:" in lines and "-> #0 (fs_reclaim){+.+.}-{0:0}:" in lines
     assert "  lock(fs_reclaim);" in lines
+
+
+def test_a_gfp_kernel_allocation_in_an_interrupt_handler_is_lockdeps_report_first() -> None:
+    """might_alloc() takes fs_reclaim before might_sleep_if(): lockdep speaks first."""
+    m = Machine(cpus=1, memory="16M", lockdep=True)
+
+    def handler(irq: int, dev: Any) -> None:
+        kfree(kmalloc(32, GFP_KERNEL))  # the bug: GFP_KERNEL in hardirq context
+
+    def task() -> None:
+        request_irq(3, handler)
+        kfree(kmalloc(32, GFP_KERNEL))  # fs_reclaim: HARDIRQ-ON-W
+        raise_irq(3)
+
+    m.run(task)
+    assert [r.kind for r in m.reports][:2] == ["lockdep_inconsistent", "sleep_in_atomic"]
 
 
 @pytest.mark.parametrize("how", ["nofs_scope", "noio_scope", "gfp_nofs", "gfp_noio", "gfp_atomic"])
@@ -859,3 +973,20 @@ def test_the_stock_stress_scenarios_report_nothing_with_lockdep_on(policy: str) 
             m = s.make_machine(lockdep=True, seed=seed, policy=policy)
             s.run(m)
             assert _lockdep_reports(m) == [], (s.name, seed, _lockdep_reports(m)[0].text)
+
+
+def test_a_lockdep_report_under_on_bug_panic_panics_with_its_title() -> None:
+    """The panic line names the report (its first line that is not a rule), not '====='."""
+    from percpu_kmem import KernelPanic
+    m = Machine(cpus=1, boot=False, lockdep=True, on_bug="panic")
+    a, b = spin_lock_init("panic_A"), spin_lock_init("panic_B")
+
+    def body() -> None:
+        for first, second in ((a, b), (b, a)):
+            spin_lock(first)
+            spin_lock(second)
+            spin_unlock(second)
+            spin_unlock(first)
+
+    with pytest.raises(KernelPanic, match="not syncing: WARNING: possible circular locking dependency detected"):
+        m.run(body)

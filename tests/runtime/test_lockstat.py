@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from percpu_kmem import Machine
@@ -58,3 +60,24 @@ def test_an_unused_machine_lists_no_class() -> None:
     m = Machine(cpus=1, boot=False)
     m.run(lambda: None)
     assert m.proc("lock_stat").splitlines()[5:] == []
+
+
+@pytest.mark.parametrize("lockdep", [False, True])
+def test_locks_created_without_a_name_at_one_site_are_one_class_named_by_the_site(lockdep: bool) -> None:
+    """A class is the initialisation site of an unnamed lock, with lockdep on (its class)
+    or off: three locks of one loop are one row, named file:line as lockdep prints them."""
+    m = Machine(cpus=1, boot=False, lockdep=lockdep)
+    locks = [spin_lock_init() for _ in range(3)]
+    line = sys._getframe().f_lineno - 1  # the line of the loop above
+
+    def body() -> None:
+        for lk in locks:
+            spin_lock(lk)
+            spin_unlock(lk)
+
+    m.run(body)
+    rows = [ln for ln in m.proc("lock_stat").splitlines()[5:] if ln]
+    assert len(rows) == 1
+    columns = rows[0].split()
+    assert rows[0][:41].strip() == f"tests/runtime/test_lockstat.py:{line}:"
+    assert int(columns[8]) == 3  # acquisitions of the three instances

@@ -786,6 +786,57 @@ def test_a_drain_reaches_the_one_safe_point_of_a_loop_that_runs_alone(seed: int,
     assert lock.owner is None
 
 
+@pytest.mark.parametrize(("policy", "seeds"), [("pct", range(22, 26)), ("random", range(4)), ("free", range(2))])
+def test_a_drain_serves_the_ipi_a_task_waits_for_on_an_idle_cpu(policy: str, seeds: range) -> None:
+    """An interrupt handler raised, so the run drains; the interrupted task goes on to an
+    on_each_cpu() that waits, preemption off, for the other (idle) CPU's IPI. That CPU's
+    idle task must serve it before it unwinds: it used to unwind first, be chosen again
+    for the IPI still pending, and so on until the wall-clock timeout (pct seeds 23-25)."""
+    from percpu_kmem.linux import free_irq, on_each_cpu, request_irq
+
+    def handler(irq: int, dev: object) -> int:
+        raise ValueError("the handler's bug")
+
+    def driver() -> None:
+        request_irq(5, handler, 0, "buggy", None)
+        raise_irq(5)
+        for _ in range(3):
+            on_each_cpu(lambda info: None, None, 1)
+            msleep(1)
+        free_irq(5, None)
+
+    for seed in seeds:
+        m = Machine(cpus=2, policy=policy, seed=seed, timeout=20)
+        with pytest.raises(ValueError, match="the handler's bug"):
+            m.run(driver)
+        m.check()
+
+
+def test_a_drain_that_only_reschedules_still_ends_after_drain_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drain's step bound holds where no task passes a point: with idle tasks that
+    unwind at once (the bug above, put back), the choices among them end the run after
+    DRAIN_STEPS steps, with the task's own exception, instead of at the timeout."""
+    from percpu_kmem.linux import free_irq, on_each_cpu, request_irq
+    from percpu_kmem.runtime.engine import DRAIN_STEPS, Engine
+    may_abort = Engine.may_abort
+    monkeypatch.setattr(Engine, "may_abort", lambda self, t: t.is_idle or may_abort(self, t))
+
+    def handler(irq: int, dev: object) -> int:
+        raise ValueError("the handler's bug")
+
+    def driver() -> None:
+        request_irq(5, handler, 0, "buggy", None)
+        raise_irq(5)
+        on_each_cpu(lambda info: None, None, 1)
+        free_irq(5, None)
+
+    m = Machine(cpus=2, policy="pct", seed=23, timeout=60)
+    with pytest.raises(ValueError, match="the handler's bug"):
+        m.run(driver)
+    assert m.engine.steps > DRAIN_STEPS
+    assert f"still draining after {DRAIN_STEPS} steps" in m.engine.abort_reason
+
+
 @pytest.mark.parametrize("policy", ["virtual", "random", "pct"])
 def test_replays_of_lock_and_interrupt_runs_never_diverge(policy: str) -> None:
     """Under the virtual policy a charge can end a budget between points, and the decision
