@@ -1191,3 +1191,25 @@ def test_a_campaign_runs_a_kasan_scenario() -> None:
     sc = PAIRS["list_node_freed_not_unlinked"].scenario(True)      # kasan=True, kmemleak="fail"
     result = run_campaign([sc], seeds=range(1))
     assert [o.failure for o in result.outcomes] == ["kasan_slab_use_after_free"]
+
+
+@pytest.mark.xfail(strict=True, reason="no khungtaskd outside the allocators: a task blocked in mutex_lock() for "
+                   "300 s of virtual time (the holder sleeps under the mutex) gets no 'INFO: task ... blocked for "
+                   "more than 120 seconds'")
+def test_a_task_blocked_on_a_mutex_for_minutes_is_a_hung_task() -> None:
+    m = Machine(cpus=2, policy="random", seed=0)
+    dev_mutex = mutex_init("pairs_dev_mutex")
+
+    def firmware_update() -> None:
+        mutex_lock(dev_mutex)
+        msleep(300_000)                        # waits for the flash under the device mutex
+        mutex_unlock(dev_mutex)
+
+    def ioctl() -> None:
+        msleep(1)
+        mutex_lock(dev_mutex)                  # TASK_UNINTERRUPTIBLE for 300 s
+        mutex_unlock(dev_mutex)
+
+    m.run(firmware_update, ioctl)
+    assert any(r.text.startswith("INFO: task ioctl:") and "blocked for more than 120 seconds" in r.text
+               for r in m.reports), [r.kind for r in m.reports]
