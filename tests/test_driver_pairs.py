@@ -960,8 +960,6 @@ def test_free_irq_waits_for_a_handler_running_on_another_cpu() -> None:
     assert not bad, bad      # random seed 2: "BUG: KASAN: slab-use-after-free in handler" on CPU 1
 
 
-@pytest.mark.xfail(strict=True, reason="KASAN reports a read of a freed object of a SLAB_DESTROY_BY_RCU cache; "
-                   "the kernel's KASAN does not poison those objects on free (type-safe memory)")
 def test_kasan_allows_reading_a_freed_object_of_a_destroy_by_rcu_cache() -> None:
     def lookup() -> None:
         cache = kmem_cache_create("pairs_rcu_obj", 64, 0, SLAB_DESTROY_BY_RCU)
@@ -1098,8 +1096,6 @@ def test_a_reader_waiting_for_a_device_interrupt_is_not_deadlocked() -> None:
     assert not hung, hung     # "INFO: task hung: every task is blocked and nothing can wake one (deadlock)"
 
 
-@pytest.mark.xfail(strict=True, reason="jiffies do not advance while a task busy-waits: LDD3's jitbusy loop "
-                   "(while (time_before(jiffies, j1)) cpu_relax();) is reported as a livelock")
 def test_jiffies_advance_in_a_cpu_relax_busy_wait() -> None:
     def jitbusy() -> None:
         j1 = jiffies() + 10                     # HZ / 100
@@ -1110,8 +1106,6 @@ def test_jiffies_advance_in_a_cpu_relax_busy_wait() -> None:
     assert not m.reports, m.reports[0].text
 
 
-@pytest.mark.xfail(strict=True, reason="jiffies do not advance with udelay(): a register poll with a jiffies "
-                   "timeout never times out and the run hangs until the wall-clock timeout")
 def test_a_udelay_poll_with_a_jiffies_timeout_ends() -> None:
     def wait_ready() -> int:
         timeout = jiffies() + 10                # HZ / 100; the device never becomes ready
@@ -1124,8 +1118,6 @@ def test_a_udelay_poll_with_a_jiffies_timeout_ends() -> None:
     assert m.run(wait_ready) == [-110]
 
 
-@pytest.mark.xfail(strict=True, reason="a busy-wait that polls with READ_ONCE() between cpu_relax() calls never "
-                   "lets virtual time pass: the msleep() of the task that would end it never returns (a hang)")
 def test_a_busy_wait_for_a_flag_set_after_msleep_ends() -> None:
     box: dict[str, int] = {}
 
@@ -1147,9 +1139,6 @@ def test_a_busy_wait_for_a_flag_set_after_msleep_ends() -> None:
     assert not m.reports
 
 
-@pytest.mark.xfail(strict=True, reason="slab_debug with SLAB_DEBUG_INITIAL never calls the constructor with "
-                   "SLAB_CTOR_VERIFY at kmem_cache_free (2.6.11's cache_free_debugcheck does): an object freed "
-                   "out of its constructed state is not caught")
 def test_slab_debug_initial_verifies_the_constructed_state_at_free() -> None:
     def ctor(obj: int, cache: Any, flags: int) -> None:
         if flags & SLAB_CTOR_VERIFY:

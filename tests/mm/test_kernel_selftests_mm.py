@@ -1078,9 +1078,7 @@ def test_mempool_with_no_reserve_is_legal_and_resize_to_zero_is_a_bug() -> None:
     assert len(m.reports) == 1
 
 
-@pytest.mark.parametrize("kasan", [False, pytest.param(True, marks=pytest.mark.xfail(
-    strict=True, reason="kasan/slab: a read of a freed SLAB_DESTROY_BY_RCU object is reported as "
-                        "slab-use-after-free; KASAN leaves type-safe-by-RCU objects unpoisoned"))])
+@pytest.mark.parametrize("kasan", [False, True])
 def test_meminit_rcu_cache_keeps_contents_after_free(kasan: bool) -> None:
     """do_kmem_cache_size(want_rcu) and do_kmem_cache_rcu_persistent: an object of a
     SLAB_DESTROY_BY_RCU cache may be read after kmem_cache_free (inside rcu_read_lock, which
