@@ -921,9 +921,6 @@ def _run_one_cpu(fn: Callable[[], Any], **machine: Any) -> Machine:
     return m
 
 
-@pytest.mark.xfail(strict=True, reason="free_irq() does not wait for the handler running on another CPU "
-                   "(the kernel's free_irq() does synchronize_irq()): correct remove() paths get KASAN "
-                   "slab-use-after-free reports")
 def test_free_irq_waits_for_a_handler_running_on_another_cpu() -> None:
     def scenario(m: Machine) -> None:
         box: dict[str, int] = {}
@@ -1038,8 +1035,6 @@ def test_free_policy_does_not_call_a_completed_ipi_a_deadlock() -> None:
         assert not m.reports, m.reports[0].text
 
 
-@pytest.mark.xfail(strict=True, reason="free_irq() from simulated code on a line with no handler raises "
-                   "KmemUsageError; the kernel WARNs 'Trying to free already-free IRQ %d' and returns")
 def test_free_irq_twice_is_a_kernel_warning() -> None:
     m = Machine(cpus=1, policy="random", seed=0)
     m.request_irq(5, lambda irq, dev: None, "card")
@@ -1052,8 +1047,6 @@ def test_free_irq_twice_is_a_kernel_warning() -> None:
     assert any("Trying to free already-free IRQ 5" in r.text for r in m.reports), m.dmesg
 
 
-@pytest.mark.xfail(strict=True, reason="request_irq() from simulated code on a line already taken raises "
-                   "KmemUsageError; the kernel returns -EBUSY for the driver's error path")
 def test_request_irq_of_a_busy_line_returns_ebusy() -> None:
     got: list[int] = []
 
@@ -1158,8 +1151,6 @@ def test_slab_debug_initial_verifies_the_constructed_state_at_free() -> None:
     assert m.reports_of("bug"), "the constructor's SLAB_CTOR_VERIFY call never came"
 
 
-@pytest.mark.xfail(strict=True, reason="a hardirq handler that returns with interrupts enabled (spin_unlock_irq() "
-                   "in the handler) is not reported; the kernel WARNs 'irq %u handler %pS enabled interrupts'")
 def test_a_handler_that_enables_interrupts_is_reported() -> None:
     m = Machine(cpus=1, policy="random", seed=0)
     lock = spin_lock_init("pairs_handler_lock")

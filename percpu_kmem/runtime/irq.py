@@ -8,10 +8,23 @@ added and interrupts off, softirqs run on irq exit and on local_bh_enable (at mo
 MAX_SOFTIRQ_RESTART rounds). An interrupt with a rate is also raised by the
 scheduling policy, with that chance per scheduling point.
 
-Simplified: no interrupt controller, affinity or nesting of different lines; one
-handler per line (no shared IRQs); softirqs never defer to ksoftirqd.
+request_irq() of a line that has a handler fails with -EBUSY (setup_irq's answer)
+and free_irq() of a line without one (or with another dev_id) warns "Trying to free
+already-free IRQ %d" and returns, as today's __free_irq() does; free_irq() then waits
+until no CPU runs the line's handler (synchronize_irq(), 2.6.11's IRQ_INPROGRESS spin
+with cpu_relax()), so a remove() that frees its device after free_irq() is correct. Called
+in interrupt context it warns "Trying to free IRQ %d from IRQ context!" (today's
+__free_irq) and does not wait for its own handler (the kernel would spin there forever).
+A handler that returns with interrupts enabled gets today's WARN_ONCE "irq %u handler %pS
+enabled interrupts" (__handle_irq_event_percpu) once per handler, and they are disabled
+again.
 
-Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), arch/i386/kernel/irq.c
+Simplified: no interrupt controller, affinity or nesting of different lines; one
+handler per line (no shared IRQs: a second request_irq of a line is -EBUSY even with
+SA_SHIRQ); softirqs never defer to ksoftirqd.
+
+Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage.c
+(request_irq, setup_irq, free_irq, synchronize_irq), arch/i386/kernel/irq.c
 (do_IRQ), kernel/softirq.c (__do_softirq, open_softirq, raise_softirq).
 """
 
@@ -22,7 +35,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import KmemUsageError, Oops, TaskAbort
-from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
+from .preempt import HARDIRQ_OFFSET, IRQ_MASK, SOFTIRQ_OFFSET
+from .report import caller_site, relpath
 from .task import CPU, T_DONE, T_SLEEPING, Task, current_task
 
 if TYPE_CHECKING:
@@ -31,6 +45,10 @@ if TYPE_CHECKING:
 
 NR_SOFTIRQS: Final = 10
 MAX_SOFTIRQ_RESTART: Final = 10
+#: include/asm-generic/errno-base.h: request_irq()'s answer for a line that is taken
+EBUSY: Final = 16
+#: free_irq()'s dev_id when any handler of the line will do (the Python API's free)
+ANY_DEV: Final[Any] = object()
 
 
 class IrqAction:
@@ -56,16 +74,21 @@ class Interrupts:
         #: (irq, rate) of every line the policies may raise, sorted by irq
         self.sources: list[tuple[int, float]] = []
         self.softirq_vec: list[Callable[[], Any] | None] = [None] * NR_SOFTIRQS
+        #: the tasks running a handler of each line now (IRQ_INPROGRESS), for synchronize_irq
+        self.running: dict[int, list[Task | None]] = {}
+        #: handlers already warned for returning with interrupts enabled (WARN_ONCE)
+        self.warned_irqs_on: set[Callable[..., Any]] = set()
         #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
         self.hb: HappensBefore | None = None
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
-                    dev_id: Any = None, *, rate: float | None = None) -> None:
-        """Register ``handler(irq, dev_id)`` for ``irq``.
+                    dev_id: Any = None, *, rate: float | None = None) -> int:
+        """Register ``handler(irq, dev_id)`` for ``irq``; 0, or -EBUSY if the line has a handler.
 
         ``rate`` > 0 lets the policy raise it at random: the chance per scheduling point
         (with interrupts enabled on the running CPU) that it fires there, the same under
-        every policy. None takes the machine's ``irq_rate``.
+        every policy. None takes the machine's ``irq_rate``. Arguments are checked first
+        (KmemUsageError); a busy line changes nothing.
         """
         if isinstance(irq, bool) or not isinstance(irq, int) or irq < 0:
             raise KmemUsageError(f"request_irq: irq(={irq!r}) must be a non-negative int")
@@ -78,15 +101,51 @@ class Interrupts:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
             raise KmemUsageError(f"request_irq: rate(={rate!r}) must be a number within [0, 1]")
         if irq in self.actions:
-            raise KmemUsageError(f"IRQ {irq} already has a handler ({self.actions[irq].name})")
+            return -EBUSY  # setup_irq(): "Can't share interrupts unless both agree to"
         self.actions[irq] = IrqAction(irq, handler, name or getattr(handler, "__name__", "irq"), dev_id, rate)
         self._refresh_sources()
+        return 0
 
-    def free_irq(self, irq: int) -> None:
-        if irq not in self.actions:
-            raise KmemUsageError(f"free_irq({irq}): no handler registered")
+    def free_irq(self, irq: int, dev_id: Any = ANY_DEV) -> bool:
+        """Remove the handler of ``irq`` (its dev_id must be ``dev_id`` unless ANY_DEV),
+        then wait until no other CPU runs it (synchronize_irq). False if there was none
+        to remove: the caller answers (a WARN from simulated code, KmemUsageError from Python).
+        """
+        action = self.actions.get(irq)
+        if action is None or not (dev_id is ANY_DEV or _same_dev(action.dev_id, dev_id)):
+            return False
         del self.actions[irq]
         self._refresh_sources()
+        t = current_task()
+        if t and t.cpu is not None:
+            if t.cpu.preempt_count & IRQ_MASK:
+                self._warn(t, f"Trying to free IRQ {irq} from IRQ context!", "__free_irq", f"free_irq:{irq}")
+            self.synchronize_irq(irq)
+        return True
+
+    def synchronize_irq(self, irq: int) -> None:
+        """Wait until no other task runs a handler of ``irq`` (2.6.11: spin on IRQ_INPROGRESS
+        with cpu_relax()). The calling task's own handler, if it is inside one, is not
+        waited for: the kernel would spin forever there (free_irq warns first)."""
+        running = self.running.get(irq)
+        if not running:
+            return
+        t = current_task()
+        if not t:
+            return
+        from .kernel import cpu_relax  # the busy-wait of the model (runtime/kernel.py)
+        while any(u is not t for u in running):
+            cpu_relax()
+
+    def _warn(self, t: Task, msg: str, fn: str, site: str, where: tuple[str, int] | None = None) -> None:
+        """A WARN() of kernel/irq/: the caller's site (or ``where``) and the message."""
+        if where is None:
+            file, line, _ = caller_site(3)
+        else:
+            file, line = where
+        cpu = t.cpu.id if t.cpu is not None else -1
+        self.m.report("warning", [f"WARNING: CPU: {cpu} PID: {t.pid} at {file}:{line} {fn}", msg],
+                      site=f"{site}@{file}:{line}")
 
     def _refresh_sources(self) -> None:
         self.sources = [(a.irq, a.rate) for a in sorted(self.actions.values(), key=lambda a: a.irq) if a.rate > 0]
@@ -138,12 +197,20 @@ class Interrupts:
         ev = self.m.events
         if ev is not None:
             ev.record(t, "irq", f"irq {irq}: {action.name if action else 'no handler'}")
+        running = None
         try:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
             else:
                 action.count[c.id] = action.count.get(c.id, 0) + 1
+                running = self.running.get(irq)
+                if running is None:
+                    running = self.running[irq] = []
+                running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
                 action.handler(irq, action.dev_id)
+                hc = t.cpu if t and t.cpu is not None else c
+                if not hc.irqs_off:
+                    self._handler_enabled_irqs(t, hc, action)
         except (TaskAbort, Oops):
             raise
         except BaseException as e:
@@ -154,12 +221,28 @@ class Interrupts:
                        f"on CPU#{c.id}")
             engine.fail(e, f"the handler of IRQ {irq} raised {type(e).__name__}")
         finally:
+            if running is not None:
+                running.remove(t)
             if t and t.cpu is not None:
                 c = t.cpu
             c.preempt_count -= HARDIRQ_OFFSET
             c.irqs_off = saved_irqs
         if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
             self.do_softirq(c)
+
+    def _handler_enabled_irqs(self, t: Task | None, c: CPU, action: IrqAction) -> None:
+        """__handle_irq_event_percpu(): WARN_ONCE(!irqs_disabled(), "irq %u handler %pS
+        enabled interrupts"), then local_irq_disable(). Once per handler."""
+        c.irqs_off = True
+        h = action.handler
+        if h in self.warned_irqs_on or not t:
+            return
+        self.warned_irqs_on.add(h)
+        code = getattr(h, "__code__", None)
+        sym = getattr(h, "__qualname__", None) or action.name
+        where = (relpath(code.co_filename), code.co_firstlineno) if code is not None else None
+        self._warn(t, f"irq {action.irq} handler {sym} enabled interrupts", "__handle_irq_event_percpu",
+                   f"irq_handler_irqs_on:{action.irq}:{sym}", where)
 
     def open_softirq(self, nr: int, action: Callable[[], Any]) -> None:
         if not 0 <= nr < NR_SOFTIRQS:
@@ -222,4 +305,9 @@ class Interrupts:
 
 
 
-__all__ = ["IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART"]
+def _same_dev(a: Any, b: Any) -> bool:
+    """dev_id equality as the kernel's pointer compare: the same object, or the same address."""
+    return a is b or (a.__class__ is int and b.__class__ is int and a == b)
+
+
+__all__ = ["IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART", "EBUSY", "ANY_DEV"]

@@ -666,17 +666,23 @@ def set_cpus_allowed(t: Task, cpus: Any) -> None:
 # -- interrupts and softirqs ------------------------------------------------------------
 def request_irq(irq: int, handler: Callable[[int, Any], Any], flags: int = 0, name: str = "",
                 dev_id: Any = None) -> int:
-    """Register an interrupt handler, kernel argument order; returns 0."""
+    """Register an interrupt handler, kernel argument order; 0, or -EBUSY (-16) when the
+    line already has a handler (setup_irq(): the model has no shared lines)."""
     m = current_task().machine
     check_int("request_irq", "flags", flags, 0, what="an int of SA_* flags")
-    m.request_irq(irq, handler, name, dev_id)
-    return 0
+    return m.irq.request_irq(irq, handler, name, dev_id)
 
 
 def free_irq(irq: int, dev_id: Any = None) -> None:
-    m = current_task().machine
+    """Remove the handler of ``irq`` registered with ``dev_id``, then wait until no other
+    CPU runs it (synchronize_irq()): after free_irq() the device's memory may be freed.
+    A line with no such handler gets the kernel's WARN "Trying to free already-free IRQ %d"."""
+    t = current_task()
+    m = t.machine
     check_int("free_irq", "irq", irq, 0)
-    m.free_irq(irq)
+    irqs = m.irq
+    if not irqs.free_irq(irq, dev_id):
+        irqs._warn(t, f"Trying to free already-free IRQ {irq}", "__free_irq", f"free_irq:{irq}")
 
 
 def raise_irq(irq: int, cpu: int | None = None) -> None:

@@ -671,11 +671,18 @@ class SmpMachine:
     # -- interrupts (runtime/irq.py holds them) -------------------------------------
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None) -> None:
-        """Register ``handler(irq, dev_id)`` for ``irq``; see Interrupts.request_irq."""
-        self.irq.request_irq(irq, handler, name, dev_id, rate=rate)
+        """Register ``handler(irq, dev_id)`` for ``irq``; see Interrupts.request_irq. The line
+        must be free (the kernel-style ``request_irq`` returns -EBUSY instead)."""
+        if self.irq.request_irq(irq, handler, name, dev_id, rate=rate):
+            raise KmemUsageError(f"request_irq: IRQ {irq} already has a handler ({self.irq.actions[irq].name})")
 
     def free_irq(self, irq: int) -> None:
-        self.irq.free_irq(irq)
+        """Remove the handler of ``irq`` (whatever its dev_id); it must have one (the
+        kernel-style ``free_irq`` warns instead)."""
+        if isinstance(irq, bool) or not isinstance(irq, int):
+            raise KmemUsageError(f"free_irq: irq(={irq!r}) must be a non-negative int")
+        if not self.irq.free_irq(irq):
+            raise KmemUsageError(f"free_irq({irq}): no handler registered")
 
     def raise_irq(self, irq: int, cpu: int) -> None:
         """Mark ``irq`` pending on CPU ``cpu``; it runs there when interrupts allow."""
