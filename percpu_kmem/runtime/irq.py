@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .errors import KmemUsageError, Oops, TaskAbort
-from .preempt import HARDIRQ_OFFSET, IRQ_MASK, SOFTIRQ_OFFSET
+from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
 from .report import caller_site, relpath
 from .task import CPU, T_DONE, T_SLEEPING, Task, current_task
 
@@ -107,40 +107,28 @@ class Interrupts:
         return 0
 
     def free_irq(self, irq: int, dev_id: Any = ANY_DEV) -> bool:
-        """Remove the handler of ``irq`` (its dev_id must be ``dev_id`` unless ANY_DEV),
-        then wait until no other CPU runs it (synchronize_irq). False if there was none
-        to remove: the caller answers (a WARN from simulated code, KmemUsageError from Python).
-        """
+        """Remove the handler of ``irq`` (its dev_id must be ``dev_id`` unless ANY_DEV).
+        False if there was none to remove: the caller answers (a WARN from simulated code,
+        KmemUsageError from Python). The kernel-style free_irq() (runtime/kernel.py) then
+        waits while ``busy_elsewhere`` (synchronize_irq)."""
         action = self.actions.get(irq)
         if action is None or not (dev_id is ANY_DEV or _same_dev(action.dev_id, dev_id)):
             return False
         del self.actions[irq]
         self._refresh_sources()
-        t = current_task()
-        if t and t.cpu is not None:
-            if t.cpu.preempt_count & IRQ_MASK:
-                self._warn(t, f"Trying to free IRQ {irq} from IRQ context!", "__free_irq", f"free_irq:{irq}")
-            self.synchronize_irq(irq)
         return True
 
-    def synchronize_irq(self, irq: int) -> None:
-        """Wait until no other task runs a handler of ``irq`` (2.6.11: spin on IRQ_INPROGRESS
-        with cpu_relax()). The calling task's own handler, if it is inside one, is not
-        waited for: the kernel would spin forever there (free_irq warns first)."""
+    def busy_elsewhere(self, irq: int, t: Task) -> bool:
+        """IRQ_INPROGRESS as synchronize_irq() sees it from ``t``: another task runs a
+        handler of ``irq`` now. ``t``'s own handler, if it is inside one, does not count:
+        the kernel would spin for ever there (free_irq() warns first)."""
         running = self.running.get(irq)
-        if not running:
-            return
-        t = current_task()
-        if not t:
-            return
-        from .kernel import cpu_relax  # the busy-wait of the model (runtime/kernel.py)
-        while any(u is not t for u in running):
-            cpu_relax()
+        return running is not None and any(u is not t for u in running)
 
     def _warn(self, t: Task, msg: str, fn: str, site: str, where: tuple[str, int] | None = None) -> None:
         """A WARN() of kernel/irq/: the caller's site (or ``where``) and the message."""
         if where is None:
-            file, line, _ = caller_site(3)
+            file, line, _ = caller_site(2)
         else:
             file, line = where
         cpu = t.cpu.id if t.cpu is not None else -1
