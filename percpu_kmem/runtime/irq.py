@@ -76,8 +76,9 @@ class Interrupts:
         self.softirq_vec: list[Callable[[], Any] | None] = [None] * NR_SOFTIRQS
         #: the tasks running a handler of each line now (IRQ_INPROGRESS), for synchronize_irq
         self.running: dict[int, list[Task | None]] = {}
-        #: handlers already warned for returning with interrupts enabled (WARN_ONCE)
-        self.warned_irqs_on: set[Callable[..., Any]] = set()
+        #: handlers already warned for returning with interrupts enabled (WARN_ONCE), by id
+        #: (a handler need not be hashable; the value keeps the id from being reused)
+        self.warned_irqs_on: dict[int, Callable[..., Any]] = {}
         #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
         self.hb: HappensBefore | None = None
 
@@ -223,9 +224,9 @@ class Interrupts:
         enabled interrupts"), then local_irq_disable(). Once per handler."""
         c.irqs_off = True
         h = action.handler
-        if h in self.warned_irqs_on or not t:
+        if id(h) in self.warned_irqs_on or not t:
             return
-        self.warned_irqs_on.add(h)
+        self.warned_irqs_on[id(h)] = h
         code = getattr(h, "__code__", None)
         sym = getattr(h, "__qualname__", None) or action.name
         where = (relpath(code.co_filename), code.co_firstlineno) if code is not None else None

@@ -199,3 +199,19 @@ def test_a_handler_that_enables_interrupts_is_warned_once_per_handler() -> None:
                           "<locals>.card_interrupt enabled interrupts", texts[0]
     assert "__handle_irq_event_percpu" in texts[0][0] and "irq 6 handler" in texts[1][1]
     assert m.reports[0].count == 1 and seen == [True, True, True, False]
+
+
+def test_an_unhashable_handler_that_enables_interrupts_is_warned() -> None:
+    class Card:                               # a callable that compares by value: no hash
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Card)
+
+        def __call__(self, irq: int, dev: Any) -> None:
+            spin_lock_irq(lock)
+            spin_unlock_irq(lock)
+
+    lock = spin_lock_init("irq_lines_card_lock")
+    m = Machine(cpus=1, policy="random", seed=0)
+    m.request_irq(5, Card(), "card")
+    m.run(lambda: (raise_irq(5), raise_irq(5)))
+    assert [r.kind for r in m.reports] == ["warning"] and "irq 5 handler" in m.reports[0].text
