@@ -32,6 +32,7 @@ from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_pro
 from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
                              local_irq_restore, local_bh_disable, local_bh_enable, request_irq,
                              free_irq, raise_irq, open_softirq, raise_softirq)
+from .runtime.irq import SA_SHIRQ
 
 # -- SMP calls (<linux/smp.h>)
 from .runtime.smp import (smp_call_function, on_each_cpu)
@@ -159,7 +160,7 @@ __all__ = [
     # interrupts and softirqs
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable", "request_irq", "free_irq", "raise_irq", "open_softirq",
-    "raise_softirq",
+    "raise_softirq", "SA_SHIRQ",
     # SMP calls
     "smp_call_function", "on_each_cpu",
     # sleeping, waking and time

@@ -8,10 +8,12 @@ added and interrupts off, softirqs run on irq exit and on local_bh_enable (at mo
 MAX_SOFTIRQ_RESTART rounds). An interrupt with a rate is also raised by the
 scheduling policy, with that chance per scheduling point.
 
-request_irq() of a line that has a handler fails with -EBUSY (setup_irq's answer)
-and free_irq() of a line without one (or with another dev_id) warns "Trying to free
-already-free IRQ %d" and returns, as today's __free_irq() does; free_irq() then waits
-until no CPU runs the line's handler (synchronize_irq(), 2.6.11's IRQ_INPROGRESS spin
+Shared lines (2.6.11): handlers requested with SA_SHIRQ (IRQF_SHARED today) on both
+sides chain on one line and all run, in request order, when it fires; a request of a
+line that has a handler fails with -EBUSY unless both agree to share (setup_irq), and
+SA_SHIRQ without a dev_id is -EINVAL. free_irq() of a line without the dev_id's handler
+warns "Trying to free already-free IRQ %d" and returns, as today's __free_irq() does;
+free_irq() then waits until no CPU runs the line's handlers (synchronize_irq(), 2.6.11's IRQ_INPROGRESS spin
 with cpu_relax()), so a remove() that frees its device after free_irq() is correct. Called
 in interrupt context it warns "Trying to free IRQ %d from IRQ context!" (today's
 __free_irq) and does not wait for its own handler (the kernel would spin there forever).
@@ -19,9 +21,10 @@ A handler that returns with interrupts enabled gets today's WARN_ONCE "irq %u ha
 enabled interrupts" (__handle_irq_event_percpu) once per handler, and they are disabled
 again.
 
-Simplified: no interrupt controller, affinity or nesting of different lines; one
-handler per line (no shared IRQs: a second request_irq of a line is -EBUSY even with
-SA_SHIRQ); softirqs never defer to ksoftirqd.
+Simplified: no interrupt controller, affinity or nesting of different lines; a shared
+line fires at the highest rate of its handlers' (rate > 0: each one's device may
+interrupt; the policies raise the line, not a device), and handlers' return values
+(IRQ_HANDLED/IRQ_NONE) are not looked at; softirqs never defer to ksoftirqd.
 
 Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage.c
 (request_irq, setup_irq, free_irq, synchronize_irq), arch/i386/kernel/irq.c
@@ -45,24 +48,32 @@ if TYPE_CHECKING:
 
 NR_SOFTIRQS: Final = 10
 MAX_SOFTIRQ_RESTART: Final = 10
-#: include/asm-generic/errno-base.h: request_irq()'s answer for a line that is taken
+#: include/asm-generic/errno-base.h: request_irq()'s answers for a line that is taken
+#: and for a shared request without a dev_id
 EBUSY: Final = 16
+EINVAL: Final = 22
+#: include/asm-i386/signal.h (2.6.11): the request_irq() flag of a line that may be
+#: shared (IRQF_SHARED today); the model checks no other SA_* flag
+SA_SHIRQ: Final = 0x04000000
 #: free_irq()'s dev_id when any handler of the line will do (the Python API's free)
 ANY_DEV: Final[Any] = object()
 
 
 class IrqAction:
-    """A registered interrupt handler (struct irqaction)."""
+    """A registered interrupt handler (struct irqaction); ``next``: the line's next one."""
 
-    __slots__ = ("irq", "handler", "name", "dev_id", "rate", "count")
+    __slots__ = ("irq", "handler", "name", "dev_id", "rate", "count", "flags", "next")
 
-    def __init__(self, irq: int, handler: Callable[[int, Any], Any], name: str, dev_id: Any, rate: float) -> None:
+    def __init__(self, irq: int, handler: Callable[[int, Any], Any], name: str, dev_id: Any, rate: float,
+                 flags: int = 0) -> None:
         self.irq = irq
         self.handler = handler
         self.name = name
         self.dev_id = dev_id
         self.rate = rate
         self.count: dict[int, int] = {}
+        self.flags = flags
+        self.next: IrqAction | None = None
 
 
 class Interrupts:
@@ -83,8 +94,10 @@ class Interrupts:
         self.hb: HappensBefore | None = None
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
-                    dev_id: Any = None, *, rate: float | None = None) -> int:
-        """Register ``handler(irq, dev_id)`` for ``irq``; 0, or -EBUSY if the line has a handler.
+                    dev_id: Any = None, *, rate: float | None = None, flags: int = 0) -> int:
+        """Register ``handler(irq, dev_id)`` for ``irq``; 0, or -EBUSY if the line has a
+        handler and the two do not both pass SA_SHIRQ in ``flags``, or -EINVAL for SA_SHIRQ
+        without a ``dev_id`` (request_irq and setup_irq of 2.6.11).
 
         ``rate`` > 0 lets the policy raise it at random: the chance per scheduling point
         (with interrupts enabled on the running CPU) that it fires there, the same under
@@ -101,9 +114,20 @@ class Interrupts:
             rate = self.m.irq_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
             raise KmemUsageError(f"request_irq: rate(={rate!r}) must be a number within [0, 1]")
-        if irq in self.actions:
-            return -EBUSY  # setup_irq(): "Can't share interrupts unless both agree to"
-        self.actions[irq] = IrqAction(irq, handler, name or getattr(handler, "__name__", "irq"), dev_id, rate)
+        if isinstance(flags, bool) or not isinstance(flags, int) or flags < 0:
+            raise KmemUsageError(f"request_irq: flags(={flags!r}) must be an int of SA_* flags")
+        if flags & SA_SHIRQ and dev_id is None:
+            return -EINVAL  # "shared interrupts must pass in a real dev-ID"
+        new = IrqAction(irq, handler, name or getattr(handler, "__name__", "irq"), dev_id, rate, flags)
+        old = self.actions.get(irq)
+        if old is None:
+            self.actions[irq] = new
+        else:
+            if not old.flags & flags & SA_SHIRQ:
+                return -EBUSY  # setup_irq(): "Can't share interrupts unless both agree to"
+            while old.next is not None:
+                old = old.next
+            old.next = new
         self._refresh_sources()
         return 0
 
@@ -112,10 +136,24 @@ class Interrupts:
         False if there was none to remove: the caller answers (a WARN from simulated code,
         KmemUsageError from Python). The kernel-style free_irq() (runtime/kernel.py) then
         waits while ``busy_elsewhere`` (synchronize_irq)."""
-        action = self.actions.get(irq)
-        if action is None or not (dev_id is ANY_DEV or _same_dev(action.dev_id, dev_id)):
+        head = self.actions.get(irq)
+        if head is None:
             return False
-        del self.actions[irq]
+        if dev_id is ANY_DEV:  # the Python API frees the whole line
+            del self.actions[irq]
+        else:
+            prev: IrqAction | None = None
+            action: IrqAction | None = head
+            while action is not None and not _same_dev(action.dev_id, dev_id):
+                prev, action = action, action.next
+            if action is None:
+                return False
+            if prev is not None:
+                prev.next = action.next
+            elif action.next is not None:
+                self.actions[irq] = action.next
+            else:
+                del self.actions[irq]
         self._refresh_sources()
         return True
 
@@ -137,7 +175,8 @@ class Interrupts:
                       site=f"{site}@{file}:{line}")
 
     def _refresh_sources(self) -> None:
-        self.sources = [(a.irq, a.rate) for a in sorted(self.actions.values(), key=lambda a: a.irq) if a.rate > 0]
+        self.sources = [(a.irq, r) for a in sorted(self.actions.values(), key=lambda a: a.irq)
+                        if (r := _line_rate(a)) > 0]
 
     def raise_irq(self, irq: int, cpu: int) -> None:
         """Mark ``irq`` pending on CPU ``cpu``; it runs there when interrupts allow."""
@@ -191,15 +230,18 @@ class Interrupts:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
             else:
-                action.count[c.id] = action.count.get(c.id, 0) + 1
                 running = self.running.get(irq)
                 if running is None:
                     running = self.running[irq] = []
                 running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
-                action.handler(irq, action.dev_id)
-                hc = t.cpu if t and t.cpu is not None else c
-                if not hc.irqs_off:
-                    self._handler_enabled_irqs(t, hc, action)
+                a: IrqAction | None = action
+                while a is not None:  # every handler of a shared line, in request order
+                    a.count[c.id] = a.count.get(c.id, 0) + 1
+                    a.handler(irq, a.dev_id)
+                    hc = t.cpu if t and t.cpu is not None else c
+                    if not hc.irqs_off:
+                        self._handler_enabled_irqs(t, hc, a)
+                    a = a.next
         except (TaskAbort, Oops):
             raise
         except BaseException as e:
@@ -294,9 +336,22 @@ class Interrupts:
 
 
 
+def _line_rate(head: IrqAction) -> float:
+    """The rate the policies raise a line at: its handler's, or the highest of a shared line's."""
+    if head.next is None:
+        return head.rate
+    rate = head.rate
+    a: IrqAction | None = head.next
+    while a is not None:
+        rate = max(rate, a.rate)
+        a = a.next
+    return rate
+
+
 def _same_dev(a: Any, b: Any) -> bool:
     """dev_id equality as the kernel's pointer compare: the same object, or the same address."""
     return a is b or (a.__class__ is int and b.__class__ is int and a == b)
 
 
-__all__ = ["IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART", "EBUSY", "ANY_DEV"]
+__all__ = ["IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART", "EBUSY", "EINVAL", "SA_SHIRQ",
+           "ANY_DEV"]

@@ -667,10 +667,11 @@ def set_cpus_allowed(t: Task, cpus: Any) -> None:
 def request_irq(irq: int, handler: Callable[[int, Any], Any], flags: int = 0, name: str = "",
                 dev_id: Any = None) -> int:
     """Register an interrupt handler, kernel argument order; 0, or -EBUSY (-16) when the
-    line already has a handler (setup_irq(): the model has no shared lines)."""
+    line already has a handler and not both pass SA_SHIRQ, or -EINVAL (-22) for SA_SHIRQ
+    without a dev_id (2.6.11's request_irq and setup_irq)."""
     m = current_task().machine
     check_int("request_irq", "flags", flags, 0, what="an int of SA_* flags")
-    return m.irq.request_irq(irq, handler, name, dev_id)
+    return m.irq.request_irq(irq, handler, name, dev_id, flags=flags)
 
 
 def free_irq(irq: int, dev_id: Any = None) -> None:

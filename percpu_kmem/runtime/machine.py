@@ -38,7 +38,7 @@ from .errors import (
 )
 from .events import EventLog, EventView
 from .greenlet_engine import GreenletEngine, check_engine
-from .irq import Interrupts
+from .irq import EINVAL, Interrupts
 from .kernel import SYSTEM_RUNNING
 from .lockdep import Lockdep
 from .lockstat import lock_stat
@@ -670,10 +670,14 @@ class SmpMachine:
     # -- interrupts -----------------------------------------------------------------
     # -- interrupts (runtime/irq.py holds them) -------------------------------------
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
-                    dev_id: Any = None, *, rate: float | None = None) -> None:
+                    dev_id: Any = None, *, rate: float | None = None, flags: int = 0) -> None:
         """Register ``handler(irq, dev_id)`` for ``irq``; see Interrupts.request_irq. The line
-        must be free (the kernel-style ``request_irq`` returns -EBUSY instead)."""
-        if self.irq.request_irq(irq, handler, name, dev_id, rate=rate):
+        must be free, or shared (SA_SHIRQ in ``flags``, with a dev_id) by it and every handler
+        it has; the kernel-style ``request_irq`` returns -EBUSY or -EINVAL instead."""
+        err = self.irq.request_irq(irq, handler, name, dev_id, rate=rate, flags=flags)
+        if err == -EINVAL:
+            raise KmemUsageError(f"request_irq: IRQ {irq}: a shared line (SA_SHIRQ) needs a dev_id")
+        if err:
             raise KmemUsageError(f"request_irq: IRQ {irq} already has a handler ({self.irq.actions[irq].name})")
 
     def free_irq(self, irq: int) -> None:

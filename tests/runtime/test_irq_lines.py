@@ -1,6 +1,7 @@
 """request_irq/free_irq as the kernel answers them (kernel/irq/manage.c, kernel/irq/handle.c).
 
-A busy line is -EBUSY, freeing a free line is a WARN, free_irq() waits for the handler
+A busy line is -EBUSY unless both requests pass SA_SHIRQ (then the handlers share it),
+freeing a free line is a WARN, free_irq() waits for the handler
 running on another CPU (synchronize_irq) under every policy, and a handler that returns
 with interrupts enabled is warned once. The misuse of the Python API stays a
 KmemUsageError.
@@ -15,6 +16,7 @@ import pytest
 from percpu_kmem import GFP_KERNEL, KmemUsageError, Machine
 from percpu_kmem.linux import (
     READ_ONCE,
+    SA_SHIRQ,
     WRITE_ONCE,
     cpu_relax,
     free_irq,
@@ -215,3 +217,43 @@ def test_an_unhashable_handler_that_enables_interrupts_is_warned() -> None:
     m.request_irq(5, Card(), "card")
     m.run(lambda: (raise_irq(5), raise_irq(5)))
     assert [r.kind for r in m.reports] == ["warning"] and "irq 5 handler" in m.reports[0].text
+
+
+def test_a_shared_line_runs_every_handler_and_frees_them_one_by_one() -> None:
+    ran: list[int] = []
+    got: list[int] = []
+    m = Machine(cpus=1, policy="random", seed=0)
+
+    def handler(irq: int, dev: int) -> None:
+        ran.append(dev)
+
+    def driver() -> None:
+        got.append(request_irq(5, handler, SA_SHIRQ, "uhci_hcd", 0xC0001000))
+        got.append(request_irq(5, handler, SA_SHIRQ, "uhci_hcd", 0xC0002000))
+        got.append(request_irq(5, handler, 0, "ide0", 0xC0003000))          # does not agree to share
+        got.append(request_irq(5, handler, SA_SHIRQ, "ide0", None))         # shared needs a dev_id
+        raise_irq(5)
+        free_irq(5, 0xC0001000)
+        raise_irq(5)
+        free_irq(5, None)                     # no handler of the line has dev_id NULL
+        free_irq(5, 0xC0002000)
+        got.append(request_irq(5, handler, 0, "ide0", 0xC0003000))          # the line is free again
+        free_irq(5, 0xC0003000)
+
+    m.run(driver)
+    assert got == [0, 0, -16, -22, 0]
+    assert ran == [0xC0001000, 0xC0002000, 0xC0002000]
+    assert [r.text.splitlines()[1] for r in m.reports] == ["Trying to free already-free IRQ 5"]
+
+
+def test_a_line_taken_without_sa_shirq_is_busy_for_a_shared_request() -> None:
+    m = Machine(cpus=1, policy="random", seed=0)
+    got = m.run(lambda: (request_irq(5, lambda irq, dev: None, 0, "card", 1),
+                         request_irq(5, lambda irq, dev: None, SA_SHIRQ, "card", 2)))
+    assert got == [(0, -16)]
+    with pytest.raises(KmemUsageError, match="already has a handler"):
+        m.request_irq(5, lambda irq, dev: None, "card", 3, flags=SA_SHIRQ)
+    with pytest.raises(KmemUsageError, match="needs a dev_id"):
+        m.request_irq(6, lambda irq, dev: None, "card", flags=SA_SHIRQ)
+    m.free_irq(5)                             # the Python API frees the line
+    assert not m.irq.actions and not m.reports
