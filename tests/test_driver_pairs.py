@@ -123,12 +123,6 @@ DETECTORS: dict[str, Any] = {"lockdep": True, "kasan": True, "kmemleak": "fail"}
 #: The policies and seeds every fixed twin must be clean under.
 TWIN_POLICIES = ("random", "pct", "free", "virtual")
 TWIN_SEEDS = range(5)
-#: Twins whose free-policy runs hit a model problem an xfail test below shows (the lead fixes it; then
-#: the entry goes): the free policy is left out for them, so the suite stays deterministic.
-FREE_POLICY_KNOWN = {"cache_free_to_wrong_cache": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock",
-                     "mempool_free_to_wrong_pool": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock"}
-
-
 # -- LDD3 scull: quantum sets under a mutex ----------------------------------------------
 #
 # struct scull_dev { struct scull_qset *data; unsigned long size; }       (8 bytes, i386)
@@ -907,7 +901,7 @@ def test_a_race_is_found_by_explore_with_its_defaults(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_the_fixed_twin_is_clean_under_every_policy(name: str) -> None:
     sc = PAIRS[name].scenario(False)
-    policies = [p for p in TWIN_POLICIES if not (p == "free" and name in FREE_POLICY_KNOWN)]
+    policies = TWIN_POLICIES
     for policy, opts, seed in plan(TWIN_SEEDS, policies):
         out = run_one(sc, policy, opts, seed)
         assert not out.failed, f"{name} fixed, {policy} seed {seed}: {out.failure} {out.error} {out.reports[:1]}"
@@ -1011,8 +1005,6 @@ def test_kmem_cache_destroy_of_null_is_ignored() -> None:
     assert not m.reports
 
 
-@pytest.mark.xfail(strict=True, reason="free policy: a task waiting in smp_call_function() for an IPI that has "
-                   "completed ('1/1 CPUs done') is declared deadlocked (kmem_cache_destroy's drain IPI, lockdep on)")
 def test_free_policy_does_not_call_a_completed_ipi_a_deadlock() -> None:
     def scenario(m: Machine) -> None:
         box: dict[str, Any] = {}

@@ -1383,17 +1383,25 @@ class FreeEngine(Engine):
             t.budget = 0
         self.cv.notify_all()
 
-    def _check_deadlock_locked(self, t: Task) -> None:
-        """With the cv held: all live tasks blocked and nothing moved? Then time jumps or deadlock."""
-        live = [u for u in self.tasks if u.state != T_DONE and not u.is_idle]
-        for u in live:
+    def _all_blocked_locked(self) -> bool:
+        """With the cv held: can no live task move now (none runs, none is ready with a CPU
+        free, every spinner's lock or cross-CPU call is still held)?"""
+        for u in self.tasks:
+            if u.state == T_DONE or u.is_idle:
+                continue
             if u.state == T_ON_CPU and u.spinning is None:
-                return
+                return False
             if u.state == T_READY:
                 if any(c.curr is None for c in self.cpus):
-                    return
+                    return False
             if u.spinning is not None and not u.spinning.locked():
-                return
+                return False
+        return True
+
+    def _check_deadlock_locked(self, t: Task) -> None:
+        """With the cv held: all live tasks blocked and nothing moved? Then time jumps or deadlock."""
+        if not self._all_blocked_locked():
+            return
         if self.live_workers == 0 and not self.aborting:
             return
         self._prune_timers()
@@ -1402,13 +1410,11 @@ class FreeEngine(Engine):
             self.cv.notify_all()
             return
         mark = self.progress
-        # Everything looks blocked: confirm across one more poll before calling it.
+        # Everything looks blocked: confirm across one more poll before calling it (a
+        # spinner's lock or cross-CPU call may have been let go meanwhile: an IPI served)
         self.cv.wait(self.POLL * 5)
-        if mark != self.progress or self.finished:
+        if mark != self.progress or self.finished or not self._all_blocked_locked():
             return
-        for u in live:
-            if u.state == T_ON_CPU and u.spinning is None:
-                return
         if self.aborting:  # draining, and what is left can never move: unwind it all
             self._finish_locked()
             raise TaskAbort()
