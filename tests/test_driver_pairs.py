@@ -1057,8 +1057,6 @@ def test_request_irq_of_a_busy_line_returns_ebusy() -> None:
     assert got == [0, -16] and not m.reports, (got, m.reports)
 
 
-@pytest.mark.xfail(strict=True, reason="an interrupt source with rate > 0 never fires while every task sleeps: "
-                   "a reader blocked until the device interrupts (LDD3's short) is reported as a deadlock")
 def test_a_reader_waiting_for_a_device_interrupt_is_not_deadlocked() -> None:
     def short(m: Machine) -> None:
         wq = init_waitqueue_head()
