@@ -1163,9 +1163,6 @@ def test_a_handler_that_enables_interrupts_is_reported() -> None:
     assert any("irq 5 handler" in r.text and "enabled interrupts" in r.text for r in m.reports), m.dmesg
 
 
-@pytest.mark.xfail(strict=True, reason="a campaign (percpu-kmem stress, run_campaign) refuses every scenario whose "
-                   "machine has kasan=True or kmemleak: check_machines() builds it with boot=False, which Machine "
-                   "refuses ('they need boot=True')")
 def test_a_campaign_runs_a_kasan_scenario() -> None:
     sc = PAIRS["list_node_freed_not_unlinked"].scenario(True)      # kasan=True, kmemleak="fail"
     result = run_campaign([sc], seeds=range(1))
