@@ -1209,7 +1209,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
         cachep.errors += 1
         t.machine.report("slab_wrong_cache", [
             f"cache_from_obj: Wrong slab cache. {cachep.name} but object is from {owner.name}",
-            f"mismatch in kmem_cache_free: expected cache {cachep.name}, got {owner.name}",
+            f"mismatch in kmem_cache_free: expected cache {owner.name}, got {cachep.name}",
             f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
             extra={"cache": cachep.name, "object": objp})
         return
