@@ -892,8 +892,6 @@ def test_kmem_cache_double_destroy() -> None:
     assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: slab-use-after-free in kmem_cache_destroy"]
 
 
-@pytest.mark.xfail(strict=True, reason="access.py: memset() of a size larger than memory raises KmemUsageError "
-                                       "before KASAN checks it; a driver's bad size is a kernel bug, not API misuse")
 def test_memset_of_an_invalid_size_is_a_kasan_report() -> None:
     """memset(ptr, 0, (size_t)-2): KASAN's memset() checks the range first, reports it
     out-of-bounds (the size wraps) and returns without writing, as memmove() does."""
@@ -905,6 +903,32 @@ def test_memset_of_an_invalid_size_is_a_kasan_report() -> None:
     m = Machine(cpus=1, kasan=True)
     m.run(kmalloc_memset_invalid_size)
     assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: out-of-bounds in kmalloc_memset_invalid_size"]
+
+
+@pytest.mark.parametrize("kasan", [True, False])
+def test_a_fill_larger_than_memory_writes_nothing(kasan: bool) -> None:
+    """memset(ptr, 0x5a, (size_t)-2): with KASAN the report and a return; without it the page
+    fault where the direct map ends (write access, an Oops); never a Python error, and not a
+    byte of the object is filled either way."""
+    box: dict[str, int] = {}
+
+    def fill() -> None:
+        ptr = box["p"] = kmalloc(64, GFP_KERNEL)
+        memset(ptr, 0x11, 64)
+        memset(ptr, 0x5A, -2 & 0xFFFFFFFF)
+        box["after"] = read_u8(ptr + 63)
+
+    m = Machine(cpus=1, kasan=kasan)
+    m.run(fill)
+    if kasan:
+        assert [r.kind for r in m.reports] == ["kasan_out_of_bounds"] and box["after"] == 0x11
+    else:
+        assert m.reports[-1].kind == "page_fault" and "after" not in box
+        high_memory = 0xC0000000 + (m.mem.max_low_pfn << 12)     # where the direct map ends
+        assert m.reports[-1].lines[:2] == [f"BUG: unable to handle page fault for address: {high_memory:08x}",
+                                           "#PF: supervisor write access in kernel mode"]
+    assert m.run(lambda: (mem_read(box["p"], 64), kfree(box["p"]))[0]) == [b"\x11" * 64]
+    m.check()
 
 
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
