@@ -1451,13 +1451,11 @@ def test_kmemleak_annotation_of_an_unknown_object_warns_in_kmemleaks_words() -> 
     assert m.reports == []
 
 
-@pytest.mark.xfail(strict=True, reason="stress/vmalloc_churn.py writes the last word of every page of "
-                                       "vmalloc(pages * PAGE_SIZE - 100): 96..99 bytes past its request; KASAN "
-                                       "rightly reports vmalloc-out-of-bounds")
-def test_the_vmalloc_churn_stress_scenario_is_clean_under_kasan() -> None:
+@pytest.mark.parametrize("policy,seed", [("random", 0), ("virtual", 3)])
+def test_the_vmalloc_churn_stress_scenario_is_clean_under_kasan(policy: str, seed: int) -> None:
     from percpu_kmem.scenarios import load_scenarios
     (sc,) = load_scenarios(Path(__file__).parents[2] / "stress" / "vmalloc_churn.py")
-    m = sc.make_machine(policy="random", seed=0, kasan=True)
+    m = sc.make_machine(policy=policy, seed=seed, kasan=True)
     sc.run(m)
     m.check()
     assert m.reports == []
