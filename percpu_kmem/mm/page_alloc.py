@@ -226,6 +226,10 @@ class PageAllocator:
         #: fail_page_alloc's knobs (mm/fault_inject.py): the Machine's once booted
         self.fail_page_alloc: FaultAttr | None = None
         self.total_pages = mem.nr_pages
+        #: 2.6.11 mem_init's totalram_pages: what free_all_bootmem (and the highmem loop) handed
+        #: the buddy allocator, the pages bootmem kept left out; meminfo's MemTotal. Every
+        #: page is free when the page allocator starts, right after the hand-over.
+        self.totalram_pages = mem.nr_free_pages()
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
         self.translate_hook: TranslateHook | None = None
         #: device memory behind physical addresses beyond RAM (ioremap's devices: mm/vmalloc.py)

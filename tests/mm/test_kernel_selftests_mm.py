@@ -993,8 +993,6 @@ def test_two_pools_waiting_on_each_other_are_reported_hung() -> None:
     assert all(r.text.startswith("INFO: task holds") for r in m.reports)
 
 
-@pytest.mark.xfail(strict=True, reason="page allocator/proc: MemTotal counts bootmem-reserved pages; 2.6.11 "
-                                       "prints totalram_pages (what free_all_bootmem handed over)")
 def test_meminfo_memtotal_leaves_out_what_bootmem_kept() -> None:
     """mem_init: totalram_pages += free_all_bootmem(); si_meminfo: totalram = totalram_pages.
     Pages bootmem kept for good are not in MemTotal, as the boot line "Memory: %luk/%luk
@@ -1006,6 +1004,22 @@ def test_meminfo_memtotal_leaves_out_what_bootmem_kept() -> None:
     avail = re.search(r"Memory: (\d+)k/(\d+)k available", "\n".join(m.dmesg))
     assert avail is not None and avail[1] == "16128"
     assert meminfo(m)["MemTotal"] == int(avail[1])
+
+
+def test_meminfo_totals_of_a_highmem_machine_follow_totalram_pages() -> None:
+    """si_meminfo: LowTotal = totalram - totalhigh, CommitLimit = totalram * 50 / 100: the
+    pages bootmem kept (lowmem only) are out of MemTotal, LowTotal and CommitLimit, HighTotal
+    is every highmem page; a machine whose boot kept nothing shows all of its memory."""
+    def init() -> None:
+        alloc_bootmem_pages(256 * PAGE)
+
+    full = meminfo(Machine(cpus=1, memory="1G", seed=0))
+    m = Machine(cpus=1, memory="1G", seed=0, init=[init])
+    got = meminfo(m)
+    assert full["MemTotal"] == 1 << 20 and full["HighTotal"] == 128 << 10
+    assert got["MemTotal"] == full["MemTotal"] - 1024 == m.mm.totalram_pages * 4
+    assert got["HighTotal"] == full["HighTotal"] and got["LowTotal"] == got["MemTotal"] - got["HighTotal"]
+    assert got["CommitLimit"] == got["MemTotal"] // 2
 
 
 def test_this_cpu_return_ops_from_preemptible_code_are_reported_as_add_return() -> None:
