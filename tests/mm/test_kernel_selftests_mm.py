@@ -1196,8 +1196,6 @@ def test_a_waiter_and_a_poller_waiting_on_each_other_end_after_ten_minutes() -> 
     assert 600 <= m.now // 10**9 < 700
 
 
-@pytest.mark.xfail(strict=True, reason="kmalloc: kfree() of an alloc_percpu() pointer raises KmemUsageError "
-                                       "(a Python error) where a kernel bug should get a report")
 def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
     """The classic slip: kfree(p) for a pointer from alloc_percpu (free_percpu was meant). In C it
     compiles (sparse warns); the kernel's kfree then works on a bogus address. vfree() of it is
@@ -1205,6 +1203,30 @@ def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
     m = Machine(cpus=1, memory="16M", seed=0)
     m.run(lambda: kfree(alloc_percpu(c_long)))
     assert len(m.reports) == 1
+
+
+@pytest.mark.parametrize("kasan", [False, True])
+def test_kfree_of_a_percpu_pointer_frees_nothing_and_the_area_stays_usable(kasan: bool) -> None:
+    """kfree_debugcheck: out of range ptr (KASAN: invalid-free in kfree); nothing is freed, the
+    per-CPU area is still there for the free_percpu() that was meant. A bool is no pointer."""
+    from percpu_kmem import KmemUsageError
+
+    m = Machine(cpus=1, memory="16M", seed=0, kasan=kasan)
+    box: dict[str, object] = {}
+
+    def slip() -> None:
+        p = box["p"] = alloc_percpu(c_long)
+        kfree(p)
+
+    m.run(slip)
+    p = box["p"]
+    want = "BUG: KASAN: invalid-free in kfree" if kasan else f"kfree_debugcheck: out of range ptr {int(p):x}h."  # type: ignore[call-overload]
+    assert [r.lines[1 if kasan else 0] for r in m.reports] == [want]
+    m.run(lambda: free_percpu(p))
+    assert len(m.reports) == 1
+    m.check()
+    with pytest.raises(KmemUsageError, match=r"^kfree: objp must be an address \(int\) from kmalloc, got True"):
+        m.run(lambda: kfree(True))  # type: ignore[arg-type]
 
 
 @pytest.mark.xfail(strict=True, reason="page_alloc: a GFP_NOIO allocation that waits 130 s for pages another "
