@@ -73,11 +73,11 @@ from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import Task, current_task
 from ..runtime.validate import check_int
+from .access import write_u32
 from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .fault_inject import FaultAttr, should_failslab
 from .gfp import GFP_BITS_MASK, GFP_DMA, GFP_HIGHMEM, GFP_KERNEL, GFP_NO_GROW, GFP_WAIT, GFP_ZERO, gfp_names
-from .access import write_u32
 from .kasan import SLAB_KASAN
 from .kmemleak import SLAB_KMEMLEAK
 from .layout import PAGE_OFFSET, PAGE_SHIFT, PG_slab

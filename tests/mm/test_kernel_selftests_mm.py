@@ -1229,9 +1229,6 @@ def test_kfree_of_a_percpu_pointer_frees_nothing_and_the_area_stays_usable(kasan
         m.run(lambda: kfree(True))  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(strict=True, reason="page_alloc: a GFP_NOIO allocation that waits 130 s for pages another "
-                                       "task frees is reported as a hung task and ended; its 20 ms "
-                                       "congestion waits keep khungtaskd quiet in the kernel")
 def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> None:
     """The page allocator's counterpart of the mempool case: 2.6.11 loops for an order-0
     GFP_NOIO allocation (no OOM kill without __GFP_FS), sleeping 20 ms in blk_congestion_wait
@@ -1258,6 +1255,60 @@ def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> N
     m.run(holder, waiter)
     assert [r.kind for r in m.reports] == []
     assert st["got"] is not None
+
+
+def _fill_then(m: Machine, holder_after) -> dict:  # type: ignore[no-untyped-def]
+    """A holder takes every page it can, then runs ``holder_after(st)``; a waiter then asks for
+    one page with GFP_NOIO (it retries for ever in 2.6.11). Returns the state."""
+    st: dict = {"held": [], "filled": False, "done": False}
+
+    def holder() -> None:
+        while (p := alloc_pages(GFP_ATOMIC | __GFP_NOWARN, 0)) is not None:
+            st["held"].append(p)
+        st["filled"] = True
+        holder_after(st)
+
+    def waiter() -> None:
+        try:
+            while not st["filled"]:
+                msleep(10)
+            st["got"] = alloc_pages(GFP_NOIO, 0)
+        finally:
+            st["done"] = True
+
+    m.run(holder, waiter)
+    st["seconds"] = m.now // 10**9
+    m.run(lambda: [__free_pages(p, 0) for p in st["held"]])
+    m.check()
+    return st
+
+
+@pytest.mark.parametrize("policy,seed", [("random", 1), ("virtual", 2)])
+def test_page_allocation_nothing_can_free_for_is_a_hung_task_after_120_seconds(policy: str, seed: int) -> None:
+    """The holder ends without giving its pages back (a leak): no other task can free one,
+    so the retry loop is reported in khungtaskd's words after 120 s and ended."""
+    m = Machine(cpus=2, memory="16M", policy=policy, seed=seed)
+    st = _fill_then(m, lambda st: None)
+    assert [r.kind for r in m.reports] == ["hung_task"] and "got" not in st
+    assert m.reports[0].lines[0].endswith("blocked for more than 120 seconds.")
+    assert 120 <= st["seconds"] < 125
+
+
+def test_page_allocation_kept_waiting_by_a_poller_ends_at_the_wait_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder polls with msleep() for the waiter to finish and frees nothing meanwhile: each
+    keeps the other going, so the wait is ended at the limit (10 minutes; shortened here to
+    keep the test fast), not at 120 s, and the poller then sees the waiter gone."""
+    from percpu_kmem.mm import page_alloc
+    monkeypatch.setattr(page_alloc, "PAGE_ALLOC_WAIT_LIMIT_NS", 125 * 10**9)
+
+    def poll(st: dict) -> None:
+        while not st["done"]:
+            msleep(1000)
+
+    m = Machine(cpus=2, memory="16M", policy="random", seed=3)
+    st = _fill_then(m, poll)
+    assert [r.kind for r in m.reports] == ["hung_task"] and "got" not in st
+    assert 125 <= st["seconds"] < 130
 
 
 def test_vmallocinfo_lists_no_page_count_for_vmap_areas() -> None:
