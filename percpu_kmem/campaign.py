@@ -272,7 +272,8 @@ def jobs(scenarios: Sequence[StressScenario], *, seeds: Iterable[int] | None = N
 
 def check_machines(scenarios: Sequence[StressScenario], job_list: Iterable[Job]) -> None:
     """Refuse a campaign whose machines cannot be built, before anything runs: every distinct
-    (scenario, machine, policy, options) of ``job_list`` is built unbooted (cheap), and a
+    (scenario, machine, policy, options) of ``job_list`` is built, unbooted (cheap) unless a
+    detector that checks simulated memory needs its memory (kasan, kmemleak), and a
     refused one is a KmemUsageError naming the scenario (e.g. a ``Machine`` argument of a
     detector this version does not have)."""
     by_name = {sc.name: sc for sc in scenarios}
@@ -283,9 +284,11 @@ def check_machines(scenarios: Sequence[StressScenario], job_list: Iterable[Job])
             continue
         seen.add(key)
         sc = by_name[job.scenario]
+        args = {**sc.machine, **dict(job.overrides)}
+        booted = bool(args.get("kasan") or args.get("kmemleak"))
         try:
             sc.make_machine(policy=job.policy, seed=job.seed, **dict(job.options),
-                            **{**dict(job.overrides), "boot": False})
+                            **{**dict(job.overrides), "boot": args.get("boot", True) if booted else False})
         except KmemUsageError as e:
             raise KmemUsageError(f"{sc.name}: its machine is refused: {e}") from None
         except TypeError as e:  # a keyword Machine() does not take at all

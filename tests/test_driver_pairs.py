@@ -123,12 +123,6 @@ DETECTORS: dict[str, Any] = {"lockdep": True, "kasan": True, "kmemleak": "fail"}
 #: The policies and seeds every fixed twin must be clean under.
 TWIN_POLICIES = ("random", "pct", "free", "virtual")
 TWIN_SEEDS = range(5)
-#: Twins whose free-policy runs hit a model problem an xfail test below shows (the lead fixes it; then
-#: the entry goes): the free policy is left out for them, so the suite stays deterministic.
-FREE_POLICY_KNOWN = {"cache_free_to_wrong_cache": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock",
-                     "mempool_free_to_wrong_pool": "test_free_policy_does_not_call_a_completed_ipi_a_deadlock"}
-
-
 # -- LDD3 scull: quantum sets under a mutex ----------------------------------------------
 #
 # struct scull_dev { struct scull_qset *data; unsigned long size; }       (8 bytes, i386)
@@ -907,7 +901,7 @@ def test_a_race_is_found_by_explore_with_its_defaults(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(PAIRS))
 def test_the_fixed_twin_is_clean_under_every_policy(name: str) -> None:
     sc = PAIRS[name].scenario(False)
-    policies = [p for p in TWIN_POLICIES if not (p == "free" and name in FREE_POLICY_KNOWN)]
+    policies = TWIN_POLICIES
     for policy, opts, seed in plan(TWIN_SEEDS, policies):
         out = run_one(sc, policy, opts, seed)
         assert not out.failed, f"{name} fixed, {policy} seed {seed}: {out.failure} {out.error} {out.reports[:1]}"
@@ -1007,8 +1001,6 @@ def test_kmem_cache_destroy_of_null_is_ignored() -> None:
     assert not m.reports
 
 
-@pytest.mark.xfail(strict=True, reason="free policy: a task waiting in smp_call_function() for an IPI that has "
-                   "completed ('1/1 CPUs done') is declared deadlocked (kmem_cache_destroy's drain IPI, lockdep on)")
 def test_free_policy_does_not_call_a_completed_ipi_a_deadlock() -> None:
     def scenario(m: Machine) -> None:
         box: dict[str, Any] = {}
@@ -1061,8 +1053,6 @@ def test_request_irq_of_a_busy_line_returns_ebusy() -> None:
     assert got == [0, -16] and not m.reports, (got, m.reports)
 
 
-@pytest.mark.xfail(strict=True, reason="an interrupt source with rate > 0 never fires while every task sleeps: "
-                   "a reader blocked until the device interrupts (LDD3's short) is reported as a deadlock")
 def test_a_reader_waiting_for_a_device_interrupt_is_not_deadlocked() -> None:
     def short(m: Machine) -> None:
         wq = init_waitqueue_head()
@@ -1169,9 +1159,6 @@ def test_a_handler_that_enables_interrupts_is_reported() -> None:
     assert any("irq 5 handler" in r.text and "enabled interrupts" in r.text for r in m.reports), m.dmesg
 
 
-@pytest.mark.xfail(strict=True, reason="a campaign (percpu-kmem stress, run_campaign) refuses every scenario whose "
-                   "machine has kasan=True or kmemleak: check_machines() builds it with boot=False, which Machine "
-                   "refuses ('they need boot=True')")
 def test_a_campaign_runs_a_kasan_scenario() -> None:
     sc = PAIRS["list_node_freed_not_unlinked"].scenario(True)      # kasan=True, kmemleak="fail"
     result = run_campaign([sc], seeds=range(1))

@@ -143,6 +143,9 @@ class Engine(ABC):
         self.timers: list[tuple[int, int, int, Task]] = []  # (deadline, seq, timer_seq, task)
         self._timer_seq = 0
         self.now = 0  # virtual ns, for timers
+        #: ``now`` when the machine last found every task asleep with no timer set and let a
+        #: device interrupt come in (_idle_interrupt); -1 once a task has woken since
+        self.idle_since = -1
         self.steps = 0
         #: a replay's test for a decision the recorded run took just before a spinlock
         #: (``fn(t, event)``), None otherwise: see ReplayPolicy.due_before_lock
@@ -401,7 +404,34 @@ class Engine(ABC):
                 woken.append(t)
         return woken
 
+    def _idle_interrupt(self) -> bool:
+        """Every task sleeps, no timer is set, and a device interrupts at a rate
+        (``m.request_irq(..., rate=r)``): the CPUs idle until it does, and a reader waiting
+        for the device (LDD3's short) is woken by its handler, not a deadlock (some task
+        must sleep: tasks that only spin wait for a lock, not the device). Raise the
+        source of the highest rate (the lowest line of those) on the first idle CPU and let
+        time pass as _pass_time does (a jiffy, then 1/32 of the idle time so far); the
+        engine's own choice, the same in a replay. False when no source is registered, no
+        CPU is idle, or the machine has idled TIME_WAIT_LIMIT_NS with nobody woken: then it
+        is a deadlock."""
+        sources = [s for s in self.m.irq.sources if s[1] > 0]
+        cpus = [c for c in self.cpus if c.online and c.curr is None]
+        if not sources or not cpus or not any(u.state == T_SLEEPING and not u.is_idle and not u.daemon
+                                               for u in self.tasks):
+            return False  # (tasks that only spin wait for a lock, not for the device)
+        if self.idle_since < 0:
+            self.idle_since = self.now
+        idled = self.now - self.idle_since
+        if idled >= TIME_WAIT_LIMIT_NS:
+            return False
+        step = max(1, idled // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
+        self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
+        irq = min(sources, key=lambda s: (-s[1], s[0]))[0]
+        self.m.irq.raise_irq(irq, cpus[0].id)
+        return True
+
     def _make_ready(self, t: Task, at: int) -> None:
+        self.idle_since = -1
         t.state = T_READY
         t.woken = True
         t.kstate = TASK_RUNNING
@@ -945,6 +975,9 @@ class BatonEngine(Engine):
                 self._record(t.pid, event, "T", self.timers[0][0])
                 self._fire_timers()
                 continue
+            if self._idle_interrupt():
+                self._record(t.pid, event, "T", self.now)
+                continue
             self._deadlock(t)
             if t.state == T_DONE:
                 return
@@ -1383,17 +1416,25 @@ class FreeEngine(Engine):
             t.budget = 0
         self.cv.notify_all()
 
-    def _check_deadlock_locked(self, t: Task) -> None:
-        """With the cv held: all live tasks blocked and nothing moved? Then time jumps or deadlock."""
-        live = [u for u in self.tasks if u.state != T_DONE and not u.is_idle]
-        for u in live:
+    def _all_blocked_locked(self) -> bool:
+        """With the cv held: can no live task move now (none runs, none is ready with a CPU
+        free, every spinner's lock or cross-CPU call is still held)?"""
+        for u in self.tasks:
+            if u.state == T_DONE or u.is_idle:
+                continue
             if u.state == T_ON_CPU and u.spinning is None:
-                return
+                return False
             if u.state == T_READY:
                 if any(c.curr is None for c in self.cpus):
-                    return
+                    return False
             if u.spinning is not None and not u.spinning.locked():
-                return
+                return False
+        return True
+
+    def _check_deadlock_locked(self, t: Task) -> None:
+        """With the cv held: all live tasks blocked and nothing moved? Then time jumps or deadlock."""
+        if not self._all_blocked_locked():
+            return
         if self.live_workers == 0 and not self.aborting:
             return
         self._prune_timers()
@@ -1401,14 +1442,15 @@ class FreeEngine(Engine):
             self._fire_timers()
             self.cv.notify_all()
             return
-        mark = self.progress
-        # Everything looks blocked: confirm across one more poll before calling it.
-        self.cv.wait(self.POLL * 5)
-        if mark != self.progress or self.finished:
+        if not self.aborting and self._idle_interrupt():
+            self.cv.notify_all()
             return
-        for u in live:
-            if u.state == T_ON_CPU and u.spinning is None:
-                return
+        mark = self.progress
+        # Everything looks blocked: confirm across one more poll before calling it (a
+        # spinner's lock or cross-CPU call may have been let go meanwhile: an IPI served)
+        self.cv.wait(self.POLL * 5)
+        if mark != self.progress or self.finished or not self._all_blocked_locked():
+            return
         if self.aborting:  # draining, and what is left can never move: unwind it all
             self._finish_locked()
             raise TaskAbort()

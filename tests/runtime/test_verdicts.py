@@ -824,6 +824,48 @@ def test_a_busy_wait_that_reads_its_flag_between_relaxes_is_still_one_busy_wait(
     m.run(lambda: kfree(flag[0]))
 
 
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
+def test_a_task_asleep_until_a_device_interrupts_is_woken_by_it_not_deadlocked(policy: str) -> None:
+    """LDD3's short: the reader sleeps until the device's handler wakes it. With every task
+    asleep and no timer set, the device (an interrupt source with a rate) interrupts an
+    idle CPU; a replay takes the same path. A sleeper nobody wakes, with a source whose
+    handler wakes nobody, is still a deadlock, after 120 s of idle virtual time."""
+    from percpu_kmem.linux import wait_event, wake_up
+    head = [0]
+    box: dict[str, Any] = {}
+
+    def interrupt(irq: int, dev: object) -> None:
+        head[0] += 1
+        wake_up(box["wq"])
+
+    def reader() -> int:
+        for _ in range(3):
+            wait_event(box["wq"], lambda: head[0] > 0)
+            head[0] -= 1
+        return jiffies()
+
+    for seed in range(3):
+        head[0] = 0
+        box["wq"] = init_waitqueue_head()
+        m = Machine(cpus=2, policy=policy, seed=seed, boot=False, timeout=30)
+        m.request_irq(7, interrupt, "short", rate=0.2)
+        m.run(reader)
+        assert not m.reports, (seed, m.reports[0].text)
+        if policy != "free":
+            head[0] = 0
+            box["wq"] = init_waitqueue_head()
+            again = Machine(cpus=2, policy=policy, seed=seed, boot=False, replay=m.trace)
+            again.request_irq(7, interrupt, "short", rate=0.2)
+            again.run(reader)
+            assert again.diverged is None and str(again.trace) == str(m.trace)
+
+    m = Machine(cpus=2, policy=policy, seed=0, boot=False, timeout=30)
+    m.request_irq(7, lambda irq, dev: None, "quiet", rate=0.2)
+    wq = init_waitqueue_head()
+    m.run(lambda: wait_event(wq, lambda: False))
+    assert [r.kind for r in m.reports] == ["deadlock"]
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("work", [5, 6, 7])
 def test_a_drain_reaches_the_one_safe_point_of_a_loop_that_runs_alone(seed: int, work: int) -> None:
