@@ -55,7 +55,8 @@ class Outcome:
 
     ``failure`` is None for a clean run, else its kind: a report kind
     ("sleep_in_atomic", ...), ``"exception:<Type>"`` when the scenario raised, or
-    ``"inconsistent_state"`` when ``m.check()`` failed.
+    ``"inconsistent_state"`` when ``m.check()`` failed (and no unexpected report came
+    before: a report is the verdict, the inconsistency it left behind is in ``error``).
     """
 
     scenario: str
@@ -141,7 +142,9 @@ def execute(sc: StressScenario, policy: str, options: dict[str, Any], seed: int,
         if notes:
             error += "\n" + "\n".join(notes)
     unexpected = [r for r in m.reports if r.kind not in sc.expect]
-    if unexpected and failure is None:
+    if unexpected and failure in (None, "inconsistent_state"):
+        # a report first: an inconsistency m.check() finds after one (an Oops killed a task
+        # holding a lock) is its consequence, and stays in ``error``
         failure = unexpected[0].kind
     replay = ""
     if failure is not None:

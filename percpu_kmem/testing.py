@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, overload
 
 from .machine import Machine
-from .runtime.errors import KmemError, KmemUsageError
+from .runtime.errors import InconsistentState, KmemError, KmemUsageError
 from .runtime.machine import state_dir
 from .runtime.policies import POLICIES
 from .runtime.report import Report
@@ -349,7 +349,13 @@ def explore(scenario: Callable[[Machine], Any], *, seeds: Iterable[int] | None =
         try:
             scenario(m)
             if check:
-                m.check()
+                try:
+                    m.check()
+                except InconsistentState:
+                    # what a report left behind (an Oops killed a task holding a lock): the
+                    # report is the verdict, the inconsistency its consequence (chained)
+                    _raise_unexpected(m, expected, policy, seed, "explore")
+                    raise
             _raise_unexpected(m, expected, policy, seed, "explore")
         except BaseException as e:
             if st is not None:

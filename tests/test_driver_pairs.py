@@ -965,8 +965,6 @@ def test_kasan_allows_reading_a_freed_object_of_a_destroy_by_rcu_cache() -> None
     assert not m.reports, m.reports[0].text
 
 
-@pytest.mark.xfail(strict=True, reason="the 2.6 line of slab_wrong_cache swaps its caches: the kernel prints "
-                   "'expected cache <the object's cache>, got <the cache passed>'")
 def test_wrong_cache_message_names_the_objects_cache_as_expected() -> None:
     def free_wrong() -> None:
         ca = kmem_cache_create("pairs_obj_cache", 64)
@@ -980,8 +978,6 @@ def test_wrong_cache_message_names_the_objects_cache_as_expected() -> None:
     assert "mismatch in kmem_cache_free: expected cache pairs_obj_cache, got pairs_passed_cache" in text, text
 
 
-@pytest.mark.xfail(strict=True, reason="mempool_destroy() with an element from the allocator still out says "
-                   "'curr_nr 2 != min_nr 2', a test that did not fail")
 def test_mempool_destroy_bug_line_does_not_claim_an_equal_count_differs() -> None:
     def exit_early() -> None:
         pool = mempool_create_kmalloc_pool(2, 64)

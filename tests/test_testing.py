@@ -280,3 +280,30 @@ def test_explore_stats_name_the_failing_run_and_ride_on_its_exception() -> None:
     assert st.policies == {"pct depth=2 steps=10": 1}  # PCT sized to the scenario (at least PCT_MIN_STEPS)
     with pytest.raises(KmemUsageError, match="stats"):
         explore(scenario, seeds=range(1), stats="yes")  # type: ignore[call-overload]
+
+
+def test_a_report_is_the_verdict_over_the_inconsistency_it_left() -> None:
+    """The same lock taken twice: the spinlock Oops kills the task with the lock held, so
+    m.check() finds a lock held by a task that is gone. explore() fails with the report
+    (UnexpectedReport, the Oops's kind), the inconsistency chained to it; so does a
+    campaign's outcome."""
+    from percpu_kmem import InconsistentState
+    from percpu_kmem.campaign import run_one
+    from percpu_kmem.linux import spin_lock, spin_lock_init
+    from percpu_kmem.scenarios import StressScenario
+
+    def twice(m: percpu_kmem.Machine) -> None:
+        lock = spin_lock_init("twice")
+
+        def body() -> None:
+            spin_lock(lock)
+            spin_lock(lock)
+
+        m.run(body)
+
+    with pytest.raises(UnexpectedReport) as info:
+        explore(twice, seeds=range(1), policies="random", shrink=False, cpus=1)
+    assert info.value.reports[0].kind == "spinlock_recursion"
+    assert isinstance(info.value.__context__, InconsistentState)
+    out = run_one(StressScenario("twice", twice, machine={"cpus": 1}), "random", {}, 0)
+    assert out.failure == "spinlock_recursion" and "InconsistentState" in out.error

@@ -355,10 +355,6 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         addr = _addr_arg(addr, fn)
     if n.__class__ is not int or n < 0:
         n = _len_arg(n, fn, names[1])
-    if n > _MEMSET_CHECK_ABOVE:
-        ram = current_machine().mem.nr_pages << PAGE_SHIFT
-        if n > ram:  # no kernel fills more than all of memory; the model would build it first
-            raise KmemUsageError(f"{fn}: {names[1]}(={n}) is more than the machine's memory ({ram} bytes)")
     if c.__class__ is not int and (not isinstance(c, int) or isinstance(c, bool)):
         raise KmemUsageError(f"{fn}: {names[0]}(={c!r}) must be an int (the fill byte)")
     p = _phys(addr, n, True)
@@ -370,10 +366,30 @@ def do_memset(fn: str, addr: int, c: int, n: int, names: tuple[str, str] = ("c",
         return addr
     if p == _KASAN_BAD:
         return addr
+    if n > _MEMSET_CHECK_ABOVE and n > current_machine().mem.nr_pages << PAGE_SHIFT:
+        _fill_beyond_memory(addr, n)  # a size_t gone negative: the fill faults (an Oops)
     t = current_task()
     t.budget += 1  # _write counts this access again
     _write(addr, bytes([c & 0xFF]) * n)
     return addr
+
+
+def _fill_beyond_memory(addr: int, n: int) -> None:
+    """A fill of more bytes than the machine has (``memset(p, 0, (size_t)-2)`` without KASAN).
+
+    No run of mapped addresses is that long (the direct map ends at ``high_memory``, and
+    an unmapped gap follows it), so the kernel's ``rep stosl`` writes until it reaches an
+    address nothing maps and oopses there. The model translates page by page, as a copy
+    (``_pieces``) does, reporting what a copy reports (a free page on the way, then the page
+    fault) before any byte is written; it never builds the fill. Were every page mapped
+    (device memory ioremapped larger than RAM), it returns and the caller fills as usual.
+    """
+    pa = current_machine().mm
+    a, end = addr, addr + n
+    while a < end:
+        step = min(end, (a | (PAGE_SIZE - 1)) + 1) - a
+        _translate(pa, a & (ADDR_LIMIT - 1), step, True)  # (past 4 GiB the address wraps, as C's does)
+        a += step
 
 
 def memcpy(dst: int, src: int, n: int) -> int:

@@ -126,12 +126,17 @@ def kfree(objp: int | None) -> None:
     """Free memory from kmalloc() (or any slab object); None (NULL) does nothing.
 
     A pointer that is not in a slab page is reported (kfree_debugcheck's words)
-    and nothing is freed. Context: any.
+    and nothing is freed. That includes alloc_percpu()'s pointer (an int that is no
+    address: kfree where free_percpu was meant, which C compiles): "kfree_debugcheck:
+    out of range ptr". Anything that is not an int (a bool neither) is misuse of the
+    Python API: KmemUsageError. Context: any.
     """
     if not objp:
         return
     if objp.__class__ is not int:
-        raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
+        if not isinstance(objp, int) or isinstance(objp, bool):
+            raise KmemUsageError(f"kfree: objp must be an address (int) from kmalloc, got {objp!r}")
+        objp = int(objp)  # a per-CPU pointer (percpu.PercpuPtr): to C, a pointer like any other
     t = current_task()
     m = t.machine
     sa = m.slab

@@ -462,9 +462,16 @@ def mempool_destroy(pool: mempool_t | None) -> None:
     if pool.destroyed:
         _use_after_destroy(pool, "mempool_destroy")
         return
-    if pool.curr_nr != pool.min_nr or pool.nr_out:
-        BUG(f"mempool_destroy: {pool.nr_out} element(s) still outstanding, curr_nr {pool.curr_nr} "
-            f"!= min_nr {pool.min_nr} (There were outstanding elements)")
+    curr_nr, min_nr, nr_out = pool.curr_nr, pool.min_nr, pool.nr_out
+    if curr_nr != min_nr or nr_out:
+        if not nr_out:       # a mempool_resize() grow whose allocations failed left it short
+            BUG(f"mempool_destroy: curr_nr {curr_nr} != min_nr {min_nr} (the reserve is short, nothing is out)")
+        elif curr_nr != min_nr:
+            BUG(f"mempool_destroy: {nr_out} element(s) still outstanding, curr_nr {curr_nr} "
+                f"!= min_nr {min_nr} (There were outstanding elements)")
+        else:                # 2.6's curr_nr test misses these: the allocator's elements are out
+            BUG(f"mempool_destroy: {nr_out} element(s) still outstanding, the reserve is full "
+                f"(curr_nr {curr_nr} == min_nr {min_nr})")
         return
     pool.destroyed = True
     pool.machine.mempools.remove(pool)

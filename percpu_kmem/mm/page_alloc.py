@@ -45,9 +45,9 @@ from ..runtime.locks import (
     wait_event_timeout,
     wake_up,
 )
-from ..runtime.preempt import HARDIRQ_MASK, HZ
+from ..runtime.preempt import HARDIRQ_MASK, HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site
-from ..runtime.task import Task, current_task
+from ..runtime.task import T_DONE, T_SLEEPING, Task, current_task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
@@ -129,6 +129,10 @@ _OWNER_OF: Final = ((PG_slab, "the slab allocator owns (free it with kfree/kmem_
                     (PG_lru, "is on the LRU as page cache (reclaim frees it)"))
 #: the retries of a stalled allocation that take as long as the hung-task timeout (HZ/50 each)
 HUNG_TASK_RETRIES: Final = HUNG_TASK_TIMEOUT_SECS * HZ // (HZ // 50)
+#: a stalled allocation's wait is ended after this long (10 minutes of virtual time) even while
+#: another task could still free pages (as mempool.MEMPOOL_WAIT_LIMIT_NS), or after as many retries
+PAGE_ALLOC_WAIT_LIMIT_NS: Final = 600 * 1000 * NSEC_PER_JIFFY
+PAGE_ALLOC_WAIT_LIMIT_RETRIES: Final = 600 * HZ // (HZ // 50)
 
 
 class PerCpuPages:
@@ -226,6 +230,10 @@ class PageAllocator:
         #: fail_page_alloc's knobs (mm/fault_inject.py): the Machine's once booted
         self.fail_page_alloc: FaultAttr | None = None
         self.total_pages = mem.nr_pages
+        #: 2.6.11 mem_init's totalram_pages: what free_all_bootmem (and the highmem loop) handed
+        #: the buddy allocator, the pages bootmem kept left out; meminfo's MemTotal. Every
+        #: page is free when the page allocator starts, right after the hand-over.
+        self.totalram_pages = mem.nr_free_pages()
         #: vmalloc/ioremap translate addresses outside the direct map: (addr, size, write) -> paddr | None
         self.translate_hook: TranslateHook | None = None
         #: device memory behind physical addresses beyond RAM (ioremap's devices: mm/vmalloc.py)
@@ -747,14 +755,21 @@ class PageAllocator:
                 if not do_retry:
                     self._nopage(t, gfp, order)
                     return None
-                # A retry loop that can never succeed must end: khungtaskd's 120 s of
-                # virtual time, or as many 20 ms waits, whichever comes first.
+                # Each retry sleeps 20 ms in congestion_wait: khungtaskd never fires for it, and a
+                # wait that another task ends (it frees its pages after 130 s) is correct code.
+                # A retry loop that can never succeed must still end: after khungtaskd's 120 s
+                # (or as many retries), once no other task can free a page any more, or after
+                # 10 minutes (or as many retries) whatever else runs.
                 engine = t.engine
                 retries += 1
                 if stall_start is None:
                     stall_start = engine.now
-                elif engine.now - stall_start >= HUNG_TASK_TIMEOUT_NS or retries > HUNG_TASK_RETRIES:
-                    self._hung(t, gfp, order)
+                else:
+                    stalled = engine.now - stall_start
+                    if (stalled >= HUNG_TASK_TIMEOUT_NS or retries > HUNG_TASK_RETRIES) and (
+                            stalled >= PAGE_ALLOC_WAIT_LIMIT_NS or retries > PAGE_ALLOC_WAIT_LIMIT_RETRIES
+                            or not self._someone_may_free(t, engine)):
+                        self._hung(t, gfp, order, max(stalled, HUNG_TASK_TIMEOUT_NS))
                 self.congestion_wait(t, zones, order, classzone_idx)
 
     def congestion_wait(self, t: Task, zones: list[ZoneAlloc], order: int, classzone_idx: int) -> None:
@@ -764,9 +779,27 @@ class PageAllocator:
             return any(self.watermark_ok(z, order, z.pages_min, classzone_idx, False, False) for z in zones)
         wait_event_timeout(self.reclaim_wait, freed_enough, HZ // 50)
 
-    def _hung(self, t: Task, gfp: int, order: int) -> None:
-        report_hung_task(HUNG_TASK_TIMEOUT_NS, f"page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) "
-                                               "retries for ever and nothing can be reclaimed")
+    def _someone_may_free(self, me: Task, engine: Any) -> bool:
+        """Can another task of the run still free a page? True while one is on a CPU or
+        runnable, or sleeps with a timeout (msleep, schedule_timeout) anywhere but in
+        congestion_wait (a fellow stalled allocation): it will run again, and may free.
+        False when every other live task is done, stalled in the allocator too, or sleeps
+        with nothing but another task to wake it (kswapd among them: its reclaim is what the
+        caller's own direct reclaim already tried). As mempool's ``_someone_may_feed``."""
+        stalled_q = self.reclaim_wait
+        timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
+        for u in engine.tasks:
+            if u is me or u.is_idle or u.state == T_DONE:
+                continue
+            if u.state != T_SLEEPING:
+                return True
+            if u.waiting_on is not stalled_q and id(u) in timed:
+                return True
+        return False
+
+    def _hung(self, t: Task, gfp: int, order: int, waited_ns: int) -> None:
+        report_hung_task(waited_ns, f"page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) "
+                                    "retries for ever and nothing can be reclaimed")
 
     def _nopage(self, t: Task, gfp: int, order: int) -> None:
         """The fail path: today's ``warn_alloc`` line (unless __GFP_NOWARN), then NULL.

@@ -85,7 +85,9 @@ def meminfo(pa: PageAllocator, hooks: list[MeminfoHook]) -> str:
     Modelled values: Cached is the page cache (clean + dirty file pages), Active every
     LRU page, Mapped and Committed_AS the anonymous pages (the model has no user
     mappings), CommitLimit ``totalram * 50 / 100 + total_swap_pages`` with no swap
-    device; Slab and Vmalloc* come from their layers (``m.meminfo_hooks``).
+    device; Slab and Vmalloc* come from their layers (``m.meminfo_hooks``). MemTotal is
+    ``totalram_pages`` (si_meminfo): the pages free_all_bootmem handed over, so pages
+    bootmem kept for good are not in it (nor in LowTotal), as in 2.6.11.
     """
     kb = 1 << (PAGE_SHIFT - 10)
     free = pa.nr_free_pages()
@@ -94,14 +96,14 @@ def meminfo(pa: PageAllocator, hooks: list[MeminfoHook]) -> str:
     high_free = sum(z.buddy.free_pages + z.pcp_pages() for z in high)
     counts = pa.reclaim.counts() if pa.reclaim else {"clean": 0, "dirty": 0, "anon": 0}
     values = {
-        "MemTotal": pa.total_pages * kb, "MemFree": free * kb, "Buffers": 0,
+        "MemTotal": pa.totalram_pages * kb, "MemFree": free * kb, "Buffers": 0,
         "Cached": (counts["clean"] + counts["dirty"]) * kb, "SwapCached": 0,
         "Active": sum(counts.values()) * kb, "Inactive": 0,
         "HighTotal": high_total * kb, "HighFree": high_free * kb,
-        "LowTotal": (pa.total_pages - high_total) * kb, "LowFree": (free - high_free) * kb,
+        "LowTotal": (pa.totalram_pages - high_total) * kb, "LowFree": (free - high_free) * kb,
         "SwapTotal": 0, "SwapFree": 0, "Dirty": counts["dirty"] * kb, "Writeback": 0,
         "Mapped": counts["anon"] * kb,
-        "CommitLimit": pa.total_pages * OVERCOMMIT_RATIO // 100 * kb,
+        "CommitLimit": pa.totalram_pages * OVERCOMMIT_RATIO // 100 * kb,
         "Committed_AS": counts["anon"] * kb, "PageTables": 0,
     }
     extra = _hook_values(hooks)

@@ -73,6 +73,7 @@ from ..runtime.report import caller_site
 from ..runtime.smp import on_each_cpu
 from ..runtime.task import Task, current_task
 from ..runtime.validate import check_int
+from .access import write_u32
 from .context import current_machine
 from .debug import POISON_END, POISON_FREE, POISON_INUSE, RED_ACTIVE, RED_INACTIVE
 from .fault_inject import FaultAttr, should_failslab
@@ -151,6 +152,10 @@ KMALLOC_SMALL: Final = 256
 #: that holds it; size 0 gets size-32), picked in C at boot (a few microseconds)
 _kmalloc_small_of: Final = operator.itemgetter(*(next(i for i, n in enumerate(KMALLOC_SIZES) if n >= max(size, 1))
                                                  for size in range(KMALLOC_SMALL + 1)))
+
+#: include/linux/list.h (2.6.11): what list_del() leaves in an entry's next and prev
+LIST_POISON1: Final = 0x00100100
+LIST_POISON2: Final = 0x00200200
 
 SLAB_FREE: Final = 0
 SLAB_PARTIAL: Final = 1
@@ -306,6 +311,7 @@ class kmem_cache_t:
         self.direct_frees = 0
         self.dead = False
         self.desc: int | None = None  # the kmem_cache object describing this cache, if allocated
+        self.freed_desc: int | None = None  # that object's address once destroy freed it
         self.debug |= alloc.debug_hook_bits  # KASAN's and kmemleak's hooks ride the debug path
 
     def __repr__(self) -> str:
@@ -1209,7 +1215,7 @@ def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
         cachep.errors += 1
         t.machine.report("slab_wrong_cache", [
             f"cache_from_obj: Wrong slab cache. {cachep.name} but object is from {owner.name}",
-            f"mismatch in kmem_cache_free: expected cache {cachep.name}, got {owner.name}",
+            f"mismatch in kmem_cache_free: expected cache {owner.name}, got {cachep.name}",
             f"{objp:08x} is {owner.name}."], site=f"{cachep.name}:wrong:{objp:#x}",
             extra={"cache": cachep.name, "object": objp})
         return
@@ -1243,6 +1249,16 @@ def kmem_cache_destroy(cachep: kmem_cache_t | None) -> int:
     """
     if cachep is None:
         return 0
+    if type(cachep) is kmem_cache_t and cachep.dead:
+        t = current_task()
+        if t and t.machine is cachep.sa.m:  # the driver's second destroy: a kernel bug, reported
+            kasan = t.machine.kasan
+            if kasan is not None and cachep.freed_desc is not None \
+                    and kasan.check(cachep.freed_desc, 1, False):  # kasan_check_byte(s): reported
+                return 0
+            # 2.6.11 list_del(&cachep->next) of the freed descriptor, unlinked already:
+            # next->prev = prev writes through LIST_POISON1 (the page fault ends the task)
+            write_u32(LIST_POISON1 + 4, LIST_POISON2)
     check_cache(cachep, "kmem_cache_destroy")
     sa = cachep.sa
     if in_interrupt():
@@ -1270,7 +1286,7 @@ def kmem_cache_destroy(cachep: kmem_cache_t | None) -> int:
         mutex_unlock(sa.cache_chain_sem)
     if cachep.desc is not None:
         kmem_cache_free(sa.cache_cache, cachep.desc)
-        cachep.desc = None
+        cachep.freed_desc, cachep.desc = cachep.desc, None
     return 0
 
 

@@ -1418,7 +1418,8 @@ class FreeEngine(Engine):
 
     def _all_blocked_locked(self) -> bool:
         """With the cv held: can no live task move now (none runs, none is ready with a CPU
-        free, every spinner's lock or cross-CPU call is still held)?"""
+        free, every spinner's lock or cross-CPU call is still held, and no CPU can serve a
+        pending interrupt: an idle one, or one whose task spins with interrupts on)?"""
         for u in self.tasks:
             if u.state == T_DONE or u.is_idle:
                 continue
@@ -1428,6 +1429,10 @@ class FreeEngine(Engine):
                 if any(c.curr is None for c in self.cpus):
                     return False
             if u.spinning is not None and not u.spinning.locked():
+                return False
+        for c in self.cpus:  # an interrupt (an IPI a spinner waits for) that a CPU can serve
+            if c.pending_irqs and c.online and (c.curr is None or (
+                    not c.irqs_off and not c.preempt_count & HARDIRQ_MASK)):
                 return False
         return True
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from percpu_kmem import Machine, UnexpectedReport
+from percpu_kmem import KmemUsageError, Machine, UnexpectedReport
 from percpu_kmem.linux import (
     BUG,
     DEFINE_PER_CPU,
@@ -876,8 +876,6 @@ def test_kasan_atomics(policy: str, seed: int) -> None:
     assert m.reports == []
 
 
-@pytest.mark.xfail(strict=True, reason="slab.py: kmem_cache_destroy() of a destroyed cache raises KmemUsageError "
-                                       "(a Python misuse error) for a bug in simulated kernel code")
 def test_kmem_cache_double_destroy() -> None:
     """6.x's kmem_cache_double_destroy: the second destroy uses the freed kmem_cache
     descriptor, a slab-use-after-free in kmem_cache_destroy (a kernel report, not a Python
@@ -892,8 +890,6 @@ def test_kmem_cache_double_destroy() -> None:
     assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: slab-use-after-free in kmem_cache_destroy"]
 
 
-@pytest.mark.xfail(strict=True, reason="access.py: memset() of a size larger than memory raises KmemUsageError "
-                                       "before KASAN checks it; a driver's bad size is a kernel bug, not API misuse")
 def test_memset_of_an_invalid_size_is_a_kasan_report() -> None:
     """memset(ptr, 0, (size_t)-2): KASAN's memset() checks the range first, reports it
     out-of-bounds (the size wraps) and returns without writing, as memmove() does."""
@@ -905,6 +901,52 @@ def test_memset_of_an_invalid_size_is_a_kasan_report() -> None:
     m = Machine(cpus=1, kasan=True)
     m.run(kmalloc_memset_invalid_size)
     assert [r.lines[1] for r in m.reports] == ["BUG: KASAN: out-of-bounds in kmalloc_memset_invalid_size"]
+
+
+def test_kmem_cache_double_destroy_without_kasan_oopses_in_list_del() -> None:
+    """2.6.11's second destroy: list_del(&cachep->next) of the freed descriptor, whose next is
+    LIST_POISON1 from the first: next->prev = prev faults at 0x00100104 (a write), the task
+    ends with an Oops, the machine goes on. A non-cache stays a Python misuse error."""
+    def kmem_cache_double_destroy() -> None:
+        c = kmem_cache_create("test_cache", 200, 0, 0, None, None)
+        kmem_cache_destroy(c)
+        kmem_cache_destroy(c)
+
+    m = Machine(cpus=1)
+    assert m.run(kmem_cache_double_destroy) == [None]
+    assert [r.kind for r in m.reports] == ["page_fault"]
+    assert m.reports[0].lines[:2] == ["BUG: unable to handle page fault for address: 00100104",
+                                      "#PF: supervisor write access in kernel mode"]
+    assert m.reports[0].lines[4].startswith("EIP: kmem_cache_destroy (")
+    m.check()
+    with pytest.raises(KmemUsageError, match=r"kmem_cache_destroy\(\) takes a cache"):
+        m.run(lambda: kmem_cache_destroy(object()))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kasan", [True, False])
+def test_a_fill_larger_than_memory_writes_nothing(kasan: bool) -> None:
+    """memset(ptr, 0x5a, (size_t)-2): with KASAN the report and a return; without it the page
+    fault where the direct map ends (write access, an Oops); never a Python error, and not a
+    byte of the object is filled either way."""
+    box: dict[str, int] = {}
+
+    def fill() -> None:
+        ptr = box["p"] = kmalloc(64, GFP_KERNEL)
+        memset(ptr, 0x11, 64)
+        memset(ptr, 0x5A, -2 & 0xFFFFFFFF)
+        box["after"] = read_u8(ptr + 63)
+
+    m = Machine(cpus=1, kasan=kasan)
+    m.run(fill)
+    if kasan:
+        assert [r.kind for r in m.reports] == ["kasan_out_of_bounds"] and box["after"] == 0x11
+    else:
+        assert m.reports[-1].kind == "page_fault" and "after" not in box
+        high_memory = 0xC0000000 + (m.mem.max_low_pfn << 12)     # where the direct map ends
+        assert m.reports[-1].lines[:2] == [f"BUG: unable to handle page fault for address: {high_memory:08x}",
+                                           "#PF: supervisor write access in kernel mode"]
+    assert m.run(lambda: (mem_read(box["p"], 64), kfree(box["p"]))[0]) == [b"\x11" * 64]
+    m.check()
 
 
 @pytest.mark.xfail(strict=True, reason="no red zone after a full-size object: kmalloc(4096)'s ptr[4096] is the "
@@ -1409,13 +1451,11 @@ def test_kmemleak_annotation_of_an_unknown_object_warns_in_kmemleaks_words() -> 
     assert m.reports == []
 
 
-@pytest.mark.xfail(strict=True, reason="stress/vmalloc_churn.py writes the last word of every page of "
-                                       "vmalloc(pages * PAGE_SIZE - 100): 96..99 bytes past its request; KASAN "
-                                       "rightly reports vmalloc-out-of-bounds")
-def test_the_vmalloc_churn_stress_scenario_is_clean_under_kasan() -> None:
+@pytest.mark.parametrize("policy,seed", [("random", 0), ("virtual", 3)])
+def test_the_vmalloc_churn_stress_scenario_is_clean_under_kasan(policy: str, seed: int) -> None:
     from percpu_kmem.scenarios import load_scenarios
     (sc,) = load_scenarios(Path(__file__).parents[2] / "stress" / "vmalloc_churn.py")
-    m = sc.make_machine(policy="random", seed=0, kasan=True)
+    m = sc.make_machine(policy=policy, seed=seed, kasan=True)
     sc.run(m)
     m.check()
     assert m.reports == []

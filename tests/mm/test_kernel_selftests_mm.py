@@ -993,8 +993,6 @@ def test_two_pools_waiting_on_each_other_are_reported_hung() -> None:
     assert all(r.text.startswith("INFO: task holds") for r in m.reports)
 
 
-@pytest.mark.xfail(strict=True, reason="page allocator/proc: MemTotal counts bootmem-reserved pages; 2.6.11 "
-                                       "prints totalram_pages (what free_all_bootmem handed over)")
 def test_meminfo_memtotal_leaves_out_what_bootmem_kept() -> None:
     """mem_init: totalram_pages += free_all_bootmem(); si_meminfo: totalram = totalram_pages.
     Pages bootmem kept for good are not in MemTotal, as the boot line "Memory: %luk/%luk
@@ -1006,6 +1004,22 @@ def test_meminfo_memtotal_leaves_out_what_bootmem_kept() -> None:
     avail = re.search(r"Memory: (\d+)k/(\d+)k available", "\n".join(m.dmesg))
     assert avail is not None and avail[1] == "16128"
     assert meminfo(m)["MemTotal"] == int(avail[1])
+
+
+def test_meminfo_totals_of_a_highmem_machine_follow_totalram_pages() -> None:
+    """si_meminfo: LowTotal = totalram - totalhigh, CommitLimit = totalram * 50 / 100: the
+    pages bootmem kept (lowmem only) are out of MemTotal, LowTotal and CommitLimit, HighTotal
+    is every highmem page; a machine whose boot kept nothing shows all of its memory."""
+    def init() -> None:
+        alloc_bootmem_pages(256 * PAGE)
+
+    full = meminfo(Machine(cpus=1, memory="1G", seed=0))
+    m = Machine(cpus=1, memory="1G", seed=0, init=[init])
+    got = meminfo(m)
+    assert full["MemTotal"] == 1 << 20 and full["HighTotal"] == 128 << 10
+    assert got["MemTotal"] == full["MemTotal"] - 1024 == m.mm.totalram_pages * 4
+    assert got["HighTotal"] == full["HighTotal"] and got["LowTotal"] == got["MemTotal"] - got["HighTotal"]
+    assert got["CommitLimit"] == got["MemTotal"] // 2
 
 
 def test_this_cpu_return_ops_from_preemptible_code_are_reported_as_add_return() -> None:
@@ -1182,8 +1196,6 @@ def test_a_waiter_and_a_poller_waiting_on_each_other_end_after_ten_minutes() -> 
     assert 600 <= m.now // 10**9 < 700
 
 
-@pytest.mark.xfail(strict=True, reason="kmalloc: kfree() of an alloc_percpu() pointer raises KmemUsageError "
-                                       "(a Python error) where a kernel bug should get a report")
 def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
     """The classic slip: kfree(p) for a pointer from alloc_percpu (free_percpu was meant). In C it
     compiles (sparse warns); the kernel's kfree then works on a bogus address. vfree() of it is
@@ -1193,9 +1205,30 @@ def test_kfree_of_a_percpu_pointer_is_a_kernel_report() -> None:
     assert len(m.reports) == 1
 
 
-@pytest.mark.xfail(strict=True, reason="page_alloc: a GFP_NOIO allocation that waits 130 s for pages another "
-                                       "task frees is reported as a hung task and ended; its 20 ms "
-                                       "congestion waits keep khungtaskd quiet in the kernel")
+@pytest.mark.parametrize("kasan", [False, True])
+def test_kfree_of_a_percpu_pointer_frees_nothing_and_the_area_stays_usable(kasan: bool) -> None:
+    """kfree_debugcheck: out of range ptr (KASAN: invalid-free in kfree); nothing is freed, the
+    per-CPU area is still there for the free_percpu() that was meant. A bool is no pointer."""
+    from percpu_kmem import KmemUsageError
+
+    m = Machine(cpus=1, memory="16M", seed=0, kasan=kasan)
+    box: dict[str, object] = {}
+
+    def slip() -> None:
+        p = box["p"] = alloc_percpu(c_long)
+        kfree(p)
+
+    m.run(slip)
+    p = box["p"]
+    want = "BUG: KASAN: invalid-free in kfree" if kasan else f"kfree_debugcheck: out of range ptr {int(p):x}h."  # type: ignore[call-overload]
+    assert [r.lines[1 if kasan else 0] for r in m.reports] == [want]
+    m.run(lambda: free_percpu(p))
+    assert len(m.reports) == 1
+    m.check()
+    with pytest.raises(KmemUsageError, match=r"^kfree: objp must be an address \(int\) from kmalloc, got True"):
+        m.run(lambda: kfree(True))  # type: ignore[arg-type]
+
+
 def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> None:
     """The page allocator's counterpart of the mempool case: 2.6.11 loops for an order-0
     GFP_NOIO allocation (no OOM kill without __GFP_FS), sleeping 20 ms in blk_congestion_wait
@@ -1222,6 +1255,60 @@ def test_page_allocation_waiting_130_seconds_for_pages_is_not_a_hung_task() -> N
     m.run(holder, waiter)
     assert [r.kind for r in m.reports] == []
     assert st["got"] is not None
+
+
+def _fill_then(m: Machine, holder_after) -> dict:  # type: ignore[no-untyped-def]
+    """A holder takes every page it can, then runs ``holder_after(st)``; a waiter then asks for
+    one page with GFP_NOIO (it retries for ever in 2.6.11). Returns the state."""
+    st: dict = {"held": [], "filled": False, "done": False}
+
+    def holder() -> None:
+        while (p := alloc_pages(GFP_ATOMIC | __GFP_NOWARN, 0)) is not None:
+            st["held"].append(p)
+        st["filled"] = True
+        holder_after(st)
+
+    def waiter() -> None:
+        try:
+            while not st["filled"]:
+                msleep(10)
+            st["got"] = alloc_pages(GFP_NOIO, 0)
+        finally:
+            st["done"] = True
+
+    m.run(holder, waiter)
+    st["seconds"] = m.now // 10**9
+    m.run(lambda: [__free_pages(p, 0) for p in st["held"]])
+    m.check()
+    return st
+
+
+@pytest.mark.parametrize("policy,seed", [("random", 1), ("virtual", 2)])
+def test_page_allocation_nothing_can_free_for_is_a_hung_task_after_120_seconds(policy: str, seed: int) -> None:
+    """The holder ends without giving its pages back (a leak): no other task can free one,
+    so the retry loop is reported in khungtaskd's words after 120 s and ended."""
+    m = Machine(cpus=2, memory="16M", policy=policy, seed=seed)
+    st = _fill_then(m, lambda st: None)
+    assert [r.kind for r in m.reports] == ["hung_task"] and "got" not in st
+    assert m.reports[0].lines[0].endswith("blocked for more than 120 seconds.")
+    assert 120 <= st["seconds"] < 125
+
+
+def test_page_allocation_kept_waiting_by_a_poller_ends_at_the_wait_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The holder polls with msleep() for the waiter to finish and frees nothing meanwhile: each
+    keeps the other going, so the wait is ended at the limit (10 minutes; shortened here to
+    keep the test fast), not at 120 s, and the poller then sees the waiter gone."""
+    from percpu_kmem.mm import page_alloc
+    monkeypatch.setattr(page_alloc, "PAGE_ALLOC_WAIT_LIMIT_NS", 125 * 10**9)
+
+    def poll(st: dict) -> None:
+        while not st["done"]:
+            msleep(1000)
+
+    m = Machine(cpus=2, memory="16M", policy="random", seed=3)
+    st = _fill_then(m, poll)
+    assert [r.kind for r in m.reports] == ["hung_task"] and "got" not in st
+    assert 125 <= st["seconds"] < 130
 
 
 def test_vmallocinfo_lists_no_page_count_for_vmap_areas() -> None:
