@@ -48,7 +48,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
-from ..runtime.task import T_DONE, T_SLEEPING, current_task
+from ..runtime.task import current_task
 from .access import mem_read, mem_write
 from .context import current_machine, mm_caller_frame
 from .debug import POISON_END, POISON_FREE, POISON_INUSE
@@ -501,17 +501,8 @@ def _someone_may_feed(pool: mempool_t, engine: Any) -> bool:
     livelock the model ends. A waiter's 5 s retries are not such a sign: the kernel's
     khungtaskd never fires for them, so a long but finite wait is not reported (up to
     MEMPOOL_WAIT_LIMIT_NS)."""
-    me = current_task()
     pool_waits = {id(p.wait) for p in mempools_of(pool.machine)}
-    timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
-    for u in engine.tasks:
-        if u is me or u.is_idle or u.state == T_DONE:
-            continue
-        if u.state != T_SLEEPING:
-            return True
-        if id(u.waiting_on) not in pool_waits and id(u) in timed:
-            return True
-    return False
+    return bool(engine.others_may_run(current_task(), lambda w: id(w) in pool_waits))
 
 
 def _mempool_hung(pool: mempool_t, waited_ns: int) -> None:

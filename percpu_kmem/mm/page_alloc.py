@@ -47,7 +47,7 @@ from ..runtime.locks import (
 )
 from ..runtime.preempt import HARDIRQ_MASK, HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site
-from ..runtime.task import T_DONE, T_SLEEPING, Task, current_task
+from ..runtime.task import Task, current_task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str
 from .buddy import FREE_PAGE_BAD_FLAGS, BuddyCorruption
 from .context import current_machine
@@ -787,15 +787,7 @@ class PageAllocator:
         with nothing but another task to wake it (kswapd among them: its reclaim is what the
         caller's own direct reclaim already tried). As mempool's ``_someone_may_feed``."""
         stalled_q = self.reclaim_wait
-        timed = {id(entry[3]) for entry in engine.timers if entry[2] == entry[3].timer_seq}
-        for u in engine.tasks:
-            if u is me or u.is_idle or u.state == T_DONE:
-                continue
-            if u.state != T_SLEEPING:
-                return True
-            if u.waiting_on is not stalled_q and id(u) in timed:
-                return True
-        return False
+        return bool(engine.others_may_run(me, lambda w: w is stalled_q))
 
     def _hung(self, t: Task, gfp: int, order: int, waited_ns: int) -> None:
         report_hung_task(waited_ns, f"page allocation (order:{order}, mode:{gfp:#x}({gfp_names(gfp)})) "

@@ -1332,8 +1332,12 @@ def kmem_cache_size(cachep: kmem_cache_t) -> int:
 
     Without slab debugging that is the padded object size (a 20-byte
     SLAB_HWCACHE_ALIGN cache gives 32); with it, the size before the red zone.
+    With KASAN, the size the cache was created with (today's ``s->object_size``):
+    KASAN checks accesses against that size, so a driver that clears
+    kmem_cache_size() bytes stays within what it may touch.
     """
-    return check_cache(cachep, "kmem_cache_size").usable
+    cachep = check_cache(cachep, "kmem_cache_size")
+    return cachep.object_size if cachep.sa.m.kasan is not None else cachep.usable
 
 
 def kmem_cache_name(cachep: kmem_cache_t) -> str:

@@ -430,6 +430,23 @@ class Engine(ABC):
         self.m.irq.raise_irq(irq, cpus[0].id)
         return True
 
+    def others_may_run(self, me: Task, stalled: Callable[[Any], bool]) -> bool:
+        """Can a task other than ``me`` still run, and so still free what ``me`` waits for?
+        True while one is on a CPU or runnable, or sleeps with a timer set (msleep,
+        schedule_timeout) on anything ``stalled`` does not accept (a fellow waiter's queue).
+        False when every other live task is done, stalled likewise, or sleeps with nothing
+        but another task to wake it. (The allocators' waits ask it before they call a long
+        wait hung: mm/mempool.py, mm/page_alloc.py.)"""
+        timed = {id(entry[3]) for entry in self.timers if entry[2] == entry[3].timer_seq}
+        for u in self.tasks:
+            if u is me or u.is_idle or u.state == T_DONE:
+                continue
+            if u.state != T_SLEEPING:
+                return True
+            if id(u) in timed and not stalled(u.waiting_on):
+                return True
+        return False
+
     def _make_ready(self, t: Task, at: int) -> None:
         self.idle_since = -1
         t.state = T_READY

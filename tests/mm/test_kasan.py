@@ -391,3 +391,30 @@ def test_on_bug_raise_stops_the_task_at_the_bad_access_with_its_stack() -> None:
     assert e.value.report.kind == "kasan_slab_use_after_free" and seen == []
     assert e.value.report.stack and e.value.report.stack[0].function == "driver"
     m.check()
+
+
+def test_kmem_cache_size_bytes_may_be_cleared_under_kasan() -> None:
+    """A driver that clears kmem_cache_size() bytes of a 123-byte cache's object: under KASAN
+    that is the size the cache was created with (KASAN's bound), so nothing is reported;
+    without KASAN it stays 2.6.11's padded obj_reallen()."""
+    from percpu_kmem.linux import (
+        kmem_cache_alloc,
+        kmem_cache_create,
+        kmem_cache_destroy,
+        kmem_cache_free,
+        kmem_cache_size,
+        memset,
+    )
+
+    def clear() -> int:
+        c = kmem_cache_create("odd_123", 123, 0, 0)
+        obj = kmem_cache_alloc(c, GFP_KERNEL)
+        n = kmem_cache_size(c)
+        memset(obj, 0, n)
+        kmem_cache_free(c, obj)
+        kmem_cache_destroy(c)
+        return n
+
+    for kasan, size in ((True, 123), (False, 124)):
+        m = Machine(cpus=1, kasan=kasan)
+        assert m.run(clear) == [size] and not m.reports, [r.text for r in m.reports]
