@@ -164,7 +164,7 @@ class Interrupts:
         running = self.running.get(irq)
         return running is not None and any(u is not t for u in running)
 
-    def _warn(self, t: Task, msg: str, fn: str, site: str, where: tuple[str, int] | None = None) -> None:
+    def warn(self, t: Task, msg: str, fn: str, site: str, where: tuple[str, int] | None = None) -> None:
         """A WARN() of kernel/irq/: the caller's site (or ``where``) and the message."""
         if where is None:
             file, line, _ = caller_site(2)
@@ -272,7 +272,7 @@ class Interrupts:
         code = getattr(h, "__code__", None)
         sym = getattr(h, "__qualname__", None) or action.name
         where = (relpath(code.co_filename), code.co_firstlineno) if code is not None else None
-        self._warn(t, f"irq {action.irq} handler {sym} enabled interrupts", "__handle_irq_event_percpu",
+        self.warn(t, f"irq {action.irq} handler {sym} enabled interrupts", "__handle_irq_event_percpu",
                    f"irq_handler_irqs_on:{action.irq}:{sym}", where)
 
     def open_softirq(self, nr: int, action: Callable[[], Any]) -> None:

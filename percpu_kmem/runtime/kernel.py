@@ -683,9 +683,9 @@ def free_irq(irq: int, dev_id: Any = None) -> None:
     check_int("free_irq", "irq", irq, 0)
     irqs = m.irq
     if t.cpu.preempt_count & IRQ_MASK:  # in_interrupt()
-        irqs._warn(t, f"Trying to free IRQ {irq} from IRQ context!", "__free_irq", f"free_irq_in_irq:{irq}")
+        irqs.warn(t, f"Trying to free IRQ {irq} from IRQ context!", "__free_irq", f"free_irq_in_irq:{irq}")
     if not irqs.free_irq(irq, dev_id):
-        irqs._warn(t, f"Trying to free already-free IRQ {irq}", "__free_irq", f"free_irq:{irq}")
+        irqs.warn(t, f"Trying to free already-free IRQ {irq}", "__free_irq", f"free_irq:{irq}")
         return
     while irqs.busy_elsewhere(irq, t):  # synchronize_irq(): 2.6.11 spins on IRQ_INPROGRESS
         cpu_relax()
