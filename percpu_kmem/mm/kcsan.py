@@ -156,6 +156,50 @@ def access_type(type: int) -> str:
     return word + " (marked)" if type & KCSAN_ACCESS_ATOMIC else word
 
 
+#: report.c's skip_report(): a watcher whose function has one of these in its name is
+#: reported even when the write stored the value already there (at the RCU maintainers' request)
+_ALWAYS_REPORT: Final = ("rcu_", "_rcu", "_srcu")
+
+
+def _value_change(other: Access, cur: Access) -> tuple[int, int, int] | None:
+    """The value change a watcher could have seen, as (size, old, new); None if none was
+    (the writes stored what was there) or cannot be known (a write of more than 8 bytes, or
+    outside the direct map).
+
+    KCSAN sees a change when the watcher re-reads its word after its delay: the change
+    made by the other access, whichever of the two set the watchpoint. For a read and a
+    write it is the write's. For two writes, the earlier (``other``: old -> new) and the
+    later (``cur``) are concurrent, so either could have come inside the other's window:
+    a change is seen if the later one changed what the earlier one left, if the earlier one
+    changed the value, or if the later one's value differs from the one before both."""
+    if cur.write and cur.old is not None and cur.new is not None and cur.old != cur.new:
+        return cur.size, cur.old, cur.new
+    if other.write and other.old is not None and other.new is not None:
+        if other.old != other.new:
+            return other.size, other.old, other.new
+        if (cur.write and cur.new is not None and cur.addr == other.addr and cur.size == other.size
+                and cur.new != other.old):
+            return other.size, other.old, cur.new
+    return None
+
+
+def _unknown_change(acc: Access) -> bool:
+    return acc.write and (acc.old is None or acc.new is None)
+
+
+def _filtered(other: Access, cur: Access) -> bool:
+    """CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY (report.c, skip_report(); core.c): a race is
+    not reported when no value change could be seen, unless a plain access of the pair (a
+    possible watcher) is larger than 8 bytes (KCSAN diffs no such value and assumes a
+    change) or its function is one of RCU's ("rcu_", "_rcu", "_srcu" in the name)."""
+    if _unknown_change(other) or _unknown_change(cur) or _value_change(other, cur) is not None:
+        return False
+    for acc in (other, cur):
+        if not acc.marked and (acc.size > 8 or any(s in acc.function() for s in _ALWAYS_REPORT)):
+            return False
+    return True
+
+
 def _thread_desc(pid: int) -> str:
     return f"task {pid}" if pid != -1 else "interrupt"
 
@@ -309,8 +353,7 @@ class Kcsan:
         """Report the first race of ``found`` that is new in this run and changed a value."""
         for other, cur in found:
             self.nr_races += 1
-            wr = cur if cur.write else other
-            if wr.old is not None and wr.old == wr.new:
+            if _filtered(other, cur):
                 continue  # CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY
             a, b = other.site(), cur.site()
             key = (a, b) if a <= b else (b, a)
@@ -333,10 +376,10 @@ class Kcsan:
                          f"{_thread_desc(acc.pid)} on cpu {acc.cpu}:")
             lines += [str(fr) for fr in acc.frames()]
             lines.append("")
-        wr = cur if cur.write else other
-        if wr.old is not None and wr.new is not None:
-            width = 2 * wr.size
-            lines += [f"value changed: 0x{wr.old:0{width}x} -> 0x{wr.new:0{width}x}", ""]
+        change = _value_change(other, cur)
+        if change is not None:
+            width = 2 * change[0]
+            lines += [f"value changed: 0x{change[1]:0{width}x} -> 0x{change[2]:0{width}x}", ""]
         t: Task = current_task()
         lines += ["Reported by Kernel Concurrency Sanitizer on:",
                   f"CPU: {t.cpu.id} PID: {t.pid} Comm: {t.comm}", KCSAN_RULE]
