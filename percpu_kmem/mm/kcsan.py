@@ -35,8 +35,13 @@ as strings (``sym_strcmp``), the earlier ("other") access first and the one that
 found the race second, the access types "read", "write", "read-write" and their
 "(marked)" forms, "by task N" or "by interrupt" (``in_task()``), the value line
 (``value changed: 0x%0*llx -> 0x%0*llx``, width 2 * size, only for accesses of up to
-8 bytes) and CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY's filter (the default): a race
-whose write stored the value that was already there is not reported. Marked accesses
+8 bytes) and CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY's filter (the default): a race in
+which no watcher could have seen a value change is not reported (a read against a write
+that stored what was there; two writes when neither changed the value), except when a
+plain access of the pair is wider than 8 bytes or is in one of RCU's functions
+(``skip_report()``: "rcu_", "_rcu", "_srcu"). CONFIG_KCSAN_ASSUME_PLAIN_WRITES_ATOMIC is
+taken as n (CONFIG_KCSAN_STRICT's choice): plain aligned word writes race like any plain
+access. Marked accesses
 (atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, this_cpu_* and the MMIO accessors,
 which on x86 are single instructions or volatile asm KCSAN does not instrument) are
 never reported against each other; a plain access racing with a marked one is.
@@ -57,7 +62,9 @@ one). Freed memory starts afresh: a page given back to the page allocator and a 
 object given back to its cache lose their shadow (lowmem only: highmem and vmalloc
 mappings rely on the allocators' own locks for the order). Stacks are the model's
 simulated stacks (``function (file:line)``, no ``+0x../0x..`` offsets); the footer
-has the machine's usual "CPU: PID: Comm:" line and no "Hardware name:". Accesses
+has the machine's usual "CPU: PID: Comm:" line and no "Hardware name:". The earlier
+access is printed first (KCSAN prints the one that hit the watchpoint first, so a
+reported read/write race shows its write first there). Accesses
 outside the direct map (vmalloc, ioremap) print no value line. KCSAN's
 ``ASSERT_EXCLUSIVE_*``, ``data_race()`` and weak-memory modelling are not offered.
 """
