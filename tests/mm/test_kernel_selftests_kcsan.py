@@ -25,6 +25,7 @@ test_seqlock_noreport (no seqlocks) and the barrier tests (no weak memory).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,7 @@ from percpu_kmem.linux import (
     atomic_add_return,
     atomic_cmpxchg,
     atomic_dec,
+    atomic_dec_and_test,
     atomic_read,
     atomic_set,
     atomic_xchg,
@@ -57,6 +59,8 @@ from percpu_kmem.linux import (
     mutex_init,
     mutex_lock,
     mutex_unlock,
+    preempt_disable,
+    preempt_enable,
     preempt_point,
     put_cpu,
     raise_irq,
@@ -66,9 +70,11 @@ from percpu_kmem.linux import (
     request_irq,
     schedule,
     set_current_state,
+    smp_call_function,
     spin_lock,
     spin_lock_init,
     spin_lock_irqsave,
+    spin_trylock,
     spin_unlock,
     spin_unlock_irqrestore,
     wait_event,
@@ -80,7 +86,7 @@ from percpu_kmem.linux import (
     xchg,
 )
 from percpu_kmem.mm.kcsan import KCSAN_RULE
-from percpu_kmem.mm.percpu import DEFINE_PER_CPU, per_cpu
+from percpu_kmem.mm.percpu import DEFINE_PER_CPU, __this_cpu_inc, per_cpu, this_cpu_inc
 from percpu_kmem.runtime.kernel import raw_smp_processor_id
 from percpu_kmem.testing import explore
 
@@ -403,7 +409,7 @@ def test_locked_counter_twins() -> None:
     """A counter under one spinlock (or mutex) is silent; with no lock, or each CPU taking
     a different lock (the wrong-lock bug), the race shows under the deterministic policies
     on every seed."""
-    locks: dict[Machine, tuple[Any, Any, Any]] = {}
+    locks: dict[Any, tuple[Any, Any, Any]] = {}
 
     def lk(i: int) -> Any:
         m = current().machine
@@ -457,7 +463,7 @@ def test_race_found_by_explore_defaults() -> None:
 def test_wait_queue_handover_twins() -> None:
     """Data written before wake_up() and read after wait_event() is handed over; a reader
     that does not wait races."""
-    state: dict[Machine, tuple[Any, list[int]]] = {}
+    state: dict[Any, tuple[Any, list[int]]] = {}
 
     def wq() -> tuple[Any, list[int]]:
         m = current().machine
@@ -562,6 +568,125 @@ def test_interrupt_handler_vs_process_context_twins() -> None:
             assert races(irq_lock_scenario(policy, seed, locked=False)), (policy, seed)
 
 
+def test_refcount_release_twins() -> None:
+    """The last user tears the object down. atomic_dec_and_test() is fully ordered, so
+    every user's access happens before the teardown; atomic_dec() then atomic_read() == 0
+    orders nothing (the classic broken put): the teardown races with the other's use."""
+    def put(good: bool) -> Callable[[int], None]:
+        def obj_put(p: int) -> None:
+            read_u32(p + LONG)  # use the object
+            if good:
+                last = atomic_dec_and_test(p)
+            else:
+                atomic_dec(p)
+                last = atomic_read(p) == 0
+            if last:
+                write_u32(p + LONG, 0xDEAD)  # tear down
+        return obj_put
+
+    def init(p: int) -> None:
+        atomic_set(p, 2)
+
+    assert_silent_everywhere(put(True), put(True), init=init)
+    for policy, seed, m, _ in runs(put(False), put(False), init=init):
+        assert races(m), (policy, seed)
+
+
+def test_ipi_call_twins() -> None:
+    """smp_call_function(wait=1) orders the remote func before the caller's next access;
+    wait=0 does not."""
+    def caller(wait: bool) -> Callable[[int], None]:
+        def k(p: int) -> None:
+            smp_call_function(lambda info: write_u32(p, 3), None, wait)
+            for _ in range(20):
+                cpu_relax()
+            read_u32(p)
+        return k
+
+    assert_silent_everywhere(caller(True), lambda p: None)
+    for policy, seed, m, _ in runs(caller(False), lambda p: None):
+        assert races(m), (policy, seed)
+
+
+def test_spin_trylock_orders_like_spin_lock() -> None:
+    def k(p: int) -> None:
+        lock = trylock_of(current().machine)
+        done = 0
+        while done < 3:
+            if spin_trylock(lock):
+                write_u32(p, read_u32(p) + 1)
+                spin_unlock(lock)
+                done += 1
+            else:
+                cpu_relax()
+
+    assert_silent_everywhere(k, k)
+
+
+_trylocks: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def trylock_of(m: Any) -> Any:
+    if m not in _trylocks:
+        _trylocks[m] = spin_lock_init("kcsan_trylock")
+    return _trylocks[m]
+
+
+this_cpu_counter = DEFINE_PER_CPU(int, "kcsan_selftest_this_cpu")
+
+
+def test_this_cpu_ops_vs_interrupt_twins() -> None:
+    """this_cpu_inc() is one instruction (marked): a handler's and a task's never race.
+    __this_cpu_inc() is a plain read-modify-write: with preemption off it still races
+    with a handler of its CPU."""
+    def scenario(policy: str, seed: int, marked: bool) -> Machine:
+        m = Machine(cpus=1, policy=policy, seed=seed, kcsan=True)
+        inc = this_cpu_inc if marked else __this_cpu_inc
+        m.run(lambda: request_irq(IRQ, lambda irq, dev: inc(this_cpu_counter), 0, "kcsan-this-cpu"))
+
+        def task() -> None:
+            for _ in range(2):
+                raise_irq(IRQ)
+                preempt_disable()
+                inc(this_cpu_counter)
+                preempt_enable()
+
+        m.run(task)
+        return m
+
+    for policy in POLICIES:
+        for seed in SEEDS:
+            assert races(scenario(policy, seed, True)) == [], (policy, seed)
+            assert races(scenario(policy, seed, False)), (policy, seed)
+
+
+def test_policy_raised_interrupts_twins() -> None:
+    """Interrupts the policy raises (irq_rate): a handler's update races with the task's
+    unless the task's update runs with interrupts off (one CPU)."""
+    def scenario(policy: str, seed: int, irqs_off: bool) -> Machine:
+        m = Machine(cpus=1, policy=policy, seed=seed, kcsan=True, irq_rate=0.3)
+        p = shared_var(m)
+        m.run(lambda: request_irq(IRQ, lambda irq, dev: write_u32(p, read_u32(p) + 1), 0, "kcsan-rate"))
+
+        def task() -> None:
+            for _ in range(10):
+                flags = local_irq_save() if irqs_off else 0
+                write_u32(p, read_u32(p) + 1)
+                if irqs_off:
+                    local_irq_restore(flags)
+                preempt_point()
+
+        m.run(task)
+        return m
+
+    for policy in POLICIES:
+        for seed in SEEDS:
+            assert races(scenario(policy, seed, True)) == [], (policy, seed)
+    for policy in ("random", "pct", "free"):  # virtual: see the xfail below
+        for seed in SEEDS:
+            assert races(scenario(policy, seed, False)), (policy, seed)
+
+
 # -- problems outside the detector, shown here for the runtime's owner --------------------------------
 @pytest.mark.xfail(strict=True, reason="free_irq()'s synchronize_irq() gives no happens-before edge from "
                    "the handler's end: a write after free_irq() is reported racing with the finished handler")
@@ -586,6 +711,23 @@ def test_free_irq_orders_the_handler_before_what_follows() -> None:
     m.run(remove)
     assert ran  # the handler ran (on the other CPU) before free_irq() returned
     assert races(m) == [], races(m)[0].text
+
+
+@pytest.mark.xfail(strict=True, reason="virtual: interrupts raised at random (irq_rate) never fire in a "
+                   "short run (20 points at rate 0.3: random, pct and free fire about 6)")
+def test_virtual_policy_fires_rate_driven_interrupts_in_a_short_run() -> None:
+    def twenty_points() -> None:
+        for _ in range(20):
+            preempt_point()
+
+    fired = []
+    for seed in SEEDS:
+        m = Machine(cpus=1, policy="virtual", seed=seed, irq_rate=0.3)
+        ran: list[int] = []
+        m.run(lambda: request_irq(IRQ, lambda irq, dev: ran.append(1), 0, "kcsan-rate"))
+        m.run(twenty_points)
+        fired.append(len(ran))
+    assert all(fired), f"interrupts fired per run: {fired}"
 
 
 @pytest.mark.xfail(strict=True, reason="pct: a task polling with cpu_relax() for an interrupt raised on an "
