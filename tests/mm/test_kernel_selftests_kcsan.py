@@ -34,6 +34,7 @@ import pytest
 from percpu_kmem import GFP_KERNEL, Machine
 from percpu_kmem.linux import (
     READ_ONCE,
+    TASK_RUNNING,
     TASK_UNINTERRUPTIBLE,
     WRITE_ONCE,
     atomic_add,
@@ -51,6 +52,7 @@ from percpu_kmem.linux import (
     get_cpu,
     init_waitqueue_head,
     kmalloc,
+    kthread_run,
     local_irq_restore,
     local_irq_save,
     mem_read,
@@ -484,6 +486,47 @@ def test_wait_queue_handover_twins() -> None:
 
     assert_silent_everywhere(producer, consumer)
     assert_reported_everywhere(producer, kernel_read, (producer, LONG, "write"), (kernel_read, LONG, "read"))
+
+
+def test_wake_up_process_and_kthread_run_handover_twins() -> None:
+    """A task that sleeps in schedule() until woken sees what its waker wrote before
+    wake_up_process(); a kthread sees what its parent wrote before kthread_run(), not after."""
+    shared: dict[Any, tuple[list[Any], list[int]]] = {}
+
+    def st() -> tuple[list[Any], list[int]]:
+        return shared.setdefault(current().machine, ([], []))
+
+    def sleeper(p: int) -> None:
+        who, done = st()
+        set_current_state(TASK_UNINTERRUPTIBLE)
+        who.append(current())
+        while not done:
+            schedule()
+            set_current_state(TASK_UNINTERRUPTIBLE)
+        set_current_state(TASK_RUNNING)
+        assert read_u32(p) == 9
+
+    def waker(p: int) -> None:
+        who, done = st()
+        while not who:
+            cpu_relax()
+        write_u32(p, 9)
+        done.append(1)
+        wake_up_process(who[0])
+
+    assert_silent_everywhere(sleeper, waker)
+
+    def parent(p: int) -> None:
+        write_u32(p, 1)
+        kthread_run(lambda: read_u32(p), namefmt="kcsan_child")
+
+    def late_parent(p: int) -> None:
+        kthread_run(lambda: read_u32(p), namefmt="kcsan_child")
+        write_u32(p, 2)
+
+    assert_silent_everywhere(parent, lambda p: None)
+    for policy, seed, m, _ in runs(late_parent, lambda p: None):
+        assert races(m), (policy, seed)
 
 
 percpu_counter = DEFINE_PER_CPU(int, "kcsan_selftest_counter")
