@@ -487,6 +487,7 @@ def mutex_lock(m: mutex) -> None:
         m.waiters.append(t)
     try:
         while m.owner is not t:
+            t.kstate = TASK_UNINTERRUPTIBLE  # __mutex_lock_common() (khungtaskd watches it)
             block(m, None, "mutex_lock")
     except BaseException:
         if ld is not None:
@@ -629,13 +630,14 @@ def finish_wait(wq: wait_queue_head_t) -> None:
             wq.waiters.remove(t)
 
 
-def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str) -> bool:
+def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str,
+          state: int = TASK_UNINTERRUPTIBLE) -> bool:
     t = current_task()
     engine = t.engine
     deadline = None if timeout_ns is None else engine.now + timeout_ns
     try:
         while True:
-            prepare_to_wait(wq)
+            prepare_to_wait(wq, state)
             if condition():
                 if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
                     t.hb.acquire(t, wq)
@@ -659,7 +661,7 @@ def wait_event(wq: wait_queue_head_t, condition: Callable[[], Any]) -> None:
     _wait_event("wait_event", wq, condition)
 
 
-def _wait_event(fn: str, wq: Any, condition: Any) -> None:
+def _wait_event(fn: str, wq: Any, condition: Any, state: int = TASK_UNINTERRUPTIBLE) -> None:
     _wq_arg(fn, wq)
     _condition_arg(fn, condition)
     might_sleep()
@@ -668,12 +670,13 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
         if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
             t.hb.acquire(t, wq)
         return
-    _wait(wq, condition, None, fn)
+    _wait(wq, condition, None, fn, state)
 
 
 def wait_event_interruptible(wq: wait_queue_head_t, condition: Callable[[], Any]) -> int:
-    """As wait_event (the model has no signals); returns 0."""
-    _wait_event("wait_event_interruptible", wq, condition)
+    """As wait_event, sleeping TASK_INTERRUPTIBLE (khungtaskd does not watch it; the model
+    has no signals); returns 0."""
+    _wait_event("wait_event_interruptible", wq, condition, TASK_INTERRUPTIBLE)
     return 0
 
 
