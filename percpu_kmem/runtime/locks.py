@@ -37,6 +37,7 @@ from typing import Any
 from . import footprint as _fp
 from .errors import KmemUsageError
 from .kernel import (
+    WARN_ON,
     block,
     local_bh_disable,
     local_bh_enable,
@@ -424,6 +425,20 @@ def spin_is_locked(lock: spinlock_t) -> bool:
     return lock.raw.locked()
 
 
+def lockdep_assert_held(lock: Any) -> None:
+    """lockdep_assert_held(): with lockdep on (``Machine(lockdep=True)``), WARN unless the
+    current task holds ``lock`` (a spinlock_t or a mutex), at the caller's line; nothing
+    without lockdep, where the kernel compiles it away."""
+    t = current_task()
+    if lock.__class__ is mutex:
+        _mutex_arg("lockdep_assert_held", lock)
+    elif lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("lockdep_assert_held", t, lock, spinlock_t)
+    ld = t.machine.lockdep
+    if ld is not None and not ld.holds(t, lock):
+        WARN_ON(True, f"lockdep_assert_held({lock.name}): not held by {t.comm}/{t.pid}")
+
+
 # -- mutex ------------------------------------------------------------------------------
 class mutex:
     """A sleeping lock; ownership passes directly to the first waiter."""
@@ -749,7 +764,8 @@ _KINDS.update({spinlock_t: ("spinlock_t", "spin_lock_init()"), mutex: ("mutex", 
 
 __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",
            "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
-           "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "mutex", "mutex_init", "DEFINE_MUTEX",
+           "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init",
+           "DEFINE_MUTEX",
            "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
            "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
            "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
