@@ -605,9 +605,6 @@ def ktime_get_ns() -> int:
 
 
 # -- hung tasks ---------------------------------------------------------------------------
-#: khungtaskd's default hung_task_timeout_secs, and the same in virtual ns.
-HUNG_TASK_TIMEOUT_SECS: Final = 120
-HUNG_TASK_TIMEOUT_NS: Final = HUNG_TASK_TIMEOUT_SECS * 1000 * NSEC_PER_JIFFY
 
 
 def report_hung_task(waited_ns: int, why: str) -> None:
