@@ -175,17 +175,28 @@ def _value_change(other: Access, cur: Access) -> tuple[int, int, int] | None:
 
     KCSAN sees a change when the watcher re-reads its word after its delay: the change
     made by the other access, whichever of the two set the watchpoint. For a read and a
-    write it is the write's. For two writes, the earlier (``other``: old -> new) and the
-    later (``cur``) are concurrent, so either could have come inside the other's window:
-    a change is seen if the later one changed what the earlier one left, if the earlier one
-    changed the value, or if the later one's value differs from the one before both."""
-    if cur.write and cur.old is not None and cur.new is not None and cur.old != cur.new:
+    write it is the write's, over the read's bytes when the read lies inside the write (a
+    byte read of a word write sees that byte change, or nothing). For two writes, the
+    earlier (``other``: old -> new) and the later (``cur``) are concurrent, so either could
+    have come inside the other's window: a change is seen if the later one changed what the
+    earlier one left, if the earlier one changed the value, or if the later one's value
+    differs from the one before both."""
+    if not (cur.write and other.write):
+        w, r = (cur, other) if cur.write else (other, cur)
+        if w.old is None or w.new is None:
+            return None
+        size, old, new = w.size, w.old, w.new
+        off = r.addr - w.addr
+        if 0 <= off and off + r.size <= w.size and r.size < w.size:
+            mask = (1 << (8 * r.size)) - 1
+            size, old, new = r.size, (old >> (8 * off)) & mask, (new >> (8 * off)) & mask
+        return (size, old, new) if old != new else None
+    if cur.old is not None and cur.new is not None and cur.old != cur.new:
         return cur.size, cur.old, cur.new
-    if other.write and other.old is not None and other.new is not None:
+    if other.old is not None and other.new is not None:
         if other.old != other.new:
             return other.size, other.old, other.new
-        if (cur.write and cur.new is not None and cur.addr == other.addr and cur.size == other.size
-                and cur.new != other.old):
+        if cur.new is not None and cur.addr == other.addr and cur.size == other.size and cur.new != other.old:
             return other.size, other.old, cur.new
     return None
 

@@ -406,6 +406,24 @@ def test_matching_access(w: tuple[int, int], r: tuple[int, int], conflict: bool)
         assert bool(races(m)) == conflict, (policy, w, r)
 
 
+def test_value_change_seen_over_the_read_bytes() -> None:
+    """A byte read inside a word write sees the change of its own byte: a write that leaves
+    that byte alone shows no change to it (not reported), one that changes it is reported
+    with the byte's old and new value (the watcher's size: 2 digits)."""
+    def set_low_byte(p: int) -> None:
+        write_u32(p, 0x000000AB)
+
+    def read_byte(off: int) -> Callable[[int], None]:
+        def read_flag(p: int) -> None:
+            read_u8(p + off)
+        return read_flag
+
+    assert_silent_everywhere(set_low_byte, read_byte(3))
+    reps = assert_reported_everywhere(set_low_byte, read_byte(0), (set_low_byte, LONG, "write"),
+                                      (read_byte(0), 1, "read"))
+    assert all("value changed: 0x00 -> 0xab" in rep.lines for rep in reps)
+
+
 # -- classic bugs and their fixed twins ----------------------------------------------------------------
 def test_locked_counter_twins() -> None:
     """A counter under one spinlock (or mutex) is silent; with no lock, or each CPU taking
