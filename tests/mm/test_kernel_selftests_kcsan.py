@@ -749,8 +749,6 @@ def test_policy_raised_interrupts_twins() -> None:
 
 
 # -- problems outside the detector, shown here for the runtime's owner --------------------------------
-@pytest.mark.xfail(strict=True, reason="free_irq()'s synchronize_irq() gives no happens-before edge from "
-                   "the handler's end: a write after free_irq() is reported racing with the finished handler")
 def test_free_irq_orders_the_handler_before_what_follows() -> None:
     m = Machine(cpus=2, policy="random", seed=5, kcsan=True)
     p = shared_var(m)
@@ -791,8 +789,6 @@ def test_virtual_policy_fires_rate_driven_interrupts_in_a_short_run() -> None:
     assert all(fired), f"interrupts fired per run: {fired}"
 
 
-@pytest.mark.xfail(strict=True, reason="pct: a task polling with cpu_relax() for an interrupt raised on an "
-                   "idle CPU is reported as a livelock; the idle CPU never gets to take the interrupt")
 def test_pct_serves_an_interrupt_a_task_polls_for() -> None:
     for seed in range(3):
         m = Machine(cpus=2, policy="pct", seed=seed)
@@ -829,8 +825,6 @@ def test_free_policy_delivers_an_interrupt_raised_on_an_idle_cpu() -> None:
     assert missed == [], f"interrupt never delivered under seeds {missed}"
 
 
-@pytest.mark.xfail(strict=True, reason="schedule() that returns at once because the wake-up came first "
-                   "skips the woken task's acquire of its waker's clock (only block() calls hb.woke)")
 @pytest.mark.parametrize("policy", ["random", "free"])
 def test_wake_up_before_schedule_orders_the_waker(policy: str) -> None:
     m = Machine(cpus=1, policy=policy, seed=0, kcsan=True)
