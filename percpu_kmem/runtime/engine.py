@@ -285,11 +285,12 @@ class Engine(ABC):
             return True
         if t.held:
             return False
-        c = t.cpu
-        if t.is_idle and c is not None and c.pending_irqs:
+        if t.is_idle and any(self.cpus[i].pending_irqs for i in t.cpus_allowed or ()):
             # an idle task's one job in a drain: the interrupts pending on its CPU (an IPI
-            # that a task unwinding elsewhere waits for in smp_call_function())
+            # that a task unwinding elsewhere waits for in smp_call_function()), even
+            # before it has taken the CPU (the free policy's first turn)
             return False
+        c = t.cpu
         if t.in_sleep:
             return True
         if not in_model_code():
@@ -1405,6 +1406,9 @@ class FreeEngine(Engine):
             self._release_cpu(t)
             t.state = T_SLEEPING
             t.waiting_on = "interrupts"
+            if (not self.finished and all(u.state == T_DONE for u in self.tasks if not u.is_idle)
+                    and not self._idle_irqs_pending()):
+                self._finish_locked()  # the run's tasks had ended: it waited for these interrupts
             while t.state == T_SLEEPING and not t.woken:
                 if self.finished:
                     raise TaskAbort()
@@ -1432,9 +1436,15 @@ class FreeEngine(Engine):
             self.progress += 1
             if self.live_workers == 0 and not self.aborting:
                 self.begin_abort("the run's tasks have ended")  # daemons unwind now
-            if all(u.state == T_DONE for u in self.tasks if not u.is_idle):
+            if all(u.state == T_DONE for u in self.tasks if not u.is_idle) and not self._idle_irqs_pending():
                 self._finish_locked()
             self.cv.notify_all()
+
+    def _idle_irqs_pending(self) -> bool:
+        """With the cv held: does an idle CPU still have interrupts for its (live) idle task to
+        serve? The run ends after them, as a deterministic run's does."""
+        return any(c.pending_irqs and c.curr is None and c.online and c.idle is not None
+                   and c.idle.state != T_DONE for c in self.cpus)
 
     def request_abort(self, t: Task | None) -> None:
         with self.cv:

@@ -302,6 +302,9 @@ class VirtualTimePolicy(Policy):
     reopens_on_release = True
     #: Points between two decisions when no clock limit stops the task earlier.
     BUDGET: Final = 64
+    #: The same while interrupt sources are registered: they fire at decisions (for the
+    #: points passed since the last), so a short run must still reach some
+    IRQ_BUDGET: Final = 4
 
     def __init__(self, seed: int, quantum: int = 0, tick: int = NSEC_PER_JIFFY, jitter: float = 0.1) -> None:
         super().__init__(seed)
@@ -320,7 +323,7 @@ class VirtualTimePolicy(Policy):
             c.next_tick += self.tick + (self.rng.randint(-span, span) if span else 0)
 
     def budget(self, engine: BatonEngine, t: Task) -> int:
-        return self.BUDGET
+        return self.IRQ_BUDGET if engine.m.irq.sources else self.BUDGET
 
     def vlimit(self, engine: BatonEngine, t: Task) -> int:
         lim = 1 << 62

@@ -772,8 +772,6 @@ def test_free_irq_orders_the_handler_before_what_follows() -> None:
     assert races(m) == [], races(m)[0].text
 
 
-@pytest.mark.xfail(strict=True, reason="virtual: interrupts raised at random (irq_rate) never fire in a "
-                   "short run (20 points at rate 0.3: random, pct and free fire about 6)")
 def test_virtual_policy_fires_rate_driven_interrupts_in_a_short_run() -> None:
     def twenty_points() -> None:
         for _ in range(20):
@@ -804,8 +802,6 @@ def test_pct_serves_an_interrupt_a_task_polls_for() -> None:
         assert ran and m.reports == [], m.reports[0].text if m.reports else "the handler never ran"
 
 
-@pytest.mark.xfail(strict=True, reason="free-running policy: an interrupt raised on an idle CPU just before "
-                   "the run ends is never delivered (nor in the next run); the deterministic policies deliver it")
 def test_free_policy_delivers_an_interrupt_raised_on_an_idle_cpu() -> None:
     missed = []
     for seed in range(8):
