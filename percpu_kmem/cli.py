@@ -439,13 +439,19 @@ def _explore_exhaustive(scenarios: list[StressScenario], bound: int, max_schedul
                                          reduction=reduction, expect=sc.expect, **machine)
                 failing += len(res.failures)
                 cmd = None
-                if res.failures and res.failures[0].trace is not None:
-                    cmd = _trace_replay_command(sc.name, res.failures[0].trace, c)
+                first = res.failures[0] if res.failures else None
+                if first is not None and first.trace is not None and first.single_run:
+                    cmd = _trace_replay_command(sc.name, first.trace, c)
                 rows.append({"scenario": sc.name, "cpus": c, **res.as_dict(), "replay_command": cmd})
                 if not as_json:
                     click.echo(f"{sc.name} (cpus={c}): {res}")
                     if cmd:
                         click.echo("replay it with:\n  " + cmd)
+                    elif first is not None and not first.single_run:
+                        # a trace replays one run of a machine: no `replay --trace` would repeat it
+                        click.echo(f"({sc.name} runs its machine several times: a trace replays one run, so "
+                                   f"no `percpu-kmem replay` command repeats this failure; its schedule does, "
+                                   f"with percpu_kmem.exhaustive.replay_schedule above)")
     except KeyboardInterrupt:
         interrupted = True
     code = EXIT_FOUND if failing else EXIT_INTERRUPTED if interrupted else EXIT_CLEAN
@@ -664,6 +670,9 @@ def shrink_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
     m, out = execute(sc, pol, opts, s, **over)
     if not out.failed:
         _usage(f"shrink: {sc.name} does not fail under policy={pol} seed={s}: nothing to shrink")
+    if m.last_trace is None:
+        _usage(f"shrink: {sc.name} fails before its machine runs ({out.failure}): there is no schedule to "
+               f"shrink (`percpu-kmem replay` shows the failure)")
     if _multi_run(m):
         _usage(f"shrink: {sc.name} runs its machine several times; the shrinker replays one run "
                f"(make the scenario one m.run(...))")

@@ -317,6 +317,10 @@ class ExhaustiveFailure:
     error: BaseException
     hint: str  #: how to repeat the run (``replay_schedule``; with daemons, ``Machine(replay=...)`` too)
     trace: Trace | None = None  #: the last run's decision log
+    #: the scenario ran its machine once, so ``trace`` replays the whole failure
+    #: (``Machine(replay=trace)``, ``percpu-kmem replay --trace``); a scenario that runs its
+    #: machine several times repeats its failure only through ``replay_schedule``
+    single_run: bool = True
 
     @property
     def schedule_text(self) -> str:
@@ -406,9 +410,18 @@ def _hint(m: Machine, schedule: list[Choice], cpus: int, daemons: bool, machine_
         args += ", daemons=False"
     how = (f"explore_exhaustive: replay with percpu_kmem.exhaustive.replay_schedule(scenario, "
            f"{schedule_text(schedule)!r}, cpus={cpus}{args})")
-    if daemons and m.last_trace is not None:
+    if daemons and _single_run(m):
+        # the machine's own hint replays its last run by trace: the whole failure only when
+        # the scenario ran the machine once (its runs were decided by the search, not by
+        # the machine's seed, so the hint's "every run of it" advice would not hold)
         how += "\n" + m.replay_hint()
     return how
+
+
+def _single_run(m: Machine) -> bool:
+    """Did the scenario run its machine once (its last trace is its first run's)?"""
+    tr = m.last_trace
+    return tr is not None and tr.seed == m.seed  # run k > 1 of a machine has a seed of its own
 
 
 def _failure_kind(m: Machine, e: BaseException, expected: frozenset[str]) -> str:
@@ -469,7 +482,7 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
             failures.append(ExhaustiveFailure(list(policy.schedule), policy.cost,
                                               _failure_kind(m, err, expected), err,
                                               _hint(m, policy.schedule, cpus, daemons, machine_kw),
-                                              m.last_trace))
+                                              m.last_trace, _single_run(m)))
             if stop_on_failure:
                 complete = False
                 break

@@ -362,6 +362,57 @@ def test_explore_exhaustive_bounds_preemptions_and_its_replay_fails_the_same_way
     assert clean.exit_code == 0 and "nothing found" in clean.stdout and "complete" in clean.stdout
 
 
+TWO_RUNS = textwrap.dedent('''
+    """A buffer kmalloc'ed in one run, freed by two racing closers in the next."""
+    from percpu_kmem.scenarios import stress
+    from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc
+
+    @stress(cpus=2, slab_debug=True)
+    def two_closers(m):
+        dev = {}
+        dev["buf"], = m.run(lambda: kmalloc(64, GFP_KERNEL))
+        def close():
+            buf = dev["buf"]
+            if buf is not None:
+                kfree(buf)             # both closers can see the buffer
+                dev["buf"] = None
+        m.run(close, close)
+''')
+
+
+def test_explore_exhaustive_of_a_multi_run_scenario_prints_no_replay_that_diverges(tmp_path: Path) -> None:
+    """A trace replays one run of a machine: for a scenario that runs its machine twice, the
+    failure's trace (of its second run) given to `replay --trace` diverged at step 1; the
+    search's schedule is what repeats it, and the hint no longer offers the machine's seed."""
+    from percpu_kmem.exhaustive import replay_schedule
+    from percpu_kmem.scenarios import load_scenarios
+
+    path = tmp_path / "two_runs.py"
+    path.write_text(TWO_RUNS)
+    res = invoke("explore", str(path), "--exhaustive", "1", "--json")
+    assert res.exit_code == 1, res.output
+    row = as_json(res)["results"][0]
+    assert row["failures"][0]["kind"] == "slab_double_free" and row["replay_command"] is None
+    hint = row["failures"][0]["replay"]
+    assert "replay_schedule(" in hint and "seed=0" not in hint
+    schedule = hint.split("replay_schedule(scenario, ", 1)[1].split("'")[1]
+    sc, = load_scenarios(path)
+    m = replay_schedule(sc.run, schedule, cpus=2, slab_debug=True)
+    assert [r.kind for r in m.reports] == ["slab_double_free"]
+    text = invoke("explore", str(path), "--exhaustive", "1")
+    assert "runs its machine several times" in text.stdout and "percpu-kmem replay two_runs" not in text.stdout
+    assert "replay it with" not in text.stdout
+
+
+def test_shrink_of_a_scenario_that_fails_before_its_machine_runs_is_a_clear_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "early.py"
+    path.write_text("from percpu_kmem.scenarios import stress\n\n@stress(cpus=2)\ndef f(m):\n"
+                    "    raise ValueError('setup failed')\n")
+    res = CliRunner().invoke(main, ["shrink", f"{path}::f", "--seed", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "fails before its machine runs (exception:ValueError): there is no schedule to shrink" in res.output
+
+
 def test_first_seed_shifts_the_seeds(driver: Path) -> None:
     doc = as_json(invoke("stress", f"{driver}::buggy", "--seeds", "2", "--first-seed", "5", "--json"))
     assert doc["by_kind"]["sleep_in_atomic"]["seeds"] == [5, 6] and doc["plan"]["seeds"] == [5, 7]
