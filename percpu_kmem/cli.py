@@ -826,6 +826,12 @@ def study_cmd(workload: str, cpus: str, configs: tuple[str, ...], seeds: int, op
     if unknown:
         _usage(f"--param {', '.join(unknown)}: workload {workload!r} takes "
                + (", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "no parameter"))
+    for k, v in kw.items():  # a value of the default's kind (batch=x was a TypeError deep in the sweep)
+        default = known[k]
+        want = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(v, bool) is not isinstance(default, bool) or not isinstance(v, want):
+            _usage(f"--param {k}={v!r}: workload {workload!r} takes {type(default).__name__} values for {k} "
+                   f"(default {default!r})")
     cfgs = list(configs) or list(STUDY_CONFIGS)
     if len(set(cfgs)) != len(cfgs):
         _usage("--config names a configuration twice")

@@ -495,6 +495,11 @@ def test_study_list_names_every_workload_and_configuration() -> None:
     (["--workload", "bogus"], "Invalid value for '--workload'"),
     (["--csv", "/nonexistent/dir/x.csv"], "does not exist"),
     (["--ops", "0"], "Invalid value for '--ops'"),
+    # a value of another kind than the default's was a TypeError traceback from inside the sweep
+    (["--param", "batch=x"], "--param batch='x': workload 'threadtest' takes int values for batch (default 100)"),
+    (["--param", "batch=1.5"], "takes int values for batch"),
+    (["--param", "size=True"], "takes int values for size"),
+    (["--workload", "memory-pressure", "--param", "fill='a'"], "takes float values for fill (default 0.9)"),
 ])
 def test_study_usage_errors(args: list[str], words: str) -> None:
     res = CliRunner().invoke(main, ["study", "--cpus", "1", "--ops", "2", *args])
