@@ -48,6 +48,7 @@ from .runtime.kernel import (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTI
 from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lock, spin_unlock,
                             spin_trylock, spin_lock_irq, spin_unlock_irq, spin_lock_irqsave,
                             spin_unlock_irqrestore, spin_lock_bh, spin_unlock_bh, spin_is_locked,
+                            lockdep_assert_held,
                             mutex, mutex_init, DEFINE_MUTEX, mutex_lock, mutex_trylock,
                             mutex_unlock, mutex_is_locked, wait_queue_head_t, init_waitqueue_head,
                             DECLARE_WAIT_QUEUE_HEAD, prepare_to_wait, finish_wait, wait_event,
@@ -171,7 +172,7 @@ __all__ = [
     # locks and wait queues
     "spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",
     "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
-    "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "mutex", "mutex_init", "DEFINE_MUTEX",
+    "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init", "DEFINE_MUTEX",
     "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
     "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
     "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",

@@ -1156,9 +1156,6 @@ def test_a_campaign_runs_a_kasan_scenario() -> None:
     assert [o.failure for o in result.outcomes] == ["kasan_slab_use_after_free"]
 
 
-@pytest.mark.xfail(strict=True, reason="no khungtaskd outside the allocators: a task blocked in mutex_lock() for "
-                   "300 s of virtual time (the holder sleeps under the mutex) gets no 'INFO: task ... blocked for "
-                   "more than 120 seconds'")
 def test_a_task_blocked_on_a_mutex_for_minutes_is_a_hung_task() -> None:
     m = Machine(cpus=2, policy="random", seed=0)
     dev_mutex = mutex_init("pairs_dev_mutex")

@@ -35,8 +35,13 @@ as strings (``sym_strcmp``), the earlier ("other") access first and the one that
 found the race second, the access types "read", "write", "read-write" and their
 "(marked)" forms, "by task N" or "by interrupt" (``in_task()``), the value line
 (``value changed: 0x%0*llx -> 0x%0*llx``, width 2 * size, only for accesses of up to
-8 bytes) and CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY's filter (the default): a race
-whose write stored the value that was already there is not reported. Marked accesses
+8 bytes) and CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY's filter (the default): a race in
+which no watcher could have seen a value change is not reported (a read against a write
+that stored what was there; two writes when neither changed the value), except when a
+plain access of the pair is wider than 8 bytes or is in one of RCU's functions
+(``skip_report()``: "rcu_", "_rcu", "_srcu"). CONFIG_KCSAN_ASSUME_PLAIN_WRITES_ATOMIC is
+taken as n (CONFIG_KCSAN_STRICT's choice): plain aligned word writes race like any plain
+access. Marked accesses
 (atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, this_cpu_* and the MMIO accessors,
 which on x86 are single instructions or volatile asm KCSAN does not instrument) are
 never reported against each other; a plain access racing with a marked one is.
@@ -57,7 +62,9 @@ one). Freed memory starts afresh: a page given back to the page allocator and a 
 object given back to its cache lose their shadow (lowmem only: highmem and vmalloc
 mappings rely on the allocators' own locks for the order). Stacks are the model's
 simulated stacks (``function (file:line)``, no ``+0x../0x..`` offsets); the footer
-has the machine's usual "CPU: PID: Comm:" line and no "Hardware name:". Accesses
+has the machine's usual "CPU: PID: Comm:" line and no "Hardware name:". The earlier
+access is printed first (KCSAN prints the one that hit the watchpoint first, so a
+reported read/write race shows its write first there). Accesses
 outside the direct map (vmalloc, ioremap) print no value line. KCSAN's
 ``ASSERT_EXCLUSIVE_*``, ``data_race()`` and weak-memory modelling are not offered.
 """
@@ -154,6 +161,61 @@ def access_type(type: int) -> str:
     else:
         word = "read"
     return word + " (marked)" if type & KCSAN_ACCESS_ATOMIC else word
+
+
+#: report.c's skip_report(): a watcher whose function has one of these in its name is
+#: reported even when the write stored the value already there (at the RCU maintainers' request)
+_ALWAYS_REPORT: Final = ("rcu_", "_rcu", "_srcu")
+
+
+def _value_change(other: Access, cur: Access) -> tuple[int, int, int] | None:
+    """The value change a watcher could have seen, as (size, old, new); None if none was
+    (the writes stored what was there) or cannot be known (a write of more than 8 bytes, or
+    outside the direct map).
+
+    KCSAN sees a change when the watcher re-reads its word after its delay: the change
+    made by the other access, whichever of the two set the watchpoint. For a read and a
+    write it is the write's, over the read's bytes when the read lies inside the write (a
+    byte read of a word write sees that byte change, or nothing). For two writes, the
+    earlier (``other``: old -> new) and the later (``cur``) are concurrent, so either could
+    have come inside the other's window: a change is seen if the later one changed what the
+    earlier one left, if the earlier one changed the value, or if the later one's value
+    differs from the one before both."""
+    if not (cur.write and other.write):
+        w, r = (cur, other) if cur.write else (other, cur)
+        if w.old is None or w.new is None:
+            return None
+        size, old, new = w.size, w.old, w.new
+        off = r.addr - w.addr
+        if 0 <= off and off + r.size <= w.size and r.size < w.size:
+            mask = (1 << (8 * r.size)) - 1
+            size, old, new = r.size, (old >> (8 * off)) & mask, (new >> (8 * off)) & mask
+        return (size, old, new) if old != new else None
+    if cur.old is not None and cur.new is not None and cur.old != cur.new:
+        return cur.size, cur.old, cur.new
+    if other.old is not None and other.new is not None:
+        if other.old != other.new:
+            return other.size, other.old, other.new
+        if cur.new is not None and cur.addr == other.addr and cur.size == other.size and cur.new != other.old:
+            return other.size, other.old, cur.new
+    return None
+
+
+def _unknown_change(acc: Access) -> bool:
+    return acc.write and (acc.old is None or acc.new is None)
+
+
+def _filtered(other: Access, cur: Access) -> bool:
+    """CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY (report.c, skip_report(); core.c): a race is
+    not reported when no value change could be seen, unless a plain access of the pair (a
+    possible watcher) is larger than 8 bytes (KCSAN diffs no such value and assumes a
+    change) or its function is one of RCU's ("rcu_", "_rcu", "_srcu" in the name)."""
+    if _unknown_change(other) or _unknown_change(cur) or _value_change(other, cur) is not None:
+        return False
+    for acc in (other, cur):
+        if not acc.marked and (acc.size > 8 or any(s in acc.function() for s in _ALWAYS_REPORT)):
+            return False
+    return True
 
 
 def _thread_desc(pid: int) -> str:
@@ -309,8 +371,7 @@ class Kcsan:
         """Report the first race of ``found`` that is new in this run and changed a value."""
         for other, cur in found:
             self.nr_races += 1
-            wr = cur if cur.write else other
-            if wr.old is not None and wr.old == wr.new:
+            if _filtered(other, cur):
                 continue  # CONFIG_KCSAN_REPORT_VALUE_CHANGE_ONLY
             a, b = other.site(), cur.site()
             key = (a, b) if a <= b else (b, a)
@@ -333,10 +394,10 @@ class Kcsan:
                          f"{_thread_desc(acc.pid)} on cpu {acc.cpu}:")
             lines += [str(fr) for fr in acc.frames()]
             lines.append("")
-        wr = cur if cur.write else other
-        if wr.old is not None and wr.new is not None:
-            width = 2 * wr.size
-            lines += [f"value changed: 0x{wr.old:0{width}x} -> 0x{wr.new:0{width}x}", ""]
+        change = _value_change(other, cur)
+        if change is not None:
+            width = 2 * change[0]
+            lines += [f"value changed: 0x{change[1]:0{width}x} -> 0x{change[2]:0{width}x}", ""]
         t: Task = current_task()
         lines += ["Reported by Kernel Concurrency Sanitizer on:",
                   f"CPU: {t.cpu.id} PID: {t.pid} Comm: {t.comm}", KCSAN_RULE]

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ..runtime.errors import InconsistentState, KmemInternalError, KmemUsageError
-from ..runtime.kernel import BUG, HUNG_TASK_TIMEOUT_NS, WARN_ON, block, might_sleep, report_hung_task
+from ..runtime.kernel import BUG, WARN_ON, block, might_sleep, report_hung_task
 from ..runtime.locks import (
     finish_wait,
     init_waitqueue_head,
@@ -46,7 +46,7 @@ from ..runtime.locks import (
     spin_unlock_irqrestore,
     wake_up,
 )
-from ..runtime.preempt import HZ, NSEC_PER_JIFFY
+from ..runtime.preempt import HUNG_TASK_TIMEOUT_NS, HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site, relpath
 from ..runtime.task import current_task
 from .access import mem_read, mem_write

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any, Final
 from ..runtime.costs import SharedLine
 from ..runtime.errors import InconsistentState, KmemUsageError, NotInTaskError
 from ..runtime.kernel import (
-    HUNG_TASK_TIMEOUT_NS,
-    HUNG_TASK_TIMEOUT_SECS,
     cond_resched,
     in_interrupt,
     local_irq_restore,
@@ -45,7 +43,7 @@ from ..runtime.locks import (
     wait_event_timeout,
     wake_up,
 )
-from ..runtime.preempt import HARDIRQ_MASK, HZ, NSEC_PER_JIFFY
+from ..runtime.preempt import HARDIRQ_MASK, HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS, HZ, NSEC_PER_JIFFY
 from ..runtime.report import caller_site
 from ..runtime.task import Task, current_task
 from ..runtime.validate import bad, check_callable, check_choice, check_int, check_str

@@ -53,7 +53,7 @@ from . import affinity, costs, threadpool
 from . import footprint as _fp
 from .errors import KmemInternalError, Oops, RunTimeout, TaskAbort
 from .policies import Options, Policy
-from .preempt import HARDIRQ_MASK, NSEC_PER_JIFFY
+from .preempt import HARDIRQ_MASK, HUNG_TASK_TIMEOUT_NS, HUNG_TASK_TIMEOUT_SECS, NSEC_PER_JIFFY
 from .task import (
     CPU,
     NO_TASK,
@@ -62,6 +62,7 @@ from .task import (
     T_READY,
     T_SLEEPING,
     TASK_RUNNING,
+    TASK_UNINTERRUPTIBLE,
     Task,
     set_current_task,
 )
@@ -90,7 +91,7 @@ LIVELOCK_CHECK_EVERY: Final = 1024
 TIME_CHECK_EVERY: Final = 32
 #: the longest a busy-wait on the clock may make time pass while nothing else happens
 #: (khungtaskd's 120 s); past it, the livelock rules apply
-TIME_WAIT_LIMIT_NS: Final = 120_000 * NSEC_PER_JIFFY
+TIME_WAIT_LIMIT_NS: Final = HUNG_TASK_TIMEOUT_NS
 
 _CPU_ID: Final = attrgetter("cpu.id")
 _ID: Final = attrgetter("id")
@@ -393,8 +394,27 @@ class Engine(ABC):
         self.now = max(self.now, self.timers[0][0])
         return self._fire_due()
 
+    def _khungtaskd(self) -> None:
+        """khungtaskd, at each jump of virtual time: a task asleep uninterruptibly with no
+        timeout (mutex_lock(), wait_event(), a TASK_UNINTERRUPTIBLE schedule()) for
+        HUNG_TASK_TIMEOUT_SECS is reported once per sleep, in the kernel's words; it sleeps
+        on (a warning, as the kernel's). Simplified: a timed uninterruptible sleep (msleep)
+        is never reported, where the kernel reports one over 120 s too; daemons (kswapd,
+        whose kernel twin sleeps interruptibly) are not watched."""
+        limit = self.now - HUNG_TASK_TIMEOUT_NS
+        hung = [u for u in self.tasks if u.state == T_SLEEPING and 0 <= u.slept_at <= limit
+                and u.kstate == TASK_UNINTERRUPTIBLE and not u.is_idle and not u.daemon]
+        if not hung:
+            return
+        timed = {id(entry[3]) for entry in self.timers if entry[2] == entry[3].timer_seq}
+        for u in hung:
+            if id(u) not in timed:
+                u.slept_at = -1
+                self.m.report_hung(u, HUNG_TASK_TIMEOUT_SECS, describe_wait(u.waiting_on))
+
     def _fire_due(self) -> list[Task]:
-        """Wake every task whose timer is due at ``now``."""
+        """Wake every task whose timer is due at ``now`` (khungtaskd looks first)."""
+        self._khungtaskd()
         woken = []
         while self.timers and self.timers[0][0] <= self.now:
             _, _, seq, t = heapq.heappop(self.timers)
@@ -426,6 +446,7 @@ class Engine(ABC):
             return False
         step = max(1, idled // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
         self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
+        self._khungtaskd()
         irq = min(sources, key=lambda s: (-s[1], s[0]))[0]
         self.m.irq.raise_irq(irq, cpus[0].id)
         return True
@@ -584,6 +605,7 @@ class Engine(ABC):
             u = c.curr
             if u is not None and u.relax_streak and c.clock < self.now:
                 c.clock = self.now
+        self._khungtaskd()
         return True
 
 
@@ -1029,6 +1051,7 @@ class BatonEngine(Engine):
             t.nvcsw += 1
             self._unplace(t)
             t.state = T_SLEEPING
+            t.slept_at = self.now
             if timeout_ns is not None:
                 self._arm_timer(t, timeout_ns)
             self._reschedule(t, event)
@@ -1299,6 +1322,7 @@ class FreeEngine(Engine):
                 t.nvcsw += 1
                 self._release_cpu(t)
                 t.state = T_SLEEPING
+                t.slept_at = self.now
                 if timeout_ns is not None:
                     self._arm_timer(t, timeout_ns)
                 while t.state == T_SLEEPING:

@@ -254,6 +254,8 @@ class Interrupts:
         finally:
             if running is not None:
                 running.remove(t)
+                if self.hb is not None:  # KCSAN: free_irq()'s synchronize_irq() sees the handler's end
+                    self.hb.release(t, ("irq_done", irq))
             if t and t.cpu is not None:
                 c = t.cpu
             c.preempt_count -= HARDIRQ_OFFSET

@@ -450,6 +450,8 @@ def schedule() -> None:
     or returns at once if a wake-up already came."""
     t = current_task()
     if t.kstate == TASK_RUNNING:
+        if t.woken and t.hb is not None:  # KCSAN: the wake-up came first: acquire what it released
+            t.hb.woke(t)
         _schedule_debug(t)
         t.engine.yield_cpu(t, "schedule")
         return
@@ -605,9 +607,6 @@ def ktime_get_ns() -> int:
 
 
 # -- hung tasks ---------------------------------------------------------------------------
-#: khungtaskd's default hung_task_timeout_secs, and the same in virtual ns.
-HUNG_TASK_TIMEOUT_SECS: Final = 120
-HUNG_TASK_TIMEOUT_NS: Final = HUNG_TASK_TIMEOUT_SECS * 1000 * NSEC_PER_JIFFY
 
 
 def report_hung_task(waited_ns: int, why: str) -> None:
@@ -689,6 +688,8 @@ def free_irq(irq: int, dev_id: Any = None) -> None:
         return
     while irqs.busy_elsewhere(irq, t):  # synchronize_irq(): 2.6.11 spins on IRQ_INPROGRESS
         cpu_relax()
+    if t.hb is not None:  # KCSAN: what the line's handlers did happens before what follows
+        t.hb.acquire(t, ("irq_done", irq))
 
 
 def raise_irq(irq: int, cpu: int | None = None) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from . import footprint as _fp
 from .errors import KmemUsageError
 from .kernel import (
+    WARN_ON,
     block,
     local_bh_disable,
     local_bh_enable,
@@ -424,6 +425,20 @@ def spin_is_locked(lock: spinlock_t) -> bool:
     return lock.raw.locked()
 
 
+def lockdep_assert_held(lock: Any) -> None:
+    """lockdep_assert_held(): with lockdep on (``Machine(lockdep=True)``), WARN unless the
+    current task holds ``lock`` (a spinlock_t or a mutex), at the caller's line; nothing
+    without lockdep, where the kernel compiles it away."""
+    t = current_task()
+    if lock.__class__ is mutex:
+        _mutex_arg("lockdep_assert_held", lock)
+    elif lock.__class__ is not spinlock_t or lock.machine is not t.machine:
+        lock_arg("lockdep_assert_held", t, lock, spinlock_t)
+    ld = t.machine.lockdep
+    if ld is not None and not ld.holds(t, lock):
+        WARN_ON(True, f"lockdep_assert_held({lock.name}): not held by {t.comm}/{t.pid}")
+
+
 # -- mutex ------------------------------------------------------------------------------
 class mutex:
     """A sleeping lock; ownership passes directly to the first waiter."""
@@ -487,6 +502,7 @@ def mutex_lock(m: mutex) -> None:
         m.waiters.append(t)
     try:
         while m.owner is not t:
+            t.kstate = TASK_UNINTERRUPTIBLE  # __mutex_lock_common() (khungtaskd watches it)
             block(m, None, "mutex_lock")
     except BaseException:
         if ld is not None:
@@ -629,13 +645,14 @@ def finish_wait(wq: wait_queue_head_t) -> None:
             wq.waiters.remove(t)
 
 
-def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str) -> bool:
+def _wait(wq: wait_queue_head_t, condition: Callable[[], Any], timeout_ns: int | None, event: str,
+          state: int = TASK_UNINTERRUPTIBLE) -> bool:
     t = current_task()
     engine = t.engine
     deadline = None if timeout_ns is None else engine.now + timeout_ns
     try:
         while True:
-            prepare_to_wait(wq)
+            prepare_to_wait(wq, state)
             if condition():
                 if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
                     t.hb.acquire(t, wq)
@@ -659,7 +676,7 @@ def wait_event(wq: wait_queue_head_t, condition: Callable[[], Any]) -> None:
     _wait_event("wait_event", wq, condition)
 
 
-def _wait_event(fn: str, wq: Any, condition: Any) -> None:
+def _wait_event(fn: str, wq: Any, condition: Any, state: int = TASK_UNINTERRUPTIBLE) -> None:
     _wq_arg(fn, wq)
     _condition_arg(fn, condition)
     might_sleep()
@@ -668,12 +685,13 @@ def _wait_event(fn: str, wq: Any, condition: Any) -> None:
         if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
             t.hb.acquire(t, wq)
         return
-    _wait(wq, condition, None, fn)
+    _wait(wq, condition, None, fn, state)
 
 
 def wait_event_interruptible(wq: wait_queue_head_t, condition: Callable[[], Any]) -> int:
-    """As wait_event (the model has no signals); returns 0."""
-    _wait_event("wait_event_interruptible", wq, condition)
+    """As wait_event, sleeping TASK_INTERRUPTIBLE (khungtaskd does not watch it; the model
+    has no signals); returns 0."""
+    _wait_event("wait_event_interruptible", wq, condition, TASK_INTERRUPTIBLE)
     return 0
 
 
@@ -746,7 +764,8 @@ _KINDS.update({spinlock_t: ("spinlock_t", "spin_lock_init()"), mutex: ("mutex", 
 
 __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",
            "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
-           "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "mutex", "mutex_init", "DEFINE_MUTEX",
+           "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init",
+           "DEFINE_MUTEX",
            "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
            "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
            "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",

@@ -621,6 +621,21 @@ class SmpMachine:
         self._report_stuck("livelock", "INFO: livelock: every task busy-waits, spins or sleeps, and none "
                                        "makes progress (a soft lockup that would never end)", waits)
 
+    def report_hung(self, t: Task, secs: int, waits_on: str) -> Report:
+        """khungtaskd's report of ``t``, asleep uninterruptibly for more than ``secs`` seconds
+        (check_hung_task()), made from outside ``t``: the report names ``t``, which sleeps on."""
+        lines = [f"INFO: task {t.comm}:{t.pid} blocked for more than {secs} seconds.",
+                 '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
+                 f"task:{t.comm:<15.15} state:D pid:{t.pid:<5} waits on {waits_on}"]
+        rep = Report(kind="hung_task", text="\n".join(lines), cpu=-1, task=t.name, pid=t.pid,
+                     preempt_count=0, irqs_disabled=False, stack=(),
+                     step=self._engine.steps if self._engine else 0, extra={"waits_on": waits_on})
+        self.reports.append(rep)
+        self.printk(rep.text, "ERROR")
+        if self.events is not None:
+            self.events.report(rep)
+        return rep
+
     def _report_stuck(self, kind: str, header: str, waits: list[str]) -> None:
         """A run that can never finish: say who waits on what, then end it."""
         lines = [header, *(f"  {w}" for w in waits)]

@@ -266,6 +266,12 @@ class PCTPolicy(Policy):
                 return ("P",)
         if best is None:
             return ("V", opts.idle_irq_cpus[0])
+        if opts.idle_irq_cpus:
+            # an idle CPU with an interrupt to take runs ahead of a busy-waiter (a task that
+            # dropped below every other in on_relax()): it may be what the waiter polls for
+            u = t if best[0] == "C" else best[1]
+            if u.relax_streak:
+                return ("V", opts.idle_irq_cpus[0])
         return best
 
     def on_relax(self, engine: BatonEngine, t: Task) -> None:

@@ -86,7 +86,7 @@ class Task:
                  "saved_irqs_off", "is_idle", "daemon", "prio", "last_cpu", "cpus_allowed",
                  "timer_seq", "ready_at", "vlimit", "rng", "nvcsw", "nivcsw", "flags", "gfp_ctx",
                  "held", "in_sleep", "kstate", "points", "relaxes", "relax_streak",
-                 "relax_site", "relax_t0", "relax_points", "clock_read", "granted", "engine", "fail_nth",
+                 "relax_site", "relax_t0", "relax_points", "clock_read", "slept_at", "granted", "engine", "fail_nth",
                  "make_it_fail", "hb", "glet", "__weakref__")
 
     def __init__(self, machine: Machine, pid: int, comm: str, fn: Callable[[], Any],
@@ -138,6 +138,9 @@ class Task:
         self.relax_site = ""  # where the current busy-wait loop calls cpu_relax()
         self.relax_t0 = 0  # virtual time at the first cpu_relax() of the current streak
         self.clock_read = -1  # ``relaxes`` when the task last read the clock (jiffies, ktime)
+        #: virtual time the task went to sleep at; -1 while it runs, or once khungtaskd has
+        #: reported this sleep (runtime/engine.py, Engine._khungtaskd)
+        self.slept_at = -1
         self.granted = 0  # the budget of the last grant (free engine)
         #: the engine of the run this task belongs to (set when the run registers it)
         self.engine: Any = None

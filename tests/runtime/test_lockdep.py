@@ -992,3 +992,34 @@ def test_a_lockdep_report_under_on_bug_panic_panics_with_its_title() -> None:
 
     with pytest.raises(KernelPanic, match="not syncing: WARNING: possible circular locking dependency detected"):
         m.run(body)
+
+
+def test_lockdep_assert_held_warns_when_the_lock_is_not_held() -> None:
+    """lockdep_assert_held(): a WARNING at the caller's line when the current task does not
+    hold the spinlock or mutex, silence when it does; nothing at all without lockdep."""
+    from percpu_kmem.linux import lockdep_assert_held
+
+    def run(lockdep: bool) -> Machine:
+        m = Machine(cpus=2, boot=False, lockdep=lockdep)
+        lock, mtx = spin_lock_init("assert_A"), mutex_init("assert_M")
+
+        def body() -> None:
+            spin_lock(lock)
+            lockdep_assert_held(lock)
+            spin_unlock(lock)
+            mutex_lock(mtx)
+            lockdep_assert_held(mtx)
+            mutex_unlock(mtx)
+            lockdep_assert_held(lock)  # the bug: the caller forgot the lock
+            lockdep_assert_held(mtx)
+
+        m.run(body)
+        return m
+
+    m = run(True)
+    assert [r.kind for r in m.reports] == ["warning", "warning"]
+    assert m.reports[0].lines[0].startswith("WARNING: CPU: ") and "test_lockdep.py:" in m.reports[0].lines[0]
+    assert m.reports[0].lines[1] == f"lockdep_assert_held(assert_A): not held by body/{m.reports[0].pid}"
+    assert not run(False).reports
+    with pytest.raises(KmemUsageError, match="lockdep_assert_held"):
+        Machine(cpus=1, boot=False, lockdep=True).run(lambda: lockdep_assert_held(object()))

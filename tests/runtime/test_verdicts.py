@@ -829,7 +829,8 @@ def test_a_task_asleep_until_a_device_interrupts_is_woken_by_it_not_deadlocked(p
     """LDD3's short: the reader sleeps until the device's handler wakes it. With every task
     asleep and no timer set, the device (an interrupt source with a rate) interrupts an
     idle CPU; a replay takes the same path. A sleeper nobody wakes, with a source whose
-    handler wakes nobody, is still a deadlock, after 120 s of idle virtual time."""
+    handler wakes nobody, is still a deadlock, after 120 s of idle virtual time (and
+    khungtaskd's hung task first: wait_event() sleeps uninterruptibly)."""
     from percpu_kmem.linux import wait_event, wake_up
     head = [0]
     box: dict[str, Any] = {}
@@ -863,7 +864,7 @@ def test_a_task_asleep_until_a_device_interrupts_is_woken_by_it_not_deadlocked(p
     m.request_irq(7, lambda irq, dev: None, "quiet", rate=0.2)
     wq = init_waitqueue_head()
     m.run(lambda: wait_event(wq, lambda: False))
-    assert [r.kind for r in m.reports] == ["deadlock"]
+    assert [r.kind for r in m.reports] == ["hung_task", "deadlock"]  # khungtaskd at 120 s first
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -990,3 +991,36 @@ def test_the_hint_of_a_later_run_offers_the_machine_that_repeats_every_run() -> 
     assert "replay" not in found.group(1)
     assert scenario(again) == texts
     assert again.last_trace == m.last_trace
+
+
+@pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
+def test_khungtaskd_reports_an_uninterruptible_sleep_of_over_120_seconds_once(policy: str) -> None:
+    """A task in wait_event() (TASK_UNINTERRUPTIBLE, no timeout) while the task that will
+    wake it sleeps 200 s: khungtaskd's "blocked for more than 120 seconds", once, naming
+    the sleeper, which then wakes normally. The same wait as wait_event_interruptible(),
+    or a short one, is not reported; nor is the long msleep() itself (a simplification)."""
+    from percpu_kmem.linux import wait_event, wait_event_interruptible, wake_up
+
+    def run(wait: Any, sleep_ms: int) -> Machine:
+        flag = [0]
+        box: dict[str, Any] = {"wq": init_waitqueue_head()}
+
+        def waiter() -> None:
+            wait(box["wq"], lambda: flag[0])
+
+        def waker() -> None:
+            msleep(sleep_ms)
+            flag[0] = 1
+            wake_up(box["wq"])
+
+        m = Machine(cpus=2, policy=policy, seed=3, boot=False, timeout=30)
+        m.run(waiter, waker)
+        return m
+
+    m = run(wait_event, 200_000)
+    assert [r.kind for r in m.reports] == ["hung_task"]
+    rep = m.reports[0]
+    assert rep.text.startswith("INFO: task waiter:") and "blocked for more than 120 seconds." in rep.text
+    assert rep.task.startswith("waiter")
+    assert not run(wait_event_interruptible, 200_000).reports
+    assert not run(wait_event, 100_000).reports
