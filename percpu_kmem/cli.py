@@ -32,6 +32,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -216,10 +217,19 @@ def _run_campaign(scenarios: list[StressScenario], *, label: str, quiet: bool, j
                   **plan: Any) -> CampaignResult:
     total = len(jobs(scenarios, **plan))  # also checks the plan before anything runs
     bar, advance = _progress(total, label, quiet)
-    if bar is None:
-        return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, **plan)
-    with bar:
-        return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, progress=advance, **plan)
+    try:
+        if bar is None:
+            return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, **plan)
+        with bar:
+            return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, progress=advance, **plan)
+    except BrokenProcessPool:
+        # a worker died, most often at its start (its traceback is above, on stderr): e.g. a
+        # scenario file named like a standard module (random.py), which the spawned worker
+        # imports in the standard module's place
+        pass
+    _usage(f"--jobs {jobs_n}: a worker process died (its own traceback is above); a scenario folder holding "
+           f"a file named like a standard module (random.py, queue.py) breaks the workers' imports: rename it, "
+           f"or run with --jobs 1")
 
 
 def _per_scenario(result: CampaignResult) -> list[dict[str, Any]]:

@@ -304,6 +304,22 @@ def test_dask_gives_the_same_merged_result(driver: Path) -> None:
     assert _strip(one.merge(CampaignResult())) == _strip(on_dask)
 
 
+def test_a_worker_that_dies_is_a_message_not_a_traceback(driver: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scenario file named random.py shadows the standard module in the spawned workers,
+    which die at import: the campaign ended in a BrokenProcessPool traceback."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from percpu_kmem import cli
+
+    def dies(*args: Any, **kw: Any) -> CampaignResult:
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(cli, "run_parallel", dies)
+    res = CliRunner().invoke(main, ["stress", str(driver), "--jobs", "2", "-q"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and res.stdout == ""
+    assert "--jobs 2: a worker process died" in res.output and "random.py" in res.output
+
+
 def test_parallel_needs_scenarios_from_files() -> None:
     from percpu_kmem.runtime.errors import KmemUsageError
     from percpu_kmem.scenarios import StressScenario
