@@ -615,7 +615,10 @@ def replay_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
     if want_events:
         over["events"] = True
     m, out = execute(sc, pol, opts, s, **over)
-    cmd = replay_command(sc.name, pol, opts, s, m.nr_cpus)
+    # the command that repeats this very run: from a trace, the trace (the seed alone runs
+    # the policy's own schedule, e.g. the unshrunk one of a shrunk trace)
+    cmd = (_trace_replay_command(sc.name, over["replay"], m.nr_cpus, opts) if trace is not None
+           else replay_command(sc.name, pol, opts, s, m.nr_cpus))
     view, shown = _event_view(m, events_all, events_last, events_task, events_kind, events_model) \
         if want_events and m.events is not None else (None, None)
     if as_json:

@@ -190,6 +190,16 @@ def test_explore_runs_pct_over_a_depth_range(driver: Path) -> None:
     assert sorted({o["options"]["depth"] for o in doc["outcomes"]}) == [1, 2, 3]
 
 
+def test_replay_of_a_trace_names_the_trace_in_its_replay_command(driver: Path) -> None:
+    """`replay --trace T --json` gave `replay --seed S` as its replay_command: the policy's
+    own schedule for that seed, not the trace's (for a shrunk trace, the unshrunk run)."""
+    trace = as_json(invoke("replay", f"{driver}::buggy", "--seed", "1", "--json"))["trace"]
+    doc = as_json(invoke("replay", f"{driver}::buggy", "--trace", trace, "--cpus", "2", "--json"))
+    assert doc["replay_command"] == f"percpu-kmem replay {driver}::buggy --trace {shlex.quote(trace)} --cpus 2"
+    again = as_json(invoke(*shlex.split(doc["replay_command"])[1:], "--json"))
+    assert again["trace"] == trace and again["failure"] == doc["failure"] == "sleep_in_atomic"
+
+
 def test_shrink_prints_a_smaller_trace_that_still_fails(driver: Path) -> None:
     res = invoke("shrink", f"{driver}::buggy", "--seed", "3", "--policy", "random", "--json")
     assert res.exit_code == 1, res.output
