@@ -425,6 +425,10 @@ def test_explore_exhaustive_of_a_multi_run_scenario_prints_no_replay_that_diverg
     sc, = load_scenarios(path)
     m = replay_schedule(sc.run, schedule, cpus=2, slab_debug=True)
     assert [r.kind for r in m.reports] == ["slab_double_free"]
+    # nor does the failure's message offer the machine's seed (the search decided its runs)
+    from percpu_kmem.exhaustive import explore_exhaustive
+    err = str(explore_exhaustive(sc.run, cpus=2, preemptions=1, slab_debug=True).failures[0].error)
+    assert "replay_schedule(scenario, " in err and "policy='random'" not in err and "seed=0," not in err
     text = invoke("explore", str(path), "--exhaustive", "1")
     assert "runs its machine several times" in text.stdout and "percpu-kmem replay two_runs" not in text.stdout
     assert "replay it with" not in text.stdout
