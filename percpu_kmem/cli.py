@@ -32,6 +32,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -216,10 +217,19 @@ def _run_campaign(scenarios: list[StressScenario], *, label: str, quiet: bool, j
                   **plan: Any) -> CampaignResult:
     total = len(jobs(scenarios, **plan))  # also checks the plan before anything runs
     bar, advance = _progress(total, label, quiet)
-    if bar is None:
-        return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, **plan)
-    with bar:
-        return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, progress=advance, **plan)
+    try:
+        if bar is None:
+            return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, **plan)
+        with bar:
+            return run_parallel(scenarios, jobs_n=jobs_n, dask=dask, progress=advance, **plan)
+    except BrokenProcessPool:
+        # a worker died, most often at its start (its traceback is above, on stderr): e.g. a
+        # scenario file named like a standard module (random.py), which the spawned worker
+        # imports in the standard module's place
+        pass
+    _usage(f"--jobs {jobs_n}: a worker process died (its own traceback is above); a scenario folder holding "
+           f"a file named like a standard module (random.py, queue.py) breaks the workers' imports: rename it, "
+           f"or run with --jobs 1")
 
 
 def _per_scenario(result: CampaignResult) -> list[dict[str, Any]]:
@@ -439,13 +449,19 @@ def _explore_exhaustive(scenarios: list[StressScenario], bound: int, max_schedul
                                          reduction=reduction, expect=sc.expect, **machine)
                 failing += len(res.failures)
                 cmd = None
-                if res.failures and res.failures[0].trace is not None:
-                    cmd = _trace_replay_command(sc.name, res.failures[0].trace, c)
+                first = res.failures[0] if res.failures else None
+                if first is not None and first.trace is not None and first.single_run:
+                    cmd = _trace_replay_command(sc.name, first.trace, c)
                 rows.append({"scenario": sc.name, "cpus": c, **res.as_dict(), "replay_command": cmd})
                 if not as_json:
                     click.echo(f"{sc.name} (cpus={c}): {res}")
                     if cmd:
                         click.echo("replay it with:\n  " + cmd)
+                    elif first is not None and not first.single_run:
+                        # a trace replays one run of a machine: no `replay --trace` would repeat it
+                        click.echo(f"({sc.name} runs its machine several times: a trace replays one run, so "
+                                   f"no `percpu-kmem replay` command repeats this failure; its schedule does, "
+                                   f"with percpu_kmem.exhaustive.replay_schedule above)")
     except KeyboardInterrupt:
         interrupted = True
     code = EXIT_FOUND if failing else EXIT_INTERRUPTED if interrupted else EXIT_CLEAN
@@ -599,7 +615,10 @@ def replay_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
     if want_events:
         over["events"] = True
     m, out = execute(sc, pol, opts, s, **over)
-    cmd = replay_command(sc.name, pol, opts, s, m.nr_cpus)
+    # the command that repeats this very run: from a trace, the trace (the seed alone runs
+    # the policy's own schedule, e.g. the unshrunk one of a shrunk trace)
+    cmd = (_trace_replay_command(sc.name, over["replay"], m.nr_cpus, opts) if trace is not None
+           else replay_command(sc.name, pol, opts, s, m.nr_cpus))
     view, shown = _event_view(m, events_all, events_last, events_task, events_kind, events_model) \
         if want_events and m.events is not None else (None, None)
     if as_json:
@@ -664,6 +683,9 @@ def shrink_cmd(scenario: str, seed: int | None, policy: str | None, options: tup
     m, out = execute(sc, pol, opts, s, **over)
     if not out.failed:
         _usage(f"shrink: {sc.name} does not fail under policy={pol} seed={s}: nothing to shrink")
+    if m.last_trace is None:
+        _usage(f"shrink: {sc.name} fails before its machine runs ({out.failure}): there is no schedule to "
+               f"shrink (`percpu-kmem replay` shows the failure)")
     if _multi_run(m):
         _usage(f"shrink: {sc.name} runs its machine several times; the shrinker replays one run "
                f"(make the scenario one m.run(...))")
@@ -817,6 +839,12 @@ def study_cmd(workload: str, cpus: str, configs: tuple[str, ...], seeds: int, op
     if unknown:
         _usage(f"--param {', '.join(unknown)}: workload {workload!r} takes "
                + (", ".join(f"{k} (default {v!r})" for k, v in known.items()) or "no parameter"))
+    for k, v in kw.items():  # a value of the default's kind (batch=x was a TypeError deep in the sweep)
+        default = known[k]
+        want = (int, float) if isinstance(default, float) else type(default)
+        if isinstance(v, bool) is not isinstance(default, bool) or not isinstance(v, want):
+            _usage(f"--param {k}={v!r}: workload {workload!r} takes {type(default).__name__} values for {k} "
+                   f"(default {default!r})")
     cfgs = list(configs) or list(STUDY_CONFIGS)
     if len(set(cfgs)) != len(cfgs):
         _usage("--config names a configuration twice")

@@ -71,7 +71,7 @@ from .runtime.errors import KmemUsageError
 from .runtime.policies import CONTINUE, Options, Policy
 from .runtime.task import Task
 from .runtime.trace import Trace
-from .testing import _annotate, _expect_kinds, _raise_unexpected
+from .testing import UnexpectedReport, _annotate, _expect_kinds, _raise_unexpected, _unexpected
 
 #: A choice at a decision, in pid terms (stable across runs): ("C",) the running task goes
 #: on, ("S", pid), ("D", pid, cpu), ("P",), ("V", cpu), ("I", irq).
@@ -317,6 +317,10 @@ class ExhaustiveFailure:
     error: BaseException
     hint: str  #: how to repeat the run (``replay_schedule``; with daemons, ``Machine(replay=...)`` too)
     trace: Trace | None = None  #: the last run's decision log
+    #: the scenario ran its machine once, so ``trace`` replays the whole failure
+    #: (``Machine(replay=trace)``, ``percpu-kmem replay --trace``); a scenario that runs its
+    #: machine several times repeats its failure only through ``replay_schedule``
+    single_run: bool = True
 
     @property
     def schedule_text(self) -> str:
@@ -383,16 +387,27 @@ def _machine(policy: ExhaustivePolicy, cpus: int, machine_kw: dict[str, Any], da
     return m
 
 
-def _run_one(scenario: Callable[[Machine], Any], m: Machine, check: bool,
-             expected: frozenset[str]) -> BaseException | None:
+def _run_one(scenario: Callable[[Machine], Any], m: Machine, check: bool, expected: frozenset[str],
+             hint: Callable[[], str]) -> BaseException | None:
     _fp.active += 1
     try:
         scenario(m)
         if check:
             m.check()
-        _raise_unexpected(m, expected, "exhaustive", 0, "explore_exhaustive")
+        if _single_run(m):
+            _raise_unexpected(m, expected, "exhaustive", 0, "explore_exhaustive")
+        else:
+            # the machine's own hint would offer Machine(seed=0) for the whole scenario, but the
+            # search, not the seed, decided its runs: the schedule (``hint``) is what repeats them
+            unexpected = _unexpected(m, expected)
+            if unexpected:
+                raise UnexpectedReport(unexpected, policy="exhaustive", seed=0, expect=expected, replay=hint(),
+                                       where="explore_exhaustive")
     except Exception as e:
-        _annotate(e, m, "exhaustive", 0, expected, "explore_exhaustive")
+        if _single_run(m):
+            _annotate(e, m, "exhaustive", 0, expected, "explore_exhaustive")
+        elif not isinstance(e, UnexpectedReport):
+            e.add_note(hint())
         return e
     finally:
         _fp.active -= 1
@@ -406,9 +421,18 @@ def _hint(m: Machine, schedule: list[Choice], cpus: int, daemons: bool, machine_
         args += ", daemons=False"
     how = (f"explore_exhaustive: replay with percpu_kmem.exhaustive.replay_schedule(scenario, "
            f"{schedule_text(schedule)!r}, cpus={cpus}{args})")
-    if daemons and m.last_trace is not None:
+    if daemons and _single_run(m):
+        # the machine's own hint replays its last run by trace: the whole failure only when
+        # the scenario ran the machine once (its runs were decided by the search, not by
+        # the machine's seed, so the hint's "every run of it" advice would not hold)
         how += "\n" + m.replay_hint()
     return how
+
+
+def _single_run(m: Machine) -> bool:
+    """Did the scenario run its machine once (its last trace is its first run's)?"""
+    tr = m.last_trace
+    return tr is not None and tr.seed == m.seed  # run k > 1 of a machine has a seed of its own
 
 
 def _failure_kind(m: Machine, e: BaseException, expected: frozenset[str]) -> str:
@@ -436,6 +460,9 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
     share Python objects between tracked points). ``daemons=False`` keeps kswapd from
     starting with the runs (fewer schedules: a small scenario seldom needs background
     reclaim; but a failure's trace then replays only through ``replay_schedule``).
+    A scenario that runs its machine several times is repeated by its failure's schedule
+    (``replay_schedule``) only: its last run's trace covers one run, and the machine's seed
+    decided none of them, so its failures name no ``Machine(...)`` to replay.
     """
     _check_args(scenario, cpus, preemptions, max_schedules)
     expected = _expect_kinds(expect, "explore_exhaustive")
@@ -457,7 +484,8 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
         item = heapq.heappop(heap)
         policy = ExhaustivePolicy(item.prefix, item.sleep, preemptions, reduction)
         m = _machine(policy, cpus, machine_kw, daemons)
-        err = _run_one(scenario, m, check, expected)
+        err = _run_one(scenario, m, check, expected,
+                       lambda: _hint(m, policy.schedule, cpus, daemons, machine_kw))  # noqa: B023 - called at once
         runs += 1
         by_cost[policy.cost] = by_cost.get(policy.cost, 0) + 1
         if policy.diverged is not None:
@@ -469,7 +497,7 @@ def explore_exhaustive(scenario: Callable[[Machine], Any], *, cpus: int = 2, pre
             failures.append(ExhaustiveFailure(list(policy.schedule), policy.cost,
                                               _failure_kind(m, err, expected), err,
                                               _hint(m, policy.schedule, cpus, daemons, machine_kw),
-                                              m.last_trace))
+                                              m.last_trace, _single_run(m)))
             if stop_on_failure:
                 complete = False
                 break

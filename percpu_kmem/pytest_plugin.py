@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Generator, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -93,28 +93,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+def _usage(msg: str) -> NoReturn:
+    """A misused marker: the message alone, as the test's (or the file's collection) error,
+    without a traceback through pytest's hooks."""
+    pytest.fail(msg, pytrace=False)
+
+
 def _ints(value: Any, what: str) -> list[int]:
-    items = [value] if isinstance(value, int) else list(value) if isinstance(value, Iterable) else [value]
+    one = isinstance(value, (int, str)) or not isinstance(value, Iterable)  # cpus="two" is one bad value
+    items: list[Any] = [value] if one else list(value)
     for v in items:
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise pytest.UsageError(f"@pytest.mark.{MARKER}({what}=...) takes ints >= 0, got {v!r}")
+            _usage(f"@pytest.mark.{MARKER}({what}=...) takes ints >= 0, got {v!r}")
     if not items:
-        raise pytest.UsageError(f"@pytest.mark.{MARKER}({what}=...) is empty")
-    return items
+        _usage(f"@pytest.mark.{MARKER}({what}=...) is empty")
+    return [int(v) for v in items]
 
 
 def _marker_args(marker: pytest.Mark | None) -> dict[str, Any]:
     """The marker's arguments, checked, with the defaults filled in."""
     kw = dict(marker.kwargs) if marker is not None else {}
     if marker is not None and marker.args:
-        raise pytest.UsageError(f"@pytest.mark.{MARKER} takes keyword arguments only, got {marker.args!r}")
+        _usage(f"@pytest.mark.{MARKER} takes keyword arguments only, got {marker.args!r}")
     seeds = kw.pop("seeds", None)
     if seeds is None:
         from .testing import seeds_from_env
         seed_list = list(seeds_from_env())
     elif isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
-            raise pytest.UsageError(f"@pytest.mark.{MARKER}(seeds={seeds!r}) must be positive")
+            _usage(f"@pytest.mark.{MARKER}(seeds={seeds!r}) must be positive")
         seed_list = list(range(seeds))
     else:
         seed_list = _ints(seeds, "seeds")
@@ -122,15 +129,23 @@ def _marker_args(marker: pytest.Mark | None) -> dict[str, Any]:
     policies = kw.pop("policies", None)
     if isinstance(policies, str):
         policies = [policies]
-    expect = kw.pop("expect", ())
-    expect = frozenset([expect] if isinstance(expect, str) else expect)
+    from .runtime.errors import KmemUsageError
+    from .testing import _expect_kinds
+    try:
+        expect = _expect_kinds(kw.pop("expect", ()), f"@pytest.mark.{MARKER}")
+    except KmemUsageError as e:
+        bad_expect = str(e)
+    else:
+        bad_expect = ""
+    if bad_expect:
+        _usage(bad_expect)
     check = kw.pop("check", True)
     if not isinstance(check, bool):
-        raise pytest.UsageError(f"@pytest.mark.{MARKER}(check={check!r}) must be True or False")
+        _usage(f"@pytest.mark.{MARKER}(check={check!r}) must be True or False")
     for bad in ("policy", "seed", "replay"):
         if bad in kw:
-            raise pytest.UsageError(f"@pytest.mark.{MARKER}({bad}=...): the marker chooses the {bad} of each run "
-                                    f"(use seeds=/policies=)")
+            _usage(f"@pytest.mark.{MARKER}({bad}=...): the marker chooses the {bad} of each run "
+                   f"(use seeds=/policies=)")
     return {"seeds": seed_list, "cpus": cpus, "policies": policies, "expect": expect, "check": check,
             "machine": kw}
 
@@ -148,7 +163,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         try:
             runs = plan(args["seeds"], args["policies"])
         except KmemUsageError as e:
-            raise pytest.UsageError(f"@pytest.mark.{MARKER}: {e}") from None
+            refused = str(e)
+        else:
+            refused = ""
+        if refused:
+            _usage(f"@pytest.mark.{MARKER}: {refused}")
     params, ids = [], []
     for cpus in args["cpus"]:
         for policy, options, seed in runs:
@@ -163,10 +182,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def kmem_machine(request: pytest.FixtureRequest) -> Any:
     """A booted percpu_kmem Machine; the run gets explore()'s verdict after the test."""
     from .machine import Machine
+    from .runtime.errors import KmemUsageError
     p = request.param
-    m = Machine(cpus=p["cpus"], policy=p["policy"], seed=p["seed"], **p["options"], **p["machine"])
-    request.node.stash[_run_key] = (m, p)
-    return m
+    try:
+        m = Machine(cpus=p["cpus"], policy=p["policy"], seed=p["seed"], **p["options"], **p["machine"])
+    except KmemUsageError as e:  # the marker's machine arguments: the message, not the model's frames
+        refused = str(e)
+    else:
+        request.node.stash[_run_key] = (m, p)
+        return m
+    _usage(f"@pytest.mark.{MARKER}: the machine is refused: {refused}")
 
 
 _run_key = pytest.StashKey[tuple[Any, dict[str, Any]]]()

@@ -190,6 +190,16 @@ def test_explore_runs_pct_over_a_depth_range(driver: Path) -> None:
     assert sorted({o["options"]["depth"] for o in doc["outcomes"]}) == [1, 2, 3]
 
 
+def test_replay_of_a_trace_names_the_trace_in_its_replay_command(driver: Path) -> None:
+    """`replay --trace T --json` gave `replay --seed S` as its replay_command: the policy's
+    own schedule for that seed, not the trace's (for a shrunk trace, the unshrunk run)."""
+    trace = as_json(invoke("replay", f"{driver}::buggy", "--seed", "1", "--json"))["trace"]
+    doc = as_json(invoke("replay", f"{driver}::buggy", "--trace", trace, "--cpus", "2", "--json"))
+    assert doc["replay_command"] == f"percpu-kmem replay {driver}::buggy --trace {shlex.quote(trace)} --cpus 2"
+    again = as_json(invoke(*shlex.split(doc["replay_command"])[1:], "--json"))
+    assert again["trace"] == trace and again["failure"] == doc["failure"] == "sleep_in_atomic"
+
+
 def test_shrink_prints_a_smaller_trace_that_still_fails(driver: Path) -> None:
     res = invoke("shrink", f"{driver}::buggy", "--seed", "3", "--policy", "random", "--json")
     assert res.exit_code == 1, res.output
@@ -304,6 +314,22 @@ def test_dask_gives_the_same_merged_result(driver: Path) -> None:
     assert _strip(one.merge(CampaignResult())) == _strip(on_dask)
 
 
+def test_a_worker_that_dies_is_a_message_not_a_traceback(driver: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scenario file named random.py shadows the standard module in the spawned workers,
+    which die at import: the campaign ended in a BrokenProcessPool traceback."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from percpu_kmem import cli
+
+    def dies(*args: Any, **kw: Any) -> CampaignResult:
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+    monkeypatch.setattr(cli, "run_parallel", dies)
+    res = CliRunner().invoke(main, ["stress", str(driver), "--jobs", "2", "-q"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and res.stdout == ""
+    assert "--jobs 2: a worker process died" in res.output and "random.py" in res.output
+
+
 def test_parallel_needs_scenarios_from_files() -> None:
     from percpu_kmem.runtime.errors import KmemUsageError
     from percpu_kmem.scenarios import StressScenario
@@ -360,6 +386,61 @@ def test_explore_exhaustive_bounds_preemptions_and_its_replay_fails_the_same_way
     assert again.exit_code == 1 and as_json(again)["failure"] == "sleep_in_atomic"
     clean = invoke("explore", f"{driver}::fixed", "--exhaustive", "1")
     assert clean.exit_code == 0 and "nothing found" in clean.stdout and "complete" in clean.stdout
+
+
+TWO_RUNS = textwrap.dedent('''
+    """A buffer kmalloc'ed in one run, freed by two racing closers in the next."""
+    from percpu_kmem.scenarios import stress
+    from percpu_kmem.linux import GFP_KERNEL, kfree, kmalloc
+
+    @stress(cpus=2, slab_debug=True)
+    def two_closers(m):
+        dev = {}
+        dev["buf"], = m.run(lambda: kmalloc(64, GFP_KERNEL))
+        def close():
+            buf = dev["buf"]
+            if buf is not None:
+                kfree(buf)             # both closers can see the buffer
+                dev["buf"] = None
+        m.run(close, close)
+''')
+
+
+def test_explore_exhaustive_of_a_multi_run_scenario_prints_no_replay_that_diverges(tmp_path: Path) -> None:
+    """A trace replays one run of a machine: for a scenario that runs its machine twice, the
+    failure's trace (of its second run) given to `replay --trace` diverged at step 1; the
+    search's schedule is what repeats it, and the hint no longer offers the machine's seed."""
+    from percpu_kmem.exhaustive import replay_schedule
+    from percpu_kmem.scenarios import load_scenarios
+
+    path = tmp_path / "two_runs.py"
+    path.write_text(TWO_RUNS)
+    res = invoke("explore", str(path), "--exhaustive", "1", "--json")
+    assert res.exit_code == 1, res.output
+    row = as_json(res)["results"][0]
+    assert row["failures"][0]["kind"] == "slab_double_free" and row["replay_command"] is None
+    hint = row["failures"][0]["replay"]
+    assert "replay_schedule(" in hint and "seed=0" not in hint
+    schedule = hint.split("replay_schedule(scenario, ", 1)[1].split("'")[1]
+    sc, = load_scenarios(path)
+    m = replay_schedule(sc.run, schedule, cpus=2, slab_debug=True)
+    assert [r.kind for r in m.reports] == ["slab_double_free"]
+    # nor does the failure's message offer the machine's seed (the search decided its runs)
+    from percpu_kmem.exhaustive import explore_exhaustive
+    err = str(explore_exhaustive(sc.run, cpus=2, preemptions=1, slab_debug=True).failures[0].error)
+    assert "replay_schedule(scenario, " in err and "policy='random'" not in err and "seed=0," not in err
+    text = invoke("explore", str(path), "--exhaustive", "1")
+    assert "runs its machine several times" in text.stdout and "percpu-kmem replay two_runs" not in text.stdout
+    assert "replay it with" not in text.stdout
+
+
+def test_shrink_of_a_scenario_that_fails_before_its_machine_runs_is_a_clear_usage_error(tmp_path: Path) -> None:
+    path = tmp_path / "early.py"
+    path.write_text("from percpu_kmem.scenarios import stress\n\n@stress(cpus=2)\ndef f(m):\n"
+                    "    raise ValueError('setup failed')\n")
+    res = CliRunner().invoke(main, ["shrink", f"{path}::f", "--seed", "0"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "fails before its machine runs (exception:ValueError): there is no schedule to shrink" in res.output
 
 
 def test_first_seed_shifts_the_seeds(driver: Path) -> None:
@@ -444,6 +525,11 @@ def test_study_list_names_every_workload_and_configuration() -> None:
     (["--workload", "bogus"], "Invalid value for '--workload'"),
     (["--csv", "/nonexistent/dir/x.csv"], "does not exist"),
     (["--ops", "0"], "Invalid value for '--ops'"),
+    # a value of another kind than the default's was a TypeError traceback from inside the sweep
+    (["--param", "batch=x"], "--param batch='x': workload 'threadtest' takes int values for batch (default 100)"),
+    (["--param", "batch=1.5"], "takes int values for batch"),
+    (["--param", "size=True"], "takes int values for size"),
+    (["--workload", "memory-pressure", "--param", "fill='a'"], "takes float values for fill (default 0.9)"),
 ])
 def test_study_usage_errors(args: list[str], words: str) -> None:
     res = CliRunner().invoke(main, ["study", "--cpus", "1", "--ops", "2", *args])
