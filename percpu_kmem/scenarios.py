@@ -57,7 +57,7 @@ from .mm.gfp import GFP_ATOMIC, GFP_KERNEL
 from .mm.kmalloc import kfree, kmalloc
 from .mm.physmem import PAGE_SIZE
 from .mm.slab import SLAB_POISON, SLAB_RED_ZONE, kmem_cache_alloc, kmem_cache_create, kmem_cache_free
-from .runtime.errors import KmemUsageError
+from .runtime.errors import InconsistentState, KmemUsageError
 
 #: Seeds a stress scenario runs over when it names no budget of its own.
 STRESS_SEEDS = 200
@@ -415,14 +415,21 @@ def explore_scenario(name: str, *, seeds: range, cpus: int, policy: str, tasks: 
     for seed in seeds:
         m = Machine(cpus=cpus, policy=policy, seed=seed)
         res = sc.run(m, **kw)
-        m.check()
-        bad = bool(m.reports) or bool(res.get("lost"))
+        try:
+            m.check()
+            inconsistent = ""
+        except InconsistentState as e:  # what a report left behind (a lock held by a task an Oops
+            inconsistent = str(e)       # killed), or an inconsistency of its own: a bug either way
+        bad = bool(m.reports) or bool(res.get("lost")) or bool(inconsistent)
         for r in m.reports:
             kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        if inconsistent and not m.reports:
+            kinds["inconsistent_state"] = kinds.get("inconsistent_state", 0) + 1
         if bad:
             buggy.append(seed)
             if first is None:
-                first = {"seed": seed, "result": res, "reports": [r.text for r in m.reports],
+                first = {"seed": seed, "result": res,
+                         "reports": [r.text for r in m.reports] + ([inconsistent] if inconsistent else []),
                          "replay": m.replay_hint() if policy != "free" else None}
         if progress:
             progress(1)

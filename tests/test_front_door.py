@@ -12,9 +12,6 @@ from percpu_kmem.cli import main
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.mark.xfail(strict=True, reason="scenarios.explore_scenario() runs m.check() after irq-lock's spinlock "
-                                       "recursion Oops: InconsistentState (a lock held by a dead task) escapes "
-                                       "as a traceback from README's `percpu-kmem run irq-lock --seeds 300`")
 @pytest.mark.parametrize("policy", ["random", "pct", "virtual", "free"])
 def test_run_irq_lock_reports_the_bug_and_exits_one(policy: str) -> None:
     # today: percpu_kmem.runtime.errors.InconsistentState: locks held by tasks that no longer
@@ -33,8 +30,6 @@ def test_run_irq_lock_reports_the_bug_and_exits_one(policy: str) -> None:
 #   --param queue=0 (producer-consumer): "this machine refuses further runs: the model's lock
 #     xmalloc_queue is held by study/0/5, which ended holding it"
 
-@pytest.mark.xfail(strict=True, reason="run_study() does not check workload parameter values: net-rx burst=0 "
-                                       "is a ZeroDivisionError, not a KmemUsageError (batch=0 of threadtest hangs)")
 @pytest.mark.parametrize("workload, params", [("net-rx", {"burst": 0}), ("larson", {"rounds": 0}),
                                               ("producer-consumer", {"batch": 0})])
 def test_run_study_refuses_a_parameter_out_of_range(workload: str, params: dict[str, int]) -> None:

@@ -235,10 +235,7 @@ def run_study(workload: Workload | str, cpus: Sequence[int] = (1, 2, 4, 8),
     if warmup is not None and (isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0):
         raise KmemUsageError(f"run_study: warmup(={warmup!r}) must be None or an int >= 0 (operations per CPU)")
     if params:
-        unknown = sorted(set(params) - set(wl.params))
-        if unknown:
-            raise KmemUsageError(f"run_study: workload {wl.name!r} has no parameter(s) {', '.join(unknown)}; it "
-                                 f"takes {', '.join(sorted(wl.params)) or 'none'}")
+        wl.check_params(params)  # names, kinds and ranges, before anything runs
     if progress is not None and not callable(progress):
         raise KmemUsageError(f"run_study: progress(={progress!r}) must be callable(done, total) or None")
     res = StudyResult(wl.name, ncpus, cfgs, seed_list, ops)

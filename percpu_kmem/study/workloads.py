@@ -70,17 +70,46 @@ class Workload:
     #: the parameters and their defaults (besides ops and seed)
     params: dict[str, Any]
 
-    def __call__(self, m: Machine, ops: int = 200, seed: int = 0, **params: Any) -> WorkloadRun:
+    def check_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` over the defaults, each checked before anything runs: a known name, a
+        value of the default's kind, within the parameter's range (_PARAM_RANGES; a size
+        range with min_size <= max_size). KmemUsageError otherwise."""
         unknown = sorted(set(params) - set(self.params))
         if unknown:
             raise KmemUsageError(f"workload {self.name!r}: unknown parameter(s) {', '.join(unknown)}; it takes "
                                  f"{', '.join(sorted(self.params)) or 'none'}")
+        kw = {**self.params, **params}
+        for name, value in params.items():
+            default = self.params[name]
+            low, high = _PARAM_RANGES.get(name, (None, None))
+            kind_ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+                       if isinstance(default, float) else isinstance(value, int) and not isinstance(value, bool))
+            if not kind_ok or (low is not None and value < low) or (high is not None and value > high):
+                span = f"from {low}" if high is None else f"in [{low}, {high}]"
+                raise KmemUsageError(f"workload {self.name!r}: {name}(={value!r}) must be "
+                                     f"{'a number' if isinstance(default, float) else 'an int'} {span}")
+        if "min_size" in kw and "max_size" in kw and kw["min_size"] > kw["max_size"]:
+            raise KmemUsageError(f"workload {self.name!r}: min_size(={kw['min_size']}) is above "
+                                 f"max_size(={kw['max_size']})")
+        return kw
+
+    def __call__(self, m: Machine, ops: int = 200, seed: int = 0, **params: Any) -> WorkloadRun:
+        kw = self.check_params(params)
         if isinstance(ops, bool) or not isinstance(ops, int) or ops < 1:
             raise KmemUsageError(f"workload {self.name!r}: ops(={ops!r}) must be an int >= 1 (per CPU)")
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise KmemUsageError(f"workload {self.name!r}: seed(={seed!r}) must be an int")
-        kw = {**self.params, **params}
         return self.fn(m, ops, seed, **kw)
+
+
+#: Each workload parameter's range (inclusive; None: unbounded): counts of at least one,
+#: sizes a kmalloc serves, flags 0 or 1, fractions within [0, 1].
+_PARAM_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "batch": (1, None), "slots": (1, None), "rounds": (1, None), "queue": (1, None), "burst": (1, None),
+    "size": (1, 131072), "min_size": (1, 131072), "max_size": (1, 131072), "depth": (0, None),
+    "hold": (0, None), "outside": (0, None), "local": (0, 1), "shared": (0, 1),
+    "fill": (0.0, 1.0), "out_of_order": (0.0, 1.0),
+}
 
 
 WORKLOADS: dict[str, Workload] = {}

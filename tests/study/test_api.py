@@ -69,7 +69,7 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("kw", "match"), [
     ({"cpus": [0]}, "cpus"), ({"cpus": [2, 2]}, "twice"), ({"cpus": "4"}, "cpus"), ({"seeds": []}, "seeds"),
     ({"configs": ["nope"]}, "unknown study configuration"), ({"configs": ["default", "default"]}, "share a name"),
-    ({"ops": 0}, "ops"), ({"warmup": -1}, "warmup"), ({"params": {"slot": 3}}, "no parameter"),
+    ({"ops": 0}, "ops"), ({"warmup": -1}, "warmup"), ({"params": {"slot": 3}}, "unknown parameter"),
     ({"progress": 3}, "progress"),
 ])
 def test_bad_arguments_are_refused_before_any_run(kw: dict, match: str) -> None:
@@ -209,3 +209,18 @@ def test_workload_arguments_are_checked() -> None:
         WORKLOADS["larson"](m, ops=4, slot=3)
     with pytest.raises(KmemUsageError, match="ops"):
         WORKLOADS["larson"](m, ops=0)
+
+
+@pytest.mark.parametrize(("workload", "params", "match"), [
+    ("threadtest", {"batch": 0}, "batch"), ("threadtest", {"batch": -5}, "batch"),
+    ("larson", {"slots": 0}, "slots"), ("shbench", {"slots": 0}, "slots"),
+    ("producer-consumer", {"queue": 0}, "queue"), ("memory-pressure", {"fill": 1.5}, "fill"),
+    ("larson", {"min_size": 100, "max_size": 10}, "min_size"), ("threadtest", {"size": True}, "size")])
+def test_workload_parameters_out_of_range_are_refused_before_any_run(workload: str, params: dict[str, object],
+                                                                       match: str) -> None:
+    """A parameter of the right kind but out of its workload's range (a batch of 0 made
+    threadtest loop for ever, a queue of 0 left producer-consumer's lock held) is refused
+    by name, before any machine is built."""
+    from percpu_kmem.study import run_study
+    with pytest.raises(KmemUsageError, match=match):
+        run_study(workload, cpus=[1], ops=10, params=params)
