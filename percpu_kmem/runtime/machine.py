@@ -627,9 +627,14 @@ class SmpMachine:
         lines = [f"INFO: task {t.comm}:{t.pid} blocked for more than {secs} seconds.",
                  '"echo 0 > /proc/sys/kernel/hung_task_timeout_secs" disables this message.',
                  f"task:{t.comm:<15.15} state:D pid:{t.pid:<5} waits on {waits_on}"]
-        rep = Report(kind="hung_task", text="\n".join(lines), cpu=-1, task=t.name, pid=t.pid,
+        return self._record_outside("hung_task", lines, t, {"waits_on": waits_on})
+
+    def _record_outside(self, kind: str, lines: list[str], t: Task | None, extra: dict[str, Any]) -> Report:
+        """Record a report made by the machine itself (a watchdog), not by a task's code: no
+        CPU and no stack; ``t`` is the task it is about, if one."""
+        rep = Report(kind=kind, text="\n".join(lines), cpu=-1, task=t.name if t else "-", pid=t.pid if t else 0,
                      preempt_count=0, irqs_disabled=False, stack=(),
-                     step=self._engine.steps if self._engine else 0, extra={"waits_on": waits_on})
+                     step=self._engine.steps if self._engine else 0, extra=extra)
         self.reports.append(rep)
         self.printk(rep.text, "ERROR")
         if self.events is not None:
@@ -638,14 +643,7 @@ class SmpMachine:
 
     def _report_stuck(self, kind: str, header: str, waits: list[str]) -> None:
         """A run that can never finish: say who waits on what, then end it."""
-        lines = [header, *(f"  {w}" for w in waits)]
-        rep = Report(kind=kind, text="\n".join(lines), cpu=-1, task="-", pid=0,
-                     preempt_count=0, irqs_disabled=False, stack=(),
-                     step=self._engine.steps if self._engine else 0, extra={"waits": waits})
-        self.reports.append(rep)
-        self.printk(rep.text, "ERROR")
-        if self.events is not None:
-            self.events.report(rep)
+        rep = self._record_outside(kind, [header, *(f"  {w}" for w in waits)], None, {"waits": waits})
         self._deadlock_report = rep
         if self.on_bug == "panic" and self.panicked is None:
             self.panicked = kind
