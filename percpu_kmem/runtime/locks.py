@@ -163,6 +163,7 @@ def _spin_bug(t: Task, lock: spinlock_t, msg: str, *, fatal: bool = False) -> No
              f"{owner.comm + '/' + str(owner.pid) if owner else '<none>'}, .owner_cpu: {lock.owner_cpu}"]
     file, line, _ = caller_site(3)
     kind = "spinlock_" + msg.replace(" ", "_")
+    t.machine.debug_locks = False  # spin_bug()'s debug_locks_off()
     t.machine.report(kind, lines, site=f"{lock.name}@{file}:{line}", fatal=fatal,
                      extra={"lock": lock.name, "owner": lock.owner_name()})
 

@@ -194,6 +194,9 @@ class SmpMachine:
         #: many reports it swallowed (the kernel's prev_jiffy)
         self.might_sleep_prev: int | None = None
         self.might_sleep_suppressed = 0
+        #: the kernel's debug_locks: a spinlock debug BUG turns it off for the rest of the run
+        #: (debug_locks_off()), which silences DEBUG_LOCKS_WARN_ON (preempt_count underflow)
+        self.debug_locks = True
         self._procs: dict[str, Callable[[], str]] = {}
         self._procs["lock_stat"] = lambda: lock_stat(list(self.locks))
         self._checkers: dict[str, Callable[[], None]] = {}
@@ -311,6 +314,7 @@ class SmpMachine:
             c.idle = None
         self._deadlock_report = None
         self.might_sleep_prev = None
+        self.debug_locks = True
         try:
             run_engine(engine, tasks, self.timeout)
         except BaseException as e:
