@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import BUG, panic
-from ..runtime.report import caller_site
+from ..runtime.report import caller_site, warning_line
 from ..runtime.task import current_task
 from ..runtime.validate import check_int
 from .context import current_machine
@@ -644,7 +644,7 @@ def _after_boot(bm: Bootmem, entry: str) -> bool:
     t = current_task()
     file, line, _ = caller_site(2)
     bm.m.report("bootmem_after_boot", [
-        f"WARNING: CPU: {t.cpu.id if t.cpu else 0} PID: {t.pid} at {file}:{line} {entry}",
+        warning_line(t, file, line, entry),
         f"{entry}() after free_all_bootmem(): the boot allocator is gone (slab is available); "
         "use kmalloc() or alloc_pages()"], site=f"{file}:{line}:{entry}")
     return True

@@ -54,7 +54,7 @@ from ..runtime.locks import (
     spin_lock_irqsave,
     spin_unlock_irqrestore,
 )
-from ..runtime.report import caller_site, skip_frames_of
+from ..runtime.report import caller_site, skip_frames_of, warning_line
 from ..runtime.task import current_task
 from ..runtime.validate import check_int
 from .access import do_mem_read, do_mem_write, mem_read, mem_write, memset
@@ -788,7 +788,7 @@ def pcpu_alloc(size: int, align: int, gfp: int, fn: str = "__alloc_percpu") -> P
             file, line, _ = caller_site(2)
             st.m.report("percpu_illegal_size", [
                 f"illegal size ({size}) or align ({align}) for percpu allocation",
-                f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} pcpu_alloc"], site=f"{file}:{line}")
+                warning_line(t, file, line, "pcpu_alloc")], site=f"{file}:{line}")
         return None
     if not is_atomic:
         mutex_lock(st.pcpu_alloc_mutex)  # might_sleep() first, before any state changes

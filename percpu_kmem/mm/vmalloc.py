@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..runtime.errors import InconsistentState, KmemUsageError
 from ..runtime.kernel import BUG, in_interrupt, might_sleep
 from ..runtime.locks import spin_lock, spin_lock_init, spin_unlock
-from ..runtime.report import caller_site, relpath
+from ..runtime.report import caller_site, relpath, warning_line
 from ..runtime.task import current_task
 from .context import current_machine, mm_caller_frame
 from .gfp import GFP_HIGHMEM, GFP_KERNEL, GFP_NOWARN, GFP_ZERO, c_hex, check_gfp, gfp_names
@@ -480,7 +480,7 @@ class VmallocSpace:
     def _bad_vfree(self, line: str) -> None:
         t = current_task()
         file, ln, _ = _user_site()
-        self.m.report("bad_vfree", [line, f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{ln}"],
+        self.m.report("bad_vfree", [line, warning_line(t, file, ln)],
                       site=f"{file}:{ln}")
 
     def _bug_on_in_interrupt(self, what: str) -> None:
@@ -865,7 +865,7 @@ def vmap(pages: list[Page], count: int, flags: int = VM_MAP, prot: int = PAGE_KE
         sp.m.report("bad_vmap", [
             f"vmap: illegal flags {flags:#x}: only VM_MAP ({VM_MAP:#x}) may be passed "
             f"(VM_IOREMAP and VM_ALLOC describe areas vmap() does not make)",
-            f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{ln}"], site=f"{file}:{ln}")
+            warning_line(t, file, ln)], site=f"{file}:{ln}")
         return None
     return sp.vmap(pfns, flags, prot, _user_site())
 

@@ -147,6 +147,8 @@ class Engine(ABC):
         #: ``now`` when the machine last found every task asleep with no timer set and let a
         #: device interrupt come in (_idle_interrupt); -1 once a task has woken since
         self.idle_since = -1
+        #: virtual time before which no uninterruptible sleep can be 120 s old (_khungtaskd)
+        self._hung_next = HUNG_TASK_TIMEOUT_NS
         self.steps = 0
         #: a replay's test for a decision the recorded run took just before a spinlock
         #: (``fn(t, event)``), None otherwise: see ReplayPolicy.due_before_lock
@@ -395,19 +397,29 @@ class Engine(ABC):
         self.now = max(self.now, self.timers[0][0])
         return self._fire_due()
 
+    def _timed_sleepers(self) -> set[int]:
+        """ids of the tasks whose sleep has a live timer (msleep, schedule_timeout)."""
+        return {id(entry[3]) for entry in self.timers if entry[2] == entry[3].timer_seq}
+
     def _khungtaskd(self) -> None:
         """khungtaskd, at each jump of virtual time: a task asleep uninterruptibly with no
         timeout (mutex_lock(), wait_event(), a TASK_UNINTERRUPTIBLE schedule()) for
         HUNG_TASK_TIMEOUT_SECS is reported once per sleep, in the kernel's words; it sleeps
         on (a warning, as the kernel's). Simplified: a timed uninterruptible sleep (msleep)
         is never reported, where the kernel reports one over 120 s too; daemons (kswapd,
-        whose kernel twin sleeps interruptibly) are not watched."""
+        whose kernel twin sleeps interruptibly) are not watched. No sleep can be 120 s old
+        before ``_hung_next``, so the tasks are not looked at until then."""
+        if self.now < self._hung_next:
+            return
         limit = self.now - HUNG_TASK_TIMEOUT_NS
-        hung = [u for u in self.tasks if u.state == T_SLEEPING and 0 <= u.slept_at <= limit
-                and u.kstate == TASK_UNINTERRUPTIBLE and not u.is_idle and not u.daemon]
+        watched = [u for u in self.tasks if u.state == T_SLEEPING and u.slept_at >= 0
+                   and u.kstate == TASK_UNINTERRUPTIBLE and not u.is_idle and not u.daemon]
+        hung = [u for u in watched if u.slept_at <= limit]
+        self._hung_next = min([u.slept_at + HUNG_TASK_TIMEOUT_NS for u in watched if u.slept_at > limit]
+                              + [self.now + HUNG_TASK_TIMEOUT_NS])
         if not hung:
             return
-        timed = {id(entry[3]) for entry in self.timers if entry[2] == entry[3].timer_seq}
+        timed = self._timed_sleepers()
         for u in hung:
             if id(u) not in timed:
                 u.slept_at = -1
@@ -435,18 +447,15 @@ class Engine(ABC):
         engine's own choice, the same in a replay. False when no source is registered, no
         CPU is idle, or the machine has idled TIME_WAIT_LIMIT_NS with nobody woken: then it
         is a deadlock."""
-        sources = [s for s in self.m.irq.sources if s[1] > 0]
+        sources = self.m.irq.sources  # the lines with a rate > 0
         cpus = [c for c in self.cpus if c.online and c.curr is None]
         if not sources or not cpus or not any(u.state == T_SLEEPING and not u.is_idle and not u.daemon
                                                for u in self.tasks):
             return False  # (tasks that only spin wait for a lock, not for the device)
         if self.idle_since < 0:
             self.idle_since = self.now
-        idled = self.now - self.idle_since
-        if idled >= TIME_WAIT_LIMIT_NS:
+        if not self._let_time_pass(self.idle_since):
             return False
-        step = max(1, idled // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
-        self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
         self._khungtaskd()
         irq = min(sources, key=lambda s: (-s[1], s[0]))[0]
         self.m.irq.raise_irq(irq, cpus[0].id)
@@ -459,7 +468,7 @@ class Engine(ABC):
         False when every other live task is done, stalled likewise, or sleeps with nothing
         but another task to wake it. (The allocators' waits ask it before they call a long
         wait hung: mm/mempool.py, mm/page_alloc.py.)"""
-        timed = {id(entry[3]) for entry in self.timers if entry[2] == entry[3].timer_seq}
+        timed = self._timed_sleepers()
         for u in self.tasks:
             if u is me or u.is_idle or u.state == T_DONE:
                 continue
@@ -591,17 +600,25 @@ class Engine(ABC):
             return False
         return t.relax_streak >= LIVELOCK_RELAXES and self._livelocked()
 
+    def _let_time_pass(self, since: int) -> bool:
+        """Nothing happens but waiting since ``since``: move the clock to the next jiffy,
+        then by steps of 1/32 of the wait so far (a long wait overshoots by at most that).
+        False, and the clock stays, once the wait has lasted TIME_WAIT_LIMIT_NS."""
+        waited = self.now - since
+        if waited >= TIME_WAIT_LIMIT_NS:
+            return False
+        step = max(1, waited // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
+        self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
+        return True
+
     def _pass_time(self, t: Task) -> bool:
         """Everyone busy-waits or sleeps with no timer set, and ``t`` reads the clock in its
         loop (LDD3's jitbusy: ``while (time_before(jiffies, j1)) cpu_relax();``): time passes
         as the CPUs spin. The clock moves to the next jiffy, then by steps of 1/32 of the
         wait so far (a long wait overshoots by at most that), and the busy-waiting CPUs'
         clocks with it. False once the wait has passed TIME_WAIT_LIMIT_NS."""
-        waited = self.now - t.relax_t0
-        if waited >= TIME_WAIT_LIMIT_NS:
+        if not self._let_time_pass(t.relax_t0):
             return False
-        step = max(1, waited // (32 * NSEC_PER_JIFFY)) * NSEC_PER_JIFFY
-        self.now = (self.now // NSEC_PER_JIFFY) * NSEC_PER_JIFFY + step
         for c in self.cpus:
             u = c.curr
             if u is not None and u.relax_streak and c.clock < self.now:

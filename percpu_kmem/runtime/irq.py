@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from .errors import KmemUsageError, Oops, TaskAbort
 from .preempt import HARDIRQ_OFFSET, SOFTIRQ_OFFSET
-from .report import caller_site, relpath
+from .report import caller_site, relpath, warning_line
 from .task import CPU, T_DONE, T_SLEEPING, Task, current_task
 
 if TYPE_CHECKING:
@@ -170,8 +170,7 @@ class Interrupts:
             file, line, _ = caller_site(2)
         else:
             file, line = where
-        cpu = t.cpu.id if t.cpu is not None else -1
-        self.m.report("warning", [f"WARNING: CPU: {cpu} PID: {t.pid} at {file}:{line} {fn}", msg],
+        self.m.report("warning", [warning_line(t, file, line, fn), msg],
                       site=f"{site}@{file}:{line}")
 
     def _refresh_sources(self) -> None:
@@ -340,10 +339,8 @@ class Interrupts:
 
 def _line_rate(head: IrqAction) -> float:
     """The rate the policies raise a line at: its handler's, or the highest of a shared line's."""
-    if head.next is None:
-        return head.rate
     rate = head.rate
-    a: IrqAction | None = head.next
+    a = head.next
     while a is not None:
         rate = max(rate, a.rate)
         a = a.next

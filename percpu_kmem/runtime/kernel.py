@@ -26,7 +26,7 @@ from .preempt import (
     SOFTIRQ_OFFSET,
     X86_EFLAGS_IF,
 )
-from .report import caller_site, user_site
+from .report import caller_site, user_site, warning_line
 from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
 from .validate import bad, check_callable, check_choice, check_int, check_str
 
@@ -157,7 +157,7 @@ def _underflow(t: Task) -> None:
         return
     file, line, _ = caller_site(3)
     t.machine.report("preempt_count_underflow",
-                     [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} preempt_count_sub",
+                     [warning_line(t, file, line, "preempt_count_sub"),
                       "DEBUG_LOCKS_WARN_ON(val > preempt_count())"], site=f"{file}:{line}")
 
 
@@ -770,7 +770,7 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:
     if cond:
         t = current_task()
         file, line, _ = caller_site(2)
-        t.machine.report("warning", [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line}",
+        t.machine.report("warning", [warning_line(t, file, line),
                                      *([msg] if msg else [])], site=f"{file}:{line}")
     return bool(cond)
 

@@ -80,7 +80,7 @@ from typing import Any, Final
 
 from .errors import KmemUsageError
 from .preempt import HARDIRQ_MASK, HARDIRQ_OFFSET, SOFTIRQ_MASK, SOFTIRQ_OFFSET
-from .report import Frame, capture_stack, relpath
+from .report import Frame, capture_stack, relpath, warning_line
 from .task import Task, current_task
 from .validate import check_int
 
@@ -343,7 +343,7 @@ class Lockdep:
             return
         self.reported.add(key)
         self.m.report("lockdep_irqs_on_in_hardirq",
-                      [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} lockdep_hardirqs_on_prepare",
+                      [warning_line(t, file, line, "lockdep_hardirqs_on_prepare"),
                        "DEBUG_LOCKS_WARN_ON(lockdep_hardirq_context())"], site=f"{file}:{line}")
 
     def softirqs_on(self, t: Task) -> None:

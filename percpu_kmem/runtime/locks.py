@@ -50,7 +50,7 @@ from .kernel import (
 )
 from .lockdep import lock_class_key
 from .preempt import NSEC_PER_JIFFY
-from .report import caller_code, caller_site
+from .report import caller_code, caller_site, warning_line
 from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
 from .validate import bad, check_callable, check_int, check_str
 
@@ -547,7 +547,7 @@ def mutex_unlock(m: mutex) -> None:
         if m.owner is not t:
             file, line, _ = caller_site(2)
             t.machine.report("mutex_wrong_owner",
-                             [f"WARNING: CPU: {t.cpu.id} PID: {t.pid} at {file}:{line} mutex_unlock",
+                             [warning_line(t, file, line, "mutex_unlock"),
                               f"DEBUG_LOCKS_WARN_ON(__owner_task(owner) != current): lock {m.name} "
                               f"owned by {m.describe()}"], site=f"{m.name}@{file}:{line}")
             if m.owner is None:

@@ -200,5 +200,13 @@ def format_call_trace(stack: tuple[Frame, ...]) -> list[str]:
     return ["Call Trace:", *(str(fr) for fr in stack)]
 
 
+def warning_line(t: Any, file: str, line: int, fn: str = "") -> str:
+    """The first line of a WARN() splat, today's layout: ``WARNING: CPU: <cpu> PID: <pid>
+    at <file>:<line>``, and the warning function when the kernel's names one (its symbol
+    after the site). A task without a CPU (between two) shows CPU 0."""
+    cpu = t.cpu.id if t.cpu is not None else 0
+    return f"WARNING: CPU: {cpu} PID: {t.pid} at {file}:{line}" + (f" {fn}" if fn else "")
+
+
 __all__ = ["Frame", "Report", "relpath", "skip_frames_of", "capture_stack", "caller_site", "caller_code",
-           "code_site", "user_site", "format_call_trace"]
+           "code_site", "user_site", "format_call_trace", "warning_line"]
