@@ -25,8 +25,8 @@ from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_pro
                              preempt_count, preempt_point, in_atomic, in_interrupt, in_irq,
                              in_hardirq, in_softirq, in_serving_softirq, in_task, irqs_disabled,
                              preemptible, charge, might_sleep, might_sleep_if, cond_resched,
-                             kthread_run, kthread_bind, set_cpus_allowed, SYSTEM_BOOTING,
-                             SYSTEM_RUNNING)
+                             kthread_run, kthread_should_stop, kthread_stop, kthread_bind,
+                             set_cpus_allowed, SYSTEM_BOOTING, SYSTEM_RUNNING)
 
 # -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
 from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
@@ -54,6 +54,21 @@ from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lo
                             DECLARE_WAIT_QUEUE_HEAD, prepare_to_wait, finish_wait, wait_event,
                             wait_event_interruptible, wait_event_timeout, wake_up, wake_up_all,
                             wake_up_interruptible, wake_up_nr, waitqueue_active)
+
+# -- completions, semaphores and rwlocks (<linux/completion.h>, <linux/semaphore.h> (2.6: <asm/semaphore.h>),
+#    <linux/rwsem.h>)
+from .runtime.completion import (completion, init_completion, DECLARE_COMPLETION, reinit_completion,
+                                 INIT_COMPLETION, complete, complete_all, wait_for_completion,
+                                 wait_for_completion_timeout, wait_for_completion_interruptible,
+                                 wait_for_completion_interruptible_timeout,
+                                 wait_for_completion_killable, try_wait_for_completion,
+                                 completion_done)
+from .runtime.semaphore import (semaphore, sema_init, DEFINE_SEMAPHORE, DECLARE_MUTEX,
+                                DECLARE_MUTEX_LOCKED, init_MUTEX, init_MUTEX_LOCKED, down,
+                                down_interruptible, down_killable, down_timeout, down_trylock, up)
+from .runtime.rwsem import (rw_semaphore, init_rwsem, DECLARE_RWSEM, down_read, down_write,
+                            down_read_trylock, down_write_trylock, up_read, up_write,
+                            downgrade_write, rwsem_is_locked)
 
 # -- lock validation and memalloc scopes (<linux/lockdep.h>, <linux/sched/mm.h>; Machine(lockdep=True))
 from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_nofs_save,
@@ -156,7 +171,8 @@ __all__ = [
     "preempt_disable", "preempt_enable", "preempt_enable_no_resched", "preempt_count",
     "preempt_point", "in_atomic", "in_interrupt", "in_irq", "in_hardirq", "in_softirq",
     "in_serving_softirq", "in_task", "irqs_disabled", "preemptible", "charge", "might_sleep",
-    "might_sleep_if", "cond_resched", "kthread_run", "kthread_bind", "set_cpus_allowed",
+    "might_sleep_if", "cond_resched", "kthread_run", "kthread_should_stop", "kthread_stop",
+    "kthread_bind", "set_cpus_allowed",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # interrupts and softirqs
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
@@ -177,6 +193,15 @@ __all__ = [
     "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
     "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
     "wake_up_interruptible", "wake_up_nr", "waitqueue_active",
+    # completions, semaphores and rwlocks
+    "completion", "init_completion", "DECLARE_COMPLETION", "reinit_completion", "INIT_COMPLETION",
+    "complete", "complete_all", "wait_for_completion", "wait_for_completion_timeout",
+    "wait_for_completion_interruptible", "wait_for_completion_interruptible_timeout",
+    "wait_for_completion_killable", "try_wait_for_completion", "completion_done",
+    "semaphore", "sema_init", "DEFINE_SEMAPHORE", "DECLARE_MUTEX", "DECLARE_MUTEX_LOCKED", "init_MUTEX",
+    "init_MUTEX_LOCKED", "down", "down_interruptible", "down_killable", "down_timeout", "down_trylock", "up",
+    "rw_semaphore", "init_rwsem", "DECLARE_RWSEM", "down_read", "down_write", "down_read_trylock",
+    "down_write_trylock", "up_read", "up_write", "downgrade_write", "rwsem_is_locked",
     # lock validation and memalloc scopes
     "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
     "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",

@@ -12,10 +12,11 @@ lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from .errors import KmemUsageError, NotInTaskError
+from .errors import KmemUsageError, NotInTaskError, TaskAbort
 from .preempt import (
     HARDIRQ_MASK,
     IRQ_MASK,
@@ -632,6 +633,55 @@ def report_hung_task(waited_ns: int, why: str) -> None:
 _NO_DATA: Final = object()
 
 
+#: -EINTR: what kthread_stop() returns for a thread stopped before its function ran
+EINTR: Final = 4
+
+
+class _KThread:
+    """struct kthread: the function of a thread started by kthread_run(), its
+    KTHREAD_SHOULD_STOP bit, its result and the ``exited`` completion kthread_stop() waits
+    on (kernel/kthread.c). It is the task's function: kthread() calls ``threadfn`` only if
+    no kthread_stop() came first (else the result is -EINTR), and on the way out (a return
+    or an Oops: do_exit()) wakes the task waiting in kthread_stop()."""
+
+    __slots__ = ("fn", "should_stop", "exited", "result", "waiters", "guard", "name")
+
+    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+        self.fn = fn
+        self.should_stop = False
+        self.exited = False
+        self.result: Any = None
+        self.waiters: list[Task] = []
+        self.guard = threading.Lock()
+        self.name = name
+
+    def __call__(self) -> Any:
+        done = True
+        try:
+            self.result = -EINTR if self.should_stop else self.fn()
+            return self.result
+        except TaskAbort:
+            done = False  # the run is being torn down: nobody is left to wake
+            raise
+        finally:
+            if done:
+                self._exit()
+
+    def _exit(self) -> None:
+        t = current_task()
+        with self.guard:
+            self.exited = True
+            waiters = self.waiters[:]
+            self.waiters.clear()
+        if t.hb is not None:  # KCSAN: what the thread did happens before kthread_stop() returns
+            t.hb.release(t, self)
+        for w in waiters:
+            t.engine.wake(t, w)
+
+    def describe(self) -> str:
+        return f"the exit of kthread {self.name} (kthread_stop)"
+
+
 def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
     """Start ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread in this run."""
     t = current_task()
@@ -642,7 +692,57 @@ def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str
     name = namefmt or getattr(threadfn, "__name__", "kthread")
     if t.hb is not None:  # KCSAN: the new thread starts after what its spawner did
         fn = t.hb.spawn(t, fn)
-    return t.machine._spawn(fn, name)
+    kt = _KThread(fn, name)
+    task = t.machine._spawn(kt, name)
+    kt.name = task.name
+    return task
+
+
+def kthread_should_stop() -> bool:
+    """Has kthread_stop() been called for the calling thread? (False in a task that
+    kthread_run() did not start.) A thread's loop tests it and returns when it is true."""
+    t = current()  # NotInTaskError outside a task
+    kt = t.fn
+    return kt.__class__ is _KThread and kt.should_stop
+
+
+def kthread_stop(t: Task) -> Any:
+    """Tell ``t`` (started by kthread_run()) to stop: set its should-stop flag, wake it
+    (wake_up_process()), and sleep (TASK_UNINTERRUPTIBLE) until it has exited; return
+    what its function returned, or -EINTR (-4) if it was stopped before that function ran.
+
+    A thread that never tests kthread_should_stop() (or sleeps again without testing it)
+    never exits: the caller waits for ever, which the model reports as a deadlock once
+    every task is stuck (or khungtaskd's hung task after 120 s of virtual time).
+    Context: process, may sleep."""
+    me = current_task()
+    _task_arg("kthread_stop", t, me)
+    kt = t.fn
+    if kt.__class__ is not _KThread:
+        raise KmemUsageError(f"kthread_stop: t(={t!r}) was not started by kthread_run()")
+    might_sleep()
+    kt.should_stop = True
+    wake_up_process(t)
+    try:
+        while True:
+            with kt.guard:
+                if kt.exited:
+                    break
+                me.kstate = TASK_UNINTERRUPTIBLE  # wait_for_completion(&kthread->exited)
+                me.woken = False
+                if me not in kt.waiters:
+                    kt.waiters.append(me)
+            block(kt, None, "kthread_stop")
+    except BaseException:
+        with kt.guard:
+            if me in kt.waiters:
+                kt.waiters.remove(me)
+        raise
+    finally:
+        me.kstate = TASK_RUNNING
+    if me.hb is not None:  # KCSAN
+        me.hb.acquire(me, kt)
+    return kt.result
 
 
 def kthread_bind(t: Task, cpu: int) -> None:
@@ -791,7 +891,8 @@ __all__ = [
     "wake_up_process", "msleep", "udelay", "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # kernel threads, interrupts, softirqs
-    "kthread_run", "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
+    "kthread_run", "kthread_should_stop", "kthread_stop", "EINTR",
+    "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
     "open_softirq", "raise_softirq",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
