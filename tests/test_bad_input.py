@@ -206,8 +206,16 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
-    "dev": lambda e: None,
+    "dev": lambda e: None, "sem": lambda e: pk.sema_init(None, 1),
 }
+
+
+def _done_completion(e: Env) -> Any:
+    """A completion with a ``done`` to take: a wait on it returns at once."""
+    x = pk.init_completion()
+    pk.complete(x)
+    return x
+
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
     ("kmem_cache_create", "flags"): lambda e: 0, ("kmem_cache_create", "offset"): lambda e: 0,
@@ -229,6 +237,15 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("set_cpus_allowed", "t"): lambda e: pk.kthread_run(lambda: None),
     ("wake_up_process", "t"): lambda e: pk.kthread_run(lambda: None),
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
+    **{(fn, "x"): _done_completion for fn in (
+        "reinit_completion", "INIT_COMPLETION", "complete", "complete_all", "wait_for_completion",
+        "wait_for_completion_timeout", "wait_for_completion_interruptible",
+        "wait_for_completion_interruptible_timeout", "wait_for_completion_killable",
+        "try_wait_for_completion", "completion_done")},
+    **{(fn, "sem"): (lambda e: pk.init_rwsem()) for fn in (
+        "down_read", "down_write", "down_read_trylock", "down_write_trylock", "up_read", "up_write",
+        "downgrade_write", "rwsem_is_locked")},
+    ("kthread_stop", "t"): lambda e: pk.kthread_run(lambda: None),
 }
 
 

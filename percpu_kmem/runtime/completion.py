@@ -154,13 +154,19 @@ def _take(t: Task, x: completion) -> None:
         t.hb.acquire(t, x)
 
 
-def _wait(fn: str, x: completion, timeout: int | None, state: int) -> int:
-    """do_wait_for_common(): sleep in ``state`` until ``done`` or ``timeout`` jiffies (None:
-    no limit) of virtual time; the jiffies left (at least 1) once ``done`` was taken, 0 if
+#: the timeout of the waits that have none (MAX_SCHEDULE_TIMEOUT)
+_FOREVER: Final[Any] = object()
+
+
+def _wait(fn: str, x: completion, timeout: Any, state: int) -> int:
+    """do_wait_for_common(): sleep in ``state`` until ``done`` or ``timeout`` jiffies
+    (_FOREVER: no limit) of virtual time; the jiffies left (at least 1) once ``done`` was taken, 0 if
     the time ran out."""
     t = _x_arg(fn, x)
-    if timeout is not None and (timeout.__class__ is not int or timeout < 0):
+    if timeout is not _FOREVER and (timeout.__class__ is not int or timeout < 0):
         check_int(fn, "timeout", timeout, 0, what="an int number of jiffies")
+    if timeout is _FOREVER:
+        timeout = None
     might_sleep()
     with x.guard:
         if x.done:
@@ -209,7 +215,7 @@ def _wait(fn: str, x: completion, timeout: int | None, state: int) -> int:
 def wait_for_completion(x: completion) -> None:
     """Sleep (TASK_UNINTERRUPTIBLE) until ``x`` is completed, and take one ``done``.
     Context: process, may sleep."""
-    _wait("wait_for_completion", x, None, TASK_UNINTERRUPTIBLE)
+    _wait("wait_for_completion", x, _FOREVER, TASK_UNINTERRUPTIBLE)
 
 
 def wait_for_completion_timeout(x: completion, timeout: int) -> int:
@@ -221,7 +227,7 @@ def wait_for_completion_timeout(x: completion, timeout: int) -> int:
 def wait_for_completion_interruptible(x: completion) -> int:
     """As wait_for_completion(), sleeping TASK_INTERRUPTIBLE; 0 (no signals in the model,
     so never -ERESTARTSYS)."""
-    _wait("wait_for_completion_interruptible", x, None, TASK_INTERRUPTIBLE)
+    _wait("wait_for_completion_interruptible", x, _FOREVER, TASK_INTERRUPTIBLE)
     return 0
 
 
@@ -232,7 +238,7 @@ def wait_for_completion_interruptible_timeout(x: completion, timeout: int) -> in
 
 def wait_for_completion_killable(x: completion) -> int:
     """As wait_for_completion_interruptible() (no fatal signals in the model): 0."""
-    _wait("wait_for_completion_killable", x, None, TASK_INTERRUPTIBLE)
+    _wait("wait_for_completion_killable", x, _FOREVER, TASK_INTERRUPTIBLE)
     return 0
 
 

@@ -147,11 +147,17 @@ def _got(t: Task, sem: semaphore) -> None:
         t.hb.acquire(t, sem)
 
 
-def _down(fn: str, sem: Any, timeout: int | None, state: int) -> int:
+#: the timeout of the downs that have none
+_FOREVER: Final[Any] = object()
+
+
+def _down(fn: str, sem: Any, timeout: Any, state: int) -> int:
     """__down_common(): 0 once a unit is ours, -ETIME if ``timeout`` jiffies ran out."""
     t = _sem_arg(fn, sem)
-    if timeout is not None and (timeout.__class__ is not int or timeout < 0):
+    if timeout is not _FOREVER and (timeout.__class__ is not int or timeout < 0):
         check_int(fn, "timeout", timeout, 0, what="an int number of jiffies")
+    if timeout is _FOREVER:
+        timeout = None
     might_sleep()
     with sem.guard:
         if sem.count > 0:
@@ -205,17 +211,17 @@ def _up_locked(t: Task, sem: semaphore) -> Task | None:
 
 def down(sem: semaphore) -> None:
     """Take a unit, sleeping (TASK_UNINTERRUPTIBLE) until one is free. Context: process, may sleep."""
-    _down("down", sem, None, TASK_UNINTERRUPTIBLE)
+    _down("down", sem, _FOREVER, TASK_UNINTERRUPTIBLE)
 
 
 def down_interruptible(sem: semaphore) -> int:
     """As down(), sleeping TASK_INTERRUPTIBLE: 0 (no signals in the model, never -EINTR)."""
-    return _down("down_interruptible", sem, None, TASK_INTERRUPTIBLE)
+    return _down("down_interruptible", sem, _FOREVER, TASK_INTERRUPTIBLE)
 
 
 def down_killable(sem: semaphore) -> int:
     """As down_interruptible() (no fatal signals in the model): 0."""
-    return _down("down_killable", sem, None, TASK_INTERRUPTIBLE)
+    return _down("down_killable", sem, _FOREVER, TASK_INTERRUPTIBLE)
 
 
 def down_timeout(sem: semaphore, timeout: int) -> int:
