@@ -56,7 +56,7 @@ from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lo
                             wake_up_interruptible, wake_up_nr, waitqueue_active)
 
 # -- completions, semaphores and rwlocks (<linux/completion.h>, <linux/semaphore.h> (2.6: <asm/semaphore.h>),
-#    <linux/rwsem.h>)
+#    <linux/rwsem.h>, rwlock_t of <linux/spinlock.h>)
 from .runtime.completion import (completion, init_completion, DECLARE_COMPLETION, reinit_completion,
                                  INIT_COMPLETION, complete, complete_all, wait_for_completion,
                                  wait_for_completion_timeout, wait_for_completion_interruptible,
@@ -69,6 +69,11 @@ from .runtime.semaphore import (semaphore, sema_init, DEFINE_SEMAPHORE, DECLARE_
 from .runtime.rwsem import (rw_semaphore, init_rwsem, DECLARE_RWSEM, down_read, down_write,
                             down_read_trylock, down_write_trylock, up_read, up_write,
                             downgrade_write, rwsem_is_locked)
+from .runtime.rwlock import (rwlock_t, rwlock_init, DEFINE_RWLOCK, read_lock, read_unlock, write_lock,
+                             write_unlock, read_trylock, write_trylock, read_lock_irq,
+                             read_unlock_irq, write_lock_irq, write_unlock_irq, read_lock_irqsave,
+                             read_unlock_irqrestore, write_lock_irqsave, write_unlock_irqrestore,
+                             read_lock_bh, read_unlock_bh, write_lock_bh, write_unlock_bh)
 
 # -- lock validation and memalloc scopes (<linux/lockdep.h>, <linux/sched/mm.h>; Machine(lockdep=True))
 from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_nofs_save,
@@ -202,6 +207,10 @@ __all__ = [
     "init_MUTEX_LOCKED", "down", "down_interruptible", "down_killable", "down_timeout", "down_trylock", "up",
     "rw_semaphore", "init_rwsem", "DECLARE_RWSEM", "down_read", "down_write", "down_read_trylock",
     "down_write_trylock", "up_read", "up_write", "downgrade_write", "rwsem_is_locked",
+    "rwlock_t", "rwlock_init", "DEFINE_RWLOCK", "read_lock", "read_unlock", "write_lock", "write_unlock",
+    "read_trylock", "write_trylock", "read_lock_irq", "read_unlock_irq", "write_lock_irq",
+    "write_unlock_irq", "read_lock_irqsave", "read_unlock_irqrestore", "write_lock_irqsave",
+    "write_unlock_irqrestore", "read_lock_bh", "read_unlock_bh", "write_lock_bh", "write_unlock_bh",
     # lock validation and memalloc scopes
     "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
     "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",

@@ -246,6 +246,11 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
         "down_read", "down_write", "down_read_trylock", "down_write_trylock", "up_read", "up_write",
         "downgrade_write", "rwsem_is_locked")},
     ("kthread_stop", "t"): lambda e: pk.kthread_run(lambda: None),
+    **{(fn, "lock"): (lambda e: pk.rwlock_init()) for fn in (
+        "read_lock", "read_unlock", "write_lock", "write_unlock", "read_trylock", "write_trylock",
+        "read_lock_irq", "read_unlock_irq", "write_lock_irq", "write_unlock_irq", "read_lock_irqsave",
+        "read_unlock_irqrestore", "write_lock_irqsave", "write_unlock_irqrestore", "read_lock_bh",
+        "read_unlock_bh", "write_lock_bh", "write_unlock_bh")},
 }
 
 

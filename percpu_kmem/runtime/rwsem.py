@@ -190,7 +190,7 @@ def _wake(t: Task, fn: str, sem: rw_semaphore, woken: list[Task]) -> None:
 
 def _debug_warn(t: Task, fn: str, sem: rw_semaphore, cond: str) -> None:
     """CONFIG_DEBUG_RWSEMS: the rwsem is not held the way ``fn`` releases it."""
-    file, line, _ = caller_site(3)
+    file, line, _ = caller_site(2)
     owner = sem.writer.name if sem.writer is not None and sem.activity < 0 else "<none>"
     t.machine.report("rwsem_warning",
                      [warning_line(t, file, line, fn),
