@@ -23,6 +23,9 @@ from percpu_kmem.linux import (
     msleep,
     rw_semaphore,
     rwsem_is_locked,
+    spin_lock,
+    spin_lock_init,
+    spin_unlock,
     up_read,
     up_write,
     wait_for_completion,
@@ -196,3 +199,21 @@ def test_readers_and_a_writer_under_the_rwsem_are_race_free() -> None:
 
 def test_two_readers_writing_under_down_read_race() -> None:
     assert_reported(_readers_and_writer(True), RACE, lambda ln: ln.startswith("=" * 10), cpus=3, kcsan=True)
+
+
+def test_down_read_under_a_spinlock_is_a_sleep_in_atomic() -> None:
+    def scenario(m: Machine) -> None:
+        lock = spin_lock_init("outer")
+        sem = init_rwsem("inner")
+
+        def task() -> None:
+            spin_lock(lock)
+            down_read(sem)  # BUG: may sleep, even though it does not this time
+            up_read(sem)
+            spin_unlock(lock)
+
+        m.run(task)
+
+    assert_reported(scenario, "sleep_in_atomic",
+                    lambda ln: ln.startswith("BUG: sleeping function called from invalid context at ")
+                    and "test_rwsem.py:" in ln)
