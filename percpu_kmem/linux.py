@@ -89,6 +89,9 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
 
+# -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
+from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
+
 # -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
 from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
 
@@ -202,6 +205,8 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # user space access
+    "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations
     "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc
