@@ -395,7 +395,7 @@ def test_proc_views() -> None:
 def test_gfp_nowait_never_sleeps_and_leaves_the_atomic_reserve_alone() -> None:
     """GFP_NOWAIT (2.6.21: GFP_ATOMIC & ~__GFP_HIGH) under a spinlock is quiet, and at the
     watermark it stops where GFP_ATOMIC still digs: 3/4 of min against 3/8."""
-    from percpu_kmem.linux import GFP_NOWAIT, GFP_ATOMIC, __GFP_NOWARN, spin_lock, spin_lock_init, spin_unlock
+    from percpu_kmem.linux import __GFP_NOWARN, GFP_ATOMIC, GFP_NOWAIT, spin_lock, spin_lock_init, spin_unlock
 
     assert GFP_NOWAIT == GFP_ATOMIC & ~0x20 == 0
     got: dict[str, int] = {}
