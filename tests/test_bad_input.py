@@ -251,6 +251,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
         "read_lock_irq", "read_unlock_irq", "write_lock_irq", "write_unlock_irq", "read_lock_irqsave",
         "read_unlock_irqrestore", "write_lock_irqsave", "write_unlock_irqrestore", "read_lock_bh",
         "read_unlock_bh", "write_lock_bh", "write_unlock_bh")},
+    ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
+    ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
+    ("clear_user", "to"): lambda e: bytearray(4),
 }
 
 
