@@ -27,8 +27,18 @@ Kept from the kernel:
   writer acquires: readers are ordered with writers, not with each other, so two readers
   writing shared data under ``down_read()`` is still a race.
 
-Simplified: lockdep does not see rwsems here (the model's lockdep has no read locks), nor
-does ``Task.held`` (a task may exit holding one without lockdep's note); no
+- Lockdep (``Machine(lockdep=True)``): every down, trylock and up goes through the
+  validator, as ``rwsem_acquire()``/``rwsem_acquire_read()``/``rwsem_release()`` do: a
+  recursive ``down_read()`` is "possible recursive locking detected" (an rwsem's read side
+  is not recursive for lockdep), two rwsems taken in both orders are "possible circular
+  locking dependency detected", an up of an rwsem the task does not hold is "bad unlock
+  balance detected!". The class's wait type prints {3:3}, a sleeping lock's.
+
+Simplified: the model's lockdep has no read locks, so ``down_read()`` is validated as an
+exclusive acquisition: the reports above are the kernel's, but the usage characters
+carry no read bits and a read-read dependency counts as a write one (the kernel's
+non-recursive-read rules report such cycles too). ``Task.held`` does not list rwsems (a
+task may exit holding one without the exit note); no
 ``down_read_nested``/``_killable``/``_interruptible`` forms; the rwsem's internal spinlock
 adds no scheduling point (an up adds one, as its unlock would).
 """
@@ -39,6 +49,7 @@ import threading
 from typing import Any
 
 from .kernel import block, might_sleep
+from .lockdep import lock_class_key
 from .locks import _KINDS, _auto_name, lock_arg
 from .report import caller_site, warning_line
 from .task import TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
@@ -52,10 +63,13 @@ class rw_semaphore:
     """struct rw_semaphore (create with init_rwsem() or DECLARE_RWSEM())."""
 
     __slots__ = ("name", "activity", "waiters", "granted", "readers", "writer", "guard", "machine",
-                 "__weakref__")
+                 "dep_key", "dep_class", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
         check_str("init_rwsem", "name", name, none=True)
+        #: lockdep: the class key (the init site, and the name), as a mutex's
+        self.dep_key = lock_class_key("rwsem", name, 2)
+        self.dep_class: Any = None
         self.machine: Any = None  # bound to the machine of its first user
         self.name = name or _auto_name("rwsem")
         #: readers inside (> 0), the writer (-1), or nobody (0)
@@ -122,6 +136,9 @@ def _acquired(t: Task, sem: rw_semaphore, kind: int) -> None:
 def _down(fn: str, sem: Any, kind: int) -> None:
     t = _sem_arg(fn, sem)
     might_sleep()
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, sem)  # before waiting, as rwsem_acquire() precedes the slow path
     with sem.guard:
         if not sem.waiters and (sem.activity >= 0 if kind == _READ else sem.activity == 0):
             sem.activity += 1 if kind == _READ else -1
@@ -139,6 +156,8 @@ def _down(fn: str, sem: Any, kind: int) -> None:
                 t.woken = False
             block(sem, None, fn)
     except BaseException:
+        if ld is not None:
+            ld.release(t, sem)
         woken: list[Task] = []
         with sem.guard:  # an aborted run unwinds the waiter: it leaves the queue
             if (t, kind) in sem.waiters:
@@ -216,7 +235,14 @@ def down_read_trylock(sem: rw_semaphore) -> int:
         if sem.activity >= 0 and not sem.waiters:
             sem.activity += 1
             _acquired(t, sem, _READ)
-            return 1
+            ok = True
+        else:
+            ok = False
+    if ok:
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.acquire(t, sem, True)
+        return 1
     return 0
 
 
@@ -227,13 +253,31 @@ def down_write_trylock(sem: rw_semaphore) -> int:
         if sem.activity == 0 and not sem.waiters:
             sem.activity = -1
             _acquired(t, sem, _WRITE)
-            return 1
+            ok = True
+        else:
+            ok = False
+    if ok:
+        ld = t.machine.lockdep
+        if ld is not None:
+            ld.acquire(t, sem, True)
+        return 1
     return 0
+
+
+def _lockdep_release(t: Task, sem: rw_semaphore) -> None:
+    """rwsem_release(): lockdep's "bad unlock balance" when ``t`` does not hold ``sem``."""
+    ld = t.machine.lockdep
+    if ld is not None:
+        if ld.holds(t, sem):
+            ld.release(t, sem)
+        else:
+            ld.bad_unlock(t, sem)
 
 
 def up_read(sem: rw_semaphore) -> None:
     """Leave as a reader; the last one out lets a waiting writer in."""
     t = _sem_arg("up_read", sem)
+    _lockdep_release(t, sem)
     with sem.guard:
         if sem.activity <= 0:
             bad = True
@@ -263,6 +307,7 @@ def _writer_check(t: Task, fn: str, sem: rw_semaphore) -> bool:
 def up_write(sem: rw_semaphore) -> None:
     """Leave as the writer; the waiters at the head get in (a writer, or readers)."""
     t = _sem_arg("up_write", sem)
+    _lockdep_release(t, sem)
     with sem.guard:
         ok = sem.activity < 0 and sem.writer is t
         if ok:

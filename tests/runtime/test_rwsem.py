@@ -217,3 +217,65 @@ def test_down_read_under_a_spinlock_is_a_sleep_in_atomic() -> None:
     assert_reported(scenario, "sleep_in_atomic",
                     lambda ln: ln.startswith("BUG: sleeping function called from invalid context at ")
                     and "test_rwsem.py:" in ln)
+
+
+# -- lockdep: locking-selftest.c's rsem cases --------------------------------------------------------
+def test_lockdep_reports_a_recursive_down_read_and_lets_it_through() -> None:
+    """rsem_AA1 of lib/locking-selftest.c: down_read(X); down_read(X) is a lockdep FAILURE
+    (an rwsem's read side is not recursive); with no writer waiting, it does not block."""
+    m = Machine(cpus=1, seed=1, lockdep=True)
+    sem = init_rwsem("X")
+
+    def task() -> None:
+        down_read(sem)
+        down_read(sem)
+        up_read(sem)
+        up_read(sem)
+
+    m.run(task)
+    (rep,) = m.reports
+    assert rep.kind == "lockdep_recursive"
+    assert rep.lines[1] == "WARNING: possible recursive locking detected"
+    assert any(ln.startswith("X (X){") and "-{3:3}, at: " in ln for ln in rep.lines)
+    assert sem.activity == 0
+
+
+def test_lockdep_reports_two_rwsems_taken_in_both_orders() -> None:
+    m = Machine(cpus=1, seed=1, lockdep=True)
+    a, b = init_rwsem("A"), init_rwsem("B")
+
+    def ab() -> None:
+        down_write(a)
+        down_read(b)
+        up_read(b)
+        up_write(a)
+
+    def ba() -> None:
+        down_read(b)
+        down_write(a)
+        up_write(a)
+        up_read(b)
+
+    m.run(ab)
+    assert m.reports == []
+    m.run(ba)
+    (rep,) = m.reports
+    assert rep.kind == "lockdep_circular" and rep.lines[1] == "WARNING: possible circular locking dependency detected"
+
+
+def test_lockdep_is_silent_on_nested_rwsems_in_one_order_and_reports_a_foreign_up() -> None:
+    m = Machine(cpus=1, seed=1, lockdep=True)
+    a, b = init_rwsem("A"), init_rwsem("B")
+
+    def ab() -> None:
+        down_read(a)
+        if down_write_trylock(b):
+            up_write(b)
+        down_write(b)
+        up_write(b)
+        up_read(a)
+
+    m.run(ab, ab)
+    assert m.reports == []
+    m.run(lambda: up_write(b))
+    assert [r.kind for r in m.reports] == ["lockdep_bad_unlock", "rwsem_warning"]
