@@ -106,7 +106,7 @@ _STATE_NAME: Final = {LOCK_USED_IN_HARDIRQ: "HARDIRQ", LOCK_ENABLED_HARDIRQ: "HA
 
 # -- wait types, printed as {outer:inner} (include/linux/lockdep_types.h) ------------------
 LD_WAIT_INV: Final = 0  # not checked: lockdep maps such as fs_reclaim print {0:0}
-LD_WAIT_SPIN: Final = 2  # spinlock_t (LD_WAIT_CONFIG == LD_WAIT_SPIN without PROVE_RAW_LOCK_NESTING)
+LD_WAIT_SPIN: Final = 2  # spinlock_t, rwlock_t (LD_WAIT_CONFIG == LD_WAIT_SPIN without PROVE_RAW_LOCK_NESTING)
 LD_WAIT_SLEEP: Final = 3  # mutex, rw_semaphore
 
 # -- irq contexts of a held lock (LOCK_CHAIN_*_CONTEXT) -----------------------------------
@@ -250,7 +250,8 @@ class Lockdep:
         self._names[name] = n
         if n > 1:  # __print_lock_name(): name_version "#%d" for another key of one name
             name = f"{name}#{n}"
-        wait = LD_WAIT_SLEEP if kind in ("mutex", "rwsem") else LD_WAIT_SPIN if kind == "spinlock" else LD_WAIT_INV
+        wait = LD_WAIT_SLEEP if kind in ("mutex", "rwsem") else LD_WAIT_SPIN if kind in ("spinlock", "rwlock") \
+            else LD_WAIT_INV
         cls = LockClass(name, wait)
         self.classes[key] = cls
         return cls

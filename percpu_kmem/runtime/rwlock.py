@@ -28,7 +28,13 @@ Kept from the kernel:
   acquisition acquires; ``read_unlock()`` into its reader clock, which only a writer
   acquires (readers are not ordered with each other).
 
-Simplified: lockdep does not validate rwlocks (the model's lockdep has no read locks); no
+- Lockdep (``Machine(lockdep=True)``) validates the write side, as the kernel's
+  ``rwlock_acquire()``: AA, AB-BA with other locks, irq safety (a write_lock() in an
+  interrupt handler and one with interrupts on elsewhere), bad unlock balance.
+
+Simplified: the read side is not validated (the model's lockdep has no read locks, and the
+kernel's treats rwlock readers as recursive, so the cycles through them it would report
+are rare); no
 lock_stat counters and a flat virtual-time cost per acquisition (``costs.lock``); a write
 waiter spins until no reader is left, with no queueing (2.6's arch rwlocks have none).
 """
@@ -46,6 +52,7 @@ from .kernel import (
     local_irq_save,
     preempt_enable,
 )
+from .lockdep import lock_class_key
 from .locks import _KINDS, _auto_name, _forget, lock_arg
 from .report import caller_site
 from .task import Task, current_task
@@ -59,10 +66,14 @@ _W = 1
 class rwlock_t:
     """A reader/writer spinlock. Create with ``rwlock_init()`` or ``DEFINE_RWLOCK(name)``."""
 
-    __slots__ = ("name", "readers", "owner", "owner_cpu", "guard", "machine", "internal", "magic", "__weakref__")
+    __slots__ = ("name", "readers", "owner", "owner_cpu", "guard", "machine", "internal", "magic", "dep_key",
+                 "dep_class", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
         check_str("rwlock_init", "name", name, none=True)
+        #: lockdep (the write side only): the class key, as a spinlock's
+        self.dep_key = lock_class_key("rwlock", name, 2)
+        self.dep_class: Any = None
         self.internal = False  # the model's own code takes no rwlock (Machine refuses runs on those)
         self.machine: Any = None  # bound to the machine of its first user
         self.name = name or _auto_name("rwlock")
@@ -157,6 +168,9 @@ def _read_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
 
 def _write_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
     """Preemption (and irqs or bottom halves) already off: get in as the writer."""
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock)  # before spinning, as rwlock_acquire() precedes do_raw_write_lock()
     while True:
         with lock.guard:
             if lock.owner is None and not lock.readers:
@@ -203,6 +217,12 @@ def _bad_unlock(t: Task, lock: rwlock_t) -> None:
 
 
 def _write_release(t: Task, lock: rwlock_t) -> bool:
+    ld = t.machine.lockdep
+    if ld is not None:  # rwlock_release() before the debug checks, as spin_release()
+        if ld.holds(t, lock):
+            ld.release(t, lock)
+        else:
+            ld.bad_unlock(t, lock)
     with lock.guard:
         owner = lock.owner
         if owner is not t:
@@ -282,6 +302,9 @@ def write_trylock(lock: rwlock_t) -> int:
     if not ok:
         return 0
     t.cpu.preempt_count += 1
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock, True)
     _acquired(t, lock, True)
     return 1
 
