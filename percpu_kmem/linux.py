@@ -25,7 +25,7 @@ from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_pro
                              preempt_count, preempt_point, in_atomic, in_interrupt, in_irq,
                              in_hardirq, in_softirq, in_serving_softirq, in_task, irqs_disabled,
                              preemptible, charge, might_sleep, might_sleep_if, cond_resched,
-                             kthread_run, kthread_should_stop, kthread_stop, kthread_bind,
+                             kthread_run, kthread_create, kthread_should_stop, kthread_stop, kthread_bind,
                              set_cpus_allowed, SYSTEM_BOOTING, SYSTEM_RUNNING)
 
 # -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
@@ -179,7 +179,7 @@ __all__ = [
     "preempt_disable", "preempt_enable", "preempt_enable_no_resched", "preempt_count",
     "preempt_point", "in_atomic", "in_interrupt", "in_irq", "in_hardirq", "in_softirq",
     "in_serving_softirq", "in_task", "irqs_disabled", "preemptible", "charge", "might_sleep",
-    "might_sleep_if", "cond_resched", "kthread_run", "kthread_should_stop", "kthread_stop",
+    "might_sleep_if", "cond_resched", "kthread_run", "kthread_create", "kthread_should_stop", "kthread_stop",
     "kthread_bind", "set_cpus_allowed",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # interrupts and softirqs

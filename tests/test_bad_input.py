@@ -45,6 +45,7 @@ def kernel_functions() -> list[str]:
 #: Parameters that take any Python object by design: nothing about them can be bad.
 FREE_PARAMS: dict[str, set[str]] = {
     "kthread_run": {"data"},
+    "kthread_create": {"data"},
     "request_irq": {"dev_id"},
     "free_irq": {"dev_id"},
     "WARN_ON": {"cond"},

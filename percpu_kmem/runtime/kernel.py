@@ -638,15 +638,15 @@ EINTR: Final = 4
 
 
 class _KThread:
-    """struct kthread: the function of a thread started by kthread_run(), its
+    """struct kthread: the function of a thread started by kthread_run() or kthread_create(), its
     KTHREAD_SHOULD_STOP bit, its result and the ``exited`` completion kthread_stop() waits
     on (kernel/kthread.c). It is the task's function: kthread() calls ``threadfn`` only if
     no kthread_stop() came first (else the result is -EINTR), and on the way out (a return
     or an Oops: do_exit()) wakes the task waiting in kthread_stop()."""
 
-    __slots__ = ("fn", "should_stop", "exited", "result", "waiters", "guard", "name")
+    __slots__ = ("fn", "should_stop", "exited", "result", "waiters", "guard", "name", "parked", "creator")
 
-    def __init__(self, fn: Callable[[], Any], name: str) -> None:
+    def __init__(self, fn: Callable[[], Any], name: str, creator: Task | None = None) -> None:
         self.fn = fn
         self.should_stop = False
         self.exited = False
@@ -654,10 +654,16 @@ class _KThread:
         self.waiters: list[Task] = []
         self.guard = threading.Lock()
         self.name = name
+        #: kthread_create(): the thread sleeps until its first wake-up; the creator waits
+        #: until it is asleep (``parked``), as kthread_create() waits for kthread()'s ``done``
+        self.parked = False
+        self.creator = creator
 
     def __call__(self) -> Any:
         done = True
         try:
+            if self.creator is not None:
+                self._park()
             self.result = -EINTR if self.should_stop else self.fn()
             return self.result
         except TaskAbort:
@@ -666,6 +672,21 @@ class _KThread:
         finally:
             if done:
                 self._exit()
+
+    def _park(self) -> None:
+        """kthread(): set the state, tell the creator, sleep until wake_up_process() (or
+        kthread_stop()). A wake-up that comes before the sleep is not lost."""
+        t = current_task()
+        t.kstate = TASK_INTERRUPTIBLE  # not watched by khungtaskd (the kernel's sleeps uninterruptibly)
+        t.woken = False
+        with self.guard:
+            self.parked = True
+            creator = self.creator
+            self.creator = None
+        if creator is not None:
+            t.engine.wake(t, creator)
+        block(_Parked(self.name), None, "kthread")
+        t.kstate = TASK_RUNNING
 
     def _exit(self) -> None:
         t = current_task()
@@ -680,6 +701,62 @@ class _KThread:
 
     def describe(self) -> str:
         return f"the exit of kthread {self.name} (kthread_stop)"
+
+
+class _Parked:
+    """What a kthread_create()d thread sleeps on before its first wake-up."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def describe(self) -> str:
+        return f"its first wake_up_process() (kthread_create of {self.name})"
+
+
+class _Creating:
+    """What kthread_create() waits on: the new thread's first sleep."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def describe(self) -> str:
+        return f"the start of kthread {self.name} (kthread_create)"
+
+
+def kthread_create(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
+    """Create ``threadfn(data)`` (or ``threadfn()``) as a new kernel thread that sleeps until
+    ``wake_up_process()`` starts it (``kthread_run()`` is both at once); a ``kthread_stop()``
+    before that wakes it only to exit with -EINTR, ``threadfn`` never running. Returns when
+    the thread is asleep. A thread nobody ever wakes is asleep when the run's other tasks
+    end: the model's deadlock report names it. Context: process, may sleep."""
+    t = current_task()
+    current()  # NotInTaskError first, outside a task
+    check_callable("kthread_create", "threadfn", threadfn)
+    check_str("kthread_create", "namefmt", namefmt)
+    might_sleep()
+    fn = threadfn if data is _NO_DATA else (lambda: threadfn(data))
+    name = namefmt or getattr(threadfn, "__name__", "kthread")
+    if t.hb is not None:  # KCSAN: the new thread starts after what its creator did
+        fn = t.hb.spawn(t, fn)
+    kt = _KThread(fn, name, t)
+    task = t.machine._spawn(kt, name)
+    kt.name = task.name
+    waits = _Creating(task.name)
+    try:
+        while True:
+            with kt.guard:
+                if kt.parked:
+                    break
+                t.kstate = TASK_UNINTERRUPTIBLE  # wait_for_completion(&done)
+                t.woken = False
+            block(waits, None, "kthread_create")
+    finally:
+        t.kstate = TASK_RUNNING
+    return task
 
 
 def kthread_run(threadfn: Callable[..., Any], data: Any = _NO_DATA, namefmt: str = "") -> Task:
@@ -707,7 +784,7 @@ def kthread_should_stop() -> bool:
 
 
 def kthread_stop(t: Task) -> Any:
-    """Tell ``t`` (started by kthread_run()) to stop: set its should-stop flag, wake it
+    """Tell ``t`` (started by kthread_run() or kthread_create()) to stop: set its should-stop flag, wake it
     (wake_up_process()), and sleep (TASK_UNINTERRUPTIBLE) until it has exited; return
     what its function returned, or -EINTR (-4) if it was stopped before that function ran.
 
@@ -719,7 +796,7 @@ def kthread_stop(t: Task) -> Any:
     _task_arg("kthread_stop", t, me)
     kt = t.fn
     if kt.__class__ is not _KThread:
-        raise KmemUsageError(f"kthread_stop: t(={t!r}) was not started by kthread_run()")
+        raise KmemUsageError(f"kthread_stop: t(={t!r}) was not started by kthread_run() or kthread_create()")
     might_sleep()
     kt.should_stop = True
     wake_up_process(t)
@@ -891,7 +968,7 @@ __all__ = [
     "wake_up_process", "msleep", "udelay", "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # kernel threads, interrupts, softirqs
-    "kthread_run", "kthread_should_stop", "kthread_stop", "EINTR",
+    "kthread_run", "kthread_create", "kthread_should_stop", "kthread_stop", "EINTR",
     "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
     "open_softirq", "raise_softirq",
     # printk and bugs

@@ -9,12 +9,14 @@ from percpu_kmem import KmemUsageError, Machine
 from percpu_kmem.linux import (
     current,
     init_waitqueue_head,
+    kthread_create,
     kthread_run,
     kthread_should_stop,
     kthread_stop,
     msleep,
     wait_event_interruptible,
     wake_up,
+    wake_up_process,
 )
 
 from .synccases import assert_reported, assert_silent
@@ -116,3 +118,47 @@ def test_kthread_stop_of_a_thread_that_never_checks_hangs_the_stopper() -> None:
 
 def test_kthread_stop_of_a_thread_that_checks_is_silent() -> None:
     assert_silent(_worker(True))
+
+
+# -- kthread_create: a thread that waits for its first wake-up -----------------------------------------
+@pytest.mark.parametrize("policy", ["random", "pct", "free", "virtual"])
+def test_kthread_create_runs_the_thread_only_after_wake_up_process(policy: str) -> None:
+    for seed in range(3):
+        m = Machine(cpus=2, policy=policy, seed=seed, timeout=60)
+        ran: list[str] = []
+
+        def fn(tag: str) -> int:
+            ran.append(tag)
+            while not kthread_should_stop():
+                msleep(1)
+            return 7
+
+        def owner() -> tuple[object, ...]:
+            t = kthread_create(fn, "woken", "created")
+            msleep(3)
+            before = list(ran)
+            wake_up_process(t)
+            msleep(3)
+            return before, kthread_stop(t), list(ran)
+
+        assert m.run(owner)[0] == ([], 7, ["woken"]), (policy, seed)
+        assert m.reports == []
+
+
+def test_kthread_stop_of_a_created_thread_never_woken_returns_minus_eintr() -> None:
+    m = Machine(cpus=2, seed=1)
+    ran: list[bool] = []
+
+    def owner() -> object:
+        t = kthread_create(lambda: ran.append(True), namefmt="never")
+        return kthread_stop(t)
+
+    assert m.run(owner)[0] == -4 and ran == []
+    assert m.reports == []
+
+
+def test_a_created_thread_nobody_wakes_is_named_in_the_deadlock_report() -> None:
+    m = Machine(cpus=2, seed=1)
+    m.run(lambda: kthread_create(lambda: None, namefmt="leaked") and None)
+    (rep,) = m.reports
+    assert rep.kind == "deadlock" and "sleeps on its first wake_up_process() (kthread_create of leaked/" in rep.text
