@@ -57,7 +57,8 @@ from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lo
 
 # -- completions, semaphores and rwlocks (<linux/completion.h>, <linux/semaphore.h> (2.6: <asm/semaphore.h>),
 #    <linux/rwsem.h>, rwlock_t of <linux/spinlock.h>)
-from .runtime.completion import (completion, init_completion, DECLARE_COMPLETION, reinit_completion,
+from .runtime.completion import (completion, init_completion, DECLARE_COMPLETION,
+                                 DECLARE_COMPLETION_ONSTACK, reinit_completion,
                                  INIT_COMPLETION, complete, complete_all, wait_for_completion,
                                  wait_for_completion_timeout, wait_for_completion_interruptible,
                                  wait_for_completion_interruptible_timeout,
@@ -202,7 +203,8 @@ __all__ = [
     "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
     "wake_up_interruptible", "wake_up_nr", "waitqueue_active",
     # completions, semaphores and rwlocks
-    "completion", "init_completion", "DECLARE_COMPLETION", "reinit_completion", "INIT_COMPLETION",
+    "completion", "init_completion", "DECLARE_COMPLETION", "DECLARE_COMPLETION_ONSTACK", "reinit_completion",
+    "INIT_COMPLETION",
     "complete", "complete_all", "wait_for_completion", "wait_for_completion_timeout",
     "wait_for_completion_interruptible", "wait_for_completion_interruptible_timeout",
     "wait_for_completion_killable", "try_wait_for_completion", "completion_done",

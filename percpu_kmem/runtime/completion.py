@@ -93,6 +93,8 @@ def init_completion(name: Any = None) -> completion:
 
 
 DECLARE_COMPLETION = init_completion
+#: the form for a completion on the stack (lockdep's on-stack key in the kernel; the same here)
+DECLARE_COMPLETION_ONSTACK = init_completion
 
 
 def reinit_completion(x: completion) -> None:
@@ -260,7 +262,8 @@ def completion_done(x: completion) -> bool:
 
 _KINDS[completion] = ("struct completion", "init_completion()")
 
-__all__ = ["completion", "init_completion", "DECLARE_COMPLETION", "reinit_completion", "INIT_COMPLETION",
+__all__ = ["completion", "init_completion", "DECLARE_COMPLETION", "DECLARE_COMPLETION_ONSTACK", "reinit_completion",
+           "INIT_COMPLETION",
            "complete", "complete_all", "wait_for_completion", "wait_for_completion_timeout",
            "wait_for_completion_interruptible", "wait_for_completion_interruptible_timeout",
            "wait_for_completion_killable", "try_wait_for_completion", "completion_done", "UINT_MAX"]

@@ -113,8 +113,15 @@ class _Waiting:
         return f"{'write' if self.write else 'read'} access to {self.lock.describe()}"
 
 
-def rwlock_init(name: str | None = None) -> rwlock_t:
-    """A new, unlocked rwlock (usable from plain Python too)."""
+def rwlock_init(name: Any = None) -> rwlock_t:
+    """A new, unlocked rwlock (``name``: None or a str; usable from plain Python too). Given
+    an rwlock nobody holds, re-initialise it and return it, as ``rwlock_init(&lock)``."""
+    if name.__class__ is rwlock_t:
+        lock: rwlock_t = name
+        with lock.guard:
+            if lock.owner is None and not lock.readers:
+                lock.owner_cpu = -1
+        return lock
     return rwlock_t(name)
 
 

@@ -8,6 +8,7 @@ import pytest
 from percpu_kmem import KmemUsageError, Machine, NotInTaskError
 from percpu_kmem.linux import (
     DECLARE_COMPLETION,
+    DECLARE_COMPLETION_ONSTACK,
     INIT_COMPLETION,
     complete,
     complete_all,
@@ -90,6 +91,7 @@ def test_init_completion_reinitialises_an_existing_one() -> None:
     x.done = 3
     assert init_completion(x) is x and x.done == 0
     assert init_completion().name.startswith("completion#")
+    assert DECLARE_COMPLETION_ONSTACK("on_stack").describe() == "completion on_stack (done 0)"
 
 
 def test_wait_for_completion_timeout_returns_zero_or_the_jiffies_left() -> None:

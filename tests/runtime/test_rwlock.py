@@ -60,6 +60,7 @@ def test_readers_share_and_recurse_the_writer_excludes() -> None:
 
     assert m.run(task)[0] == [2, 1, 0, 0, 1, 0, 1]
     assert m.reports == [] and lock.owner is None and lock.readers == []
+    assert rwlock_init(lock) is lock  # rwlock_init(&lock)
 
 
 def test_the_irq_and_bh_forms_disable_and_restore() -> None:
