@@ -41,7 +41,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Final
 
+from . import footprint as _fp
 from .kernel import block, might_sleep
+from .lockdep import lock_class_key
 from .locks import _KINDS, _auto_name, lock_arg
 from .preempt import NSEC_PER_JIFFY
 from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
@@ -54,12 +56,14 @@ UINT_MAX: Final = 0xFFFFFFFF
 class completion:
     """struct completion: ``done`` and the tasks waiting for it (create with init_completion())."""
 
-    __slots__ = ("name", "done", "waiters", "guard", "machine", "__weakref__")
+    __slots__ = ("name", "done", "waiters", "guard", "machine", "key", "__weakref__")
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None and name.__class__ is not str:
             raise bad("init_completion", "name", name, "None, a str name or a completion to re-initialise")
         self.machine: Any = None  # bound to the machine of its first user
+        #: the exhaustive search's footprint key: the init site (and name), stable across runs
+        self.key = lock_class_key("completion", name, 2)
         self.name = name or _auto_name("completion")
         self.done = 0
         self.waiters: list[Task] = []
@@ -105,6 +109,7 @@ def reinit_completion(x: completion) -> None:
         t = current_task()
         if t and t.machine is not x.machine:
             lock_arg("reinit_completion", t, x, completion, "x")
+    if _fp.active: _fp.touch("sync", x.key)  # noqa: E701  (no scheduling point: the search must see it)
     with x.guard:
         x.done = 0
 
@@ -247,6 +252,7 @@ def wait_for_completion_killable(x: completion) -> int:
 def try_wait_for_completion(x: completion) -> bool:
     """Take one ``done`` without sleeping: True if there was one, False otherwise. Any context."""
     t = _x_arg("try_wait_for_completion", x)
+    if _fp.active: _fp.touch("sync", x.key)  # noqa: E701
     with x.guard:
         if not x.done:
             return False
@@ -257,6 +263,7 @@ def try_wait_for_completion(x: completion) -> bool:
 def completion_done(x: completion) -> bool:
     """Is a ``done`` there (would a wait return at once)? Takes nothing. Any context."""
     _x_arg("completion_done", x)
+    if _fp.active: _fp.touch("sync", x.key, False)  # noqa: E701
     return x.done != 0
 
 

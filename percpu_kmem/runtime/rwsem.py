@@ -48,6 +48,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from . import footprint as _fp
 from .kernel import block, might_sleep
 from .lockdep import lock_class_key
 from .locks import _KINDS, _auto_name, lock_arg
@@ -231,6 +232,7 @@ def down_write(sem: rw_semaphore) -> None:
 def down_read_trylock(sem: rw_semaphore) -> int:
     """Get in as a reader if that needs no wait: 1 on success, 0 otherwise. Any context."""
     t = _sem_arg("down_read_trylock", sem)
+    if _fp.active: _fp.touch("sync", sem.dep_key)  # noqa: E701  (no scheduling point: the search must see it)
     with sem.guard:
         if sem.activity >= 0 and not sem.waiters:
             sem.activity += 1
@@ -249,6 +251,7 @@ def down_read_trylock(sem: rw_semaphore) -> int:
 def down_write_trylock(sem: rw_semaphore) -> int:
     """Get in as the writer if the rwsem is free: 1 on success, 0 otherwise. Any context."""
     t = _sem_arg("down_write_trylock", sem)
+    if _fp.active: _fp.touch("sync", sem.dep_key)  # noqa: E701  (no scheduling point: the search must see it)
     with sem.guard:
         if sem.activity == 0 and not sem.waiters:
             sem.activity = -1
@@ -344,6 +347,7 @@ def downgrade_write(sem: rw_semaphore) -> None:
 def rwsem_is_locked(sem: rw_semaphore) -> int:
     """1 while a reader or the writer is inside, else 0."""
     _sem_arg("rwsem_is_locked", sem)
+    if _fp.active: _fp.touch("sync", sem.dep_key, False)  # noqa: E701
     return int(sem.activity != 0)
 
 

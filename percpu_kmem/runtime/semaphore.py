@@ -41,7 +41,9 @@ from __future__ import annotations
 import threading
 from typing import Any, Final
 
+from . import footprint as _fp
 from .kernel import block, might_sleep
+from .lockdep import lock_class_key
 from .locks import _KINDS, _auto_name, lock_arg
 from .preempt import NSEC_PER_JIFFY
 from .task import TASK_INTERRUPTIBLE, TASK_RUNNING, TASK_UNINTERRUPTIBLE, Task, current_task
@@ -56,12 +58,14 @@ class semaphore:
     """struct semaphore: a count and the tasks sleeping in down() (create with sema_init(),
     DEFINE_SEMAPHORE() or 2.6's DECLARE_MUTEX())."""
 
-    __slots__ = ("name", "count", "waiters", "granted", "guard", "machine", "last", "__weakref__")
+    __slots__ = ("name", "count", "waiters", "granted", "guard", "machine", "last", "key", "__weakref__")
 
     def __init__(self, val: int = 1, name: str | None = None) -> None:
         _val_arg("sema_init", val)
         _name_arg("sema_init", name)
         self.machine: Any = None  # bound to the machine of its first user
+        #: the exhaustive search's footprint key: the init site (and name), stable across runs
+        self.key = lock_class_key("semaphore", name, 2)
         self.name = name or _auto_name("semaphore")
         self.count = val
         self.waiters: list[Task] = []
@@ -233,6 +237,7 @@ def down_trylock(sem: semaphore) -> int:
     """Take a unit if one is free, never sleeping: 0 on success, 1 on failure (the kernel's
     inverted sense). Any context."""
     t = _sem_arg("down_trylock", sem)
+    if _fp.active: _fp.touch("sync", sem.key)  # noqa: E701  (no scheduling point: the search must see it)
     with sem.guard:
         if sem.count <= 0:
             return 1
