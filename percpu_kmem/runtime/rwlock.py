@@ -153,8 +153,11 @@ def _rwlock_bug(t: Task, lock: rwlock_t, msg: str, fatal: bool = False) -> None:
     t.machine.report(kind, lines, site=f"{lock.name}@{file}:{line}", fatal=fatal, extra={"lock": lock.name})
 
 
-def _acquired(t: Task, lock: rwlock_t, write: bool) -> None:
+def _acquired(t: Task, lock: rwlock_t, write: bool, fn: str) -> None:
     t.held.append(lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{fn}({lock.name})", lock)
     hb = t.hb
     if hb is not None:
         hb.acquire(t, lock)
@@ -178,7 +181,7 @@ def _read_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
         if mine:  # the CPU would spin for ever on its own write hold
             _rwlock_bug(t, lock, "read-lock lockup", fatal=True)
         t.engine.spin(t, _Waiting(lock, False), fn)
-    _acquired(t, lock, False)
+    _acquired(t, lock, False, fn)
 
 
 def _write_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
@@ -200,7 +203,7 @@ def _write_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
         if upgrade:  # the CPU would spin for ever on its own read hold
             _rwlock_bug(t, lock, "write-lock lockup", fatal=True)
         t.engine.spin(t, _Waiting(lock, True), fn)
-    _acquired(t, lock, True)
+    _acquired(t, lock, True, fn)
 
 
 def _read_release(t: Task, lock: rwlock_t) -> bool:
@@ -219,6 +222,9 @@ def _read_release(t: Task, lock: rwlock_t) -> bool:
         _bad_unlock(t, lock)
         return False
     _forget(holder, lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"read_unlock({lock.name})", lock)
     return True
 
 
@@ -259,6 +265,9 @@ def _write_release(t: Task, lock: rwlock_t) -> bool:
     if owner is None:
         return False
     _forget(owner, lock)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"write_unlock({lock.name})", lock)
     return True
 
 
@@ -306,7 +315,7 @@ def read_trylock(lock: rwlock_t) -> int:
     if not ok:
         return 0
     t.cpu.preempt_count += 1
-    _acquired(t, lock, False)
+    _acquired(t, lock, False, "read_trylock")
     return 1
 
 
@@ -325,7 +334,7 @@ def write_trylock(lock: rwlock_t) -> int:
     ld = t.machine.lockdep
     if ld is not None:
         ld.acquire(t, lock, True)
-    _acquired(t, lock, True)
+    _acquired(t, lock, True, "write_trylock")
     return 1
 
 

@@ -120,7 +120,7 @@ def init_rwsem(name: Any = None) -> rw_semaphore:
 DECLARE_RWSEM = init_rwsem
 
 
-def _acquired(t: Task, sem: rw_semaphore, kind: int) -> None:
+def _acquired(t: Task, sem: rw_semaphore, kind: int, fn: str) -> None:
     """With the guard held: ``t`` is in (KCSAN: acquire the writers' clock, and a writer
     the readers' too)."""
     if kind == _READ:
@@ -132,6 +132,9 @@ def _acquired(t: Task, sem: rw_semaphore, kind: int) -> None:
         hb.acquire(t, sem)
         if kind == _WRITE:
             hb.acquire(t, (sem, _READ))
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{fn}({sem.name})", sem)
 
 
 def _down(fn: str, sem: Any, kind: int) -> None:
@@ -143,7 +146,7 @@ def _down(fn: str, sem: Any, kind: int) -> None:
     with sem.guard:
         if not sem.waiters and (sem.activity >= 0 if kind == _READ else sem.activity == 0):
             sem.activity += 1 if kind == _READ else -1
-            _acquired(t, sem, kind)
+            _acquired(t, sem, kind, fn)
             return
         sem.waiters.append((t, kind))
     try:
@@ -151,7 +154,7 @@ def _down(fn: str, sem: Any, kind: int) -> None:
             with sem.guard:
                 if t in sem.granted:
                     sem.granted.discard(t)
-                    _acquired(t, sem, kind)
+                    _acquired(t, sem, kind, fn)
                     return
                 t.kstate = TASK_UNINTERRUPTIBLE  # rwsem_down_*_slowpath (khungtaskd watches it)
                 t.woken = False
@@ -200,6 +203,8 @@ def _do_wake(sem: rw_semaphore, wakewrite: bool) -> list[Task]:
 def _wake(t: Task, fn: str, sem: rw_semaphore, woken: list[Task]) -> None:
     engine = t.engine
     ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"{fn}({sem.name})", sem)
     for w in woken:
         if engine.wake(t, w) and ev is not None:
             ev.wake(t, w, f"{fn}({sem.name})")
@@ -236,7 +241,7 @@ def down_read_trylock(sem: rw_semaphore) -> int:
     with sem.guard:
         if sem.activity >= 0 and not sem.waiters:
             sem.activity += 1
-            _acquired(t, sem, _READ)
+            _acquired(t, sem, _READ, "down_read_trylock")
             ok = True
         else:
             ok = False
@@ -255,7 +260,7 @@ def down_write_trylock(sem: rw_semaphore) -> int:
     with sem.guard:
         if sem.activity == 0 and not sem.waiters:
             sem.activity = -1
-            _acquired(t, sem, _WRITE)
+            _acquired(t, sem, _WRITE, "down_write_trylock")
             ok = True
         else:
             ok = False

@@ -144,11 +144,14 @@ def init_MUTEX_LOCKED(sem: Any = None) -> semaphore:
     return _init("init_MUTEX_LOCKED", sem, 0)
 
 
-def _got(t: Task, sem: semaphore) -> None:
-    """A unit is ``t``'s (KCSAN: acquire what the up()s released)."""
+def _got(t: Task, sem: semaphore, fn: str) -> None:
+    """A unit is ``t``'s (KCSAN: acquire what the up()s released; the event log's ``lock``)."""
     sem.last = t
     if t.hb is not None:
         t.hb.acquire(t, sem)
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "lock", f"{fn}({sem.name})", sem)
 
 
 #: the timeout of the downs that have none
@@ -166,7 +169,7 @@ def _down(fn: str, sem: Any, timeout: Any, state: int) -> int:
     with sem.guard:
         if sem.count > 0:
             sem.count -= 1
-            _got(t, sem)
+            _got(t, sem, fn)
             return 0
         t.woken = False
         sem.waiters.append(t)
@@ -177,7 +180,7 @@ def _down(fn: str, sem: Any, timeout: Any, state: int) -> int:
             with sem.guard:
                 if t in sem.granted:
                     sem.granted.discard(t)
-                    _got(t, sem)
+                    _got(t, sem, fn)
                     return 0
                 left = None if deadline is None else deadline - engine.now
                 if left is not None and left <= 0:
@@ -242,7 +245,7 @@ def down_trylock(sem: semaphore) -> int:
         if sem.count <= 0:
             return 1
         sem.count -= 1
-        _got(t, sem)
+        _got(t, sem, "down_trylock")
     return 0
 
 
@@ -254,8 +257,10 @@ def up(sem: semaphore) -> None:
             t.hb.release(t, sem)
         w = _up_locked(t, sem)
     engine = t.engine
+    ev = t.machine.events
+    if ev is not None:
+        ev.record(t, "unlock", f"up({sem.name})", sem)
     if w is not None:
-        ev = t.machine.events
         if engine.wake(t, w) and ev is not None:
             ev.wake(t, w, f"up({sem.name})")
     t.budget -= 1  # the kernel's raw_spin_unlock_irqrestore(&sem->lock)

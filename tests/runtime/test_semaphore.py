@@ -236,3 +236,34 @@ def test_abba_with_two_semaphores_is_a_deadlock_naming_both() -> None:
 
 def test_two_semaphores_taken_in_one_order_are_silent() -> None:
     assert_silent(_abba(True))
+
+
+def test_the_event_log_shows_downs_ups_and_who_woke_whom() -> None:
+    """Machine(events=True): down/up are lock/unlock events, the hand-over a wake-up; rwsems
+    and rwlocks log theirs too."""
+    from percpu_kmem.linux import down_read, init_rwsem, read_lock, read_unlock, rwlock_init, up_read
+
+    sem = DECLARE_MUTEX_LOCKED("ev_sem")
+    rw = init_rwsem("ev_rwsem")
+    rl = rwlock_init("ev_rwlock")
+
+    def waiter() -> None:
+        down(sem)
+        down_read(rw)
+        up_read(rw)
+        read_lock(rl)
+        read_unlock(rl)
+
+    def upper() -> None:
+        msleep(1)
+        up(sem)
+
+    m = Machine(cpus=2, seed=1, events=True, boot=False)
+    m.run(waiter, upper)
+    whats = [e.what for e in m.events]
+    i = whats.index("down: sleeps on semaphore ev_sem (count 0)")
+    j = whats.index("up(ev_sem) wakes waiter/1")
+    k = whats.index("down(ev_sem)")
+    assert i < j < k and whats.index("up(ev_sem)") < j
+    for what in ("down_read(ev_rwsem)", "up_read(ev_rwsem)", "read_lock(ev_rwlock)", "read_unlock(ev_rwlock)"):
+        assert what in whats, what
