@@ -206,7 +206,8 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
-    "dev": lambda e: None,
+    "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
+    "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32,
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -229,6 +230,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("set_cpus_allowed", "t"): lambda e: pk.kthread_run(lambda: None),
     ("wake_up_process", "t"): lambda e: pk.kthread_run(lambda: None),
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
+    ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
+    ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
+    ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
 }
 
 
