@@ -207,10 +207,17 @@ def _string_arg(s: object, what: str) -> bytes | int:
     return s
 
 
-def _strnlen(s: int, limit: int) -> int:
-    """strnlen() of the string at ``s``, a byte at a time through the checked accessor."""
+def strnlen(s: int, limit: int) -> int:
+    """strnlen() of the string at ``s``, a byte at a time through the checked accessor (a
+    KASAN report on it reads "in strnlen"). Under KASAN the scan stops at the first bad
+    byte it reports (the kernel would go on reading until a NUL: one report either way)."""
+    kasan = current_machine().kasan
+    seen = kasan.nr_reports if kasan is not None else 0
     n = 0
-    while n < limit and read_u8(s + n):
+    while n < limit:
+        c = read_u8(s + n)
+        if not c or (kasan is not None and kasan.nr_reports != seen):
+            break
         n += 1
     return n
 
@@ -222,7 +229,7 @@ def _strdup(what: str, s: bytes | int, limit: int, gfp: int) -> int | None:
         if p is not None:
             mem_write(p, data + b"\0")
         return p
-    n = _strnlen(s, limit)
+    n = strnlen(s, limit)
     p = kmalloc(n + 1, gfp)
     if p is not None:
         memcpy(p, s, n)

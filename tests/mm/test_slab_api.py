@@ -204,6 +204,18 @@ def test_kmemdup_of_a_source_too_short_is_a_kasan_read() -> None:
     assert "Read of size 16" in m.reports[0].text
 
 
+def test_kstrdup_of_an_unterminated_string_is_one_kasan_read_in_strnlen() -> None:
+    def probe() -> None:
+        name = kmalloc(8, GFP_KERNEL)
+        mem_write(name, b"abcdefgh")         # no NUL in its 8 bytes
+        kfree(kstrdup(name, GFP_KERNEL))
+        kfree(name)
+
+    m, _ = _run(probe, kasan=True)
+    assert [r.kind for r in m.reports] == ["kasan_slab_out_of_bounds"]
+    assert "BUG: KASAN: slab-out-of-bounds in strnlen" in m.reports[0].text
+
+
 # -- krealloc ------------------------------------------------------------------------------------
 def test_krealloc_semantics() -> None:
     def probe() -> list[Any]:
@@ -237,6 +249,34 @@ def test_krealloc_with_gfp_zero_zeroes_past_the_new_size_in_place() -> None:
     assert _run(probe, kasan=True)[1] == [True, True, b"\x22" * 64 + bytes(64)]
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_krealloc_under_slab_debugging_moves_the_kmalloc_red_zone(seed: int) -> None:
+    def probe() -> None:
+        p = kmalloc(100, GFP_KERNEL)
+        memset(p, 0x33, 100)
+        p = krealloc(p, 120, GFP_KERNEL)     # grown in place: bytes 100..119 usable now
+        memset(p, 0x44, 120)
+        p = krealloc(p, 50, GFP_KERNEL)      # shrunk: 50.. is red zone again
+        memset(p, 0x55, 50)
+        q = krealloc(p, 300, GFP_KERNEL)     # moved
+        memset(q, 0x66, 300)
+        kfree(q)
+
+    m = Machine(cpus=2, policy="random", seed=seed, slab_debug=True)
+    m.run(probe, probe)
+    assert not m.reports, m.reports[0].text
+    m.check()
+
+    def overrun() -> None:
+        p = krealloc(kmalloc(100, GFP_KERNEL), 50, GFP_KERNEL)
+        memset(p, 0x55, 51)                  # one byte into the moved red zone
+        kfree(p)
+
+    m = Machine(cpus=1, policy="random", seed=seed, slab_debug=True)
+    m.run(overrun)
+    assert m.reports, "the write past the shrunk size went unseen"
+
+
 # -- kvmalloc and kvfree -------------------------------------------------------------------------
 def test_kvmalloc_takes_kmalloc_first_then_vmalloc() -> None:
     def probe() -> list[Any]:
@@ -268,6 +308,17 @@ def test_kvmalloc_with_flags_vmalloc_cannot_honour_is_kmalloc_only() -> None:
 
     m, out = _run(probe)
     assert out == [None, None, True, True] and not m.reports
+
+
+def test_kfree_of_a_vmalloced_buffer_without_kasan_is_kfree_debugchecks_report() -> None:
+    def probe() -> None:
+        table = kvmalloc(KMALLOC_MAX_SIZE + PAGE_SIZE, GFP_KERNEL)
+        kfree(table)                          # kvfree was meant: refused, the area stays
+        kvfree(table)
+
+    m, _ = _run(probe)
+    assert [r.kind for r in m.reports] == ["slab_invalid_free"]
+    assert m.reports[0].text.startswith("kfree_debugcheck: out of range ptr"), m.reports[0].text
 
 
 # -- pages ------------------------------------------------------------------------------------------
