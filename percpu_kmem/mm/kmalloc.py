@@ -175,12 +175,22 @@ def kcalloc_node(n: int, size: int, flags: int, node: int) -> int | None:
     return kmalloc(n * size, flags | GFP_ZERO)
 
 
-def kmemdup(src: int, len: int, gfp: int) -> int | None:
+def kmemdup(src: int | bytes, len: int, gfp: int) -> int | None:
     """kmalloc(len, gfp) and a copy of the ``len`` bytes at ``src`` into it; None if the
     allocation fails. The source is read through the checked accessors (KASAN sees an
-    overrun of it, as the kernel's instrumented memcpy), after the allocation."""
+    overrun of it, as the kernel's instrumented memcpy), after the allocation. ``src``
+    may also be ``bytes``: a driver's constant data (a static table), which is not in
+    simulated memory; ``len`` may not run past it (KmemUsageError)."""
+    if isinstance(src, (bytes, bytearray)):
+        _check_args(len, gfp, "kmemdup")
+        if len > src.__len__():
+            raise KmemUsageError(f"kmemdup: len {len} runs past the {src.__len__()} bytes of src")
+        p = kmalloc(len, gfp)
+        if p is not None:
+            mem_write(p, bytes(src[:len]))
+        return p
     if src.__class__ is not int or not 0 < src < _ADDR_LIMIT:
-        raise KmemUsageError(f"kmemdup: src must be a kernel address (int), got {src!r}")
+        raise KmemUsageError(f"kmemdup: src must be a kernel address (int) or bytes, got {src!r}")
     _check_args(len, gfp, "kmemdup")
     p = kmalloc(len, gfp)
     if p is not None:

@@ -181,14 +181,15 @@ def test_kmemdup_and_kstrdup_copy() -> None:
         s1 = kstrdup(src, GFP_KERNEL)        # a C string in simulated memory
         s2 = kstrdup("eth%d", GFP_KERNEL)    # a string constant of the driver's
         s3 = kstrndup(src, 3, GFP_KERNEL)
+        t = kmemdup(b"\x01\x02\x03\x04", 3, GFP_KERNEL)   # a static table of the driver's
         out = [mem_read(d, 10), mem_read(s1, ksize(s1))[:7], mem_read(s2, 6), mem_read(s3, 4),
-               bytes([kstrdup(None, GFP_KERNEL) is None])]
-        for p in (src, d, s1, s2, s3):
+               bytes([kstrdup(None, GFP_KERNEL) is None]), mem_read(t, 3)]
+        for p in (src, d, s1, s2, s3, t):
             kfree(p)
         return out
 
     m, out = _run(probe, kasan=True)
-    assert out == [b"driver\0xyz", b"driver\0", b"eth%d\0", b"dri\0", b"\x01"]
+    assert out == [b"driver\0xyz", b"driver\0", b"eth%d\0", b"dri\0", b"\x01", b"\x01\x02\x03"]
     assert not m.reports
 
 
