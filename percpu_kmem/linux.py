@@ -64,7 +64,7 @@ from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_n
 from .runtime.kernel import (printk, panic, BUG, WARN_ON)
 
 # -- GFP flags (<linux/gfp.h>)
-from .mm.gfp import (GFP_ATOMIC, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
+from .mm.gfp import (GFP_ATOMIC, GFP_NOWAIT, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
                      GFP_ZONEMASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_WAIT, __GFP_HIGH, __GFP_IO,
                      __GFP_FS, __GFP_COLD, __GFP_NOWARN, __GFP_REPEAT, __GFP_NOFAIL, __GFP_NORETRY,
                      __GFP_NO_GROW, __GFP_COMP, __GFP_ZERO, __GFP_BITS_SHIFT, __GFP_BITS_MASK)
@@ -89,6 +89,9 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_sub_and_test, atomic_dec_and_test, atomic_inc_and_test,
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
+
+# -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
+from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
 
 # -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
 from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
@@ -188,7 +191,7 @@ __all__ = [
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
     # GFP flags
-    "GFP_ATOMIC", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
+    "GFP_ATOMIC", "GFP_NOWAIT", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
     "GFP_ZONEMASK", "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_WAIT", "__GFP_HIGH", "__GFP_IO",
     "__GFP_FS", "__GFP_COLD", "__GFP_NOWARN", "__GFP_REPEAT", "__GFP_NOFAIL", "__GFP_NORETRY",
     "__GFP_NO_GROW", "__GFP_COMP", "__GFP_ZERO", "__GFP_BITS_SHIFT", "__GFP_BITS_MASK",
@@ -208,6 +211,8 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # user space access
+    "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations
     "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc

@@ -233,6 +233,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
     ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
     ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
+    ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
+    ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
+    ("clear_user", "to"): lambda e: bytearray(4),
 }
 
 
