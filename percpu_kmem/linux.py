@@ -108,7 +108,8 @@ from .mm.slab import (kmem_cache_t, kmem_cache_create, kmem_cache_destroy, kmem_
                       POISON_INUSE, POISON_FREE, POISON_END, RED_INACTIVE, RED_ACTIVE)
 from .mm.kmalloc import (kmalloc, kzalloc, kcalloc, kfree, ksize, KMALLOC_SIZES, KMALLOC_MAX_SIZE,
                          kmalloc_node, kzalloc_node, kcalloc_node, kmalloc_array, kmemdup, kstrdup,
-                         kstrndup, krealloc, SIZE_MAX)
+                         kstrndup, krealloc, SIZE_MAX, krealloc_array, kmemdup_nul, kfree_sensitive,
+                         kzfree)
 from .mm.kvmalloc import (kvmalloc, kvmalloc_node, kvzalloc, kvmalloc_array, kvcalloc, kvfree)
 
 # -- mempools (<linux/mempool.h>)
@@ -227,7 +228,7 @@ __all__ = [
     "RED_INACTIVE", "RED_ACTIVE",
     "kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE",
     "kmalloc_node", "kzalloc_node", "kcalloc_node", "kmalloc_array", "kmemdup", "kstrdup", "kstrndup",
-    "krealloc", "SIZE_MAX",
+    "krealloc", "SIZE_MAX", "krealloc_array", "kmemdup_nul", "kfree_sensitive", "kzfree",
     "kvmalloc", "kvmalloc_node", "kvzalloc", "kvmalloc_array", "kvcalloc", "kvfree",
     # mempools
     "mempool_t", "mempool_create", "mempool_create_slab_pool", "mempool_create_kmalloc_pool",

@@ -198,6 +198,30 @@ def kmemdup(src: int | bytes, len: int, gfp: int) -> int | None:
     return p
 
 
+def kmemdup_nul(s: int | str | bytes, len: int, gfp: int) -> int | None:
+    """kmalloc(len + 1) with the ``len`` bytes at ``s`` and a NUL after them (4.13):
+    ``s`` need not be NUL-terminated. ``s`` is an address or a literal (str or bytes, at
+    least ``len`` bytes)."""
+    if isinstance(s, (str, bytes, bytearray)):
+        b = _string_arg(s, "kmemdup_nul") if isinstance(s, str) else bytes(s)
+        _check_args(len, gfp, "kmemdup_nul")
+        assert isinstance(b, bytes)
+        if len > b.__len__():
+            raise KmemUsageError(f"kmemdup_nul: len {len} runs past the {b.__len__()} bytes of s")
+        p = kmalloc(len + 1, gfp)
+        if p is not None:
+            mem_write(p, b[:len] + b"\0")
+        return p
+    if s.__class__ is not int or not 0 < s < _ADDR_LIMIT:
+        raise KmemUsageError(f"kmemdup_nul: s must be a kernel address (int) or a literal, got {s!r}")
+    _check_args(len, gfp, "kmemdup_nul")
+    p = kmalloc(len + 1, gfp)
+    if p is not None:
+        memcpy(p, s, len)
+        write_u8(p + len, 0)
+    return p
+
+
 def _string_arg(s: object, what: str) -> bytes | int:
     if isinstance(s, str):
         try:
@@ -316,6 +340,18 @@ def krealloc(p: int | None, new_size: int, flags: int) -> int | None:
     return ret
 
 
+def krealloc_array(p: int | None, new_n: int, new_size: int, flags: int) -> int | None:
+    """krealloc() to ``new_n`` elements of ``new_size`` bytes (5.10): None (NULL), ``p``
+    untouched, when the product overflows size_t."""
+    if p is not None and (p.__class__ is not int or p < 0):
+        raise KmemUsageError(f"krealloc_array: p must be an address (int) from kmalloc or None, got {p!r}")
+    _check_n(new_n, "krealloc_array")
+    _check_args(new_size, flags, "krealloc_array")
+    if new_n * new_size > SIZE_MAX:
+        return None
+    return krealloc(p, new_n * new_size, flags)
+
+
 def _resize_in_place(cachep: kmem_cache_t, p: int, new_size: int, flags: int) -> None:
     """krealloc()'s object that holds ``new_size`` already: the debug layers learn the new size."""
     sa = cachep.sa
@@ -405,11 +441,33 @@ def ksize(objp: int | None) -> int:
         return 0
     if cachep.debug:
         cachep.sa.debug.kmalloc_req.pop(objp, None)
-        if cachep.sa.m.kasan is not None:  # ksize() unpoisons the whole object
-            cachep.sa.m.kasan.ksize(objp, cachep.usable)
+        # ksize() unpoisons the whole object; of a freed one it is 0 after the report
+        if cachep.sa.m.kasan is not None and not cachep.sa.m.kasan.ksize(objp, cachep.usable):
+            return 0
     return cachep.usable
+
+
+def kfree_sensitive(p: int | None) -> None:
+    """kfree() after zeroing the whole object (``ksize()`` bytes): for keys and passwords
+    (5.10; kzfree before it). NULL does nothing. Under KASAN, of a freed object: the
+    ksize() report ("use-after-free in ksize"), nothing zeroed, then kfree's double-free."""
+    if p is not None and (p.__class__ is not int or p < 0):
+        raise KmemUsageError(f"kfree_sensitive: p must be an address (int) from kmalloc or None, got {p!r}")
+    if not p:
+        return
+    ks = ksize(p)
+    if ks:
+        current_machine().mem.write(p - PAGE_OFFSET, bytes(ks))  # memzero_explicit(), unchecked
+    kfree(p)
+
+
+def kzfree(p: int | None) -> None:
+    """kfree_sensitive() under its name of 2.6.29 to 5.9."""
+    if p is not None and (p.__class__ is not int or p < 0):
+        raise KmemUsageError(f"kzfree: p must be an address (int) from kmalloc or None, got {p!r}")
+    kfree_sensitive(p)
 
 
 __all__ = ["kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE",
            "kmalloc_node", "kzalloc_node", "kcalloc_node", "kmalloc_array", "kmemdup", "kstrdup",
-           "kstrndup", "krealloc", "SIZE_MAX"]
+           "kstrndup", "krealloc", "SIZE_MAX", "krealloc_array", "kmemdup_nul", "kfree_sensitive", "kzfree"]

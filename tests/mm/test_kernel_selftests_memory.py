@@ -10,8 +10,8 @@ Three sources, one section each:
    addr ... by task ..."); the twin must report nothing. Each runs under the four
    policies, a seed each (the last with slab debugging on as well), and m.check() after.
    kmem_cache_double_destroy is xfail (what is wrong: its reason). krealloc's cases
-   (krealloc_more_oob, krealloc_less_oob, krealloc_uaf) are in tests/mm/test_slab_api.py.
-   Not expressible, so not here: kzfree, memchr,
+   (krealloc_more_oob, krealloc_less_oob, krealloc_uaf) and kmalloc_double_kzfree are in
+   tests/mm/test_slab_api.py. Not expressible, so not here: memchr,
    memcmp, str* and the bitops (no such accessors: the atomics stand in for the bitops,
    as both are instrument_atomic_*), globals, stack and alloca (nothing of them is in
    simulated memory), SLAB_ACCOUNT, kmem_cache_alloc_bulk.

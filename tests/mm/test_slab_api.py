@@ -41,6 +41,7 @@ from percpu_kmem.linux import (
     is_vmalloc_addr,
     kcalloc_node,
     kfree,
+    kfree_sensitive,
     kmalloc,
     kmalloc_array,
     kmalloc_node,
@@ -51,7 +52,9 @@ from percpu_kmem.linux import (
     kmem_cache_free,
     kmem_cache_zalloc,
     kmemdup,
+    kmemdup_nul,
     krealloc,
+    krealloc_array,
     ksize,
     kstrdup,
     kstrndup,
@@ -62,6 +65,7 @@ from percpu_kmem.linux import (
     kvmalloc_node,
     kvzalloc,
     kzalloc_node,
+    kzfree,
     mem_read,
     mem_write,
     memset,
@@ -276,6 +280,47 @@ def test_krealloc_under_slab_debugging_moves_the_kmalloc_red_zone(seed: int) -> 
     m = Machine(cpus=1, policy="random", seed=seed, slab_debug=True)
     m.run(overrun)
     assert m.reports, "the write past the shrunk size went unseen"
+
+
+def test_krealloc_array_kmemdup_nul_and_kfree_sensitive() -> None:
+    def probe() -> list[Any]:
+        p = kmalloc(16, GFP_KERNEL)
+        memset(p, 0x77, 16)
+        out: list[Any] = [krealloc_array(p, 0x40000000, 8, GFP_KERNEL)]   # overflow: NULL, p kept
+        p = krealloc_array(p, 8, 8, GFP_KERNEL)
+        out.append(mem_read(p, 16))
+        n = kmemdup_nul(p, 3, GFP_KERNEL)
+        out.append(mem_read(n, 4))
+        kfree_sensitive(p)
+        kfree(n)
+        kzfree(None)
+        return out
+
+    m, out = _run(probe, kasan=True)
+    assert out == [None, b"\x77" * 16, b"\x77\x77\x77\0"] and not m.reports
+
+
+def test_kfree_sensitive_zeroes_the_object_before_freeing_it() -> None:
+    def probe() -> bytes:
+        key = kmalloc(32, GFP_KERNEL)
+        memset(key, 0xAB, 32)
+        kfree_sensitive(key)
+        return bytes(current_machine().mem.read(key - PAGE_OFFSET, 32))   # what is left there
+
+    assert _run(probe)[1] == bytes(32)
+
+
+def test_kmalloc_double_kzfree() -> None:
+    """test_kasan.c kmalloc_double_kzfree: the second kfree_sensitive() is reported."""
+    def probe() -> None:
+        ptr = kmalloc(16, GFP_KERNEL)
+        kfree_sensitive(ptr)
+        kfree_sensitive(ptr)
+
+    m, _ = _run(probe, kasan=True)
+    kinds = [r.kind for r in m.reports]
+    assert "kasan_slab_use_after_free" in kinds and "kasan_double_free" in kinds, kinds
+    assert "in ksize" in m.reports_of("kasan_slab_use_after_free")[0].text
 
 
 # -- kvmalloc and kvfree -------------------------------------------------------------------------
