@@ -33,6 +33,7 @@ from percpu_kmem.linux import (
     SLAB_HWCACHE_ALIGN,
     __get_dma_pages,
     alloc_pages_exact,
+    current,
     free_pages,
     free_pages_exact,
     get_cpu_ptr,
@@ -341,6 +342,20 @@ def test_kvmalloc_takes_kmalloc_first_then_vmalloc() -> None:
     assert out == [False, True, None, True, True]
     assert not m.reports
     assert not m.vmalloc.vmlist or all(a.flags & 1 for a in m.vmalloc.vmlist)  # nothing vmalloc'ed left
+
+
+def test_kvmalloc_falls_back_to_vmalloc_quietly_when_kmalloc_fails() -> None:
+    def probe() -> list[Any]:
+        current().fail_nth = 1                 # kvmalloc's kmalloc is the first injectable call
+        p = kvmalloc(8 * PAGE_SIZE, GFP_KERNEL)
+        out = [is_vmalloc_addr(p)]
+        current().fail_nth = 1
+        out.append(kvmalloc(PAGE_SIZE, GFP_KERNEL))   # a page or less: kmalloc only, NULL
+        kvfree(p)
+        return out
+
+    m, out = _run(probe, fault_inject={"failslab": {"verbose": 0, "ignore_gfp_wait": False}})
+    assert out == [True, None] and not m.reports
 
 
 def test_kvmalloc_with_flags_vmalloc_cannot_honour_is_kmalloc_only() -> None:
