@@ -9,6 +9,15 @@ anything above 131072 bytes gets NULL (None) without a warning, as in 2.6.
 ``kfree`` finds the cache from the object's slab page, so it frees objects of
 any cache; ``kfree(None)`` does nothing.
 
+Around them, the calls of later kernels a driver writer reaches for, each built on
+kmalloc/kfree and adding no scheduling point to them: the ``_node`` variants (the node
+is checked, then a hint: this SLAB has no per-node lists), ``kmalloc_array`` and
+``kcalloc``'s size_t overflow rule (32 bits), ``kmemdup``/``kmemdup_nul``,
+``kstrdup``/``kstrndup`` (a C string in simulated memory, or a literal),
+``krealloc``/``krealloc_array`` (``new_size`` 0 frees and answers NULL, the first
+krealloc's rule: this kmalloc(0) is 2.6's, there is no ZERO_SIZE_PTR) and
+``kfree_sensitive``/``kzfree``. docs/slab.md says what each keeps.
+
 Both hold the slab layer's common case themselves (a magazine hit, written out
 with every check, scheduling point and charge of ``kmem_cache_t.alloc``/``free``,
 in the same order) and leave everything else to those; docs/slab.md, "Speed".
