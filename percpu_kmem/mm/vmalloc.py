@@ -817,7 +817,9 @@ def _check_node(m: Machine, node: Any, what: str) -> None:
 
 def is_vmalloc_addr(x: Any) -> bool:
     """True when ``x`` is an address in the vmalloc window (<linux/mm.h>; 2.6.25 and
-    later): what kvfree() asks to choose between vfree() and kfree()."""
+    later): what kvfree() asks to choose between vfree() and kfree(). NULL (None) is not."""
+    if x is None:
+        return False
     if not isinstance(x, int) or isinstance(x, bool):
         raise KmemUsageError(f"is_vmalloc_addr() takes an address (int), got {x!r}")
     sp = current_machine().vmalloc

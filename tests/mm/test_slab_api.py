@@ -336,10 +336,11 @@ def test_kvmalloc_takes_kmalloc_first_then_vmalloc() -> None:
         for p in (small, large, arr):
             kvfree(p)
         kvfree(None)
+        out.append(is_vmalloc_addr(None))
         return out
 
     m, out = _run(probe, kasan=True, kmemleak="fail")
-    assert out == [False, True, None, True, True]
+    assert out == [False, True, None, True, True, False]
     assert not m.reports
     assert not m.vmalloc.vmlist or all(a.flags & 1 for a in m.vmalloc.vmlist)  # nothing vmalloc'ed left
 
