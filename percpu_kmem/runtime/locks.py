@@ -798,7 +798,9 @@ __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin
            "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
            "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init",
            "DEFINE_MUTEX",
-           "mutex_lock", "mutex_lock_interruptible", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
+           "mutex_lock", "mutex_lock_interruptible", "mutex_trylock", "mutex_unlock", "mutex_is_locked",
+           "wait_queue_head_t",
            "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
-           "wait_event", "wait_event_interruptible", "wait_event_timeout", "wait_event_interruptible_timeout", "wake_up", "wake_up_all",
+           "wait_event", "wait_event_interruptible", "wait_event_timeout", "wait_event_interruptible_timeout",
+           "wake_up", "wake_up_all",
            "wake_up_interruptible", "wake_up_nr", "waitqueue_active"]

@@ -18,7 +18,16 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from .kernel import NR_CPUS, WARN_ON, current, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
+from .kernel import (
+    NR_CPUS,
+    WARN_ON,
+    current,
+    irqs_disabled,
+    local_irq_restore,
+    local_irq_save,
+    preempt_disable,
+    preempt_enable,
+)
 from .task import current_task
 from .validate import check_callable, check_int, check_type
 
