@@ -143,7 +143,7 @@ def _cpu_number(fn: str, cpu: Any) -> int:
     """A CPU number as cpumask_check() takes it: from 0 to NR_CPUS - 1."""
     if cpu.__class__ is not int or not 0 <= cpu < NR_CPUS:
         check_int(fn, "cpu", cpu, 0, NR_CPUS - 1, "a CPU number")
-    return cpu  # type: ignore[no-any-return]
+    return cpu
 
 
 def cpu_possible(cpu: int) -> bool:
@@ -746,7 +746,7 @@ def _uint_arg(fn: str, name: str, v: Any) -> int:
     """A C ``unsigned int``: an int from 0 to 2**32 - 1."""
     if v.__class__ is not int or not 0 <= v <= _UINT_MAX:
         check_int(fn, name, v, 0, _UINT_MAX, "an unsigned int")
-    return v  # type: ignore[no-any-return]
+    return v
 
 
 def msecs_to_jiffies(m: int) -> int:
@@ -972,9 +972,9 @@ def _warn_fmt(fn: str, fmt: Any, args: tuple[Any, ...]) -> str:
     if fmt.__class__ is not str:
         check_str(fn, "fmt", fmt)
     if not args:
-        return fmt.rstrip("\n")  # type: ignore[no-any-return]
+        return fmt.rstrip("\n")
     try:
-        return (fmt % args).rstrip("\n")  # type: ignore[no-any-return]
+        return (fmt % args).rstrip("\n")
     except (TypeError, ValueError, KeyError) as e:
         raise KmemUsageError(f"{fn}: fmt(={fmt!r}) does not fit its arguments {args!r}: {e}") from None
 
