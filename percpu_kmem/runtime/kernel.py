@@ -874,6 +874,65 @@ def free_irq(irq: int, dev_id: Any = None) -> None:
         t.hb.acquire(t, ("irq_done", irq))
 
 
+#: The interrupt lines disable_irq() and friends take without a handler registered
+#: (irq_desc exists for each of them, as for i386's vectors); a line with a handler
+#: (request_irq() takes any number) is always taken.
+NR_IRQS: Final = 256
+
+
+def _irq_line(fn: str, irq: Any, t: Task) -> None:
+    if irq.__class__ is not int or irq < 0 or (irq >= NR_IRQS and irq not in t.machine.irq.actions):
+        current()  # NotInTaskError first, outside a task
+        check_int(fn, "irq", irq, 0, NR_IRQS - 1, "an interrupt line (or one request_irq() took)")
+
+
+def disable_irq_nosync(irq: int) -> None:
+    """Disable interrupt line ``irq`` on every CPU, not waiting for a handler running now.
+    Disabling nests (irq_desc.depth): the line comes back at the matching enable_irq().
+    An interrupt of a disabled line is not delivered: it stays pending and is raised
+    again, on the CPU it came to, when the line is enabled (IRQS_PENDING, check_irq_resend)."""
+    t = current_task()
+    _irq_line("disable_irq_nosync", irq, t)
+    t.machine.irq.disable_nosync(irq)
+
+
+def disable_irq(irq: int) -> None:
+    """disable_irq_nosync(), then synchronize_irq(): on return no handler of ``irq`` runs
+    on any CPU, and none will until enable_irq(). It waits by spinning, as 2.6's
+    synchronize_irq() does (no might_sleep()); called from the line's own handler it does
+    not wait for itself (the kernel would spin for ever: use disable_irq_nosync() there)."""
+    t = current_task()
+    _irq_line("disable_irq", irq, t)
+    t.machine.irq.disable_nosync(irq)
+    _synchronize_irq(t, irq)
+
+
+def synchronize_irq(irq: int) -> None:
+    """Wait until no other CPU runs a handler of ``irq`` (IRQ_INPROGRESS, spinning with
+    cpu_relax()); what those handlers did happens before what follows (KCSAN)."""
+    t = current_task()
+    _irq_line("synchronize_irq", irq, t)
+    _synchronize_irq(t, irq)
+
+
+def _synchronize_irq(t: Task, irq: int) -> None:
+    irqs = t.machine.irq
+    while irqs.busy_elsewhere(irq, t):
+        cpu_relax()
+    if t.hb is not None:  # KCSAN: what the line's handlers did happens before what follows
+        t.hb.acquire(t, ("irq_done", irq))
+
+
+def enable_irq(irq: int) -> None:
+    """Undo one disable_irq(): at depth 0 the line is enabled again and an interrupt that
+    came while it was disabled is delivered now. An enable_irq() without a disable is the
+    kernel's WARN "Unbalanced enable for IRQ %d" and changes nothing."""
+    t = current_task()
+    _irq_line("enable_irq", irq, t)
+    file, line, _ = caller_site(2)
+    t.machine.irq.enable(t, irq, (file, line))
+
+
 def raise_irq(irq: int, cpu: int | None = None) -> None:
     """Raise ``irq`` on CPU ``cpu`` (default: this one). It runs in hardirq context
     on that CPU as soon as its interrupts are enabled."""
@@ -1056,6 +1115,7 @@ __all__ = [
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # kernel threads, interrupts, softirqs
     "kthread_run", "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
+    "NR_IRQS", "disable_irq", "disable_irq_nosync", "enable_irq", "synchronize_irq",
     "open_softirq", "raise_softirq",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON", "BUG_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE",
