@@ -100,6 +100,19 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
 
+# -- barriers (<asm/system.h>, <asm/barrier.h>, <linux/compiler.h>)
+from .mm.atomic import (barrier, mb, rmb, wmb, smp_mb, smp_rmb, smp_wmb, smp_mb__before_atomic,
+                        smp_mb__after_atomic, smp_store_release, smp_load_acquire)
+
+# -- bit operations (<asm/bitops.h>)
+from .mm.bitops import (BITS_PER_LONG, set_bit, clear_bit, change_bit, test_and_set_bit,
+                        test_and_clear_bit, test_and_change_bit, test_and_set_bit_lock,
+                        clear_bit_unlock, test_bit, __set_bit, __clear_bit, __change_bit,
+                        __test_and_set_bit, __test_and_clear_bit, __test_and_change_bit)
+
+# -- error pointers (<linux/err.h>)
+from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, IS_ERR, IS_ERR_OR_NULL)
+
 # -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
 from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
 
@@ -219,6 +232,16 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # barriers
+    "barrier", "mb", "rmb", "wmb", "smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic",
+    "smp_mb__after_atomic", "smp_store_release", "smp_load_acquire",
+    # bit operations
+    "BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
+    "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
+    "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit",
+    "__test_and_change_bit",
+    # error pointers
+    "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "IS_ERR", "IS_ERR_OR_NULL",
     # memory debugging: kmemleak annotations
     "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc

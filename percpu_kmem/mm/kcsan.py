@@ -94,11 +94,13 @@ KCSAN_ACCESS_ATOMIC: Final = 1 << 2
 
 #: marked accessors: fn -> (compound read-modify-write, fully ordered)
 _RELAXED_RMW: Final = ("atomic_add", "atomic_sub", "atomic_inc", "atomic_dec", "this_cpu_add", "this_cpu_sub",
-                       "this_cpu_inc", "this_cpu_dec")
+                       "this_cpu_inc", "this_cpu_dec", "set_bit", "clear_bit", "change_bit", "clear_bit_unlock")
 _ORDERED_RMW: Final = ("atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
                        "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test",
-                       "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg")
+                       "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg",
+                       "test_and_set_bit", "test_and_clear_bit", "test_and_change_bit", "test_and_set_bit_lock")
 _MARKED_ONE: Final = ("atomic_read", "atomic_set", "READ_ONCE", "WRITE_ONCE", "this_cpu_read", "this_cpu_write",
+                      "smp_load_acquire", "smp_store_release", "test_bit",
                       "readb", "readw", "readl", "__raw_readb", "__raw_readw", "__raw_readl",
                       "writeb", "writew", "writel", "__raw_writeb", "__raw_writew", "__raw_writel",
                       "memcpy_fromio", "memcpy_toio", "memset_io")
@@ -110,7 +112,7 @@ MARKED: Final[dict[str, tuple[bool, bool]]] = {
 
 #: frames of these files are the model's accessors, not the code that made the access
 _SKIP: Final = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
-                         for f in ("kcsan.py", "atomic.py", "mmio.py"))
+                         for f in ("kcsan.py", "atomic.py", "mmio.py", "bitops.py"))
 
 
 class Access:

@@ -1,0 +1,174 @@
+"""Bit operations on simulated memory (<asm/bitops.h>, include/asm-i386/bitops.h of 2.6).
+
+``addr`` is the address of an array of ``unsigned long`` in simulated memory (a
+kmalloc'ed bitmap, a flags word inside a struct), ``nr`` the bit number, as the
+kernel's ``(nr, addr)``: bit ``nr`` lives in the long at ``addr + 4 * (nr / 32)``
+(i386: BITS_PER_LONG is 32), at ``1 << (nr % 32)`` in it.
+
+Kept: the atomic forms (``set_bit``, ``clear_bit``, ``change_bit``,
+``test_and_set_bit``, ``test_and_clear_bit``, ``test_and_change_bit``) are one
+scheduling point, then one indivisible read-modify-write of that long (the
+``lock``-prefixed instructions), as mm/atomic.py's atomics; ``test_bit`` is one load.
+For the data-race detector (``Machine(kcsan=True)``) they are marked accesses, as
+KCSAN's instrumented bitops are: ``set_bit``/``clear_bit``/``change_bit`` are relaxed
+(they order nothing: Documentation/atomic_bitops.txt), the value-returning
+``test_and_*`` forms are fully ordered, ``test_and_set_bit_lock`` and
+``clear_bit_unlock`` are the acquire and the release of a bit lock. The non-atomic
+forms (``__set_bit``, ``__clear_bit``, ``__change_bit``, ``__test_and_set_bit``,
+``__test_and_clear_bit``, ``__test_and_change_bit``) are a plain load and a plain
+store with a scheduling point between them: two CPUs updating bits of one long with
+them lose updates, and KCSAN reports the race.
+
+Simplified: ``nr`` is taken from 0 to 2**31 - 1 (a negative bit number is misuse); no
+``find_*_bit`` or ``__ffs`` family. Inside a class body, give the ``__`` forms a name
+of your own at module level (docs/interfaces.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from ..runtime.errors import NotInTaskError
+from ..runtime.hb import join
+from ..runtime.kernel import preempt_point
+from ..runtime.report import skip_frames_of
+from ..runtime.task import current_task
+from ..runtime.validate import check_int
+from .access import do_read_int, do_write_int
+from .atomic import _rmw, hb_load
+
+skip_frames_of(__file__)  # reports name the code that called the bit operation
+
+#: i386: bits per ``unsigned long``, and its size in bytes
+BITS_PER_LONG: Final = 32
+_LONG_BYTES: Final = 4
+_NR_MAX: Final = (1 << 31) - 1
+
+
+def _word(fn: str, nr: Any, addr: Any) -> tuple[int, int]:
+    """(address of the long holding bit ``nr``, the bit's mask in it); arguments checked."""
+    if nr.__class__ is not int or not 0 <= nr <= _NR_MAX:
+        if not current_task():
+            raise NotInTaskError()
+        check_int(fn, "nr", nr, 0, _NR_MAX, "a bit number")
+    if addr.__class__ is not int:
+        check_int(fn, "addr", addr, 0, what="the address of the bitmap")
+    return addr + _LONG_BYTES * (nr >> 5), 1 << (nr & 31)
+
+
+# -- atomic ---------------------------------------------------------------------------------------
+def set_bit(nr: int, addr: int) -> None:
+    """Atomically set bit ``nr`` (relaxed: orders nothing; smp_mb__before_atomic() to order)."""
+    w, mask = _word("set_bit", nr, addr)
+    _rmw("set_bit", w, lambda x: x | mask)
+
+
+def clear_bit(nr: int, addr: int) -> None:
+    """Atomically clear bit ``nr`` (relaxed: not a lock release; see clear_bit_unlock())."""
+    w, mask = _word("clear_bit", nr, addr)
+    _rmw("clear_bit", w, lambda x: x & ~mask)
+
+
+def change_bit(nr: int, addr: int) -> None:
+    """Atomically flip bit ``nr`` (relaxed)."""
+    w, mask = _word("change_bit", nr, addr)
+    _rmw("change_bit", w, lambda x: x ^ mask)
+
+
+def test_and_set_bit(nr: int, addr: int) -> bool:
+    """Atomically set bit ``nr``; True if it was set already (fully ordered)."""
+    w, mask = _word("test_and_set_bit", nr, addr)
+    return bool(_rmw("test_and_set_bit", w, lambda x: x | mask)[0] & mask)
+
+
+def test_and_clear_bit(nr: int, addr: int) -> bool:
+    """Atomically clear bit ``nr``; True if it was set (fully ordered)."""
+    w, mask = _word("test_and_clear_bit", nr, addr)
+    return bool(_rmw("test_and_clear_bit", w, lambda x: x & ~mask)[0] & mask)
+
+
+def test_and_change_bit(nr: int, addr: int) -> bool:
+    """Atomically flip bit ``nr``; True if it was set (fully ordered)."""
+    w, mask = _word("test_and_change_bit", nr, addr)
+    return bool(_rmw("test_and_change_bit", w, lambda x: x ^ mask)[0] & mask)
+
+
+def test_and_set_bit_lock(nr: int, addr: int) -> bool:
+    """test_and_set_bit() for a bit lock: False means the lock is taken (acquire)."""
+    w, mask = _word("test_and_set_bit_lock", nr, addr)
+    return bool(_rmw("test_and_set_bit_lock", w, lambda x: x | mask)[0] & mask)
+
+
+def clear_bit_unlock(nr: int, addr: int) -> None:
+    """clear_bit() that releases a bit lock: what came before it happens before the next
+    test_and_set_bit_lock() (or test_and_set_bit()) that takes the bit."""
+    w, mask = _word("clear_bit_unlock", nr, addr)
+    t = current_task()
+    hb = t.hb
+    if hb is not None:  # KCSAN: a release into the word, as smp_store_release()
+        with hb.lock:
+            a = hb.actor_of(t)
+            clk = hb.sync.get(w)
+            if clk is None:
+                hb.sync[w] = dict(a.vc)
+            else:
+                join(clk, a.vc)
+            a.tick()
+    _rmw("clear_bit_unlock", w, lambda x: x & ~mask)
+
+
+def test_bit(nr: int, addr: int) -> bool:
+    """Is bit ``nr`` set (one marked load)."""
+    w, mask = _word("test_bit", nr, addr)
+    t = current_task()
+    preempt_point("test_bit")
+    x = do_read_int("test_bit", w, _LONG_BYTES)
+    if t.hb is not None:  # KCSAN: what a read barrier after this load acquires
+        hb_load(t, w)
+    return bool(x & mask)
+
+
+# -- non-atomic -----------------------------------------------------------------------------------
+def _plain(fn: str, nr: int, addr: int, op: Any) -> int:
+    """A plain load, a scheduling point, a plain store: the old long."""
+    w, mask = _word(fn, nr, addr)
+    preempt_point(fn)
+    old = do_read_int(fn, w, _LONG_BYTES)
+    preempt_point(fn)
+    do_write_int(fn, w, op(old, mask), _LONG_BYTES)
+    return old & mask
+
+
+def __set_bit(nr: int, addr: int) -> None:
+    """Set bit ``nr``, not atomically: a plain read-modify-write of its long."""
+    _plain("__set_bit", nr, addr, lambda x, m: x | m)
+
+
+def __clear_bit(nr: int, addr: int) -> None:
+    """Clear bit ``nr``, not atomically."""
+    _plain("__clear_bit", nr, addr, lambda x, m: x & ~m)
+
+
+def __change_bit(nr: int, addr: int) -> None:
+    """Flip bit ``nr``, not atomically."""
+    _plain("__change_bit", nr, addr, lambda x, m: x ^ m)
+
+
+def __test_and_set_bit(nr: int, addr: int) -> bool:
+    """Set bit ``nr``, not atomically; True if it was set."""
+    return bool(_plain("__test_and_set_bit", nr, addr, lambda x, m: x | m))
+
+
+def __test_and_clear_bit(nr: int, addr: int) -> bool:
+    """Clear bit ``nr``, not atomically; True if it was set."""
+    return bool(_plain("__test_and_clear_bit", nr, addr, lambda x, m: x & ~m))
+
+
+def __test_and_change_bit(nr: int, addr: int) -> bool:
+    """Flip bit ``nr``, not atomically; True if it was set."""
+    return bool(_plain("__test_and_change_bit", nr, addr, lambda x, m: x ^ m))
+
+
+__all__ = ["BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
+           "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
+           "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit", "__test_and_change_bit"]
