@@ -13,6 +13,7 @@ import pytest
 
 from percpu_kmem import GFP_KERNEL, Machine
 from percpu_kmem.linux import (
+    BUG_ON,
     HZ,
     MAX_JIFFY_OFFSET,
     NR_CPUS,
@@ -22,7 +23,6 @@ from percpu_kmem.linux import (
     WARN_ON_ONCE,
     WARN_ONCE,
     WRITE_ONCE,
-    BUG_ON,
     cpu_online,
     cpu_possible,
     current,
@@ -31,9 +31,9 @@ from percpu_kmem.linux import (
     init_waitqueue_head,
     jiffies,
     jiffies_to_msecs,
-    ktime_get_ns,
     jiffies_to_usecs,
     kmalloc,
+    ktime_get_ns,
     local_irq_disable,
     local_irq_enable,
     msecs_to_jiffies,
