@@ -35,8 +35,8 @@ from .runtime.kernel import (NR_CPUS, num_possible_cpus, num_online_cpus, cpu_po
 # -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
 from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
                              local_irq_restore, local_bh_disable, local_bh_enable, request_irq,
-                             free_irq, raise_irq, open_softirq, raise_softirq, disable_irq,
-                             disable_irq_nosync, enable_irq, synchronize_irq)
+                             free_irq, raise_irq, open_softirq, raise_softirq, NR_IRQS,
+                             disable_irq, disable_irq_nosync, enable_irq, synchronize_irq)
 from .runtime.irq import SA_SHIRQ
 
 # -- SMP calls (<linux/smp.h>)
@@ -188,7 +188,7 @@ __all__ = [
     # interrupts and softirqs
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable", "request_irq", "free_irq", "raise_irq", "open_softirq",
-    "raise_softirq", "SA_SHIRQ", "disable_irq", "disable_irq_nosync", "enable_irq", "synchronize_irq",
+    "raise_softirq", "SA_SHIRQ", "NR_IRQS", "disable_irq", "disable_irq_nosync", "enable_irq", "synchronize_irq",
     # SMP calls
     "smp_call_function", "smp_call_function_single", "on_each_cpu",
     # sleeping, waking and time
