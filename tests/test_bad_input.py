@@ -57,6 +57,9 @@ FREE_PARAMS: dict[str, set[str]] = {
     "__vmalloc_node": {"caller"},
     "smp_call_function": {"info"},
     "on_each_cpu": {"info"},
+    "smp_call_function_single": {"info"},
+    "WARN": {"args"},  # printk's arguments (*args): the probe passes one, 0
+    "WARN_ONCE": {"args"},
 }
 
 
@@ -207,6 +210,7 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
     "dev": lambda e: None,
+    "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -229,6 +233,7 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("set_cpus_allowed", "t"): lambda e: pk.kthread_run(lambda: None),
     ("wake_up_process", "t"): lambda e: pk.kthread_run(lambda: None),
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
+    ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
 }
 
 

@@ -64,7 +64,7 @@ def _signed32(x: int) -> int:
     return x - (1 << 32) if x & 0x80000000 else x
 
 
-def _rmw(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
+def rmw32(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
     """One scheduling point, then load, ``op``, store as one step: (old, new) values.
     ``op`` returning None stores nothing (a failed cmpxchg)."""
     preempt_point(fn)
@@ -124,85 +124,85 @@ def atomic_set(v: int, i: int) -> None:
 
 def atomic_add(i: int, v: int) -> None:
     _int_arg("atomic_add", "i", i)
-    _rmw("atomic_add", v, lambda x: x + i)
+    rmw32("atomic_add", v, lambda x: x + i)
 
 
 def atomic_sub(i: int, v: int) -> None:
     _int_arg("atomic_sub", "i", i)
-    _rmw("atomic_sub", v, lambda x: x - i)
+    rmw32("atomic_sub", v, lambda x: x - i)
 
 
 def atomic_inc(v: int) -> None:
-    _rmw("atomic_inc", v, lambda x: x + 1)
+    rmw32("atomic_inc", v, lambda x: x + 1)
 
 
 def atomic_dec(v: int) -> None:
-    _rmw("atomic_dec", v, lambda x: x - 1)
+    rmw32("atomic_dec", v, lambda x: x - 1)
 
 
 def atomic_add_return(i: int, v: int) -> int:
     _int_arg("atomic_add_return", "i", i)
-    return _rmw("atomic_add_return", v, lambda x: x + i)[1]
+    return rmw32("atomic_add_return", v, lambda x: x + i)[1]
 
 
 def atomic_sub_return(i: int, v: int) -> int:
     _int_arg("atomic_sub_return", "i", i)
-    return _rmw("atomic_sub_return", v, lambda x: x - i)[1]
+    return rmw32("atomic_sub_return", v, lambda x: x - i)[1]
 
 
 def atomic_inc_return(v: int) -> int:
-    return _rmw("atomic_inc_return", v, lambda x: x + 1)[1]
+    return rmw32("atomic_inc_return", v, lambda x: x + 1)[1]
 
 
 def atomic_dec_return(v: int) -> int:
-    return _rmw("atomic_dec_return", v, lambda x: x - 1)[1]
+    return rmw32("atomic_dec_return", v, lambda x: x - 1)[1]
 
 
 def atomic_sub_and_test(i: int, v: int) -> bool:
     """Subtract; True if the result is 0."""
     _int_arg("atomic_sub_and_test", "i", i)
-    return _rmw("atomic_sub_and_test", v, lambda x: x - i)[1] == 0
+    return rmw32("atomic_sub_and_test", v, lambda x: x - i)[1] == 0
 
 
 def atomic_dec_and_test(v: int) -> bool:
     """Decrement; True if the result is 0 (the last reference went)."""
-    return _rmw("atomic_dec_and_test", v, lambda x: x - 1)[1] == 0
+    return rmw32("atomic_dec_and_test", v, lambda x: x - 1)[1] == 0
 
 
 def atomic_inc_and_test(v: int) -> bool:
-    return _rmw("atomic_inc_and_test", v, lambda x: x + 1)[1] == 0
+    return rmw32("atomic_inc_and_test", v, lambda x: x + 1)[1] == 0
 
 
 def atomic_add_negative(i: int, v: int) -> bool:
     """Add; True if the result is negative."""
     _int_arg("atomic_add_negative", "i", i)
-    return _rmw("atomic_add_negative", v, lambda x: x + i)[1] < 0
+    return rmw32("atomic_add_negative", v, lambda x: x + i)[1] < 0
 
 
 def atomic_xchg(v: int, new: int) -> int:
     """Store ``new``; return the old value."""
     _int_arg("atomic_xchg", "new", new)
-    return _rmw("atomic_xchg", v, lambda x: new)[0]
+    return rmw32("atomic_xchg", v, lambda x: new)[0]
 
 
 def atomic_cmpxchg(v: int, old: int, new: int) -> int:
     """Store ``new`` if the value is ``old``; return the value found (== old on success)."""
     _int_arg("atomic_cmpxchg", "old", old)
     _int_arg("atomic_cmpxchg", "new", new)
-    return _rmw("atomic_cmpxchg", v, lambda x: new if x == _signed32(old) else None)[0]
+    return rmw32("atomic_cmpxchg", v, lambda x: new if x == _signed32(old) else None)[0]
 
 
 def cmpxchg(ptr: int, old: int, new: int) -> int:
     """cmpxchg() on a 32-bit word at ``ptr``: as atomic_cmpxchg."""
     _int_arg("cmpxchg", "old", old)
     _int_arg("cmpxchg", "new", new)
-    return _rmw("cmpxchg", ptr, lambda x: new if x == _signed32(old) else None)[0]
+    return rmw32("cmpxchg", ptr, lambda x: new if x == _signed32(old) else None)[0]
 
 
 def xchg(ptr: int, x: int) -> int:
     """xchg() of a 32-bit word at ``ptr``: store ``x``, return the old value."""
     _int_arg("xchg", "x", x)
-    return _rmw("xchg", ptr, lambda _: x)[0]
+    return rmw32("xchg", ptr, lambda _: x)[0]
 
 
 def READ_ONCE(addr: int, size: int = 4) -> int:
@@ -379,5 +379,5 @@ __all__ = ["atomic_read", "atomic_set", "atomic_add", "atomic_sub", "atomic_inc"
            "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
            "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
            "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
-           "hb_store", "hb_load", "barrier", "mb", "rmb", "wmb", "smp_mb", "smp_rmb", "smp_wmb",
+           "rmw32", "hb_store", "hb_load", "barrier", "mb", "rmb", "wmb", "smp_mb", "smp_rmb", "smp_wmb",
            "smp_mb__before_atomic", "smp_mb__after_atomic", "smp_load_acquire", "smp_store_release"]

@@ -35,7 +35,7 @@ from ..runtime.report import skip_frames_of
 from ..runtime.task import current_task
 from ..runtime.validate import check_int
 from .access import do_read_int, do_write_int
-from .atomic import _rmw, hb_load
+from .atomic import hb_load, rmw32
 
 skip_frames_of(__file__)  # reports name the code that called the bit operation
 
@@ -60,43 +60,43 @@ def _word(fn: str, nr: Any, addr: Any) -> tuple[int, int]:
 def set_bit(nr: int, addr: int) -> None:
     """Atomically set bit ``nr`` (relaxed: orders nothing; smp_mb__before_atomic() to order)."""
     w, mask = _word("set_bit", nr, addr)
-    _rmw("set_bit", w, lambda x: x | mask)
+    rmw32("set_bit", w, lambda x: x | mask)
 
 
 def clear_bit(nr: int, addr: int) -> None:
     """Atomically clear bit ``nr`` (relaxed: not a lock release; see clear_bit_unlock())."""
     w, mask = _word("clear_bit", nr, addr)
-    _rmw("clear_bit", w, lambda x: x & ~mask)
+    rmw32("clear_bit", w, lambda x: x & ~mask)
 
 
 def change_bit(nr: int, addr: int) -> None:
     """Atomically flip bit ``nr`` (relaxed)."""
     w, mask = _word("change_bit", nr, addr)
-    _rmw("change_bit", w, lambda x: x ^ mask)
+    rmw32("change_bit", w, lambda x: x ^ mask)
 
 
 def test_and_set_bit(nr: int, addr: int) -> bool:
     """Atomically set bit ``nr``; True if it was set already (fully ordered)."""
     w, mask = _word("test_and_set_bit", nr, addr)
-    return bool(_rmw("test_and_set_bit", w, lambda x: x | mask)[0] & mask)
+    return bool(rmw32("test_and_set_bit", w, lambda x: x | mask)[0] & mask)
 
 
 def test_and_clear_bit(nr: int, addr: int) -> bool:
     """Atomically clear bit ``nr``; True if it was set (fully ordered)."""
     w, mask = _word("test_and_clear_bit", nr, addr)
-    return bool(_rmw("test_and_clear_bit", w, lambda x: x & ~mask)[0] & mask)
+    return bool(rmw32("test_and_clear_bit", w, lambda x: x & ~mask)[0] & mask)
 
 
 def test_and_change_bit(nr: int, addr: int) -> bool:
     """Atomically flip bit ``nr``; True if it was set (fully ordered)."""
     w, mask = _word("test_and_change_bit", nr, addr)
-    return bool(_rmw("test_and_change_bit", w, lambda x: x ^ mask)[0] & mask)
+    return bool(rmw32("test_and_change_bit", w, lambda x: x ^ mask)[0] & mask)
 
 
 def test_and_set_bit_lock(nr: int, addr: int) -> bool:
     """test_and_set_bit() for a bit lock: False means the lock is taken (acquire)."""
     w, mask = _word("test_and_set_bit_lock", nr, addr)
-    return bool(_rmw("test_and_set_bit_lock", w, lambda x: x | mask)[0] & mask)
+    return bool(rmw32("test_and_set_bit_lock", w, lambda x: x | mask)[0] & mask)
 
 
 def clear_bit_unlock(nr: int, addr: int) -> None:
@@ -114,7 +114,7 @@ def clear_bit_unlock(nr: int, addr: int) -> None:
             else:
                 join(clk, a.vc)
             a.tick()
-    _rmw("clear_bit_unlock", w, lambda x: x & ~mask)
+    rmw32("clear_bit_unlock", w, lambda x: x & ~mask)
 
 
 def test_bit(nr: int, addr: int) -> bool:
@@ -168,6 +168,12 @@ def __test_and_change_bit(nr: int, addr: int) -> bool:
     """Flip bit ``nr``, not atomically; True if it was set."""
     return bool(_plain("__test_and_change_bit", nr, addr, lambda x, m: x ^ m))
 
+
+# pytest collects functions named test_* that a test module imports (``from percpu_kmem.linux
+# import *``): these are kernel functions, not tests
+for _fn in (test_and_set_bit, test_and_clear_bit, test_and_change_bit, test_and_set_bit_lock, test_bit):
+    _fn.__test__ = False  # type: ignore[attr-defined]
+del _fn
 
 __all__ = ["BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
            "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",

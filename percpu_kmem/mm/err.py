@@ -5,8 +5,8 @@ Kept: the model's addresses are i386 kernel virtual addresses, 32-bit unsigned i
 ``0xffffffff``, is never mapped (vmalloc and the kmap area end below it): so
 ``ERR_PTR(-ENOMEM)`` is ``0xfffffff4``, ``IS_ERR()`` is ``ptr >= (unsigned long)-MAX_ERRNO``,
 ``PTR_ERR()`` gives the errno back, and a driver that uses an error pointer as memory
-gets the page fault the kernel would give ("BUG: unable to handle kernel paging
-request at fffffff4").
+gets the Oops the kernel would give ("BUG: unable to handle page fault for address:
+fffffff4").
 
 Simplified: ``ERR_PTR()`` takes a negative errno, -MAX_ERRNO to -1 (``ERR_PTR(0)``,
 which the kernel turns into NULL and static checkers flag, is refused), and
