@@ -42,7 +42,8 @@ plain access of the pair is wider than 8 bytes or is in one of RCU's functions
 (``skip_report()``: "rcu_", "_rcu", "_srcu"). CONFIG_KCSAN_ASSUME_PLAIN_WRITES_ATOMIC is
 taken as n (CONFIG_KCSAN_STRICT's choice): plain aligned word writes race like any plain
 access. Marked accesses
-(atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, this_cpu_* and the MMIO accessors,
+(atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, smp_load_acquire/smp_store_release, the
+atomic bit operations of mm/bitops.py, this_cpu_* and the MMIO accessors,
 which on x86 are single instructions or volatile asm KCSAN does not instrument) are
 never reported against each other; a plain access racing with a marked one is.
 
@@ -52,8 +53,9 @@ or not they overlapped in time; KCSAN's sampling (``kcsan.skip_watch``, the
 ``udelay_task``/``udelay_interrupt`` stalls) is not modelled, and neither is "race at
 unknown origin" (every access is seen). Fully ordered atomics (the value-returning
 ones: ``_return``, ``_and_test``, ``add_negative``, ``xchg``, a ``cmpxchg`` that
-stores) order what comes before and after them on that address, as acquire plus
-release; ``atomic_read``/``atomic_set``/``atomic_add``/``_inc``/``_dec``,
+stores, the ``test_and_*_bit`` operations) order what comes before and after them on
+that address, as acquire plus release (the barriers and smp_store_release/
+smp_load_acquire add their edges from mm/atomic.py); ``atomic_read``/``atomic_set``/``atomic_add``/``_inc``/``_dec``,
 READ_ONCE/WRITE_ONCE and this_cpu_* are relaxed (they order nothing).
 
 Simplified: each pair of sites (file:line of the two accesses) is reported once per

@@ -21,6 +21,12 @@ A handler that returns with interrupts enabled gets today's WARN_ONCE "irq %u ha
 enabled interrupts" (__handle_irq_event_percpu) once per handler, and they are disabled
 again.
 
+disable_irq()/disable_irq_nosync()/enable_irq() (kernel/irq/manage.c): a line's disable
+depth nests; an interrupt of a disabled line runs no handler and stays pending on its CPU
+(IRQS_PENDING: several are one) until enable_irq() raises it again (check_irq_resend);
+an enable without a disable warns "Unbalanced enable for IRQ %d". The kernel-style
+functions, and disable_irq()'s wait for a running handler, are in runtime/kernel.py.
+
 Simplified: no interrupt controller, affinity or nesting of different lines; a shared
 line fires at the highest rate of its handlers' (rate > 0: each one's device may
 interrupt; the policies raise the line, not a device), and handlers' return values

@@ -6,8 +6,17 @@ code they raise NotInTaskError. Scheduling points (``preempt_point``) are where
 the policy may switch CPUs, preempt the task (only with preempt_count == 0 and
 irqs on) or deliver an interrupt (only with irqs on).
 
+Also the small everyday API around them: jiffies arithmetic and conversions
+(include/linux/jiffies.h: jiffies is i386's 32-bit unsigned long, HZ = 1000, from 0, so it
+wraps after 49.7 days of virtual time), ssleep/msleep_interruptible (no signals: nothing
+ends them early), CPU masks (no hotplug: every CPU is possible and online), the WARN/BUG
+family of asm-generic/bug.h (the _ONCE flag per call site for the machine's life), and
+disable_irq/enable_irq/synchronize_irq (the lines' state is runtime/irq.py's).
+
 Kernel files modelled: kernel/sched/core.c (might_sleep, schedule),
-lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.c.
+lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.c,
+include/linux/jiffies.h, kernel/time/time.c, include/asm-generic/bug.h,
+include/linux/cpumask.h, kernel/irq/manage.c.
 """
 
 from __future__ import annotations
