@@ -73,7 +73,8 @@ def rmw32(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
     if k is not None and v.__class__ is int and k.check(v, 4, True):  # instrument_atomic_read_write
         old = _signed32(int.from_bytes(k.bad_read(v, 4), "little"))
         return old, old  # reported as KASAN reports a lock-prefixed instruction: a write; not done
-    if t.hb is not None and v.__class__ is int:  # KCSAN: barriers around a relaxed RMW (smp_mb__*_atomic)
+    hb = t.hb
+    if hb is not None and v.__class__ is int:  # KCSAN: barriers around a relaxed RMW (smp_mb__*_atomic)
         hb_store(t, v)
     budget = t.budget
     t.budget = 1 << 30  # no decision between the load and the store
@@ -85,7 +86,7 @@ def rmw32(fn: str, v: int, op: Callable[[int], int | None]) -> tuple[int, int]:
                 do_write_int(fn, v, new, 4)
     finally:
         t.budget = budget
-    if t.hb is not None:
+    if hb is not None:
         hb_load(t, v)
     return old, _signed32(new) if new is not None else old
 

@@ -44,6 +44,7 @@ from percpu_kmem.linux import (
     mutex_unlock,
     num_online_cpus,
     num_possible_cpus,
+    read_u32,
     schedule_timeout_interruptible,
     smp_call_function_single,
     smp_processor_id,
@@ -436,3 +437,34 @@ def test_smp_call_function_single_refuses_misuse_before_anything(call: Any, word
         m.run(call)
     m.run(lambda: smp_call_function_single(1, lambda i: None))
     m.check()
+
+
+def test_smp_call_function_single_that_waits_sees_what_func_did_without_a_race() -> None:
+    for policy in POLICIES:
+        def scenario(m: Machine) -> None:
+            box: list[int] = []
+
+            def setup() -> None:
+                p = kmalloc(8, GFP_KERNEL)
+                assert p is not None
+                write_u32(p, 0)
+                box.append(p)
+            m.run(setup)
+            p = box[0]
+
+            def caller() -> None:
+                other = 1 - current().cpu.id
+                assert smp_call_function_single(other, lambda info: write_u32(p, 9), None, True) == 0
+                assert read_u32(p) == 9  # plain: ordered by the wait
+            m.run(caller, lambda: msleep(1))
+        explore(scenario, seeds=SEEDS, policies=(policy,), cpus=2, kcsan=True)
+
+
+def test_the_once_flag_belongs_to_the_machine() -> None:
+    def f() -> None:
+        WARN_ON_ONCE(True)
+    for _ in range(2):
+        m = Machine(cpus=1, policy="random", seed=0)
+        m.run(f)
+        m.run(f)
+        assert len(m.reports) == 1 and m.reports[0].count == 1
