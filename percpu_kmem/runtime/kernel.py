@@ -908,11 +908,18 @@ def disable_irq_nosync(irq: int) -> None:
 def disable_irq(irq: int) -> None:
     """disable_irq_nosync(), then synchronize_irq(): on return no handler of ``irq`` runs
     on any CPU, and none will until enable_irq(). It waits by spinning, as 2.6's
-    synchronize_irq() does (no might_sleep()); called from the line's own handler it does
-    not wait for itself (the kernel would spin for ever: use disable_irq_nosync() there)."""
+    synchronize_irq() does, so 2.6's "with care" callers in atomic context are not reported.
+    Called from the line's own handler it would wait for itself for ever: that is
+    reported as today's kernel reports it (its disable_irq() starts with might_sleep():
+    "BUG: sleeping function called from invalid context"), and the model does not wait
+    for itself (disable_irq_nosync() is the handler's way)."""
     t = current_task()
     _irq_line("disable_irq", irq, t)
-    t.machine.irq.disable_nosync(irq)
+    irqs = t.machine.irq
+    running = irqs.running.get(irq)
+    if running and t in running and t.cpu.preempt_count & HARDIRQ_MASK:
+        _sleeping_in_atomic(t, 3)
+    irqs.disable_nosync(irq)
     _synchronize_irq(t, irq)
 
 

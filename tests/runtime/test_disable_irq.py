@@ -247,3 +247,36 @@ def _shared_counter_two_cpus(m: Machine) -> None:
         for i in range(3):
             raise_irq(IRQ, i % 2)
     m.run(device, lambda: msleep(1))
+
+
+def _self_disable(m: Machine, nosync: bool) -> list[int]:
+    hits: list[int] = []
+
+    def handler(irq: int, dev: Any) -> None:
+        hits.append(irq)
+        (disable_irq_nosync if nosync else disable_irq)(irq)  # LDD3's "disable it until the bottom half ran"
+
+    m.request_irq(IRQ, handler)
+
+    def f() -> None:
+        raise_irq(IRQ)
+        raise_irq(IRQ)  # held back: the line is disabled
+        enable_irq(IRQ)  # the held-back one runs now, and disables the line again
+        enable_irq(IRQ)
+    m.run(f, lambda: msleep(1))
+    return hits
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_disable_irq_in_the_lines_own_handler_is_reported_nosync_is_not(policy: str) -> None:
+    for seed in SEEDS:
+        m = Machine(cpus=2, policy=policy, seed=seed)
+        assert _self_disable(m, nosync=False) == [IRQ, IRQ]
+        (rep,) = m.reports
+        assert rep.kind == "sleep_in_atomic"
+        assert rep.lines[0].startswith("BUG: sleeping function called from invalid context at "
+                                       "tests/runtime/test_disable_irq.py:")
+
+    def twin(m: Machine) -> None:
+        assert _self_disable(m, nosync=True) == [IRQ, IRQ]
+    explore(twin, seeds=SEEDS, policies=(policy,), cpus=2)
