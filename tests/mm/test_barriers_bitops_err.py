@@ -372,3 +372,11 @@ def test_using_an_error_pointer_as_memory_is_the_kernels_page_fault() -> None:
     m.run(f)
     (rep,) = m.reports
     assert rep.lines[0] == "BUG: unable to handle page fault for address: fffffff4"
+
+
+def test_kernel_functions_named_test_are_not_collected_by_pytest() -> None:
+    """A test module that does ``from percpu_kmem.linux import *`` gets test_bit & co.: pytest
+    must not take them for tests (``__test__ = False``)."""
+    from percpu_kmem import linux
+    named = [n for n in linux.__all__ if n.startswith("test")]
+    assert named and all(getattr(getattr(linux, n), "__test__", True) is False for n in named)
