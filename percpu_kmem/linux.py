@@ -75,7 +75,7 @@ from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_n
 from .runtime.kernel import (printk, panic, BUG, WARN_ON, BUG_ON, WARN_ON_ONCE, WARN, WARN_ONCE)
 
 # -- GFP flags (<linux/gfp.h>)
-from .mm.gfp import (GFP_ATOMIC, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
+from .mm.gfp import (GFP_ATOMIC, GFP_NOWAIT, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
                      GFP_ZONEMASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_WAIT, __GFP_HIGH, __GFP_IO,
                      __GFP_FS, __GFP_COLD, __GFP_NOWARN, __GFP_REPEAT, __GFP_NOFAIL, __GFP_NORETRY,
                      __GFP_NO_GROW, __GFP_COMP, __GFP_ZERO, __GFP_BITS_SHIFT, __GFP_BITS_MASK)
@@ -112,6 +112,8 @@ from .mm.bitops import (BITS_PER_LONG, set_bit, clear_bit, change_bit, test_and_
 
 # -- error pointers (<linux/err.h>)
 from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, IS_ERR, IS_ERR_OR_NULL)
+# -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
+from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
 
 # -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
 from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
@@ -213,7 +215,7 @@ __all__ = [
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON", "BUG_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE",
     # GFP flags
-    "GFP_ATOMIC", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
+    "GFP_ATOMIC", "GFP_NOWAIT", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
     "GFP_ZONEMASK", "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_WAIT", "__GFP_HIGH", "__GFP_IO",
     "__GFP_FS", "__GFP_COLD", "__GFP_NOWARN", "__GFP_REPEAT", "__GFP_NOFAIL", "__GFP_NORETRY",
     "__GFP_NO_GROW", "__GFP_COMP", "__GFP_ZERO", "__GFP_BITS_SHIFT", "__GFP_BITS_MASK",
@@ -242,6 +244,8 @@ __all__ = [
     "__test_and_change_bit",
     # error pointers
     "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "IS_ERR", "IS_ERR_OR_NULL",
+    # user space access
+    "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations
     "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc

@@ -190,9 +190,6 @@ def test_jiffies_is_a_32_bit_unsigned_long() -> None:
     assert m.run(f)[0] == (ULONG - 1, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="model problem (runtime/engine.py, outside this work): a run's timer "
-                   "clock (Engine.now) starts at 0, so a sleep at the start of a later run is timed from 0 "
-                   "and ends before the time the machine's CPUs already reached: no time passes")
 def test_a_sleep_at_the_start_of_a_later_run_lets_time_pass() -> None:
     m = Machine(cpus=1, policy="random", seed=0)
     m.run(lambda: _advance_to(10_000))
