@@ -30,7 +30,8 @@ from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_pro
 
 # -- CPU masks (<linux/cpumask.h>, <linux/threads.h>)
 from .runtime.kernel import (NR_CPUS, num_possible_cpus, num_online_cpus, cpu_possible, cpu_online,
-                             for_each_possible_cpu, for_each_online_cpu)
+                             for_each_possible_cpu, for_each_online_cpu, num_present_cpus,
+                             cpu_present, for_each_present_cpu)
 
 # -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
 from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
@@ -47,8 +48,9 @@ from .runtime.kernel import (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTI
                              set_current_state, __set_current_state, schedule, schedule_timeout,
                              schedule_timeout_uninterruptible, schedule_timeout_interruptible,
                              io_schedule_timeout, wake_up_process, msleep, ssleep,
-                             msleep_interruptible, udelay, ndelay, mdelay, cpu_relax, jiffies,
-                             ktime_get_ns, MAX_JIFFY_OFFSET, time_after, time_before, time_after_eq,
+                             msleep_interruptible, usleep_range, udelay, ndelay, mdelay, cpu_relax,
+                             jiffies, get_jiffies_64, ktime_get_ns, MAX_JIFFY_OFFSET,
+                             time_is_before_jiffies, time_is_after_jiffies, time_after, time_before, time_after_eq,
                              time_before_eq, time_in_range, msecs_to_jiffies, usecs_to_jiffies,
                              jiffies_to_msecs, jiffies_to_usecs)
 from .runtime.preempt import HZ
@@ -108,10 +110,12 @@ from .mm.atomic import (barrier, mb, rmb, wmb, smp_mb, smp_rmb, smp_wmb, smp_mb_
 from .mm.bitops import (BITS_PER_LONG, set_bit, clear_bit, change_bit, test_and_set_bit,
                         test_and_clear_bit, test_and_change_bit, test_and_set_bit_lock,
                         clear_bit_unlock, test_bit, __set_bit, __clear_bit, __change_bit,
-                        __test_and_set_bit, __test_and_clear_bit, __test_and_change_bit)
+                        __test_and_set_bit, __test_and_clear_bit, __test_and_change_bit,
+                        find_first_bit, find_first_zero_bit, find_next_bit, find_next_zero_bit,
+                        for_each_set_bit)
 
 # -- error pointers (<linux/err.h>)
-from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, IS_ERR, IS_ERR_OR_NULL)
+from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, PTR_ERR_OR_ZERO, ERR_CAST, IS_ERR, IS_ERR_OR_NULL)
 # -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
 from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
 
@@ -186,7 +190,8 @@ __all__ = [
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # CPU masks
     "NR_CPUS", "num_possible_cpus", "num_online_cpus", "cpu_possible", "cpu_online",
-    "for_each_possible_cpu", "for_each_online_cpu",
+    "for_each_possible_cpu", "for_each_online_cpu", "num_present_cpus", "cpu_present",
+    "for_each_present_cpu",
     # interrupts and softirqs
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable", "request_irq", "free_irq", "raise_irq", "open_softirq",
@@ -198,6 +203,7 @@ __all__ = [
     "__set_current_state", "schedule", "schedule_timeout", "schedule_timeout_uninterruptible",
     "schedule_timeout_interruptible", "io_schedule_timeout", "wake_up_process", "msleep", "udelay",
     "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns", "ssleep", "msleep_interruptible",
+    "usleep_range", "get_jiffies_64", "time_is_before_jiffies", "time_is_after_jiffies",
     "HZ", "MAX_JIFFY_OFFSET", "time_after", "time_before", "time_after_eq", "time_before_eq",
     "time_in_range", "msecs_to_jiffies", "usecs_to_jiffies", "jiffies_to_msecs", "jiffies_to_usecs",
     # locks and wait queues
@@ -241,9 +247,10 @@ __all__ = [
     "BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
     "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
     "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit",
-    "__test_and_change_bit",
+    "__test_and_change_bit", "find_first_bit", "find_first_zero_bit", "find_next_bit",
+    "find_next_zero_bit", "for_each_set_bit",
     # error pointers
-    "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "IS_ERR", "IS_ERR_OR_NULL",
+    "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "PTR_ERR_OR_ZERO", "ERR_CAST", "IS_ERR", "IS_ERR_OR_NULL",
     # user space access
     "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations

@@ -19,13 +19,18 @@ forms (``__set_bit``, ``__clear_bit``, ``__change_bit``, ``__test_and_set_bit``,
 store with a scheduling point between them: two CPUs updating bits of one long with
 them lose updates, and KCSAN reports the race.
 
+``find_first_bit``, ``find_first_zero_bit``, ``find_next_bit``, ``find_next_zero_bit``
+(lib/find_bit.c: the bit found, or ``size`` when there is none) read the longs with
+plain loads, and ``for_each_set_bit(addr, size)`` is a Python iterator over the set bits.
+
 Simplified: ``nr`` is taken from 0 to 2**31 - 1 (a negative bit number is misuse); no
-``find_*_bit`` or ``__ffs`` family. Inside a class body, give the ``__`` forms a name
+``__ffs``/``ffz`` family, no ``bitmap_*`` helpers. Inside a class body, give the ``__`` forms a name
 of your own at module level (docs/interfaces.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final
 
 from ..runtime.errors import NotInTaskError
@@ -169,12 +174,71 @@ def __test_and_change_bit(nr: int, addr: int) -> bool:
     return bool(_plain("__test_and_change_bit", nr, addr, lambda x, m: x ^ m))
 
 
+# -- searching a bitmap ---------------------------------------------------------------------------
+def _find(fn: str, addr: Any, size: Any, offset: Any, want_set: bool) -> int:
+    """lib/find_bit.c: the first bit from ``offset`` that is set (``want_set``) or clear, in
+    a bitmap of ``size`` bits; ``size`` if there is none. Plain loads of the longs (the
+    kernel's find_*_bit are plain C), one per long looked at."""
+    if addr.__class__ is not int:
+        if not current_task():
+            raise NotInTaskError()
+        check_int(fn, "addr", addr, 0, what="the address of the bitmap")
+    if size.__class__ is not int or not 0 <= size <= _NR_MAX:
+        check_int(fn, "size", size, 0, _NR_MAX, "a number of bits")
+    if offset.__class__ is not int or offset < 0:
+        check_int(fn, "offset", offset, 0, what="a bit number")
+    nr = offset
+    while nr < size:
+        word = do_read_int(fn, addr + _LONG_BYTES * (nr >> 5), _LONG_BYTES)
+        if not want_set:
+            word = ~word & 0xFFFFFFFF
+        word >>= nr & 31
+        if word:
+            found = nr + ((word & -word).bit_length() - 1)
+            return found if found < size else size
+        nr = (nr | 31) + 1
+    return size
+
+
+def find_first_bit(addr: int, size: int) -> int:
+    """The first set bit of the bitmap of ``size`` bits at ``addr``; ``size`` if none."""
+    return _find("find_first_bit", addr, size, 0, True)
+
+
+def find_first_zero_bit(addr: int, size: int) -> int:
+    """The first clear bit (a free minor number, say); ``size`` if none."""
+    return _find("find_first_zero_bit", addr, size, 0, False)
+
+
+def find_next_bit(addr: int, size: int, offset: int) -> int:
+    """The first set bit at ``offset`` or after; ``size`` if none."""
+    return _find("find_next_bit", addr, size, offset, True)
+
+
+def find_next_zero_bit(addr: int, size: int, offset: int) -> int:
+    """The first clear bit at ``offset`` or after; ``size`` if none."""
+    return _find("find_next_zero_bit", addr, size, offset, False)
+
+
+def for_each_set_bit(addr: int, size: int) -> Iterator[int]:
+    """``for bit in for_each_set_bit(addr, size):`` the set bits, lowest first, found one by
+    one with find_next_bit() as the kernel's macro does (the first when it is called)."""
+    return _set_bits(addr, size, _find("for_each_set_bit", addr, size, 0, True))
+
+
+def _set_bits(addr: int, size: int, bit: int) -> Iterator[int]:
+    while bit < size:
+        yield bit
+        bit = find_next_bit(addr, size, bit + 1)
+
+
 # pytest collects functions named test_* that a test module imports (``from percpu_kmem.linux
 # import *``): these are kernel functions, not tests
 for _fn in (test_and_set_bit, test_and_clear_bit, test_and_change_bit, test_and_set_bit_lock, test_bit):
     _fn.__test__ = False  # type: ignore[attr-defined]
 del _fn
 
-__all__ = ["BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
+__all__ = ["find_first_bit", "find_first_zero_bit", "find_next_bit", "find_next_zero_bit", "for_each_set_bit",
+           "BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
            "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
            "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit", "__test_and_change_bit"]

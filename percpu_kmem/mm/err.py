@@ -11,7 +11,7 @@ fffffff4").
 Simplified: ``ERR_PTR()`` takes a negative errno, -MAX_ERRNO to -1 (``ERR_PTR(0)``,
 which the kernel turns into NULL and static checkers flag, is refused), and
 ``PTR_ERR()`` takes an error pointer or NULL (0), not a valid pointer (whose "errno"
-is garbage in C). No ``ERR_CAST`` or ``PTR_ERR_OR_ZERO``.
+is garbage in C); ``PTR_ERR_OR_ZERO()`` takes any pointer.
 """
 
 from __future__ import annotations
@@ -51,6 +51,18 @@ def PTR_ERR(ptr: int | None) -> int:
     return p - (_PTR_MAX + 1) if p else 0
 
 
+def PTR_ERR_OR_ZERO(ptr: int | None) -> int:
+    """PTR_ERR() of an error pointer, 0 for any other pointer (NULL included)."""
+    p = _ptr("PTR_ERR_OR_ZERO", ptr)
+    return p - (_PTR_MAX + 1) if p >= _ERR_BASE else 0
+
+
+def ERR_CAST(ptr: int | None) -> int | None:
+    """The error pointer ``ptr``, passed on as a pointer of another type (the same value)."""
+    _ptr("ERR_CAST", ptr)
+    return ptr
+
+
 def IS_ERR(ptr: int | None) -> bool:
     """Does ``ptr`` carry an errno (is it within the last MAX_ERRNO addresses)?"""
     return _ptr("IS_ERR", ptr) >= _ERR_BASE
@@ -62,4 +74,4 @@ def IS_ERR_OR_NULL(ptr: int | None) -> bool:
     return p == 0 or p >= _ERR_BASE
 
 
-__all__ = ["MAX_ERRNO", "ERR_PTR", "PTR_ERR", "IS_ERR", "IS_ERR_OR_NULL"]
+__all__ = ["MAX_ERRNO", "ERR_PTR", "PTR_ERR", "PTR_ERR_OR_ZERO", "ERR_CAST", "IS_ERR", "IS_ERR_OR_NULL"]

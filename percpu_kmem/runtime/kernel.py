@@ -174,6 +174,23 @@ def for_each_possible_cpu() -> Iterator[int]:
     return iter(range(current_task().machine.nr_cpus))
 
 
+def num_present_cpus() -> int:
+    """How many CPUs are present (all of the machine's)."""
+    return current_task().machine.nr_cpus
+
+
+def cpu_present(cpu: int) -> bool:
+    """Is ``cpu`` one of the machine's CPUs (present: no hotplug, as cpu_possible())."""
+    m = current_task().machine
+    _cpu_number("cpu_present", cpu)
+    return cpu < m.nr_cpus
+
+
+def for_each_present_cpu() -> Iterator[int]:
+    """``for cpu in for_each_present_cpu():`` the machine's CPU numbers, in order."""
+    return iter(range(current_task().machine.nr_cpus))
+
+
 def for_each_online_cpu() -> Iterator[int]:
     """``for cpu in for_each_online_cpu():`` the online CPU numbers, in order (the mask is
     read when the loop starts)."""
@@ -635,6 +652,24 @@ def msleep_interruptible(msecs: int) -> int:
     return jiffies_to_msecs(left)
 
 
+def usleep_range(min: int, max: int) -> None:
+    """Sleep at least ``min`` microseconds, at most ``max`` (<linux/delay.h>; an hrtimer,
+    not jiffies): the model sleeps exactly ``min`` of virtual time, uninterruptibly (a
+    stray wake-up only makes it sleep the rest). ``max`` below ``min`` is misuse."""
+    t = current()
+    if min.__class__ is not int or min < 0:
+        check_int("usleep_range", "min", min, 0)
+    if max.__class__ is not int or max < min:
+        check_int("usleep_range", "max", max, min, what="an int (microseconds, at least min)")
+    might_sleep()
+    engine = t.engine
+    deadline = engine.now + min * 1000
+    while engine.now < deadline:
+        set_current_state(TASK_UNINTERRUPTIBLE)
+        block(_TIMER, deadline - engine.now, "usleep_range")
+        t.kstate = TASK_RUNNING
+
+
 def udelay(usecs: int) -> None:
     """Busy-wait: charges the cycles to this CPU, never sleeps."""
     t = current_task()
@@ -790,6 +825,27 @@ def jiffies_to_usecs(j: int) -> int:
     if j.__class__ is not int or not 0 <= j <= ULONG_MAX:
         check_int("jiffies_to_usecs", "j", j, 0, ULONG_MAX, "an unsigned long number of jiffies")
     return ((USEC_PER_SEC // HZ) * j) & _UINT_MAX
+
+
+def get_jiffies_64() -> int:
+    """jiffies_64: the virtual clock in jiffies, 64 bits wide (it does not wrap in a run)."""
+    return _clock(current_task()) // NSEC_PER_JIFFY
+
+
+def time_is_before_jiffies(a: int) -> bool:
+    """``time_after(jiffies, a)``: has time ``a`` passed?"""
+    if a.__class__ is not int:
+        current()
+        _jiffy_arg("time_is_before_jiffies", "a", a)
+    return time_after(jiffies(), a)
+
+
+def time_is_after_jiffies(a: int) -> bool:
+    """``time_before(jiffies, a)``: is time ``a`` still to come?"""
+    if a.__class__ is not int:
+        current()
+        _jiffy_arg("time_is_after_jiffies", "a", a)
+    return time_before(jiffies(), a)
 
 
 def ktime_get_ns() -> int:
@@ -1114,7 +1170,7 @@ __all__ = [
     "irqs_disabled", "preemptible", "charge",
     # CPU masks
     "NR_CPUS", "num_possible_cpus", "num_online_cpus", "cpu_possible", "cpu_online", "for_each_possible_cpu",
-    "for_each_online_cpu",
+    "for_each_online_cpu", "num_present_cpus", "cpu_present", "for_each_present_cpu",
     # local interrupts and bottom halves
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable",
@@ -1122,8 +1178,9 @@ __all__ = [
     "might_sleep", "might_sleep_if", "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE",
     "set_current_state", "__set_current_state", "schedule", "cond_resched", "schedule_timeout",
     "schedule_timeout_uninterruptible", "schedule_timeout_interruptible", "io_schedule_timeout",
-    "wake_up_process", "msleep", "ssleep", "msleep_interruptible", "udelay", "ndelay", "mdelay", "cpu_relax",
-    "jiffies", "ktime_get_ns",
+    "wake_up_process", "msleep", "ssleep", "msleep_interruptible", "usleep_range", "udelay", "ndelay", "mdelay",
+    "cpu_relax",
+    "jiffies", "ktime_get_ns", "get_jiffies_64", "time_is_before_jiffies", "time_is_after_jiffies",
     # jiffies arithmetic
     "ULONG_MAX", "MAX_JIFFY_OFFSET", "MSEC_PER_SEC", "USEC_PER_SEC", "time_after", "time_before",
     "time_after_eq", "time_before_eq", "time_in_range", "msecs_to_jiffies", "usecs_to_jiffies",

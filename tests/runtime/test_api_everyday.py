@@ -465,3 +465,28 @@ def test_the_once_flag_belongs_to_the_machine() -> None:
         m.run(f)
         m.run(f)
         assert len(m.reports) == 1 and m.reports[0].count == 1
+
+
+def test_usleep_range_jiffies_64_and_the_time_is_helpers() -> None:
+    from percpu_kmem.linux import (
+        cpu_present,
+        for_each_present_cpu,
+        get_jiffies_64,
+        num_present_cpus,
+        time_is_after_jiffies,
+        time_is_before_jiffies,
+        usleep_range,
+    )
+    m = Machine(cpus=2, policy="random", seed=1)
+
+    def f() -> Any:
+        t0 = ktime_get_ns()
+        usleep_range(1500, 2000)
+        slept = ktime_get_ns() - t0
+        _advance_to(ULONG + 5)
+        j = jiffies()
+        return (slept, j, get_jiffies_64(), time_is_before_jiffies(j - 1), time_is_after_jiffies(j + 5),
+                time_is_before_jiffies(j + 5), num_present_cpus(), list(for_each_present_cpu()), cpu_present(2))
+    assert m.run(f)[0] == (1_500_000, 5, ULONG + 5, True, True, False, 2, [0, 1], False)
+    with pytest.raises(KmemUsageError, match=r"usleep_range: max\(=10\) must be an int \(microseconds, at least min\)"):
+        m.run(lambda: usleep_range(20, 10))
