@@ -112,7 +112,7 @@ from .mm.bitops import (BITS_PER_LONG, set_bit, clear_bit, change_bit, test_and_
                         clear_bit_unlock, test_bit, __set_bit, __clear_bit, __change_bit,
                         __test_and_set_bit, __test_and_clear_bit, __test_and_change_bit,
                         find_first_bit, find_first_zero_bit, find_next_bit, find_next_zero_bit,
-                        for_each_set_bit)
+                        for_each_set_bit, BIT, BIT_MASK, BIT_WORD, BITS_TO_LONGS, bitmap_zero)
 
 # -- error pointers (<linux/err.h>)
 from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, PTR_ERR_OR_ZERO, ERR_CAST, IS_ERR, IS_ERR_OR_NULL)
@@ -248,7 +248,8 @@ __all__ = [
     "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
     "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit",
     "__test_and_change_bit", "find_first_bit", "find_first_zero_bit", "find_next_bit",
-    "find_next_zero_bit", "for_each_set_bit",
+    "find_next_zero_bit", "for_each_set_bit", "BIT", "BIT_MASK", "BIT_WORD", "BITS_TO_LONGS",
+    "bitmap_zero",
     # error pointers
     "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "PTR_ERR_OR_ZERO", "ERR_CAST", "IS_ERR", "IS_ERR_OR_NULL",
     # user space access

@@ -235,6 +235,7 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
     ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
     ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
+    ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,
     ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
     ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
     ("clear_user", "to"): lambda e: bytearray(4),

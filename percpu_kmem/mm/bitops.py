@@ -24,7 +24,8 @@ them lose updates, and KCSAN reports the race.
 plain loads, and ``for_each_set_bit(addr, size)`` is a Python iterator over the set bits.
 
 Simplified: ``nr`` is taken from 0 to 2**31 - 1 (a negative bit number is misuse); no
-``__ffs``/``ffz`` family, no ``bitmap_*`` helpers. Inside a class body, give the ``__`` forms a name
+``__ffs``/``ffz`` family; of the ``bitmap_*`` helpers only ``bitmap_zero`` (with the
+``BIT``, ``BIT_MASK``, ``BIT_WORD`` and ``BITS_TO_LONGS`` macros). Inside a class body, give the ``__`` forms a name
 of your own at module level (docs/interfaces.md).
 """
 
@@ -39,7 +40,7 @@ from ..runtime.kernel import preempt_point
 from ..runtime.report import skip_frames_of
 from ..runtime.task import current_task
 from ..runtime.validate import check_int
-from .access import do_read_int, do_write_int
+from .access import do_memset, do_read_int, do_write_int
 from .atomic import hb_load, rmw32
 
 skip_frames_of(__file__)  # reports name the code that called the bit operation
@@ -174,6 +175,46 @@ def __test_and_change_bit(nr: int, addr: int) -> bool:
     return bool(_plain("__test_and_change_bit", nr, addr, lambda x, m: x ^ m))
 
 
+# -- bit macros and bitmaps (<linux/bits.h>, <linux/bitmap.h>) -----------------------------------------
+def _bit_number(fn: str, nr: Any) -> int:
+    if nr.__class__ is not int or not 0 <= nr <= _NR_MAX:
+        check_int(fn, "nr", nr, 0, _NR_MAX, "a bit number")
+    return nr
+
+
+def BIT(nr: int) -> int:
+    """``1UL << nr`` (``nr`` from 0 to 31: an i386 unsigned long)."""
+    if nr.__class__ is not int or not 0 <= nr < BITS_PER_LONG:
+        check_int("BIT", "nr", nr, 0, BITS_PER_LONG - 1, "a bit number of an unsigned long")
+    return 1 << nr
+
+
+def BIT_MASK(nr: int) -> int:
+    """The mask of bit ``nr`` in its long: ``1UL << (nr % BITS_PER_LONG)``."""
+    return 1 << (_bit_number("BIT_MASK", nr) & 31)
+
+
+def BIT_WORD(nr: int) -> int:
+    """The index of the long that holds bit ``nr``: ``nr / BITS_PER_LONG``."""
+    return _bit_number("BIT_WORD", nr) >> 5
+
+
+def BITS_TO_LONGS(nr: int) -> int:
+    """How many longs a bitmap of ``nr`` bits takes (rounded up)."""
+    return (_bit_number("BITS_TO_LONGS", nr) + BITS_PER_LONG - 1) // BITS_PER_LONG
+
+
+def bitmap_zero(dst: int, nbits: int) -> None:
+    """Clear the bitmap of ``nbits`` bits at ``dst``: a plain memset of its longs."""
+    if nbits.__class__ is not int or not 0 <= nbits <= _NR_MAX:
+        if not current_task():
+            raise NotInTaskError()
+        check_int("bitmap_zero", "nbits", nbits, 0, _NR_MAX, "a number of bits")
+    if dst.__class__ is not int and dst is not None:  # None: NULL, the Oops of a NULL memset
+        check_int("bitmap_zero", "dst", dst, 0, what="the address of the bitmap")
+    do_memset("bitmap_zero", dst, 0, _LONG_BYTES * ((nbits + 31) >> 5))
+
+
 # -- searching a bitmap ---------------------------------------------------------------------------
 def _find(fn: str, addr: Any, size: Any, offset: Any, want_set: bool) -> int:
     """lib/find_bit.c: the first bit from ``offset`` that is set (``want_set``) or clear, in
@@ -238,7 +279,8 @@ for _fn in (test_and_set_bit, test_and_clear_bit, test_and_change_bit, test_and_
     _fn.__test__ = False  # type: ignore[attr-defined]
 del _fn
 
-__all__ = ["find_first_bit", "find_first_zero_bit", "find_next_bit", "find_next_zero_bit", "for_each_set_bit",
+__all__ = ["BIT", "BIT_MASK", "BIT_WORD", "BITS_TO_LONGS", "bitmap_zero",
+           "find_first_bit", "find_first_zero_bit", "find_next_bit", "find_next_zero_bit", "for_each_set_bit",
            "BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
            "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
            "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit", "__test_and_change_bit"]

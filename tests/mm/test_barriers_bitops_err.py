@@ -435,3 +435,19 @@ def test_ptr_err_or_zero_and_err_cast() -> None:
     from percpu_kmem.linux import ERR_CAST, PTR_ERR_OR_ZERO
     assert PTR_ERR_OR_ZERO(ERR_PTR(-22)) == -22 and PTR_ERR_OR_ZERO(0xC0001000) == 0
     assert PTR_ERR_OR_ZERO(None) == 0 and ERR_CAST(ERR_PTR(-5)) == ERR_PTR(-5)
+
+
+def test_bit_macros_and_bitmap_zero() -> None:
+    from percpu_kmem.linux import BIT, BIT_MASK, BIT_WORD, BITS_TO_LONGS, bitmap_zero
+    assert (BIT(0), BIT(31), BIT_MASK(33), BIT_WORD(33), BITS_TO_LONGS(0), BITS_TO_LONGS(33)) == (1, 1 << 31, 2, 1, 0, 2)
+    with pytest.raises(KmemUsageError, match=r"BIT: nr\(=32\) must be a bit number of an unsigned long"):
+        BIT(32)
+    m = Machine(cpus=1, policy="random", seed=0)
+    (w,) = _words(m, 1)
+
+    def f() -> tuple[int, int]:
+        for nr in (0, 20, 40, 63):
+            set_bit(nr, w)
+        bitmap_zero(w, 33)  # two longs
+        return read_u32(w), read_u32(w + 4)
+    assert m.run(f)[0] == (0, 0)
