@@ -209,8 +209,9 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
-    "dev": lambda e: None,
     "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
+    "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
+    "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -236,6 +237,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
     ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
     ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,
+    ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
+    ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
+    ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
     ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
     ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
     ("clear_user", "to"): lambda e: bytearray(4),
