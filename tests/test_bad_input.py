@@ -57,6 +57,9 @@ FREE_PARAMS: dict[str, set[str]] = {
     "__vmalloc_node": {"caller"},
     "smp_call_function": {"info"},
     "on_each_cpu": {"info"},
+    "smp_call_function_single": {"info"},
+    "WARN": {"args"},  # printk's arguments (*args): the probe passes one, 0
+    "WARN_ONCE": {"args"},
 }
 
 
@@ -206,6 +209,7 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
+    "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
     "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
     "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
 }
@@ -230,6 +234,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("set_cpus_allowed", "t"): lambda e: pk.kthread_run(lambda: None),
     ("wake_up_process", "t"): lambda e: pk.kthread_run(lambda: None),
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
+    ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
+    ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
+    ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,
     ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
     ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
     ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
