@@ -58,6 +58,9 @@ FREE_PARAMS: dict[str, set[str]] = {
     "__vmalloc_node": {"caller"},
     "smp_call_function": {"info"},
     "on_each_cpu": {"info"},
+    "smp_call_function_single": {"info"},
+    "WARN": {"args"},  # printk's arguments (*args): the probe passes one, 0
+    "WARN_ONCE": {"args"},
 }
 
 
@@ -207,7 +210,10 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
-    "dev": lambda e: None, "sem": lambda e: pk.sema_init(None, 1),
+    "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
+    "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
+    "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
+    "sem": lambda e: pk.sema_init(None, 1),
 }
 
 
@@ -252,6 +258,12 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
         "read_lock_irq", "read_unlock_irq", "write_lock_irq", "write_unlock_irq", "read_lock_irqsave",
         "read_unlock_irqrestore", "write_lock_irqsave", "write_unlock_irqrestore", "read_lock_bh",
         "read_unlock_bh", "write_lock_bh", "write_unlock_bh")},
+    ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
+    ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
+    ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,
+    ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
+    ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
+    ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
     ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
     ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
     ("clear_user", "to"): lambda e: bytearray(4),

@@ -21,6 +21,12 @@ A handler that returns with interrupts enabled gets today's WARN_ONCE "irq %u ha
 enabled interrupts" (__handle_irq_event_percpu) once per handler, and they are disabled
 again.
 
+disable_irq()/disable_irq_nosync()/enable_irq() (kernel/irq/manage.c): a line's disable
+depth nests; an interrupt of a disabled line runs no handler and stays pending on its CPU
+(IRQS_PENDING: several are one) until enable_irq() raises it again (check_irq_resend);
+an enable without a disable warns "Unbalanced enable for IRQ %d". The kernel-style
+functions, and disable_irq()'s wait for a running handler, are in runtime/kernel.py.
+
 Simplified: no interrupt controller, affinity or nesting of different lines; a shared
 line fires at the highest rate of its handlers' (rate > 0: each one's device may
 interrupt; the policies raise the line, not a device), and handlers' return values
@@ -34,6 +40,7 @@ Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -92,6 +99,15 @@ class Interrupts:
         self.warned_irqs_on: dict[int, Callable[..., Any]] = {}
         #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
         self.hb: HappensBefore | None = None
+        #: disable_irq() depth of each disabled line (irq_desc.depth; absent: 0, enabled)
+        self.disabled: dict[int, int] = {}
+        #: the CPUs each disabled line fired on while disabled (IRQS_PENDING): raised again
+        #: there when enable_irq() turns the line back on (check_irq_resend)
+        self.held_back: dict[int, list[int]] = {}
+        #: lines enable_irq() has turned back on (KCSAN: their handlers acquire the enabler's clock)
+        self.reenabled: set[int] = set()
+        #: irq_desc.lock of the lines' disable depth and held-back interrupts
+        self.line_lock = threading.Lock()
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None, flags: int = 0) -> int:
@@ -221,6 +237,8 @@ class Interrupts:
         c.irqs_off = True
         if self.hb is not None:  # KCSAN
             self.hb.irq_enter(c.id, irq)
+            if irq in self.reenabled:  # what came before enable_irq() happens before the handler
+                self.hb.acquire(t, ("irq_enable", irq))
         ev = self.m.events
         if ev is not None:
             ev.record(t, "irq", f"irq {irq}: {action.name if action else 'no handler'}")
@@ -233,7 +251,9 @@ class Interrupts:
                 if running is None:
                     running = self.running[irq] = []
                 running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
-                a: IrqAction | None = action
+                # disable_irq() (set before it looks at IRQ_INPROGRESS, checked here after it is
+                # set: one of the two sees the other) holds the interrupt back until enable_irq()
+                a: IrqAction | None = None if self.disabled and self._hold_back(c, irq) else action
                 while a is not None:  # every handler of a shared line, in request order
                     a.count[c.id] = a.count.get(c.id, 0) + 1
                     a.handler(irq, a.dev_id)
@@ -261,6 +281,45 @@ class Interrupts:
             c.irqs_off = saved_irqs
         if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
             self.do_softirq(c)
+
+    # -- disable_irq / enable_irq (kernel/irq/manage.c) -------------------------------------------
+    def disable_nosync(self, irq: int) -> None:
+        """__disable_irq(): one more level of disabling; the line is held back from now on."""
+        with self.line_lock:
+            self.disabled[irq] = self.disabled.get(irq, 0) + 1
+
+    def _hold_back(self, c: CPU, irq: int) -> bool:
+        """An interrupt of a disabled line came to ``c``: True if the line is disabled (it is
+        then pending there, IRQS_PENDING, until enable_irq())."""
+        with self.line_lock:
+            if irq not in self.disabled:
+                return False
+            held = self.held_back.setdefault(irq, [])
+            if c.id not in held:
+                held.append(c.id)
+            return True
+
+    def enable(self, t: Task, irq: int, where: tuple[str, int]) -> None:
+        """__enable_irq(): one level less; at 0 the line is on again and what fired while it
+        was off is raised again on its CPUs. An enable without a disable is the kernel's
+        WARN "Unbalanced enable for IRQ %d", and changes nothing."""
+        with self.line_lock:
+            depth = self.disabled.get(irq, 0)
+            if depth > 1:
+                self.disabled[irq] = depth - 1
+                return
+            if depth == 1:
+                del self.disabled[irq]
+                resend = self.held_back.pop(irq, [])
+        if depth == 0:
+            self.warn(t, f"Unbalanced enable for IRQ {irq}", "__enable_irq", f"enable_irq:{irq}", where)
+            return
+        if self.hb is not None:  # KCSAN: the line's next handlers see what came before
+            self.reenabled.add(irq)
+            self.hb.release(t, ("irq_enable", irq))
+        for cpu in resend:
+            if irq in self.actions:
+                self.raise_irq(irq, cpu)
 
     def _handler_enabled_irqs(self, t: Task | None, c: CPU, action: IrqAction) -> None:
         """__handle_irq_event_percpu(): WARN_ONCE(!irqs_disabled(), "irq %u handler %pS
