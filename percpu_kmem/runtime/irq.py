@@ -8,6 +8,13 @@ added and interrupts off, softirqs run on irq exit and on local_bh_enable (at mo
 MAX_SOFTIRQ_RESTART rounds). An interrupt with a rate is also raised by the
 scheduling policy, with that chance per scheduling point.
 
+A line's handlers never run on two CPUs at once (2.6.11's __do_IRQ): an interrupt that
+comes while they run on another CPU (IRQ_INPROGRESS) only marks the line IRQ_PENDING,
+and the CPU in the handlers runs them once more before it leaves; the run before ends
+under irq_desc.lock, which the next takes, so KCSAN sees them ordered. Simplified: the
+kernel's IRQ_PENDING is a flag (several such interrupts collapse into one rerun); the
+model reruns once for each, so no raise_irq() is lost.
+
 Shared lines (2.6.11): handlers requested with SA_SHIRQ (IRQF_SHARED today) on both
 sides chain on one line and all run, in request order, when it fires; a request of a
 line that has a handler fails with -EBUSY unless both agree to share (setup_irq), and
@@ -106,7 +113,10 @@ class Interrupts:
         self.held_back: dict[int, list[int]] = {}
         #: lines enable_irq() has turned back on (KCSAN: their handlers acquire the enabler's clock)
         self.reenabled: set[int] = set()
-        #: irq_desc.lock of the lines' disable depth and held-back interrupts
+        #: how often each line fired on a CPU while its handlers ran on another (IRQ_PENDING):
+        #: that CPU runs them once more for each before it leaves (2.6.11's __do_IRQ loop)
+        self.replay: dict[int, int] = {}
+        #: irq_desc.lock of the lines' disable depth, held-back and replayed interrupts
         self.line_lock = threading.Lock()
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
@@ -247,13 +257,28 @@ class Interrupts:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
             else:
-                running = self.running.get(irq)
-                if running is None:
-                    running = self.running[irq] = []
-                running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
-                # disable_irq() (set before it looks at IRQ_INPROGRESS, checked here after it is
-                # set: one of the two sees the other) holds the interrupt back until enable_irq()
-                a: IrqAction | None = None if self.disabled and self._hold_back(c, irq) else action
+                with self.line_lock:
+                    running = self.running.get(irq)
+                    if running is None:
+                        running = self.running[irq] = []
+                    # IRQ_INPROGRESS on another CPU: mark the line IRQ_PENDING and leave; the
+                    # CPU in the handler runs it again (a line's handler never runs twice at once)
+                    in_progress = bool(running)
+                    if in_progress:
+                        self.replay[irq] = self.replay.get(irq, 0) + 1
+                    running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
+                if in_progress:
+                    if self.hb is not None and t:  # KCSAN: the rerun sees what raised this one
+                        self.hb.release(t, ("irq_replay", irq))
+                    a: IrqAction | None = None
+                else:
+                    # disable_irq() (set before it looks at IRQ_INPROGRESS, checked here after it
+                    # is set: one of the two sees the other) holds it back until enable_irq()
+                    a = None if self.disabled and self._hold_back(c, irq) else action
+                    if a is not None and self.hb is not None and t:
+                        # KCSAN: the line's last handler run ended under irq_desc.lock, which
+                        # this one takes before it starts: the two runs are ordered
+                        self.hb.acquire(t, ("irq_done", irq))
                 while a is not None:  # every handler of a shared line, in request order
                     a.count[c.id] = a.count.get(c.id, 0) + 1
                     a.handler(irq, a.dev_id)
@@ -261,6 +286,8 @@ class Interrupts:
                     if not hc.irqs_off:
                         self._handler_enabled_irqs(t, hc, a)
                     a = a.next
+                    if a is None and not in_progress and self.replay:
+                        a = self._replayed(t, c, irq, action)
         except (TaskAbort, Oops):
             raise
         except BaseException as e:
@@ -281,6 +308,22 @@ class Interrupts:
             c.irqs_off = saved_irqs
         if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
             self.do_softirq(c)
+
+    def _replayed(self, t: Task | None, c: CPU, irq: int, action: IrqAction) -> IrqAction | None:
+        """__do_IRQ's loop: the line fired elsewhere while its handlers ran here (IRQ_PENDING):
+        run them again (once for each such interrupt), unless the line is disabled now (then
+        the interrupt is held back)."""
+        with self.line_lock:
+            n = self.replay.get(irq, 0)
+            if not n:
+                return None
+            if n > 1:
+                self.replay[irq] = n - 1
+            else:
+                del self.replay[irq]
+        if self.hb is not None and t:
+            self.hb.acquire(t, ("irq_replay", irq))
+        return None if self.disabled and self._hold_back(c, irq) else action
 
     # -- disable_irq / enable_irq (kernel/irq/manage.c) -------------------------------------------
     def disable_nosync(self, irq: int) -> None:
