@@ -1,0 +1,174 @@
+"""ksoftirqd/N: the per-CPU kernel threads that run deferred softirq work (timers, tasklets).
+
+Kept: the softirq numbers of today's include/linux/interrupt.h (HI_SOFTIRQ 0, TIMER_SOFTIRQ
+1, TASKLET_SOFTIRQ 6); a softirq raised outside interrupt context wakes this CPU's
+ksoftirqd (raise_softirq_irqoff()'s ``if (!in_interrupt()) wakeup_softirqd()``), which runs
+the pending softirqs with SOFTIRQ_OFFSET in the preempt count and interrupts on
+(__do_softirq via runtime/irq.py ``do_softirq``), so in_softirq() and in_atomic() hold, and
+lockdep sees IN-SOFTIRQ usage; a softirq raised in hardirq context runs at irq exit, one
+raised with bottom halves disabled at local_bh_enable() (both already in runtime/irq.py and
+runtime/kernel.py). One ksoftirqd per CPU, bound to it, a daemon (as kswapd: it ends with
+the run's tasks, and the hung-task and deadlock watchdogs do not wait for it).
+
+Simplified: the timer interrupt is not modelled. A CPU's timers expire in its ksoftirqd,
+which sleeps (schedule_timeout) until the earliest ``expires`` of its timer base: the
+engine's timed-sleep machinery makes virtual time pass to it when every task sleeps, and
+wakes it as soon as any CPU's clock reads past it (runtime/engine.py ``advance``). So a
+timer function never interrupts the task it shares a CPU with; it runs when ksoftirqd gets
+the CPU (the CPU's task leaves it, or is preempted). The state lives with the machine
+(``deferred_state``); ksoftirqd starts at the first use of a timer or tasklet in a
+machine, and with every later run of it (``add_daemon``).
+
+Kernel files modelled: kernel/softirq.c (ksoftirqd, wakeup_softirqd, run_ksoftirqd).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from .kernel import jiffies, schedule, schedule_timeout, set_current_state
+from .preempt import IRQ_MASK
+from .task import T_DONE, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
+
+if TYPE_CHECKING:
+    from .machine import SmpMachine
+    from .task import CPU
+
+#: include/linux/interrupt.h (today's numbering; NR_SOFTIRQS is 10 in runtime/irq.py too)
+HI_SOFTIRQ: Final = 0
+TIMER_SOFTIRQ: Final = 1
+TASKLET_SOFTIRQ: Final = 6
+DEFERRED_SOFTIRQS: Final = (1 << HI_SOFTIRQ) | (1 << TIMER_SOFTIRQ) | (1 << TASKLET_SOFTIRQ)
+
+#: the softirq actions the deferred-work modules register: ``action(state, cpu)``
+SOFTIRQ_ACTIONS: dict[int, Callable[[DeferredState, CPU], None]] = {}
+
+
+class DeferredState:
+    """One machine's deferred work: per-CPU timer bases and tasklet lists, ksoftirqd, the
+    work queues. ``guard`` keeps the lists whole under the free policy (held for list
+    operations only, never across simulated code)."""
+
+    def __init__(self, m: SmpMachine) -> None:
+        n = m.nr_cpus
+        self.m = m
+        self.guard = threading.Lock()
+        #: the armed timers of each CPU's base (tvec_base), in arming order
+        self.timers: list[list[Any]] = [[] for _ in range(n)]
+        #: the timer each base runs now (base->running_timer)
+        self.running_timer: list[Any] = [None] * n
+        #: each CPU's tasklet_vec and tasklet_hi_vec
+        self.tasklets: list[list[Any]] = [[] for _ in range(n)]
+        self.hi_tasklets: list[list[Any]] = [[] for _ in range(n)]
+        #: this run's ksoftirqd/N (None until it has started)
+        self.ksoftirqd: list[Task | None] = [None] * n
+        self.started = False
+        #: the work queues (runtime/workqueue.py): the system one ("events"), and all
+        self.keventd: Any = None
+        self.workqueues: list[Any] = []
+
+    # -- what ksoftirqd looks at --------------------------------------------------------
+    def next_expiry(self, cpu: int) -> int | None:
+        """The earliest ``expires`` (jiffies) of ``cpu``'s armed timers."""
+        timers = self.timers[cpu]
+        return min(t.expires for t in timers) if timers else None
+
+    def tasklets_ready(self, cpu: int) -> tuple[int, bool]:
+        """(softirq bits of ``cpu``'s tasklets that can run now, whether an enabled one
+        waits because it runs on another CPU)."""
+        bits = 0
+        busy = False
+        for nr, lst in ((HI_SOFTIRQ, self.hi_tasklets[cpu]), (TASKLET_SOFTIRQ, self.tasklets[cpu])):
+            for tl in lst:
+                if tl.count == 0:
+                    if tl.running:
+                        busy = True
+                    else:
+                        bits |= 1 << nr
+                        break
+        return bits, busy
+
+    def kick(self, cpu: int, waker: Task) -> None:
+        """wakeup_softirqd(): wake ``cpu``'s ksoftirqd (it re-reads its work)."""
+        kt = self.ksoftirqd[cpu]
+        if kt is not None and kt.engine is waker.engine and kt.state != T_DONE and waker.engine is not None:
+            waker.engine.wake(waker, kt)
+
+    def kick_if_task(self, cpu: int, t: Task) -> None:
+        """Raised outside interrupt context: wake ``cpu``'s ksoftirqd (in interrupt context,
+        irq exit or local_bh_enable() runs the softirq)."""
+        c = t.cpu
+        if c is None or c.id != cpu or not c.preempt_count & IRQ_MASK:
+            self.kick(cpu, t)
+
+    # -- starting -------------------------------------------------------------------------
+    def start(self, t: Task) -> None:
+        """First use in this machine: install the softirq actions, start ksoftirqd/N now
+        and with every later run."""
+        if self.started:
+            return
+        self.started = True
+        vec = self.m.irq.softirq_vec
+        for nr, action in SOFTIRQ_ACTIONS.items():
+            vec[nr] = _softirq_action(self, action)
+        for n in range(self.m.nr_cpus):
+            fn = _ksoftirqd_fn(self, n)
+            self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
+            self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
+
+
+def _softirq_action(state: DeferredState, action: Callable[[DeferredState, CPU], None]) -> Callable[[], None]:
+    def softirq() -> None:
+        action(state, current_task().cpu)
+    softirq.__name__ = getattr(action, "__name__", "softirq")
+    return softirq
+
+
+def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
+    def ksoftirqd() -> None:
+        t = current_task()
+        state.ksoftirqd[cpu] = t
+        m = state.m
+        while True:
+            set_current_state(TASK_INTERRUPTIBLE)  # from here a kick is not lost
+            c = t.cpu
+            now = jiffies()
+            nxt = state.next_expiry(cpu)
+            with state.guard:
+                bits, busy = state.tasklets_ready(cpu)
+            if nxt is not None and nxt <= now:
+                bits |= 1 << TIMER_SOFTIRQ
+            if bits:
+                t.kstate = TASK_RUNNING
+                c.softirq_pending |= bits
+                m.irq.do_softirq(c)
+                continue
+            if nxt is not None:
+                schedule_timeout(nxt - now if not busy else 1)
+            elif busy:
+                schedule_timeout(1)  # a tasklet runs on another CPU: look again in a jiffy
+            else:
+                schedule()
+    ksoftirqd.__name__ = f"ksoftirqd_{cpu}"
+    return ksoftirqd
+
+
+_STATES: Final[weakref.WeakKeyDictionary[Any, DeferredState]] = weakref.WeakKeyDictionary()
+
+
+def deferred_state(t: Task) -> DeferredState:
+    """The deferred-work state of ``t``'s machine, ksoftirqd started."""
+    m = t.machine
+    st = _STATES.get(m)
+    if st is None:
+        st = _STATES[m] = DeferredState(m)
+    if not st.started:
+        st.start(t)
+    return st
+
+
+__all__ = ["HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ", "DEFERRED_SOFTIRQS", "SOFTIRQ_ACTIONS",
+           "DeferredState", "deferred_state"]
