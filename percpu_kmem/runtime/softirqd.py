@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from .kernel import jiffies, schedule, schedule_timeout, set_current_state
+from .kernel import block, jiffies, schedule, schedule_timeout, set_current_state
 from .preempt import IRQ_MASK
 from .task import T_DONE, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
@@ -111,6 +111,7 @@ class DeferredState:
         if self.started:
             return
         self.started = True
+        from . import tasklet, timer  # noqa: F401  (their softirq actions)
         vec = self.m.irq.softirq_vec
         for nr, action in SOFTIRQ_ACTIONS.items():
             vec[nr] = _softirq_action(self, action)
@@ -118,6 +119,16 @@ class DeferredState:
             fn = _ksoftirqd_fn(self, n)
             self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
             self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
+
+
+class _OffItsCpu:
+    __slots__ = ()
+
+    def describe(self) -> str:
+        return "its own CPU (ksoftirqd placed on another one)"
+
+
+_OFF_ITS_CPU: Final = _OffItsCpu()
 
 
 def _softirq_action(state: DeferredState, action: Callable[[DeferredState, CPU], None]) -> Callable[[], None]:
@@ -135,6 +146,11 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
         while True:
             set_current_state(TASK_INTERRUPTIBLE)  # from here a kick is not lost
             c = t.cpu
+            if c.id != cpu:
+                # dispatched on another CPU (the deterministic policies place a bound task on
+                # any idle CPU when its own is busy): off it at once, back when time moves
+                block(_OFF_ITS_CPU, 0, "ksoftirqd")
+                continue
             now = jiffies()
             nxt = state.next_expiry(cpu)
             with state.guard:
