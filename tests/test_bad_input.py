@@ -151,6 +151,7 @@ class Env:
         self.m = m
         self.cache: Any = None
         self.pool: Any = None
+        self.wq: Any = None
         self.irq = 3
 
     def good(self, fn: str, param: str) -> Any:
@@ -163,6 +164,11 @@ class Env:
         if self.cache is None:
             self.cache = pk.kmem_cache_create("probe_cache", 40)
         return self.cache
+
+    def workqueue(self) -> Any:
+        if self.wq is None or self.wq.destroyed:
+            self.wq = pk.create_singlethread_workqueue("probe_wq")
+        return self.wq
 
     def mpool(self) -> Any:
         if self.pool is None:
@@ -207,6 +213,9 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
     "dev": lambda e: None,
+    "timer": lambda e: pk.timer_list(lambda data: None), "function": lambda e: (lambda data: None),
+    "callback": lambda e: (lambda arg: None), "expires": lambda e: 5, "delay": lambda e: 1,
+    "work": lambda e: pk.work_struct(lambda work: None),
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -229,6 +238,26 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("set_cpus_allowed", "t"): lambda e: pk.kthread_run(lambda: None),
     ("wake_up_process", "t"): lambda e: pk.kthread_run(lambda: None),
     ("fill_page_cache", "nr"): lambda e: 1, ("wake_up_nr", "nr"): lambda e: 1,
+    # timers, tasklets and work queues
+    ("timer_setup", "flags"): lambda e: 0,
+    ("tasklet_init", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_setup", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_schedule", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_hi_schedule", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_disable", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_disable_nosync", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_kill", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_enable", "t"): lambda e: pk.DECLARE_TASKLET_DISABLED("probe", lambda data: None),
+    ("INIT_DELAYED_WORK", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("delayed_work_pending", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("queue_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("schedule_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("cancel_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("cancel_delayed_work_sync", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("queue_work", "wq"): lambda e: e.workqueue(),
+    ("queue_delayed_work", "wq"): lambda e: e.workqueue(),
+    ("flush_workqueue", "wq"): lambda e: e.workqueue(),
+    ("destroy_workqueue", "wq"): lambda e: pk.create_singlethread_workqueue("probe_wq_gone"),
 }
 
 

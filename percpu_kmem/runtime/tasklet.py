@@ -76,20 +76,24 @@ def _func_arg(fn: str, func: Any) -> None:
 
 def tasklet_init(t: tasklet_struct, func: Callable[[Any], Any], data: Any = 0) -> None:
     """Set up ``t`` to run ``func(data)``, enabled and not scheduled."""
-    _tasklet_arg("tasklet_init", t)
-    _func_arg("tasklet_init", func)
-    t.func = func
-    t.data = data
-    t.name = getattr(func, "__name__", "tasklet")
-    t.count = 0
-    t.scheduled = False
-    t.use_callback = False
+    _init("tasklet_init", t, func, data, False)
 
 
 def tasklet_setup(t: tasklet_struct, callback: Callable[[tasklet_struct], Any]) -> None:
     """Today's set-up: ``callback(t)`` runs when it is scheduled."""
-    tasklet_init(t, callback, 0)
-    t.use_callback = True
+    _init("tasklet_setup", t, callback, 0, True)
+
+
+def _init(fn: str, t: tasklet_struct, func: Any, data: Any, use_callback: bool) -> None:
+    _tasklet_arg(fn, t)
+    _func_arg(fn, func)
+    if t.scheduled:
+        raise KmemUsageError(f"{fn}: {t!r} is scheduled: initialising it would corrupt its CPU's list")
+    t.func = func
+    t.data = data
+    t.name = getattr(func, "__name__", "tasklet")
+    t.count = 0
+    t.use_callback = use_callback
 
 
 def DECLARE_TASKLET(name: str, func: Callable[[Any], Any], data: Any = 0) -> tasklet_struct:
