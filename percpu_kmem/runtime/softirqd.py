@@ -66,6 +66,8 @@ class DeferredState:
         #: this run's ksoftirqd/N (None until it has started)
         self.ksoftirqd: list[Task | None] = [None] * n
         self.started = False
+        #: how many of SOFTIRQ_ACTIONS are in the machine's softirq vector
+        self.installed = 0
         #: the work queues (runtime/workqueue.py): the system one ("events"), and all
         self.keventd: Any = None
         self.workqueues: list[Any] = []
@@ -104,6 +106,14 @@ class DeferredState:
         if c is None or c.id != cpu or not c.preempt_count & IRQ_MASK:
             self.kick(cpu, t)
 
+    def install_actions(self) -> None:
+        """Put the softirq actions of the deferred-work modules imported so far in the
+        machine's softirq vector (a module imported later adds its own at its first use)."""
+        vec = self.m.irq.softirq_vec
+        for nr, action in SOFTIRQ_ACTIONS.items():
+            vec[nr] = _softirq_action(self, action)
+        self.installed = len(SOFTIRQ_ACTIONS)
+
     # -- starting -------------------------------------------------------------------------
     def start(self, t: Task) -> None:
         """First use in this machine: install the softirq actions, start ksoftirqd/N now
@@ -111,10 +121,7 @@ class DeferredState:
         if self.started:
             return
         self.started = True
-        from . import tasklet, timer  # noqa: F401  (their softirq actions)
-        vec = self.m.irq.softirq_vec
-        for nr, action in SOFTIRQ_ACTIONS.items():
-            vec[nr] = _softirq_action(self, action)
+        self.install_actions()
         for n in range(self.m.nr_cpus):
             fn = _ksoftirqd_fn(self, n)
             self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
@@ -183,6 +190,8 @@ def deferred_state(t: Task) -> DeferredState:
         st = _STATES[m] = DeferredState(m)
     if not st.started:
         st.start(t)
+    elif st.installed != len(SOFTIRQ_ACTIONS):
+        st.install_actions()
     return st
 
 

@@ -247,7 +247,7 @@ def del_timer_sync(timer: timer_list) -> int:
     while True:
         base = timer.base
         running = base is not None and st.running_timer[base] is timer
-        if running and st.ksoftirqd[base] is t:
+        if base is not None and running and st.ksoftirqd[base] is t:
             file, line, _ = caller_site(2)
             t.machine.report("warning", [warning_line(t, file, line, "__timer_delete_sync"),
                                          "del_timer_sync() called from the timer's own function: it would "

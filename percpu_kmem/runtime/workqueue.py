@@ -99,7 +99,7 @@ class workqueue_struct:
 
 
 # -- arguments ------------------------------------------------------------------------------
-def _work_arg(fn: str, work: Any, cls: type = work_struct) -> Task:
+def _work_arg(fn: str, work: Any, cls: type[work_struct] = work_struct) -> Task:
     t = current_task()
     if not isinstance(work, cls):
         current()  # NotInTaskError first, outside a task
