@@ -15,9 +15,16 @@ which sleeps (schedule_timeout) until the earliest ``expires`` of its timer base
 engine's timed-sleep machinery makes virtual time pass to it when every task sleeps, and
 wakes it as soon as any CPU's clock reads past it (runtime/engine.py ``advance``). So a
 timer function never interrupts the task it shares a CPU with; it runs when ksoftirqd gets
-the CPU (the CPU's task leaves it, or is preempted). The state lives with the machine
-(``deferred_state``); ksoftirqd starts at the first use of a timer or tasklet in a
-machine, and with every later run of it (``add_daemon``).
+the CPU (the CPU's task leaves it, or is preempted).
+
+One more simplification, forced by the deterministic policies (random, pct, virtual), which
+may place a bound task on another idle CPU while its own is busy (a model problem:
+tests/runtime/test_deferred_work.py's strict xfail): ksoftirqd/N then runs CPU N's timers
+and tasklets where it is placed (smp_processor_id() names that CPU), still one at a time.
+Under the free policy, and whenever CPU N is free, it runs on CPU N.
+
+The state lives with the machine (``deferred_state``); ksoftirqd starts at the first use of
+a timer or tasklet in a machine, and with every later run of it (``add_daemon``).
 
 Kernel files modelled: kernel/softirq.c (ksoftirqd, wakeup_softirqd, run_ksoftirqd).
 """
@@ -29,13 +36,12 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from .kernel import block, jiffies, schedule, schedule_timeout, set_current_state
+from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
 from .preempt import IRQ_MASK
 from .task import T_DONE, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine
-    from .task import CPU
 
 #: include/linux/interrupt.h (today's numbering; NR_SOFTIRQS is 10 in runtime/irq.py too)
 HI_SOFTIRQ: Final = 0
@@ -44,7 +50,7 @@ TASKLET_SOFTIRQ: Final = 6
 DEFERRED_SOFTIRQS: Final = (1 << HI_SOFTIRQ) | (1 << TIMER_SOFTIRQ) | (1 << TASKLET_SOFTIRQ)
 
 #: the softirq actions the deferred-work modules register: ``action(state, cpu)``
-SOFTIRQ_ACTIONS: dict[int, Callable[[DeferredState, CPU], None]] = {}
+SOFTIRQ_ACTIONS: dict[int, Callable[[DeferredState, int], None]] = {}
 
 
 class DeferredState:
@@ -65,6 +71,8 @@ class DeferredState:
         self.hi_tasklets: list[list[Any]] = [[] for _ in range(n)]
         #: this run's ksoftirqd/N (None until it has started)
         self.ksoftirqd: list[Task | None] = [None] * n
+        #: pid of each ksoftirqd -> the CPU whose timers and tasklets it runs
+        self.serves: dict[int, int] = {}
         self.started = False
         #: how many of SOFTIRQ_ACTIONS are in the machine's softirq vector
         self.installed = 0
@@ -128,19 +136,11 @@ class DeferredState:
             self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
 
 
-class _OffItsCpu:
-    __slots__ = ()
-
-    def describe(self) -> str:
-        return "its own CPU (ksoftirqd placed on another one)"
-
-
-_OFF_ITS_CPU: Final = _OffItsCpu()
-
-
-def _softirq_action(state: DeferredState, action: Callable[[DeferredState, CPU], None]) -> Callable[[], None]:
+def _softirq_action(state: DeferredState, action: Callable[[DeferredState, int], None]) -> Callable[[], None]:
     def softirq() -> None:
-        action(state, current_task().cpu)
+        t = current_task()
+        base = state.serves.get(t.pid) if t.daemon else None  # ksoftirqd/N serves CPU N's work
+        action(state, t.cpu.id if base is None else base)
     softirq.__name__ = getattr(action, "__name__", "softirq")
     return softirq
 
@@ -149,15 +149,11 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
     def ksoftirqd() -> None:
         t = current_task()
         state.ksoftirqd[cpu] = t
+        state.serves[t.pid] = cpu
         m = state.m
         while True:
             set_current_state(TASK_INTERRUPTIBLE)  # from here a kick is not lost
-            c = t.cpu
-            if c.id != cpu:
-                # dispatched on another CPU (the deterministic policies place a bound task on
-                # any idle CPU when its own is busy): off it at once, back when time moves
-                block(_OFF_ITS_CPU, 0, "ksoftirqd")
-                continue
+            c = t.cpu  # CPU ``cpu``, but see the module docstring
             now = jiffies()
             nxt = state.next_expiry(cpu)
             with state.guard:
@@ -168,6 +164,7 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
                 t.kstate = TASK_RUNNING
                 c.softirq_pending |= bits
                 m.irq.do_softirq(c)
+                preempt_point("ksoftirqd")  # run_ksoftirqd()'s cond_resched()
                 continue
             if nxt is not None:
                 schedule_timeout(nxt - now if not busy else 1)

@@ -34,7 +34,7 @@ from .errors import KmemUsageError
 from .kernel import cpu_relax, current, msleep
 from .preempt import IRQ_MASK
 from .softirqd import HI_SOFTIRQ, SOFTIRQ_ACTIONS, TASKLET_SOFTIRQ, DeferredState, deferred_state
-from .task import CPU, Task, current_task
+from .task import Task, current_task
 
 
 class tasklet_struct:
@@ -197,10 +197,9 @@ def tasklet_kill(t: tasklet_struct) -> None:
         t.scheduled = False
 
 
-def _tasklet_action(st: DeferredState, c: CPU, nr: int) -> None:
-    """tasklet_action(): run this CPU's queued tasklets; a disabled one, or one running on
+def _tasklet_action(st: DeferredState, n: int, nr: int) -> None:
+    """tasklet_action(): run CPU ``n``'s queued tasklets; a disabled one, or one running on
     another CPU, stays queued."""
-    n = c.id
     with st.guard:
         vec = st.hi_tasklets if nr == HI_SOFTIRQ else st.tasklets
         todo = vec[n]
@@ -233,12 +232,12 @@ def _tasklet_action(st: DeferredState, c: CPU, nr: int) -> None:
         st.kick(n, t)
 
 
-def _tasklet_softirq(st: DeferredState, c: CPU) -> None:
-    _tasklet_action(st, c, TASKLET_SOFTIRQ)
+def _tasklet_softirq(st: DeferredState, n: int) -> None:
+    _tasklet_action(st, n, TASKLET_SOFTIRQ)
 
 
-def _tasklet_hi_softirq(st: DeferredState, c: CPU) -> None:
-    _tasklet_action(st, c, HI_SOFTIRQ)
+def _tasklet_hi_softirq(st: DeferredState, n: int) -> None:
+    _tasklet_action(st, n, HI_SOFTIRQ)
 
 
 SOFTIRQ_ACTIONS[HI_SOFTIRQ] = _tasklet_hi_softirq

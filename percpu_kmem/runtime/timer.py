@@ -48,7 +48,7 @@ from .kernel import cpu_relax, current, jiffies
 from .preempt import HARDIRQ_MASK
 from .report import caller_site, relpath, warning_line
 from .softirqd import SOFTIRQ_ACTIONS, TIMER_SOFTIRQ, DeferredState, deferred_state
-from .task import CPU, Task, current_task
+from .task import Task, current_task
 from .validate import check_int
 
 #: the largest ``expires`` (an unsigned long)
@@ -261,10 +261,9 @@ def del_timer_sync(timer: timer_list) -> int:
         cpu_relax()
 
 
-def _run_timers(st: DeferredState, c: CPU) -> None:
-    """run_timer_softirq() on ``c``: every timer of its base whose time has come, earliest
+def _run_timers(st: DeferredState, n: int) -> None:
+    """run_timer_softirq() for CPU ``n``'s base: every timer whose time has come, earliest
     first, each detached before its function runs (it may re-arm itself)."""
-    n = c.id
     now = jiffies()
     while True:
         with st.guard:

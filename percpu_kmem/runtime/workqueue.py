@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from .errors import KmemUsageError
-from .kernel import block, current, jiffies, might_sleep
+from .kernel import current, jiffies, might_sleep, preempt_point
 from .locks import init_waitqueue_head, wait_event, wait_event_interruptible, wake_up_all
 from .softirqd import DeferredState, deferred_state
 from .task import Task, current_task
@@ -181,10 +181,6 @@ def _worker_fn(st: DeferredState, wq: workqueue_struct, i: int) -> Callable[[], 
         t = current_task()
         wq.threads[i] = t
         while not wq.destroyed:
-            if not wq.singlethread and t.cpu.id != i:
-                # placed on another CPU (see runtime/softirqd.py): off it, back when time moves
-                block(wq.more_work[i], 0, "worker_thread")
-                continue
             wait_event_interruptible(wq.more_work[i], lambda: bool(wq.worklist[i]) or wq.destroyed)
             while wq.worklist[i]:  # run_workqueue()
                 with st.guard:
@@ -202,6 +198,7 @@ def _worker_fn(st: DeferredState, wq: workqueue_struct, i: int) -> Callable[[], 
                         wq.current_work[i] = None
                         wq.remove_sequence[i] += 1
                     wake_up_all(wq.work_done[i])
+                preempt_point("worker_thread")
     worker_thread.__name__ = f"worker_thread_{wq.name}_{i}"
     return worker_thread
 
