@@ -37,8 +37,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
-from .preempt import IRQ_MASK
-from .task import T_DONE, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
+from .preempt import HUNG_TASK_TIMEOUT_NS, IRQ_MASK
+from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine
@@ -166,7 +166,7 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
                 m.irq.do_softirq(c)
                 preempt_point("ksoftirqd")  # run_ksoftirqd()'s cond_resched()
                 continue
-            if nxt is not None:
+            if nxt is not None and not _only_timers_left(t):
                 schedule_timeout(nxt - now if not busy else 1)
             elif busy:
                 schedule_timeout(1)  # a tasklet runs on another CPU: look again in a jiffy
@@ -174,6 +174,20 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
                 schedule()
     ksoftirqd.__name__ = f"ksoftirqd_{cpu}"
     return ksoftirqd
+
+
+def _only_timers_left(me: Task) -> bool:
+    """Every task of the run has slept for HUNG_TASK_TIMEOUT_SECS with nothing but a timer
+    function that never wakes it (a timer re-arming itself for ever): stop letting time pass
+    for the timers, so the run ends as the deadlock it is (khungtaskd has reported the
+    sleepers by then) instead of firing timers until the wall-clock timeout."""
+    engine = me.engine
+    live = [u for u in engine.tasks if not u.is_idle and not u.daemon and u.state != T_DONE]
+    if not live or any(u.state != T_SLEEPING for u in live):
+        return False
+    timed = engine._timed_sleepers()
+    return all(id(u) not in timed and (u.slept_at < 0 or engine.now - u.slept_at >= HUNG_TASK_TIMEOUT_NS)
+               for u in live)
 
 
 _STATES: Final[weakref.WeakKeyDictionary[Any, DeferredState]] = weakref.WeakKeyDictionary()

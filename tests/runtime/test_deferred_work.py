@@ -639,3 +639,17 @@ def test_a_bound_task_never_runs_on_another_cpu() -> None:
     m = Machine(cpus=2, policy="random", seed=3)
     m.run(starter)
     assert seen == {0}
+
+
+@pytest.mark.parametrize("policy", ("random", "virtual"))
+def test_a_timer_rearming_for_ever_does_not_hide_a_deadlock(policy: str) -> None:
+    def task() -> None:
+        tm = timer_list()
+        setup_timer(tm, lambda d: mod_timer(tm, jiffies() + 100), 0)
+        mod_timer(tm, jiffies() + 100)
+        never = init_waitqueue_head("never")
+        wait_event(never, lambda: False)
+
+    m = Machine(cpus=2, policy=policy, seed=0, timeout=20)
+    m.run(task)
+    assert [r.kind for r in m.reports] == ["hung_task", "deadlock"]
