@@ -24,7 +24,8 @@ again.
 Simplified: no interrupt controller, affinity or nesting of different lines; a shared
 line fires at the highest rate of its handlers' (rate > 0: each one's device may
 interrupt; the policies raise the line, not a device), and handlers' return values
-(IRQ_HANDLED/IRQ_NONE) are not looked at; softirqs never defer to ksoftirqd.
+(IRQ_HANDLED/IRQ_NONE) are not looked at; raise_softirq() of a task runs the softirq at
+once (only timers and tasklets go through ksoftirqd: runtime/softirqd.py).
 
 Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage.c
 (request_irq, setup_irq, free_irq, synchronize_irq), arch/i386/kernel/irq.c

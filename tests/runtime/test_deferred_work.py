@@ -653,3 +653,18 @@ def test_a_timer_rearming_for_ever_does_not_hide_a_deadlock(policy: str) -> None
     m = Machine(cpus=2, policy=policy, seed=0, timeout=20)
     m.run(task)
     assert [r.kind for r in m.reports] == ["hung_task", "deadlock"]
+
+
+def test_a_timer_function_leaking_a_preempt_count_is_warned_and_repaired() -> None:
+    from percpu_kmem.linux import preempt_disable
+
+    def task() -> None:
+        tm = timer_list()
+        setup_timer(tm, lambda d: preempt_disable(), 0)
+        mod_timer(tm, jiffies() + 1)
+        msleep(5)
+
+    m = Machine(cpus=1, seed=0)
+    m.run(task)
+    [rep] = m.reports
+    assert "call_timer_fn" in rep.text and "preempt leak: 00000100 -> 00000101" in rep.text
