@@ -18,8 +18,8 @@ ksoftirqd, woken at once (raise_softirq_irqoff()'s wakeup_softirqd()) - see
 runtime/softirqd.py. So a tasklet scheduled from process context runs soon under every
 policy, but after tasklet_schedule() has returned.
 
-Simplified: no tasklet_trylock spinning; KCSAN sees no happens-before edge from
-tasklet_schedule() to the function.
+Simplified: no tasklet_trylock spinning. KCSAN: tasklet_schedule() happens before the
+function, the function before what follows tasklet_kill() or tasklet_disable().
 
 Kernel files modelled: kernel/softirq.c (tasklet_action, __tasklet_schedule, tasklet_kill),
 include/linux/interrupt.h (tasklet_disable, tasklet_enable).
@@ -129,6 +129,8 @@ def _schedule(fn: str, tl: tasklet_struct, nr: int) -> None:
         tl.cpu = c.id
         (st.hi_tasklets if nr == HI_SOFTIRQ else st.tasklets)[c.id].append(tl)
         c.softirq_pending |= 1 << nr
+    if t.hb is not None:  # KCSAN: the function sees what scheduled it
+        t.hb.release(t, ("tasklet", id(tl)))
     if not c.preempt_count & IRQ_MASK:  # raise_softirq_irqoff(): wakeup_softirqd()
         st.kick(c.id, t)
 
@@ -155,6 +157,8 @@ def tasklet_disable(t: tasklet_struct) -> None:
     t.count += 1
     while t.running and not _runs_here(t, me):  # tasklet_unlock_wait()
         cpu_relax()
+    if me.hb is not None:  # KCSAN
+        me.hb.acquire(me, ("tasklet_done", id(t)))
 
 
 def _runs_here(tl: tasklet_struct, me: Task) -> bool:
@@ -193,6 +197,8 @@ def tasklet_kill(t: tasklet_struct) -> None:
                 msleep(1)
     while t.running:  # tasklet_unlock_wait()
         cpu_relax()
+    if me.hb is not None:  # KCSAN: what it did happens before what follows
+        me.hb.acquire(me, ("tasklet_done", id(t)))
     with st.guard:
         t.scheduled = False
 
@@ -219,8 +225,13 @@ def _tasklet_action(st: DeferredState, n: int, nr: int) -> None:
             continue
         try:
             func = tl.func
+            t = current_task()
+            if t.hb is not None:  # KCSAN
+                t.hb.acquire(t, ("tasklet", id(tl)))
             if func is not None:
                 func(tl if tl.use_callback else tl.data)
+            if t.hb is not None:  # tasklet_kill()/tasklet_disable() see what it did
+                t.hb.release(t, ("tasklet_done", id(tl)))
         except BaseException:
             with st.guard:  # what this round has not run stays queued
                 vec[n].extend(todo[i + 1:])

@@ -32,7 +32,8 @@ which is the kernel's use-after-free of a module unloaded with a timer armed.
 
 Simplified: no timer wheel (each base is a list; equal ``expires`` run in arming order), no
 jiffies wrap-around, no deferrable or pinned flags (``flags`` is kept, not used), no timer
-slack; KCSAN sees no happens-before edge from add_timer() to the function.
+slack. KCSAN: add_timer()/mod_timer() happen before the function, the function before
+what follows del_timer_sync() (not del_timer()).
 
 Kernel files modelled: kernel/timer.c (2.6.10: add_timer, __mod_timer, del_timer,
 del_timer_sync, run_timers), kernel/time/timer.c (today: timer_setup, call_timer_fn).
@@ -180,6 +181,8 @@ def _mod_timer(t: Task, timer: timer_list, expires: int, cpu: int | None) -> int
         timer.pending = True
         st.timers[base].append(timer)
         earliest = min(tm.expires for tm in st.timers[base]) == expires
+    if t.hb is not None:  # KCSAN: the function sees what armed it
+        t.hb.release(t, ("timer", id(timer)))
     if earliest:
         st.kick(base, t)
     return 1 if was else 0
@@ -255,6 +258,8 @@ def del_timer_sync(timer: timer_list) -> int:
                              site=f"del_timer_sync_self:{file}:{line}")
             return 1 if _detach(st, timer) else ret
         if not running:
+            if t.hb is not None:  # KCSAN: what the function did happens before what follows
+                t.hb.acquire(t, ("timer_done", id(timer)))
             return 1 if _detach(st, timer) else ret
         if _detach(st, timer):
             ret = 1
@@ -291,7 +296,12 @@ def _call_timer_fn(timer: timer_list) -> None:
     ev = t.machine.events
     if ev is not None:
         ev.record(t, "softirq", f"timer {getattr(fn, '__qualname__', fn)}")
+    hb = t.hb
+    if hb is not None:  # KCSAN
+        hb.acquire(t, ("timer", id(timer)))
     fn(timer if timer.callback_gets_timer else timer.data)
+    if hb is not None:  # del_timer_sync() sees what the function did
+        hb.release(t, ("timer_done", id(timer)))
     c = t.cpu
     if c.preempt_count != count:
         file, line = "<unknown>", 0

@@ -23,8 +23,9 @@ the machine (destroy_workqueue() stops that). Work still queued when the run's t
 stays queued and runs in the next run.
 
 Simplified: no CPU hotplug, no ordered or unbound queues, no max_active (one work at a time
-per thread, as 2.6); no lockdep annotation of flush against the work's locks; KCSAN sees no
-happens-before edge from queue_work() to the work.
+per thread, as 2.6); no lockdep annotation of flush against the work's locks. KCSAN:
+queue_work() happens before the work, the work before what follows a flush or a
+cancel_work_sync() that waited for it.
 
 Kernel files modelled: kernel/workqueue.c (2.6.10: worker_thread, run_workqueue,
 flush_cpu_workqueue, __create_workqueue, queue_delayed_work, delayed_work_timer_fn).
@@ -191,8 +192,13 @@ def _worker_fn(st: DeferredState, wq: workqueue_struct, i: int) -> Callable[[], 
                     wq.current_work[i] = work
                 try:
                     func = work.func
+                    if t.hb is not None:  # KCSAN
+                        t.hb.acquire(t, ("work", id(work)))
                     if func is not None:
                         func(work if work.data is _NO_DATA else work.data)
+                    if t.hb is not None:  # a flush or a cancel_work_sync() sees what it did
+                        t.hb.release(t, ("work_done", id(work)))
+                        t.hb.release(t, ("wq_done", id(wq)))
                 finally:
                     with st.guard:
                         wq.current_work[i] = None
@@ -248,6 +254,8 @@ def _queue(st: DeferredState, wq: workqueue_struct, work: work_struct, cpu: int,
         work.cpu = i
         wq.worklist[i].append(work)
         wq.insert_sequence[i] += 1
+    if t.hb is not None:  # KCSAN: the work sees what queued it
+        t.hb.release(t, ("work", id(work)))
     wake_up_all(wq.more_work[i])
 
 
@@ -333,6 +341,8 @@ def _flush(wq: workqueue_struct, t: Task) -> None:
     for i in range(len(wq.worklist)):
         seq = wq.insert_sequence[i]
         wait_event(wq.work_done[i], lambda i=i, seq=seq: wq.remove_sequence[i] >= seq)  # type: ignore[misc]
+    if t.hb is not None:  # KCSAN: the flushed work happens before what follows
+        t.hb.acquire(t, ("wq_done", id(wq)))
 
 
 def flush_scheduled_work() -> None:
@@ -389,6 +399,8 @@ def _wait_running(work: work_struct) -> None:
     if wq.threads[i] is t:
         return  # the work cancels itself: nothing to wait for
     wait_event(wq.work_done[i], lambda: wq.current_work[i] is not work)
+    if t.hb is not None:  # KCSAN
+        t.hb.acquire(t, ("work_done", id(work)))
 
 
 def cancel_work_sync(work: work_struct) -> int:

@@ -668,3 +668,47 @@ def test_a_timer_function_leaking_a_preempt_count_is_warned_and_repaired() -> No
     m.run(task)
     [rep] = m.reports
     assert "call_timer_fn" in rep.text and "preempt leak: 00000100 -> 00000101" in rep.text
+
+
+def _kcsan_timer() -> None:
+    dev = kmalloc(64, GFP_KERNEL)
+    write_u32(dev, 5)
+    tm = timer_list()
+    setup_timer(tm, lambda d: write_u32(d, read_u32(d) + 1), dev)
+    mod_timer(tm, jiffies() + 1)
+    msleep(3)
+    del_timer_sync(tm)
+    write_u32(dev, 0)
+    kfree(dev)
+
+
+def _kcsan_tasklet() -> None:
+    dev = kmalloc(64, GFP_KERNEL)
+    write_u32(dev, 5)
+    tl = tasklet_struct(lambda d: write_u32(d, read_u32(d) + 1), dev)
+    tasklet_schedule(tl)
+    tasklet_kill(tl)
+    write_u32(dev, 0)
+    kfree(dev)
+
+
+def _kcsan_work() -> None:
+    dev = kmalloc(64, GFP_KERNEL)
+    write_u32(dev, 5)
+    w = work_struct(lambda work: write_u32(dev, read_u32(dev) + 1))
+    schedule_work(w)
+    flush_scheduled_work()
+    write_u32(dev, 1)
+    schedule_work(w)
+    cancel_work_sync(w)
+    write_u32(dev, 0)
+    kfree(dev)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_kcsan_sees_arming_before_the_function_and_the_function_before_the_sync(policy: str) -> None:
+    """No data race is reported where the deferred-work API orders the accesses: arming or
+    queueing happens before the function, the function before del_timer_sync(),
+    tasklet_kill(), flush_scheduled_work() and cancel_work_sync() return."""
+    for case in (_kcsan_timer, _kcsan_tasklet, _kcsan_work):
+        explore(lambda m, case=case: m.run(case), policies=policy, seeds=SEEDS, cpus=2, kcsan=True)
