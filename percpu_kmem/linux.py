@@ -62,7 +62,9 @@ from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_n
 
 # -- timers, tasklets and work queues (<linux/timer.h>, <linux/interrupt.h>, <linux/workqueue.h>)
 from .runtime.timer import (timer_list, init_timer, setup_timer, timer_setup, add_timer, add_timer_on,
-                            mod_timer, del_timer, del_timer_sync, timer_pending)
+                            mod_timer, del_timer, del_timer_sync, timer_pending, timer_delete,
+                            timer_delete_sync, HZ, time_after, time_before, time_after_eq,
+                            time_before_eq, msecs_to_jiffies, jiffies_to_msecs)
 from .runtime.tasklet import (tasklet_struct, tasklet_init, tasklet_setup, DECLARE_TASKLET,
                               DECLARE_TASKLET_DISABLED, tasklet_schedule, tasklet_hi_schedule,
                               tasklet_disable, tasklet_disable_nosync, tasklet_enable, tasklet_kill)
@@ -72,7 +74,8 @@ from .runtime.workqueue import (work_struct, delayed_work, workqueue_struct, INI
                                 delayed_work_pending, create_workqueue, create_singlethread_workqueue,
                                 destroy_workqueue, queue_work, schedule_work, queue_delayed_work,
                                 schedule_delayed_work, flush_workqueue, flush_scheduled_work,
-                                cancel_work_sync, cancel_delayed_work, cancel_delayed_work_sync)
+                                cancel_work_sync, cancel_delayed_work, cancel_delayed_work_sync,
+                                queue_work_on, schedule_work_on, flush_work)
 
 # -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
 from .runtime.kernel import (printk, panic, BUG, WARN_ON)
@@ -196,7 +199,8 @@ __all__ = [
     "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",
     # timers, tasklets and work queues
     "timer_list", "init_timer", "setup_timer", "timer_setup", "add_timer", "add_timer_on", "mod_timer",
-    "del_timer", "del_timer_sync", "timer_pending",
+    "del_timer", "del_timer_sync", "timer_pending", "timer_delete", "timer_delete_sync", "HZ",
+    "time_after", "time_before", "time_after_eq", "time_before_eq", "msecs_to_jiffies", "jiffies_to_msecs",
     "tasklet_struct", "tasklet_init", "tasklet_setup", "DECLARE_TASKLET", "DECLARE_TASKLET_DISABLED",
     "tasklet_schedule", "tasklet_hi_schedule", "tasklet_disable", "tasklet_disable_nosync",
     "tasklet_enable", "tasklet_kill", "HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ",
@@ -204,7 +208,8 @@ __all__ = [
     "DECLARE_DELAYED_WORK", "work_pending", "delayed_work_pending", "create_workqueue",
     "create_singlethread_workqueue", "destroy_workqueue", "queue_work", "schedule_work",
     "queue_delayed_work", "schedule_delayed_work", "flush_workqueue", "flush_scheduled_work",
-    "cancel_work_sync", "cancel_delayed_work", "cancel_delayed_work_sync",
+    "cancel_work_sync", "cancel_delayed_work", "cancel_delayed_work_sync", "queue_work_on",
+    "schedule_work_on", "flush_work",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
     # GFP flags

@@ -215,7 +215,7 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "dev": lambda e: None,
     "timer": lambda e: pk.timer_list(lambda data: None), "function": lambda e: (lambda data: None),
     "callback": lambda e: (lambda arg: None), "expires": lambda e: 5, "delay": lambda e: 1,
-    "work": lambda e: pk.work_struct(lambda work: None),
+    "work": lambda e: pk.work_struct(lambda work: None), "a": lambda e: 1, "j": lambda e: 1,
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -257,6 +257,7 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("queue_work", "wq"): lambda e: e.workqueue(),
     ("queue_delayed_work", "wq"): lambda e: e.workqueue(),
     ("flush_workqueue", "wq"): lambda e: e.workqueue(),
+    ("queue_work_on", "wq"): lambda e: e.workqueue(),
     ("destroy_workqueue", "wq"): lambda e: pk.create_singlethread_workqueue("probe_wq_gone"),
 }
 

@@ -263,15 +263,34 @@ def queue_work(wq: workqueue_struct, work: work_struct) -> int:
     """Queue ``work`` on ``wq`` for this CPU; 1, or 0 if it was pending already."""
     t = _work_arg("queue_work", work)
     _wq_arg("queue_work", wq, t)
+    return _queue_work("queue_work", t, wq, work, t.cpu.id)
+
+
+def queue_work_on(cpu: int, wq: workqueue_struct, work: work_struct) -> int:
+    """Queue ``work`` on ``wq`` for CPU ``cpu`` (its thread there runs it)."""
+    t = _work_arg("queue_work_on", work)
+    check_int("queue_work_on", "cpu", cpu, 0, t.machine.nr_cpus - 1, "a CPU number")
+    _wq_arg("queue_work_on", wq, t)
+    return _queue_work("queue_work_on", t, wq, work, cpu)
+
+
+def schedule_work_on(cpu: int, work: work_struct) -> int:
+    """queue_work_on() of the system queue."""
+    t = _work_arg("schedule_work_on", work)
+    check_int("schedule_work_on", "cpu", cpu, 0, t.machine.nr_cpus - 1, "a CPU number")
+    return queue_work_on(cpu, _keventd(t), work)
+
+
+def _queue_work(fn: str, t: Task, wq: workqueue_struct, work: work_struct, cpu: int) -> int:
     if work.func is None:
-        raise KmemUsageError(f"queue_work: {work!r} has no function (INIT_WORK() first)")
+        raise KmemUsageError(f"{fn}: {work!r} has no function (INIT_WORK() first)")
     st = deferred_state(t)
     work.machine = t.machine
     with st.guard:
         if work.pending:
             return 0
         work.pending = True
-    _queue(st, wq, work, t.cpu.id, t)
+    _queue(st, wq, work, cpu, t)
     return 1
 
 
@@ -403,6 +422,23 @@ def _wait_running(work: work_struct) -> None:
         t.hb.acquire(t, ("work_done", id(work)))
 
 
+def flush_work(work: work_struct) -> bool:
+    """Wait until ``work`` has run, if it is queued or running (2.6.27 on); True if it
+    waited. Process context."""
+    t = _work_arg("flush_work", work)
+    might_sleep()
+    wq = work.wq
+    if wq is None or (not work.pending and wq.current_work[work.cpu] is not work):
+        return False
+    i = work.cpu
+    if wq.threads[i] is t:
+        return False  # the work flushes itself: it would wait for ever
+    wait_event(wq.work_done[i], lambda: not work.pending and wq.current_work[i] is not work)
+    if t.hb is not None:  # KCSAN
+        t.hb.acquire(t, ("work_done", id(work)))
+    return True
+
+
 def cancel_work_sync(work: work_struct) -> int:
     """Take ``work`` off its queue if pending and wait until it runs nowhere; 1 if it was
     pending. Process context."""
@@ -441,4 +477,5 @@ __all__ = ["work_struct", "delayed_work", "workqueue_struct", "INIT_WORK", "DECL
            "DECLARE_DELAYED_WORK", "work_pending", "delayed_work_pending", "create_workqueue",
            "create_singlethread_workqueue", "destroy_workqueue", "queue_work", "schedule_work",
            "queue_delayed_work", "schedule_delayed_work", "flush_workqueue", "flush_scheduled_work",
-           "cancel_work_sync", "cancel_delayed_work", "cancel_delayed_work_sync"]
+           "queue_work_on", "schedule_work_on", "flush_work", "cancel_work_sync", "cancel_delayed_work",
+           "cancel_delayed_work_sync"]

@@ -712,3 +712,33 @@ def test_kcsan_sees_arming_before_the_function_and_the_function_before_the_sync(
     tasklet_kill(), flush_scheduled_work() and cancel_work_sync() return."""
     for case in (_kcsan_timer, _kcsan_tasklet, _kcsan_work):
         explore(lambda m, case=case: m.run(case), policies=policy, seeds=SEEDS, cpus=2, kcsan=True)
+
+
+def test_jiffies_helpers_flush_work_and_queue_work_on() -> None:
+    from percpu_kmem.linux import (HZ, flush_work, jiffies_to_msecs, msecs_to_jiffies, queue_work_on,
+                                   schedule_work_on, time_after, time_after_eq, time_before, time_before_eq,
+                                   timer_delete, timer_delete_sync)
+    seen: list[str] = []
+
+    def task() -> None:
+        big = (1 << 64) - 2
+        assert time_after(3, big) and time_before(big, 3)  # across the counter's wrap
+        assert time_after_eq(5, 5) and time_before_eq(5, 5) and not time_after(5, 6)
+        assert msecs_to_jiffies(10) == 10 * HZ // 1000 and jiffies_to_msecs(HZ) == 1000
+        with pytest.raises(KmemUsageError, match="time_after"):
+            time_after(-1, 0)
+        w = work_struct(lambda work: seen.append(current().comm))
+        assert flush_work(w) is False
+        wq = create_workqueue("on")
+        assert queue_work_on(1, wq, w) == 1
+        assert flush_work(w) is True or seen
+        assert schedule_work_on(0, w) == 1
+        flush_scheduled_work()
+        destroy_workqueue(wq)
+        tm = timer_list(lambda d: None)
+        mod_timer(tm, jiffies() + 50)
+        assert timer_delete(tm) == 1 and timer_delete_sync(tm) == 0
+
+    m = Machine(cpus=2, policy="free", seed=0)
+    m.run(task)
+    assert seen == ["on/1", "events/0"] and not m.reports
