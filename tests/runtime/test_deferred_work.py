@@ -715,9 +715,20 @@ def test_kcsan_sees_arming_before_the_function_and_the_function_before_the_sync(
 
 
 def test_jiffies_helpers_flush_work_and_queue_work_on() -> None:
-    from percpu_kmem.linux import (HZ, flush_work, jiffies_to_msecs, msecs_to_jiffies, queue_work_on,
-                                   schedule_work_on, time_after, time_after_eq, time_before, time_before_eq,
-                                   timer_delete, timer_delete_sync)
+    from percpu_kmem.linux import (
+        HZ,
+        flush_work,
+        jiffies_to_msecs,
+        msecs_to_jiffies,
+        queue_work_on,
+        schedule_work_on,
+        time_after,
+        time_after_eq,
+        time_before,
+        time_before_eq,
+        timer_delete,
+        timer_delete_sync,
+    )
     seen: list[str] = []
 
     def task() -> None:
