@@ -81,7 +81,7 @@ from .runtime.workqueue import (work_struct, delayed_work, workqueue_struct, INI
 from .runtime.kernel import (printk, panic, BUG, WARN_ON)
 
 # -- GFP flags (<linux/gfp.h>)
-from .mm.gfp import (GFP_ATOMIC, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
+from .mm.gfp import (GFP_ATOMIC, GFP_NOWAIT, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
                      GFP_ZONEMASK, __GFP_DMA, __GFP_HIGHMEM, __GFP_WAIT, __GFP_HIGH, __GFP_IO,
                      __GFP_FS, __GFP_COLD, __GFP_NOWARN, __GFP_REPEAT, __GFP_NOFAIL, __GFP_NORETRY,
                      __GFP_NO_GROW, __GFP_COMP, __GFP_ZERO, __GFP_BITS_SHIFT, __GFP_BITS_MASK)
@@ -92,7 +92,8 @@ from .mm.page_alloc import (alloc_pages, alloc_pages_node, alloc_page, __get_fre
                             __get_free_page, get_zeroed_page, __free_pages, __free_page,
                             free_pages, free_page, free_hot_page, free_cold_page, get_page,
                             put_page, page_address, virt_to_page, pfn_to_page, page_to_pfn,
-                            nr_free_pages, drain_local_pages, register_shrinker, fill_page_cache)
+                            nr_free_pages, drain_local_pages, register_shrinker, fill_page_cache,
+                            __get_dma_pages, alloc_pages_exact, free_pages_exact)
 from .mm.bootmem import (__pa, __va)
 
 # -- simulated memory (the accessors every load and store of simulated code goes through)
@@ -106,19 +107,27 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
 
+# -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
+from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
+
 # -- memory debugging: kmemleak annotations (<linux/kmemleak.h>; Machine(kmemleak=True))
 from .mm.kmemleak import (kmemleak_not_leak, kmemleak_ignore)
 
 # -- slab caches and kmalloc (<linux/slab.h>)
 from .mm.slab import (kmem_cache_t, kmem_cache_create, kmem_cache_destroy, kmem_cache_alloc,
                       kmem_cache_free, kmem_cache_shrink, kmem_cache_size, kmem_cache_name,
-                      kmem_cache_tune, kmem_cache_drain_local, SLAB_DEBUG_FREE, SLAB_DEBUG_INITIAL,
+                      kmem_cache_tune, kmem_cache_drain_local, kmem_cache_alloc_node,
+                      kmem_cache_zalloc, NUMA_NO_NODE, SLAB_DEBUG_FREE, SLAB_DEBUG_INITIAL,
                       SLAB_RED_ZONE, SLAB_POISON, SLAB_HWCACHE_ALIGN, SLAB_CACHE_DMA,
                       SLAB_MUST_HWCACHE_ALIGN, SLAB_STORE_USER, SLAB_RECLAIM_ACCOUNT, SLAB_PANIC,
                       SLAB_DESTROY_BY_RCU, SLAB_NO_REAP, SLAB_KERNEL, SLAB_ATOMIC, SLAB_DMA,
                       SLAB_NO_GROW, SLAB_CTOR_CONSTRUCTOR, SLAB_CTOR_ATOMIC, SLAB_CTOR_VERIFY,
                       POISON_INUSE, POISON_FREE, POISON_END, RED_INACTIVE, RED_ACTIVE)
-from .mm.kmalloc import (kmalloc, kzalloc, kcalloc, kfree, ksize, KMALLOC_SIZES, KMALLOC_MAX_SIZE)
+from .mm.kmalloc import (kmalloc, kzalloc, kcalloc, kfree, ksize, KMALLOC_SIZES, KMALLOC_MAX_SIZE,
+                         kmalloc_node, kzalloc_node, kcalloc_node, kmalloc_array, kmemdup, kstrdup,
+                         kstrndup, krealloc, SIZE_MAX, krealloc_array, kmemdup_nul, kfree_sensitive,
+                         kzfree)
+from .mm.kvmalloc import (kvmalloc, kvmalloc_node, kvzalloc, kvmalloc_array, kvcalloc, kvfree)
 
 # -- mempools (<linux/mempool.h>)
 from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
@@ -129,7 +138,7 @@ from .mm.mempool import (mempool_t, mempool_create, mempool_create_slab_pool,
 
 # -- vmalloc and ioremap (<linux/vmalloc.h>, <asm/io.h>)
 from .mm.vmalloc import (vmalloc, vzalloc, vmalloc_user, vmalloc_32, vmalloc_exec, __vmalloc,
-                         __vmalloc_node, vfree,
+                         __vmalloc_node, vmalloc_node, vzalloc_node, is_vmalloc_addr, vfree,
                          vmap, vunmap,
                          vmalloc_to_page, vmalloc_to_pfn, ioremap, ioremap_nocache, __ioremap,
                          iounmap, VM_IOREMAP, VM_ALLOC, VM_MAP, VM_USERMAP, VMALLOC_OFFSET,
@@ -143,7 +152,7 @@ from .mm.mmio import (register_io_device, unregister_io_device, readb, readw, re
 
 # -- per-CPU variables (<linux/percpu.h>)
 from .mm.percpu import (DEFINE_PER_CPU, DECLARE_PER_CPU, per_cpu, __get_cpu_var, get_cpu_var,
-                        put_cpu_var, per_cpu_ptr, this_cpu_ptr, this_cpu_read, this_cpu_write,
+                        put_cpu_var, per_cpu_ptr, this_cpu_ptr, get_cpu_ptr, put_cpu_ptr, this_cpu_read, this_cpu_write,
                         this_cpu_add, this_cpu_sub, this_cpu_inc, this_cpu_dec, __this_cpu_read,
                         __this_cpu_write, __this_cpu_add, __this_cpu_sub, __this_cpu_inc,
                         __this_cpu_dec, this_cpu_add_return, this_cpu_sub_return,
@@ -213,7 +222,7 @@ __all__ = [
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON",
     # GFP flags
-    "GFP_ATOMIC", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
+    "GFP_ATOMIC", "GFP_NOWAIT", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
     "GFP_ZONEMASK", "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_WAIT", "__GFP_HIGH", "__GFP_IO",
     "__GFP_FS", "__GFP_COLD", "__GFP_NOWARN", "__GFP_REPEAT", "__GFP_NOFAIL", "__GFP_NORETRY",
     "__GFP_NO_GROW", "__GFP_COMP", "__GFP_ZERO", "__GFP_BITS_SHIFT", "__GFP_BITS_MASK",
@@ -223,6 +232,7 @@ __all__ = [
     "get_zeroed_page", "__free_pages", "__free_page", "free_pages", "free_page", "free_hot_page",
     "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page", "pfn_to_page",
     "page_to_pfn", "nr_free_pages", "drain_local_pages", "register_shrinker", "fill_page_cache",
+    "__get_dma_pages", "alloc_pages_exact", "free_pages_exact",
     "__pa", "__va",
     # simulated memory
     "mem_read", "mem_write", "memset", "memcpy", "read_u8", "read_u16", "read_u32", "read_u64",
@@ -232,18 +242,24 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # user space access
+    "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations
     "kmemleak_not_leak", "kmemleak_ignore",
     # slab caches and kmalloc
     "kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc",
     "kmem_cache_free", "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune",
-    "kmem_cache_drain_local", "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE",
+    "kmem_cache_drain_local", "kmem_cache_alloc_node", "kmem_cache_zalloc", "NUMA_NO_NODE",
+    "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE",
     "SLAB_POISON", "SLAB_HWCACHE_ALIGN", "SLAB_CACHE_DMA", "SLAB_MUST_HWCACHE_ALIGN",
     "SLAB_STORE_USER", "SLAB_RECLAIM_ACCOUNT", "SLAB_PANIC", "SLAB_DESTROY_BY_RCU", "SLAB_NO_REAP",
     "SLAB_KERNEL", "SLAB_ATOMIC", "SLAB_DMA", "SLAB_NO_GROW", "SLAB_CTOR_CONSTRUCTOR",
     "SLAB_CTOR_ATOMIC", "SLAB_CTOR_VERIFY", "POISON_INUSE", "POISON_FREE", "POISON_END",
     "RED_INACTIVE", "RED_ACTIVE",
     "kmalloc", "kzalloc", "kcalloc", "kfree", "ksize", "KMALLOC_SIZES", "KMALLOC_MAX_SIZE",
+    "kmalloc_node", "kzalloc_node", "kcalloc_node", "kmalloc_array", "kmemdup", "kstrdup", "kstrndup",
+    "krealloc", "SIZE_MAX", "krealloc_array", "kmemdup_nul", "kfree_sensitive", "kzfree",
+    "kvmalloc", "kvmalloc_node", "kvzalloc", "kvmalloc_array", "kvcalloc", "kvfree",
     # mempools
     "mempool_t", "mempool_create", "mempool_create_slab_pool", "mempool_create_kmalloc_pool",
     "mempool_create_page_pool", "mempool_destroy", "mempool_resize", "mempool_alloc",
@@ -251,6 +267,7 @@ __all__ = [
     "mempool_alloc_pages", "mempool_free_pages",
     # vmalloc and ioremap
     "vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
+    "vmalloc_node", "vzalloc_node", "is_vmalloc_addr",
     "vfree", "vmap",
     "vunmap",
     "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
@@ -262,7 +279,7 @@ __all__ = [
     "__raw_writel", "memcpy_fromio", "memcpy_toio", "memset_io",
     # per-CPU variables
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
-    "per_cpu_ptr", "this_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add",
+    "per_cpu_ptr", "this_cpu_ptr", "get_cpu_ptr", "put_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add",
     "this_cpu_sub", "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write",
     "__this_cpu_add", "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "this_cpu_add_return",
     "this_cpu_sub_return", "this_cpu_inc_return", "this_cpu_dec_return", "__this_cpu_add_return",

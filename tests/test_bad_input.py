@@ -212,10 +212,11 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
-    "dev": lambda e: None,
     "timer": lambda e: pk.timer_list(lambda data: None), "function": lambda e: (lambda data: None),
     "callback": lambda e: (lambda arg: None), "expires": lambda e: 5, "delay": lambda e: 1,
     "work": lambda e: pk.work_struct(lambda work: None), "a": lambda e: 1, "j": lambda e: 1,
+    "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
+    "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
 }
 GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("register_io_device", "m"): lambda e: e.m, ("unregister_io_device", "m"): lambda e: e.m,
@@ -259,6 +260,12 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("flush_workqueue", "wq"): lambda e: e.workqueue(),
     ("queue_work_on", "wq"): lambda e: e.workqueue(),
     ("destroy_workqueue", "wq"): lambda e: pk.create_singlethread_workqueue("probe_wq_gone"),
+    ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
+    ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
+    ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),
+    ("copy_to_user", "to"): lambda e: bytearray(4), ("copy_to_user", "from_"): _addr,
+    ("copy_from_user", "to"): _addr, ("copy_from_user", "from_"): lambda e: b"abcd",
+    ("clear_user", "to"): lambda e: bytearray(4),
 }
 
 

@@ -51,6 +51,8 @@ from percpu_kmem.linux import (
     atomic_inc,
     atomic_set,
     c_ulong,
+    copy_from_user,
+    copy_to_user,
     cpu_relax,
     finish_wait,
     free_irq,
@@ -72,6 +74,7 @@ from percpu_kmem.linux import (
     local_irq_restore,
     local_irq_save,
     mem_read,
+    memcpy,
     mempool_alloc,
     mempool_create_kmalloc_pool,
     mempool_create_slab_pool,
@@ -811,6 +814,59 @@ def list_node_freed_not_unlinked(m: Machine, bug: bool) -> None:
     m.run(lambda: kfree(box["head"]))
 
 
+# -- copy_to_user / copy_from_user (LDD3 chapter 3's read and write) ------------------------
+
+def read_copies_under_spinlock(m: Machine, bug: bool) -> None:
+    """A read() that protects its buffer with a spinlock instead of scull's semaphore and
+    calls copy_to_user() inside it (it may fault the user page in, so it may sleep); the
+    fix copies into a bounce buffer under the lock and to user space after the unlock."""
+    lock = spin_lock_init("dev_lock")
+    box: dict[str, Any] = {}
+
+    def setup() -> None:
+        box["buf"] = kmalloc(32, GFP_KERNEL)
+        memset(box["buf"], 0x61, 32)
+
+    def read(user: bytearray) -> Callable[[], None]:
+        def do_read() -> None:
+            if bug:
+                spin_lock(lock)
+                left = copy_to_user(user, box["buf"], len(user))
+                spin_unlock(lock)
+            else:
+                bounce = kmalloc(len(user), GFP_KERNEL)
+                spin_lock(lock)
+                memcpy(bounce, box["buf"], len(user))
+                spin_unlock(lock)
+                left = copy_to_user(user, bounce, len(user))
+                kfree(bounce)
+            assert left == 0
+        return do_read
+
+    users = [bytearray(16), bytearray(16)]
+    m.run(setup)
+    m.run(read(users[0]), read(users[1]))
+    m.run(lambda: kfree(box["buf"]))
+    assert all(u == b"a" * 16 for u in users)
+
+
+def write_trusts_user_count(m: Machine, bug: bool) -> None:
+    """A write() that copies ``count`` bytes of user data into a fixed 64-byte buffer
+    without clamping it (LDD3 clamps count to the quantum): a slab out-of-bounds write."""
+    box: dict[str, Any] = {}
+
+    def write(data: bytes) -> Callable[[], None]:
+        def do_write() -> None:
+            count = len(data) if bug else min(len(data), 64)
+            if copy_from_user(box["buf"], data, count):
+                return                      # -EFAULT
+        return do_write
+
+    m.run(lambda: box.update(buf=kmalloc(64, GFP_KERNEL)))
+    m.run(write(b"x" * 40), write(b"y" * 72))
+    m.run(lambda: kfree(box["buf"]))
+
+
 @dataclass(frozen=True)
 class Pair:
     """A buggy driver and its fixed twin (``body(m, bug)``), what the bug must be reported
@@ -857,6 +913,9 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
     Pair(open_count_unlocked, ("kmemleak",), "unreferenced object 0x", seeds=64),
     Pair(probe_leaks_on_irq_failure, ("kmemleak",), "unreferenced object 0x"),
     Pair(list_node_freed_not_unlinked, ("kasan",), "BUG: KASAN: slab-use-after-free in "),
+    Pair(read_copies_under_spinlock, ("sleep_in_atomic",),
+         "BUG: sleeping function called from invalid context at "),
+    Pair(write_trusts_user_count, ("kasan",), "BUG: KASAN: slab-out-of-bounds in "),
 ]}
 
 

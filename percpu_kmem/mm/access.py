@@ -129,6 +129,14 @@ def _addr_arg(addr: object, fn: str = "mem_read", name: str = "addr") -> int:
     return int(addr)
 
 
+def kernel_addr(fn: str, addr: object, name: str = "addr") -> int:
+    """``addr`` as the kernel address an accessor would take, refused the way the accessors
+    refuse it (for a kernel function that must check its pointer before it does anything)."""
+    if isinstance(addr, int) and addr.__class__ is int and 0 <= addr < ADDR_LIMIT:
+        return addr
+    return _addr_arg(addr, fn, name)
+
+
 def _len_arg(n: object, what: str, name: str = "n") -> int:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         raise KmemUsageError(f"{what}: {name}(={n!r}) must be an int >= 0 (a length)")

@@ -60,6 +60,9 @@ GFP_NOFS: Final = GFP_WAIT | GFP_IO
 GFP_KERNEL: Final = GFP_WAIT | GFP_IO | GFP_FS
 GFP_USER: Final = GFP_WAIT | GFP_IO | GFP_FS
 GFP_HIGHUSER: Final = GFP_WAIT | GFP_IO | GFP_FS | GFP_HIGHMEM
+#: 2.6.21's ``GFP_ATOMIC & ~__GFP_HIGH``: never sleeps, and leaves the emergency reserves
+#: alone (0 with 2.6.11's bits; today's sets __GFP_KSWAPD_RECLAIM)
+GFP_NOWAIT: Final = GFP_ATOMIC & ~GFP_HIGH
 
 _NAMES: Final = (
     (GFP_HIGHUSER, "GFP_HIGHUSER"), (GFP_KERNEL, "GFP_KERNEL"), (GFP_NOFS, "GFP_NOFS"),
@@ -114,5 +117,5 @@ __all__ = [
     "__GFP_NOWARN", "__GFP_REPEAT", "__GFP_NOFAIL", "__GFP_NORETRY", "__GFP_NO_GROW", "__GFP_COMP",
     "__GFP_ZERO", "__GFP_BITS_SHIFT", "__GFP_BITS_MASK",
     "GFP_ATOMIC", "GFP_NOIO", "GFP_NOFS", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER",
-    "gfp_names", "c_hex", "gfp_allows_blocking", "check_gfp",
+    "GFP_NOWAIT", "gfp_names", "c_hex", "gfp_allows_blocking", "check_gfp",
 ]

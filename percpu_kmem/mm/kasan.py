@@ -44,8 +44,11 @@ Simplified (docs/kasan.md says why):
   the magazine), FIFO, but no longer than what the CPU holds: an object freed into an
   empty magazine can come straight back;
 * no redzone is added to a cache's objects (the geometry is 2.6's): an overflow past a
-  full-size object into a live neighbour is not seen, and one off the end of a slab
-  lands in the next page (use-after-free if it is free); a red-zone byte in a slot with
+  full-size object into a live neighbour is not seen; one off the end of a slab lands in
+  the next page: if that page is free (or another slab's management space), the first
+  optimal_redzone(object size) bytes of it count as the red zone of the live full-size
+  object that ends the slab (slab-out-of-bounds, kmalloc_node_oob_right), as the kernel's
+  layout has it; if the page is someone's, the access is not seen; a red-zone byte in a slot with
   no live object is described against the nearest live object, the one the access ran
   off, as the kernel's layout (a red zone after each object) would have it;
 * a bad access is reported and not performed: a bad write is dropped, a bad read gets
@@ -109,6 +112,15 @@ _INF: Final = 1 << 40
 _ADDR_LIMIT: Final = 1 << 32
 
 T = TypeVar("T")
+
+
+def optimal_redzone(object_size: int) -> int:
+    """mm/kasan/generic.c's optimal_redzone(): the red zone KASAN gives an object of this size."""
+    for limit, rz in ((64 - 16, 16), (128 - 32, 32), (512 - 64, 64), (4096 - 128, 128),
+                      ((1 << 14) - 256, 256), ((1 << 15) - 512, 512), ((1 << 16) - 1024, 1024)):
+        if object_size <= limit:
+            return rz
+    return 2048
 
 
 def _granule_up(n: int) -> int:
@@ -299,7 +311,8 @@ class Kasan:
                 if slab is None or c is None:
                     return KASAN_SLAB_REDZONE, page_end
                 if a < slab.s_mem:
-                    return KASAN_SLAB_REDZONE, slab.s_mem
+                    rz = self._redzone_owner(a)
+                    return KASAN_SLAB_REDZONE, slab.s_mem if rz is None else min(slab.s_mem, rz[2])
                 idx = (a - slab.s_mem) // c.objsize
                 if idx >= c.num:
                     return KASAN_SLAB_REDZONE, PAGE_OFFSET + ((head + (1 << c.gfporder)) << PAGE_SHIFT)
@@ -323,6 +336,9 @@ class Kasan:
                 return 0, page_end
             if flags & PG_compound and count[mem.private[pfn]] > 0:
                 return 0, page_end
+            rz = self._redzone_owner(a)
+            if rz is not None:
+                return KASAN_SLAB_REDZONE, rz[2]
             return KASAN_PAGE_FREE, page_end
         vm = getattr(m, "vmalloc", None)
         if vm is not None and vm.start <= a < vm.end:
@@ -336,6 +352,32 @@ class Kasan:
                 return 0, area.addr + req
             return KASAN_VMALLOC_INVALID, area.end
         return 0, _INF
+
+    def _redzone_owner(self, a: int) -> tuple[int, kmem_cache_t, int] | None:
+        """(object, cache, end of its red zone) when ``a``, in a free page or a slab's
+        management space, lies in the red zone the kernel's KASAN puts after the live
+        full-size object that ends the slab in the page before (optimal_redzone() of its
+        object size): the model's slabs have no room for it (2.6's geometry), so the
+        object's next bytes are the next page's. Objects that do not fill their slot
+        have their red zone inside it already; an object that is not live has none here."""
+        off = a & (PAGE_SIZE - 1)
+        if off >= 2048:  # (the largest red zone)
+            return None
+        mem = self.m.mem
+        pfn = (a - PAGE_OFFSET) >> PAGE_SHIFT
+        if pfn == 0 or not mem.flags[pfn - 1] & PG_slab:
+            return None
+        sa = self.m.slab
+        slab = sa.slab_of.get(mem.private[pfn - 1])
+        c = sa.by_id.get(mem.owner[pfn - 1])
+        if slab is None or c is None or slab.s_mem + c.num * c.objsize != a - off:
+            return None
+        objp = slab.s_mem + (c.num - 1) * c.objsize + c.dbghead
+        n = self.live.get(objp)
+        rz = optimal_redzone(c.object_size)
+        if n is None or objp + n != a - off or off >= rz:
+            return None
+        return objp, c, a - off + rz
 
     def _area(self, a: int) -> vm_struct | None:
         import bisect
@@ -483,7 +525,10 @@ class Kasan:
         out: list[str] = []
         if PAGE_OFFSET <= addr < PAGE_OFFSET + (mem.max_low_pfn << PAGE_SHIFT):
             pfn = (addr - PAGE_OFFSET) >> PAGE_SHIFT
-            if mem.flags[pfn] & PG_slab:
+            rz = self._redzone_owner(addr) if bug_type == "slab-out-of-bounds" else None
+            if rz is not None:  # past the end of the object that ends the slab before
+                out += self._describe_object(addr, rz[0], rz[1], bug_type, extra)
+            elif mem.flags[pfn] & PG_slab:
                 sa = m.slab
                 slab = sa.slab_of.get(mem.private[pfn])
                 c = sa.by_id.get(mem.owner[pfn])
@@ -493,8 +538,10 @@ class Kasan:
             # a page of a multi-page slab or compound block counts on its head (the folio's
             # refcount, as today's dump_page prints it)
             head = mem.private[pfn] if mem.flags[pfn] & (PG_slab | PG_compound) else pfn
-            state = "free" if self.region(PAGE_OFFSET + (pfn << PAGE_SHIFT))[0] == KASAN_PAGE_FREE else \
-                f"refcount:{mem.count[head]}"
+            fl = mem.flags[pfn]
+            free = not fl & (PG_slab | PG_reserved) and mem.count[pfn] <= 0 \
+                and not (fl & PG_compound and mem.count[mem.private[pfn]] > 0)
+            state = "free" if free else f"refcount:{mem.count[head]}"
             out += ["The buggy address belongs to the physical page:",
                     f"page: {state} pfn:{pfn:#x}{' slab' if mem.flags[pfn] & PG_slab else ''}",
                     "page dumped because: kasan: bad access detected", ""]

@@ -53,6 +53,7 @@ from .fault_inject import FaultAttr, should_fail_alloc_page
 from .gfp import (
     GFP_BITS_MASK,
     GFP_COLD,
+    GFP_COMP,
     GFP_DMA,
     GFP_FS,
     GFP_HIGH,
@@ -71,6 +72,7 @@ from .gfp import (
 from .layout import (
     MAX_ORDER,
     PAGE_SHIFT,
+    PAGE_SIZE,
     ZONE_DMA,
     ZONE_HIGHMEM,
     ZONE_NAMES,
@@ -1041,6 +1043,68 @@ def get_zeroed_page(gfp_mask: int) -> int | None:
     return _get_free_pages("get_zeroed_page", gfp_mask | GFP_ZERO, 0)
 
 
+def __get_dma_pages(gfp_mask: int, order: int) -> int | None:
+    """__get_free_pages(gfp_mask | GFP_DMA, order): 2**order pages below 16 MB (ZONE_DMA)."""
+    check_gfp(gfp_mask, "__get_dma_pages")
+    return _get_free_pages("__get_dma_pages", gfp_mask | GFP_DMA, order)
+
+
+def _exact_size(size: Any, what: str) -> int:
+    if size.__class__ is not int or size < 1:
+        check_int(what, "size", size, 1, what="a size in bytes (an int >= 1)")
+    return (size + PAGE_SIZE - 1) >> PAGE_SHIFT
+
+
+def alloc_pages_exact(size: int, gfp_mask: int) -> int | None:
+    """PAGE_ALIGN(size) bytes of physically contiguous pages (2.6.27 and later): the
+    get_order(size) block from __get_free_pages(), split into order-0 pages
+    (split_page), the pages past PAGE_ALIGN(size) freed at once (make_alloc_exact). Free
+    with free_pages_exact(addr, size), the same size: each page is then a page of its own
+    (free_pages(addr, order) of it is refused, the block being gone). __GFP_COMP is
+    dropped, as the kernel's; __GFP_HIGHMEM is reported (no address). None when the
+    order is MAX_ORDER or more, or the allocation fails.
+    """
+    nr = _exact_size(size, "alloc_pages_exact")
+    check_gfp(gfp_mask, "alloc_pages_exact")
+    order = (nr - 1).bit_length()
+    if order >= MAX_ORDER:
+        return None
+    addr = _get_free_pages("alloc_pages_exact", gfp_mask & ~GFP_COMP, order)
+    if addr is None:
+        return None
+    t = current_task()
+    pa = t.machine.mm
+    mem = pa.mem
+    pfn = mem.virt_to_pfn(addr)
+    if order:  # split_page(): 2**order pages with a reference each, no compound head
+        for p in range(pfn, pfn + (1 << order)):
+            mem.flags[p] &= ~PG_compound
+            mem.private[p] = 0
+            mem.count[p] = 1
+        mem.order[pfn] = 0
+        for p in range(pfn + nr, pfn + (1 << order)):
+            pa.put_page(t, p, 0, False, "alloc_pages_exact")
+    return addr
+
+
+def free_pages_exact(virt: int | None, size: int) -> None:
+    """Free what alloc_pages_exact(size) gave: free_page() of every page of
+    [virt, virt + PAGE_ALIGN(size)). A larger size frees pages that are not the caller's
+    (a page already free is a double free, reported); a smaller one leaks the rest, as in
+    the kernel (nothing reports it). NULL (None, 0) does nothing."""
+    nr = _exact_size(size, "free_pages_exact")
+    t = current_task()
+    pa = t.machine.mm
+    pfn = _pfn_of_addr(pa, virt, "free_pages_exact")
+    if pfn is None:
+        return
+    if virt & (PAGE_SIZE - 1):  # type: ignore[operator]
+        pa.m.report("bad_free", [f"BUG: free_pages_exact() of unaligned address {virt:#x}"])
+        return
+    for p in range(pfn, min(pfn + nr, pa.mem.nr_pages)):
+        pa.put_page(t, p, 0, False, "free_pages_exact")
+
+
 def _pfn_of_addr(pa: PageAllocator, addr: Any, what: str) -> int | None:
     if addr is None or (addr.__class__ is int and addr == 0):
         return None
@@ -1226,6 +1290,6 @@ __all__ = ["alloc_pages_node", "alloc_pages", "alloc_page", "__get_free_pages", 
            "get_zeroed_page", "free_pages", "free_page", "__free_pages", "__free_page",
            "free_hot_page", "free_cold_page", "get_page", "put_page", "page_address", "virt_to_page",
            "page_to_pfn", "pfn_to_page", "nr_free_pages", "drain_local_pages", "fill_page_cache",
-           "register_shrinker"]
+           "register_shrinker", "__get_dma_pages", "alloc_pages_exact", "free_pages_exact"]
 #: The same names as a tuple: percpu_kmem/__init__.py still reads it.
 PAGE_API: Final = tuple(__all__)

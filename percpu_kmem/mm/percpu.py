@@ -596,6 +596,30 @@ def this_cpu_ptr(ptr: Any) -> int:
     return _ptr_addr(st, ptr, t.cpu.id, "this_cpu_ptr()")
 
 
+def get_cpu_ptr(ptr: Any) -> int:
+    """``get_cpu_ptr(ptr)``: preempt_disable(), then this CPU's address of a per-CPU variable
+    or dynamic pointer (this_cpu_ptr() without its DEBUG_PREEMPT complaint); pair with
+    put_cpu_ptr(). The address stays this CPU's until then: no preemption, no migration.
+    The pointer is checked before preemption is disabled (a bad one changes nothing)."""
+    t = current_task()
+    st = t.machine.percpu
+    if isinstance(ptr, PerCpuVar):
+        st.static_addr(ptr, t.cpu.id)
+    else:
+        _ptr_addr(st, ptr, t.cpu.id, "get_cpu_ptr()")
+    preempt_disable()
+    c = t.cpu.id  # (preempt_disable() is no scheduling point, but read the CPU after it)
+    return st.static_addr(ptr, c) if isinstance(ptr, PerCpuVar) else _ptr_addr(st, ptr, c, "get_cpu_ptr()")
+
+
+def put_cpu_ptr(ptr: Any) -> None:
+    """``put_cpu_ptr(ptr)``: preempt_enable() after get_cpu_ptr(); ``ptr`` is checked first."""
+    t = current_task()
+    if not isinstance(ptr, PerCpuVar):
+        _ptr_addr(t.machine.percpu, ptr, t.cpu.id, "put_cpu_ptr()")
+    preempt_enable()
+
+
 def per_cpu_ptr(ptr: Any, cpu: int) -> int:
     """The kernel virtual address of CPU ``cpu``'s copy of a dynamic per-CPU area (or of a
     per-CPU variable): use it with mem_read, read_u32, ..."""
@@ -927,7 +951,8 @@ def free_percpu(ptr: Any) -> None:
 
 __all__ = [
     "DEFINE_PER_CPU", "DECLARE_PER_CPU", "per_cpu", "__get_cpu_var", "get_cpu_var", "put_cpu_var",
-    "this_cpu_ptr", "per_cpu_ptr", "this_cpu_read", "this_cpu_write", "this_cpu_add", "this_cpu_sub",
+    "this_cpu_ptr", "get_cpu_ptr", "put_cpu_ptr", "per_cpu_ptr", "this_cpu_read", "this_cpu_write",
+    "this_cpu_add", "this_cpu_sub",
     "this_cpu_inc", "this_cpu_dec", "__this_cpu_read", "__this_cpu_write", "__this_cpu_add",
     "__this_cpu_sub", "__this_cpu_inc", "__this_cpu_dec", "this_cpu_add_return", "this_cpu_sub_return",
     "this_cpu_inc_return", "this_cpu_dec_return", "__this_cpu_add_return", "__this_cpu_sub_return",

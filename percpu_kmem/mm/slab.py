@@ -1190,6 +1190,48 @@ def kmem_cache_alloc(cachep: kmem_cache_t, flags: int) -> int | None:
     return cachep.alloc(t, flags)
 
 
+#: include/linux/numa.h: "no node preference" (the calling CPU's node, as alloc_pages_node)
+NUMA_NO_NODE: Final = -1
+
+
+def check_node(node: object, what: str) -> int:
+    """A node argument: NUMA_NO_NODE (-1) or a node of the calling task's machine."""
+    nr = len(current_machine().mem.nodes)
+    if node.__class__ is not int or not -1 <= node < nr:
+        raise KmemUsageError(f"{what}: node must be NUMA_NO_NODE (-1) or a node of this machine "
+                             f"(0-{nr - 1}), got {node!r}")
+    return node
+
+
+def kmem_cache_alloc_node(cachep: kmem_cache_t, flags: int, node: int) -> int | None:
+    """kmem_cache_alloc() preferring memory on ``node`` (NUMA_NO_NODE, -1: no preference).
+
+    The node is checked (one this machine does not have is a KmemUsageError) and is
+    otherwise a hint the model does not follow: this SLAB has no per-node slab lists (the
+    object comes from this CPU's magazine; a new slab's pages from the calling CPU's
+    node). On a one-node machine that is the kernel's behaviour exactly.
+    """
+    t = current_task()
+    if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
+        check_cache(cachep, "kmem_cache_alloc_node")
+    if flags.__class__ is not int or flags & _NOT_GFP:
+        raise KmemUsageError(f"kmem_cache_alloc_node: flags must be GFP_* bits (an int), got {flags!r}")
+    check_node(node, "kmem_cache_alloc_node")
+    return kmem_cache_alloc(cachep, flags)
+
+
+def kmem_cache_zalloc(cachep: kmem_cache_t, flags: int) -> int | None:
+    """kmem_cache_alloc() with __GFP_ZERO (2.6.17 and later): the whole object zeroed,
+    after the constructor (a cache with a constructor should not be zalloc'ed: the
+    constructed state is lost, as in the kernel)."""
+    t = current_task()
+    if type(cachep) is not kmem_cache_t or not t or cachep.owner is not t.machine:
+        check_cache(cachep, "kmem_cache_zalloc")
+    if flags.__class__ is not int or flags & _NOT_GFP:
+        raise KmemUsageError(f"kmem_cache_zalloc: flags must be GFP_* bits (an int), got {flags!r}")
+    return kmem_cache_alloc(cachep, flags | GFP_ZERO)
+
+
 def kmem_cache_free(cachep: kmem_cache_t, objp: int) -> None:
     """Give ``objp`` back to ``cachep``: onto this CPU's loaded magazine, no lock taken.
 
@@ -1355,6 +1397,7 @@ def kmem_cache_drain_local() -> None:
 
 
 __all__ = ["kmem_cache_t", "kmem_cache_create", "kmem_cache_destroy", "kmem_cache_alloc", "kmem_cache_free",
+           "kmem_cache_alloc_node", "kmem_cache_zalloc", "NUMA_NO_NODE", "check_node",
            "kmem_cache_shrink", "kmem_cache_size", "kmem_cache_name", "kmem_cache_tune", "kmem_cache_drain_local",
            "kmem_cache_tune_model", "KMALLOC_SMALL",
            "SLAB_DEBUG_FREE", "SLAB_DEBUG_INITIAL", "SLAB_RED_ZONE", "SLAB_POISON", "SLAB_NO_REAP",

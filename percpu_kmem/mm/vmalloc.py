@@ -785,6 +785,47 @@ def __vmalloc_node(size: int, align: int, gfp_mask: int, node: int, caller: Any 
     return sp.vmalloc(n, gfp_mask, PAGE_KERNEL, _user_site(), align, node)
 
 
+def vmalloc_node(size: int, node: int) -> int | None:
+    """vmalloc() with its pages taken from ``node`` first (NUMA_NO_NODE, -1: the calling
+    CPU's), falling back to the other nodes as alloc_pages_node() does. A node this
+    machine does not have is a KmemUsageError. Context: may sleep."""
+    m = current_machine()
+    n = _check_size(size, "vmalloc_node")
+    _check_node(m, node, "vmalloc_node")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return m.vmalloc.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM, PAGE_KERNEL, _user_site(), 1, node)
+
+
+def vzalloc_node(size: int, node: int) -> int | None:
+    """vmalloc_node(), zeroed."""
+    m = current_machine()
+    n = _check_size(size, "vzalloc_node")
+    _check_node(m, node, "vzalloc_node")
+    if n == 0 and size:
+        might_sleep()
+        return None
+    return m.vmalloc.vmalloc(n, GFP_KERNEL | GFP_HIGHMEM | GFP_ZERO, PAGE_KERNEL, _user_site(), 1, node)
+
+
+def _check_node(m: Machine, node: Any, what: str) -> None:
+    if not isinstance(node, int) or isinstance(node, bool) or not -1 <= node < len(m.mem.nodes):
+        raise KmemUsageError(f"{what}: node must be -1 (NUMA_NO_NODE) or a node of this machine "
+                             f"(0-{len(m.mem.nodes) - 1}), got {node!r}")
+
+
+def is_vmalloc_addr(x: Any) -> bool:
+    """True when ``x`` is an address in the vmalloc window (<linux/mm.h>; 2.6.25 and
+    later): what kvfree() asks to choose between vfree() and kfree(). NULL (None) is not."""
+    if x is None:
+        return False
+    if not isinstance(x, int) or isinstance(x, bool):
+        raise KmemUsageError(f"is_vmalloc_addr() takes an address (int), got {x!r}")
+    sp = current_machine().vmalloc
+    return sp.start <= x < sp.end
+
+
 def vzalloc(size: int) -> int | None:
     """__vmalloc(size, GFP_KERNEL | __GFP_HIGHMEM | __GFP_ZERO, PAGE_KERNEL): vmalloc, zeroed
     (2.6.37 and later; here for the code that uses it)."""
@@ -945,7 +986,7 @@ def iounmap(addr: int | None) -> None:
 
 
 __all__ = ["vmalloc", "vzalloc", "vmalloc_user", "vmalloc_32", "vmalloc_exec", "__vmalloc", "__vmalloc_node",
-           "vfree", "vmap", "vunmap",
+           "vmalloc_node", "vzalloc_node", "is_vmalloc_addr", "vfree", "vmap", "vunmap",
            "vmalloc_to_page", "vmalloc_to_pfn", "ioremap", "ioremap_nocache", "__ioremap", "iounmap",
            "VM_IOREMAP", "VM_ALLOC", "VM_MAP", "VM_USERMAP", "PAGE_KERNEL", "PAGE_KERNEL_NOCACHE", "PAGE_KERNEL_EXEC",
            "VMALLOC_OFFSET", "IOREMAP_MAX_ORDER"]

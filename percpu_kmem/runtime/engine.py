@@ -143,12 +143,14 @@ class Engine(ABC):
         self.ready: list[Task] = []
         self.timers: list[tuple[int, int, int, Task]] = []  # (deadline, seq, timer_seq, task)
         self._timer_seq = 0
-        self.now = 0  # virtual ns, for timers
+        #: virtual ns, for timers: a run starts where the machine's CPUs got to (a later run
+        #: of the same machine goes on from the time its earlier runs reached)
+        self.now = max((c.clock for c in self.cpus), default=0)
         #: ``now`` when the machine last found every task asleep with no timer set and let a
         #: device interrupt come in (_idle_interrupt); -1 once a task has woken since
         self.idle_since = -1
         #: virtual time before which no uninterruptible sleep can be 120 s old (_khungtaskd)
-        self._hung_next = HUNG_TASK_TIMEOUT_NS
+        self._hung_next = self.now + HUNG_TASK_TIMEOUT_NS
         self.steps = 0
         #: a replay's test for a decision the recorded run took just before a spinlock
         #: (``fn(t, event)``), None otherwise: see ReplayPolicy.due_before_lock
