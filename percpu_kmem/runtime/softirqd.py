@@ -36,9 +36,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
-from .preempt import HUNG_TASK_TIMEOUT_NS, IRQ_MASK
-from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
+from .kernel import jiffies, schedule, schedule_timeout, set_current_state
+from .preempt import HUNG_TASK_TIMEOUT_NS
+from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, Task, current_task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine
@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 HI_SOFTIRQ: Final = 0
 TIMER_SOFTIRQ: Final = 1
 TASKLET_SOFTIRQ: Final = 6
+#: arch/x86/include/asm/irq_vectors.h: the local APIC timer interrupt's vector (an IRQ
+#: number of the model's, taken at the first use of deferred work in a machine)
+LOCAL_TIMER_VECTOR: Final = 0xEF
 DEFERRED_SOFTIRQS: Final = (1 << HI_SOFTIRQ) | (1 << TIMER_SOFTIRQ) | (1 << TASKLET_SOFTIRQ)
 
 #: the softirq actions the deferred-work modules register: ``action(state, cpu)``
@@ -71,8 +74,8 @@ class DeferredState:
         self.hi_tasklets: list[list[Any]] = [[] for _ in range(n)]
         #: this run's ksoftirqd/N (None until it has started)
         self.ksoftirqd: list[Task | None] = [None] * n
-        #: pid of each ksoftirqd -> the CPU whose timers and tasklets it runs
-        self.serves: dict[int, int] = {}
+        #: the task whose context runs each base's timer now (del_timer_sync from it)
+        self.running_task: list[Task | None] = [None] * n
         self.started = False
         #: how many of SOFTIRQ_ACTIONS are in the machine's softirq vector
         self.installed = 0
@@ -107,13 +110,6 @@ class DeferredState:
         if kt is not None and kt.engine is waker.engine and kt.state != T_DONE and waker.engine is not None:
             waker.engine.wake(waker, kt)
 
-    def kick_if_task(self, cpu: int, t: Task) -> None:
-        """Raised outside interrupt context: wake ``cpu``'s ksoftirqd (in interrupt context,
-        irq exit or local_bh_enable() runs the softirq)."""
-        c = t.cpu
-        if c is None or c.id != cpu or not c.preempt_count & IRQ_MASK:
-            self.kick(cpu, t)
-
     def install_actions(self) -> None:
         """Put the softirq actions of the deferred-work modules imported so far in the
         machine's softirq vector (a module imported later adds its own at its first use)."""
@@ -130,17 +126,38 @@ class DeferredState:
             return
         self.started = True
         self.install_actions()
+        self.m.irq.request_irq(LOCAL_TIMER_VECTOR, self._local_timer_interrupt, "local_timer", None, rate=0.0)
         for n in range(self.m.nr_cpus):
             fn = _ksoftirqd_fn(self, n)
             self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
             self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
 
 
+    def _local_timer_interrupt(self, irq: int, dev: Any) -> None:
+        """The local timer interrupt (hardirq): raise this CPU's due softirqs, which run at
+        its irq exit (do_IRQ) on top of whatever the CPU was running; wake its ksoftirqd,
+        which then waits for the next expiry."""
+        t = current_task()
+        c = t.cpu
+        bits = self.due_bits(c.id, jiffies())
+        if bits:
+            c.softirq_pending |= bits
+        self.kick(c.id, t)
+
+    def due_bits(self, cpu: int, now: int) -> int:
+        """The deferred softirqs ``cpu`` has work for at jiffy ``now``: a due timer, a
+        runnable tasklet."""
+        with self.guard:
+            bits, _ = self.tasklets_ready(cpu)
+        nxt = self.next_expiry(cpu)
+        if nxt is not None and nxt <= now:
+            bits |= 1 << TIMER_SOFTIRQ
+        return bits
+
+
 def _softirq_action(state: DeferredState, action: Callable[[DeferredState, int], None]) -> Callable[[], None]:
     def softirq() -> None:
-        t = current_task()
-        base = state.serves.get(t.pid) if t.daemon else None  # ksoftirqd/N serves CPU N's work
-        action(state, t.cpu.id if base is None else base)
+        action(state, current_task().cpu.id)
     softirq.__name__ = getattr(action, "__name__", "softirq")
     return softirq
 
@@ -149,25 +166,26 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
     def ksoftirqd() -> None:
         t = current_task()
         state.ksoftirqd[cpu] = t
-        state.serves[t.pid] = cpu
         m = state.m
+        c = m.cpus[cpu]
         while True:
             set_current_state(TASK_INTERRUPTIBLE)  # from here a kick is not lost
-            c = t.cpu  # CPU ``cpu``, but see the module docstring
             now = jiffies()
+            bits = state.due_bits(cpu, now)
+            pending = LOCAL_TIMER_VECTOR in c.pending_irqs
+            if bits and not pending:
+                # the CPU's timer interrupt: on this CPU it is served here and now, on
+                # another at that CPU's next point with interrupts on (or by its idle task)
+                m.irq.raise_irq(LOCAL_TIMER_VECTOR, cpu)
+                continue
+            if pending:
+                schedule()  # the interrupt's handler kicks this thread
+                continue
             nxt = state.next_expiry(cpu)
             with state.guard:
-                bits, busy = state.tasklets_ready(cpu)
-            if nxt is not None and nxt <= now:
-                bits |= 1 << TIMER_SOFTIRQ
-            if bits:
-                t.kstate = TASK_RUNNING
-                c.softirq_pending |= bits
-                m.irq.do_softirq(c)
-                preempt_point("ksoftirqd")  # run_ksoftirqd()'s cond_resched()
-                continue
+                _, busy = state.tasklets_ready(cpu)
             if nxt is not None and not _only_timers_left(t):
-                schedule_timeout(nxt - now if not busy else 1)
+                schedule_timeout(max(1, nxt - now) if not busy else 1)
             elif busy:
                 schedule_timeout(1)  # a tasklet runs on another CPU: look again in a jiffy
             else:
@@ -206,5 +224,5 @@ def deferred_state(t: Task) -> DeferredState:
     return st
 
 
-__all__ = ["HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ", "DEFERRED_SOFTIRQS", "SOFTIRQ_ACTIONS",
-           "DeferredState", "deferred_state"]
+__all__ = ["HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ", "LOCAL_TIMER_VECTOR", "DEFERRED_SOFTIRQS",
+           "SOFTIRQ_ACTIONS", "DeferredState", "deferred_state"]

@@ -50,8 +50,9 @@ class tasklet_struct:
         self.running = False
         #: tasklet_setup(): the callback gets the tasklet
         self.use_callback = False
-        #: the CPU whose list holds it while scheduled
+        #: the CPU whose list holds it while scheduled, and the task running it now
         self.cpu: int | None = None
+        self.runner: Task | None = None
         self.machine: Any = None
 
     def __repr__(self) -> str:
@@ -163,8 +164,7 @@ def tasklet_disable(t: tasklet_struct) -> None:
 
 def _runs_here(tl: tasklet_struct, me: Task) -> bool:
     """``me`` is the very context running ``tl`` (its own function disables it)."""
-    st = deferred_state(me)
-    return (tl.cpu is not None and st.ksoftirqd[tl.cpu] is me) or bool(me.cpu.preempt_count & IRQ_MASK)
+    return tl.runner is me
 
 
 def tasklet_enable(t: tasklet_struct) -> None:
@@ -216,6 +216,7 @@ def _tasklet_action(st: DeferredState, n: int, nr: int) -> None:
             runnable = not tl.running and tl.count == 0
             if runnable:
                 tl.running = True
+                tl.runner = current_task()
                 tl.scheduled = False
         if not runnable:
             if tl.count == 0:
@@ -238,9 +239,11 @@ def _tasklet_action(st: DeferredState, n: int, nr: int) -> None:
             raise
         finally:
             tl.running = False
-    if busy_elsewhere:
-        t = current_task()
-        st.kick(n, t)
+            tl.runner = None
+    if busy_elsewhere or vec[n]:
+        # what stays queued (it rescheduled itself, or waits for another CPU): ksoftirqd
+        # sees to it (__do_softirq's wakeup_softirqd() after its restarts)
+        st.kick(n, current_task())
 
 
 def _tasklet_softirq(st: DeferredState, n: int) -> None:

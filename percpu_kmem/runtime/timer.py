@@ -250,7 +250,7 @@ def del_timer_sync(timer: timer_list) -> int:
     while True:
         base = timer.base
         running = base is not None and st.running_timer[base] is timer
-        if base is not None and running and st.ksoftirqd[base] is t:
+        if base is not None and running and st.running_task[base] is t:
             file, line, _ = caller_site(2)
             t.machine.report("warning", [warning_line(t, file, line, "__timer_delete_sync"),
                                          "del_timer_sync() called from the timer's own function: it would "
@@ -279,11 +279,13 @@ def _run_timers(st: DeferredState, n: int) -> None:
             st.timers[n].remove(timer)
             timer.pending = False
             st.running_timer[n] = timer
+            st.running_task[n] = current_task()
         try:
             _call_timer_fn(timer)
         finally:
             if st.running_timer[n] is timer:
                 st.running_timer[n] = None
+                st.running_task[n] = None
 
 
 def _call_timer_fn(timer: timer_list) -> None:

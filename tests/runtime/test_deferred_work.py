@@ -334,11 +334,12 @@ def _del_timer_then_kfree(sync: bool) -> Any:
     def scenario(m: Machine) -> None:
         box: dict[str, Any] = {}
 
+        started = init_waitqueue_head("started")
+
         def timer_fn(dev: int) -> None:
             box["started"] = True
-            while not box.get("deleting"):
-                cpu_relax()
-            for _ in range(2000):  # the rest of its work
+            wake_up(started)
+            for _ in range(5000):  # the rest of its work, on its CPU
                 if box.get("freed"):
                     break
                 cpu_relax()
@@ -350,10 +351,7 @@ def _del_timer_then_kfree(sync: bool) -> Any:
             tm = timer_list()
             setup_timer(tm, timer_fn, dev)
             mod_timer(tm, jiffies() + 1)
-            msleep(1)  # leave the CPU to the timer
-            while not box.get("started"):
-                cpu_relax()
-            box["deleting"] = True
+            wait_event(started, lambda: box.get("started"))  # remove() comes while it runs
             (del_timer_sync if sync else del_timer)(tm)
             kfree(dev)
             box["freed"] = True
