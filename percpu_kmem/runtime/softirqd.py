@@ -36,9 +36,9 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from .kernel import jiffies, schedule, schedule_timeout, set_current_state
+from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
 from .preempt import HUNG_TASK_TIMEOUT_NS
-from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, Task, current_task
+from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine
@@ -129,8 +129,12 @@ class DeferredState:
         self.m.irq.request_irq(LOCAL_TIMER_VECTOR, self._local_timer_interrupt, "local_timer", None, rate=0.0)
         for n in range(self.m.nr_cpus):
             fn = _ksoftirqd_fn(self, n)
-            self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
-            self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
+            # bound to its CPU; under the free policy, whose engine keeps a bound task off a
+            # busy CPU, free to run anywhere (it then interrupts its CPU from another)
+            cpus = None if self.m.policy_name == "free" else [n]
+            self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=cpus)
+            self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True,
+                                              cpus=frozenset(cpus) if cpus is not None else None)
 
 
     def _local_timer_interrupt(self, irq: int, dev: Any) -> None:
@@ -173,9 +177,16 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
             now = jiffies()
             bits = state.due_bits(cpu, now)
             pending = LOCAL_TIMER_VECTOR in c.pending_irqs
+            if bits and t.cpu is c:
+                # on its own CPU: run them here, in ksoftirqd's context (run_ksoftirqd())
+                t.kstate = TASK_RUNNING
+                c.softirq_pending |= bits
+                m.irq.do_softirq(c)
+                preempt_point("ksoftirqd")  # its cond_resched()
+                continue
             if bits and not pending:
-                # the CPU's timer interrupt: on this CPU it is served here and now, on
-                # another at that CPU's next point with interrupts on (or by its idle task)
+                # its CPU is busy: the CPU's timer interrupt, served at that CPU's next point
+                # with interrupts on, on top of whatever runs there (or by its idle task)
                 m.irq.raise_irq(LOCAL_TIMER_VECTOR, cpu)
                 continue
             if pending:

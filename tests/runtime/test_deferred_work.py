@@ -49,6 +49,8 @@ from percpu_kmem.linux import (
     local_bh_enable,
     mod_timer,
     msleep,
+    preempt_disable,
+    preempt_enable,
     queue_delayed_work,
     queue_work,
     raise_irq,
@@ -71,6 +73,7 @@ from percpu_kmem.linux import (
     tasklet_schedule,
     tasklet_setup,
     tasklet_struct,
+    time_before,
     timer_list,
     timer_pending,
     timer_setup,
@@ -339,7 +342,11 @@ def _del_timer_then_kfree(sync: bool) -> Any:
         def timer_fn(dev: int) -> None:
             box["started"] = True
             wake_up(started)
-            for _ in range(5000):  # the rest of its work, on its CPU
+            for _ in range(15000):  # the rest of its work, on its CPU, until remove() deletes it
+                if box.get("deleting"):
+                    break
+                cpu_relax()
+            for _ in range(2000):
                 if box.get("freed"):
                     break
                 cpu_relax()
@@ -352,6 +359,7 @@ def _del_timer_then_kfree(sync: bool) -> Any:
             setup_timer(tm, timer_fn, dev)
             mod_timer(tm, jiffies() + 1)
             wait_event(started, lambda: box.get("started"))  # remove() comes while it runs
+            box["deleting"] = True
             (del_timer_sync if sync else del_timer)(tm)
             kfree(dev)
             box["freed"] = True
@@ -751,3 +759,51 @@ def test_jiffies_helpers_flush_work_and_queue_work_on() -> None:
     m = Machine(cpus=2, policy="free", seed=0)
     m.run(task)
     assert seen == ["on/1", "events/0"] and not m.reports
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_timer_interrupts_the_busy_task_on_its_cpu(policy: str) -> None:
+    """LDD3's jitbusy with a timer armed: the CPU never idles, and the timer still runs on
+    it, when its clock passes ``expires``, on top of the busy task (its timer interrupt)."""
+    def scenario(m: Machine) -> None:
+        box: dict[str, Any] = {}
+
+        def busy() -> None:
+            tm = timer_list()
+            setup_timer(tm, lambda d: box.update(cpu=raw_smp_processor_id(), pid=current().pid,
+                                                 softirq=in_softirq()), 0)
+            preempt_disable()  # stay on this CPU: the timer must come here
+            cpu = raw_smp_processor_id()
+            mod_timer(tm, jiffies() + 3)
+            j1 = jiffies() + 10
+            while time_before(jiffies(), j1):
+                cpu_relax()
+            preempt_enable()
+            assert box == {"cpu": cpu, "pid": current().pid, "softirq": True}, box
+
+        m.run(busy)
+    explore(scenario, policies=policy, seeds=SEEDS, cpus=2)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_timer_taking_a_spinlock_its_cpus_task_holds_is_spinlock_recursion(policy: str) -> None:
+    """Without lockdep too: the timer interrupts the holder on its own CPU."""
+    for seed in SEEDS:
+        m = Machine(cpus=2, policy=policy, seed=seed)
+        lock = spin_lock_init("dev_lock")
+
+        def holder() -> None:
+            tm = timer_list()
+            setup_timer(tm, lambda d: (spin_lock(lock), spin_unlock(lock)), 0)
+            spin_lock(lock)  # the bug: spin_lock_bh() keeps the timer off this CPU
+            mod_timer(tm, jiffies() + 1)
+            j1 = jiffies() + 5
+            while time_before(jiffies(), j1):
+                cpu_relax()
+            spin_unlock(lock)
+            del_timer_sync(tm)
+
+        m.run(holder)
+        kinds = [r.kind for r in m.reports]
+        assert "spinlock_recursion" in kinds or "spin_bug" in kinds or any(
+            r.text.startswith("BUG: spinlock recursion") for r in m.reports), kinds
