@@ -93,6 +93,9 @@ class Interrupts:
         self.warned_irqs_on: dict[int, Callable[..., Any]] = {}
         #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
         self.hb: HappensBefore | None = None
+        #: called by the engine with virtual ns whenever time passes timers' deadlines, once
+        #: kernel timers are in use (runtime/softirqd.py raises the local timer interrupt)
+        self.timer_hook: Callable[[int], None] | None = None
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None, flags: int = 0) -> int:

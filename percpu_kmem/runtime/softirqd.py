@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
-from .preempt import HUNG_TASK_TIMEOUT_NS
+from .preempt import HUNG_TASK_TIMEOUT_NS, NSEC_PER_JIFFY
 from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
 if TYPE_CHECKING:
@@ -129,12 +129,9 @@ class DeferredState:
         self.m.irq.request_irq(LOCAL_TIMER_VECTOR, self._local_timer_interrupt, "local_timer", None, rate=0.0)
         for n in range(self.m.nr_cpus):
             fn = _ksoftirqd_fn(self, n)
-            # bound to its CPU; under the free policy, whose engine keeps a bound task off a
-            # busy CPU, free to run anywhere (it then interrupts its CPU from another)
-            cpus = None if self.m.policy_name == "free" else [n]
-            self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=cpus)
-            self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True,
-                                              cpus=frozenset(cpus) if cpus is not None else None)
+            self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
+            self.ksoftirqd[n] = self.m._spawn(fn, f"ksoftirqd/{n}", daemon=True, cpus=frozenset((n,)))
+        self.m.irq.timer_hook = self._time_passed
 
 
     def _local_timer_interrupt(self, irq: int, dev: Any) -> None:
@@ -147,6 +144,35 @@ class DeferredState:
         if bits:
             c.softirq_pending |= bits
         self.kick(c.id, t)
+
+    def _time_passed(self, now_ns: int) -> None:
+        """The engine's clock passed ``now_ns``: a CPU with a timer due whose ksoftirqd
+        cannot run there now (a task holds the CPU) gets its local timer interrupt, served
+        at that task's next point with interrupts on."""
+        now = now_ns // NSEC_PER_JIFFY
+        for n, timers in enumerate(self.timers):
+            if not timers or min(tm.expires for tm in timers) > now:
+                continue
+            c = self.m.cpus[n]
+            u = c.curr
+            if u is None or u is self.ksoftirqd[n] or LOCAL_TIMER_VECTOR in c.pending_irqs:
+                continue
+            if self.m.irq.hb is not None:  # KCSAN
+                self.m.irq.hb.irq_raise(LOCAL_TIMER_VECTOR, n)
+            c.pending_irqs.append(LOCAL_TIMER_VECTOR)
+            u.budget = 0
+
+    def next_wakeup(self, cpu: int, now: int) -> int | None:
+        """When ksoftirqd/``cpu`` must look again: its own CPU's earliest expiry, or a later
+        one of another CPU's (whose ksoftirqd may not get its busy CPU: the engine's clock
+        passing it raises that CPU's timer interrupt, ``_time_passed``)."""
+        best = self.next_expiry(cpu)
+        for n, timers in enumerate(self.timers):
+            if n != cpu and timers:
+                later = [tm.expires for tm in timers if tm.expires > now]
+                if later and (best is None or min(later) < best):
+                    best = min(later)
+        return best
 
     def due_bits(self, cpu: int, now: int) -> int:
         """The deferred softirqs ``cpu`` has work for at jiffy ``now``: a due timer, a
@@ -192,7 +218,7 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
             if pending:
                 schedule()  # the interrupt's handler kicks this thread
                 continue
-            nxt = state.next_expiry(cpu)
+            nxt = state.next_wakeup(cpu, now)
             with state.guard:
                 _, busy = state.tasklets_ready(cpu)
             if nxt is not None and not _only_timers_left(t):

@@ -183,8 +183,9 @@ def _mod_timer(t: Task, timer: timer_list, expires: int, cpu: int | None) -> int
         earliest = min(tm.expires for tm in st.timers[base]) == expires
     if t.hb is not None:  # KCSAN: the function sees what armed it
         t.hb.release(t, ("timer", id(timer)))
-    if earliest:
-        st.kick(base, t)
+    if earliest:  # every ksoftirqd watches it (another may have to interrupt a busy CPU)
+        for n in range(len(st.timers)):
+            st.kick(n, t)
     return 1 if was else 0
 
 
