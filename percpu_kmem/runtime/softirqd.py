@@ -10,18 +10,19 @@ raised with bottom halves disabled at local_bh_enable() (both already in runtime
 runtime/kernel.py). One ksoftirqd per CPU, bound to it, a daemon (as kswapd: it ends with
 the run's tasks, and the hung-task and deadlock watchdogs do not wait for it).
 
-Simplified: the timer interrupt is not modelled. A CPU's timers expire in its ksoftirqd,
-which sleeps (schedule_timeout) until the earliest ``expires`` of its timer base: the
-engine's timed-sleep machinery makes virtual time pass to it when every task sleeps, and
-wakes it as soon as any CPU's clock reads past it (runtime/engine.py ``advance``). So a
-timer function never interrupts the task it shares a CPU with; it runs when ksoftirqd gets
-the CPU (the CPU's task leaves it, or is preempted).
+Timers: ksoftirqd/N sleeps (schedule_timeout) until the earliest ``expires`` of CPU N's
+base; the engine's timed-sleep machinery makes virtual time pass to it when every task
+sleeps. Due work on CPU N runs in ksoftirqd/N's context when it gets CPU N; while a task
+holds CPU N, the engine's clock hook (``Interrupts.timer_hook``, called as its clock passes
+deadlines: runtime/engine.py ``advance``, ``_fire_due``) raises CPU N's local timer
+interrupt (LOCAL_TIMER_VECTOR), whose handler raises the due softirqs, run at its irq exit
+on top of that task, as the kernel's timer interrupt does. So a timer runs on the CPU it was
+added on, when that CPU's clock has passed ``expires``.
 
-One more simplification, forced by the deterministic policies (random, pct, virtual), which
-may place a bound task on another idle CPU while its own is busy (a model problem:
-tests/runtime/test_deferred_work.py's strict xfail): ksoftirqd/N then runs CPU N's timers
-and tasklets where it is placed (smp_processor_id() names that CPU), still one at a time.
-Under the free policy, and whenever CPU N is free, it runs on CPU N.
+Simplified: the interrupt comes when virtual time is seen to pass (a clock read, or every
+task asleep), not at a periodic tick; an idle CPU's due work is run by ksoftirqd, not by the
+idle task's irq exit (the engine's idle tasks do not interleave with the other CPUs under
+the deterministic policies).
 
 The state lives with the machine (``deferred_state``); ksoftirqd starts at the first use of
 a timer or tasklet in a machine, and with every later run of it (``add_daemon``).
