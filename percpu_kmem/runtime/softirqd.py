@@ -147,12 +147,12 @@ class DeferredState:
         self.kick(c.id, t)
 
     def _time_passed(self, now_ns: int) -> None:
-        """The engine's clock passed ``now_ns``: a CPU with a timer due whose ksoftirqd
-        cannot run there now (a task holds the CPU) gets its local timer interrupt, served
-        at that task's next point with interrupts on."""
+        """The engine's clock passed ``now_ns``: a CPU with a timer due or a tasklet to run
+        whose ksoftirqd cannot run there now (a task holds the CPU) gets its local timer
+        interrupt, served at that task's next point with interrupts on."""
         now = now_ns // NSEC_PER_JIFFY
         for n, timers in enumerate(self.timers):
-            if not timers or min(tm.expires for tm in timers) > now:
+            if not (timers or self.tasklets[n] or self.hi_tasklets[n]) or not self.due_bits(n, now):
                 continue
             c = self.m.cpus[n]
             u = c.curr

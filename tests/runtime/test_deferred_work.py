@@ -808,3 +808,23 @@ def test_a_timer_taking_a_spinlock_its_cpus_task_holds_is_spinlock_recursion(pol
         kinds = [r.kind for r in m.reports]
         assert "spinlock_recursion" in kinds or "spin_bug" in kinds or any(
             r.text.startswith("BUG: spinlock recursion") for r in m.reports), kinds
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_tasklet_scheduled_by_a_task_that_keeps_its_cpu_runs_there_at_the_next_tick(policy: str) -> None:
+    def scenario(m: Machine) -> None:
+        box: dict[str, Any] = {}
+
+        def busy() -> None:
+            tl = tasklet_struct(lambda d: box.update(cpu=raw_smp_processor_id(), at=jiffies()), 0)
+            preempt_disable()  # ksoftirqd cannot have this CPU
+            cpu, j0 = raw_smp_processor_id(), jiffies()
+            tasklet_schedule(tl)
+            while time_before(jiffies(), j0 + 10) and not box:
+                udelay(50)
+            preempt_enable()
+            assert box and box["cpu"] == cpu and box["at"] - j0 <= 2, box
+            tasklet_kill(tl)
+
+        m.run(busy)
+    explore(scenario, policies=policy, seeds=SEEDS, cpus=2)
