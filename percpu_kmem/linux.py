@@ -28,31 +28,44 @@ from .runtime.kernel import (current, get_current, raw_smp_processor_id, smp_pro
                              kthread_run, kthread_bind, set_cpus_allowed, SYSTEM_BOOTING,
                              SYSTEM_RUNNING)
 
+# -- CPU masks (<linux/cpumask.h>, <linux/threads.h>)
+from .runtime.kernel import (NR_CPUS, num_possible_cpus, num_online_cpus, cpu_possible, cpu_online,
+                             for_each_possible_cpu, for_each_online_cpu, num_present_cpus,
+                             cpu_present, for_each_present_cpu)
+
 # -- interrupts and softirqs (<linux/irqflags.h>, <linux/interrupt.h>, <linux/bottom_half.h>)
 from .runtime.kernel import (local_irq_disable, local_irq_enable, local_irq_save,
                              local_irq_restore, local_bh_disable, local_bh_enable, request_irq,
-                             free_irq, raise_irq, open_softirq, raise_softirq)
+                             free_irq, raise_irq, open_softirq, raise_softirq, NR_IRQS,
+                             disable_irq, disable_irq_nosync, enable_irq, synchronize_irq)
 from .runtime.irq import SA_SHIRQ
 
 # -- SMP calls (<linux/smp.h>)
-from .runtime.smp import (smp_call_function, on_each_cpu)
+from .runtime.smp import (smp_call_function, smp_call_function_single, on_each_cpu)
 
 # -- sleeping, waking and time (<linux/sched.h>, <linux/delay.h>, <linux/jiffies.h>)
 from .runtime.kernel import (TASK_RUNNING, TASK_INTERRUPTIBLE, TASK_UNINTERRUPTIBLE,
                              set_current_state, __set_current_state, schedule, schedule_timeout,
                              schedule_timeout_uninterruptible, schedule_timeout_interruptible,
-                             io_schedule_timeout, wake_up_process, msleep, udelay, ndelay, mdelay,
-                             cpu_relax, jiffies, ktime_get_ns)
+                             io_schedule_timeout, wake_up_process, msleep, ssleep,
+                             msleep_interruptible, usleep_range, udelay, ndelay, mdelay, cpu_relax,
+                             jiffies, get_jiffies_64, ktime_get_ns, MAX_JIFFY_OFFSET,
+                             time_is_before_jiffies, time_is_after_jiffies, time_after, time_before, time_after_eq,
+                             time_before_eq, time_in_range, msecs_to_jiffies, usecs_to_jiffies,
+                             jiffies_to_msecs, jiffies_to_usecs)
+from .runtime.preempt import HZ
 
 # -- locks and wait queues (<linux/spinlock.h>, <linux/mutex.h>, <linux/wait.h>)
 from .runtime.locks import (spinlock_t, spin_lock_init, DEFINE_SPINLOCK, spin_lock, spin_unlock,
                             spin_trylock, spin_lock_irq, spin_unlock_irq, spin_lock_irqsave,
                             spin_unlock_irqrestore, spin_lock_bh, spin_unlock_bh, spin_is_locked,
                             lockdep_assert_held,
-                            mutex, mutex_init, DEFINE_MUTEX, mutex_lock, mutex_trylock,
+                            mutex, mutex_init, DEFINE_MUTEX, mutex_lock, mutex_lock_interruptible,
+                            mutex_trylock,
                             mutex_unlock, mutex_is_locked, wait_queue_head_t, init_waitqueue_head,
                             DECLARE_WAIT_QUEUE_HEAD, prepare_to_wait, finish_wait, wait_event,
-                            wait_event_interruptible, wait_event_timeout, wake_up, wake_up_all,
+                            wait_event_interruptible, wait_event_timeout,
+                            wait_event_interruptible_timeout, wake_up, wake_up_all,
                             wake_up_interruptible, wake_up_nr, waitqueue_active)
 
 # -- lock validation and memalloc scopes (<linux/lockdep.h>, <linux/sched/mm.h>; Machine(lockdep=True))
@@ -63,8 +76,7 @@ from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_n
 # -- timers, tasklets and work queues (<linux/timer.h>, <linux/interrupt.h>, <linux/workqueue.h>)
 from .runtime.timer import (timer_list, init_timer, setup_timer, timer_setup, add_timer, add_timer_on,
                             mod_timer, del_timer, del_timer_sync, timer_pending, timer_delete,
-                            timer_delete_sync, HZ, time_after, time_before, time_after_eq,
-                            time_before_eq, msecs_to_jiffies, jiffies_to_msecs)
+                            timer_delete_sync)
 from .runtime.tasklet import (tasklet_struct, tasklet_init, tasklet_setup, DECLARE_TASKLET,
                               DECLARE_TASKLET_DISABLED, tasklet_schedule, tasklet_hi_schedule,
                               tasklet_disable, tasklet_disable_nosync, tasklet_enable, tasklet_kill)
@@ -78,7 +90,7 @@ from .runtime.workqueue import (work_struct, delayed_work, workqueue_struct, INI
                                 queue_work_on, schedule_work_on, flush_work)
 
 # -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
-from .runtime.kernel import (printk, panic, BUG, WARN_ON)
+from .runtime.kernel import (printk, panic, BUG, WARN_ON, BUG_ON, WARN_ON_ONCE, WARN, WARN_ONCE)
 
 # -- GFP flags (<linux/gfp.h>)
 from .mm.gfp import (GFP_ATOMIC, GFP_NOWAIT, GFP_KERNEL, GFP_USER, GFP_HIGHUSER, GFP_NOIO, GFP_NOFS, GFP_DMA,
@@ -107,6 +119,20 @@ from .mm.atomic import (atomic_read, atomic_set, atomic_add, atomic_sub, atomic_
                         atomic_add_negative, atomic_xchg, atomic_cmpxchg, cmpxchg, xchg, READ_ONCE,
                         WRITE_ONCE)
 
+# -- barriers (<asm/system.h>, <asm/barrier.h>, <linux/compiler.h>)
+from .mm.atomic import (barrier, mb, rmb, wmb, smp_mb, smp_rmb, smp_wmb, smp_mb__before_atomic,
+                        smp_mb__after_atomic, smp_store_release, smp_load_acquire)
+
+# -- bit operations (<asm/bitops.h>)
+from .mm.bitops import (BITS_PER_LONG, set_bit, clear_bit, change_bit, test_and_set_bit,
+                        test_and_clear_bit, test_and_change_bit, test_and_set_bit_lock,
+                        clear_bit_unlock, test_bit, __set_bit, __clear_bit, __change_bit,
+                        __test_and_set_bit, __test_and_clear_bit, __test_and_change_bit,
+                        find_first_bit, find_first_zero_bit, find_next_bit, find_next_zero_bit,
+                        for_each_set_bit, BIT, BIT_MASK, BIT_WORD, BITS_TO_LONGS, bitmap_zero)
+
+# -- error pointers (<linux/err.h>)
+from .mm.err import (MAX_ERRNO, ERR_PTR, PTR_ERR, PTR_ERR_OR_ZERO, ERR_CAST, IS_ERR, IS_ERR_OR_NULL)
 # -- user space access (<asm/uaccess.h>): user buffers are Python buffers, None is NULL
 from .mm.uaccess import (copy_to_user, copy_from_user, clear_user)
 
@@ -184,32 +210,39 @@ __all__ = [
     "in_serving_softirq", "in_task", "irqs_disabled", "preemptible", "charge", "might_sleep",
     "might_sleep_if", "cond_resched", "kthread_run", "kthread_bind", "set_cpus_allowed",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
+    # CPU masks
+    "NR_CPUS", "num_possible_cpus", "num_online_cpus", "cpu_possible", "cpu_online",
+    "for_each_possible_cpu", "for_each_online_cpu", "num_present_cpus", "cpu_present",
+    "for_each_present_cpu",
     # interrupts and softirqs
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable", "request_irq", "free_irq", "raise_irq", "open_softirq",
-    "raise_softirq", "SA_SHIRQ",
+    "raise_softirq", "SA_SHIRQ", "NR_IRQS", "disable_irq", "disable_irq_nosync", "enable_irq", "synchronize_irq",
     # SMP calls
-    "smp_call_function", "on_each_cpu",
+    "smp_call_function", "smp_call_function_single", "on_each_cpu",
     # sleeping, waking and time
     "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE", "set_current_state",
     "__set_current_state", "schedule", "schedule_timeout", "schedule_timeout_uninterruptible",
     "schedule_timeout_interruptible", "io_schedule_timeout", "wake_up_process", "msleep", "udelay",
-    "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns",
+    "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns", "ssleep", "msleep_interruptible",
+    "usleep_range", "get_jiffies_64", "time_is_before_jiffies", "time_is_after_jiffies",
+    "HZ", "MAX_JIFFY_OFFSET", "time_after", "time_before", "time_after_eq", "time_before_eq",
+    "time_in_range", "msecs_to_jiffies", "usecs_to_jiffies", "jiffies_to_msecs", "jiffies_to_usecs",
     # locks and wait queues
     "spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin_unlock", "spin_trylock",
     "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
     "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init", "DEFINE_MUTEX",
-    "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
+    "mutex_lock", "mutex_lock_interruptible", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
     "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
-    "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
+    "wait_event", "wait_event_interruptible", "wait_event_timeout", "wait_event_interruptible_timeout",
+    "wake_up", "wake_up_all",
     "wake_up_interruptible", "wake_up_nr", "waitqueue_active",
     # lock validation and memalloc scopes
     "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
     "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",
     # timers, tasklets and work queues
     "timer_list", "init_timer", "setup_timer", "timer_setup", "add_timer", "add_timer_on", "mod_timer",
-    "del_timer", "del_timer_sync", "timer_pending", "timer_delete", "timer_delete_sync", "HZ",
-    "time_after", "time_before", "time_after_eq", "time_before_eq", "msecs_to_jiffies", "jiffies_to_msecs",
+    "del_timer", "del_timer_sync", "timer_pending", "timer_delete", "timer_delete_sync",
     "tasklet_struct", "tasklet_init", "tasklet_setup", "DECLARE_TASKLET", "DECLARE_TASKLET_DISABLED",
     "tasklet_schedule", "tasklet_hi_schedule", "tasklet_disable", "tasklet_disable_nosync",
     "tasklet_enable", "tasklet_kill", "HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ",
@@ -220,7 +253,7 @@ __all__ = [
     "cancel_work_sync", "cancel_delayed_work", "cancel_delayed_work_sync", "queue_work_on",
     "schedule_work_on", "flush_work",
     # printk and bugs
-    "printk", "panic", "BUG", "WARN_ON",
+    "printk", "panic", "BUG", "WARN_ON", "BUG_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE",
     # GFP flags
     "GFP_ATOMIC", "GFP_NOWAIT", "GFP_KERNEL", "GFP_USER", "GFP_HIGHUSER", "GFP_NOIO", "GFP_NOFS", "GFP_DMA",
     "GFP_ZONEMASK", "__GFP_DMA", "__GFP_HIGHMEM", "__GFP_WAIT", "__GFP_HIGH", "__GFP_IO",
@@ -242,6 +275,18 @@ __all__ = [
     "atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
     "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test", "atomic_add_negative",
     "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg", "READ_ONCE", "WRITE_ONCE",
+    # barriers
+    "barrier", "mb", "rmb", "wmb", "smp_mb", "smp_rmb", "smp_wmb", "smp_mb__before_atomic",
+    "smp_mb__after_atomic", "smp_store_release", "smp_load_acquire",
+    # bit operations
+    "BITS_PER_LONG", "set_bit", "clear_bit", "change_bit", "test_and_set_bit", "test_and_clear_bit",
+    "test_and_change_bit", "test_and_set_bit_lock", "clear_bit_unlock", "test_bit", "__set_bit",
+    "__clear_bit", "__change_bit", "__test_and_set_bit", "__test_and_clear_bit",
+    "__test_and_change_bit", "find_first_bit", "find_first_zero_bit", "find_next_bit",
+    "find_next_zero_bit", "for_each_set_bit", "BIT", "BIT_MASK", "BIT_WORD", "BITS_TO_LONGS",
+    "bitmap_zero",
+    # error pointers
+    "MAX_ERRNO", "ERR_PTR", "PTR_ERR", "PTR_ERR_OR_ZERO", "ERR_CAST", "IS_ERR", "IS_ERR_OR_NULL",
     # user space access
     "copy_to_user", "copy_from_user", "clear_user",
     # memory debugging: kmemleak annotations

@@ -57,6 +57,9 @@ FREE_PARAMS: dict[str, set[str]] = {
     "__vmalloc_node": {"caller"},
     "smp_call_function": {"info"},
     "on_each_cpu": {"info"},
+    "smp_call_function_single": {"info"},
+    "WARN": {"args"},  # printk's arguments (*args): the probe passes one, 0
+    "WARN_ONCE": {"args"},
 }
 
 
@@ -214,7 +217,8 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
     "timer": lambda e: pk.timer_list(lambda data: None), "function": lambda e: (lambda data: None),
     "callback": lambda e: (lambda arg: None), "expires": lambda e: 5, "delay": lambda e: 1,
-    "work": lambda e: pk.work_struct(lambda work: None), "a": lambda e: 1, "j": lambda e: 1,
+    "work": lambda e: pk.work_struct(lambda work: None), "j": lambda e: 1,
+    "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
     "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
     "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
 }
@@ -260,6 +264,9 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
     ("flush_workqueue", "wq"): lambda e: e.workqueue(),
     ("queue_work_on", "wq"): lambda e: e.workqueue(),
     ("destroy_workqueue", "wq"): lambda e: pk.create_singlethread_workqueue("probe_wq_gone"),
+    ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
+    ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
+    ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,
     ("free_pages_exact", "virt"): lambda e: pk.alloc_pages_exact(64, GFP_KERNEL),
     ("kvfree", "addr"): lambda e: pk.kvmalloc(64, GFP_KERNEL),
     ("get_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int), ("put_cpu_ptr", "ptr"): lambda e: pk.alloc_percpu(int),

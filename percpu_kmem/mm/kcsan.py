@@ -42,7 +42,8 @@ plain access of the pair is wider than 8 bytes or is in one of RCU's functions
 (``skip_report()``: "rcu_", "_rcu", "_srcu"). CONFIG_KCSAN_ASSUME_PLAIN_WRITES_ATOMIC is
 taken as n (CONFIG_KCSAN_STRICT's choice): plain aligned word writes race like any plain
 access. Marked accesses
-(atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, this_cpu_* and the MMIO accessors,
+(atomic_*, cmpxchg, xchg, READ_ONCE/WRITE_ONCE, smp_load_acquire/smp_store_release, the
+atomic bit operations of mm/bitops.py, this_cpu_* and the MMIO accessors,
 which on x86 are single instructions or volatile asm KCSAN does not instrument) are
 never reported against each other; a plain access racing with a marked one is.
 
@@ -52,8 +53,9 @@ or not they overlapped in time; KCSAN's sampling (``kcsan.skip_watch``, the
 ``udelay_task``/``udelay_interrupt`` stalls) is not modelled, and neither is "race at
 unknown origin" (every access is seen). Fully ordered atomics (the value-returning
 ones: ``_return``, ``_and_test``, ``add_negative``, ``xchg``, a ``cmpxchg`` that
-stores) order what comes before and after them on that address, as acquire plus
-release; ``atomic_read``/``atomic_set``/``atomic_add``/``_inc``/``_dec``,
+stores, the ``test_and_*_bit`` operations) order what comes before and after them on
+that address, as acquire plus release (the barriers and smp_store_release/
+smp_load_acquire add their edges from mm/atomic.py); ``atomic_read``/``atomic_set``/``atomic_add``/``_inc``/``_dec``,
 READ_ONCE/WRITE_ONCE and this_cpu_* are relaxed (they order nothing).
 
 Simplified: each pair of sites (file:line of the two accesses) is reported once per
@@ -94,11 +96,13 @@ KCSAN_ACCESS_ATOMIC: Final = 1 << 2
 
 #: marked accessors: fn -> (compound read-modify-write, fully ordered)
 _RELAXED_RMW: Final = ("atomic_add", "atomic_sub", "atomic_inc", "atomic_dec", "this_cpu_add", "this_cpu_sub",
-                       "this_cpu_inc", "this_cpu_dec")
+                       "this_cpu_inc", "this_cpu_dec", "set_bit", "clear_bit", "change_bit", "clear_bit_unlock")
 _ORDERED_RMW: Final = ("atomic_add_return", "atomic_sub_return", "atomic_inc_return", "atomic_dec_return",
                        "atomic_sub_and_test", "atomic_dec_and_test", "atomic_inc_and_test",
-                       "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg")
+                       "atomic_add_negative", "atomic_xchg", "atomic_cmpxchg", "cmpxchg", "xchg",
+                       "test_and_set_bit", "test_and_clear_bit", "test_and_change_bit", "test_and_set_bit_lock")
 _MARKED_ONE: Final = ("atomic_read", "atomic_set", "READ_ONCE", "WRITE_ONCE", "this_cpu_read", "this_cpu_write",
+                      "smp_load_acquire", "smp_store_release", "test_bit",
                       "readb", "readw", "readl", "__raw_readb", "__raw_readw", "__raw_readl",
                       "writeb", "writew", "writel", "__raw_writeb", "__raw_writew", "__raw_writel",
                       "memcpy_fromio", "memcpy_toio", "memset_io")
@@ -110,7 +114,7 @@ MARKED: Final[dict[str, tuple[bool, bool]]] = {
 
 #: frames of these files are the model's accessors, not the code that made the access
 _SKIP: Final = frozenset(os.path.join(os.path.dirname(os.path.abspath(__file__)), f)
-                         for f in ("kcsan.py", "atomic.py", "mmio.py"))
+                         for f in ("kcsan.py", "atomic.py", "mmio.py", "bitops.py"))
 
 
 class Access:

@@ -1495,7 +1495,11 @@ class FreeEngine(Engine):
         free, every spinner's lock or cross-CPU call is still held, and no CPU can serve a
         pending interrupt: an idle one, or one whose task spins with interrupts on)?"""
         for u in self.tasks:
-            if u.state == T_DONE or u.is_idle:
+            if u.state == T_DONE:
+                continue
+            if u.is_idle:  # an idle task on its CPU is serving an interrupt (an IPI) it took
+                if u.state == T_ON_CPU and (u.spinning is None or not u.spinning.locked()):
+                    return False
                 continue
             if u.state == T_ON_CPU and u.spinning is None:
                 return False

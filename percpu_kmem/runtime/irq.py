@@ -8,6 +8,13 @@ added and interrupts off, softirqs run on irq exit and on local_bh_enable (at mo
 MAX_SOFTIRQ_RESTART rounds). An interrupt with a rate is also raised by the
 scheduling policy, with that chance per scheduling point.
 
+A line's handlers never run on two CPUs at once (2.6.11's __do_IRQ): an interrupt that
+comes while they run on another CPU (IRQ_INPROGRESS) only marks the line IRQ_PENDING,
+and the CPU in the handlers runs them once more before it leaves; the run before ends
+under irq_desc.lock, which the next takes, so KCSAN sees them ordered. Simplified: the
+kernel's IRQ_PENDING is a flag (several such interrupts collapse into one rerun); the
+model reruns once for each, so no raise_irq() is lost.
+
 Shared lines (2.6.11): handlers requested with SA_SHIRQ (IRQF_SHARED today) on both
 sides chain on one line and all run, in request order, when it fires; a request of a
 line that has a handler fails with -EBUSY unless both agree to share (setup_irq), and
@@ -20,6 +27,12 @@ __free_irq) and does not wait for its own handler (the kernel would spin there f
 A handler that returns with interrupts enabled gets today's WARN_ONCE "irq %u handler %pS
 enabled interrupts" (__handle_irq_event_percpu) once per handler, and they are disabled
 again.
+
+disable_irq()/disable_irq_nosync()/enable_irq() (kernel/irq/manage.c): a line's disable
+depth nests; an interrupt of a disabled line runs no handler and stays pending on its CPU
+(IRQS_PENDING: several are one) until enable_irq() raises it again (check_irq_resend);
+an enable without a disable warns "Unbalanced enable for IRQ %d". The kernel-style
+functions, and disable_irq()'s wait for a running handler, are in runtime/kernel.py.
 
 Simplified: no interrupt controller, affinity or nesting of different lines; a shared
 line fires at the highest rate of its handlers' (rate > 0: each one's device may
@@ -35,6 +48,7 @@ Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -96,6 +110,18 @@ class Interrupts:
         #: called by the engine with virtual ns whenever time passes timers' deadlines, once
         #: kernel timers are in use (runtime/softirqd.py raises the local timer interrupt)
         self.timer_hook: Callable[[int], None] | None = None
+        #: disable_irq() depth of each disabled line (irq_desc.depth; absent: 0, enabled)
+        self.disabled: dict[int, int] = {}
+        #: the CPUs each disabled line fired on while disabled (IRQS_PENDING): raised again
+        #: there when enable_irq() turns the line back on (check_irq_resend)
+        self.held_back: dict[int, list[int]] = {}
+        #: lines enable_irq() has turned back on (KCSAN: their handlers acquire the enabler's clock)
+        self.reenabled: set[int] = set()
+        #: how often each line fired on a CPU while its handlers ran on another (IRQ_PENDING):
+        #: that CPU runs them once more for each before it leaves (2.6.11's __do_IRQ loop)
+        self.replay: dict[int, int] = {}
+        #: irq_desc.lock of the lines' disable depth, held-back and replayed interrupts
+        self.line_lock = threading.Lock()
 
     def request_irq(self, irq: int, handler: Callable[[int, Any], Any], name: str = "",
                     dev_id: Any = None, *, rate: float | None = None, flags: int = 0) -> int:
@@ -225,6 +251,8 @@ class Interrupts:
         c.irqs_off = True
         if self.hb is not None:  # KCSAN
             self.hb.irq_enter(c.id, irq)
+            if irq in self.reenabled:  # what came before enable_irq() happens before the handler
+                self.hb.acquire(t, ("irq_enable", irq))
         ev = self.m.events
         if ev is not None:
             ev.record(t, "irq", f"irq {irq}: {action.name if action else 'no handler'}")
@@ -233,11 +261,28 @@ class Interrupts:
             if action is None:
                 self.m.printk(f"do_IRQ: {c.id}.{irq} No irq handler for vector", "WARNING")
             else:
-                running = self.running.get(irq)
-                if running is None:
-                    running = self.running[irq] = []
-                running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
-                a: IrqAction | None = action
+                with self.line_lock:
+                    running = self.running.get(irq)
+                    if running is None:
+                        running = self.running[irq] = []
+                    # IRQ_INPROGRESS on another CPU: mark the line IRQ_PENDING and leave; the
+                    # CPU in the handler runs it again (a line's handler never runs twice at once)
+                    in_progress = bool(running)
+                    if in_progress:
+                        self.replay[irq] = self.replay.get(irq, 0) + 1
+                    running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits
+                if in_progress:
+                    if self.hb is not None and t:  # KCSAN: the rerun sees what raised this one
+                        self.hb.release(t, ("irq_replay", irq))
+                    a: IrqAction | None = None
+                else:
+                    # disable_irq() (set before it looks at IRQ_INPROGRESS, checked here after it
+                    # is set: one of the two sees the other) holds it back until enable_irq()
+                    a = None if self.disabled and self._hold_back(c, irq) else action
+                    if a is not None and self.hb is not None and t:
+                        # KCSAN: the line's last handler run ended under irq_desc.lock, which
+                        # this one takes before it starts: the two runs are ordered
+                        self.hb.acquire(t, ("irq_done", irq))
                 while a is not None:  # every handler of a shared line, in request order
                     a.count[c.id] = a.count.get(c.id, 0) + 1
                     a.handler(irq, a.dev_id)
@@ -245,6 +290,8 @@ class Interrupts:
                     if not hc.irqs_off:
                         self._handler_enabled_irqs(t, hc, a)
                     a = a.next
+                    if a is None and not in_progress and self.replay:
+                        a = self._replayed(t, c, irq, action)
         except (TaskAbort, Oops):
             raise
         except BaseException as e:
@@ -265,6 +312,61 @@ class Interrupts:
             c.irqs_off = saved_irqs
         if c.softirq_pending and not (c.preempt_count & 0x00FFFF00):
             self.do_softirq(c)
+
+    def _replayed(self, t: Task | None, c: CPU, irq: int, action: IrqAction) -> IrqAction | None:
+        """__do_IRQ's loop: the line fired elsewhere while its handlers ran here (IRQ_PENDING):
+        run them again (once for each such interrupt), unless the line is disabled now (then
+        the interrupt is held back)."""
+        with self.line_lock:
+            n = self.replay.get(irq, 0)
+            if not n:
+                return None
+            if n > 1:
+                self.replay[irq] = n - 1
+            else:
+                del self.replay[irq]
+        if self.hb is not None and t:
+            self.hb.acquire(t, ("irq_replay", irq))
+        return None if self.disabled and self._hold_back(c, irq) else action
+
+    # -- disable_irq / enable_irq (kernel/irq/manage.c) -------------------------------------------
+    def disable_nosync(self, irq: int) -> None:
+        """__disable_irq(): one more level of disabling; the line is held back from now on."""
+        with self.line_lock:
+            self.disabled[irq] = self.disabled.get(irq, 0) + 1
+
+    def _hold_back(self, c: CPU, irq: int) -> bool:
+        """An interrupt of a disabled line came to ``c``: True if the line is disabled (it is
+        then pending there, IRQS_PENDING, until enable_irq())."""
+        with self.line_lock:
+            if irq not in self.disabled:
+                return False
+            held = self.held_back.setdefault(irq, [])
+            if c.id not in held:
+                held.append(c.id)
+            return True
+
+    def enable(self, t: Task, irq: int, where: tuple[str, int]) -> None:
+        """__enable_irq(): one level less; at 0 the line is on again and what fired while it
+        was off is raised again on its CPUs. An enable without a disable is the kernel's
+        WARN "Unbalanced enable for IRQ %d", and changes nothing."""
+        with self.line_lock:
+            depth = self.disabled.get(irq, 0)
+            if depth > 1:
+                self.disabled[irq] = depth - 1
+                return
+            if depth == 1:
+                del self.disabled[irq]
+                resend = self.held_back.pop(irq, [])
+        if depth == 0:
+            self.warn(t, f"Unbalanced enable for IRQ {irq}", "__enable_irq", f"enable_irq:{irq}", where)
+            return
+        if self.hb is not None:  # KCSAN: the line's next handlers see what came before
+            self.reenabled.add(irq)
+            self.hb.release(t, ("irq_enable", irq))
+        for cpu in resend:
+            if irq in self.actions:
+                self.raise_irq(irq, cpu)
 
     def _handler_enabled_irqs(self, t: Task | None, c: CPU, action: IrqAction) -> None:
         """__handle_irq_event_percpu(): WARN_ONCE(!irqs_disabled(), "irq %u handler %pS

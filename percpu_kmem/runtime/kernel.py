@@ -6,18 +6,29 @@ code they raise NotInTaskError. Scheduling points (``preempt_point``) are where
 the policy may switch CPUs, preempt the task (only with preempt_count == 0 and
 irqs on) or deliver an interrupt (only with irqs on).
 
+Also the small everyday API around them: jiffies arithmetic and conversions
+(include/linux/jiffies.h: jiffies is i386's 32-bit unsigned long, HZ = 1000, from 0, so it
+wraps after 49.7 days of virtual time), ssleep/msleep_interruptible (no signals: nothing
+ends them early), CPU masks (no hotplug: every CPU is possible and online), the WARN/BUG
+family of asm-generic/bug.h (the _ONCE flag per call site for the machine's life), and
+disable_irq/enable_irq/synchronize_irq (the lines' state is runtime/irq.py's).
+
 Kernel files modelled: kernel/sched/core.c (might_sleep, schedule),
-lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.c.
+lib/smp_processor_id.c (DEBUG_PREEMPT), include/linux/preempt.h, kernel/softirq.c,
+include/linux/jiffies.h, kernel/time/time.c, include/asm-generic/bug.h,
+include/linux/cpumask.h, kernel/irq/manage.c.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from .errors import KmemUsageError, NotInTaskError
 from .preempt import (
     HARDIRQ_MASK,
+    HZ,
     IRQ_MASK,
     NSEC_PER_JIFFY,
     PREEMPT_MASK,
@@ -118,6 +129,72 @@ def debug_preempt_check(what1: str, what2: str = "") -> None:
     c = t.cpu
     if c.preempt_count == 0 and not c.irqs_off and not t.is_idle and not _pinned(t):
         _debug_preempt_report(t, what1, what2)
+
+
+# -- CPU masks (<linux/cpumask.h>) ----------------------------------------------------
+#: CONFIG_NR_CPUS: the most CPUs the model's kernel is built for (``Machine(cpus=...)``
+#: takes 1 to NR_CPUS; runtime/machine.py MAX_CPUS is the same number). Possible CPUs are
+#: the machine's ``cpus``; all of them are online (the model has no CPU hotplug).
+NR_CPUS: Final = 256
+
+
+def num_possible_cpus() -> int:
+    """The machine's CPU count (cpu_possible_mask's weight)."""
+    return current_task().machine.nr_cpus
+
+
+def num_online_cpus() -> int:
+    """How many CPUs are online (all of them: no hotplug in the model)."""
+    return sum(1 for c in current_task().machine.cpus if c.online)
+
+
+def _cpu_number(fn: str, cpu: Any) -> int:
+    """A CPU number as cpumask_check() takes it: from 0 to NR_CPUS - 1."""
+    if cpu.__class__ is not int or not 0 <= cpu < NR_CPUS:
+        check_int(fn, "cpu", cpu, 0, NR_CPUS - 1, "a CPU number")
+    return cpu
+
+
+def cpu_possible(cpu: int) -> bool:
+    """Is ``cpu`` one of the machine's CPUs (``cpu`` from 0 to NR_CPUS - 1)."""
+    m = current_task().machine
+    _cpu_number("cpu_possible", cpu)
+    return cpu < m.nr_cpus
+
+
+def cpu_online(cpu: int) -> bool:
+    """Is ``cpu`` online (``cpu`` from 0 to NR_CPUS - 1; beyond the machine's: False)."""
+    m = current_task().machine
+    _cpu_number("cpu_online", cpu)
+    return cpu < m.nr_cpus and m.cpus[cpu].online
+
+
+def for_each_possible_cpu() -> Iterator[int]:
+    """``for cpu in for_each_possible_cpu():`` the machine's CPU numbers, in order."""
+    return iter(range(current_task().machine.nr_cpus))
+
+
+def num_present_cpus() -> int:
+    """How many CPUs are present (all of the machine's)."""
+    return current_task().machine.nr_cpus
+
+
+def cpu_present(cpu: int) -> bool:
+    """Is ``cpu`` one of the machine's CPUs (present: no hotplug, as cpu_possible())."""
+    m = current_task().machine
+    _cpu_number("cpu_present", cpu)
+    return cpu < m.nr_cpus
+
+
+def for_each_present_cpu() -> Iterator[int]:
+    """``for cpu in for_each_present_cpu():`` the machine's CPU numbers, in order."""
+    return iter(range(current_task().machine.nr_cpus))
+
+
+def for_each_online_cpu() -> Iterator[int]:
+    """``for cpu in for_each_online_cpu():`` the online CPU numbers, in order (the mask is
+    read when the loop starts)."""
+    return iter([c.id for c in current_task().machine.cpus if c.online])
 
 
 # -- preemption -------------------------------------------------------------------
@@ -553,6 +630,46 @@ def msleep(msecs: int) -> None:
         left = schedule_timeout_uninterruptible(left)
 
 
+def ssleep(seconds: int) -> None:
+    """msleep(seconds * 1000) (<linux/delay.h>)."""
+    current()  # NotInTaskError first, outside a task
+    _uint_arg("ssleep", "seconds", seconds)
+    msleep(seconds * 1000)
+
+
+def msleep_interruptible(msecs: int) -> int:
+    """Sleep ``msecs`` of virtual time in TASK_INTERRUPTIBLE; return the milliseconds
+    left. The model has no signals, so nothing ends the sleep early: a wake_up_process()
+    only makes it sleep the rest (the kernel's loop re-sleeps unless signal_pending()),
+    and it returns 0. (The kernel adds one jiffy to round up; the model sleeps exactly
+    ``msecs``, as msleep() does.)"""
+    current()  # NotInTaskError first, outside a task
+    _uint_arg("msleep_interruptible", "msecs", msecs)
+    might_sleep()
+    left = msecs_to_jiffies(msecs)
+    while left:
+        left = schedule_timeout_interruptible(left)
+    return jiffies_to_msecs(left)
+
+
+def usleep_range(min: int, max: int) -> None:
+    """Sleep at least ``min`` microseconds, at most ``max`` (<linux/delay.h>; an hrtimer,
+    not jiffies): the model sleeps exactly ``min`` of virtual time, uninterruptibly (a
+    stray wake-up only makes it sleep the rest). ``max`` below ``min`` is misuse."""
+    t = current()
+    if min.__class__ is not int or min < 0:
+        check_int("usleep_range", "min", min, 0)
+    if max.__class__ is not int or max < min:
+        check_int("usleep_range", "max", max, min, what="an int (microseconds, at least min)")
+    might_sleep()
+    engine = t.engine
+    deadline = engine.now + min * 1000
+    while engine.now < deadline:
+        set_current_state(TASK_UNINTERRUPTIBLE)
+        block(_TIMER, deadline - engine.now, "usleep_range")
+        t.kstate = TASK_RUNNING
+
+
 def udelay(usecs: int) -> None:
     """Busy-wait: charges the cycles to this CPU, never sleeps."""
     t = current_task()
@@ -602,8 +719,133 @@ def _clock(t: Task) -> int:
 
 
 def jiffies() -> int:
-    """The virtual clock in jiffies (HZ = 1000), as this CPU reads it."""
+    """The virtual clock in jiffies (HZ = 1000), as this CPU reads it: i386's 32-bit
+    ``unsigned long jiffies``, from 0 at the start of the machine's clock, so it wraps
+    to 0 after 2**32 jiffies (49.7 days of virtual time; compare with time_after())."""
+    return (_clock(current_task()) // NSEC_PER_JIFFY) & ULONG_MAX
+
+
+# -- jiffies arithmetic (<linux/jiffies.h>) -------------------------------------------------
+#: i386's ``unsigned long``: 32 bits. jiffies values and the time_* comparisons use it.
+ULONG_MAX: Final = 0xFFFFFFFF
+_LONG_SIGN: Final = 0x80000000
+#: include/linux/jiffies.h: ``((LONG_MAX >> 1) - 1)``, the longest timeout (i386 long)
+MAX_JIFFY_OFFSET: Final = ((0x7FFFFFFF >> 1) - 1)
+#: include/linux/time.h
+MSEC_PER_SEC: Final = 1000
+USEC_PER_SEC: Final = 1_000_000
+_UINT_MAX: Final = 0xFFFFFFFF
+
+
+def _jiffy_arg(fn: str, name: str, v: Any) -> None:
+    """A jiffies value: any int (C's unsigned long arithmetic takes it modulo 2**32, so
+    ``jiffies() + HZ`` and ``jiffies() - stamp`` are fine as they are); bools and floats
+    are misuse."""
+    if v.__class__ is not int:
+        check_int(fn, name, v, what="an int jiffies value")
+
+
+def time_after(a: int, b: int) -> bool:
+    """True if time ``a`` is after time ``b``: the kernel's wrap-safe
+    ``(long)((b) - (a)) < 0`` on 32-bit unsigned longs (correct across a jiffies wrap as
+    long as the two are less than 2**31 jiffies apart)."""
+    if a.__class__ is not int or b.__class__ is not int:
+        _jiffy_arg("time_after", "a", a)
+        _jiffy_arg("time_after", "b", b)
+    return bool((b - a) & _LONG_SIGN)
+
+
+def time_before(a: int, b: int) -> bool:
+    """time_after(b, a)."""
+    if a.__class__ is not int or b.__class__ is not int:
+        _jiffy_arg("time_before", "a", a)
+        _jiffy_arg("time_before", "b", b)
+    return bool((a - b) & _LONG_SIGN)
+
+
+def time_after_eq(a: int, b: int) -> bool:
+    """``(long)((a) - (b)) >= 0``."""
+    if a.__class__ is not int or b.__class__ is not int:
+        _jiffy_arg("time_after_eq", "a", a)
+        _jiffy_arg("time_after_eq", "b", b)
+    return not (a - b) & _LONG_SIGN
+
+
+def time_before_eq(a: int, b: int) -> bool:
+    """time_after_eq(b, a)."""
+    if a.__class__ is not int or b.__class__ is not int:
+        _jiffy_arg("time_before_eq", "a", a)
+        _jiffy_arg("time_before_eq", "b", b)
+    return not (b - a) & _LONG_SIGN
+
+
+def time_in_range(a: int, b: int, c: int) -> bool:
+    """``time_after_eq(a, b) && time_before_eq(a, c)``: ``a`` within [b, c]."""
+    for name, v in (("a", a), ("b", b), ("c", c)):
+        _jiffy_arg("time_in_range", name, v)
+    return not (a - b) & _LONG_SIGN and not (c - a) & _LONG_SIGN
+
+
+def _uint_arg(fn: str, name: str, v: Any) -> int:
+    """A C ``unsigned int``: an int from 0 to 2**32 - 1."""
+    if v.__class__ is not int or not 0 <= v <= _UINT_MAX:
+        check_int(fn, name, v, 0, _UINT_MAX, "an unsigned int")
+    return v
+
+
+def msecs_to_jiffies(m: int) -> int:
+    """Milliseconds to jiffies, rounding up (HZ = 1000: the same number); ``m`` above
+    INT_MAX (a negative int in C) is an infinite timeout, MAX_JIFFY_OFFSET, as the kernel's
+    ``__msecs_to_jiffies()``."""
+    _uint_arg("msecs_to_jiffies", "m", m)
+    if m & _LONG_SIGN:
+        return MAX_JIFFY_OFFSET
+    return (m + (MSEC_PER_SEC // HZ) - 1) // (MSEC_PER_SEC // HZ)
+
+
+def usecs_to_jiffies(u: int) -> int:
+    """Microseconds to jiffies, rounding up (HZ = 1000: ``(u + 999) / 1000``); ``u`` above
+    INT_MAX is MAX_JIFFY_OFFSET, as ``__usecs_to_jiffies()``."""
+    _uint_arg("usecs_to_jiffies", "u", u)
+    if u & _LONG_SIGN:
+        return MAX_JIFFY_OFFSET
+    return (u + (USEC_PER_SEC // HZ) - 1) // (USEC_PER_SEC // HZ)
+
+
+def jiffies_to_msecs(j: int) -> int:
+    """Jiffies to milliseconds (HZ = 1000: the same), an ``unsigned int`` as the kernel's."""
+    if j.__class__ is not int or not 0 <= j <= ULONG_MAX:
+        check_int("jiffies_to_msecs", "j", j, 0, ULONG_MAX, "an unsigned long number of jiffies")
+    return ((MSEC_PER_SEC // HZ) * j) & _UINT_MAX
+
+
+def jiffies_to_usecs(j: int) -> int:
+    """Jiffies to microseconds (HZ = 1000: ``1000 * j``), truncated to the kernel's
+    ``unsigned int`` result."""
+    if j.__class__ is not int or not 0 <= j <= ULONG_MAX:
+        check_int("jiffies_to_usecs", "j", j, 0, ULONG_MAX, "an unsigned long number of jiffies")
+    return ((USEC_PER_SEC // HZ) * j) & _UINT_MAX
+
+
+def get_jiffies_64() -> int:
+    """jiffies_64: the virtual clock in jiffies, 64 bits wide (it does not wrap in a run)."""
     return _clock(current_task()) // NSEC_PER_JIFFY
+
+
+def time_is_before_jiffies(a: int) -> bool:
+    """``time_after(jiffies, a)``: has time ``a`` passed?"""
+    if a.__class__ is not int:
+        current()
+        _jiffy_arg("time_is_before_jiffies", "a", a)
+    return time_after(jiffies(), a)
+
+
+def time_is_after_jiffies(a: int) -> bool:
+    """``time_before(jiffies, a)``: is time ``a`` still to come?"""
+    if a.__class__ is not int:
+        current()
+        _jiffy_arg("time_is_after_jiffies", "a", a)
+    return time_before(jiffies(), a)
 
 
 def ktime_get_ns() -> int:
@@ -697,6 +939,72 @@ def free_irq(irq: int, dev_id: Any = None) -> None:
         t.hb.acquire(t, ("irq_done", irq))
 
 
+#: The interrupt lines disable_irq() and friends take without a handler registered
+#: (irq_desc exists for each of them, as for i386's vectors); a line with a handler
+#: (request_irq() takes any number) is always taken.
+NR_IRQS: Final = 256
+
+
+def _irq_line(fn: str, irq: Any, t: Task) -> None:
+    if irq.__class__ is not int or irq < 0 or (irq >= NR_IRQS and irq not in t.machine.irq.actions):
+        current()  # NotInTaskError first, outside a task
+        check_int(fn, "irq", irq, 0, NR_IRQS - 1, "an interrupt line (or one request_irq() took)")
+
+
+def disable_irq_nosync(irq: int) -> None:
+    """Disable interrupt line ``irq`` on every CPU, not waiting for a handler running now.
+    Disabling nests (irq_desc.depth): the line comes back at the matching enable_irq().
+    An interrupt of a disabled line is not delivered: it stays pending and is raised
+    again, on the CPU it came to, when the line is enabled (IRQS_PENDING, check_irq_resend)."""
+    t = current_task()
+    _irq_line("disable_irq_nosync", irq, t)
+    t.machine.irq.disable_nosync(irq)
+
+
+def disable_irq(irq: int) -> None:
+    """disable_irq_nosync(), then synchronize_irq(): on return no handler of ``irq`` runs
+    on any CPU, and none will until enable_irq(). It waits by spinning, as 2.6's
+    synchronize_irq() does, so 2.6's "with care" callers in atomic context are not reported.
+    Called from the line's own handler it would wait for itself for ever: that is
+    reported as today's kernel reports it (its disable_irq() starts with might_sleep():
+    "BUG: sleeping function called from invalid context"), and the model does not wait
+    for itself (disable_irq_nosync() is the handler's way)."""
+    t = current_task()
+    _irq_line("disable_irq", irq, t)
+    irqs = t.machine.irq
+    running = irqs.running.get(irq)
+    if running and t in running and t.cpu.preempt_count & HARDIRQ_MASK:
+        _sleeping_in_atomic(t, 3)
+    irqs.disable_nosync(irq)
+    _synchronize_irq(t, irq)
+
+
+def synchronize_irq(irq: int) -> None:
+    """Wait until no other CPU runs a handler of ``irq`` (IRQ_INPROGRESS, spinning with
+    cpu_relax()); what those handlers did happens before what follows (KCSAN)."""
+    t = current_task()
+    _irq_line("synchronize_irq", irq, t)
+    _synchronize_irq(t, irq)
+
+
+def _synchronize_irq(t: Task, irq: int) -> None:
+    irqs = t.machine.irq
+    while irqs.busy_elsewhere(irq, t):
+        cpu_relax()
+    if t.hb is not None:  # KCSAN: what the line's handlers did happens before what follows
+        t.hb.acquire(t, ("irq_done", irq))
+
+
+def enable_irq(irq: int) -> None:
+    """Undo one disable_irq(): at depth 0 the line is enabled again and an interrupt that
+    came while it was disabled is delivered now. An enable_irq() without a disable is the
+    kernel's WARN "Unbalanced enable for IRQ %d" and changes nothing."""
+    t = current_task()
+    _irq_line("enable_irq", irq, t)
+    file, line, _ = caller_site(2)
+    t.machine.irq.enable(t, irq, (file, line))
+
+
 def raise_irq(irq: int, cpu: int | None = None) -> None:
     """Raise ``irq`` on CPU ``cpu`` (default: this one). It runs in hardirq context
     on that CPU as soon as its interrupts are enabled."""
@@ -775,12 +1083,94 @@ def WARN_ON(cond: Any, msg: str = "") -> bool:
     return bool(cond)
 
 
+def BUG_ON(cond: Any) -> None:
+    """BUG_ON(): BUG() (an oops in the running task, "kernel BUG at FILE:LINE!") when
+    ``cond`` holds; nothing otherwise."""
+    current()  # NotInTaskError first, outside a task
+    if cond:
+        file, line, _ = caller_site(2)
+        current_task().machine.report("bug", [f"kernel BUG at {file}:{line}!"], fatal=True)
+
+
+def _warn(t: Task, file: str, line: int, msg: str) -> None:
+    t.machine.report("warning", [warning_line(t, file, line), *([msg] if msg else [])], site=f"{file}:{line}")
+
+
+def _warn_fmt(fn: str, fmt: Any, args: tuple[Any, ...]) -> str:
+    """printk's format applied as Python's ``%`` (which takes C's ``%d %u %x %s %lu %ld``;
+    the length modifiers are ignored); a format that does not fit its arguments is misuse,
+    answered before anything is reported."""
+    if fmt.__class__ is not str:
+        check_str(fn, "fmt", fmt)
+    if not args:
+        return fmt.rstrip("\n")
+    try:
+        return (fmt % args).rstrip("\n")
+    except (TypeError, ValueError, KeyError) as e:
+        raise KmemUsageError(f"{fn}: fmt(={fmt!r}) does not fit its arguments {args!r}: {e}") from None
+
+
+def _once(t: Task, file: str, line: int) -> bool:
+    """The call site's ``__warned`` flag (a static of the call site, for the machine's
+    life): True the first time it is asked for ``file:line`` on this machine."""
+    warned = _WARNED.get(t.machine)
+    if warned is None:
+        warned = _WARNED[t.machine] = set()
+    key = (file, line)
+    if key in warned:
+        return False
+    warned.add(key)
+    return True
+
+
+#: the call sites each machine's WARN_ON_ONCE()/WARN_ONCE() fired at (weak: a machine's
+#: flags go with it, as a kernel image's statics do)
+_WARNED: Final[weakref.WeakKeyDictionary[Any, set[tuple[str, int]]]] = weakref.WeakKeyDictionary()
+
+
+def WARN_ON_ONCE(cond: Any) -> bool:
+    """WARN_ON() the first time ``cond`` holds at this call site on this machine, silent
+    after that; returns ``bool(cond)`` every time, as the kernel's."""
+    t = current()
+    if cond:
+        file, line, _ = caller_site(2)
+        if _once(t, file, line):
+            _warn(t, file, line, "")
+    return bool(cond)
+
+
+def WARN(cond: Any, fmt: str, *args: Any) -> bool:
+    """WARN(cond, fmt, ...): when ``cond`` holds, a warning whose message is ``fmt % args``
+    (printk-style); returns ``bool(cond)``."""
+    t = current()
+    msg = _warn_fmt("WARN", fmt, args)
+    if cond:
+        file, line, _ = caller_site(2)
+        _warn(t, file, line, msg)
+    return bool(cond)
+
+
+def WARN_ONCE(cond: Any, fmt: str, *args: Any) -> bool:
+    """WARN() the first time ``cond`` holds at this call site on this machine; returns
+    ``bool(cond)`` every time."""
+    t = current()
+    msg = _warn_fmt("WARN_ONCE", fmt, args)
+    if cond:
+        file, line, _ = caller_site(2)
+        if _once(t, file, line):
+            _warn(t, file, line, msg)
+    return bool(cond)
+
+
 __all__ = [
     # current, CPU identity, preemption
     "current", "get_current", "raw_smp_processor_id", "smp_processor_id", "get_cpu", "put_cpu",
     "preempt_disable", "preempt_enable", "preempt_enable_no_resched", "preempt_count", "preempt_point",
     "in_atomic", "in_interrupt", "in_irq", "in_hardirq", "in_softirq", "in_serving_softirq", "in_task",
     "irqs_disabled", "preemptible", "charge",
+    # CPU masks
+    "NR_CPUS", "num_possible_cpus", "num_online_cpus", "cpu_possible", "cpu_online", "for_each_possible_cpu",
+    "for_each_online_cpu", "num_present_cpus", "cpu_present", "for_each_present_cpu",
     # local interrupts and bottom halves
     "local_irq_disable", "local_irq_enable", "local_irq_save", "local_irq_restore",
     "local_bh_disable", "local_bh_enable",
@@ -788,11 +1178,18 @@ __all__ = [
     "might_sleep", "might_sleep_if", "TASK_RUNNING", "TASK_INTERRUPTIBLE", "TASK_UNINTERRUPTIBLE",
     "set_current_state", "__set_current_state", "schedule", "cond_resched", "schedule_timeout",
     "schedule_timeout_uninterruptible", "schedule_timeout_interruptible", "io_schedule_timeout",
-    "wake_up_process", "msleep", "udelay", "ndelay", "mdelay", "cpu_relax", "jiffies", "ktime_get_ns",
+    "wake_up_process", "msleep", "ssleep", "msleep_interruptible", "usleep_range", "udelay", "ndelay", "mdelay",
+    "cpu_relax",
+    "jiffies", "ktime_get_ns", "get_jiffies_64", "time_is_before_jiffies", "time_is_after_jiffies",
+    # jiffies arithmetic
+    "ULONG_MAX", "MAX_JIFFY_OFFSET", "MSEC_PER_SEC", "USEC_PER_SEC", "time_after", "time_before",
+    "time_after_eq", "time_before_eq", "time_in_range", "msecs_to_jiffies", "usecs_to_jiffies",
+    "jiffies_to_msecs", "jiffies_to_usecs",
     "SYSTEM_BOOTING", "SYSTEM_RUNNING",
     # kernel threads, interrupts, softirqs
     "kthread_run", "kthread_bind", "set_cpus_allowed", "request_irq", "free_irq", "raise_irq",
+    "NR_IRQS", "disable_irq", "disable_irq_nosync", "enable_irq", "synchronize_irq",
     "open_softirq", "raise_softirq",
     # printk and bugs
-    "printk", "panic", "BUG", "WARN_ON",
+    "printk", "panic", "BUG", "WARN_ON", "BUG_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE",
 ]

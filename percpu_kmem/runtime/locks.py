@@ -482,7 +482,17 @@ DEFINE_MUTEX = mutex_init
 
 def mutex_lock(m: mutex) -> None:
     """Take ``m``, sleeping while another task holds it. Context: process, may sleep."""
-    t = _mutex_arg("mutex_lock", m)
+    _mutex_lock(_mutex_arg("mutex_lock", m), m, TASK_UNINTERRUPTIBLE)
+
+
+def mutex_lock_interruptible(m: mutex) -> int:
+    """mutex_lock(), waiting in TASK_INTERRUPTIBLE (khungtaskd does not watch the wait);
+    returns 0, the lock taken: the model has no signals, so -EINTR never happens."""
+    _mutex_lock(_mutex_arg("mutex_lock_interruptible", m), m, TASK_INTERRUPTIBLE)
+    return 0
+
+
+def _mutex_lock(t: Task, m: mutex, state: int) -> None:
     might_sleep()
     ld = t.machine.lockdep
     if ld is not None:
@@ -503,7 +513,7 @@ def mutex_lock(m: mutex) -> None:
         m.waiters.append(t)
     try:
         while m.owner is not t:
-            t.kstate = TASK_UNINTERRUPTIBLE  # __mutex_lock_common() (khungtaskd watches it)
+            t.kstate = state  # __mutex_lock_common() (khungtaskd watches TASK_UNINTERRUPTIBLE)
             block(m, None, "mutex_lock")
     except BaseException:
         if ld is not None:
@@ -719,6 +729,27 @@ def wait_event_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], time
     return max(1, timeout - (engine.now - start) // NSEC_PER_JIFFY)
 
 
+def wait_event_interruptible_timeout(wq: wait_queue_head_t, condition: Callable[[], Any], timeout: int) -> int:
+    """wait_event_timeout() sleeping TASK_INTERRUPTIBLE: 0 if the condition was still false
+    when ``timeout`` jiffies ran out, otherwise the jiffies left (at least 1). The kernel's
+    -ERESTARTSYS for a signal never happens: the model has no signals."""
+    t = _wq_arg("wait_event_interruptible_timeout", wq)
+    _condition_arg("wait_event_interruptible_timeout", condition)
+    if timeout.__class__ is not int or timeout < 0:
+        check_int("wait_event_interruptible_timeout", "timeout", timeout, 0, what="an int number of jiffies")
+    might_sleep()
+    engine = t.engine
+    start = engine.now
+    if condition():
+        if t.hb is not None:  # KCSAN: the condition holds: see what the waker did
+            t.hb.acquire(t, wq)
+        return max(1, timeout)
+    ok = _wait(wq, condition, timeout * NSEC_PER_JIFFY, "wait_event_interruptible_timeout", TASK_INTERRUPTIBLE)
+    if not ok:
+        return 0
+    return max(1, timeout - (engine.now - start) // NSEC_PER_JIFFY)
+
+
 def wake_up(wq: wait_queue_head_t) -> None:
     """Wake every task sleeping on ``wq`` (they re-check their conditions)."""
     t = _wq_arg("wake_up", wq)
@@ -767,7 +798,9 @@ __all__ = ["spinlock_t", "spin_lock_init", "DEFINE_SPINLOCK", "spin_lock", "spin
            "spin_lock_irq", "spin_unlock_irq", "spin_lock_irqsave", "spin_unlock_irqrestore",
            "spin_lock_bh", "spin_unlock_bh", "spin_is_locked", "lockdep_assert_held", "mutex", "mutex_init",
            "DEFINE_MUTEX",
-           "mutex_lock", "mutex_trylock", "mutex_unlock", "mutex_is_locked", "wait_queue_head_t",
+           "mutex_lock", "mutex_lock_interruptible", "mutex_trylock", "mutex_unlock", "mutex_is_locked",
+           "wait_queue_head_t",
            "init_waitqueue_head", "DECLARE_WAIT_QUEUE_HEAD", "prepare_to_wait", "finish_wait",
-           "wait_event", "wait_event_interruptible", "wait_event_timeout", "wake_up", "wake_up_all",
+           "wait_event", "wait_event_interruptible", "wait_event_timeout", "wait_event_interruptible_timeout",
+           "wake_up", "wake_up_all",
            "wake_up_interruptible", "wake_up_nr", "waitqueue_active"]

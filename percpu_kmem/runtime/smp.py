@@ -18,9 +18,18 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
-from .kernel import WARN_ON, current, irqs_disabled, local_irq_restore, local_irq_save, preempt_disable, preempt_enable
+from .kernel import (
+    NR_CPUS,
+    WARN_ON,
+    current,
+    irqs_disabled,
+    local_irq_restore,
+    local_irq_save,
+    preempt_disable,
+    preempt_enable,
+)
 from .task import current_task
-from .validate import check_callable, check_type
+from .validate import check_callable, check_int, check_type
 
 #: i386 CALL_FUNCTION_VECTOR: the IPI that runs smp_call_function_interrupt().
 CALL_FUNCTION_VECTOR: Final = 0xFB
@@ -101,6 +110,55 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
     return 0
 
 
+#: include/asm-generic/errno-base.h: smp_call_function_single()'s answer for a CPU that is
+#: not online (not one of the machine's)
+ENXIO: Final = 6
+
+
+def smp_call_function_single(cpu: int, func: Callable[[Any], Any], info: Any = None, wait: bool = True) -> int:
+    """Run ``func(info)`` on CPU ``cpu``, in hardirq context there (an IPI); with ``wait``,
+    until it has. On the calling CPU itself it runs here, with interrupts off, as the
+    kernel's generic_exec_single(). Returns 0, or -ENXIO (-6) for a CPU number that is not
+    one of the machine's (from its CPU count to NR_CPUS - 1; beyond NR_CPUS is misuse).
+
+    Context: as smp_call_function(): interrupts enabled, or the kernel's WARN (a CPU
+    waiting with interrupts off could never answer another's IPI).
+    """
+    if cpu.__class__ is not int or not 0 <= cpu < NR_CPUS:
+        current()  # NotInTaskError first, outside a task
+        check_int("smp_call_function_single", "cpu", cpu, 0, NR_CPUS - 1, "a CPU number")
+    check_callable("smp_call_function_single", "func", func)
+    check_type("smp_call_function_single", "wait", wait, (bool, int), "True or False")
+    t = current_task()
+    m = t.machine
+    preempt_disable()  # get_cpu()
+    try:
+        WARN_ON(irqs_disabled(), "smp_call_function_single() with interrupts disabled can deadlock")
+        me = t.cpu.id
+        if cpu >= m.nr_cpus or not m.cpus[cpu].online:
+            return -ENXIO
+        if cpu == me:
+            flags = local_irq_save()
+            func(info)
+            local_irq_restore(flags)
+            return 0
+        if CALL_FUNCTION_VECTOR not in m.irq.actions:
+            m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION")
+        data = call_data_struct(func, info, 1)
+        m.cpus[cpu].data.setdefault(_QUEUE, []).append(data)
+        m.raise_irq(CALL_FUNCTION_VECTOR, cpu)
+        if wait:
+            engine = m.engine
+            assert engine is not None
+            while data.locked():
+                engine.spin(t, data, "smp_call_function_single")
+            if t.hb is not None:  # KCSAN: the caller sees what func did
+                t.hb.acquire(t, data)
+        return 0
+    finally:
+        preempt_enable()  # put_cpu()
+
+
 def on_each_cpu(func: Callable[[Any], Any], info: Any = None, wait: bool = True) -> int:
     """smp_call_function() on the others, then ``func(info)`` here with irqs off."""
     check_callable("on_each_cpu", "func", func)
@@ -115,4 +173,4 @@ def on_each_cpu(func: Callable[[Any], Any], info: Any = None, wait: bool = True)
     return 0
 
 
-__all__ = ["smp_call_function", "on_each_cpu", "CALL_FUNCTION_VECTOR"]
+__all__ = ["smp_call_function", "smp_call_function_single", "on_each_cpu", "CALL_FUNCTION_VECTOR", "ENXIO"]

@@ -46,7 +46,7 @@ from typing import Any, Final
 
 from .errors import KmemUsageError
 from .kernel import cpu_relax, current, jiffies
-from .preempt import HARDIRQ_MASK, HZ
+from .preempt import HARDIRQ_MASK
 from .report import caller_site, relpath, warning_line
 from .softirqd import SOFTIRQ_ACTIONS, TIMER_SOFTIRQ, DeferredState, deferred_state
 from .task import Task, current_task
@@ -320,63 +320,10 @@ def _call_timer_fn(timer: timer_list) -> None:
 
 SOFTIRQ_ACTIONS[TIMER_SOFTIRQ] = _run_timers
 
-# -- jiffies arithmetic (<linux/jiffies.h>), as LDD3's "Measuring time lapses" uses it -------------
-def _jiffies_arg(fn: str, name: str, value: Any) -> None:
-    if value.__class__ is not int or not 0 <= value <= ULONG_MAX:
-        check_int(fn, name, value, 0, ULONG_MAX, "a jiffies value (an unsigned long)")
-
-
-def _signed_diff(a: int, b: int) -> int:
-    """``(long)(a - b)``: the wrap-safe difference the time_* macros compare with 0."""
-    d = (a - b) & ULONG_MAX
-    return d - (1 << 64) if d >> 63 else d
-
-
-def time_after(a: int, b: int) -> bool:
-    """``a`` is after ``b`` (jiffies; safe across the counter's wrap)."""
-    _jiffies_arg("time_after", "a", a)
-    _jiffies_arg("time_after", "b", b)
-    return _signed_diff(b, a) < 0
-
-
-def time_before(a: int, b: int) -> bool:
-    """``a`` is before ``b``."""
-    _jiffies_arg("time_before", "a", a)
-    _jiffies_arg("time_before", "b", b)
-    return _signed_diff(a, b) < 0
-
-
-def time_after_eq(a: int, b: int) -> bool:
-    _jiffies_arg("time_after_eq", "a", a)
-    _jiffies_arg("time_after_eq", "b", b)
-    return _signed_diff(a, b) >= 0
-
-
-def time_before_eq(a: int, b: int) -> bool:
-    _jiffies_arg("time_before_eq", "a", a)
-    _jiffies_arg("time_before_eq", "b", b)
-    return _signed_diff(b, a) >= 0
-
-
-def msecs_to_jiffies(msecs: int) -> int:
-    """Milliseconds to jiffies, rounded up (HZ = 1000: the same number)."""
-    if msecs.__class__ is not int or not 0 <= msecs <= ULONG_MAX:
-        check_int("msecs_to_jiffies", "msecs", msecs, 0, ULONG_MAX, "a number of milliseconds")
-    return -(-msecs * HZ // 1000)
-
-
-def jiffies_to_msecs(j: int) -> int:
-    """Jiffies to milliseconds."""
-    _jiffies_arg("jiffies_to_msecs", "j", j)
-    return j * 1000 // HZ
-
-
 #: today's names of del_timer() and del_timer_sync() (6.2 on)
 timer_delete = del_timer
 timer_delete_sync = del_timer_sync
 
 
 __all__ = ["timer_list", "init_timer", "setup_timer", "timer_setup", "add_timer", "add_timer_on", "mod_timer",
-           "del_timer", "del_timer_sync", "timer_pending", "ULONG_MAX", "HZ", "time_after", "time_before",
-           "time_after_eq", "time_before_eq", "msecs_to_jiffies", "jiffies_to_msecs", "timer_delete",
-           "timer_delete_sync"]
+           "del_timer", "del_timer_sync", "timer_pending", "ULONG_MAX", "timer_delete", "timer_delete_sync"]

@@ -61,3 +61,22 @@ def test_calling_with_interrupts_disabled_is_warned() -> None:
     m.run(body)
     assert [r.kind for r in m.reports] == ["warning"]
     assert "smp_call_function() with interrupts disabled can deadlock" in m.reports[0].text
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_free_policy_waits_for_a_slow_ipi_handler_on_an_idle_cpu(seed: int) -> None:
+    """An idle CPU serving the IPI is not a blocked CPU: while its handler runs (here for
+    50 ms of wall time, as a loaded host may take), the caller waiting in
+    smp_call_function() is not a deadlock."""
+    import time
+
+    done: list[int] = []
+
+    def slow(info: object) -> None:
+        time.sleep(0.05)
+        done.append(1)
+
+    m = Machine(cpus=2, policy="free", seed=seed)
+    m.run(lambda: smp_call_function(slow, None, True))
+    assert not m.reports, m.reports[0].text
+    assert done == [1]
