@@ -37,20 +37,19 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
+from .irq import LOCAL_TIMER_VECTOR
 from .kernel import jiffies, preempt_point, schedule, schedule_timeout, set_current_state
-from .preempt import HUNG_TASK_TIMEOUT_NS, NSEC_PER_JIFFY
+from .preempt import HARDIRQ_MASK, HARDIRQ_OFFSET, HUNG_TASK_TIMEOUT_NS, NSEC_PER_JIFFY, SOFTIRQ_MASK
 from .task import T_DONE, T_SLEEPING, TASK_INTERRUPTIBLE, TASK_RUNNING, Task, current_task
 
 if TYPE_CHECKING:
     from .machine import SmpMachine
+    from .task import CPU
 
 #: include/linux/interrupt.h (today's numbering; NR_SOFTIRQS is 10 in runtime/irq.py too)
 HI_SOFTIRQ: Final = 0
 TIMER_SOFTIRQ: Final = 1
 TASKLET_SOFTIRQ: Final = 6
-#: arch/x86/include/asm/irq_vectors.h: the local APIC timer interrupt's vector (an IRQ
-#: number of the model's, taken at the first use of deferred work in a machine)
-LOCAL_TIMER_VECTOR: Final = 0xEF
 DEFERRED_SOFTIRQS: Final = (1 << HI_SOFTIRQ) | (1 << TIMER_SOFTIRQ) | (1 << TASKLET_SOFTIRQ)
 
 #: the softirq actions the deferred-work modules register: ``action(state, cpu)``
@@ -127,7 +126,7 @@ class DeferredState:
             return
         self.started = True
         self.install_actions()
-        self.m.irq.request_irq(LOCAL_TIMER_VECTOR, self._local_timer_interrupt, "local_timer", None, rate=0.0)
+        self.m.irq.local_timer = self._local_timer_interrupt
         for n in range(self.m.nr_cpus):
             fn = _ksoftirqd_fn(self, n)
             self.m.add_daemon(f"ksoftirqd/{n}", fn, cpus=[n])
@@ -135,16 +134,44 @@ class DeferredState:
         self.m.irq.timer_hook = self._time_passed
 
 
-    def _local_timer_interrupt(self, irq: int, dev: Any) -> None:
-        """The local timer interrupt (hardirq): raise this CPU's due softirqs, which run at
-        its irq exit (do_IRQ) on top of whatever the CPU was running; wake its ksoftirqd,
-        which then waits for the next expiry."""
+    def _local_timer_interrupt(self, c: CPU) -> None:
+        """smp_apic_timer_interrupt() on ``c``: in hardirq context, raise the CPU's due
+        softirqs and wake its ksoftirqd (to wait for the next expiry); the softirqs run at
+        irq exit, on top of whatever the CPU was running, unless that masks them."""
         t = current_task()
-        c = t.cpu
-        bits = self.due_bits(c.id, jiffies())
-        if bits:
-            c.softirq_pending |= bits
-        self.kick(c.id, t)
+        c.nr_irqs += 1
+        hb = self.m.irq.hb
+        if hb is not None:  # KCSAN
+            hb.irq_enter(c.id, LOCAL_TIMER_VECTOR)
+        ev = self.m.events
+        if ev is not None:
+            ev.record(t, "irq", f"irq {LOCAL_TIMER_VECTOR}: local_timer")
+        saved = c.irqs_off
+        c.preempt_count += HARDIRQ_OFFSET
+        c.irqs_off = True
+        try:
+            bits = self.due_bits(c.id, jiffies())
+            if bits:
+                c.softirq_pending |= bits
+            self.kick(c.id, t)
+        finally:
+            c.preempt_count -= HARDIRQ_OFFSET
+            c.irqs_off = saved
+        if c.softirq_pending and not (c.preempt_count & (SOFTIRQ_MASK | HARDIRQ_MASK)):
+            self.m.irq.do_softirq(c)
+
+    def _raise_local_timer(self, c: CPU) -> None:
+        """Make the local timer interrupt pending on ``c``: its task takes it at its next
+        point with interrupts on."""
+        if LOCAL_TIMER_VECTOR in c.pending_irqs:
+            return
+        hb = self.m.irq.hb
+        if hb is not None:  # KCSAN
+            hb.irq_raise(LOCAL_TIMER_VECTOR, c.id)
+        c.pending_irqs.append(LOCAL_TIMER_VECTOR)
+        u = c.curr
+        if u is not None:
+            u.budget = 0
 
     def _time_passed(self, now_ns: int) -> None:
         """The engine's clock passed ``now_ns``: a CPU with a timer due or a tasklet to run
@@ -158,10 +185,7 @@ class DeferredState:
             u = c.curr
             if u is None or u is self.ksoftirqd[n] or LOCAL_TIMER_VECTOR in c.pending_irqs:
                 continue
-            if self.m.irq.hb is not None:  # KCSAN
-                self.m.irq.hb.irq_raise(LOCAL_TIMER_VECTOR, n)
-            c.pending_irqs.append(LOCAL_TIMER_VECTOR)
-            u.budget = 0
+            self._raise_local_timer(c)
 
     def next_wakeup(self, cpu: int, now: int) -> int | None:
         """When ksoftirqd/``cpu`` must look again: its own CPU's earliest expiry, or a later
@@ -214,10 +238,10 @@ def _ksoftirqd_fn(state: DeferredState, cpu: int) -> Callable[[], None]:
             if bits and not pending:
                 # its CPU is busy: the CPU's timer interrupt, served at that CPU's next point
                 # with interrupts on, on top of whatever runs there (or by its idle task)
-                m.irq.raise_irq(LOCAL_TIMER_VECTOR, cpu)
+                state._raise_local_timer(c)
                 continue
             if pending:
-                schedule()  # the interrupt's handler kicks this thread
+                schedule_timeout(1)  # its handler kicks this thread; look again in a jiffy
                 continue
             nxt = state.next_wakeup(cpu, now)
             with state.guard:
