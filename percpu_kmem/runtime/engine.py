@@ -493,6 +493,7 @@ class Engine(ABC):
         t.timer_seq += 1
         t.ready_at = at
         self.ready.append(t)
+        self.placements += 1  # the options of the placement may leave out a bound ready task
 
     # -- CPU placement -----------------------------------------------------
     def _place(self, t: Task, c: CPU) -> None:

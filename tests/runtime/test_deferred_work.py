@@ -626,10 +626,11 @@ def test_deferred_work_starts_no_thread_until_used_and_kthread_run_still_works()
     assert not any(t.comm.startswith(("ksoftirqd", "events")) for t in m.engine.tasks)  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(strict=True, reason="model problem outside this family: the deterministic policies "
-                   "dispatch a task bound to a busy CPU (kthread_bind) on another idle CPU "
-                   "(Options.cpus_for(r) or opts.idle_cpus in runtime/policies.py)")
-def test_a_bound_task_never_runs_on_another_cpu() -> None:
+@pytest.mark.parametrize("policy", ("random", "pct", "virtual"))
+@pytest.mark.parametrize("seed", range(6))
+def test_a_bound_task_never_runs_on_another_cpu(policy: str, seed: int) -> None:
+    """A task bound to a busy CPU waits for it (the deterministic policies dispatched it
+    on the other, idle CPU)."""
     seen: set[int] = set()
 
     def bound() -> None:
@@ -639,11 +640,11 @@ def test_a_bound_task_never_runs_on_another_cpu() -> None:
 
     def starter() -> None:
         t = kthread_run(bound)
-        kthread_bind(t, 0)
+        kthread_bind(t, 0)                 # before it first runs: no scheduling point between
         for _ in range(200):
             cpu_relax()
 
-    m = Machine(cpus=2, policy="random", seed=3)
+    m = Machine(cpus=2, policy=policy, seed=seed)
     m.run(starter)
     assert seen == {0}
 
