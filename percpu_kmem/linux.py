@@ -94,6 +94,22 @@ from .runtime.lockdep import (fs_reclaim_acquire, fs_reclaim_release, memalloc_n
                               memalloc_nofs_restore, memalloc_noio_save, memalloc_noio_restore,
                               current_gfp_context)
 
+# -- timers, tasklets and work queues (<linux/timer.h>, <linux/interrupt.h>, <linux/workqueue.h>)
+from .runtime.timer import (timer_list, init_timer, setup_timer, timer_setup, add_timer, add_timer_on,
+                            mod_timer, del_timer, del_timer_sync, timer_pending, timer_delete,
+                            timer_delete_sync)
+from .runtime.tasklet import (tasklet_struct, tasklet_init, tasklet_setup, DECLARE_TASKLET,
+                              DECLARE_TASKLET_DISABLED, tasklet_schedule, tasklet_hi_schedule,
+                              tasklet_disable, tasklet_disable_nosync, tasklet_enable, tasklet_kill)
+from .runtime.softirqd import (HI_SOFTIRQ, TIMER_SOFTIRQ, TASKLET_SOFTIRQ)
+from .runtime.workqueue import (work_struct, delayed_work, workqueue_struct, INIT_WORK, DECLARE_WORK,
+                                INIT_DELAYED_WORK, DECLARE_DELAYED_WORK, work_pending,
+                                delayed_work_pending, create_workqueue, create_singlethread_workqueue,
+                                destroy_workqueue, queue_work, schedule_work, queue_delayed_work,
+                                schedule_delayed_work, flush_workqueue, flush_scheduled_work,
+                                cancel_work_sync, cancel_delayed_work, cancel_delayed_work_sync,
+                                queue_work_on, schedule_work_on, flush_work)
+
 # -- printk and bugs (<linux/kernel.h>, <asm/bug.h>)
 from .runtime.kernel import (printk, panic, BUG, WARN_ON, BUG_ON, WARN_ON_ONCE, WARN, WARN_ONCE)
 
@@ -260,6 +276,18 @@ __all__ = [
     # lock validation and memalloc scopes
     "fs_reclaim_acquire", "fs_reclaim_release", "memalloc_nofs_save", "memalloc_nofs_restore",
     "memalloc_noio_save", "memalloc_noio_restore", "current_gfp_context",
+    # timers, tasklets and work queues
+    "timer_list", "init_timer", "setup_timer", "timer_setup", "add_timer", "add_timer_on", "mod_timer",
+    "del_timer", "del_timer_sync", "timer_pending", "timer_delete", "timer_delete_sync",
+    "tasklet_struct", "tasklet_init", "tasklet_setup", "DECLARE_TASKLET", "DECLARE_TASKLET_DISABLED",
+    "tasklet_schedule", "tasklet_hi_schedule", "tasklet_disable", "tasklet_disable_nosync",
+    "tasklet_enable", "tasklet_kill", "HI_SOFTIRQ", "TIMER_SOFTIRQ", "TASKLET_SOFTIRQ",
+    "work_struct", "delayed_work", "workqueue_struct", "INIT_WORK", "DECLARE_WORK", "INIT_DELAYED_WORK",
+    "DECLARE_DELAYED_WORK", "work_pending", "delayed_work_pending", "create_workqueue",
+    "create_singlethread_workqueue", "destroy_workqueue", "queue_work", "schedule_work",
+    "queue_delayed_work", "schedule_delayed_work", "flush_workqueue", "flush_scheduled_work",
+    "cancel_work_sync", "cancel_delayed_work", "cancel_delayed_work_sync", "queue_work_on",
+    "schedule_work_on", "flush_work",
     # printk and bugs
     "printk", "panic", "BUG", "WARN_ON", "BUG_ON", "WARN_ON_ONCE", "WARN", "WARN_ONCE",
     # GFP flags

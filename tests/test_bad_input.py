@@ -155,6 +155,7 @@ class Env:
         self.m = m
         self.cache: Any = None
         self.pool: Any = None
+        self.wq: Any = None
         self.irq = 3
 
     def good(self, fn: str, param: str) -> Any:
@@ -167,6 +168,11 @@ class Env:
         if self.cache is None:
             self.cache = pk.kmem_cache_create("probe_cache", 40)
         return self.cache
+
+    def workqueue(self) -> Any:
+        if self.wq is None or self.wq.destroyed:
+            self.wq = pk.create_singlethread_workqueue("probe_wq")
+        return self.wq
 
     def mpool(self) -> Any:
         if self.pool is None:
@@ -210,6 +216,9 @@ GOOD: dict[str, Callable[[Env], Any]] = {
     "count_objects": lambda e: (lambda gfp: 0), "scan_objects": lambda e: (lambda nr, gfp: 0),
     "seeks": lambda e: 2, "pgdat": lambda e: None, "physaddr": lambda e: 0,
     "phys_addr": lambda e: 0xF0000000, "read_fn": lambda e: None, "write_fn": lambda e: None,
+    "timer": lambda e: pk.timer_list(lambda data: None), "function": lambda e: (lambda data: None),
+    "callback": lambda e: (lambda arg: None), "expires": lambda e: 5, "delay": lambda e: 1,
+    "work": lambda e: pk.work_struct(lambda work: None), "j": lambda e: 1,
     "a": lambda e: 0, "fmt": lambda e: "probe %d", "cond": lambda e: False,
     "dev": lambda e: None, "node": lambda e: 0, "len": lambda e: 16, "s": lambda e: "probe",
     "max": lambda e: 4, "p": _addr, "new_size": lambda e: 32, "new_n": lambda e: 2,
@@ -258,6 +267,27 @@ GOOD_BY_FN: dict[tuple[str, str], Callable[[Env], Any]] = {
         "read_lock_irq", "read_unlock_irq", "write_lock_irq", "write_unlock_irq", "read_lock_irqsave",
         "read_unlock_irqrestore", "write_lock_irqsave", "write_unlock_irqrestore", "read_lock_bh",
         "read_unlock_bh", "write_lock_bh", "write_unlock_bh")},
+    # timers, tasklets and work queues
+    ("timer_setup", "flags"): lambda e: 0,
+    ("tasklet_init", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_setup", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_schedule", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_hi_schedule", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_disable", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_disable_nosync", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_kill", "t"): lambda e: pk.tasklet_struct(lambda data: None),
+    ("tasklet_enable", "t"): lambda e: pk.DECLARE_TASKLET_DISABLED("probe", lambda data: None),
+    ("INIT_DELAYED_WORK", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("delayed_work_pending", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("queue_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("schedule_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("cancel_delayed_work", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("cancel_delayed_work_sync", "work"): lambda e: pk.delayed_work(lambda work: None),
+    ("queue_work", "wq"): lambda e: e.workqueue(),
+    ("queue_delayed_work", "wq"): lambda e: e.workqueue(),
+    ("flush_workqueue", "wq"): lambda e: e.workqueue(),
+    ("queue_work_on", "wq"): lambda e: e.workqueue(),
+    ("destroy_workqueue", "wq"): lambda e: pk.create_singlethread_workqueue("probe_wq_gone"),
     ("smp_load_acquire", "size"): lambda e: 4, ("smp_store_release", "size"): lambda e: 4,
     ("usleep_range", "min"): lambda e: 10, ("usleep_range", "max"): lambda e: 20,
     ("bitmap_zero", "dst"): _addr, ("bitmap_zero", "nbits"): lambda e: 64,

@@ -390,6 +390,8 @@ class Engine(ABC):
             self.now = ns
             if self.timers and self.timers[0][0] <= ns:
                 self._fire_due()
+            elif self.m.irq.timer_hook is not None:  # kernel timers (runtime/softirqd.py)
+                self.m.irq.timer_hook(ns)
 
     def _fire_timers(self) -> list[Task]:
         """Advance the clock to the earliest live timer and wake every task due then."""
@@ -437,6 +439,8 @@ class Engine(ABC):
                 t.timed_out = True
                 self._make_ready(t, self.now)
                 woken.append(t)
+        if self.m.irq.timer_hook is not None:  # kernel timers due on a busy CPU (runtime/softirqd.py)
+            self.m.irq.timer_hook(self.now)
         return woken
 
     def _idle_interrupt(self) -> bool:
@@ -489,6 +493,7 @@ class Engine(ABC):
         t.timer_seq += 1
         t.ready_at = at
         self.ready.append(t)
+        self.placements += 1  # the options of the placement may leave out a bound ready task
 
     # -- CPU placement -----------------------------------------------------
     def _place(self, t: Task, c: CPU) -> None:

@@ -37,7 +37,8 @@ functions, and disable_irq()'s wait for a running handler, are in runtime/kernel
 Simplified: no interrupt controller, affinity or nesting of different lines; a shared
 line fires at the highest rate of its handlers' (rate > 0: each one's device may
 interrupt; the policies raise the line, not a device), and handlers' return values
-(IRQ_HANDLED/IRQ_NONE) are not looked at; softirqs never defer to ksoftirqd.
+(IRQ_HANDLED/IRQ_NONE) are not looked at; raise_softirq() of a task runs the softirq at
+once (only timers and tasklets go through ksoftirqd: runtime/softirqd.py).
 
 Kernel files modelled: kernel/irq/handle.c (handle_IRQ_event), kernel/irq/manage.c
 (request_irq, setup_irq, free_irq, synchronize_irq), arch/i386/kernel/irq.c
@@ -69,6 +70,9 @@ EINVAL: Final = 22
 #: include/asm-i386/signal.h (2.6.11): the request_irq() flag of a line that may be
 #: shared (IRQF_SHARED today); the model checks no other SA_* flag
 SA_SHIRQ: Final = 0x04000000
+#: arch/x86/include/asm/irq_vectors.h: the local APIC timer interrupt's vector, a per-CPU
+#: interrupt with no line (runtime/softirqd.py)
+LOCAL_TIMER_VECTOR: Final = 0xEF
 #: free_irq()'s dev_id when any handler of the line will do (the Python API's free)
 ANY_DEV: Final[Any] = object()
 
@@ -106,6 +110,12 @@ class Interrupts:
         self.warned_irqs_on: dict[int, Callable[..., Any]] = {}
         #: the happens-before clocks (runtime/hb.py) of a machine that detects data races
         self.hb: HappensBefore | None = None
+        #: called by the engine with virtual ns whenever time passes timers' deadlines, once
+        #: kernel timers are in use (runtime/softirqd.py raises the local timer interrupt)
+        self.timer_hook: Callable[[int], None] | None = None
+        #: the local timer interrupt's entry (LOCAL_TIMER_VECTOR in a CPU's pending_irqs), set
+        #: by runtime/softirqd.py once kernel timers are in use
+        self.local_timer: Callable[[CPU], None] | None = None
         #: disable_irq() depth of each disabled line (irq_desc.depth; absent: 0, enabled)
         self.disabled: dict[int, int] = {}
         #: the CPUs each disabled line fired on while disabled (IRQS_PENDING): raised again
@@ -227,7 +237,10 @@ class Interrupts:
     def deliver_pending(self, c: CPU) -> None:
         while c.pending_irqs and not c.irqs_off:
             irq = c.pending_irqs.pop(0)
-            self.do_irq(c, irq)
+            if irq == LOCAL_TIMER_VECTOR and self.local_timer is not None:
+                self.local_timer(c)  # a per-CPU interrupt, no line (runtime/softirqd.py)
+            else:
+                self.do_irq(c, irq)
 
     def do_irq(self, c: CPU, irq: int) -> None:
         """do_IRQ: run the handler on ``c`` in hardirq context, then softirqs on exit.
@@ -454,5 +467,6 @@ def _same_dev(a: Any, b: Any) -> bool:
     return a is b or (a.__class__ is int and b.__class__ is int and a == b)
 
 
-__all__ = ["IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART", "EBUSY", "EINVAL", "SA_SHIRQ",
+__all__ = ["LOCAL_TIMER_VECTOR", "IrqAction", "Interrupts", "NR_SOFTIRQS", "MAX_SOFTIRQ_RESTART", "EBUSY", "EINVAL",
+           "SA_SHIRQ",
            "ANY_DEV"]

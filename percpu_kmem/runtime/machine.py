@@ -445,12 +445,15 @@ class SmpMachine:
         self._next_pid += 1
         return Task(self, pid, comm[: TASK_COMM_LEN - 1], fn, daemon=daemon)
 
-    def _spawn(self, fn: Callable[[], Any], comm: str) -> Task:
-        """kthread_run(): a new task in the current run."""
+    def _spawn(self, fn: Callable[[], Any], comm: str, daemon: bool = False,
+               cpus: frozenset[int] | None = None) -> Task:
+        """kthread_run(): a new task in the current run (``daemon``: one that ends with
+        the run's tasks, as ksoftirqd and the work queues' threads do; ``cpus``: bound)."""
         engine = self._engine
         if engine is None or engine.finished:
             raise KmemUsageError("kthread_run() needs a running machine")
-        t = self._new_task(fn, comm)
+        t = self._new_task(fn, comm, daemon=daemon)
+        t.cpus_allowed = cpus
         if isinstance(engine, FreeEngine):
             import random as _r
             t.rng = _r.Random(engine._seed_rng.random())
@@ -461,6 +464,7 @@ class SmpMachine:
             t.state = T_READY
             t.ready_at = current_task().cpu.clock if current_task() else 0
             engine.ready.append(t)
+            engine.placements += 1  # (see Engine._make_ready)
         engine.add_task(t)
         return t
 

@@ -44,7 +44,12 @@ class Options:
     def __init__(self, running: list[Task], ready: list[Task], idle_cpus: list[CPU],
                  idle_irq_cpus: list[CPU], can_preempt: bool, irqs: list[tuple[int, float]]) -> None:
         self.running = running
-        self.ready = ready if idle_cpus else []
+        if not idle_cpus:
+            ready = []
+        elif ready and any(r.cpus_allowed is not None for r in ready):
+            # a task bound to busy CPUs waits for one of them (kthread_bind, set_cpus_allowed)
+            ready = [r for r in ready if _fits(r, idle_cpus)]
+        self.ready = ready
         self.idle_cpus = idle_cpus
         self.idle_irq_cpus = idle_irq_cpus
         self.can_preempt = can_preempt
@@ -58,6 +63,12 @@ class Options:
         if allowed is None:
             return self.idle_cpus
         return [c for c in self.idle_cpus if c.id in allowed]
+
+
+def _fits(t: Task, idle_cpus: list[CPU]) -> bool:
+    """May ready ``t`` run on one of the idle CPUs?"""
+    allowed = t.cpus_allowed
+    return allowed is None or any(c.id in allowed for c in idle_cpus)
 
 
 def _check_int(policy: str, name: str, value: Any, low: int) -> int:
@@ -145,7 +156,7 @@ class Policy:
         i -= n_run
         if i < n_ready:
             r = opts.ready[i]
-            cpus = opts.cpus_for(r) or opts.idle_cpus
+            cpus = opts.cpus_for(r)
             return ("D", r, cpus[rng.randrange(len(cpus))])
         return ("V", opts.idle_irq_cpus[i - n_ready])
 
@@ -253,7 +264,7 @@ class PCTPolicy(Policy):
         for r in opts.ready:
             p = self._prio(r)
             if p > best_prio:
-                cpus = opts.cpus_for(r) or opts.idle_cpus
+                cpus = opts.cpus_for(r)
                 best, best_prio = ("D", r, cpus[0]), p
         if (opts.can_preempt and engine.ready and not opts.idle_cpus and best is not None
                 and (best is CONTINUE or best[0] == "S")):
@@ -368,7 +379,7 @@ class VirtualTimePolicy(Policy):
             if key < best_key:
                 best, best_key = ((("C",) if (u is t and not forced) else ("S", u)), key)
         for r in opts.ready:
-            for c in opts.cpus_for(r) or opts.idle_cpus:
+            for c in opts.cpus_for(r):
                 key = (max(c.clock, r.ready_at), rnd())
                 if key < best_key:
                     best, best_key = ("D", r, c), key
