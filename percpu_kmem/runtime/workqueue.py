@@ -209,11 +209,14 @@ def _worker_fn(st: DeferredState, wq: workqueue_struct, i: int) -> Callable[[], 
     return worker_thread
 
 
-def _create(fn: str, name: Any, singlethread: bool) -> workqueue_struct:
+def _create(fn: str, name: Any, singlethread: bool, at_boot: bool = False) -> workqueue_struct:
+    """create_workqueue(); ``at_boot``: keventd's queue, which the kernel made at boot
+    (the model makes it at the first schedule_work(), from any context: no might_sleep())."""
     t = current_task()
     current()  # NotInTaskError first, outside a task
     check_str(fn, "name", name, empty=False)
-    might_sleep()
+    if not at_boot:
+        might_sleep()
     st = deferred_state(t)
     m = t.machine
     wq = workqueue_struct(name, singlethread, m.nr_cpus)
@@ -242,7 +245,7 @@ def create_singlethread_workqueue(name: str) -> workqueue_struct:
 def _keventd(t: Task) -> workqueue_struct:
     st = deferred_state(t)
     if st.keventd is None:
-        st.keventd = _create("schedule_work", "events", False)
+        st.keventd = _create("schedule_work", "events", False, at_boot=True)
     wq: workqueue_struct = st.keventd
     return wq
 

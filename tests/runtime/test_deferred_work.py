@@ -331,6 +331,33 @@ def test_kmalloc_gfp_kernel_moved_to_a_work_queue_is_clean(policy: str) -> None:
     explore(_alloc_in_work, policies=policy, seeds=SEEDS, cpus=2)
 
 
+def _timer_defers_to_work(m: Machine) -> None:
+    """The classic fix in full: the timer function (softirq context) only schedules the
+    work, the work allocates with GFP_KERNEL. The system queue's first schedule_work()
+    comes from the timer: keventd exists from boot in the kernel, so nothing may sleep."""
+    def driver() -> None:
+        done = init_waitqueue_head("done")
+        box: dict[str, Any] = {"n": 0}
+        w = work_struct()
+        tm = timer_list()
+
+        def work_fn(work: Any) -> None:
+            kfree(kmalloc(128, GFP_KERNEL))
+            box["n"] += 1
+            wake_up(done)
+
+        INIT_WORK(w, work_fn)
+        setup_timer(tm, lambda data: schedule_work(w), 0)
+        mod_timer(tm, jiffies() + 2)
+        wait_event(done, lambda: box["n"] == 1)
+    m.run(driver)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_a_timer_function_may_schedule_work_the_first_time(policy: str) -> None:
+    explore(_timer_defers_to_work, policies=policy, seeds=SEEDS, cpus=2)
+
+
 # -- bugs and twins: freeing what a timer or tasklet still uses -------------------------------------
 def _del_timer_then_kfree(sync: bool) -> Any:
     """remove(): the timer function runs on another CPU when the driver deletes the timer
