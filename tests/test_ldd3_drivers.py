@@ -53,6 +53,7 @@ from percpu_kmem.linux import (
     down,
     down_interruptible,
     down_read,
+    down_write,
     finish_wait,
     flush_workqueue,
     init_completion,
@@ -94,7 +95,9 @@ from percpu_kmem.linux import (
     timer_list,
     up,
     up_read,
+    up_write,
     wait_event_interruptible,
+    wait_event_interruptible_timeout,
     wait_for_completion,
     wake_up_interruptible,
     work_struct,
@@ -185,6 +188,26 @@ def scull_read_under_spinlock(m: Machine, bug: bool) -> None:
     assert users == [bytearray(b"s" * 16)] * 2
 
 
+def scull_read_bad_user_address(m: Machine, bug: bool) -> None:
+    """No bug: scull_read() into a NULL user buffer is -EFAULT (copy_to_user() copies
+    nothing and returns the count), with no report, and the semaphore is released."""
+    box: dict[str, Any] = {}
+    res: list[int] = []
+
+    def read_bad() -> None:
+        dev = box["dev"]
+        down_interruptible(box["sem"])
+        left = copy_to_user(None, read_u32(dev), 16)
+        up(box["sem"])
+        res.append(-14 if left else 16)
+
+    m.run(lambda: _scull_setup(box))
+    m.run(lambda: scull_write(box, 0, b"s" * 32))
+    m.run(read_bad, lambda: res.append(scull_read(box, 0, bytearray(8))))
+    m.run(lambda: _scull_release(box))
+    assert sorted(res) == [-14, 8], res
+
+
 def scull_write_without_semaphore(m: Machine, bug: bool) -> None:
     """Two writers of scull without down_interruptible(): dev->size is read and written
     by both at once (KCSAN)."""
@@ -267,7 +290,52 @@ def rwsem_counter_under_down_read(m: Machine, bug: bool) -> None:
     m.run(lambda: kfree(box["hits"]))
 
 
+def rwsem_recursive_down_read(m: Machine, bug: bool) -> None:
+    """A reader of the table calls a helper that takes down_read() again: behind a waiting
+    writer (2.6's fair rwsem) the inner down_read() waits for the writer, which waits for
+    the outer read lock. Lockdep reports the recursion at once."""
+    rw: dict[str, Any] = {}
+
+    def lookup() -> None:
+        down_read(rw["sem"])
+        msleep(2)                                  # a writer comes meanwhile
+        if bug:
+            down_read(rw["sem"])                   # the helper's own down_read()
+            up_read(rw["sem"])
+        up_read(rw["sem"])
+
+    def update() -> None:
+        msleep(1)
+        down_write(rw["sem"])
+        up_write(rw["sem"])
+
+    m.run(lambda: rw.update(sem=init_rwsem("table_rwsem")))
+    m.run(lookup, update)
+
+
 DEV_IRQ = 5
+
+
+def completion_waited_in_the_handler(m: Machine, bug: bool) -> None:
+    """The device's interrupt handler ends a command with complete(), which any context
+    may call; the buggy handler instead waits there for the next command's completion
+    (wait_for_completion() may sleep: in hardirq context, a BUG)."""
+    box: dict[str, Any] = {}
+
+    def handler(irq: int, dev: Any) -> None:
+        if bug:
+            wait_for_completion(box["next"])
+        complete(box["done"])
+
+    def submit() -> None:
+        box.update(done=init_completion("cmd_done"), next=init_completion("cmd_next"))
+        complete(box["next"])
+        raise_irq(DEV_IRQ, 1 - raw_smp_processor_id())   # the device answers on the other CPU
+        wait_for_completion(box["done"])
+
+    m.request_irq(DEV_IRQ, handler, "ldd3cmd")
+    m.run(submit)
+
 
 
 def spinlock_shared_with_handler(m: Machine, bug: bool) -> None:
@@ -556,8 +624,10 @@ def jitsched(m: Machine, bug: bool) -> None:
         j0 = jiffies()
         set_current_state(TASK_INTERRUPTIBLE)
         left = schedule_timeout(HZ // 10)
-        seen.append(jiffies() - j0)
         assert left == 0
+        wq = init_waitqueue_head("jitqueue")
+        assert wait_event_interruptible_timeout(wq, lambda: False, 10) == 0   # jitqueue
+        seen.append(jiffies() - j0)
 
     m.run(timeout, timeout)
     assert len(seen) == 2 and all(d >= HZ // 10 for d in seen), seen
@@ -761,7 +831,9 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
     Pair(scull_write_without_semaphore, ("kcsan_data_race",), "BUG: KCSAN: data-race in ", KCSAN),
     Pair(scull_write_count_not_clamped, ("kasan",), "BUG: KASAN: slab-out-of-bounds in "),
     Pair(complete_c_one_complete_for_two_readers, ("deadlock",), DEADLOCK),
+    Pair(completion_waited_in_the_handler, ("sleep_in_atomic",), SLEEP_IN_ATOMIC),
     Pair(semaphore_error_path_keeps_it, ("deadlock",), DEADLOCK),
+    Pair(rwsem_recursive_down_read, ("lockdep_recursive",), "WARNING: possible recursive locking detected"),
     Pair(rwsem_counter_under_down_read, ("kcsan_data_race",), "BUG: KCSAN: data-race in ", KCSAN),
     Pair(spinlock_shared_with_handler, ("lockdep_inconsistent",), "WARNING: inconsistent lock state"),
     Pair(rwlock_reader_interrupted_by_writer, ("rwlock_write_lock_lockup",), "BUG: write-lock lockup on CPU#"),
@@ -780,7 +852,8 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
 ]}
 
 #: Drivers with no bug of their own (jit's delays): only the clean verdict applies.
-CLEAN: dict[str, Callable[[Machine, bool], None]] = {f.__name__: f for f in [jitbusy, jitsched]}
+CLEAN: dict[str, Callable[[Machine, bool], None]] = {f.__name__: f for f in [
+    jitbusy, jitsched, scull_read_bad_user_address]}
 
 
 def _headline(text: str) -> str:
