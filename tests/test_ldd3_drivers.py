@@ -31,12 +31,15 @@ import pytest
 
 from percpu_kmem.campaign import Outcome, plan, run_one
 from percpu_kmem.linux import (
+    BUG,
     DECLARE_MUTEX,
     GFP_ATOMIC,
     GFP_KERNEL,
     HZ,
     INIT_WORK,
     TASK_INTERRUPTIBLE,
+    __clear_bit,
+    __test_and_set_bit,
     add_timer_on,
     atomic_dec_and_test,
     atomic_inc,
@@ -91,6 +94,8 @@ from percpu_kmem.linux import (
     tasklet_kill,
     tasklet_schedule,
     tasklet_struct,
+    test_and_clear_bit,
+    test_and_set_bit,
     time_before,
     timer_list,
     up,
@@ -311,6 +316,34 @@ def rwsem_recursive_down_read(m: Machine, bug: bool) -> None:
 
     m.run(lambda: rw.update(sem=init_rwsem("table_rwsem")))
     m.run(lookup, update)
+
+
+def bit_lock_not_atomic(m: Machine, bug: bool) -> None:
+    """LDD3's bit lock, "while (test_and_set_bit(nr, addr)) wait_for_a_while();" around a
+    shared counter, written with the non-atomic __test_and_set_bit()/__clear_bit(): both
+    CPUs may get the bit, and the word and the counter race (KCSAN). The twin is LDD3's
+    own: test_and_set_bit(), then "if (test_and_clear_bit(nr, addr) == 0) BUG()"; both are
+    fully ordered. (A plain clear_bit() is relaxed: KCSAN reports the counter, as the
+    kernel's memory model says; clear_bit_unlock() is today's release.)"""
+    box: dict[str, Any] = {}
+
+    def setup() -> None:
+        box["word"] = kzalloc(8, GFP_KERNEL)      # { unsigned long flags; u32 count; }
+
+    def critical() -> None:
+        w = box["word"]
+        for _ in range(2):
+            while (__test_and_set_bit(0, w) if bug else test_and_set_bit(0, w)):
+                cpu_relax()                        # wait_for_a_while()
+            write_u32(w + 4, read_u32(w + 4) + 1)
+            if bug:
+                __clear_bit(0, w)
+            elif not test_and_clear_bit(0, w):
+                BUG()                              # something_went_wrong()
+
+    m.run(setup)
+    m.run(critical, critical)
+    m.run(lambda: kfree(box["word"]))
 
 
 DEV_IRQ = 5
@@ -831,6 +864,7 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
     Pair(scull_write_without_semaphore, ("kcsan_data_race",), "BUG: KCSAN: data-race in ", KCSAN),
     Pair(scull_write_count_not_clamped, ("kasan",), "BUG: KASAN: slab-out-of-bounds in "),
     Pair(complete_c_one_complete_for_two_readers, ("deadlock",), DEADLOCK),
+    Pair(bit_lock_not_atomic, ("kcsan_data_race",), "BUG: KCSAN: data-race in ", KCSAN),
     Pair(completion_waited_in_the_handler, ("sleep_in_atomic",), SLEEP_IN_ATOMIC),
     Pair(semaphore_error_path_keeps_it, ("deadlock",), DEADLOCK),
     Pair(rwsem_recursive_down_read, ("lockdep_recursive",), "WARNING: possible recursive locking detected"),
