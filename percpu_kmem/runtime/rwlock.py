@@ -172,6 +172,9 @@ def _acquired(t: Task, lock: rwlock_t, write: bool, fn: str) -> None:
 def _read_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
     """Preemption (and irqs or bottom halves) already off: get in as a reader."""
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (the exhaustive search's footprint)
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock, False, 2)  # rwlock_acquire_read(): a recursive read, before spinning
     while True:
         with lock.guard:
             if lock.owner is None:
@@ -221,6 +224,9 @@ def _read_release(t: Task, lock: rwlock_t) -> bool:
     if holder is None:
         _bad_unlock(t, lock)
         return False
+    ld = t.machine.lockdep
+    if ld is not None and ld.holds(t, lock):  # rwlock_release() (the imbalance is reported above)
+        ld.release(t, lock)
     _forget(holder, lock)
     ev = t.machine.events
     if ev is not None:
@@ -315,6 +321,9 @@ def read_trylock(lock: rwlock_t) -> int:
     if not ok:
         return 0
     t.cpu.preempt_count += 1
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock, True, 2)
     _acquired(t, lock, False, "read_trylock")
     return 1
 

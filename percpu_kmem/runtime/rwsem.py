@@ -142,7 +142,9 @@ def _down(fn: str, sem: Any, kind: int) -> None:
     might_sleep()
     ld = t.machine.lockdep
     if ld is not None:
-        ld.acquire(t, sem)  # before waiting, as rwsem_acquire() precedes the slow path
+        # before waiting, as rwsem_acquire()/rwsem_acquire_read() precede the slow path; a
+        # read is non-recursive (1): a writer may queue between two down_read()s
+        ld.acquire(t, sem, False, 1 if kind == _READ else 0)
     with sem.guard:
         if not sem.waiters and (sem.activity >= 0 if kind == _READ else sem.activity == 0):
             sem.activity += 1 if kind == _READ else -1
@@ -248,7 +250,7 @@ def down_read_trylock(sem: rw_semaphore) -> int:
     if ok:
         ld = t.machine.lockdep
         if ld is not None:
-            ld.acquire(t, sem, True)
+            ld.acquire(t, sem, True, 1)
         return 1
     return 0
 
@@ -346,6 +348,9 @@ def downgrade_write(sem: rw_semaphore) -> None:
     if not ok:
         _writer_check(t, "downgrade_write", sem)
         return
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.downgrade(t, sem)
     _wake(t, "downgrade_write", sem, woken)
 
 
