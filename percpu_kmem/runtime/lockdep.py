@@ -461,15 +461,20 @@ class Lockdep:
                     if cls.usage & excl:  # valid_state()
                         bad = (excl, bit)
                         break
+                    mask = excl
+                    if not bit & _READ_BITS:  # a write bit: the read in write conflicts too
+                        mask |= _EXCLUSIVE_READ[bit]
+                        if cls.usage & _EXCLUSIVE_READ[bit]:
+                            bad = (_EXCLUSIVE_READ[bit], bit)
+                            break
+                    # the graph (STRICT_READ_CHECKS): a used-in bit looks forwards, an
+                    # irq-on bit backwards, for the write bit it excludes, a write bit for
+                    # the read one too
                     forwards = bool(bit & _USED_IN_IRQ_ALL)
-                    read = bit & _READ_BITS
-                    # the graph: a read irq-on bit looks nowhere (!STRICT_READ_CHECKS)
-                    path = _bfs(cls, _has_usage(excl), forwards) if forwards or not read else None
+                    path = _bfs(cls, _has_usage(mask), forwards)
                     if path is not None:
-                        inversion = (bit, excl, forwards, path)
-                        break
-                    if not read and cls.usage & _EXCLUSIVE_READ[bit]:  # read in write conflicts
-                        bad = (_EXCLUSIVE_READ[bit], bit)
+                        found = path[-1][1].usage & mask
+                        inversion = (bit, excl if found & excl else mask & ~excl, forwards, path)
                         break
         if inversion is not None:
             self._inversion(t, entry, stack, *inversion)
@@ -649,7 +654,7 @@ class Lockdep:
         if key in self.reported:
             return
         self.reported.add(key)
-        irq = _STATE_NAME[bit]
+        irq = _STATE_RNAME[excl] if excl & _READ_BITS else _STATE_NAME[bit]  # state_name(read_bit)
         middle = path[1][1] if len(path) > 1 else this
         scenario = (_irq_scenario(this, other, middle, other) if forwards
                     else _irq_scenario(other, this, middle, this))
