@@ -1,7 +1,7 @@
 """Lock validation in the manner of lockdep (CONFIG_PROVE_LOCKING, kernel/locking/lockdep.c).
 
-``SmpMachine(lockdep=True)`` hangs a :class:`Lockdep` off the machine; every spinlock
-and mutex acquisition and release of its tasks goes through it (one ``is None`` test
+``SmpMachine(lockdep=True)`` hangs a :class:`Lockdep` off the machine; every spinlock,
+mutex, rwlock_t and rw_semaphore acquisition and release of its tasks goes through it (one ``is None`` test
 in runtime/locks.py when it is off). Like the kernel's graph across a boot, its state
 persists across the runs of that machine.
 
@@ -43,6 +43,14 @@ Kept from the kernel:
   "WARNING: possible recursive locking detected"; so is the fs_reclaim map taken again.
   A trylock is never checked for recursion and marks no used-in-irq usage
   (mark_usage(): "non-trylock use in a hardirq or softirq context").
+- **Read locks, 2.6.x rules.** The acquire's ``read``: 0 a write, 1 a non-recursive
+  read (``down_read()``), 2 a recursive read (``read_lock()``). A recursive read of a
+  class held for reading is no recursion (check_deadlock()) and adds no dependency; a
+  held recursive read gets no dependency (the search goes on below it); a recursive
+  read being taken has its dependencies checked, not stored (check_prev_add()). Reads
+  set the _READ usage bits, which conflict with the other direction's write bit, and a
+  write bit with the other direction's read bit too (mark_lock_irq(), with
+  STRICT_READ_CHECKS); check_irq_usage() pairs read-safe classes with write-unsafe ones.
 - **fs_reclaim.** The pseudo-lock the page allocator takes around every allocation that
   may enter filesystem reclaim (``fs_reclaim_acquire``/``fs_reclaim_release``, which
   the mm layer calls): a lock taken inside reclaim gets the edge fs_reclaim -> L, and
@@ -57,7 +65,9 @@ Simplified (docs/lockdep.md says more):
   whose edge would close it, an inconsistency by class and bits, a recursion by
   class) and validation goes on; the kernel's ``debug_locks_off()`` instead stops
   lockdep after its first report. The offending edge is not added to the graph.
-- No read locks, no subclasses (``spin_lock_nested``), no lock chains cache, no
+- Not the 5.x read/write dependency rules (docs/lockdep.md, "Read locks"); the pairs a
+  recursive read was checked against are remembered instead of a lock chain cache; no
+  subclasses (``spin_lock_nested``), no lock chains cache, no
   ``irq event stamp`` lines, no kernel ident line, no ``... key at:`` lines. Usage is
   marked at acquisition and, as the kernel's mark_held_locks(), on the locks held when
   ``local_irq_enable()``/``local_irq_restore()`` or ``local_bh_enable()`` turn

@@ -34,10 +34,11 @@ Kept from the kernel:
   locking dependency detected", an up of an rwsem the task does not hold is "bad unlock
   balance detected!". The class's wait type prints {3:3}, a sleeping lock's.
 
-Simplified: the model's lockdep has no read locks, so ``down_read()`` is validated as an
-exclusive acquisition: the reports above are the kernel's, but the usage characters
-carry no read bits and a read-read dependency counts as a write one (the kernel's
-non-recursive-read rules report such cycles too). ``Task.held`` does not list rwsems (a
+``down_read()`` is a non-recursive read for lockdep (read = 1, ``rwsem_acquire_read()``;
+``downgrade_write()`` is ``lock_downgrade()``): the usage characters carry the read bits,
+and its dependencies count as a write's (2.6.x; runtime/lockdep.py).
+
+Simplified: ``Task.held`` does not list rwsems (a
 task may exit holding one without the exit note); no
 ``down_read_nested``/``_killable``/``_interruptible`` forms; the rwsem's internal spinlock
 adds no scheduling point (an up adds one, as its unlock would).
