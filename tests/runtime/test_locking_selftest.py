@@ -1203,3 +1203,46 @@ def test_downgrade_write_holds_the_rwsem_for_reading() -> None:
     assert [v[0] for v in verdict] == ["lockdep_recursive"]
     rep = _first_lockdep(m)
     assert rep.lines[7].startswith("rwsem_X (rwsem_X)")
+
+
+@pytest.mark.parametrize("lt", (WLock, RLock, RSem), ids=lambda lt: lt.name)
+def test_a_cycle_of_rw_locks_in_concurrent_tasks(lt: Any) -> None:
+    """ABBA with each pair in a task of its own: wlock and rsem are reported whatever the
+    interleaving (down_read()s may deadlock once a writer queues), rlock never is (and its
+    readers never wait for each other)."""
+    for policy in CONCURRENT_POLICIES:
+        for seed in SEEDS:
+            m = Machine(cpus=2, policy=policy, seed=seed, boot=False, lockdep=True)
+            k = _locks(lt)
+            m.run(*[(lambda p=p: _lock_unlock_2(lt, k[p[0]], k[p[1]])) for p in ("AB", "BA")])
+            kinds = [r.kind for r in m.reports]
+            if lt is RLock:
+                assert kinds == [], (policy, seed, kinds)
+            else:
+                assert [kd for kd in kinds if kd.startswith("lockdep_")] == ["lockdep_circular"], (policy, seed, kinds)
+                assert set(kinds) <= {"lockdep_circular", "deadlock", "livelock"}, (policy, seed, kinds)
+
+
+@pytest.mark.parametrize("irq", ["hard", "soft"])
+def test_irq_inversion_events_in_concurrent_tasks(irq: str) -> None:
+    """irq_inversion's three events in three tasks at once: with B a spinlock it is
+    reported in every interleaving, with B read-locked never."""
+    for lt in (Spin, RLock):
+        for policy in CONCURRENT_POLICIES:
+            for seed in SEEDS:
+                m = Machine(cpus=2, policy=policy, seed=seed, boot=False, lockdep=True)
+                x = Ctx(irq, False, lt)
+                a = rwlock_init("rwlock_IA")
+                x.setup_on(m)
+
+                def ev(e: str, x: Ctx = x, a: Any = a) -> Callable[[], None]:
+                    return lambda: _irq_inversion_events(x, a)[e]()
+
+                m.run(ev("1"), ev("2"), ev("3"))
+                kinds = [r.kind for r in m.reports]
+                assert x.ran == 1
+                if lt is RLock:
+                    assert kinds == [], (policy, seed, kinds)
+                else:
+                    assert kinds and set(kinds) <= {"lockdep_irq_inversion", "lockdep_irq_order"}, (
+                        policy, seed, kinds)
