@@ -962,7 +962,9 @@ def memalloc_noio_restore(flags: int) -> None:
 
 
 __all__ = ["fs_reclaim_enter", "fs_reclaim_exit", "LOCK_USED_IN_HARDIRQ", "LOCK_ENABLED_HARDIRQ",
-           "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ", "USAGE_STR", "LD_WAIT_INV", "LD_WAIT_SPIN",
+           "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ", "LOCK_USED_IN_HARDIRQ_READ",
+           "LOCK_ENABLED_HARDIRQ_READ", "LOCK_USED_IN_SOFTIRQ_READ", "LOCK_ENABLED_SOFTIRQ_READ", "USAGE_STR",
+           "LD_WAIT_INV", "LD_WAIT_SPIN",
            "LD_WAIT_SLEEP", "GFP_WAIT_BIT", "GFP_IO_BIT", "GFP_FS_BIT", "GFP_BITS_MASK", "PF_MEMALLOC",
            "PF_MEMALLOC_NOFS", "PF_MEMALLOC_NOIO", "LockClass", "LockdepMap", "FS_RECLAIM_MAP",
            "lock_class_key", "Lockdep", "current_gfp_context", "fs_reclaim_acquire", "fs_reclaim_release",
