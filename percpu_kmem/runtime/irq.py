@@ -9,7 +9,8 @@ MAX_SOFTIRQ_RESTART rounds). An interrupt with a rate is also raised by the
 scheduling policy, with that chance per scheduling point.
 
 A line's handlers never run on two CPUs at once (2.6.11's __do_IRQ): an interrupt that
-comes while they run on another CPU (IRQ_INPROGRESS) only marks the line IRQ_PENDING,
+comes while they run on another CPU (IRQ_INPROGRESS; not for a per-CPU interrupt, an
+IPI's vector, IRQF_PERCPU) only marks the line IRQ_PENDING,
 and the CPU in the handlers runs them once more before it leaves; the run before ends
 under irq_desc.lock, which the next takes, so KCSAN sees them ordered. Simplified: the
 kernel's IRQ_PENDING is a flag (several such interrupts collapse into one rerun); the
@@ -70,6 +71,9 @@ EINVAL: Final = 22
 #: include/asm-i386/signal.h (2.6.11): the request_irq() flag of a line that may be
 #: shared (IRQF_SHARED today); the model checks no other SA_* flag
 SA_SHIRQ: Final = 0x04000000
+#: include/linux/interrupt.h: a per-CPU interrupt (an IPI's vector): each CPU takes its own,
+#: so it is not serialised across CPUs as a device line is (IRQ_INPROGRESS)
+IRQF_PERCPU: Final = 0x00000400
 #: arch/x86/include/asm/irq_vectors.h: the local APIC timer interrupt's vector, a per-CPU
 #: interrupt with no line (runtime/softirqd.py)
 LOCAL_TIMER_VECTOR: Final = 0xEF
@@ -276,7 +280,7 @@ class Interrupts:
                         running = self.running[irq] = []
                     # IRQ_INPROGRESS on another CPU: mark the line IRQ_PENDING and leave; the
                     # CPU in the handler runs it again (a line's handler never runs twice at once)
-                    in_progress = bool(running)
+                    in_progress = bool(running) and not action.flags & IRQF_PERCPU
                     if in_progress:
                         self.replay[irq] = self.replay.get(irq, 0) + 1
                     running.append(t)  # IRQ_INPROGRESS: free_irq() on another CPU waits

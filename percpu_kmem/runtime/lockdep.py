@@ -1,7 +1,7 @@
 """Lock validation in the manner of lockdep (CONFIG_PROVE_LOCKING, kernel/locking/lockdep.c).
 
-``SmpMachine(lockdep=True)`` hangs a :class:`Lockdep` off the machine; every spinlock
-and mutex acquisition and release of its tasks goes through it (one ``is None`` test
+``SmpMachine(lockdep=True)`` hangs a :class:`Lockdep` off the machine; every spinlock,
+mutex, rwlock_t and rw_semaphore acquisition and release of its tasks goes through it (one ``is None`` test
 in runtime/locks.py when it is off). Like the kernel's graph across a boot, its state
 persists across the runs of that machine.
 
@@ -43,6 +43,14 @@ Kept from the kernel:
   "WARNING: possible recursive locking detected"; so is the fs_reclaim map taken again.
   A trylock is never checked for recursion and marks no used-in-irq usage
   (mark_usage(): "non-trylock use in a hardirq or softirq context").
+- **Read locks, 2.6.x rules.** The acquire's ``read``: 0 a write, 1 a non-recursive
+  read (``down_read()``), 2 a recursive read (``read_lock()``). A recursive read of a
+  class held for reading is no recursion (check_deadlock()) and adds no dependency; a
+  held recursive read gets no dependency (the search goes on below it); a recursive
+  read being taken has its dependencies checked, not stored (check_prev_add()). Reads
+  set the _READ usage bits, which conflict with the other direction's write bit, and a
+  write bit with the other direction's read bit too (mark_lock_irq(), with
+  STRICT_READ_CHECKS); check_irq_usage() pairs read-safe classes with write-unsafe ones.
 - **fs_reclaim.** The pseudo-lock the page allocator takes around every allocation that
   may enter filesystem reclaim (``fs_reclaim_acquire``/``fs_reclaim_release``, which
   the mm layer calls): a lock taken inside reclaim gets the edge fs_reclaim -> L, and
@@ -57,7 +65,9 @@ Simplified (docs/lockdep.md says more):
   whose edge would close it, an inconsistency by class and bits, a recursion by
   class) and validation goes on; the kernel's ``debug_locks_off()`` instead stops
   lockdep after its first report. The offending edge is not added to the graph.
-- No read locks, no subclasses (``spin_lock_nested``), no lock chains cache, no
+- Not the 5.x read/write dependency rules (docs/lockdep.md, "Read locks"); the pairs a
+  recursive read was checked against are remembered instead of a lock chain cache; no
+  subclasses (``spin_lock_nested``), no lock chains cache, no
   ``irq event stamp`` lines, no kernel ident line, no ``... key at:`` lines. Usage is
   marked at acquisition and, as the kernel's mark_held_locks(), on the locks held when
   ``local_irq_enable()``/``local_irq_restore()`` or ``local_bh_enable()`` turn
@@ -84,25 +94,54 @@ from .report import Frame, capture_stack, relpath, warning_line
 from .task import Task, current_task
 from .validate import check_int
 
-# -- usage bits (kernel/locking/lockdep_states.h, lockdep_internals.h; no _READ bits) --------
+# -- usage bits (kernel/locking/lockdep_states.h, lockdep_internals.h) -----------------------
 LOCK_USED_IN_HARDIRQ: Final = 1 << 0
 LOCK_ENABLED_HARDIRQ: Final = 1 << 1
 LOCK_USED_IN_SOFTIRQ: Final = 1 << 2
 LOCK_ENABLED_SOFTIRQ: Final = 1 << 3
+#: the _READ bits: the same usages by a read acquisition (read_lock(), down_read())
+LOCK_USED_IN_HARDIRQ_READ: Final = 1 << 4
+LOCK_ENABLED_HARDIRQ_READ: Final = 1 << 5
+LOCK_USED_IN_SOFTIRQ_READ: Final = 1 << 6
+LOCK_ENABLED_SOFTIRQ_READ: Final = 1 << 7
 
 USAGE_STR: Final = {LOCK_USED_IN_HARDIRQ: "IN-HARDIRQ-W", LOCK_ENABLED_HARDIRQ: "HARDIRQ-ON-W",
-                    LOCK_USED_IN_SOFTIRQ: "IN-SOFTIRQ-W", LOCK_ENABLED_SOFTIRQ: "SOFTIRQ-ON-W"}
-#: the bit each usage bit excludes (exclusive_bit(): same state, the other direction)
+                    LOCK_USED_IN_SOFTIRQ: "IN-SOFTIRQ-W", LOCK_ENABLED_SOFTIRQ: "SOFTIRQ-ON-W",
+                    LOCK_USED_IN_HARDIRQ_READ: "IN-HARDIRQ-R", LOCK_ENABLED_HARDIRQ_READ: "HARDIRQ-ON-R",
+                    LOCK_USED_IN_SOFTIRQ_READ: "IN-SOFTIRQ-R", LOCK_ENABLED_SOFTIRQ_READ: "SOFTIRQ-ON-R"}
+#: exclusive_bit(): the *write* bit of the same state, the other direction (a read bit too
+#: excludes the write bit only: two reads never conflict)
 _EXCLUSIVE: Final = {LOCK_USED_IN_HARDIRQ: LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_HARDIRQ: LOCK_USED_IN_HARDIRQ,
-                     LOCK_USED_IN_SOFTIRQ: LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ}
-#: the order mark_usage() marks them in
-_MARK_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ)
-#: the bit numbers' order (lockdep_states.h: HARDIRQ's used-in and enabled, then SOFTIRQ's)
-_USAGE_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_ENABLED_HARDIRQ, LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_SOFTIRQ)
-_USED_IN_IRQ_ALL: Final = LOCK_USED_IN_HARDIRQ | LOCK_USED_IN_SOFTIRQ
-#: state_name(): the irq class a usage bit belongs to
-_STATE_NAME: Final = {LOCK_USED_IN_HARDIRQ: "HARDIRQ", LOCK_ENABLED_HARDIRQ: "HARDIRQ",
-                      LOCK_USED_IN_SOFTIRQ: "SOFTIRQ", LOCK_ENABLED_SOFTIRQ: "SOFTIRQ"}
+                     LOCK_USED_IN_SOFTIRQ: LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ,
+                     LOCK_USED_IN_HARDIRQ_READ: LOCK_ENABLED_HARDIRQ,
+                     LOCK_ENABLED_HARDIRQ_READ: LOCK_USED_IN_HARDIRQ,
+                     LOCK_USED_IN_SOFTIRQ_READ: LOCK_ENABLED_SOFTIRQ,
+                     LOCK_ENABLED_SOFTIRQ_READ: LOCK_USED_IN_SOFTIRQ}
+#: mark_lock_irq()'s "read in write conflicts": a write bit also excludes the read bit of
+#: the other direction (``excl_bit + 1``)
+_EXCLUSIVE_READ: Final = {LOCK_USED_IN_HARDIRQ: LOCK_ENABLED_HARDIRQ_READ,
+                          LOCK_ENABLED_HARDIRQ: LOCK_USED_IN_HARDIRQ_READ,
+                          LOCK_USED_IN_SOFTIRQ: LOCK_ENABLED_SOFTIRQ_READ,
+                          LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ_READ}
+_READ_BITS: Final = (LOCK_USED_IN_HARDIRQ_READ | LOCK_ENABLED_HARDIRQ_READ | LOCK_USED_IN_SOFTIRQ_READ
+                     | LOCK_ENABLED_SOFTIRQ_READ)
+#: the order mark_usage() marks them in (a read acquisition sets the _READ bit instead)
+_MARK_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_USED_IN_HARDIRQ_READ, LOCK_USED_IN_SOFTIRQ,
+                      LOCK_USED_IN_SOFTIRQ_READ, LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_HARDIRQ_READ,
+                      LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ_READ)
+#: the bit numbers' order (lockdep_states.h: per state used-in, used-in-read, enabled, enabled-read)
+_USAGE_ORDER: Final = (LOCK_USED_IN_HARDIRQ, LOCK_USED_IN_HARDIRQ_READ, LOCK_ENABLED_HARDIRQ,
+                       LOCK_ENABLED_HARDIRQ_READ, LOCK_USED_IN_SOFTIRQ, LOCK_USED_IN_SOFTIRQ_READ,
+                       LOCK_ENABLED_SOFTIRQ, LOCK_ENABLED_SOFTIRQ_READ)
+_USED_IN_IRQ_ALL: Final = (LOCK_USED_IN_HARDIRQ | LOCK_USED_IN_SOFTIRQ | LOCK_USED_IN_HARDIRQ_READ
+                           | LOCK_USED_IN_SOFTIRQ_READ)
+#: an irq-unsafe (write-enabled) bit -> the used-in bits, write and read, it conflicts with in the graph
+_SAFE_OF: Final = {LOCK_ENABLED_HARDIRQ: LOCK_USED_IN_HARDIRQ | LOCK_USED_IN_HARDIRQ_READ,
+                   LOCK_ENABLED_SOFTIRQ: LOCK_USED_IN_SOFTIRQ | LOCK_USED_IN_SOFTIRQ_READ}
+#: state_name() without the read mark (mark_lock_irq() strips it): the irq class of a bit
+_STATE_NAME: Final = {b: ("HARDIRQ" if b & 0x33 else "SOFTIRQ") for b in _USAGE_ORDER}
+#: state_name() of check_irq_usage(): a read bit is "HARDIRQ-READ" (state_rnames[])
+_STATE_RNAME: Final = {b: _STATE_NAME[b] + ("-READ" if b & _READ_BITS else "") for b in _USAGE_ORDER}
 
 # -- wait types, printed as {outer:inner} (include/linux/lockdep_types.h) ------------------
 LD_WAIT_INV: Final = 0  # not checked: lockdep maps such as fs_reclaim print {0:0}
@@ -131,7 +170,7 @@ _RUNTIME_FILES: Final = frozenset(os.path.join(_RUNTIME_DIR, f) for f in os.list
                                   if f.endswith(".py"))
 
 # -- held-lock entries: tuples (lockdep's struct held_lock) --------------------------------
-_H_LOCK, _H_CLASS, _H_CTX, _H_TRY, _H_FILE, _H_LINE = range(6)
+_H_LOCK, _H_CLASS, _H_CTX, _H_TRY, _H_FILE, _H_LINE, _H_READ = range(7)
 
 
 class LockClass:
@@ -150,18 +189,20 @@ class LockClass:
         self.before: dict[LockClass, tuple[Frame, ...]] = {}
 
     def usage_chars(self) -> str:
-        """get_usage_chars(): one char per state and its (absent) read form: '+' enabled,
-        '-' used in irq, '?' both, '.' neither."""
+        """get_usage_chars(): one char per state and then its read form: '+' enabled,
+        '-' used in irq, '?' both, '.' neither (``{.+.+}``: read with irqs on only)."""
         out = []
+        u = self.usage
         for used, enabled in ((LOCK_USED_IN_HARDIRQ, LOCK_ENABLED_HARDIRQ),
-                              (LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_SOFTIRQ)):
-            u = self.usage
+                              (LOCK_USED_IN_HARDIRQ_READ, LOCK_ENABLED_HARDIRQ_READ),
+                              (LOCK_USED_IN_SOFTIRQ, LOCK_ENABLED_SOFTIRQ),
+                              (LOCK_USED_IN_SOFTIRQ_READ, LOCK_ENABLED_SOFTIRQ_READ)):
             c = "."
             if u & enabled:
                 c = "?" if u & used else "+"
             elif u & used:
                 c = "-"
-            out.append(c + ".")
+            out.append(c)
         return "".join(out)
 
     def label(self) -> str:
@@ -228,6 +269,9 @@ class Lockdep:
         self.held: dict[Task, list[tuple[Any, ...]]] = {}
         #: the problems already reported (each distinct one is reported once)
         self.reported: set[tuple[Any, ...]] = set()
+        #: (held class, recursive-read class) pairs already checked: their dependency is
+        #: checked but not stored, so without this every read_lock() would search again
+        self._read_checked: set[tuple[LockClass, LockClass]] = set()
         self._graph_lock = threading.Lock()
 
     # -- classes ------------------------------------------------------------------
@@ -268,16 +312,18 @@ class Lockdep:
         return sorted((a.name, b.name) for a in self.classes.values() for b in a.after)
 
     # -- acquire and release (called from runtime/locks.py) ---------------------------
-    def acquire(self, t: Task, lock: Any, trylock: bool = False) -> None:
+    def acquire(self, t: Task, lock: Any, trylock: bool = False, read: int = 0) -> None:
         """lock_acquire(): mark usage, check recursion and new dependencies, then record
         ``lock`` as held by ``t``. Called before a blocking acquisition waits (the lock
-        may never be granted: that is the point), after a trylock succeeded."""
+        may never be granted: that is the point), after a trylock succeeded. ``read`` is
+        lockdep's: 0 a write (exclusive) acquisition, 1 a non-recursive read
+        (``down_read()``), 2 a recursive read (``read_lock()`` of an rwlock_t)."""
         cls = lock.dep_class
         if cls is None:
             cls = lock.dep_class = self.class_of(lock)
-        self._acquire(t, lock, cls, trylock)
+        self._acquire(t, lock, cls, trylock, read)
 
-    def _acquire(self, t: Task, lock: Any, cls: LockClass, trylock: bool) -> None:
+    def _acquire(self, t: Task, lock: Any, cls: LockClass, trylock: bool, read: int = 0) -> None:
         c = t.cpu
         pc = c.preempt_count
         ctx = (_CTX_HARDIRQ if pc & HARDIRQ_MASK else 0) | (_CTX_SOFTIRQ if pc & SOFTIRQ_OFFSET else 0)
@@ -285,13 +331,15 @@ class Lockdep:
         files = _RUNTIME_FILES
         while f.f_code.co_filename in files:
             f = f.f_back
-        entry = (lock, cls, ctx, trylock, f.f_code.co_filename, f.f_lineno)
+        entry = (lock, cls, ctx, trylock, f.f_code.co_filename, f.f_lineno, read)
         new = 0
         if ctx and not trylock:  # mark_usage(): only a non-trylock use marks the class used in irq
             new = (LOCK_USED_IN_HARDIRQ if ctx & _CTX_HARDIRQ else 0) | (
                 LOCK_USED_IN_SOFTIRQ if ctx & _CTX_SOFTIRQ else 0)
         if not c.irqs_off:
             new |= LOCK_ENABLED_HARDIRQ if pc & SOFTIRQ_MASK else LOCK_ENABLED_HARDIRQ | LOCK_ENABLED_SOFTIRQ
+        if read:  # the _READ bits instead (each is the write bit shifted by 4)
+            new <<= 4
         stack = self.held.get(t)
         ok = True
         if new & ~cls.usage:
@@ -307,15 +355,24 @@ class Lockdep:
                 if h[_H_CLASS] is cls:
                     # check_deadlock(): another instance of the class or the same one (then
                     # the lock's own debug check follows: the spinlock Oops, the mutex's
-                    # report, the model's stand-ins for a CPU or task that would hang)
-                    self._recursive(t, entry, h, stack)
+                    # report, the model's stand-ins for a CPU or task that would hang);
+                    # a recursive read under a read of the class is allowed, and adds no
+                    # dependency (validate_chain()'s ret == 2)
+                    if not (read == 2 and h[_H_READ]):
+                        self._recursive(t, entry, h, stack)
                     break
             else:
                 for i in range(len(stack) - 1, -1, -1):
                     h = stack[i]
                     if h[_H_CTX] != ctx:
                         break
-                    if cls not in h[_H_CLASS].after and not self._add_dep(t, h, entry, stack):
+                    if h[_H_READ] == 2:  # check_prevs_add(): a recursive read gets no new dependency
+                        continue
+                    if read == 2:  # checked, not stored (check_prev_add(), 2.6.x): once per pair
+                        key = (h[_H_CLASS], cls)
+                        if key not in self._read_checked and not self._add_dep(t, h, entry, stack, False):
+                            break
+                    elif cls not in h[_H_CLASS].after and not self._add_dep(t, h, entry, stack):
                         break
                     if not h[_H_TRY]:
                         break
@@ -362,7 +419,8 @@ class Lockdep:
         for bit in (LOCK_ENABLED_HARDIRQ, LOCK_ENABLED_SOFTIRQ):
             if new & bit:
                 for h in held:
-                    if not h[_H_CLASS].usage & bit and not self._mark(t, h, bit, stack, pc, True):
+                    b = bit << 4 if h[_H_READ] else bit  # a lock held for reading: the _READ bit
+                    if not h[_H_CLASS].usage & b and not self._mark(t, h, b, stack, pc, True):
                         return
 
     def release(self, t: Task, lock: Any) -> None:
@@ -377,6 +435,14 @@ class Lockdep:
                 if stack[i][_H_LOCK] is lock:
                     del stack[i]
                     break
+
+    def downgrade(self, t: Task, lock: Any) -> None:
+        """lock_downgrade(): ``t`` now holds ``lock`` for (non-recursive) reading."""
+        stack = self.held.get(t)
+        for i, h in enumerate(stack or ()):
+            if h[_H_LOCK] is lock:
+                stack[i] = (*h[:_H_READ], 1)  # type: ignore[index]
+                return
 
     def holds(self, t: Task, lock: Any) -> bool:
         return any(h[_H_LOCK] is lock for h in self.held.get(t, ()))
@@ -402,13 +468,23 @@ class Lockdep:
                     cls.usage |= bit
                     cls.usage_stack[bit] = capture_stack()
                     excl = _EXCLUSIVE[bit]
-                    if cls.usage & excl:
+                    if cls.usage & excl:  # valid_state()
                         bad = (excl, bit)
                         break
+                    mask = excl
+                    if not bit & _READ_BITS:  # a write bit: the read in write conflicts too
+                        mask |= _EXCLUSIVE_READ[bit]
+                        if cls.usage & _EXCLUSIVE_READ[bit]:
+                            bad = (_EXCLUSIVE_READ[bit], bit)
+                            break
+                    # the graph (STRICT_READ_CHECKS): a used-in bit looks forwards, an
+                    # irq-on bit backwards, for the write bit it excludes, a write bit for
+                    # the read one too
                     forwards = bool(bit & _USED_IN_IRQ_ALL)
-                    path = _bfs(cls, _has_usage(excl), forwards)
+                    path = _bfs(cls, _has_usage(mask), forwards)
                     if path is not None:
-                        inversion = (bit, excl, forwards, path)
+                        found = path[-1][1].usage & mask
+                        inversion = (bit, excl if found & excl else mask & ~excl, forwards, path)
                         break
         if inversion is not None:
             self._inversion(t, entry, stack, *inversion)
@@ -466,10 +542,11 @@ class Lockdep:
                                                               _inst_name(entry[_H_LOCK])]})
 
     def _add_dep(self, t: Task, prev: tuple[Any, ...], entry: tuple[Any, ...],
-                 stack: list[tuple[Any, ...]]) -> bool:
+                 stack: list[tuple[Any, ...]], store: bool = True) -> bool:
         """check_prev_add(): add prev -> next unless next already leads to prev (a cycle)
         or the edge would connect an irq-safe class with an irq-unsafe one
-        (check_irq_usage), both reported. Returns False after a report."""
+        (check_irq_usage), both reported. Returns False after a report. With ``store``
+        False (next is a recursive read) the checks run and the edge is not added."""
         a: LockClass = prev[_H_CLASS]
         b: LockClass = entry[_H_CLASS]
         irq = None
@@ -480,7 +557,10 @@ class Lockdep:
             if path is None:
                 irq = _irq_usage(a, b)
                 if irq is None:
-                    a.after[b] = b.before[a] = capture_stack()
+                    if store:
+                        a.after[b] = b.before[a] = capture_stack()
+                    else:
+                        self._read_checked.add((a, b))
                     return True
         if irq is not None:
             key = ("irq_order", irq[0][-1][1], irq[1][-1][1])
@@ -549,7 +629,7 @@ class Lockdep:
         safe, unsafe = back[-1][1], fwd[-1][1]
         a: LockClass = prev[_H_CLASS]
         b: LockClass = entry[_H_CLASS]
-        irq = _STATE_NAME[safe_bit]
+        irq = _STATE_RNAME[safe_bit]
         rule = "=" * 53
         now = capture_stack()
         lines = [rule, f"WARNING: {irq}-safe -> {irq}-unsafe lock order detected", "-" * 53,
@@ -584,7 +664,7 @@ class Lockdep:
         if key in self.reported:
             return
         self.reported.add(key)
-        irq = _STATE_NAME[bit]
+        irq = _STATE_RNAME[excl] if excl & _READ_BITS else _STATE_NAME[bit]  # state_name(read_bit)
         middle = path[1][1] if len(path) > 1 else this
         scenario = (_irq_scenario(this, other, middle, other) if forwards
                     else _irq_scenario(other, this, middle, this))
@@ -667,13 +747,19 @@ def _irq_usage(prev: LockClass, nxt: LockClass) -> tuple[_Path, _Path, int, int]
     used &= _USED_IN_IRQ_ALL
     if not used:
         return None
-    forward_mask = sum(_EXCLUSIVE[bit] for bit in _MARK_ORDER if used & bit)
+    forward_mask = 0  # the write irq-on bits a used-in bit (write or read) excludes
+    for bit in _MARK_ORDER:
+        if used & bit:
+            forward_mask |= _EXCLUSIVE[bit]
     fwd = _bfs(nxt, _has_usage(forward_mask), True)  # step 2
     if fwd is None:
         return None
     unsafe = fwd[-1][1]
-    backward_mask = sum(_EXCLUSIVE[bit] for bit in _MARK_ORDER if unsafe.usage & bit)
-    back = _bfs(prev, _has_usage(backward_mask & _USED_IN_IRQ_ALL), False)  # step 3
+    backward_mask = 0
+    for bit, safe_bits in _SAFE_OF.items():
+        if unsafe.usage & bit:
+            backward_mask |= safe_bits
+    back = _bfs(prev, _has_usage(backward_mask), False)  # step 3
     if back is None:
         return None
     safe = back[-1][1]
@@ -876,7 +962,9 @@ def memalloc_noio_restore(flags: int) -> None:
 
 
 __all__ = ["fs_reclaim_enter", "fs_reclaim_exit", "LOCK_USED_IN_HARDIRQ", "LOCK_ENABLED_HARDIRQ",
-           "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ", "USAGE_STR", "LD_WAIT_INV", "LD_WAIT_SPIN",
+           "LOCK_USED_IN_SOFTIRQ", "LOCK_ENABLED_SOFTIRQ", "LOCK_USED_IN_HARDIRQ_READ",
+           "LOCK_ENABLED_HARDIRQ_READ", "LOCK_USED_IN_SOFTIRQ_READ", "LOCK_ENABLED_SOFTIRQ_READ", "USAGE_STR",
+           "LD_WAIT_INV", "LD_WAIT_SPIN",
            "LD_WAIT_SLEEP", "GFP_WAIT_BIT", "GFP_IO_BIT", "GFP_FS_BIT", "GFP_BITS_MASK", "PF_MEMALLOC",
            "PF_MEMALLOC_NOFS", "PF_MEMALLOC_NOIO", "LockClass", "LockdepMap", "FS_RECLAIM_MAP",
            "lock_class_key", "Lockdep", "current_gfp_context", "fs_reclaim_acquire", "fs_reclaim_release",

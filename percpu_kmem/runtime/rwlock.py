@@ -30,7 +30,11 @@ Kept from the kernel:
 
 - Lockdep (``Machine(lockdep=True)``) validates the write side, as the kernel's
   ``rwlock_acquire()``: AA, AB-BA with other locks, irq safety (a write_lock() in an
-  interrupt handler and one with interrupts on elsewhere), bad unlock balance.
+  interrupt handler and one with interrupts on elsewhere), bad unlock balance; and the
+  read side as a recursive read (``rwlock_acquire_read()``, read = 2): a read_lock()
+  nests in a read of its class, even from an interrupt (tasklist_lock), a read with a
+  write of one class is recursive locking, a read in an interrupt and a write with
+  interrupts on is an inconsistent lock state (runtime/lockdep.py has the 2.6.x rules).
 
 - The exhaustive search's footprints (runtime/footprint.py): every acquisition and release
   touches the lock's class key, as a spinlock's. (The sleeping and signalling primitives
@@ -38,9 +42,7 @@ Kept from the kernel:
   those without one, the trylocks, ``try_wait_for_completion()``, ``completion_done()``
   and ``reinit_completion()``, touch their object's init-site key.)
 
-Simplified: the read side is not validated (the model's lockdep has no read locks, and the
-kernel's treats rwlock readers as recursive, so the cycles through them it would report
-are rare); no
+Simplified: no
 lock_stat counters and a flat virtual-time cost per acquisition (``costs.lock``); a write
 waiter spins until no reader is left, with no queueing (2.6's arch rwlocks have none).
 """
@@ -172,6 +174,9 @@ def _acquired(t: Task, lock: rwlock_t, write: bool, fn: str) -> None:
 def _read_acquire(t: Task, lock: rwlock_t, fn: str) -> None:
     """Preemption (and irqs or bottom halves) already off: get in as a reader."""
     if _fp.active: _fp.touch("lock", lock.dep_key)  # noqa: E701  (the exhaustive search's footprint)
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock, False, 2)  # rwlock_acquire_read(): a recursive read, before spinning
     while True:
         with lock.guard:
             if lock.owner is None:
@@ -221,6 +226,9 @@ def _read_release(t: Task, lock: rwlock_t) -> bool:
     if holder is None:
         _bad_unlock(t, lock)
         return False
+    ld = t.machine.lockdep
+    if ld is not None and ld.holds(t, lock):  # rwlock_release() (the imbalance is reported above)
+        ld.release(t, lock)
     _forget(holder, lock)
     ev = t.machine.events
     if ev is not None:
@@ -315,6 +323,9 @@ def read_trylock(lock: rwlock_t) -> int:
     if not ok:
         return 0
     t.cpu.preempt_count += 1
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.acquire(t, lock, True, 2)
     _acquired(t, lock, False, "read_trylock")
     return 1
 

@@ -34,10 +34,11 @@ Kept from the kernel:
   locking dependency detected", an up of an rwsem the task does not hold is "bad unlock
   balance detected!". The class's wait type prints {3:3}, a sleeping lock's.
 
-Simplified: the model's lockdep has no read locks, so ``down_read()`` is validated as an
-exclusive acquisition: the reports above are the kernel's, but the usage characters
-carry no read bits and a read-read dependency counts as a write one (the kernel's
-non-recursive-read rules report such cycles too). ``Task.held`` does not list rwsems (a
+``down_read()`` is a non-recursive read for lockdep (read = 1, ``rwsem_acquire_read()``;
+``downgrade_write()`` is ``lock_downgrade()``): the usage characters carry the read bits,
+and its dependencies count as a write's (2.6.x; runtime/lockdep.py).
+
+Simplified: ``Task.held`` does not list rwsems (a
 task may exit holding one without the exit note); no
 ``down_read_nested``/``_killable``/``_interruptible`` forms; the rwsem's internal spinlock
 adds no scheduling point (an up adds one, as its unlock would).
@@ -142,7 +143,9 @@ def _down(fn: str, sem: Any, kind: int) -> None:
     might_sleep()
     ld = t.machine.lockdep
     if ld is not None:
-        ld.acquire(t, sem)  # before waiting, as rwsem_acquire() precedes the slow path
+        # before waiting, as rwsem_acquire()/rwsem_acquire_read() precede the slow path; a
+        # read is non-recursive (1): a writer may queue between two down_read()s
+        ld.acquire(t, sem, False, 1 if kind == _READ else 0)
     with sem.guard:
         if not sem.waiters and (sem.activity >= 0 if kind == _READ else sem.activity == 0):
             sem.activity += 1 if kind == _READ else -1
@@ -248,7 +251,7 @@ def down_read_trylock(sem: rw_semaphore) -> int:
     if ok:
         ld = t.machine.lockdep
         if ld is not None:
-            ld.acquire(t, sem, True)
+            ld.acquire(t, sem, True, 1)
         return 1
     return 0
 
@@ -346,6 +349,9 @@ def downgrade_write(sem: rw_semaphore) -> None:
     if not ok:
         _writer_check(t, "downgrade_write", sem)
         return
+    ld = t.machine.lockdep
+    if ld is not None:
+        ld.downgrade(t, sem)
     _wake(t, "downgrade_write", sem, woken)
 
 

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Final
 
+from .irq import IRQF_PERCPU
 from .kernel import (
     NR_CPUS,
     WARN_ON,
@@ -91,7 +92,7 @@ def smp_call_function(func: Callable[[Any], Any], info: Any = None, wait: bool =
     m = t.machine
     WARN_ON(irqs_disabled(), "smp_call_function() with interrupts disabled can deadlock")
     if CALL_FUNCTION_VECTOR not in m.irq.actions:
-        m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION")
+        m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION", flags=IRQF_PERCPU)
     preempt_disable()
     me = t.cpu.id
     targets = [c for c in m.cpus if c.id != me and c.online]
@@ -143,7 +144,7 @@ def smp_call_function_single(cpu: int, func: Callable[[Any], Any], info: Any = N
             local_irq_restore(flags)
             return 0
         if CALL_FUNCTION_VECTOR not in m.irq.actions:
-            m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION")
+            m.request_irq(CALL_FUNCTION_VECTOR, smp_call_function_interrupt, "CALL_FUNCTION", flags=IRQF_PERCPU)
         data = call_data_struct(func, info, 1)
         m.cpus[cpu].data.setdefault(_QUEUE, []).append(data)
         m.raise_irq(CALL_FUNCTION_VECTOR, cpu)

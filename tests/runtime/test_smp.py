@@ -80,3 +80,23 @@ def test_free_policy_waits_for_a_slow_ipi_handler_on_an_idle_cpu(seed: int) -> N
     m.run(lambda: smp_call_function(slow, None, True))
     assert not m.reports, m.reports[0].text
     assert done == [1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_an_ipi_runs_on_every_cpu_at_once_not_serialised_as_a_device_line(seed: int) -> None:
+    """The call-function IPI is a per-CPU interrupt (IRQF_PERCPU): two idle CPUs run their
+    own calls at the same time. Serialised as a device line (IRQ_INPROGRESS), the second
+    CPU's call was handed to the first CPU's rerun, which looks at its own queue only: the
+    call was lost and the caller reported deadlocked (free policy, 4 CPUs)."""
+    import time
+
+    ran: list[int] = []
+
+    def slow(info: object) -> None:
+        time.sleep(0.02)                   # long enough for the other idle CPUs' IPIs to overlap
+        ran.append(raw_smp_processor_id())
+
+    m = Machine(cpus=4, policy="free", seed=seed)
+    m.run(lambda: smp_call_function(slow, None, True))
+    assert not m.reports, m.reports[0].text
+    assert len(ran) == 3 and len(set(ran)) == 3
