@@ -841,7 +841,7 @@ class Pair:
     first_line: str
     machine: dict[str, Any] = field(default_factory=lambda: dict(DETECTORS))
     race: bool = False
-    also: tuple[str, ...] = ()        # kinds the kernel may print first (lockdep's fs_reclaim)
+    also: tuple[str, ...] = ()        # kinds lockdep may print first (fs_reclaim, rwlock reads)
 
     def scenario(self, bug: bool) -> StressScenario:
         twin = "buggy" if bug else "fixed"
@@ -870,7 +870,8 @@ PAIRS: dict[str, Pair] = {p.body.__name__: p for p in [
     Pair(rwsem_recursive_down_read, ("lockdep_recursive",), "WARNING: possible recursive locking detected"),
     Pair(rwsem_counter_under_down_read, ("kcsan_data_race",), "BUG: KCSAN: data-race in ", KCSAN),
     Pair(spinlock_shared_with_handler, ("lockdep_inconsistent",), "WARNING: inconsistent lock state"),
-    Pair(rwlock_reader_interrupted_by_writer, ("rwlock_write_lock_lockup",), "BUG: write-lock lockup on CPU#"),
+    Pair(rwlock_reader_interrupted_by_writer, ("rwlock_write_lock_lockup",), "BUG: write-lock lockup on CPU#",
+         also=("lockdep_inconsistent",)),      # lockdep's read side: {HARDIRQ-ON-R} -> {IN-HARDIRQ-W}
     Pair(scullpipe_lost_wakeup, ("deadlock",), DEADLOCK, race=True),
     Pair(scullpipe_sleeps_holding_semaphore, ("deadlock",), DEADLOCK),
     Pair(sleepy_wakes_before_the_flag, ("deadlock",), DEADLOCK),
