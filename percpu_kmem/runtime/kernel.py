@@ -536,6 +536,12 @@ def schedule() -> None:
         if t.woken and t.hb is not None:  # KCSAN: the wake-up came first: acquire what it released
             t.hb.woke(t)
         _schedule_debug(t)
+        # a schedule() loop polls like a cpu_relax() loop (LDD3's jitsched: "while
+        # (time_before(jiffies, j1)) schedule();"): time passes while it is all that runs
+        t.engine.relax(t)
+        if t.relax_streak == 1:
+            file, line, _ = caller_site(2)
+            t.relax_site = f"{file}:{line}"
         t.engine.yield_cpu(t, "schedule")
         return
     block(t.waiting_on if t.waiting_on is not None else _SCHEDULED, None, "schedule")
