@@ -345,12 +345,8 @@ def smp_load_acquire(addr: int, size: int = 4) -> int:
     t = current_task()
     preempt_point("smp_load_acquire")
     x = do_read_int("smp_load_acquire", addr, size)
-    hb = t.hb
-    if hb is not None:
-        with hb.lock:
-            clk = hb.sync.get(addr)
-            if clk is not None:
-                join(hb.actor_of(t).vc, clk)
+    if t.hb is not None and addr.__class__ is int:
+        t.hb.acquire_addr(t, addr)
     return x
 
 
@@ -363,16 +359,8 @@ def smp_store_release(addr: int, value: int, size: int = 4) -> None:
     if value.__class__ is not int:
         value_arg("smp_store_release", value)
     preempt_point("smp_store_release")
-    hb = t.hb
-    if hb is not None and addr.__class__ is int:
-        with hb.lock:
-            a = hb.actor_of(t)
-            clk = hb.sync.get(addr)
-            if clk is None:
-                hb.sync[addr] = dict(a.vc)
-            else:
-                join(clk, a.vc)
-            a.tick()
+    if t.hb is not None and addr.__class__ is int:
+        t.hb.release_addr(t, addr)
     do_write_int("smp_store_release", addr, value, size)
 
 

@@ -35,7 +35,6 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from ..runtime.errors import NotInTaskError
-from ..runtime.hb import join
 from ..runtime.kernel import preempt_point
 from ..runtime.report import skip_frames_of
 from ..runtime.task import current_task
@@ -110,16 +109,8 @@ def clear_bit_unlock(nr: int, addr: int) -> None:
     test_and_set_bit_lock() (or test_and_set_bit()) that takes the bit."""
     w, mask = _word("clear_bit_unlock", nr, addr)
     t = current_task()
-    hb = t.hb
-    if hb is not None:  # KCSAN: a release into the word, as smp_store_release()
-        with hb.lock:
-            a = hb.actor_of(t)
-            clk = hb.sync.get(w)
-            if clk is None:
-                hb.sync[w] = dict(a.vc)
-            else:
-                join(clk, a.vc)
-            a.tick()
+    if t.hb is not None:  # KCSAN: a release into the word, as smp_store_release()
+        t.hb.release_addr(t, w)
     rmw32("clear_bit_unlock", w, lambda x: x & ~mask)
 
 

@@ -493,7 +493,14 @@ class Engine(ABC):
         t.timer_seq += 1
         t.ready_at = at
         self.ready.append(t)
-        self.placements += 1  # the options of the placement may leave out a bound ready task
+        self.ready_changed(t)
+
+    def ready_changed(self, t: Task) -> None:
+        """``t`` joined the ready list or was bound to CPUs: while a ready task is bound, a
+        decision's options list the ready tasks that fit the idle CPUs (a copy), so they are
+        rebuilt."""
+        if t.cpus_allowed is not None or any(r.cpus_allowed is not None for r in self.ready):
+            self.placements += 1
 
     # -- CPU placement -----------------------------------------------------
     def _place(self, t: Task, c: CPU) -> None:

@@ -239,6 +239,26 @@ class HappensBefore:
         self.sync[addr] = dict(a.vc)
         a.tick()
 
+    def release_addr(self, t: Task, addr: int) -> None:
+        """``t`` stores with release semantics into ``addr`` (smp_store_release,
+        clear_bit_unlock): what it did so far joins the address's sync clock."""
+        with self.lock:
+            a = self.actor_of(t)
+            clk = self.sync.get(addr)
+            if clk is None:
+                self.sync[addr] = dict(a.vc)
+            else:
+                join(clk, a.vc)
+            a.tick()
+
+    def acquire_addr(self, t: Task, addr: int) -> None:
+        """``t`` loads ``addr`` with acquire semantics (smp_load_acquire): it has seen what
+        the releases into the address had."""
+        with self.lock:
+            clk = self.sync.get(addr)
+            if clk is not None:
+                join(self.actor_of(t).vc, clk)
+
     # -- hooks of runtime/locks.py and runtime/kernel.py --------------------------------------
     def acquire(self, t: Task, obj: Any) -> None:
         """``t`` took lock ``obj``."""

@@ -1075,6 +1075,7 @@ def kthread_bind(t: Task, cpu: int) -> None:
     _task_arg("kthread_bind", t, me)
     check_int("kthread_bind", "cpu", cpu, 0, me.machine.nr_cpus - 1, "a CPU number")
     t.cpus_allowed = frozenset((cpu,))
+    me.engine.ready_changed(t)
 
 
 def set_cpus_allowed(t: Task, cpus: Any) -> None:
@@ -1090,6 +1091,7 @@ def set_cpus_allowed(t: Task, cpus: Any) -> None:
     if not allowed:
         raise bad("set_cpus_allowed", "cpus", cpus, "a CPU mask that is not empty")
     t.cpus_allowed = frozenset(allowed)
+    me.engine.ready_changed(t)
 
 
 # -- interrupts and softirqs ------------------------------------------------------------

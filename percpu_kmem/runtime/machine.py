@@ -464,7 +464,7 @@ class SmpMachine:
             t.state = T_READY
             t.ready_at = current_task().cpu.clock if current_task() else 0
             engine.ready.append(t)
-            engine.placements += 1  # (see Engine._make_ready)
+            engine.ready_changed(t)
         engine.add_task(t)
         return t
 
